@@ -1,0 +1,262 @@
+//! A capture session: one ordered stream of events under some root directories.
+//!
+//! Sources: a private eBPF instance (the default, so a session never consumes the pinned
+//! ring an engine drains), the pinned driver's ring (`attach`, holding the reader lock), or
+//! fanotify. Whatever the source, events outside the roots are dropped, sequence numbers
+//! are assigned in the order events leave the source, and records the driver could not
+//! keep surface as an `overflow` event followed by a `dirty` event per affected file.
+
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rill_abi::{maps::kernel_dev_to_user, DirtyKey, Stat};
+
+use crate::event::{DirtyReason, Event, Op};
+use crate::fanotify::FanotifySource;
+use crate::loader::{self, Instance};
+use crate::maps::DriverMaps;
+use crate::ring::{ReaderLock, RingReader};
+use crate::settings::{CaptureMode, DriverSettings};
+use crate::{DriverError, Result};
+
+/// Where a session gets its events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// A private eBPF instance, loaded for this session and unloaded after it.
+    Private,
+    /// The pinned driver's ring (requires `rill-driver load`; takes the reader lock).
+    Pinned,
+    Fanotify,
+}
+
+enum Backend {
+    Ebpf {
+        /// The private instance's programs: dropping them detaches the capture.
+        _programs: Option<aya::Ebpf>,
+        _lock: Option<ReaderLock>,
+        maps: DriverMaps,
+        reader: RingReader,
+        lost: u64,
+        /// Last path seen for each (kernel dev, ino), to name dirty files.
+        names: HashMap<(u64, u64), PathBuf>,
+    },
+    Fanotify(FanotifySource),
+}
+
+pub struct Capture {
+    roots: Vec<PathBuf>,
+    backend: Backend,
+    next_seq: u64,
+    pub source: Source,
+}
+
+impl Capture {
+    /// Starts a session. With `Source::Private`, `mode` picks eBPF or fanotify (`Auto`
+    /// tries eBPF and falls back to fanotify, logging why).
+    pub fn start(
+        roots: &[PathBuf],
+        source: Source,
+        mode: CaptureMode,
+        settings: &DriverSettings,
+    ) -> Result<Capture> {
+        let roots = roots
+            .iter()
+            .map(|r| r.canonicalize().map_err(|e| DriverError::io(r, e)))
+            .collect::<Result<Vec<_>>>()?;
+        let me = std::process::id();
+        let (backend, source) = match (source, mode) {
+            (Source::Fanotify, _) | (Source::Private, CaptureMode::Fanotify) => (
+                Backend::Fanotify(FanotifySource::new(&roots)?),
+                Source::Fanotify,
+            ),
+            (Source::Pinned, _) => {
+                let lock = ReaderLock::acquire()?;
+                let mut maps = DriverMaps::open_pinned()?;
+                let reader = RingReader::new(maps.ring.take().ok_or(DriverError::NotLoaded)?)?;
+                (ebpf_backend(None, Some(lock), maps, reader), Source::Pinned)
+            }
+            (Source::Private, _) => {
+                let mut s = settings.clone();
+                s.watched_paths = roots.clone();
+                match loader::load(&s, false) {
+                    Ok(Instance { ebpf, mut maps }) => {
+                        maps.apply_with(&s, &[me])?;
+                        let reader =
+                            RingReader::new(maps.ring.take().ok_or(DriverError::NotLoaded)?)?;
+                        (
+                            ebpf_backend(Some(ebpf), None, maps, reader),
+                            Source::Private,
+                        )
+                    }
+                    Err(e) if mode == CaptureMode::Auto && !matches!(e, DriverError::NotRoot) => {
+                        log::warn!("eBPF capture unavailable, using fanotify: {e}");
+                        (
+                            Backend::Fanotify(FanotifySource::new(&roots)?),
+                            Source::Fanotify,
+                        )
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        Ok(Capture {
+            roots,
+            backend,
+            next_seq: 1,
+            source,
+        })
+    }
+
+    pub fn roots(&self) -> &[PathBuf] {
+        &self.roots
+    }
+
+    fn under_roots(&self, p: &Path) -> bool {
+        self.roots.iter().any(|r| p.starts_with(r))
+    }
+
+    /// Waits up to `timeout` and appends the session's new events, numbered, to `out`.
+    pub fn poll(&mut self, timeout: Duration, out: &mut Vec<Event>) -> Result<usize> {
+        let mut raw = Vec::new();
+        match &mut self.backend {
+            Backend::Fanotify(f) => {
+                f.poll(timeout, &mut raw)?;
+            }
+            Backend::Ebpf { reader, .. } => {
+                reader.poll(timeout, &mut raw)?;
+            }
+        }
+        self.collect_losses(&mut raw)?;
+        let before = out.len();
+        for mut ev in raw {
+            let keep =
+                matches!(ev.op, Op::Overflow { .. }) || ev.paths().any(|p| self.under_roots(p));
+            if keep {
+                ev.seq = self.next_seq;
+                self.next_seq += 1;
+                out.push(ev);
+            }
+        }
+        Ok(out.len() - before)
+    }
+
+    /// Drains what is left in the ring (after the workload stopped) without waiting.
+    pub fn flush(&mut self, out: &mut Vec<Event>) -> Result<usize> {
+        self.poll(Duration::from_millis(0), out)
+    }
+
+    /// Turns new drop counts and dirty-map entries into `overflow` and `dirty` events.
+    fn collect_losses(&mut self, raw: &mut Vec<Event>) -> Result<()> {
+        let roots = self.roots.clone();
+        let Backend::Ebpf {
+            maps, lost, names, ..
+        } = &mut self.backend
+        else {
+            return Ok(());
+        };
+        for ev in raw.iter() {
+            if let Ok(md) = std::fs::symlink_metadata(&ev.path) {
+                names.insert(
+                    (rill_abi::maps::user_dev_to_kernel(md.dev()), md.ino()),
+                    ev.path.clone(),
+                );
+            }
+        }
+        let stats = maps.stats()?;
+        let total: u64 = (0..rill_abi::maps::Category::COUNT as u32)
+            .map(|c| stats.get(Stat::DROPPED_BASE + c) + stats.get(Stat::STOPPED_BASE + c))
+            .sum();
+        if total <= *lost {
+            return Ok(());
+        }
+        raw.push(Event {
+            seq: 0,
+            ktime_ns: 0,
+            pid: 0,
+            tid: 0,
+            path: PathBuf::new(),
+            op: Op::Overflow {
+                count: total - *lost,
+            },
+        });
+        *lost = total;
+        for (key, value) in maps.dirty()? {
+            let reason = DirtyReason::from_abi(value.reason);
+            let paths = resolve(&key, names, &roots);
+            for path in paths {
+                raw.push(Event {
+                    seq: 0,
+                    ktime_ns: value.first_ns,
+                    pid: 0,
+                    tid: 0,
+                    path,
+                    op: Op::Dirty { reason },
+                });
+            }
+            maps.clear_dirty(&key)?;
+        }
+        Ok(())
+    }
+}
+
+fn ebpf_backend(
+    programs: Option<aya::Ebpf>,
+    lock: Option<ReaderLock>,
+    maps: DriverMaps,
+    reader: RingReader,
+) -> Backend {
+    Backend::Ebpf {
+        _programs: programs,
+        _lock: lock,
+        maps,
+        reader,
+        lost: 0,
+        names: HashMap::new(),
+    }
+}
+
+/// Names a dirty (dev, ino): from paths seen in this session, else by searching the roots;
+/// an unknown object, or key (0, 0), means every root must be rescanned.
+fn resolve(
+    key: &DirtyKey,
+    names: &HashMap<(u64, u64), PathBuf>,
+    roots: &[PathBuf],
+) -> Vec<PathBuf> {
+    if key.dev == 0 && key.ino == 0 {
+        return roots.to_vec();
+    }
+    if let Some(p) = names.get(&(key.dev, key.ino)) {
+        return vec![p.clone()];
+    }
+    let want = (kernel_dev_to_user(key.dev), key.ino);
+    for root in roots {
+        if let Some(p) = find_inode(root, want, 10_000) {
+            return vec![p];
+        }
+    }
+    roots.to_vec()
+}
+
+fn find_inode(dir: &Path, want: (u64, u64), budget: usize) -> Option<PathBuf> {
+    let mut stack = vec![dir.to_path_buf()];
+    let mut seen = 0;
+    while let Some(d) = stack.pop() {
+        if let Ok(md) = std::fs::symlink_metadata(&d) {
+            if (md.dev(), md.ino()) == want {
+                return Some(d);
+            }
+            if md.is_dir() {
+                for e in std::fs::read_dir(&d).ok()?.flatten() {
+                    seen += 1;
+                    if seen > budget {
+                        return None;
+                    }
+                    stack.push(e.path());
+                }
+            }
+        }
+    }
+    None
+}

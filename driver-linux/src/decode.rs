@@ -1,0 +1,104 @@
+//! Turning capture records into [`Event`]s: joining path sections and naming the details.
+
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
+use std::path::PathBuf;
+
+use rill_abi::{
+    join_path,
+    record::{FLAG_PARTIAL_MASK, FLAG_PATH_TRUNCATED},
+    Kind, Record, Section,
+};
+
+use crate::event::{DirtyReason, Event, Op};
+use crate::{DriverError, Result};
+
+fn path(r: &Record<'_>, base: Section, name: Section) -> Result<PathBuf> {
+    let mut buf = vec![0u8; 4096 * 3];
+    let n = join_path(r.section(base), r.section(name), &mut buf)
+        .map_err(|e| DriverError::Record(format!("{} record: {e}", r.kind.name())))?;
+    buf.truncate(n);
+    Ok(PathBuf::from(OsString::from_vec(buf)))
+}
+
+fn text(r: &Record<'_>, s: Section) -> OsString {
+    OsString::from_vec(r.section(s).to_vec())
+}
+
+fn opt_id(v: u64) -> Option<u32> {
+    (v != u32::MAX as u64).then_some(v as u32)
+}
+
+/// Decodes one record. A record whose path the driver could not resolve completely
+/// becomes a `Dirty` event for what it did resolve, so the file is resynchronised.
+pub fn to_event(r: &Record<'_>) -> Result<Event> {
+    let p = path(r, Section::PathBase, Section::PathName)?;
+    let h = &r.header;
+    let op = if h.flags & FLAG_PATH_TRUNCATED != 0 {
+        Op::Dirty {
+            reason: DirtyReason::PathUnknown,
+        }
+    } else {
+        match r.kind {
+            Kind::Write => Op::Write {
+                offset: h.args[0],
+                len: h.args[1],
+                data: (h.flags & FLAG_PARTIAL_MASK == 0).then(|| r.section(Section::Data).to_vec()),
+            },
+            Kind::Create => Op::Create {
+                mode: h.args[0] as u32,
+            },
+            Kind::Truncate => Op::Truncate { size: h.args[0] },
+            Kind::Fallocate => Op::Fallocate {
+                mode: h.args[0] as u32,
+                offset: h.args[1],
+                len: h.args[2],
+            },
+            Kind::Unlink => Op::Unlink,
+            Kind::Rmdir => Op::Rmdir,
+            Kind::Mkdir => Op::Mkdir {
+                mode: h.args[0] as u32,
+            },
+            Kind::Mknod => Op::Mknod {
+                mode: h.args[0] as u32,
+                rdev: h.args[1],
+            },
+            Kind::Rename => Op::Rename {
+                new_path: path(r, Section::Path2Base, Section::Path2Name)?,
+                flags: h.args[0] as u32,
+            },
+            Kind::Link => Op::Link {
+                target: path(r, Section::Path2Base, Section::Path2Name)?,
+            },
+            Kind::Symlink => Op::Symlink {
+                target: text(r, Section::Name),
+            },
+            Kind::Chmod => Op::Chmod {
+                mode: h.args[0] as u32,
+            },
+            Kind::Chown => Op::Chown {
+                uid: opt_id(h.args[0]),
+                gid: opt_id(h.args[1]),
+            },
+            Kind::Utimes => Op::Utimes,
+            Kind::SetXattr => Op::SetXattr {
+                name: text(r, Section::Name),
+            },
+            Kind::RemoveXattr => Op::RemoveXattr {
+                name: text(r, Section::Name),
+            },
+            Kind::Dirty => Op::Dirty {
+                reason: DirtyReason::from_abi(h.args[0]),
+            },
+            Kind::Overflow => Op::Overflow { count: h.args[0] },
+        }
+    };
+    Ok(Event {
+        seq: 0,
+        ktime_ns: h.ktime_ns,
+        pid: h.pid,
+        tid: h.tid,
+        path: p,
+        op,
+    })
+}

@@ -1,0 +1,220 @@
+//! Captured operations as userspace sees them.
+//!
+//! Every capture source (the eBPF ring, fanotify) produces [`Event`]s; sequence numbers are
+//! assigned afterwards, in the order events leave the source, by [`crate::capture`]. The
+//! JSON form is the one `rill-driver capture --json` prints, one object per line.
+
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
+use rill_abi::Kind;
+use serde_json::{json, Map, Value};
+
+/// One captured file-system operation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// Position in the capture's total order; strictly increasing, assigned by the reader.
+    pub seq: u64,
+    /// CLOCK_MONOTONIC nanoseconds when the operation completed (0 if the source lacks it).
+    pub ktime_ns: u64,
+    pub pid: u32,
+    pub tid: u32,
+    /// Absolute path of the object (for `link`, the new name).
+    pub path: PathBuf,
+    pub op: Op,
+}
+
+/// What happened, with the details of each kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// `data` holds the bytes when the driver copied them inline; `None` means range-only.
+    Write {
+        offset: u64,
+        len: u64,
+        data: Option<Vec<u8>>,
+    },
+    Create {
+        mode: u32,
+    },
+    Truncate {
+        size: u64,
+    },
+    Fallocate {
+        mode: u32,
+        offset: u64,
+        len: u64,
+    },
+    Unlink,
+    Rmdir,
+    Mkdir {
+        mode: u32,
+    },
+    Mknod {
+        mode: u32,
+        rdev: u64,
+    },
+    Rename {
+        new_path: PathBuf,
+        flags: u32,
+    },
+    /// `target` is the existing file; the event's `path` is the new name.
+    Link {
+        target: PathBuf,
+    },
+    /// `target` is the link's text, stored verbatim.
+    Symlink {
+        target: OsString,
+    },
+    Chmod {
+        mode: u32,
+    },
+    /// `None`: left unchanged by the call.
+    Chown {
+        uid: Option<u32>,
+        gid: Option<u32>,
+    },
+    Utimes,
+    SetXattr {
+        name: OsString,
+    },
+    RemoveXattr {
+        name: OsString,
+    },
+    /// The file's operations were not all captured; it must be resynchronised.
+    Dirty {
+        reason: DirtyReason,
+    },
+    /// `count` records were lost; the affected files follow as `Dirty` events.
+    Overflow {
+        count: u64,
+    },
+}
+
+/// Why a file became dirty.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DirtyReason {
+    /// The ring had no room for the record.
+    RingFull,
+    /// The ring was at the stop-replicating percentage.
+    StopLimit,
+    /// The driver could not resolve the full path.
+    PathUnknown,
+    /// Modified by a path the driver does not see per operation (fanotify, mmap).
+    Modified,
+    /// Too many dirty files to track one by one: rescan everything watched.
+    RescanAll,
+}
+
+impl DirtyReason {
+    pub fn from_abi(v: u64) -> DirtyReason {
+        use rill_abi::record::*;
+        match v {
+            DIRTY_RING_FULL => DirtyReason::RingFull,
+            DIRTY_STOP_LIMIT => DirtyReason::StopLimit,
+            DIRTY_PATH_UNKNOWN => DirtyReason::PathUnknown,
+            DIRTY_MODIFIED => DirtyReason::Modified,
+            _ => DirtyReason::RescanAll,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DirtyReason::RingFull => "ring-full",
+            DirtyReason::StopLimit => "stop-limit",
+            DirtyReason::PathUnknown => "path-unknown",
+            DirtyReason::Modified => "modified",
+            DirtyReason::RescanAll => "rescan-all",
+        }
+    }
+}
+
+impl Op {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Op::Write { .. } => Kind::Write,
+            Op::Create { .. } => Kind::Create,
+            Op::Truncate { .. } => Kind::Truncate,
+            Op::Fallocate { .. } => Kind::Fallocate,
+            Op::Unlink => Kind::Unlink,
+            Op::Rmdir => Kind::Rmdir,
+            Op::Mkdir { .. } => Kind::Mkdir,
+            Op::Mknod { .. } => Kind::Mknod,
+            Op::Rename { .. } => Kind::Rename,
+            Op::Link { .. } => Kind::Link,
+            Op::Symlink { .. } => Kind::Symlink,
+            Op::Chmod { .. } => Kind::Chmod,
+            Op::Chown { .. } => Kind::Chown,
+            Op::Utimes => Kind::Utimes,
+            Op::SetXattr { .. } => Kind::SetXattr,
+            Op::RemoveXattr { .. } => Kind::RemoveXattr,
+            Op::Dirty { .. } => Kind::Dirty,
+            Op::Overflow { .. } => Kind::Overflow,
+        }
+    }
+}
+
+fn lossy(b: &[u8]) -> Value {
+    Value::String(String::from_utf8_lossy(b).into_owned())
+}
+
+impl Event {
+    /// The object printed by `capture --json`.
+    pub fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("seq".into(), json!(self.seq));
+        m.insert("kind".into(), json!(self.op.kind().name()));
+        m.insert("path".into(), lossy(self.path.as_os_str().as_bytes()));
+        m.insert("pid".into(), json!(self.pid));
+        m.insert("tid".into(), json!(self.tid));
+        m.insert("ktime_ns".into(), json!(self.ktime_ns));
+        let mut put = |k: &str, v: Value| {
+            m.insert(k.into(), v);
+        };
+        match &self.op {
+            Op::Write { offset, len, data } => {
+                put("offset", json!(offset));
+                put("len", json!(len));
+                put("inline", json!(data.is_some()));
+            }
+            Op::Create { mode } | Op::Mkdir { mode } | Op::Chmod { mode } => {
+                put("mode", json!(mode))
+            }
+            Op::Mknod { mode, rdev } => {
+                put("mode", json!(mode));
+                put("rdev", json!(rdev));
+            }
+            Op::Truncate { size } => put("size", json!(size)),
+            Op::Fallocate { mode, offset, len } => {
+                put("mode", json!(mode));
+                put("offset", json!(offset));
+                put("len", json!(len));
+            }
+            Op::Rename { new_path, flags } => {
+                put("new_path", lossy(new_path.as_os_str().as_bytes()));
+                put("flags", json!(flags));
+            }
+            Op::Link { target } => put("target", lossy(target.as_os_str().as_bytes())),
+            Op::Symlink { target } => put("target", lossy(target.as_bytes())),
+            Op::Chown { uid, gid } => {
+                put("uid", json!(uid));
+                put("gid", json!(gid));
+            }
+            Op::SetXattr { name } | Op::RemoveXattr { name } => put("name", lossy(name.as_bytes())),
+            Op::Dirty { reason } => put("reason", json!(reason.name())),
+            Op::Overflow { count } => put("count", json!(count)),
+            Op::Unlink | Op::Rmdir | Op::Utimes => {}
+        }
+        Value::Object(m)
+    }
+
+    /// Every path the event names (rename and link name two).
+    pub fn paths(&self) -> impl Iterator<Item = &PathBuf> {
+        let second = match &self.op {
+            Op::Rename { new_path, .. } => Some(new_path),
+            Op::Link { target } => Some(target),
+            _ => None,
+        };
+        std::iter::once(&self.path).chain(second)
+    }
+}

@@ -1,0 +1,305 @@
+//! Loading the eBPF programs into the kernel, pinned or private.
+//!
+//! A *pinned* load is the installed driver: maps, programs and the attachment are pinned
+//! under `/sys/fs/bpf/rill`, so capture goes on with no process holding them, like a loaded
+//! kernel module, until `unload`. A *private* load belongs to one process (a `capture`
+//! session that must not consume the pinned ring an engine drains) and is detached when
+//! that process drops it.
+
+use std::path::{Path, PathBuf};
+
+use crate::{btf::KernelOffsets, maps::DriverMaps, settings::DriverSettings, DriverError, Result};
+use aya::{
+    maps::ProgramArray,
+    programs::{links::FdLink, RawTracePoint},
+    Ebpf, EbpfLoader,
+};
+
+/// The compiled programs, built from `../ebpf` by build.rs.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/rill-ebpf.o"));
+
+pub const PIN_DIR: &str = "/sys/fs/bpf/rill";
+const BPFFS: &str = "/sys/fs/bpf";
+const TRACEFS: &str = "/sys/kernel/tracing";
+const DISPATCHER: &str = "rill_sys_exit";
+const LINK_PIN: &str = "link";
+
+/// Each handler program and the syscalls of its family.
+pub const HANDLERS: &[(&str, &[libc::c_long])] = &[
+    (
+        "rill_write",
+        &[
+            libc::SYS_write,
+            libc::SYS_pwrite64,
+            libc::SYS_writev,
+            libc::SYS_pwritev,
+            libc::SYS_pwritev2,
+        ],
+    ),
+    (
+        "rill_open",
+        &[
+            libc::SYS_open,
+            libc::SYS_openat,
+            libc::SYS_openat2,
+            libc::SYS_creat,
+        ],
+    ),
+    (
+        "rill_size",
+        &[libc::SYS_truncate, libc::SYS_ftruncate, libc::SYS_fallocate],
+    ),
+    (
+        "rill_remove",
+        &[libc::SYS_unlink, libc::SYS_unlinkat, libc::SYS_rmdir],
+    ),
+    (
+        "rill_make",
+        &[
+            libc::SYS_mkdir,
+            libc::SYS_mkdirat,
+            libc::SYS_mknod,
+            libc::SYS_mknodat,
+        ],
+    ),
+    (
+        "rill_rename",
+        &[libc::SYS_rename, libc::SYS_renameat, libc::SYS_renameat2],
+    ),
+    (
+        "rill_link",
+        &[
+            libc::SYS_link,
+            libc::SYS_linkat,
+            libc::SYS_symlink,
+            libc::SYS_symlinkat,
+        ],
+    ),
+    (
+        "rill_attr",
+        &[
+            libc::SYS_chmod,
+            libc::SYS_fchmod,
+            libc::SYS_fchmodat,
+            libc::SYS_fchmodat2,
+            libc::SYS_chown,
+            libc::SYS_fchown,
+            libc::SYS_lchown,
+            libc::SYS_fchownat,
+            libc::SYS_utime,
+            libc::SYS_utimes,
+            libc::SYS_futimesat,
+            libc::SYS_utimensat,
+        ],
+    ),
+    (
+        "rill_xattr",
+        &[
+            libc::SYS_setxattr,
+            libc::SYS_lsetxattr,
+            libc::SYS_fsetxattr,
+            libc::SYS_removexattr,
+            libc::SYS_lremovexattr,
+            libc::SYS_fremovexattr,
+            // setxattrat / removexattrat (Linux 6.13); libc does not name them yet.
+            463,
+            466,
+        ],
+    ),
+];
+
+/// Names of the maps, as pinned.
+pub const MAPS: &[&str] = &[
+    "RILL_RING",
+    "RILL_CONFIG",
+    "RILL_STATS",
+    "RILL_DIRTY",
+    "RILL_EXCLUDED",
+    "RILL_WATCHED",
+    "RILL_SCRATCH",
+    "RILL_HANDLERS",
+];
+
+pub fn require_root() -> Result<()> {
+    if nix::unistd::geteuid().is_root() {
+        Ok(())
+    } else {
+        Err(DriverError::NotRoot)
+    }
+}
+
+/// Mounts bpffs (for pins) and tracefs (for tracepoint ids) where they are missing.
+pub fn ensure_filesystems() -> Result<()> {
+    for (fs, path) in [("bpf", BPFFS), ("tracefs", TRACEFS)] {
+        if is_mounted(path, fs) {
+            continue;
+        }
+        nix::mount::mount(
+            Some(fs),
+            path,
+            Some(fs),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        )
+        .map_err(|e| DriverError::Mount {
+            fs: if fs == "bpf" { "bpffs" } else { "tracefs" },
+            path: path.into(),
+            source: e.into(),
+        })?;
+    }
+    Ok(())
+}
+
+fn is_mounted(path: &str, fstype: &str) -> bool {
+    std::fs::read_to_string("/proc/self/mounts")
+        .map(|m| {
+            m.lines().any(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                f.len() > 2 && f[1] == path && f[2] == fstype
+            })
+        })
+        .unwrap_or(false)
+}
+
+pub fn pin_path(name: &str) -> PathBuf {
+    Path::new(PIN_DIR).join(name)
+}
+
+/// Whether the pinned driver is loaded (its attachment is pinned).
+pub fn is_loaded() -> bool {
+    pin_path(LINK_PIN).exists()
+}
+
+/// A loaded instance. For a private instance, dropping it detaches the programs.
+pub struct Instance {
+    /// Holds the programs and, for a private instance, the attachment.
+    pub ebpf: Ebpf,
+    pub maps: DriverMaps,
+}
+
+/// Loads, configures and attaches the programs. With `pin`, pins everything under
+/// [`PIN_DIR`] so it outlives this process.
+pub fn load(settings: &DriverSettings, pin: bool) -> Result<Instance> {
+    require_root()?;
+    ensure_filesystems()?;
+    let offsets = KernelOffsets::from_kernel()?;
+    let cpus = aya::util::nr_cpus()
+        .map_err(|(_, e)| DriverError::Ebpf(format!("cannot count CPUs: {e}")))?
+        as u32;
+    let ring_bytes = settings
+        .ring_size_mb
+        .checked_mul(1 << 20)
+        .ok_or_else(|| DriverError::Ebpf("ring too large".into()))?;
+    let mut loader = EbpfLoader::new();
+    let globals = offsets.globals();
+    for (name, value) in &globals {
+        loader.override_global(name, value, true);
+    }
+    loader
+        .map_max_entries("RILL_RING", ring_bytes)
+        .map_max_entries("RILL_SCRATCH", cpus);
+    let mut ebpf = loader
+        .load(OBJECT)
+        .map_err(|e| DriverError::Ebpf(format!("loading the object: {e}")))?;
+
+    for (name, nrs) in HANDLERS {
+        let prog: &mut RawTracePoint = program(&mut ebpf, name)?;
+        prog.load().map_err(|e| refused(name, e))?;
+        let fd = prog
+            .fd()
+            .map_err(|e| DriverError::Ebpf(e.to_string()))?
+            .try_clone()
+            .map_err(|e| DriverError::Ebpf(e.to_string()))?;
+        let mut handlers = ProgramArray::try_from(
+            ebpf.map_mut("RILL_HANDLERS")
+                .ok_or_else(|| missing("RILL_HANDLERS"))?,
+        )
+        .map_err(|e| DriverError::Ebpf(e.to_string()))?;
+        for &nr in nrs.iter() {
+            handlers.set(nr as u32, &fd, 0).map_err(|e| {
+                DriverError::Ebpf(format!("installing {name} for syscall {nr}: {e}"))
+            })?;
+        }
+    }
+
+    if pin {
+        std::fs::create_dir_all(PIN_DIR).map_err(|e| DriverError::io(PIN_DIR, e))?;
+        for name in MAPS {
+            let map = ebpf.map_mut(name).ok_or_else(|| missing(name))?;
+            map.pin(pin_path(name))
+                .map_err(|e| DriverError::Ebpf(format!("pinning {name}: {e}")))?;
+        }
+    }
+    let mut maps = DriverMaps::take(&mut ebpf)?;
+    maps.apply(settings)?;
+    let dispatcher: &mut RawTracePoint = program(&mut ebpf, DISPATCHER)?;
+    dispatcher.load().map_err(|e| refused(DISPATCHER, e))?;
+    let link = dispatcher
+        .attach("sys_exit")
+        .map_err(|e| DriverError::Ebpf(format!("attaching to sys_exit: {e}")))?;
+    if pin {
+        let link = dispatcher
+            .take_link(link)
+            .map_err(|e| DriverError::Ebpf(e.to_string()))?;
+        let link: FdLink = link.into();
+        link.pin(pin_path(LINK_PIN))
+            .map_err(|e| DriverError::Ebpf(format!("pinning the attachment: {e}")))?;
+    }
+    Ok(Instance { ebpf, maps })
+}
+
+/// Removes the pinned driver: detaches the programs and frees the maps. Idempotent.
+pub fn unload() -> Result<bool> {
+    require_root()?;
+    let was = is_loaded();
+    // The attachment first, so nothing writes into maps that are going away.
+    for name in std::iter::once(LINK_PIN).chain(MAPS.iter().copied()) {
+        let p = pin_path(name);
+        match std::fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(DriverError::io(p, e)),
+        }
+    }
+    match std::fs::remove_dir(PIN_DIR) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(DriverError::io(PIN_DIR, e)),
+    }
+    Ok(was)
+}
+
+fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut RawTracePoint> {
+    ebpf.program_mut(name)
+        .ok_or_else(|| DriverError::Ebpf(format!("program {name} missing from the object")))?
+        .try_into()
+        .map_err(|e: aya::programs::ProgramError| DriverError::Ebpf(e.to_string()))
+}
+
+pub(crate) fn missing(name: &str) -> DriverError {
+    DriverError::Ebpf(format!("map {name} missing from the object"))
+}
+
+fn refused(name: &str, e: aya::programs::ProgramError) -> DriverError {
+    match e {
+        aya::programs::ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => DriverError::ProgramRefused {
+            program: name.into(),
+            detail: io_error.to_string(),
+            log: tail(&verifier_log.to_string(), 40),
+        },
+        other => DriverError::ProgramRefused {
+            program: name.into(),
+            detail: other.to_string(),
+            log: String::new(),
+        },
+    }
+}
+
+/// The end of a verifier log: where it says why it refused.
+fn tail(log: &str, lines: usize) -> String {
+    let all: Vec<&str> = log.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}

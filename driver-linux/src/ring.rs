@@ -1,0 +1,113 @@
+//! Draining the capture ring.
+//!
+//! A BPF ring buffer has one consumer position, so two readers would each see only part
+//! of the stream. The pinned ring is therefore guarded by an exclusive lock file: the
+//! engine (or `capture --attach`) holds it while draining, and anyone else is refused
+//! rather than allowed to steal records.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use aya::maps::{Map, MapData, RingBuf};
+use nix::fcntl::{Flock, FlockArg};
+use rill_abi::Record;
+
+use crate::decode::to_event;
+use crate::event::Event;
+use crate::{DriverError, Result};
+
+pub const READER_LOCK: &str = "/run/rill/ring.lock";
+
+/// Proof that this process is the pinned ring's only reader.
+pub struct ReaderLock {
+    _lock: Flock<File>,
+}
+
+impl ReaderLock {
+    pub fn acquire() -> Result<ReaderLock> {
+        std::fs::create_dir_all("/run/rill").map_err(|e| DriverError::io("/run/rill", e))?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(READER_LOCK)
+            .map_err(|e| DriverError::io(READER_LOCK, e))?;
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(mut lock) => {
+                let _ = lock.set_len(0);
+                let _ = writeln!(
+                    lock,
+                    "pid {} ({})",
+                    std::process::id(),
+                    std::env::args().collect::<Vec<_>>().join(" ")
+                );
+                Ok(ReaderLock { _lock: lock })
+            }
+            Err((_, _)) => Err(DriverError::RingBusy {
+                holder: std::fs::read_to_string(READER_LOCK)
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string(),
+            }),
+        }
+    }
+}
+
+/// Reads records from a ring map and decodes them.
+pub struct RingReader {
+    ring: RingBuf<MapData>,
+    /// Records that could not be decoded (a driver/ABI mismatch); reported, never fatal.
+    pub corrupt: u64,
+}
+
+impl RingReader {
+    pub fn new(ring: Map) -> Result<RingReader> {
+        let ring =
+            RingBuf::try_from(ring).map_err(|e| DriverError::Ebpf(format!("RILL_RING: {e}")))?;
+        Ok(RingReader { ring, corrupt: 0 })
+    }
+
+    /// Waits up to `timeout` for the ring to have data, then drains everything in it.
+    pub fn poll(&mut self, timeout: Duration, out: &mut Vec<Event>) -> Result<usize> {
+        let before = out.len();
+        if !self.drain(out) {
+            let mut fds = [libc::pollfd {
+                fd: self.ring.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            }];
+            // SAFETY: one valid pollfd for the duration of the call.
+            unsafe {
+                libc::poll(
+                    fds.as_mut_ptr(),
+                    1,
+                    timeout.as_millis().min(i32::MAX as u128) as i32,
+                )
+            };
+            self.drain(out);
+        }
+        Ok(out.len() - before)
+    }
+
+    /// Drains what is in the ring now; returns whether anything was there.
+    pub fn drain(&mut self, out: &mut Vec<Event>) -> bool {
+        let mut any = false;
+        while let Some(item) = self.ring.next() {
+            any = true;
+            match Record::decode(&item)
+                .map_err(|e| DriverError::Record(e.to_string()))
+                .and_then(|(r, _)| to_event(&r))
+            {
+                Ok(ev) => out.push(ev),
+                Err(e) => {
+                    self.corrupt += 1;
+                    log::warn!("{e}");
+                }
+            }
+        }
+        any
+    }
+}

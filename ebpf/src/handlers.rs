@@ -1,0 +1,458 @@
+//! One handler per syscall family. Each runs at syscall exit (the call has succeeded),
+//! reads the arguments from the saved registers, resolves the object or the directory its
+//! name is relative to, applies the filters and throttling, and submits one record.
+
+use rill_abi::{
+    record::{FLAG_APPEND, FLAG_DATA_FAULT, FLAG_RANGE_ONLY, FLAG_THROTTLED},
+    DirtyKey, DriverConfig, Kind, Section,
+};
+
+use crate::emit::{config, excluded, level, stopped, watched, Builder, Level, MAX_CHUNK};
+use crate::kernel::{
+    file_of_fd, inode_info, kread, name_base, off, path_inode, umask, uread, InodeInfo, KPath, Off,
+    Regs, AT_FDCWD,
+};
+use crate::nr;
+
+const S_IFMT: u32 = 0o170000;
+const S_IFREG: u32 = 0o100000;
+const O_CREAT: u64 = 0o100;
+const O_TRUNC: u64 = 0o1000;
+const O_APPEND: u32 = 0o2000;
+const O_WRONLY: u64 = 0o1;
+const RWF_APPEND: u64 = 0x10;
+const AT_REMOVEDIR: u64 = 0x200;
+
+/// Everything a handler needs: settings, offsets, the syscall's registers and result.
+pub struct Call {
+    pub cfg: &'static DriverConfig,
+    pub o: Off,
+    pub regs: Regs,
+    pub nr: u64,
+    pub ret: i64,
+}
+
+impl Call {
+    /// `None` when nothing should be captured: paused, excluded, an ia32 call, or failed.
+    #[inline(always)]
+    pub fn begin(regs_ptr: u64, ret: i64) -> Option<Call> {
+        if ret < 0 {
+            return None;
+        }
+        let cfg = config()?;
+        let regs = Regs(regs_ptr);
+        if regs.cs() != Regs::USER64_CS || excluded() {
+            return None;
+        }
+        Some(Call {
+            cfg,
+            o: off(),
+            nr: regs.nr(),
+            regs,
+            ret,
+        })
+    }
+
+    #[inline(always)]
+    fn arg(&self, n: u32) -> u64 {
+        self.regs.arg(n)
+    }
+}
+
+/// An open file: its `struct file`, path and inode.
+struct Fd {
+    file: u64,
+    path: KPath,
+    inode: InodeInfo,
+}
+
+#[inline(always)]
+fn fd(c: &Call, fd: u64) -> Option<Fd> {
+    let file = file_of_fd(&c.o, fd)?;
+    let inode = crate::kernel::kptr(file, c.o.RILL_OFF_FILE_INODE())?;
+    Some(Fd {
+        file,
+        path: KPath::at(&c.o, file + c.o.RILL_OFF_FILE_PATH())?,
+        inode: inode_info(&c.o, inode)?,
+    })
+}
+
+#[inline(always)]
+fn key(i: &InodeInfo) -> DirtyKey {
+    DirtyKey {
+        dev: i.dev,
+        ino: i.ino,
+    }
+}
+
+/// Submits an operation on an open file (no name argument).
+#[inline(always)]
+fn fd_record(c: &Call, f: &Fd, kind: Kind, args: [u64; 4]) {
+    if !watched(c.cfg, f.inode.dev) {
+        return;
+    }
+    if level(c.cfg) == Level::Stopped {
+        return stopped(kind, key(&f.inode));
+    }
+    let Some(mut b) = Builder::new() else { return };
+    b.walk(&c.o, Section::PathBase, f.path);
+    b.submit(kind, key(&f.inode), args);
+}
+
+/// A name the caller passed, resolved against its base directory.
+struct Name {
+    base: KPath,
+    absolute: bool,
+    key: DirtyKey,
+    ptr: u64,
+}
+
+#[inline(always)]
+fn name(c: &Call, dirfd: u64, ptr: u64) -> Option<Name> {
+    let (base, absolute) = name_base(&c.o, dirfd as i32, ptr)?;
+    let dir = inode_info(&c.o, path_inode(&c.o, &base)?)?;
+    // An absolute name may lie on any file system, so it is filtered in userspace;
+    // a relative one is filtered by the file system of its directory.
+    if !absolute && !watched(c.cfg, dir.dev) {
+        return None;
+    }
+    // Dirty marks for names key on their directory; (0, 0) for absolute names means
+    // "rescan what is watched".
+    let key = if absolute {
+        DirtyKey::default()
+    } else {
+        key(&dir)
+    };
+    Some(Name {
+        base,
+        absolute,
+        key,
+        ptr,
+    })
+}
+
+#[inline(always)]
+fn append_name(c: &Call, b: &mut Builder, n: &Name, base: Section, user: Section) {
+    if !n.absolute || c.o.RILL_OFF_FS_ROOT() != 0 {
+        b.walk(&c.o, base, n.base);
+    }
+    b.user_str(user, n.ptr);
+}
+
+/// Submits an operation on one name, with an optional extra string (symlink target,
+/// attribute name).
+#[inline(always)]
+fn name_record(c: &Call, dirfd: u64, ptr: u64, kind: Kind, args: [u64; 4], extra: u64) {
+    let Some(n) = name(c, dirfd, ptr) else { return };
+    if level(c.cfg) == Level::Stopped {
+        return stopped(kind, n.key);
+    }
+    let Some(mut b) = Builder::new() else { return };
+    append_name(c, &mut b, &n, Section::PathBase, Section::PathName);
+    b.user_str(Section::Name, extra);
+    b.submit(kind, n.key, args);
+}
+
+/// Submits an operation on two names (rename, link).
+#[inline(always)]
+fn two_names(c: &Call, d1: u64, p1: u64, d2: u64, p2: u64, kind: Kind, args: [u64; 4]) {
+    let Some(n1) = name(c, d1, p1) else { return };
+    let Some(n2) = name(c, d2, p2) else { return };
+    if level(c.cfg) == Level::Stopped {
+        stopped(kind, n2.key);
+        return stopped(kind, n1.key);
+    }
+    let Some(mut b) = Builder::new() else { return };
+    append_name(c, &mut b, &n1, Section::PathBase, Section::PathName);
+    append_name(c, &mut b, &n2, Section::Path2Base, Section::Path2Name);
+    b.submit(kind, n1.key, args);
+}
+
+#[inline(always)]
+pub fn write(c: &Call) {
+    if c.ret <= 0 {
+        return;
+    }
+    let written = c.ret as u64;
+    let Some(f) = fd(c, c.arg(0)) else { return };
+    if f.inode.mode & S_IFMT != S_IFREG || !watched(c.cfg, f.inode.dev) {
+        return;
+    }
+    let lvl = level(c.cfg);
+    if lvl == Level::Stopped {
+        return stopped(Kind::Write, key(&f.inode));
+    }
+    let flags: u32 = kread(f.file, c.o.RILL_OFF_FILE_FLAGS());
+    let pos: i64 = kread(f.file, c.o.RILL_OFF_FILE_POS());
+    let explicit = match c.nr {
+        nr::PWRITE64 | nr::PWRITEV => Some(c.arg(3)),
+        nr::PWRITEV2 if c.arg(3) as i64 != -1 => Some(c.arg(3)),
+        _ => None,
+    };
+    let append = flags & O_APPEND != 0 || (c.nr == nr::PWRITEV2 && c.arg(5) & RWF_APPEND != 0);
+    // Appends land at end-of-file whatever the offset argument says (pwrite on an
+    // O_APPEND file included), and the size read here is the size after this write.
+    let offset = if append {
+        (f.inode.size as u64).saturating_sub(written)
+    } else if let Some(o) = explicit {
+        o
+    } else {
+        (pos as u64).saturating_sub(written)
+    };
+    let Some(mut b) = Builder::new() else { return };
+    b.walk(&c.o, Section::PathBase, f.path);
+    if append {
+        b.flags |= FLAG_APPEND;
+    }
+    if lvl == Level::Throttled {
+        b.flags |= FLAG_THROTTLED;
+        crate::emit::stat_add(rill_abi::Stat::THROTTLED, 1);
+    } else if written > c.cfg.inline_max as u64 || written > MAX_CHUNK {
+        b.flags |= FLAG_RANGE_ONLY;
+        crate::emit::stat_add(rill_abi::Stat::RANGE_ONLY, 1);
+    } else if !copy_data(c, &mut b, written) {
+        b.drop_data();
+        b.flags |= FLAG_DATA_FAULT;
+    }
+    b.submit(Kind::Write, key(&f.inode), [offset, written, 0, 0]);
+}
+
+/// Copies the `written` bytes from the caller's buffer or iovecs.
+#[inline(always)]
+fn copy_data(c: &Call, b: &mut Builder, written: u64) -> bool {
+    match c.nr {
+        nr::WRITE | nr::PWRITE64 => b.user_data(c.arg(1), written),
+        nr::WRITEV | nr::PWRITEV | nr::PWRITEV2 => b.user_iov(c.arg(1), written),
+        _ => false,
+    }
+}
+
+#[inline(always)]
+pub fn open(c: &Call) {
+    let flags = match c.nr {
+        nr::OPEN => c.arg(1),
+        nr::OPENAT => c.arg(2),
+        nr::OPENAT2 => uread::<u64>(c.arg(2)),
+        nr::CREAT => O_CREAT | O_WRONLY | O_TRUNC,
+        _ => return,
+    };
+    if flags & (O_CREAT | O_TRUNC) == 0 {
+        return;
+    }
+    let Some(f) = fd(c, c.ret as u64) else { return };
+    if f.inode.mode & S_IFMT != S_IFREG {
+        return;
+    }
+    if flags & O_CREAT != 0 {
+        fd_record(
+            c,
+            &f,
+            Kind::Create,
+            [(f.inode.mode & 0o7777) as u64, flags, 0, 0],
+        );
+    } else {
+        fd_record(c, &f, Kind::Truncate, [0; 4]);
+    }
+}
+
+#[inline(always)]
+pub fn size(c: &Call) {
+    match c.nr {
+        nr::TRUNCATE => name_record(
+            c,
+            AT_FDCWD as u64,
+            c.arg(0),
+            Kind::Truncate,
+            [c.arg(1), 0, 0, 0],
+            0,
+        ),
+        nr::FTRUNCATE => {
+            if let Some(f) = fd(c, c.arg(0)) {
+                fd_record(c, &f, Kind::Truncate, [c.arg(1), 0, 0, 0]);
+            }
+        }
+        nr::FALLOCATE => {
+            if let Some(f) = fd(c, c.arg(0)) {
+                fd_record(c, &f, Kind::Fallocate, [c.arg(1), c.arg(2), c.arg(3), 0]);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[inline(always)]
+pub fn remove(c: &Call) {
+    let cwd = AT_FDCWD as u64;
+    match c.nr {
+        nr::UNLINK => name_record(c, cwd, c.arg(0), Kind::Unlink, [0; 4], 0),
+        nr::RMDIR => name_record(c, cwd, c.arg(0), Kind::Rmdir, [0; 4], 0),
+        nr::UNLINKAT => {
+            let kind = if c.arg(2) & AT_REMOVEDIR != 0 {
+                Kind::Rmdir
+            } else {
+                Kind::Unlink
+            };
+            name_record(c, c.arg(0), c.arg(1), kind, [0; 4], 0)
+        }
+        _ => {}
+    }
+}
+
+#[inline(always)]
+pub fn make(c: &Call) {
+    let cwd = AT_FDCWD as u64;
+    let (dirfd, path, mode, rdev, kind) = match c.nr {
+        nr::MKDIR => (cwd, c.arg(0), c.arg(1), 0, Kind::Mkdir),
+        nr::MKDIRAT => (c.arg(0), c.arg(1), c.arg(2), 0, Kind::Mkdir),
+        nr::MKNOD => (cwd, c.arg(0), c.arg(1), c.arg(2), Kind::Mknod),
+        nr::MKNODAT => (c.arg(0), c.arg(1), c.arg(2), c.arg(3), Kind::Mknod),
+        _ => return,
+    };
+    let perm = (mode as u32 & 0o7777) & !umask(&c.o);
+    let mode = match kind {
+        Kind::Mkdir => perm,
+        _ => (mode as u32 & S_IFMT) | perm,
+    };
+    name_record(c, dirfd, path, kind, [mode as u64, rdev, 0, 0], 0);
+}
+
+#[inline(always)]
+pub fn rename(c: &Call) {
+    let cwd = AT_FDCWD as u64;
+    match c.nr {
+        nr::RENAME => two_names(c, cwd, c.arg(0), cwd, c.arg(1), Kind::Rename, [0; 4]),
+        nr::RENAMEAT => two_names(
+            c,
+            c.arg(0),
+            c.arg(1),
+            c.arg(2),
+            c.arg(3),
+            Kind::Rename,
+            [0; 4],
+        ),
+        nr::RENAMEAT2 => {
+            let flags = c.arg(4);
+            two_names(
+                c,
+                c.arg(0),
+                c.arg(1),
+                c.arg(2),
+                c.arg(3),
+                Kind::Rename,
+                [flags, 0, 0, 0],
+            )
+        }
+        _ => {}
+    }
+}
+
+#[inline(always)]
+pub fn link(c: &Call) {
+    let cwd = AT_FDCWD as u64;
+    match c.nr {
+        // The record's first path is the new name, the second the existing file.
+        nr::LINK => two_names(c, cwd, c.arg(1), cwd, c.arg(0), Kind::Link, [0; 4]),
+        nr::LINKAT => two_names(
+            c,
+            c.arg(2),
+            c.arg(3),
+            c.arg(0),
+            c.arg(1),
+            Kind::Link,
+            [c.arg(4), 0, 0, 0],
+        ),
+        nr::SYMLINK => name_record(c, cwd, c.arg(1), Kind::Symlink, [0; 4], c.arg(0)),
+        nr::SYMLINKAT => name_record(c, c.arg(1), c.arg(2), Kind::Symlink, [0; 4], c.arg(0)),
+        _ => {}
+    }
+}
+
+#[inline(always)]
+pub fn attr(c: &Call) {
+    let cwd = AT_FDCWD as u64;
+    let unchanged = |v: u64| {
+        if v as u32 == u32::MAX {
+            u32::MAX as u64
+        } else {
+            v as u32 as u64
+        }
+    };
+    let (dirfd, path, kind, args) = match c.nr {
+        nr::CHMOD => (cwd, c.arg(0), Kind::Chmod, [c.arg(1) & 0o7777, 0, 0, 0]),
+        nr::FCHMODAT | nr::FCHMODAT2 => (
+            c.arg(0),
+            c.arg(1),
+            Kind::Chmod,
+            [c.arg(2) & 0o7777, 0, 0, 0],
+        ),
+        nr::CHOWN | nr::LCHOWN => (
+            cwd,
+            c.arg(0),
+            Kind::Chown,
+            [unchanged(c.arg(1)), unchanged(c.arg(2)), 0, 0],
+        ),
+        nr::FCHOWNAT => (
+            c.arg(0),
+            c.arg(1),
+            Kind::Chown,
+            [unchanged(c.arg(2)), unchanged(c.arg(3)), 0, 0],
+        ),
+        nr::UTIME | nr::UTIMES => (cwd, c.arg(0), Kind::Utimes, [0; 4]),
+        nr::FUTIMESAT | nr::UTIMENSAT => (c.arg(0), c.arg(1), Kind::Utimes, [0; 4]),
+        nr::FCHMOD => return on_fd(c, Kind::Chmod, [c.arg(1) & 0o7777, 0, 0, 0]),
+        nr::FCHOWN => {
+            return on_fd(
+                c,
+                Kind::Chown,
+                [unchanged(c.arg(1)), unchanged(c.arg(2)), 0, 0],
+            )
+        }
+        _ => return,
+    };
+    if path == 0 {
+        // utimensat(fd, NULL, ...) changes the file behind fd.
+        return on_fd(c, kind, args);
+    }
+    name_record(c, dirfd, path, kind, args, 0);
+}
+
+#[inline(always)]
+fn on_fd(c: &Call, kind: Kind, args: [u64; 4]) {
+    if let Some(f) = fd(c, c.arg(0)) {
+        fd_record(c, &f, kind, args);
+    }
+}
+
+#[inline(always)]
+pub fn xattr(c: &Call) {
+    let cwd = AT_FDCWD as u64;
+    let (kind, args) = match c.nr {
+        nr::SETXATTR | nr::LSETXATTR | nr::FSETXATTR => {
+            (Kind::SetXattr, [c.arg(4), c.arg(3), 0, 0])
+        }
+        nr::SETXATTRAT => (Kind::SetXattr, [0; 4]),
+        _ => (Kind::RemoveXattr, [0; 4]),
+    };
+    match c.nr {
+        nr::SETXATTR | nr::LSETXATTR | nr::REMOVEXATTR | nr::LREMOVEXATTR => {
+            name_record(c, cwd, c.arg(0), kind, args, c.arg(1))
+        }
+        nr::SETXATTRAT | nr::REMOVEXATTRAT => {
+            name_record(c, c.arg(0), c.arg(1), kind, args, c.arg(3))
+        }
+        nr::FSETXATTR | nr::FREMOVEXATTR => {
+            let Some(f) = fd(c, c.arg(0)) else { return };
+            if !watched(c.cfg, f.inode.dev) {
+                return;
+            }
+            if level(c.cfg) == Level::Stopped {
+                return stopped(kind, key(&f.inode));
+            }
+            let Some(mut b) = Builder::new() else { return };
+            b.walk(&c.o, Section::PathBase, f.path);
+            b.user_str(Section::Name, c.arg(1));
+            b.submit(kind, key(&f.inode), args);
+        }
+        _ => {}
+    }
+}

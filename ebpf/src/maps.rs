@@ -1,0 +1,41 @@
+//! The driver's maps. The loader pins all of them under `/sys/fs/bpf/rill`; their key and
+//! value types are `rill_abi::maps`. Sizes marked "set at load" are overridden by the loader.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, PerCpuArray, ProgramArray, RingBuf},
+};
+use rill_abi::{DirtyKey, DirtyValue, DriverConfig, Stat};
+
+use crate::emit::Scratch;
+
+/// The capture ring (size set at load from the `RingSizeMB` setting).
+#[map]
+pub static RILL_RING: RingBuf = RingBuf::with_byte_size(1 << 24, 0);
+
+#[map]
+pub static RILL_CONFIG: Array<DriverConfig> = Array::with_max_entries(1, 0);
+
+#[map]
+pub static RILL_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Stat::COUNT, 0);
+
+/// The driver's change journal: files whose operations were not all recorded.
+#[map]
+pub static RILL_DIRTY: HashMap<DirtyKey, DirtyValue> = HashMap::with_max_entries(65536, 0);
+
+/// Thread-group ids whose operations are not captured.
+#[map]
+pub static RILL_EXCLUDED: HashMap<u32, u8> = HashMap::with_max_entries(1024, 0);
+
+/// Kernel device numbers of watched file systems (used when `filter_devs` is set).
+#[map]
+pub static RILL_WATCHED: HashMap<u64, u8> = HashMap::with_max_entries(256, 0);
+
+/// One record-building buffer per CPU (entries set at load to the number of CPUs). Not a
+/// per-CPU map because those are limited to 32 KiB values.
+#[map]
+pub static RILL_SCRATCH: Array<Scratch> = Array::with_max_entries(1, 0);
+
+/// Handlers by syscall number, filled by the loader.
+#[map]
+pub static RILL_HANDLERS: ProgramArray = ProgramArray::with_max_entries(512, 0);
