@@ -1,0 +1,1 @@
+//! Shared helpers for rill integration tests (owned by the tests helper).

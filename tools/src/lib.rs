@@ -1,0 +1,1 @@
+//! rill-tools: administration and benchmarking tools (owned by the bench helper).
