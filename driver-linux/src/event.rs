@@ -218,3 +218,26 @@ impl Event {
         std::iter::once(&self.path).chain(second)
     }
 }
+
+impl Event {
+    /// One human-readable line: sequence, kind, path, then the kind's details.
+    pub fn to_text(&self) -> String {
+        let mut s = format!(
+            "{:>8} {:<11} {}",
+            self.seq,
+            self.op.kind().name(),
+            self.path.display()
+        );
+        if let Value::Object(m) = self.to_json() {
+            for (k, v) in m.iter().filter(|(k, _)| {
+                !["seq", "kind", "path", "pid", "tid", "ktime_ns"].contains(&k.as_str())
+            }) {
+                match (k.as_str(), v.as_u64()) {
+                    ("mode", Some(m)) => s.push_str(&format!(" mode=0{m:o}")),
+                    _ => s.push_str(&format!(" {k}={v}")),
+                }
+            }
+        }
+        s
+    }
+}

@@ -9,6 +9,7 @@
 pub mod btf;
 pub mod capture;
 pub mod decode;
+pub mod demo;
 pub mod error;
 pub mod event;
 pub mod fanotify;

@@ -41,6 +41,10 @@ enum Command {
     /// Change a setting: saved to the settings file and applied to a loaded driver.
     Set { name: String, value: String },
     /// Print every operation under DIR as it happens, until SIGINT or SIGTERM.
+    /// Load the driver and show live capture of a demo directory while a demo workload runs.
+    Demo,
+    #[command(hide = true)]
+    DemoWorkload { dir: PathBuf },
     Capture {
         #[arg(long = "path", required = true)]
         paths: Vec<PathBuf>,
@@ -75,6 +79,9 @@ fn main() {
 fn run(cli: Cli) -> Result<()> {
     let mut settings = DriverSettings::load(&cli.settings)?;
     match cli.command {
+        Command::Demo => rill_driver_linux::demo::run(&mut std::io::stdout())?,
+        Command::DemoWorkload { dir } => rill_driver_linux::demo::workload(&dir)
+            .map_err(|e| rill_driver_linux::DriverError::io(&dir, e))?,
         Command::Load => {
             if loader::is_loaded() {
                 DriverMaps::open_pinned()?.apply(&settings)?;
@@ -189,21 +196,7 @@ fn print_events(out: &mut impl Write, events: &mut Vec<Event>, json: bool) {
         let line = if json {
             ev.to_json().to_string()
         } else {
-            let v = ev.to_json();
-            let mut s = format!(
-                "{:>8} {:<11} {}",
-                ev.seq,
-                ev.op.kind().name(),
-                ev.path.display()
-            );
-            if let serde_json::Value::Object(m) = v {
-                for (k, v) in m.iter().filter(|(k, _)| {
-                    !["seq", "kind", "path", "pid", "tid", "ktime_ns"].contains(&k.as_str())
-                }) {
-                    s.push_str(&format!(" {k}={v}"));
-                }
-            }
-            s
+            ev.to_text()
         };
         // A closed pipe (`| head`) ends the output, not the process with a panic.
         if writeln!(out, "{line}").is_err() {
