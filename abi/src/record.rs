@@ -203,7 +203,7 @@ pub struct RecordHeader {
 }
 
 const _: () = assert!(HEADER_SIZE == 96);
-const _: () = assert!(HEADER_SIZE % RECORD_ALIGN == 0);
+const _: () = assert!(HEADER_SIZE.is_multiple_of(RECORD_ALIGN));
 
 /// Rounds `n` up to the record alignment.
 pub const fn align_up(n: usize) -> usize {

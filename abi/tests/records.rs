@@ -83,7 +83,7 @@ fn every_kind_round_trips() {
 
 #[test]
 fn header_is_aligned_and_streams_are_self_delimiting() {
-    assert_eq!(HEADER_SIZE % RECORD_ALIGN, 0);
+    assert!(HEADER_SIZE.is_multiple_of(RECORD_ALIGN));
     let mut stream = Vec::new();
     for kind in Kind::ALL {
         let (h, s) = sample(kind);

@@ -32,17 +32,19 @@ pub enum Source {
 }
 
 enum Backend {
-    Ebpf {
-        /// The private instance's programs: dropping them detaches the capture.
-        _programs: Option<aya::Ebpf>,
-        _lock: Option<ReaderLock>,
-        maps: DriverMaps,
-        reader: RingReader,
-        lost: u64,
-        /// Last path seen for each (kernel dev, ino), to name dirty files.
-        names: HashMap<(u64, u64), PathBuf>,
-    },
+    Ebpf(Box<EbpfBackend>),
     Fanotify(FanotifySource),
+}
+
+struct EbpfBackend {
+    /// The private instance's programs: dropping them detaches the capture.
+    _programs: Option<aya::Ebpf>,
+    _lock: Option<ReaderLock>,
+    maps: DriverMaps,
+    reader: RingReader,
+    lost: u64,
+    /// Last path seen for each (kernel dev, ino), to name dirty files.
+    names: HashMap<(u64, u64), PathBuf>,
 }
 
 pub struct Capture {
@@ -124,8 +126,8 @@ impl Capture {
             Backend::Fanotify(f) => {
                 f.poll(timeout, &mut raw)?;
             }
-            Backend::Ebpf { reader, .. } => {
-                reader.poll(timeout, &mut raw)?;
+            Backend::Ebpf(b) => {
+                b.reader.poll(timeout, &mut raw)?;
             }
         }
         self.collect_losses(&mut raw)?;
@@ -150,12 +152,12 @@ impl Capture {
     /// Turns new drop counts and dirty-map entries into `overflow` and `dirty` events.
     fn collect_losses(&mut self, raw: &mut Vec<Event>) -> Result<()> {
         let roots = self.roots.clone();
-        let Backend::Ebpf {
-            maps, lost, names, ..
-        } = &mut self.backend
-        else {
+        let Backend::Ebpf(b) = &mut self.backend else {
             return Ok(());
         };
+        let EbpfBackend {
+            maps, lost, names, ..
+        } = &mut **b;
         for ev in raw.iter() {
             if let Ok(md) = std::fs::symlink_metadata(&ev.path) {
                 names.insert(
@@ -207,14 +209,14 @@ fn ebpf_backend(
     maps: DriverMaps,
     reader: RingReader,
 ) -> Backend {
-    Backend::Ebpf {
+    Backend::Ebpf(Box::new(EbpfBackend {
         _programs: programs,
         _lock: lock,
         maps,
         reader,
         lost: 0,
         names: HashMap::new(),
-    }
+    }))
 }
 
 /// Names a dirty (dev, ino): from paths seen in this session, else by searching the roots;

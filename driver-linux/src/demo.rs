@@ -115,6 +115,7 @@ pub fn workload(dir: &Path) -> std::io::Result<()> {
     std::fs::OpenOptions::new()
         .write(true)
         .create(true)
+        .truncate(true)
         .mode(0o640)
         .open(p("big.bin"))?
         .write_all(&vec![7u8; 1 << 20])?;

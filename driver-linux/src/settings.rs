@@ -118,6 +118,22 @@ fn bad(name: &str, value: &str) -> DriverError {
     }
 }
 
+/// A bad element of a list setting: names the element and the whole value.
+fn bad_item(name: &str, value: &str, item: &str) -> DriverError {
+    match bad(name, value) {
+        DriverError::BadValue {
+            name,
+            value,
+            allowed,
+        } => DriverError::BadValue {
+            name,
+            value,
+            allowed: format!("`{item}` is not valid; {allowed}"),
+        },
+        other => other,
+    }
+}
+
 fn info(name: &str) -> Result<&'static SettingInfo> {
     SETTINGS
         .iter()
@@ -266,7 +282,7 @@ impl DriverSettings {
                 for p in list(value) {
                     let path = PathBuf::from(&p);
                     if !path.is_absolute() || !path.is_dir() {
-                        return Err(bad(name, &p));
+                        return Err(bad_item(name, value, &p));
                     }
                     paths.push(path);
                 }
@@ -275,7 +291,9 @@ impl DriverSettings {
             "ExcludedPids" => {
                 let mut pids = Vec::new();
                 for p in list(value) {
-                    pids.push(parse_num(name, &p, 1, 4_194_304)?);
+                    pids.push(
+                        parse_num(name, &p, 1, 4_194_304).map_err(|_| bad_item(name, value, &p))?,
+                    );
                 }
                 self.excluded_pids = pids;
             }
