@@ -37,6 +37,9 @@ pub const FLAG_APPEND: u16 = 1 << 2;
 pub const FLAG_PATH_TRUNCATED: u16 = 1 << 3;
 /// The user buffer could not be read; the data is not inline.
 pub const FLAG_DATA_FAULT: u16 = 1 << 4;
+/// `dev` and `ino` identify the object itself (an operation on an open file), not the
+/// directory a name was resolved against.
+pub const FLAG_OBJECT_ID: u16 = 1 << 5;
 /// The data section holds fewer bytes than `args[1]` for a reason given by another flag.
 pub const FLAG_PARTIAL_MASK: u16 = FLAG_RANGE_ONLY | FLAG_THROTTLED | FLAG_DATA_FAULT;
 

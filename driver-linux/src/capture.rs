@@ -11,7 +11,10 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rill_abi::{maps::kernel_dev_to_user, DirtyKey, Stat};
+use rill_abi::{
+    maps::{user_dev_to_kernel, Category},
+    DirtyKey, Stat,
+};
 
 use crate::event::{DirtyReason, Event, Op};
 use crate::fanotify::FanotifySource;
@@ -159,48 +162,89 @@ impl Capture {
             maps, lost, names, ..
         } = &mut **b;
         for ev in raw.iter() {
-            if let Ok(md) = std::fs::symlink_metadata(&ev.path) {
-                names.insert(
-                    (rill_abi::maps::user_dev_to_kernel(md.dev()), md.ino()),
-                    ev.path.clone(),
-                );
+            if let Some(id) = ev.object {
+                names.insert(id, ev.path.clone());
             }
         }
         let stats = maps.stats()?;
-        let total: u64 = (0..rill_abi::maps::Category::COUNT as u32)
+        let total: u64 = (0..Category::COUNT as u32)
             .map(|c| stats.get(Stat::DROPPED_BASE + c) + stats.get(Stat::STOPPED_BASE + c))
             .sum();
         if total <= *lost {
             return Ok(());
         }
-        raw.push(Event {
-            seq: 0,
-            ktime_ns: 0,
-            pid: 0,
-            tid: 0,
-            path: PathBuf::new(),
-            op: Op::Overflow {
+        raw.push(synthetic(
+            PathBuf::new(),
+            0,
+            Op::Overflow {
                 count: total - *lost,
             },
-        });
+        ));
         *lost = total;
+        let root_devs: Vec<u64> = roots
+            .iter()
+            .filter_map(|r| std::fs::metadata(r).ok())
+            .map(|m| user_dev_to_kernel(m.dev()))
+            .collect();
+        let mut under_roots: Option<HashMap<(u64, u64), PathBuf>> = None;
         for (key, value) in maps.dirty()? {
             let reason = DirtyReason::from_abi(value.reason);
-            let paths = resolve(&key, names, &roots);
+            let paths = if key == DirtyKey::default() || stats.get(Stat::DIRTY_MAP_FULL) > 0 {
+                // An absolute name, or dirty marks that did not fit: rescan everything.
+                roots.clone()
+            } else if let Some(p) = names.get(&(key.dev, key.ino)) {
+                vec![p.clone()]
+            } else if !root_devs.contains(&key.dev) {
+                Vec::new() // Another file system: not under this session's roots.
+            } else {
+                let index = under_roots.get_or_insert_with(|| index_inodes(&roots));
+                match index.get(&(key.dev, key.ino)) {
+                    Some(p) => vec![p.clone()],
+                    // Gone or unindexed: only a rescan of the roots is safe.
+                    None => roots.clone(),
+                }
+            };
             for path in paths {
-                raw.push(Event {
-                    seq: 0,
-                    ktime_ns: value.first_ns,
-                    pid: 0,
-                    tid: 0,
-                    path,
-                    op: Op::Dirty { reason },
-                });
+                raw.push(synthetic(path, value.first_ns, Op::Dirty { reason }));
             }
             maps.clear_dirty(&key)?;
         }
         Ok(())
     }
+}
+
+fn synthetic(path: PathBuf, ktime_ns: u64, op: Op) -> Event {
+    Event {
+        seq: 0,
+        ktime_ns,
+        pid: 0,
+        tid: 0,
+        path,
+        object: None,
+        op,
+    }
+}
+
+/// Maps (kernel dev, ino) to a path for everything under the roots, up to a bound.
+fn index_inodes(roots: &[PathBuf]) -> HashMap<(u64, u64), PathBuf> {
+    const MAX_ENTRIES: usize = 500_000;
+    let mut index = HashMap::new();
+    let mut stack: Vec<PathBuf> = roots.to_vec();
+    while let Some(p) = stack.pop() {
+        if index.len() >= MAX_ENTRIES {
+            break;
+        }
+        let Ok(md) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        if md.is_dir() {
+            if let Ok(entries) = std::fs::read_dir(&p) {
+                stack.extend(entries.flatten().map(|e| e.path()));
+            }
+        }
+        index.insert((user_dev_to_kernel(md.dev()), md.ino()), p);
+    }
+    index
 }
 
 fn ebpf_backend(
@@ -217,48 +261,4 @@ fn ebpf_backend(
         lost: 0,
         names: HashMap::new(),
     }))
-}
-
-/// Names a dirty (dev, ino): from paths seen in this session, else by searching the roots;
-/// an unknown object, or key (0, 0), means every root must be rescanned.
-fn resolve(
-    key: &DirtyKey,
-    names: &HashMap<(u64, u64), PathBuf>,
-    roots: &[PathBuf],
-) -> Vec<PathBuf> {
-    if key.dev == 0 && key.ino == 0 {
-        return roots.to_vec();
-    }
-    if let Some(p) = names.get(&(key.dev, key.ino)) {
-        return vec![p.clone()];
-    }
-    let want = (kernel_dev_to_user(key.dev), key.ino);
-    for root in roots {
-        if let Some(p) = find_inode(root, want, 10_000) {
-            return vec![p];
-        }
-    }
-    roots.to_vec()
-}
-
-fn find_inode(dir: &Path, want: (u64, u64), budget: usize) -> Option<PathBuf> {
-    let mut stack = vec![dir.to_path_buf()];
-    let mut seen = 0;
-    while let Some(d) = stack.pop() {
-        if let Ok(md) = std::fs::symlink_metadata(&d) {
-            if (md.dev(), md.ino()) == want {
-                return Some(d);
-            }
-            if md.is_dir() {
-                for e in std::fs::read_dir(&d).ok()?.flatten() {
-                    seen += 1;
-                    if seen > budget {
-                        return None;
-                    }
-                    stack.push(e.path());
-                }
-            }
-        }
-    }
-    None
 }

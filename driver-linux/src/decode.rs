@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use rill_abi::{
     join_path,
-    record::{FLAG_PARTIAL_MASK, FLAG_PATH_TRUNCATED},
+    record::{FLAG_OBJECT_ID, FLAG_PARTIAL_MASK, FLAG_PATH_TRUNCATED},
     Kind, Record, Section,
 };
 
@@ -99,6 +99,7 @@ pub fn to_event(r: &Record<'_>) -> Result<Event> {
         pid: h.pid,
         tid: h.tid,
         path: p,
+        object: (h.flags & FLAG_OBJECT_ID != 0).then_some((h.dev, h.ino)),
         op,
     })
 }

@@ -22,6 +22,9 @@ pub struct Event {
     pub tid: u32,
     /// Absolute path of the object (for `link`, the new name).
     pub path: PathBuf,
+    /// The object's (kernel device number, inode) when the driver knows it (operations on
+    /// open files); used to name files that later become dirty.
+    pub object: Option<(u64, u64)>,
     pub op: Op,
 }
 

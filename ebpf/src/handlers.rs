@@ -3,7 +3,7 @@
 //! name is relative to, applies the filters and throttling, and submits one record.
 
 use rill_abi::{
-    record::{FLAG_APPEND, FLAG_DATA_FAULT, FLAG_RANGE_ONLY, FLAG_THROTTLED},
+    record::{FLAG_APPEND, FLAG_DATA_FAULT, FLAG_OBJECT_ID, FLAG_RANGE_ONLY, FLAG_THROTTLED},
     DirtyKey, DriverConfig, Kind, Section,
 };
 
@@ -95,6 +95,7 @@ fn fd_record(c: &Call, f: &Fd, kind: Kind, args: [u64; 4]) {
         return stopped(kind, key(&f.inode));
     }
     let Some(mut b) = Builder::new() else { return };
+    b.flags |= FLAG_OBJECT_ID;
     b.walk(&c.o, Section::PathBase, f.path);
     b.submit(kind, key(&f.inode), args);
 }
@@ -200,6 +201,7 @@ pub fn write(c: &Call) {
         (pos as u64).saturating_sub(written)
     };
     let Some(mut b) = Builder::new() else { return };
+    b.flags |= FLAG_OBJECT_ID;
     b.walk(&c.o, Section::PathBase, f.path);
     if append {
         b.flags |= FLAG_APPEND;
@@ -449,6 +451,7 @@ pub fn xattr(c: &Call) {
                 return stopped(kind, key(&f.inode));
             }
             let Some(mut b) = Builder::new() else { return };
+            b.flags |= FLAG_OBJECT_ID;
             b.walk(&c.o, Section::PathBase, f.path);
             b.user_str(Section::Name, c.arg(1));
             b.submit(kind, key(&f.inode), args);

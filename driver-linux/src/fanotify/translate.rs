@@ -133,6 +133,7 @@ impl Emitter<'_> {
             pid: ev.pid,
             tid: ev.pid,
             path,
+            object: None,
             op,
         });
     }
