@@ -42,14 +42,14 @@ macro_rules! kernel_offsets {
             }
 
             /// (global name, value) pairs for the eBPF loader, one per field, in field order.
-            pub fn globals(&self) -> [(&'static str, u64); 28] {
+            pub fn globals(&self) -> [(&'static str, u64); 29] {
                 [$(($global, self.$field),)*]
             }
         }
 
         /// (field, global, struct, member) for each field, in field order.
         #[cfg(test)]
-        const LAYOUT: [(&str, &str, &str, &str); 28] =
+        const LAYOUT: [(&str, &str, &str, &str); 29] =
             [$((stringify!($field), $global, $strukt, $member),)*];
     };
 }
@@ -70,6 +70,7 @@ kernel_offsets! {
     inode_ino = "RILL_OFF_INODE_INO": "inode"."i_ino",
     inode_sb = "RILL_OFF_INODE_SB": "inode"."i_sb",
     inode_size = "RILL_OFF_INODE_SIZE": "inode"."i_size",
+    inode_nlink = "RILL_OFF_INODE_NLINK": "inode"."i_nlink",
     sb_dev = "RILL_OFF_SB_DEV": "super_block"."s_dev",
     dentry_parent = "RILL_OFF_DENTRY_PARENT": "dentry"."d_parent",
     dentry_name = "RILL_OFF_DENTRY_NAME": "dentry"."d_name",
@@ -262,15 +263,15 @@ mod tests {
             assert_eq!(name, format!("RILL_OFF_{}", field.to_uppercase()));
             assert!(names.insert(name), "{name} repeated");
         }
-        assert_eq!(names.len(), 28);
+        assert_eq!(names.len(), 29);
         // Each field lands in its own global, in field order.
         let o = KernelOffsets {
             task_files: 1,
-            fs_umask: 28,
+            fs_umask: 29,
             ..Default::default()
         };
         assert_eq!(o.globals()[0], ("RILL_OFF_TASK_FILES", 1));
-        assert_eq!(o.globals()[27], ("RILL_OFF_FS_UMASK", 28));
+        assert_eq!(o.globals()[28], ("RILL_OFF_FS_UMASK", 29));
     }
 
     #[test]

@@ -176,7 +176,9 @@ pub fn write(c: &Call) {
     }
     let written = c.ret as u64;
     let Some(f) = fd(c, c.arg(0)) else { return };
-    if f.inode.mode & S_IFMT != S_IFREG || !watched(c.cfg, f.inode.dev) {
+    // A file whose last name is gone: its name was already recorded as removed, and
+    // replaying the write under that name would bring the file back on a replica.
+    if f.inode.mode & S_IFMT != S_IFREG || f.inode.nlink == 0 || !watched(c.cfg, f.inode.dev) {
         return;
     }
     let lvl = level(c.cfg);
@@ -321,52 +323,37 @@ pub fn make(c: &Call) {
 #[inline(always)]
 pub fn rename(c: &Call) {
     let cwd = AT_FDCWD as u64;
-    match c.nr {
-        nr::RENAME => two_names(c, cwd, c.arg(0), cwd, c.arg(1), Kind::Rename, [0; 4]),
-        nr::RENAMEAT => two_names(
-            c,
-            c.arg(0),
-            c.arg(1),
-            c.arg(2),
-            c.arg(3),
-            Kind::Rename,
-            [0; 4],
-        ),
-        nr::RENAMEAT2 => {
-            let flags = c.arg(4);
-            two_names(
-                c,
-                c.arg(0),
-                c.arg(1),
-                c.arg(2),
-                c.arg(3),
-                Kind::Rename,
-                [flags, 0, 0, 0],
-            )
-        }
-        _ => {}
-    }
+    let (old_dir, old, new_dir, new) = match c.nr {
+        nr::RENAME => (cwd, c.arg(0), cwd, c.arg(1)),
+        nr::RENAMEAT | nr::RENAMEAT2 => (c.arg(0), c.arg(1), c.arg(2), c.arg(3)),
+        _ => return,
+    };
+    let flags = if c.nr == nr::RENAMEAT2 { c.arg(4) } else { 0 };
+    two_names(
+        c,
+        old_dir,
+        old,
+        new_dir,
+        new,
+        Kind::Rename,
+        [flags, 0, 0, 0],
+    );
 }
 
 #[inline(always)]
 pub fn link(c: &Call) {
     let cwd = AT_FDCWD as u64;
-    match c.nr {
-        // The record's first path is the new name, the second the existing file.
-        nr::LINK => two_names(c, cwd, c.arg(1), cwd, c.arg(0), Kind::Link, [0; 4]),
-        nr::LINKAT => two_names(
-            c,
-            c.arg(2),
-            c.arg(3),
-            c.arg(0),
-            c.arg(1),
-            Kind::Link,
-            [c.arg(4), 0, 0, 0],
-        ),
-        nr::SYMLINK => name_record(c, cwd, c.arg(1), Kind::Symlink, [0; 4], c.arg(0)),
-        nr::SYMLINKAT => name_record(c, c.arg(1), c.arg(2), Kind::Symlink, [0; 4], c.arg(0)),
-        _ => {}
-    }
+    // A link record's first path is the new name, the second the existing file.
+    let (new_dir, new, old_dir, old, flags) = match c.nr {
+        nr::LINK => (cwd, c.arg(1), cwd, c.arg(0), 0),
+        nr::LINKAT => (c.arg(2), c.arg(3), c.arg(0), c.arg(1), c.arg(4)),
+        nr::SYMLINK => return name_record(c, cwd, c.arg(1), Kind::Symlink, [0; 4], c.arg(0)),
+        nr::SYMLINKAT => {
+            return name_record(c, c.arg(1), c.arg(2), Kind::Symlink, [0; 4], c.arg(0))
+        }
+        _ => return,
+    };
+    two_names(c, new_dir, new, old_dir, old, Kind::Link, [flags, 0, 0, 0]);
 }
 
 #[inline(always)]

@@ -50,6 +50,7 @@ offsets!(
     RILL_OFF_INODE_INO,
     RILL_OFF_INODE_SB,
     RILL_OFF_INODE_SIZE,
+    RILL_OFF_INODE_NLINK,
     RILL_OFF_SB_DEV,
     RILL_OFF_DENTRY_PARENT,
     RILL_OFF_DENTRY_NAME,
@@ -173,6 +174,8 @@ pub struct InodeInfo {
     pub ino: u64,
     pub mode: u32,
     pub size: i64,
+    /// Hard-link count; 0 once the last name is gone (the file lives on while open).
+    pub nlink: u32,
 }
 
 #[inline(always)]
@@ -184,6 +187,7 @@ pub fn inode_info(o: &Off, inode: u64) -> Option<InodeInfo> {
         ino: kread(inode, o.RILL_OFF_INODE_INO()),
         mode: kread::<u16>(inode, o.RILL_OFF_INODE_MODE()) as u32,
         size: kread(inode, o.RILL_OFF_INODE_SIZE()),
+        nlink: kread(inode, o.RILL_OFF_INODE_NLINK()),
     })
 }
 
