@@ -1,1 +1,120 @@
-fn main() {}
+//! `rill-bench`: rill's benchmarks. A thin shell over `rill_tools::bench`.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use rill_tools::bench::{capture, drain, report, workloads::TreeSpec};
+
+#[derive(Parser)]
+#[command(name = "rill-bench", version, about = "rill's benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Capture overhead and drain rate: workloads with no driver vs. with the pinned driver
+    /// loaded and drained by a separate reader, alternated, in one run. Needs root.
+    Capture(CaptureArgs),
+    /// (internal) The ring reader that `capture` starts as a child process.
+    #[command(hide = true)]
+    Drain,
+}
+
+#[derive(clap::Args)]
+struct CaptureArgs {
+    /// pwrite calls per repetition of workload (a) [default: 1000000; 50000 with --quick].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    writes: Option<u64>,
+    /// Repetitions of each variant (baseline, loaded) of each workload [default: 5; 1 with --quick].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    reps: Option<u32>,
+    /// Source tree archived for workload (b) [default: ~/.cargo/registry/src].
+    #[arg(long)]
+    tree: Option<PathBuf>,
+    /// Most regular files taken from the tree [default: 20000; 2000 with --quick].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    tree_files: Option<u64>,
+    /// Most megabytes (10^6 bytes) of file data taken from the tree [default: 150; 20 with --quick].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    tree_mb: Option<u64>,
+    /// The driver's RingSizeMB for the loaded variant [default: the driver's default, 32].
+    #[arg(long)]
+    ring_mb: Option<u32>,
+    /// The driver's InlineDataMax (bytes) [default: the driver's default].
+    #[arg(long)]
+    inline_max: Option<u32>,
+    /// Small smoke run: 50k writes, 1 repetition, small tree.
+    #[arg(long)]
+    quick: bool,
+    /// Unload a pinned driver that is loaded at start (it is not reloaded afterwards).
+    #[arg(long)]
+    force: bool,
+    /// Also write the raw numbers, as JSON, to this file.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Capture(args) => run_capture(args),
+        Command::Drain => drain::run_child(),
+    };
+    if let Err(e) = result {
+        eprintln!("rill-bench: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run_capture(a: CaptureArgs) -> Result<()> {
+    if let Some(json) = &a.json {
+        let dir = match json.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        if !dir.is_dir() {
+            bail!(
+                "--json {}: directory {} does not exist",
+                json.display(),
+                dir.display()
+            );
+        }
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .context("installing a signal handler")?;
+    }
+    let (writes, reps, files, mb) = if a.quick {
+        (50_000, 1, 2_000, 20)
+    } else {
+        (1_000_000, 5, 20_000, 150)
+    };
+    let cfg = capture::Config {
+        writes: a.writes.unwrap_or(writes),
+        reps: a.reps.unwrap_or(reps),
+        tree: TreeSpec {
+            root: a.tree.unwrap_or_else(TreeSpec::default_root),
+            max_files: a.tree_files.unwrap_or(files),
+            max_bytes: a.tree_mb.unwrap_or(mb) * 1_000_000,
+        },
+        ring_mb: a.ring_mb,
+        inline_max: a.inline_max,
+        force: a.force,
+        settle: Duration::from_millis(200),
+        exe: std::env::current_exe().context("locating the rill-bench executable")?,
+    };
+    let result = capture::run(&cfg, &stop)?;
+    print!("{}", report::markdown(&result));
+    if let Some(path) = &a.json {
+        report::write_json(&result, path)?;
+        eprintln!("rill-bench: raw numbers written to {}", path.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,58 @@
+//! Benchmarks of rill, run as `rill-bench <name>`.
+//!
+//! Every throughput or overhead claim must come from a measurement taken side by side with
+//! its baseline in the same run (DESIGN.md, "Measured, not assumed"). The machines rill is
+//! developed on are small, shared virtual machines whose speed drifts by tens of percent
+//! over minutes, and the benchmarks are built around that:
+//!
+//! - **Alternation against noise.** Baseline and measured repetitions alternate
+//!   (B L B L …) rather than running every baseline first: a slow minute then hits both
+//!   variants, not one. Results are medians, so one disturbed repetition on either side does
+//!   not move them, and the raw times are kept (`--json`) so the spread can be judged.
+//! - **The driver as installed.** The measured variant loads the *pinned* driver (programs
+//!   and maps under `/sys/fs/bpf/rill`, exactly what `rill-driver load` installs) with the
+//!   default settings or those given on the command line, written to a temporary settings
+//!   file; `/etc` is never read or written. The baseline runs with no driver loaded at all,
+//!   and the benchmark refuses to start while somebody else's driver is loaded.
+//! - **A separate reader process.** The capture costs the writer (the eBPF programs run in
+//!   its syscall exits) and whoever drains the ring. In production the engine drains it
+//!   from its own process, normally on another CPU, and the applications it watches are
+//!   not excluded. [`drain`] does the same: the benchmark re-executes itself as
+//!   `rill-bench drain`, which attaches to the pinned ring under the reader lock and
+//!   drains it while the workload runs in the parent, whose pid is *not* excluded. A
+//!   reader thread inside the benchmark would share its address space, allocator and
+//!   scheduling, and would hide the cost of a context switch between processes.
+//! - **Decode included.** The reader uses the driver's own [`RingReader`], which decodes
+//!   every record into an event (copying inline data), because that is what the engine
+//!   pays per record; the drain rate is therefore an engine-side rate, not a memcpy rate.
+//! - **Warm caches, both sides.** Nothing is dropped from the page cache: the workloads
+//!   are page-cache workloads on purpose (the capture overhead is largest relative to a
+//!   fast syscall), each is run once untimed before measuring, and every repetition
+//!   starts from the same state (same file for the writes, a fresh directory for `tar`).
+//!
+//! [`RingReader`]: rill_driver_linux::ring::RingReader
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+pub mod capture;
+pub mod drain;
+pub mod driver;
+pub mod report;
+pub mod workloads;
+
+/// Set by SIGINT/SIGTERM; long loops check it and return [`interrupted`], so that every
+/// guard (loaded driver, drain child, temporary directories) is dropped and cleans up.
+pub type StopFlag = AtomicBool;
+
+/// Fails with "interrupted" once the stop flag is set.
+pub fn check_stop(stop: &StopFlag) -> anyhow::Result<()> {
+    if stop.load(Ordering::Relaxed) {
+        Err(interrupted())
+    } else {
+        Ok(())
+    }
+}
+
+pub fn interrupted() -> anyhow::Error {
+    anyhow::anyhow!("interrupted; the driver was unloaded and temporary files removed")
+}

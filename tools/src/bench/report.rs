@@ -1,0 +1,192 @@
+//! The benchmark's report: a markdown table for people, JSON for machines.
+//!
+//! The table shows medians (robust to one disturbed repetition) and the ratio
+//! loaded/baseline next to the target it is judged against, with "met" or "MISSED" spelled
+//! out: a missed target is reported, never hidden. The raw per-repetition numbers go to
+//! the JSON file so the spread can be checked.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use super::capture::{CaptureResult, WorkloadResult, TARGET_DRAIN_RECORDS_PER_S, TARGET_RING_MB};
+
+/// The median (mean of the middle two for an even count); 0 for no values.
+pub fn median(values: &[f64]) -> f64 {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// 1234567 -> "1,234,567".
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A rate with an SI prefix: "1.63 M", "812 k".
+pub fn si(x: f64) -> String {
+    if x >= 1e6 {
+        format!("{:.2} M", x / 1e6)
+    } else if x >= 1e3 {
+        format!("{:.1} k", x / 1e3)
+    } else {
+        format!("{x:.0}")
+    }
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "**MISSED**"
+    }
+}
+
+fn rows(out: &mut String, w: &WorkloadResult) {
+    let per_s = |secs: f64| if secs > 0.0 { w.ops as f64 / secs } else { 0.0 };
+    let b = w.baseline_median();
+    let l = w.loaded_median();
+    let _ = writeln!(
+        out,
+        "| {} | baseline (no driver) | {:.3} s | {} {}/s | 1.00x | |",
+        w.name,
+        b,
+        si(per_s(b)),
+        w.unit
+    );
+    let _ = writeln!(
+        out,
+        "| | driver loaded + reader | {:.3} s | {} {}/s | {:.2}x | <= {:.2}x: {} |",
+        l,
+        si(per_s(l)),
+        w.unit,
+        w.ratio(),
+        w.target_ratio,
+        verdict(w.meets_target())
+    );
+}
+
+/// The report printed to stdout.
+pub fn markdown(r: &CaptureResult) -> String {
+    let mut out = String::new();
+    let s = &r.settings;
+    let _ = writeln!(
+        out,
+        "## rill-bench capture: kernel {}, {} CPUs, {} repetitions per variant (alternated), \
+         RingSizeMB {}, InlineDataMax {}\n",
+        r.kernel, r.cpus, r.reps, s.ring_size_mb, s.inline_data_max
+    );
+    let _ = writeln!(
+        out,
+        "| workload | variant | median time | rate | loaded/baseline | target |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|");
+    rows(&mut out, &r.pwrite);
+    rows(&mut out, &r.tar);
+    let d = &r.drain;
+    let target = if d.target_applies {
+        format!(
+            ">= {} records/s with 0 drops at {} MB: {}",
+            si(TARGET_DRAIN_RECORDS_PER_S),
+            TARGET_RING_MB,
+            verdict(d.meets_target)
+        )
+    } else {
+        format!(
+            "target (>= {} records/s, 0 drops) is stated at the default {} MB ring: not judged",
+            si(TARGET_DRAIN_RECORDS_PER_S),
+            TARGET_RING_MB
+        )
+    };
+    let _ = writeln!(
+        out,
+        "\nDrain (reader process, loaded (a), median of {}): {} records/s, {:.0} MB/s through the \
+         ring ({:.0} MB/s decoded payload); drops {} (RecordsDropped {} + OpsStopped {}); \
+         range-only {}, throttled {}; peak ring fill {:.1}% of {} MB; catch-up after the \
+         workload <= {:.3} s; reader max RSS {} MiB. Target {}",
+        r.pwrite.loaded.len(),
+        si(d.records_per_s_median),
+        d.ring_mb_per_s_median,
+        d.payload_mb_per_s_median,
+        d.lost,
+        d.records_dropped,
+        d.ops_stopped,
+        thousands(d.writes_range_only),
+        thousands(d.writes_throttled),
+        d.peak_fill_percent,
+        d.ring_mb,
+        d.catch_up_seconds_max,
+        d.reader_max_rss_kib / 1024,
+        target
+    );
+    let t = r.tar.driver_total();
+    let _ = writeln!(
+        out,
+        "\nLoaded (b), summed over repetitions: {} records emitted, drops {} (RecordsDropped {} \
+         + OpsStopped {}), range-only {}, throttled {}.",
+        thousands(t.records_emitted),
+        t.lost(),
+        t.records_dropped,
+        t.ops_stopped,
+        thousands(t.writes_range_only),
+        thousands(t.writes_throttled)
+    );
+    let raw = |v: &[f64]| {
+        v.iter()
+            .map(|x| format!("{x:.3}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let _ = writeln!(
+        out,
+        "\nRaw times (s), in run order: (a) baseline [{}] loaded [{}]; (b) baseline [{}] loaded [{}]",
+        raw(&r.pwrite.baseline_seconds),
+        raw(&r.pwrite.loaded_seconds()),
+        raw(&r.tar.baseline_seconds),
+        raw(&r.tar.loaded_seconds())
+    );
+    out
+}
+
+/// Writes the raw result as pretty JSON.
+pub fn write_json(r: &CaptureResult, path: &Path) -> Result<()> {
+    let text = serde_json::to_string_pretty(r)?;
+    std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_even_and_empty() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert_eq!(median(&[]), 0.0);
+    }
+
+    #[test]
+    fn thousands_groups_digits() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(1_000_000), "1,000,000");
+    }
+}
