@@ -37,9 +37,8 @@ pub fn of_pid(events: &[Value], pid: u32) -> Vec<Value> {
 pub fn summary(ev: &Value) -> Value {
     let mut v = ev.clone();
     if let Value::Object(m) = &mut v {
-        for k in UNPREDICTABLE {
-            m.remove(*k);
-        }
+        // retain keeps the order the driver printed (remove would swap fields around).
+        m.retain(|k, _| !UNPREDICTABLE.contains(&k.as_str()));
     }
     v
 }
