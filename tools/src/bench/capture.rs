@@ -21,7 +21,7 @@ use anyhow::{bail, Context, Result};
 use rill_driver_linux::settings::DriverSettings;
 use serde::Serialize;
 
-use super::drain::{DrainChild, DrainSummary};
+use super::drain::{DrainChild, DrainSummary, ReaderKind};
 use super::driver::{self, Counters, LoadedDriver};
 use super::report;
 use super::workloads::{self, PwriteWorkload, Tarball, TreeSpec};
@@ -36,6 +36,10 @@ pub const TARGET_RING_MB: u32 = 32;
 
 /// How long the reader may take to empty the ring after a workload.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long to wait for somebody else's rill capture to go before a repetition.
+const OTHER_CAPTURE_WAIT: Duration = Duration::from_secs(600);
+/// Repetitions disturbed by somebody else's capture are run again, this many times at most.
+const MAX_RETRIES: u32 = 20;
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -52,6 +56,8 @@ pub struct Config {
     pub settle: Duration,
     /// The benchmark's executable, re-run as `drain` for the reader.
     pub exe: PathBuf,
+    /// The reader's kind (the driver's `RingReader` unless diagnosing).
+    pub reader: ReaderKind,
 }
 
 /// One loaded repetition.
@@ -67,6 +73,8 @@ pub struct LoadedRep {
     pub driver: Counters,
     /// What the reader saw (over its whole life, which brackets the phase).
     pub reader: DrainSummary,
+    /// Other rill captures loaded beside the benchmark's at the end of the repetition.
+    pub other_captures: usize,
 }
 
 impl LoadedRep {
@@ -109,6 +117,9 @@ pub struct WorkloadResult {
     pub target_ratio: f64,
     pub baseline_seconds: Vec<f64>,
     pub loaded: Vec<LoadedRep>,
+    /// Repetitions discarded and run again because somebody else's rill capture was
+    /// loaded while they ran.
+    pub discarded: u32,
 }
 
 impl WorkloadResult {
@@ -120,6 +131,7 @@ impl WorkloadResult {
             target_ratio,
             baseline_seconds: Vec::new(),
             loaded: Vec::new(),
+            discarded: 0,
         }
     }
 
@@ -211,6 +223,7 @@ impl DrainResult {
 pub struct CaptureResult {
     pub kernel: String,
     pub cpus: usize,
+    pub reader: ReaderKind,
     pub reps: u32,
     pub settings: DriverSettings,
     pub tree: Tarball,
@@ -298,12 +311,11 @@ pub fn run(cfg: &Config, stop: &StopFlag) -> Result<CaptureResult> {
     for rep in 1..=cfg.reps {
         let tag = format!("rep {rep}/{}", cfg.reps);
 
-        settle(cfg, stop)?;
-        let t = pw.run(stop)?;
+        let t = baseline_rep(cfg, stop, &mut a, || pw.run(stop))?;
         progress(&tag, "(a) baseline", t, None);
         a.baseline_seconds.push(t.as_secs_f64());
 
-        let r = loaded_rep(cfg, &settings, stop, || pw.run(stop))?;
+        let r = retry_loaded(cfg, &settings, stop, &mut a, || pw.run(stop), || Ok(()))?;
         progress(
             &tag,
             "(a) loaded  ",
@@ -312,16 +324,24 @@ pub fn run(cfg: &Config, stop: &StopFlag) -> Result<CaptureResult> {
         );
         a.loaded.push(r);
 
-        settle(cfg, stop)?;
-        let t = tarball.extract(&extract_dir)?;
-        remove_tree(&extract_dir)?;
+        let t = baseline_rep(cfg, stop, &mut b, || {
+            let t = tarball.extract(&extract_dir);
+            remove_tree(&extract_dir)?;
+            t
+        })?;
         progress(&tag, "(b) baseline", t, None);
         b.baseline_seconds.push(t.as_secs_f64());
 
-        let r = loaded_rep(cfg, &settings, stop, || tarball.extract(&extract_dir));
-        // Removed after the driver is unloaded, so the deletions are not captured.
-        remove_tree(&extract_dir)?;
-        let r = r?;
+        // The tree is removed after the driver is unloaded, so the deletions are not
+        // captured.
+        let r = retry_loaded(
+            cfg,
+            &settings,
+            stop,
+            &mut b,
+            || tarball.extract(&extract_dir),
+            || remove_tree(&extract_dir),
+        )?;
         progress(
             &tag,
             "(b) loaded  ",
@@ -337,6 +357,7 @@ pub fn run(cfg: &Config, stop: &StopFlag) -> Result<CaptureResult> {
             .map(|s| s.trim().to_string())
             .unwrap_or_default(),
         cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        reader: cfg.reader,
         reps: cfg.reps,
         settings,
         tree: tarball,
@@ -345,6 +366,60 @@ pub fn run(cfg: &Config, stop: &StopFlag) -> Result<CaptureResult> {
         drain,
         forced_unload,
     })
+}
+
+/// One baseline repetition of `workload`, run with no rill capture loaded, anybody's;
+/// run again if one appeared meanwhile.
+fn baseline_rep(
+    cfg: &Config,
+    stop: &StopFlag,
+    w: &mut WorkloadResult,
+    mut workload: impl FnMut() -> Result<Duration>,
+) -> Result<Duration> {
+    for _ in 0..=MAX_RETRIES {
+        driver::wait_no_capture(stop, OTHER_CAPTURE_WAIT)?;
+        settle(cfg, stop)?;
+        let t = workload()?;
+        let others = driver::captures_loaded();
+        if others == 0 {
+            return Ok(t);
+        }
+        w.discarded += 1;
+        eprintln!(
+            "rill-bench: {others} rill capture(s) of somebody else loaded during a {} baseline \
+             repetition; discarding it and running it again",
+            w.unit
+        );
+    }
+    bail!("too many repetitions disturbed by other rill captures; run the benchmark on a quiet machine")
+}
+
+/// One loaded repetition, run again if somebody else's capture was loaded beside it.
+/// `cleanup` runs after each attempt, once the driver is unloaded.
+fn retry_loaded(
+    cfg: &Config,
+    settings: &DriverSettings,
+    stop: &StopFlag,
+    w: &mut WorkloadResult,
+    mut workload: impl FnMut() -> Result<Duration>,
+    mut cleanup: impl FnMut() -> Result<()>,
+) -> Result<LoadedRep> {
+    for _ in 0..=MAX_RETRIES {
+        driver::wait_no_capture(stop, OTHER_CAPTURE_WAIT)?;
+        let r = loaded_rep(cfg, settings, stop, &mut workload);
+        cleanup()?;
+        let r = r?;
+        if r.other_captures == 0 {
+            return Ok(r);
+        }
+        w.discarded += 1;
+        eprintln!(
+            "rill-bench: {} other rill capture(s) loaded beside the benchmark's during a {} \
+             repetition; discarding it and running it again",
+            r.other_captures, w.unit
+        );
+    }
+    bail!("too many repetitions disturbed by other rill captures; run the benchmark on a quiet machine")
 }
 
 /// One loaded repetition around the timed `workload` (see the module documentation).
@@ -356,12 +431,13 @@ fn loaded_rep(
 ) -> Result<LoadedRep> {
     check_stop(stop)?;
     let drv = LoadedDriver::load(settings)?;
-    let reader = DrainChild::spawn(&cfg.exe)?;
+    let reader = DrainChild::spawn(&cfg.exe, cfg.reader)?;
     settle(cfg, stop)?;
     let before = drv.counters()?;
     let t = workload()?;
     let (catch_up, drained) = drv.wait_drained(CATCH_UP_TIMEOUT, stop)?;
     let after = drv.counters()?;
+    let other_captures = driver::captures_loaded().saturating_sub(1);
     if !drained {
         eprintln!(
             "rill-bench: warning: the reader (pid {}) had not emptied the ring {} s after the workload",
@@ -377,6 +453,7 @@ fn loaded_rep(
         drained,
         driver: after.since(&before),
         reader: summary,
+        other_captures,
     })
 }
 

@@ -82,6 +82,50 @@ impl Counters {
     }
 }
 
+/// The dispatcher program every rill capture (pinned driver or private session) loads.
+const DISPATCHER: &str = "rill_sys_exit";
+
+/// How many rill captures are loaded in the kernel right now, anybody's: the pinned
+/// driver, or the private instance of a `rill-driver capture` session or a test. A
+/// baseline repetition is only valid with none, a loaded one with exactly the benchmark's.
+pub fn captures_loaded() -> usize {
+    aya::programs::loaded_programs()
+        // A program may vanish between being listed and being read.
+        .filter_map(|p| p.ok())
+        .filter(|p| p.name_as_str() == Some(DISPATCHER))
+        .count()
+}
+
+/// Waits until no rill capture is loaded (freeing an unloaded one takes the kernel a
+/// moment; another engineer's test may take longer), saying so if it has to wait long.
+pub fn wait_no_capture(stop: &StopFlag, max: Duration) -> Result<()> {
+    let t0 = Instant::now();
+    let mut told = false;
+    loop {
+        let n = captures_loaded();
+        if n == 0 {
+            return Ok(());
+        }
+        if t0.elapsed() >= max {
+            bail!(
+                "{n} rill capture(s) of somebody else (pinned driver or private `capture` \
+                 session) stayed loaded for {} s; the baseline cannot run beside them",
+                max.as_secs()
+            );
+        }
+        if !told && t0.elapsed() >= Duration::from_secs(2) {
+            eprintln!(
+                "rill-bench: {n} other rill capture(s) loaded (a test or a capture session?); \
+                 waiting for them to go (at most {} s)",
+                max.as_secs()
+            );
+            told = true;
+        }
+        check_stop(stop)?;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Makes sure no pinned driver is loaded before the benchmark starts. Somebody else's
 /// driver (an engine's) is never unloaded silently: without `force` this is an error.
 /// Returns whether a driver was unloaded.

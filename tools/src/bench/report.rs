@@ -11,6 +11,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use super::capture::{CaptureResult, WorkloadResult, TARGET_DRAIN_RECORDS_PER_S, TARGET_RING_MB};
+use super::drain::ReaderKind;
 
 /// The median (mean of the middle two for an even count); 0 for no values.
 pub fn median(values: &[f64]) -> f64 {
@@ -90,8 +91,16 @@ pub fn markdown(r: &CaptureResult) -> String {
     let _ = writeln!(
         out,
         "## rill-bench capture: kernel {}, {} CPUs, {} repetitions per variant (alternated), \
-         RingSizeMB {}, InlineDataMax {}\n",
-        r.kernel, r.cpus, r.reps, s.ring_size_mb, s.inline_data_max
+         RingSizeMB {}, InlineDataMax {}, reader {}\n",
+        r.kernel,
+        r.cpus,
+        r.reps,
+        s.ring_size_mb,
+        s.inline_data_max,
+        match r.reader {
+            ReaderKind::RingReader => "RingReader (as the engine)".to_string(),
+            k => format!("{} (DIAGNOSTIC, not the driver's RingReader)", k.name()),
+        }
     );
     let _ = writeln!(
         out,
@@ -162,6 +171,14 @@ pub fn markdown(r: &CaptureResult) -> String {
         raw(&r.tar.baseline_seconds),
         raw(&r.tar.loaded_seconds())
     );
+    let discarded = r.pwrite.discarded + r.tar.discarded;
+    if discarded > 0 {
+        let _ = writeln!(
+            out,
+            "\n{discarded} repetition(s) were discarded and run again because somebody else's \
+             rill capture was loaded while they ran."
+        );
+    }
     out
 }
 

@@ -23,7 +23,10 @@ enum Command {
     Capture(CaptureArgs),
     /// (internal) The ring reader that `capture` starts as a child process.
     #[command(hide = true)]
-    Drain,
+    Drain {
+        #[arg(long, default_value = "ring-reader")]
+        reader: String,
+    },
 }
 
 #[derive(clap::Args)]
@@ -55,6 +58,10 @@ struct CaptureArgs {
     /// Unload a pinned driver that is loaded at start (it is not reloaded afterwards).
     #[arg(long)]
     force: bool,
+    /// Which reader drains the ring: ring-reader (the driver's RingReader, as the engine
+    /// uses it) or bounded (diagnostic: same decode, at most 1024 records per batch).
+    #[arg(long, default_value = "ring-reader", value_parser = ["ring-reader", "bounded"])]
+    reader: String,
     /// Also write the raw numbers, as JSON, to this file.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -64,7 +71,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Capture(args) => run_capture(args),
-        Command::Drain => drain::run_child(),
+        Command::Drain { reader } => drain::ReaderKind::parse(&reader).and_then(drain::run_child),
     };
     if let Err(e) = result {
         eprintln!("rill-bench: {e:#}");
@@ -109,6 +116,7 @@ fn run_capture(a: CaptureArgs) -> Result<()> {
         force: a.force,
         settle: Duration::from_millis(200),
         exe: std::env::current_exe().context("locating the rill-bench executable")?,
+        reader: drain::ReaderKind::parse(&a.reader)?,
     };
     let result = capture::run(&cfg, &stop)?;
     print!("{}", report::markdown(&result));
