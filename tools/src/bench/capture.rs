@@ -182,6 +182,8 @@ pub struct DrainResult {
     pub peak_fill_percent: f64,
     pub catch_up_seconds_max: f64,
     pub reader_max_rss_kib: u64,
+    /// Most records the reader got from one batch.
+    pub reader_largest_batch: u64,
     /// Whether the target applies (it is stated at the default ring size) and is met.
     pub target_applies: bool,
     pub meets_target: bool,
@@ -210,6 +212,11 @@ impl DrainResult {
                 .fold(0.0, f64::max),
             catch_up_seconds_max: reps.iter().map(|r| r.catch_up_seconds).fold(0.0, f64::max),
             reader_max_rss_kib: reps.iter().map(|r| r.reader.max_rss_kib).max().unwrap_or(0),
+            reader_largest_batch: reps
+                .iter()
+                .map(|r| r.reader.largest_batch)
+                .max()
+                .unwrap_or(0),
             target_applies: ring_mb == TARGET_RING_MB,
             meets_target: records_per_s_median >= TARGET_DRAIN_RECORDS_PER_S
                 && total.lost() == 0

@@ -33,7 +33,7 @@ pub fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -129,7 +129,7 @@ pub fn markdown(r: &CaptureResult) -> String {
         "\nDrain (reader process, loaded (a), median of {}): {} records/s, {:.0} MB/s through the \
          ring ({:.0} MB/s decoded payload); drops {} (RecordsDropped {} + OpsStopped {}); \
          range-only {}, throttled {}; peak ring fill {:.1}% of {} MB; catch-up after the \
-         workload <= {:.3} s; reader max RSS {} MiB. Target {}",
+         workload <= {:.3} s; reader max RSS {} MiB, largest batch {} records. Target {}",
         r.pwrite.loaded.len(),
         si(d.records_per_s_median),
         d.ring_mb_per_s_median,
@@ -143,6 +143,7 @@ pub fn markdown(r: &CaptureResult) -> String {
         d.ring_mb,
         d.catch_up_seconds_max,
         d.reader_max_rss_kib / 1024,
+        thousands(d.reader_largest_batch),
         target
     );
     let t = r.tar.driver_total();
