@@ -17,7 +17,7 @@ pub mod maps;
 pub mod path;
 pub mod record;
 
-pub use maps::{DirtyKey, DirtyValue, DriverConfig, Stat};
+pub use maps::{DirtyKey, DirtyValue, DriverConfig, PathSeen, Stat};
 pub use path::{join_path, PathError};
 pub use record::{
     align_up, DecodeError, Kind, Record, RecordHeader, Section, ABI_VERSION, HEADER_SIZE,

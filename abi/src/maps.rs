@@ -110,6 +110,17 @@ impl Stat {
     pub const COUNT: u32 = 32;
 }
 
+/// What the driver remembers of an open file whose path it has sent (`RILL_PATHS`,
+/// keyed by the `struct file` address, which is also the record's path cookie).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PathSeen {
+    /// The dentry the path was walked from: a reused `struct file` has another.
+    pub dentry: u64,
+    /// The rename generation (`RILL_GEN`) when it was sent.
+    pub generation: u64,
+}
+
 /// A file (or, for name operations, a directory) whose operations were not all recorded.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

@@ -80,6 +80,7 @@ impl Capture {
                 let lock = ReaderLock::acquire()?;
                 let mut maps = DriverMaps::open_pinned()?;
                 let reader = RingReader::new(maps.ring.take().ok_or(DriverError::NotLoaded)?)?;
+                maps.bump_generation()?;
                 (ebpf_backend(None, Some(lock), maps, reader), Source::Pinned)
             }
             (Source::Private, _) => {
@@ -152,20 +153,32 @@ impl Capture {
         self.poll(Duration::from_millis(0), out)
     }
 
-    /// Turns new drop counts and dirty-map entries into `overflow` and `dirty` events.
+    /// Names events the reader could not name, and turns new drop counts and dirty-map
+    /// entries into `overflow` and `dirty` events.
     fn collect_losses(&mut self, raw: &mut Vec<Event>) -> Result<()> {
-        let roots = self.roots.clone();
         let Backend::Ebpf(b) = &mut self.backend else {
             return Ok(());
         };
         let EbpfBackend {
             maps, lost, names, ..
         } = &mut **b;
-        for ev in raw.iter() {
-            if let Some(id) = ev.object {
-                names.insert(id, ev.path.clone());
+        let mut namer = Namer::new(&self.roots, names);
+        let mut named = Vec::with_capacity(raw.len());
+        for ev in raw.drain(..) {
+            match ev.object {
+                Some(id) if ev.path.as_os_str().is_empty() => {
+                    for path in namer.name(id) {
+                        named.push(Event { path, ..ev.clone() });
+                    }
+                }
+                Some(id) => {
+                    namer.names.insert(id, ev.path.clone());
+                    named.push(ev);
+                }
+                None => named.push(ev),
             }
         }
+        *raw = named;
         let stats = maps.stats()?;
         let total: u64 = (0..Category::COUNT as u32)
             .map(|c| stats.get(Stat::DROPPED_BASE + c) + stats.get(Stat::STOPPED_BASE + c))
@@ -173,36 +186,17 @@ impl Capture {
         if total <= *lost {
             return Ok(());
         }
-        raw.push(synthetic(
-            PathBuf::new(),
-            0,
-            Op::Overflow {
-                count: total - *lost,
-            },
-        ));
+        let count = total - *lost;
+        raw.push(synthetic(PathBuf::new(), 0, Op::Overflow { count }));
         *lost = total;
-        let root_devs: Vec<u64> = roots
-            .iter()
-            .filter_map(|r| std::fs::metadata(r).ok())
-            .map(|m| user_dev_to_kernel(m.dev()))
-            .collect();
-        let mut under_roots: Option<HashMap<(u64, u64), PathBuf>> = None;
+        let rescan_all = stats.get(Stat::DIRTY_MAP_FULL) > 0;
         for (key, value) in maps.dirty()? {
             let reason = DirtyReason::from_abi(value.reason);
-            let paths = if key == DirtyKey::default() || stats.get(Stat::DIRTY_MAP_FULL) > 0 {
+            let paths = if key == DirtyKey::default() || rescan_all {
                 // An absolute name, or dirty marks that did not fit: rescan everything.
-                roots.clone()
-            } else if let Some(p) = names.get(&(key.dev, key.ino)) {
-                vec![p.clone()]
-            } else if !root_devs.contains(&key.dev) {
-                Vec::new() // Another file system: not under this session's roots.
+                self.roots.clone()
             } else {
-                let index = under_roots.get_or_insert_with(|| index_inodes(&roots));
-                match index.get(&(key.dev, key.ino)) {
-                    Some(p) => vec![p.clone()],
-                    // Gone or unindexed: only a rescan of the roots is safe.
-                    None => roots.clone(),
-                }
+                namer.name((key.dev, key.ino))
             };
             for path in paths {
                 raw.push(synthetic(path, value.first_ns, Op::Dirty { reason }));
@@ -210,6 +204,49 @@ impl Capture {
             maps.clear_dirty(&key)?;
         }
         Ok(())
+    }
+}
+
+/// Names objects (kernel dev, inode) under a session's roots: from the paths seen so far,
+/// else from one walk of the roots made on first need; an object on the roots' file
+/// systems that is found nowhere names all the roots (only a rescan is safe).
+struct Namer<'a> {
+    roots: &'a [PathBuf],
+    names: &'a mut HashMap<(u64, u64), PathBuf>,
+    root_devs: Option<Vec<u64>>,
+    index: Option<HashMap<(u64, u64), PathBuf>>,
+}
+
+impl<'a> Namer<'a> {
+    fn new(roots: &'a [PathBuf], names: &'a mut HashMap<(u64, u64), PathBuf>) -> Self {
+        Namer {
+            roots,
+            names,
+            root_devs: None,
+            index: None,
+        }
+    }
+
+    fn name(&mut self, id: (u64, u64)) -> Vec<PathBuf> {
+        if let Some(p) = self.names.get(&id) {
+            return vec![p.clone()];
+        }
+        let roots = self.roots;
+        let devs = self.root_devs.get_or_insert_with(|| {
+            roots
+                .iter()
+                .filter_map(|r| std::fs::metadata(r).ok())
+                .map(|m| user_dev_to_kernel(m.dev()))
+                .collect()
+        });
+        if !devs.contains(&id.0) {
+            return Vec::new(); // Another file system: not under these roots.
+        }
+        let index = self.index.get_or_insert_with(|| index_inodes(roots));
+        match index.get(&id) {
+            Some(p) => vec![p.clone()],
+            None => roots.to_vec(),
+        }
     }
 }
 

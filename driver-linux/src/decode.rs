@@ -1,12 +1,13 @@
 //! Turning capture records into [`Event`]s: joining path sections and naming the details.
 
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 
 use rill_abi::{
     join_path,
-    record::{FLAG_OBJECT_ID, FLAG_PARTIAL_MASK, FLAG_PATH_TRUNCATED},
+    record::{FLAG_OBJECT_ID, FLAG_PARTIAL_MASK, FLAG_PATH_CACHED, FLAG_PATH_TRUNCATED},
     Kind, Record, Section,
 };
 
@@ -29,12 +30,57 @@ fn opt_id(v: u64) -> Option<u32> {
     (v != u32::MAX as u64).then_some(v as u32)
 }
 
+/// Paths the driver sent once per open file, by cookie (see `FLAG_PATH_CACHED`).
+///
+/// Two generations of maps: lookups promote, and when the current one fills it becomes the
+/// previous one. That keeps at least the `CAPACITY` most recently used cookies, more than
+/// the driver's own table of open files (16384), so a cookie the driver still treats as
+/// sent is never forgotten here.
+#[derive(Default)]
+pub struct PathCache {
+    current: HashMap<u64, PathBuf>,
+    previous: HashMap<u64, PathBuf>,
+}
+
+impl PathCache {
+    const CAPACITY: usize = 65536;
+
+    pub fn put(&mut self, cookie: u64, path: PathBuf) {
+        if self.current.len() >= Self::CAPACITY {
+            self.previous = std::mem::take(&mut self.current);
+        }
+        self.current.insert(cookie, path);
+    }
+
+    pub fn get(&mut self, cookie: u64) -> Option<PathBuf> {
+        if let Some(p) = self.current.get(&cookie) {
+            return Some(p.clone());
+        }
+        let p = self.previous.remove(&cookie)?;
+        self.put(cookie, p.clone());
+        Some(p)
+    }
+}
+
 /// Decodes one record. A record whose path the driver could not resolve completely
-/// becomes a `Dirty` event for what it did resolve, so the file is resynchronised.
-pub fn to_event(r: &Record<'_>) -> Result<Event> {
-    let p = path(r, Section::PathBase, Section::PathName)?;
+/// becomes a `Dirty` event for what it did resolve, so the file is resynchronised; so does
+/// a write whose cached path this reader never saw (it attached after the path was sent),
+/// with an empty path for the caller to name from the object id.
+pub fn to_event(r: &Record<'_>, cache: &mut PathCache) -> Result<Event> {
     let h = &r.header;
-    let op = if h.flags & FLAG_PATH_TRUNCATED != 0 {
+    let cookie = if r.kind == Kind::Write { h.args[2] } else { 0 };
+    let p = if h.flags & FLAG_PATH_CACHED != 0 {
+        cache.get(cookie)
+    } else {
+        let p = path(r, Section::PathBase, Section::PathName)?;
+        if cookie != 0 {
+            cache.put(cookie, p.clone());
+        }
+        Some(p)
+    };
+    let unknown = p.is_none() || h.flags & FLAG_PATH_TRUNCATED != 0;
+    let p = p.unwrap_or_default();
+    let op = if unknown {
         Op::Dirty {
             reason: DirtyReason::PathUnknown,
         }

@@ -118,6 +118,8 @@ pub const MAPS: &[&str] = &[
     "RILL_WATCHED",
     "RILL_SCRATCH",
     "RILL_HANDLERS",
+    "RILL_PATHS",
+    "RILL_GEN",
 ];
 
 pub fn require_root() -> Result<()> {

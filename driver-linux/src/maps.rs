@@ -45,6 +45,7 @@ pub struct DriverMaps {
     dirty: Map,
     excluded: Map,
     watched: Map,
+    generation: Map,
 }
 
 /// Counters summed over CPUs, indexed by [`Stat`].
@@ -68,6 +69,7 @@ impl DriverMaps {
             dirty: take("RILL_DIRTY")?,
             excluded: take("RILL_EXCLUDED")?,
             watched: take("RILL_WATCHED")?,
+            generation: take("RILL_GEN")?,
         })
     }
 
@@ -87,6 +89,7 @@ impl DriverMaps {
             dirty: open("RILL_DIRTY")?,
             excluded: open("RILL_EXCLUDED")?,
             watched: open("RILL_WATCHED")?,
+            generation: open("RILL_GEN")?,
         })
     }
 
@@ -146,6 +149,16 @@ impl DriverMaps {
         let mut cfg = s.driver_config();
         cfg.paused = 0;
         self.set_config(cfg)
+    }
+
+    /// Makes the driver send every open file's path again: a reader that attaches has not
+    /// seen the paths sent before it.
+    pub fn bump_generation(&mut self) -> Result<()> {
+        let mut a: Array<&mut MapData, u64> =
+            Array::try_from(&mut self.generation).map_err(|e| ebpf_err("RILL_GEN", e))?;
+        let g = a.get(&0, 0).map_err(|e| ebpf_err("RILL_GEN", e))?;
+        a.set(0, g.wrapping_add(1), 0)
+            .map_err(|e| ebpf_err("RILL_GEN", e))
     }
 
     pub fn stats(&self) -> Result<Stats> {

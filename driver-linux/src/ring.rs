@@ -14,7 +14,7 @@ use aya::maps::{Map, MapData, RingBuf};
 use nix::fcntl::{Flock, FlockArg};
 use rill_abi::Record;
 
-use crate::decode::to_event;
+use crate::decode::{to_event, PathCache};
 use crate::event::Event;
 use crate::{DriverError, Result};
 
@@ -59,6 +59,7 @@ impl ReaderLock {
 /// Reads records from a ring map and decodes them.
 pub struct RingReader {
     ring: RingBuf<MapData>,
+    paths: PathCache,
     /// Records that could not be decoded (a driver/ABI mismatch); reported, never fatal.
     pub corrupt: u64,
 }
@@ -67,7 +68,11 @@ impl RingReader {
     pub fn new(ring: Map) -> Result<RingReader> {
         let ring =
             RingBuf::try_from(ring).map_err(|e| DriverError::Ebpf(format!("RILL_RING: {e}")))?;
-        Ok(RingReader { ring, corrupt: 0 })
+        Ok(RingReader {
+            ring,
+            paths: PathCache::default(),
+            corrupt: 0,
+        })
     }
 
     /// Waits up to `timeout` for the ring to have data, then drains everything in it.
@@ -99,7 +104,7 @@ impl RingReader {
             any = true;
             match Record::decode(&item)
                 .map_err(|e| DriverError::Record(e.to_string()))
-                .and_then(|(r, _)| to_event(&r))
+                .and_then(|(r, _)| to_event(&r, &mut self.paths))
             {
                 Ok(ev) => out.push(ev),
                 Err(e) => {

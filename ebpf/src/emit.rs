@@ -23,13 +23,14 @@ use aya_ebpf::{
 use rill_abi::{
     maps::Category,
     record::{DIRTY_RING_FULL, DIRTY_STOP_LIMIT, FLAG_PATH_TRUNCATED},
-    DirtyKey, DirtyValue, DriverConfig, Kind, RecordHeader, Section, Stat, ABI_VERSION,
+    DirtyKey, DirtyValue, DriverConfig, Kind, PathSeen, RecordHeader, Section, Stat, ABI_VERSION,
     HEADER_SIZE, SECTION_COUNT,
 };
 
 use crate::kernel::{kread, KPath, Off};
 use crate::maps::{
-    RILL_CONFIG, RILL_DIRTY, RILL_EXCLUDED, RILL_RING, RILL_SCRATCH, RILL_STATS, RILL_WATCHED,
+    RILL_CONFIG, RILL_DIRTY, RILL_EXCLUDED, RILL_GEN, RILL_PATHS, RILL_RING, RILL_SCRATCH,
+    RILL_STATS, RILL_WATCHED,
 };
 
 pub const SCRATCH_SIZE: usize = 0x30000;
@@ -368,7 +369,7 @@ impl Builder {
 
     /// Writes the header and submits the record, marking `key` dirty if the ring is full.
     #[inline(always)]
-    pub fn submit(self, kind: Kind, key: DirtyKey, args: [u64; 4]) {
+    pub fn submit(self, kind: Kind, key: DirtyKey, args: [u64; 4]) -> bool {
         let pid_tgid = bpf_get_current_pid_tgid();
         let len = self.off & OFF_MASK;
         let header = RecordHeader {
@@ -393,10 +394,12 @@ impl Builder {
             Ok(()) => {
                 stat_add(Stat::EMITTED_BASE + cat, 1);
                 stat_add(Stat::BYTES, len);
+                true
             }
             Err(_) => {
                 stat_add(Stat::DROPPED_BASE + cat, 1);
                 mark_dirty(key, DIRTY_RING_FULL);
+                false
             }
         }
     }
@@ -430,3 +433,38 @@ fn wakeup_flags() -> u64 {
 
 #[allow(dead_code)]
 const _: () = assert!(Category::COUNT <= 8);
+
+/// The current rename generation.
+#[inline(always)]
+pub fn generation() -> u64 {
+    RILL_GEN.get(0).copied().unwrap_or(0)
+}
+
+#[inline(always)]
+pub fn bump_generation() {
+    if let Some(g) = RILL_GEN.get_ptr_mut(0) {
+        // SAFETY: a map value. BPF has an atomic add (BPF_XADD) but the target has no
+        // compare-and-swap, so AtomicU64::fetch_add is unavailable; the intrinsic lowers to
+        // the instruction. Atomic, so two renames on two CPUs both move the generation.
+        unsafe {
+            core::intrinsics::atomic_xadd::<u64, u64, { core::intrinsics::AtomicOrdering::Relaxed }>(
+                g, 1,
+            )
+        };
+    }
+}
+
+/// Whether the path of `file` (walked from `dentry`) was sent in this generation.
+#[inline(always)]
+pub fn path_sent(file: u64, dentry: u64, generation: u64) -> bool {
+    // SAFETY: the value is read at once.
+    match unsafe { RILL_PATHS.get(&file) } {
+        Some(seen) => seen.dentry == dentry && seen.generation == generation,
+        None => false,
+    }
+}
+
+#[inline(always)]
+pub fn remember_path(file: u64, dentry: u64, generation: u64) {
+    let _ = RILL_PATHS.insert(&file, &PathSeen { dentry, generation }, 0);
+}

@@ -3,7 +3,10 @@
 //! name is relative to, applies the filters and throttling, and submits one record.
 
 use rill_abi::{
-    record::{FLAG_APPEND, FLAG_DATA_FAULT, FLAG_OBJECT_ID, FLAG_RANGE_ONLY, FLAG_THROTTLED},
+    record::{
+        FLAG_APPEND, FLAG_DATA_FAULT, FLAG_OBJECT_ID, FLAG_PATH_CACHED, FLAG_RANGE_ONLY,
+        FLAG_THROTTLED,
+    },
     DirtyKey, DriverConfig, Kind, Section,
 };
 
@@ -204,7 +207,13 @@ pub fn write(c: &Call) {
     };
     let Some(mut b) = Builder::new() else { return };
     b.flags |= FLAG_OBJECT_ID;
-    b.walk(&c.o, Section::PathBase, f.path);
+    let generation = crate::emit::generation();
+    let cached = crate::emit::path_sent(f.file, f.path.dentry, generation);
+    if cached {
+        b.flags |= FLAG_PATH_CACHED;
+    } else {
+        b.walk(&c.o, Section::PathBase, f.path);
+    }
     if append {
         b.flags |= FLAG_APPEND;
     }
@@ -218,7 +227,10 @@ pub fn write(c: &Call) {
         b.drop_data();
         b.flags |= FLAG_DATA_FAULT;
     }
-    b.submit(Kind::Write, key(&f.inode), [offset, written, 0, 0]);
+    let sent = b.submit(Kind::Write, key(&f.inode), [offset, written, f.file, 0]);
+    if sent && !cached {
+        crate::emit::remember_path(f.file, f.path.dentry, generation);
+    }
 }
 
 /// Copies the `written` bytes from the caller's buffer or iovecs.
@@ -329,6 +341,8 @@ pub fn rename(c: &Call) {
         _ => return,
     };
     let flags = if c.nr == nr::RENAMEAT2 { c.arg(4) } else { 0 };
+    // Before the record, so no write recorded after it can reuse a path it changed.
+    crate::emit::bump_generation();
     two_names(
         c,
         old_dir,

@@ -7,6 +7,8 @@
 //! one register read. Handlers live in `handlers`, record assembly in `emit`.
 #![no_std]
 #![no_main]
+#![allow(internal_features)]
+#![feature(core_intrinsics)]
 
 mod emit;
 mod handlers;

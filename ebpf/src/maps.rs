@@ -3,9 +3,9 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, PerCpuArray, ProgramArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
 };
-use rill_abi::{DirtyKey, DirtyValue, DriverConfig, Stat};
+use rill_abi::{DirtyKey, DirtyValue, DriverConfig, PathSeen, Stat};
 
 use crate::emit::Scratch;
 
@@ -39,3 +39,13 @@ pub static RILL_SCRATCH: Array<Scratch> = Array::with_max_entries(1, 0);
 /// Handlers by syscall number, filled by the loader.
 #[map]
 pub static RILL_HANDLERS: ProgramArray = ProgramArray::with_max_entries(512, 0);
+
+/// Open files whose path has been sent, so later writes through them can omit it.
+#[map]
+pub static RILL_PATHS: LruHashMap<u64, PathSeen> = LruHashMap::with_max_entries(16384, 0);
+
+/// The rename generation: bumped by every rename (which may change any path below it) and
+/// by a reader that attaches (it has not seen earlier paths); cached paths of an older
+/// generation are sent again.
+#[map]
+pub static RILL_GEN: Array<u64> = Array::with_max_entries(1, 0);
