@@ -149,3 +149,105 @@ pub fn to_event(r: &Record<'_>, cache: &mut PathCache) -> Result<Event> {
         op,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rill_abi::{record::FLAG_RANGE_ONLY, RecordHeader};
+
+    fn leaf_first(components: &[&str]) -> Vec<u8> {
+        components
+            .iter()
+            .rev()
+            .flat_map(|c| std::iter::once(c.len() as u8).chain(c.bytes()))
+            .collect()
+    }
+
+    fn write(flags: u16, cookie: u64, base: &[u8], data: &[u8]) -> Vec<u8> {
+        let h = RecordHeader {
+            kind: Kind::Write as u8,
+            flags: flags | FLAG_OBJECT_ID,
+            dev: 7,
+            ino: 9,
+            args: [4096, 5, cookie, 0],
+            ..Default::default()
+        };
+        let mut out = vec![0u8; 1024];
+        let n = Record::encode(&h, [base, b"", b"", b"", b"", data], &mut out).expect("encode");
+        out.truncate(n);
+        out
+    }
+
+    fn decode(bytes: &[u8], cache: &mut PathCache) -> Event {
+        let (r, _) = Record::decode(bytes).expect("decode");
+        to_event(&r, cache).expect("event")
+    }
+
+    #[test]
+    fn a_cached_path_is_the_one_sent_with_the_same_cookie() {
+        let mut cache = PathCache::default();
+        let first = decode(
+            &write(0, 42, &leaf_first(&["tmp", "w", "f"]), b"hello"),
+            &mut cache,
+        );
+        assert_eq!(first.path, PathBuf::from("/tmp/w/f"));
+        assert_eq!(
+            first.op,
+            Op::Write {
+                offset: 4096,
+                len: 5,
+                data: Some(b"hello".to_vec())
+            }
+        );
+        assert_eq!(first.object, Some((7, 9)));
+        let again = decode(
+            &write(FLAG_PATH_CACHED | FLAG_RANGE_ONLY, 42, b"", b""),
+            &mut cache,
+        );
+        assert_eq!(again.path, PathBuf::from("/tmp/w/f"));
+        assert_eq!(
+            again.op,
+            Op::Write {
+                offset: 4096,
+                len: 5,
+                data: None
+            }
+        );
+    }
+
+    #[test]
+    fn an_unknown_cookie_becomes_an_unnamed_dirty_file() {
+        let mut cache = PathCache::default();
+        let ev = decode(&write(FLAG_PATH_CACHED, 99, b"", b""), &mut cache);
+        assert_eq!(
+            ev.op,
+            Op::Dirty {
+                reason: DirtyReason::PathUnknown
+            }
+        );
+        assert!(ev.path.as_os_str().is_empty());
+        assert_eq!(ev.object, Some((7, 9)), "named later from the object id");
+    }
+
+    #[test]
+    fn the_cache_keeps_recent_cookies_across_a_generation_switch() {
+        let mut cache = PathCache::default();
+        for i in 0..(PathCache::CAPACITY as u64 + 10) {
+            cache.put(i, PathBuf::from(format!("/f{i}")));
+        }
+        // The oldest moved to the previous generation; still found, and promoted.
+        assert_eq!(cache.get(0), Some(PathBuf::from("/f0")));
+        assert_eq!(
+            cache.get(PathCache::CAPACITY as u64 + 9),
+            Some(PathBuf::from(format!("/f{}", PathCache::CAPACITY + 9)))
+        );
+    }
+
+    #[test]
+    fn a_corrupt_path_section_is_an_error_not_a_panic() {
+        let mut cache = PathCache::default();
+        let bytes = write(0, 1, &[9, b'x'], b"");
+        let (r, _) = Record::decode(&bytes).expect("decode");
+        assert!(to_event(&r, &mut cache).is_err());
+    }
+}
