@@ -32,6 +32,9 @@ static LOCAL: Mutex<()> = Mutex::new(());
 /// Exclusive use of the pinned driver, with a private settings file. See the module docs.
 pub struct PinnedGuard {
     settings: SettingsFile,
+    /// An empty settings file for the guard's own `unload`s, so cleanup works whatever
+    /// the test put into `settings` (e.g. a watched directory it has since removed).
+    clean: SettingsFile,
     _flock: Flock<File>,
     _local: MutexGuard<'static, ()>,
 }
@@ -84,10 +87,11 @@ impl PinnedGuard {
         let flock = lock_file(deadline);
         let guard = PinnedGuard {
             settings: SettingsFile::new(),
+            clean: SettingsFile::new(),
             _flock: flock,
             _local: local,
         };
-        let out = guard.driver(&["unload"]);
+        let out = run_driver(&guard.clean.path(), &["unload"]);
         assert!(
             out.status.success(),
             "unloading a leftover pinned driver failed: {}",
@@ -133,7 +137,7 @@ impl PinnedGuard {
 
 impl Drop for PinnedGuard {
     fn drop(&mut self) {
-        let out = self.driver(&["unload"]);
+        let out = run_driver(&self.clean.path(), &["unload"]);
         if !out.status.success() {
             let msg = format!(
                 "unloading the pinned driver after the test failed: {}",

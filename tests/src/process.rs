@@ -308,6 +308,8 @@ impl CaptureProc {
 pub struct WorkloadResult {
     pub pid: u32,
     pub tids: Vec<u32>,
+    /// Scenario-specific facts (e.g. inode numbers), or null.
+    pub extra: Value,
 }
 
 /// A `rill-workload` process, waiting for `go` on stdin until [`Workload::go`].
@@ -376,7 +378,11 @@ impl Workload {
             .iter()
             .map(|t| t.as_u64().expect("tid") as u32)
             .collect();
-        WorkloadResult { pid, tids }
+        WorkloadResult {
+            pid,
+            tids,
+            extra: v["extra"].clone(),
+        }
     }
 
     /// Spawns, says go and finishes: the whole scenario.

@@ -17,6 +17,7 @@ use std::io::BufRead;
 
 use libc::{O_APPEND, O_CREAT, O_DIRECTORY, O_PATH, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY};
 use rill_tests::sys::*;
+use serde_json::{json, Value};
 
 type Params = HashMap<String, String>;
 
@@ -51,14 +52,21 @@ fn main() {
         std::process::exit(2);
     }
     umask(0o022);
-    let tids = run(scenario, dir, &params);
+    let (tids, extra) = match scenario {
+        "threads" => (threads(dir, param(&params, "n", 50)), Value::Null),
+        "reuse" => (vec![gettid()], reuse(dir, param(&params, "k", 20))),
+        _ => {
+            run(scenario, dir, &params);
+            (vec![gettid()], Value::Null)
+        }
+    };
     println!(
         "{}",
-        serde_json::json!({ "pid": std::process::id(), "scenario": scenario, "tids": tids })
+        json!({ "pid": std::process::id(), "scenario": scenario, "tids": tids, "extra": extra })
     );
 }
 
-fn run(scenario: &str, d: &str, p: &Params) -> Vec<u32> {
+fn run(scenario: &str, d: &str, p: &Params) {
     match scenario {
         "create" => create(d),
         "writes" => writes(d),
@@ -78,7 +86,6 @@ fn run(scenario: &str, d: &str, p: &Params) -> Vec<u32> {
         "append" => append(d),
         "cursor" => cursor(d),
         "big-write" => big_write(d),
-        "threads" => return threads(d, param(p, "n", 50)),
         "basic" => basic(d),
         "inline-max" => inline_max(d),
         "many-files" => many_files(d, param(p, "n", 1000)),
@@ -87,7 +94,6 @@ fn run(scenario: &str, d: &str, p: &Params) -> Vec<u32> {
         "modify" => modify(d),
         other => panic!("unknown scenario {other}"),
     }
-    vec![gettid()]
 }
 
 fn dir_fd(path: &str) -> i32 {
@@ -404,10 +410,19 @@ fn many_files(d: &str, n: usize) {
     }
 }
 
-/// For i in 0..n (default 1000): every `mkdir_every`-th i (default 10) first mkdirs
+/// First, for i in 0..churn (default 0): create c{i:05}, write 0+16, unlink c{i:05}
+/// (recorded while the ring is nearly empty; their inode numbers are free for reuse).
+/// Then for i in 0..n (default 1000): every `mkdir_every`-th i (default 10) first mkdirs
 /// d{i:05}; then create {i:05}-{'x' * name_len} (default 100), write 0+size (default
 /// 65536).
 fn overflow(d: &str, p: &Params) {
+    for i in 0..param(p, "churn", 0) {
+        let path = format!("{d}/c{i:05}");
+        let fd = new_file(&path);
+        write(fd, &[b'c'; 16]);
+        close(fd);
+        unlink(&path);
+    }
     let n = param(p, "n", 1000);
     let size = param(p, "size", 65536);
     let name_len = param(p, "name_len", 100);
@@ -449,4 +464,47 @@ fn modify(d: &str) {
     chmod(&path, 0o600);
     setxattr(&path, "user.m", b"1");
     truncate(&path, 2);
+}
+
+fn ino(path: &str) -> u64 {
+    std::fs::symlink_metadata(path)
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+        .unwrap_or_else(|e| panic!("stat {path}: {e}"))
+}
+
+/// Inode reuse under overflow. mkdir old, mkdir new; for k in 0..K: create old/x{k},
+/// write 0+16 (recorded: the ring is empty). Then 24 writes of 64 KiB to `fill` (with
+/// ThrottleStart = StopReplicating = 90 % of a 1 MiB ring, inline records stop the
+/// ring). Then, with nothing recorded any more, for each k: unlinkat(old, "x{k}") and at
+/// once create new/y{k}, write 0+16: ext4 hands y{k} the inode x{k} just freed. Returns
+/// `[{"x": ino, "y": ino}, ...]` so the test knows which inodes were reused.
+fn reuse(d: &str, k: usize) -> Value {
+    mkdir(&format!("{d}/old"), 0o755);
+    mkdir(&format!("{d}/new"), 0o755);
+    let mut xs = Vec::new();
+    for i in 0..k {
+        let x = format!("{d}/old/x{i:03}");
+        let fd = new_file(&x);
+        write(fd, &[b'x'; 16]);
+        close(fd);
+        xs.push(ino(&x));
+    }
+    let fd = new_file(&format!("{d}/fill"));
+    let block = vec![b'f'; 65536];
+    for _ in 0..24 {
+        write(fd, &block);
+    }
+    close(fd);
+    let old = dir_fd(&format!("{d}/old"));
+    let mut pairs = Vec::new();
+    for (i, x) in xs.iter().enumerate() {
+        unlinkat(old, &format!("x{i:03}"), 0);
+        let y = format!("{d}/new/y{i:03}");
+        let fd = new_file(&y);
+        write(fd, &[b'y'; 16]);
+        close(fd);
+        pairs.push(json!({ "x": x, "y": ino(&y) }));
+    }
+    close(old);
+    Value::Array(pairs)
 }
