@@ -30,14 +30,8 @@ fn exit_watch(pid: u32) -> Receiver<()> {
             // SAFETY: siginfo_t is plain data; waitid writes it. WNOWAIT leaves the child
             // for Child::wait to reap.
             let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-            let r = unsafe {
-                libc::waitid(
-                    libc::P_PID,
-                    pid,
-                    &mut info,
-                    libc::WEXITED | libc::WNOWAIT,
-                )
-            };
+            let r =
+                unsafe { libc::waitid(libc::P_PID, pid, &mut info, libc::WEXITED | libc::WNOWAIT) };
             if r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
                 break;
             }
@@ -138,7 +132,9 @@ pub fn output_within(mut cmd: Command, timeout: Duration, what: &str) -> Output 
             stdout: stdout.into_bytes(),
             stderr: stderr.into_bytes(),
         },
-        None => panic!("{what} did not finish within {timeout:?}\nstdout:\n{stdout}\nstderr:\n{stderr}"),
+        None => {
+            panic!("{what} did not finish within {timeout:?}\nstdout:\n{stdout}\nstderr:\n{stderr}")
+        }
     }
 }
 
@@ -238,7 +234,10 @@ impl CaptureProc {
 
     /// What the capture printed on stderr so far.
     pub fn stderr(&self) -> String {
-        self.stderr.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.stderr
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Waits for the "rill-driver: capturing under ..." line; panics with stderr if the

@@ -53,7 +53,13 @@ fn full(n: c_long, want: c_long, what: &str) {
 
 pub fn open(path: &str, flags: i32, mode: u32) -> i32 {
     let p = cs(path);
-    sys!(format!("open({path}, {flags:#o})"), libc::SYS_open, p.as_ptr(), flags, mode) as i32
+    sys!(
+        format!("open({path}, {flags:#o})"),
+        libc::SYS_open,
+        p.as_ptr(),
+        flags,
+        mode
+    ) as i32
 }
 
 pub fn openat(dirfd: i32, name: &str, flags: i32, mode: u32) -> i32 {
@@ -79,7 +85,14 @@ pub fn openat2(dirfd: i32, name: &str, flags: i32, mode: u32) -> i32 {
     };
     let size = std::mem::size_of::<OpenHow>();
     let what = format!("openat2({dirfd}, {name}, {flags:#o})");
-    sys!(what, libc::SYS_openat2, dirfd, p.as_ptr(), &how as *const OpenHow, size) as i32
+    sys!(
+        what,
+        libc::SYS_openat2,
+        dirfd,
+        p.as_ptr(),
+        &how as *const OpenHow,
+        size
+    ) as i32
 }
 
 pub fn creat(path: &str, mode: u32) -> i32 {
@@ -97,7 +110,14 @@ pub fn write(fd: i32, buf: &[u8]) {
 }
 
 pub fn pwrite64(fd: i32, buf: &[u8], offset: i64) {
-    let n = sys!("pwrite64", libc::SYS_pwrite64, fd, buf.as_ptr(), buf.len(), offset);
+    let n = sys!(
+        "pwrite64",
+        libc::SYS_pwrite64,
+        fd,
+        buf.as_ptr(),
+        buf.len(),
+        offset
+    );
     full(n, buf.len() as c_long, "pwrite64");
 }
 
@@ -110,7 +130,15 @@ pub fn writev(fd: i32, bufs: &[&[u8]]) {
 /// pwritev(fd, iov, cnt, pos_l, pos_h): on 64-bit kernels pos_l is the whole offset.
 pub fn pwritev(fd: i32, bufs: &[&[u8]], offset: i64) {
     let iov = iovecs(bufs);
-    let n = sys!("pwritev", libc::SYS_pwritev, fd, iov.as_ptr(), iov.len(), offset, 0);
+    let n = sys!(
+        "pwritev",
+        libc::SYS_pwritev,
+        fd,
+        iov.as_ptr(),
+        iov.len(),
+        offset,
+        0
+    );
     full(n, total(bufs), "pwritev");
 }
 
@@ -136,7 +164,12 @@ pub fn lseek(fd: i32, offset: i64) {
 
 pub fn truncate(path: &str, len: i64) {
     let p = cs(path);
-    sys!(format!("truncate({path})"), libc::SYS_truncate, p.as_ptr(), len);
+    sys!(
+        format!("truncate({path})"),
+        libc::SYS_truncate,
+        p.as_ptr(),
+        len
+    );
 }
 
 pub fn ftruncate(fd: i32, len: i64) {
@@ -170,12 +203,24 @@ pub fn mkdir(path: &str, mode: u32) {
 
 pub fn mkdirat(dirfd: i32, name: &str, mode: u32) {
     let p = cs(name);
-    sys!(format!("mkdirat({dirfd}, {name})"), libc::SYS_mkdirat, dirfd, p.as_ptr(), mode);
+    sys!(
+        format!("mkdirat({dirfd}, {name})"),
+        libc::SYS_mkdirat,
+        dirfd,
+        p.as_ptr(),
+        mode
+    );
 }
 
 pub fn mknod(path: &str, mode: u32, dev: u64) {
     let p = cs(path);
-    sys!(format!("mknod({path})"), libc::SYS_mknod, p.as_ptr(), mode, dev);
+    sys!(
+        format!("mknod({path})"),
+        libc::SYS_mknod,
+        p.as_ptr(),
+        mode,
+        dev
+    );
 }
 
 pub fn mknodat(dirfd: i32, name: &str, mode: u32, dev: u64) {
@@ -186,7 +231,12 @@ pub fn mknodat(dirfd: i32, name: &str, mode: u32, dev: u64) {
 
 pub fn rename(from: &str, to: &str) {
     let (a, b) = (cs(from), cs(to));
-    sys!(format!("rename({from}, {to})"), libc::SYS_rename, a.as_ptr(), b.as_ptr());
+    sys!(
+        format!("rename({from}, {to})"),
+        libc::SYS_rename,
+        a.as_ptr(),
+        b.as_ptr()
+    );
 }
 
 pub fn renameat(d1: i32, from: &str, d2: i32, to: &str) {
@@ -198,23 +248,49 @@ pub fn renameat(d1: i32, from: &str, d2: i32, to: &str) {
 pub fn renameat2(d1: i32, from: &str, d2: i32, to: &str, flags: u32) {
     let (a, b) = (cs(from), cs(to));
     let what = format!("renameat2({d1}, {from}, {d2}, {to}, {flags})");
-    sys!(what, libc::SYS_renameat2, d1, a.as_ptr(), d2, b.as_ptr(), flags);
+    sys!(
+        what,
+        libc::SYS_renameat2,
+        d1,
+        a.as_ptr(),
+        d2,
+        b.as_ptr(),
+        flags
+    );
 }
 
 pub fn link(existing: &str, new: &str) {
     let (a, b) = (cs(existing), cs(new));
-    sys!(format!("link({existing}, {new})"), libc::SYS_link, a.as_ptr(), b.as_ptr());
+    sys!(
+        format!("link({existing}, {new})"),
+        libc::SYS_link,
+        a.as_ptr(),
+        b.as_ptr()
+    );
 }
 
 pub fn linkat(d1: i32, existing: &str, d2: i32, new: &str, flags: i32) {
     let (a, b) = (cs(existing), cs(new));
     let what = format!("linkat({d1}, {existing}, {d2}, {new})");
-    sys!(what, libc::SYS_linkat, d1, a.as_ptr(), d2, b.as_ptr(), flags);
+    sys!(
+        what,
+        libc::SYS_linkat,
+        d1,
+        a.as_ptr(),
+        d2,
+        b.as_ptr(),
+        flags
+    );
 }
 
 pub fn symlink(target: &str, path: &str) {
     let (a, b) = (cs(target), cs(path));
-    sys!(format!("symlink({target}, {path})"), libc::SYS_symlink, a.as_ptr(), b.as_ptr());
+    sys!(
+        format!("symlink({target}, {path})"),
+        libc::SYS_symlink,
+        a.as_ptr(),
+        b.as_ptr()
+    );
 }
 
 pub fn symlinkat(target: &str, dirfd: i32, name: &str) {
@@ -234,7 +310,13 @@ pub fn fchmod(fd: i32, mode: u32) {
 
 pub fn fchmodat(dirfd: i32, name: &str, mode: u32) {
     let p = cs(name);
-    sys!(format!("fchmodat({dirfd}, {name})"), libc::SYS_fchmodat, dirfd, p.as_ptr(), mode);
+    sys!(
+        format!("fchmodat({dirfd}, {name})"),
+        libc::SYS_fchmodat,
+        dirfd,
+        p.as_ptr(),
+        mode
+    );
 }
 
 /// uid/gid -1 leave the id unchanged (passed as the kernel's 32-bit (uid_t)-1).
@@ -251,7 +333,13 @@ pub fn fchown(fd: i32, uid: i32, gid: i32) {
 pub fn lchown(path: &str, uid: i32, gid: i32) {
     let p = cs(path);
     let (u, g) = (uid as u32, gid as u32);
-    sys!(format!("lchown({path})"), libc::SYS_lchown, p.as_ptr(), u, g);
+    sys!(
+        format!("lchown({path})"),
+        libc::SYS_lchown,
+        p.as_ptr(),
+        u,
+        g
+    );
 }
 
 pub fn fchownat(dirfd: i32, name: &str, uid: i32, gid: i32, flags: i32) {
@@ -266,9 +354,7 @@ pub fn fchownat(dirfd: i32, name: &str, uid: i32, gid: i32, flags: i32) {
 pub fn utimensat(dirfd: i32, name: Option<&str>, times: Option<[libc::timespec; 2]>) {
     let p = name.map(cs);
     let pp = p.as_ref().map_or(std::ptr::null(), |p| p.as_ptr());
-    let tp = times
-        .as_ref()
-        .map_or(std::ptr::null(), |t| t.as_ptr() as *const libc::timespec);
+    let tp = times.as_ref().map_or(std::ptr::null(), |t| t.as_ptr());
     let what = format!("utimensat({dirfd}, {name:?})");
     sys!(what, libc::SYS_utimensat, dirfd, pp, tp, 0);
 }
@@ -295,7 +381,15 @@ pub fn lsetxattr(path: &str, name: &str, value: &[u8]) {
 pub fn fsetxattr(fd: i32, name: &str, value: &[u8]) {
     let n = cs(name);
     let (v, l) = (value.as_ptr(), value.len());
-    sys!(format!("fsetxattr({name})"), libc::SYS_fsetxattr, fd, n.as_ptr(), v, l, 0);
+    sys!(
+        format!("fsetxattr({name})"),
+        libc::SYS_fsetxattr,
+        fd,
+        n.as_ptr(),
+        v,
+        l,
+        0
+    );
 }
 
 pub fn removexattr(path: &str, name: &str) {
@@ -312,7 +406,12 @@ pub fn lremovexattr(path: &str, name: &str) {
 
 pub fn fremovexattr(fd: i32, name: &str) {
     let n = cs(name);
-    sys!(format!("fremovexattr({name})"), libc::SYS_fremovexattr, fd, n.as_ptr());
+    sys!(
+        format!("fremovexattr({name})"),
+        libc::SYS_fremovexattr,
+        fd,
+        n.as_ptr()
+    );
 }
 
 pub fn chdir(path: &str) {

@@ -357,7 +357,11 @@ fn two_threads_pwriting_one_file_keep_every_write_and_each_threads_order() {
     const N: usize = 200;
     let r = run_with("threads", SettingsFile::new(), &["n=200"]);
     let th = r.dir.join("th");
-    assert_ops(&r.events[..1.min(r.events.len())], &[create(&th, 0o644)], "threads");
+    assert_ops(
+        &r.events[..1.min(r.events.len())],
+        &[create(&th, 0o644)],
+        "threads",
+    );
     let writes = &r.events[1..];
     assert_eq!(
         writes.len(),
@@ -377,7 +381,11 @@ fn two_threads_pwriting_one_file_keep_every_write_and_each_threads_order() {
         let expected: Vec<Value> = (0..N)
             .map(|i| write(&th, ((2 * i + t) * 16) as u64, 16, true))
             .collect();
-        assert_ops(&mine, &expected, &format!("writes of thread {t} (tid {tid})"));
+        assert_ops(
+            &mine,
+            &expected,
+            &format!("writes of thread {t} (tid {tid})"),
+        );
     }
 }
 

@@ -60,7 +60,10 @@ fn load_and_unload_are_idempotent_and_status_tells_the_state() {
     ] {
         num(&st, key);
     }
-    assert!(st["dropped"].is_object(), "status lacks dropped{{..}}: {st}");
+    assert!(
+        st["dropped"].is_object(),
+        "status lacks dropped{{..}}: {st}"
+    );
     g.driver_ok(&["unload"]);
     g.driver_ok(&["unload"]);
     let st = g.status();
@@ -165,7 +168,14 @@ fn overflow_loses_nothing_silently() {
     for d in &dirty {
         let reason = d["reason"].as_str().unwrap_or("");
         assert!(
-            ["ring-full", "stop-limit", "path-unknown", "modified", "rescan-all"].contains(&reason),
+            [
+                "ring-full",
+                "stop-limit",
+                "path-unknown",
+                "modified",
+                "rescan-all"
+            ]
+            .contains(&reason),
             "dirty event with an unknown reason: {d}"
         );
     }
@@ -191,7 +201,11 @@ fn overflow_loses_nothing_silently() {
             ("create", Some(&i)) => files[i].create = true,
             ("write", Some(&i)) => {
                 files[i].write = true;
-                assert_eq!((e["offset"].as_u64(), e["len"].as_u64()), (Some(0), Some(65536)), "{e}");
+                assert_eq!(
+                    (e["offset"].as_u64(), e["len"].as_u64()),
+                    (Some(0), Some(65536)),
+                    "{e}"
+                );
             }
             ("mkdir", None) => {
                 mkdirs_seen.insert(path(e).to_string());
@@ -200,7 +214,10 @@ fn overflow_loses_nothing_silently() {
         }
     }
     let lost: Vec<&FileSeen> = files.iter().filter(|f| !(f.create && f.write)).collect();
-    assert!(!lost.is_empty(), "the ring overflowed, yet every file's create and write arrived");
+    assert!(
+        !lost.is_empty(),
+        "the ring overflowed, yet every file's create and write arrived"
+    );
     let silent: Vec<String> = lost
         .iter()
         .filter(|f| !covered(&f.path))
@@ -219,7 +236,9 @@ fn overflow_loses_nothing_silently() {
     // above it (for a name op, the watched root).
     for i in (0..N).step_by(10) {
         let d = path_str(dir.join(format!("d{i:05}")));
-        let above = dirty.iter().any(|e| Path::new(&d).starts_with(Path::new(path(e))));
+        let above = dirty
+            .iter()
+            .any(|e| Path::new(&d).starts_with(Path::new(path(e))));
         assert!(
             mkdirs_seen.contains(&d) || above,
             "mkdir {d} was neither recorded nor covered by a dirty event"

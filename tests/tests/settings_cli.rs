@@ -38,7 +38,10 @@ fn assert_rejected(settings: &SettingsFile, name: &str, value: &str, mention: &s
         "set {name} {value:?}: the message must name the setting, {mention:?} and what is \
          allowed; got: {err}"
     );
-    assert!(!err.contains("panicked"), "set {name} {value:?} panicked: {err}");
+    assert!(
+        !err.contains("panicked"),
+        "set {name} {value:?} panicked: {err}"
+    );
     assert_eq!(
         settings.text(),
         before,
@@ -75,7 +78,11 @@ fn every_kind_of_bad_value_is_rejected_with_the_setting_value_and_range() {
         ("StopReplicatingPercent", "40", "40"),
         ("StopReplicatingPercent", "x", "x"),
         ("WatchedPaths", "relative/dir", "relative/dir"),
-        ("WatchedPaths", "/nonexistent/rill-test", "/nonexistent/rill-test"),
+        (
+            "WatchedPaths",
+            "/nonexistent/rill-test",
+            "/nonexistent/rill-test",
+        ),
         ("WatchedPaths", &file, &file),
         ("WatchedPaths", &relative_in_list, "relative/dir"),
         ("ExcludedPids", "0", "0"),
@@ -125,7 +132,11 @@ fn unknown_settings_suggest_the_nearest_name() {
             "{args:?}: the message must name {} and suggest {nearest}; got: {err}",
             args[1]
         );
-        assert_eq!(settings.text(), before, "{args:?} changed the settings file");
+        assert_eq!(
+            settings.text(),
+            before,
+            "{args:?} changed the settings file"
+        );
     }
 }
 
@@ -157,7 +168,11 @@ fn get_and_set_round_trip_through_the_settings_file() {
             "set {name} {value:?} should report the new value {shown:?}: {out}"
         );
         let got = g.driver_ok(&["get", name]);
-        assert_eq!(got.trim_end_matches('\n'), shown, "get {name} after set {value:?}");
+        assert_eq!(
+            got.trim_end_matches('\n'),
+            shown,
+            "get {name} after set {value:?}"
+        );
     }
     assert!(
         g.driver_ok(&["set", "RingSizeMB", "16"])
@@ -176,7 +191,10 @@ fn get_and_set_round_trip_through_the_settings_file() {
         "ExcludedPids",
         "CaptureMode",
     ] {
-        assert!(all.contains(name), "`get` lists every setting; {name} missing:\n{all}");
+        assert!(
+            all.contains(name),
+            "`get` lists every setting; {name} missing:\n{all}"
+        );
     }
 }
 

@@ -112,7 +112,12 @@ fn new_file(path: &str) -> i32 {
 fn create(d: &str) {
     close(open(&format!("{d}/a"), O_CREAT | O_WRONLY, 0o640));
     close(creat(&format!("{d}/b"), 0o600));
-    close(openat2(AT_FDCWD, &format!("{d}/c"), O_CREAT | O_WRONLY, 0o644));
+    close(openat2(
+        AT_FDCWD,
+        &format!("{d}/c"),
+        O_CREAT | O_WRONLY,
+        0o644,
+    ));
     close(openat(AT_FDCWD, &format!("{d}/d"), O_CREAT | O_RDWR, 0o666));
     close(open(&format!("{d}/a"), O_WRONLY | O_TRUNC, 0));
     close(open(&format!("{d}/a"), O_RDONLY, 0));
@@ -441,12 +446,18 @@ fn overflow(d: &str, p: &Params) {
 
 /// Namespace operations only, all directly in DIR (which outlives the capture, so
 /// fanotify can name the parent of every event): create f (O_CREAT|O_RDONLY, so no
-/// close-after-write); mkdir d; rename f → g; symlink "g" at s; unlink s; rmdir d;
-/// unlink g.
+/// close-after-write); mkdir d; rename f → g; symlink "g" at kept (left in place);
+/// symlink "g" at s; unlink s; rmdir d; unlink g.
 fn names(d: &str) {
-    close(openat(AT_FDCWD, &format!("{d}/f"), O_CREAT | O_RDONLY, 0o644));
+    close(openat(
+        AT_FDCWD,
+        &format!("{d}/f"),
+        O_CREAT | O_RDONLY,
+        0o644,
+    ));
     mkdir(&format!("{d}/d"), 0o755);
     rename(&format!("{d}/f"), &format!("{d}/g"));
+    symlink("g", &format!("{d}/kept"));
     symlink("g", &format!("{d}/s"));
     unlink(&format!("{d}/s"));
     rmdir(&format!("{d}/d"));
