@@ -196,7 +196,21 @@ fn overflow_loses_nothing_silently() {
         .map(|(i, f)| (f.path.clone(), i))
         .collect();
     let mut mkdirs_seen = HashSet::new();
+    // What was recorded must still be in the workload's order: file by file, create first.
+    let mut last = None;
     for e in &mine {
+        let step = match (kind(e), index.get(path(e))) {
+            ("create", Some(&i)) => Some((i, 0)),
+            ("write", Some(&i)) => Some((i, 1)),
+            _ => None,
+        };
+        if let Some(step) = step {
+            assert!(
+                last < Some(step),
+                "recorded out of order: {e} after {last:?}"
+            );
+            last = Some(step);
+        }
         match (kind(e), index.get(path(e))) {
             ("create", Some(&i)) => files[i].create = true,
             ("write", Some(&i)) => {
