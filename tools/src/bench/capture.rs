@@ -58,6 +58,8 @@ pub struct Config {
     pub exe: PathBuf,
     /// The reader's kind (the driver's `RingReader` unless diagnosing).
     pub reader: ReaderKind,
+    /// Delete each extracted tree right after its repetition instead of at the end.
+    pub delete_between: bool,
 }
 
 /// One loaded repetition.
@@ -90,6 +92,12 @@ impl LoadedRep {
     /// Ring bytes (the driver's BytesEmitted) per second.
     pub fn drain_ring_mb_per_s(&self) -> f64 {
         rate(self.driver.bytes_emitted as f64 / 1e6, self.drain_window())
+    }
+
+    /// Records per second of the reader's CPU time: what it could drain with a CPU to
+    /// itself, an estimate of its capacity when the workload did not saturate it.
+    pub fn reader_records_per_cpu_s(&self) -> f64 {
+        rate(self.reader.records as f64, self.reader.cpu_seconds)
     }
 
     /// Decoded payload (paths and inline data) per second.
@@ -156,6 +164,20 @@ impl WorkloadResult {
         self.ratio() <= self.target_ratio
     }
 
+    /// The share of the loaded phases' operations the driver did not record
+    /// (RecordsDropped + OpsStopped over emitted + those). Above zero, the loaded variant
+    /// did less work than a working capture would, and its ratio flatters the driver.
+    pub fn lost_fraction(&self) -> f64 {
+        let t = self.driver_total();
+        rate(t.lost() as f64, (t.records_emitted + t.lost()) as f64)
+    }
+
+    /// The share of recorded writes that lost their inline data to throttling.
+    pub fn throttled_fraction(&self) -> f64 {
+        let t = self.driver_total();
+        rate(t.writes_throttled as f64, t.records_emitted as f64)
+    }
+
     /// The driver's counters summed over the loaded repetitions.
     pub fn driver_total(&self) -> Counters {
         let mut c = Counters::default();
@@ -184,6 +206,13 @@ pub struct DrainResult {
     pub reader_max_rss_kib: u64,
     /// Most records the reader got from one batch.
     pub reader_largest_batch: u64,
+    /// Median of records per second of the reader's CPU time (its capacity, estimated).
+    pub reader_records_per_cpu_s_median: f64,
+    /// Median of the workload's own record rate (records emitted over workload seconds).
+    pub produced_records_per_s_median: f64,
+    /// The reader emptied the ring within 100 ms of the workload's end every time, and the
+    /// driver neither throttled nor lost anything: the drain rate was set by the producer.
+    pub reader_kept_up: bool,
     /// Whether the target applies (it is stated at the default ring size) and is met.
     pub target_applies: bool,
     pub meets_target: bool,
@@ -217,6 +246,13 @@ impl DrainResult {
                 .map(|r| r.reader.largest_batch)
                 .max()
                 .unwrap_or(0),
+            reader_records_per_cpu_s_median: med(LoadedRep::reader_records_per_cpu_s),
+            produced_records_per_s_median: med(|r| {
+                rate(r.driver.records_emitted as f64, r.seconds)
+            }),
+            reader_kept_up: total.lost() == 0
+                && total.writes_throttled == 0
+                && reps.iter().all(|r| r.drained && r.catch_up_seconds < 0.1),
             target_applies: ring_mb == TARGET_RING_MB,
             meets_target: records_per_s_median >= TARGET_DRAIN_RECORDS_PER_S
                 && total.lost() == 0
@@ -232,6 +268,8 @@ pub struct CaptureResult {
     pub cpus: usize,
     pub reader: ReaderKind,
     pub reps: u32,
+    /// Whether extracted trees were deleted between repetitions (`--delete-between`).
+    pub delete_between: bool,
     pub settings: DriverSettings,
     pub tree: Tarball,
     pub pwrite: WorkloadResult,
@@ -294,9 +332,10 @@ pub fn run(cfg: &Config, stop: &StopFlag) -> Result<CaptureResult> {
     );
     let pw = PwriteWorkload::new(tmp.path(), cfg.writes)?;
     // One untimed extraction: warms the tarball, the tar binary and the allocator.
-    let extract_dir = tmp.path().join("x");
+    let mut trees = Extractions::new(tmp.path(), cfg.delete_between)?;
+    let extract_dir = trees.dest.clone();
     tarball.extract(&extract_dir)?;
-    remove_tree(&extract_dir)?;
+    trees.clear()?;
 
     let mut a = WorkloadResult::new(
         format!("(a) pwrite 4 KiB x {}", report::thousands(cfg.writes)),
@@ -333,21 +372,20 @@ pub fn run(cfg: &Config, stop: &StopFlag) -> Result<CaptureResult> {
 
         let t = baseline_rep(cfg, stop, &mut b, || {
             let t = tarball.extract(&extract_dir);
-            remove_tree(&extract_dir)?;
+            trees.clear()?;
             t
         })?;
         progress(&tag, "(b) baseline", t, None);
         b.baseline_seconds.push(t.as_secs_f64());
 
-        // The tree is removed after the driver is unloaded, so the deletions are not
-        // captured.
+        // The tree is cleared after the driver is unloaded, so that is not captured.
         let r = retry_loaded(
             cfg,
             &settings,
             stop,
             &mut b,
             || tarball.extract(&extract_dir),
-            || remove_tree(&extract_dir),
+            || trees.clear(),
         )?;
         progress(
             &tag,
@@ -365,6 +403,7 @@ pub fn run(cfg: &Config, stop: &StopFlag) -> Result<CaptureResult> {
             .unwrap_or_default(),
         cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
         reader: cfg.reader,
+        delete_between: cfg.delete_between,
         reps: cfg.reps,
         settings,
         tree: tarball,
@@ -473,6 +512,46 @@ fn settle(cfg: &Config, stop: &StopFlag) -> Result<()> {
     unsafe { libc::sync() };
     std::thread::sleep(cfg.settle);
     check_stop(stop)
+}
+
+/// Where workload (b) extracts, and what becomes of each extracted tree.
+///
+/// By default a tree is moved aside (renamed into `trash/`) after its repetition and all
+/// are deleted when the run ends. Deleting between repetitions is what one would write
+/// first, but ext4 then avoids reusing the inodes deleted in the last minute: every inode
+/// tar creates scans the recently deleted ones (`find_inode_bit` -> `recently_deleted`),
+/// which a profile here showed taking over half of tar's time and doubling its spread,
+/// a cost of the benchmark's own cleanup that would dilute the driver's share.
+/// `--delete-between` restores immediate deletion.
+struct Extractions {
+    dest: PathBuf,
+    trash: PathBuf,
+    moved: u32,
+    delete_between: bool,
+}
+
+impl Extractions {
+    fn new(dir: &Path, delete_between: bool) -> Result<Extractions> {
+        let trash = dir.join("trash");
+        std::fs::create_dir(&trash).with_context(|| format!("creating {}", trash.display()))?;
+        Ok(Extractions {
+            dest: dir.join("x"),
+            trash,
+            moved: 0,
+            delete_between,
+        })
+    }
+
+    /// Makes `dest` free for the next extraction.
+    fn clear(&mut self) -> Result<()> {
+        if self.delete_between || !self.dest.exists() {
+            return remove_tree(&self.dest);
+        }
+        self.moved += 1;
+        let to = self.trash.join(self.moved.to_string());
+        std::fs::rename(&self.dest, &to)
+            .with_context(|| format!("moving {} to {}", self.dest.display(), to.display()))
+    }
 }
 
 fn remove_tree(dir: &Path) -> Result<()> {

@@ -34,7 +34,7 @@ use std::os::fd::AsRawFd;
 use aya::maps::{MapData, RingBuf};
 use rill_abi::Record;
 use rill_driver_linux::{
-    decode::to_event,
+    decode::{to_event, PathCache},
     maps::DriverMaps,
     ring::{ReaderLock, RingReader},
     status, Event, Op,
@@ -60,6 +60,8 @@ pub struct DrainSummary {
     pub largest_batch: u64,
     /// The reader's peak resident memory.
     pub max_rss_kib: u64,
+    /// CPU time the reader process used (user + system), all threads.
+    pub cpu_seconds: f64,
 }
 
 const SAMPLE_EVERY: Duration = Duration::from_millis(2);
@@ -124,13 +126,18 @@ impl Reader {
 /// `RingReader` with a bound on the batch (see the module documentation).
 struct BoundedReader {
     ring: RingBuf<MapData>,
+    paths: PathCache,
     corrupt: u64,
 }
 
 impl BoundedReader {
     fn new(ring: aya::maps::Map) -> Result<BoundedReader> {
         let ring = RingBuf::try_from(ring).context("RILL_RING is not a ring buffer")?;
-        Ok(BoundedReader { ring, corrupt: 0 })
+        Ok(BoundedReader {
+            ring,
+            paths: PathCache::default(),
+            corrupt: 0,
+        })
     }
 
     fn drain(&mut self, out: &mut Vec<Event>) -> bool {
@@ -139,7 +146,7 @@ impl BoundedReader {
             let Some(item) = self.ring.next() else { break };
             n += 1;
             match Record::decode(&item) {
-                Ok((r, _)) => match to_event(&r) {
+                Ok((r, _)) => match to_event(&r, &mut self.paths) {
                     Ok(ev) => out.push(ev),
                     Err(_) => self.corrupt += 1,
                 },
@@ -184,6 +191,9 @@ pub fn run_child(kind: ReaderKind) -> Result<()> {
         ReaderKind::RingReader => Reader::Driver(RingReader::new(ring)?),
         ReaderKind::Bounded => Reader::Bounded(BoundedReader::new(ring)?),
     };
+    // As every reader that attaches does (`capture --attach`, the engine): paths sent
+    // before it attached are sent again.
+    maps.bump_generation()?;
     // Ring fill is sampled by a thread of its own: the reader's `drain` returns only when
     // the ring is empty, so sampling between batches would always see an empty ring.
     let sampler = FillSampler::start(Arc::clone(&stop))?;
@@ -218,8 +228,8 @@ pub fn run_child(kind: ReaderKind) -> Result<()> {
     }
     s.seconds = start.elapsed().as_secs_f64();
     s.busy_seconds = first.map_or(0.0, |f| (last - f).as_secs_f64());
-    s.max_rss_kib = max_rss_kib();
     s.peak_fill_percent = sampler.finish()?;
+    (s.max_rss_kib, s.cpu_seconds) = usage();
     writeln!(out, "{}", serde_json::to_string(&s)?).context("writing to the benchmark")?;
     out.flush().context("writing to the benchmark")?;
     Ok(())
@@ -274,16 +284,21 @@ fn payload_bytes(ev: &Event) -> u64 {
     (ev.path.as_os_str().len() + extra) as u64
 }
 
-fn max_rss_kib() -> u64 {
+/// The process's (peak RSS in KiB, CPU seconds).
+fn usage() -> (u64, f64) {
     // SAFETY: getrusage fills the zeroed struct it is given.
-    unsafe {
+    let ru = unsafe {
         let mut ru: libc::rusage = std::mem::zeroed();
-        if libc::getrusage(libc::RUSAGE_SELF, &mut ru) == 0 {
-            ru.ru_maxrss.max(0) as u64
-        } else {
-            0
+        if libc::getrusage(libc::RUSAGE_SELF, &mut ru) != 0 {
+            return (0, 0.0);
         }
-    }
+        ru
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (
+        ru.ru_maxrss.max(0) as u64,
+        secs(ru.ru_utime) + secs(ru.ru_stime),
+    )
 }
 
 /// The running reader, seen from the benchmark.

@@ -72,6 +72,25 @@ fn rows(out: &mut String, w: &WorkloadResult) {
         si(per_s(b)),
         w.unit
     );
+    let mut judged = verdict(w.meets_target()).to_string();
+    let lost = w.lost_fraction();
+    if lost > 0.0 {
+        // The loaded variant skipped work a working capture does: say so next to the ratio.
+        let _ = write!(
+            judged,
+            ", **but not valid**: {:.1}% of the phase's ops were not recorded (dropped or \
+             stopped), which makes the loaded run cheaper",
+            lost * 100.0
+        );
+    }
+    let throttled = w.throttled_fraction();
+    if throttled > 0.01 {
+        let _ = write!(
+            judged,
+            "; {:.0}% of recorded writes throttled to range-only",
+            throttled * 100.0
+        );
+    }
     let _ = writeln!(
         out,
         "| | driver loaded + reader | {:.3} s | {} {}/s | {:.2}x | <= {:.2}x: {} |",
@@ -80,7 +99,7 @@ fn rows(out: &mut String, w: &WorkloadResult) {
         w.unit,
         w.ratio(),
         w.target_ratio,
-        verdict(w.meets_target())
+        judged
     );
 }
 
@@ -91,7 +110,7 @@ pub fn markdown(r: &CaptureResult) -> String {
     let _ = writeln!(
         out,
         "## rill-bench capture: kernel {}, {} CPUs, {} repetitions per variant (alternated), \
-         RingSizeMB {}, InlineDataMax {}, reader {}\n",
+         RingSizeMB {}, InlineDataMax {}, reader {}, extracted trees {}\n",
         r.kernel,
         r.cpus,
         r.reps,
@@ -100,6 +119,11 @@ pub fn markdown(r: &CaptureResult) -> String {
         match r.reader {
             ReaderKind::RingReader => "RingReader (as the engine)".to_string(),
             k => format!("{} (DIAGNOSTIC, not the driver's RingReader)", k.name()),
+        },
+        if r.delete_between {
+            "deleted between repetitions"
+        } else {
+            "deleted at the end"
         }
     );
     let _ = writeln!(
@@ -111,11 +135,21 @@ pub fn markdown(r: &CaptureResult) -> String {
     rows(&mut out, &r.tar);
     let d = &r.drain;
     let target = if d.target_applies {
+        let judged = if !d.meets_target && d.lost == 0 && d.reader_kept_up {
+            format!(
+                "**not demonstrated**: the workload produced only {} records/s and the reader \
+                 kept up; from its CPU time it could drain about {} records/s",
+                si(d.produced_records_per_s_median),
+                si(d.reader_records_per_cpu_s_median)
+            )
+        } else {
+            verdict(d.meets_target).to_string()
+        };
         format!(
             ">= {} records/s with 0 drops at {} MB: {}",
             si(TARGET_DRAIN_RECORDS_PER_S),
             TARGET_RING_MB,
-            verdict(d.meets_target)
+            judged
         )
     } else {
         format!(
@@ -129,7 +163,8 @@ pub fn markdown(r: &CaptureResult) -> String {
         "\nDrain (reader process, loaded (a), median of {}): {} records/s, {:.0} MB/s through the \
          ring ({:.0} MB/s decoded payload); drops {} (RecordsDropped {} + OpsStopped {}); \
          range-only {}, throttled {}; peak ring fill {:.1}% of {} MB; catch-up after the \
-         workload <= {:.3} s; reader max RSS {} MiB, largest batch {} records. Target {}",
+         workload <= {:.3} s; reader max RSS {} MiB, largest batch {} records, {} records per \
+         CPU-second. Target {}",
         r.pwrite.loaded.len(),
         si(d.records_per_s_median),
         d.ring_mb_per_s_median,
@@ -144,6 +179,7 @@ pub fn markdown(r: &CaptureResult) -> String {
         d.catch_up_seconds_max,
         d.reader_max_rss_kib / 1024,
         thousands(d.reader_largest_batch),
+        si(d.reader_records_per_cpu_s_median),
         target
     );
     let t = r.tar.driver_total();

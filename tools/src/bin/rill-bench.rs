@@ -62,6 +62,11 @@ struct CaptureArgs {
     /// uses it) or bounded (diagnostic: same decode, at most 1024 records per batch).
     #[arg(long, default_value = "ring-reader", value_parser = ["ring-reader", "bounded"])]
     reader: String,
+    /// Delete each extracted tree right after its repetition (default: move it aside and
+    /// delete all at the end, because ext4 makes the next extraction scan recently deleted
+    /// inodes).
+    #[arg(long)]
+    delete_between: bool,
     /// Also write the raw numbers, as JSON, to this file.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -117,6 +122,7 @@ fn run_capture(a: CaptureArgs) -> Result<()> {
         settle: Duration::from_millis(200),
         exe: std::env::current_exe().context("locating the rill-bench executable")?,
         reader: drain::ReaderKind::parse(&a.reader)?,
+        delete_between: a.delete_between,
     };
     let result = capture::run(&cfg, &stop)?;
     print!("{}", report::markdown(&result));
