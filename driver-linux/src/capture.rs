@@ -20,6 +20,7 @@ use crate::event::{DirtyReason, Event, Op};
 use crate::fanotify::FanotifySource;
 use crate::loader::{self, Instance};
 use crate::maps::DriverMaps;
+use crate::mounts::MountTable;
 use crate::ring::{ReaderLock, RingReader};
 use crate::settings::{CaptureMode, DriverSettings};
 use crate::{DriverError, Result};
@@ -46,12 +47,17 @@ struct EbpfBackend {
     maps: DriverMaps,
     reader: RingReader,
     lost: u64,
+    /// The driver's dirty-map-full count already reported.
+    dirty_map_full: u64,
     /// Last path seen for each (kernel dev, ino), to name dirty files.
     names: HashMap<(u64, u64), PathBuf>,
 }
 
 pub struct Capture {
     roots: Vec<PathBuf>,
+    /// Watched file systems (kernel device numbers) and the mount table to place paths on
+    /// them; `None` when every file system is watched.
+    watched: Option<(MountTable, Vec<u64>)>,
     backend: Backend,
     next_seq: u64,
     pub source: Source,
@@ -85,7 +91,11 @@ impl Capture {
             }
             (Source::Private, _) => {
                 let mut s = settings.clone();
-                s.watched_paths = roots.clone();
+                // A session watches its roots' file systems unless the administrator has
+                // narrowed capture with WatchedPaths.
+                if s.watched_paths.is_empty() {
+                    s.watched_paths = roots.clone();
+                }
                 match loader::load(&s, false) {
                     Ok(Instance { ebpf, mut maps }) => {
                         maps.apply_with(&s, &[me])?;
@@ -107,8 +117,16 @@ impl Capture {
                 }
             }
         };
+        let watched = match &backend {
+            Backend::Fanotify(_) => None,
+            Backend::Ebpf(b) if b.maps.config()?.filter_devs != 0 => {
+                Some((MountTable::open()?, b.maps.watched_devs()?))
+            }
+            Backend::Ebpf(_) => None,
+        };
         Ok(Capture {
             roots,
+            watched,
             backend,
             next_seq: 1,
             source,
@@ -123,6 +141,15 @@ impl Capture {
         self.roots.iter().any(|r| p.starts_with(r))
     }
 
+    /// Whether `p` lies under a root and on a watched file system.
+    fn wanted(&self, p: &Path) -> bool {
+        self.under_roots(p)
+            && match &self.watched {
+                Some((mounts, devs)) => mounts.device_of(p).is_some_and(|d| devs.contains(&d)),
+                None => true,
+            }
+    }
+
     /// Waits up to `timeout` and appends the session's new events, numbered, to `out`.
     pub fn poll(&mut self, timeout: Duration, out: &mut Vec<Event>) -> Result<usize> {
         let mut raw = Vec::new();
@@ -135,10 +162,12 @@ impl Capture {
             }
         }
         self.collect_losses(&mut raw)?;
+        if let Some((mounts, _)) = &mut self.watched {
+            mounts.refresh()?;
+        }
         let before = out.len();
         for mut ev in raw {
-            let keep =
-                matches!(ev.op, Op::Overflow { .. }) || ev.paths().any(|p| self.under_roots(p));
+            let keep = matches!(ev.op, Op::Overflow { .. }) || ev.paths().any(|p| self.wanted(p));
             if keep {
                 ev.seq = self.next_seq;
                 self.next_seq += 1;
@@ -160,7 +189,11 @@ impl Capture {
             return Ok(());
         };
         let EbpfBackend {
-            maps, lost, names, ..
+            maps,
+            lost,
+            dirty_map_full,
+            names,
+            ..
         } = &mut **b;
         let mut namer = Namer::new(&self.roots, names);
         let mut named = Vec::with_capacity(raw.len());
@@ -183,17 +216,31 @@ impl Capture {
         let total: u64 = (0..Category::COUNT as u32)
             .map(|c| stats.get(Stat::DROPPED_BASE + c) + stats.get(Stat::STOPPED_BASE + c))
             .sum();
-        if total <= *lost {
-            return Ok(());
+        if total > *lost {
+            let count = total - *lost;
+            raw.push(synthetic(PathBuf::new(), 0, Op::Overflow { count }));
+            *lost = total;
         }
-        let count = total - *lost;
-        raw.push(synthetic(PathBuf::new(), 0, Op::Overflow { count }));
-        *lost = total;
-        let rescan_all = stats.get(Stat::DIRTY_MAP_FULL) > 0;
+        // Read after the counters, and on every poll: an entry added after one snapshot
+        // of the counters is collected by the next poll even if no count rose since.
+        let map_full = stats.get(Stat::DIRTY_MAP_FULL);
+        if map_full > *dirty_map_full {
+            // Dirty marks that did not fit the map: only a rescan of everything is safe.
+            *dirty_map_full = map_full;
+            for root in &self.roots {
+                raw.push(synthetic(
+                    root.clone(),
+                    0,
+                    Op::Dirty {
+                        reason: DirtyReason::RescanAll,
+                    },
+                ));
+            }
+        }
         for (key, value) in maps.dirty()? {
             let reason = DirtyReason::from_abi(value.reason);
-            let paths = if key == DirtyKey::default() || rescan_all {
-                // An absolute name, or dirty marks that did not fit: rescan everything.
+            let paths = if key == DirtyKey::default() {
+                // An absolute name: its directory is unknown, so every root is dirty.
                 self.roots.clone()
             } else {
                 namer.name((key.dev, key.ino))
@@ -228,8 +275,15 @@ impl<'a> Namer<'a> {
     }
 
     fn name(&mut self, id: (u64, u64)) -> Vec<PathBuf> {
+        // A remembered name counts only if it still is that object: inode numbers are
+        // reused, and the name may have been removed or renamed since.
         if let Some(p) = self.names.get(&id) {
-            return vec![p.clone()];
+            if std::fs::symlink_metadata(p)
+                .is_ok_and(|m| (user_dev_to_kernel(m.dev()), m.ino()) == id)
+            {
+                return vec![p.clone()];
+            }
+            self.names.remove(&id);
         }
         let roots = self.roots;
         let devs = self.root_devs.get_or_insert_with(|| {
@@ -296,6 +350,7 @@ fn ebpf_backend(
         maps,
         reader,
         lost: 0,
+        dirty_map_full: 0,
         names: HashMap::new(),
     }))
 }

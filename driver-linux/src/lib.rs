@@ -15,6 +15,7 @@ pub mod event;
 pub mod fanotify;
 pub mod loader;
 pub mod maps;
+pub mod mounts;
 pub mod ring;
 pub mod settings;
 pub mod status;

@@ -39,7 +39,12 @@ enum Command {
     /// Print a setting's value (or every setting, with no name).
     Get { name: Option<String> },
     /// Change a setting: saved to the settings file and applied to a loaded driver.
-    Set { name: String, value: String },
+    Set {
+        name: String,
+        /// May start with `-` (a negative number is a bad value, not a flag).
+        #[arg(allow_hyphen_values = true)]
+        value: String,
+    },
     /// Print every operation under DIR as it happens, until SIGINT or SIGTERM.
     /// Load the driver and show live capture of a demo directory while a demo workload runs.
     Demo,

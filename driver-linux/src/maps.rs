@@ -135,8 +135,14 @@ impl DriverMaps {
         let old: Vec<u64> = watched.keys().filter_map(|k| k.ok()).collect();
         let mut devs = Vec::new();
         for p in &s.watched_paths {
-            let md = std::fs::metadata(p).map_err(|e| DriverError::io(p, e))?;
-            devs.push(user_dev_to_kernel(md.dev()));
+            match std::fs::metadata(p) {
+                Ok(md) => devs.push(user_dev_to_kernel(md.dev())),
+                // Still watched by name: nothing on it is captured until it is back.
+                Err(e) => log::warn!(
+                    "WatchedPaths: {}: {e}; its file system is not captured",
+                    p.display()
+                ),
+            }
         }
         for k in old.iter().filter(|k| !devs.contains(k)) {
             let _ = watched.remove(k);

@@ -49,6 +49,15 @@ impl Default for DriverSettings {
     }
 }
 
+/// Whether directories named by a setting must exist now.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Existence {
+    /// Setting a value: a typo must be caught.
+    Required,
+    /// Reading the settings file: the directory may have gone since.
+    NotRequired,
+}
+
 /// One setting's description, as `rill-driver get` and error messages show it.
 #[derive(Debug)]
 pub struct SettingInfo {
@@ -211,7 +220,9 @@ impl DriverSettings {
         ] {
             let v = self.get(name)?;
             let mut copy = self.clone();
-            copy.set_unchecked(name, &v)?;
+            // A watched directory removed since it was set must not lock the administrator
+            // out of status and unload; it is reported when the driver applies settings.
+            copy.set_unchecked(name, &v, Existence::NotRequired)?;
         }
         if self.throttle_start_percent > self.stop_replicating_percent {
             return Err(bad(
@@ -246,7 +257,7 @@ impl DriverSettings {
     pub fn set(&mut self, name: &str, value: &str) -> Result<&'static SettingInfo> {
         let info = info(name)?;
         let mut next = self.clone();
-        next.set_unchecked(info.name, value)?;
+        next.set_unchecked(info.name, value, Existence::Required)?;
         if next.throttle_start_percent > next.stop_replicating_percent {
             return Err(bad(info.name, value));
         }
@@ -254,7 +265,7 @@ impl DriverSettings {
         Ok(info)
     }
 
-    fn set_unchecked(&mut self, name: &str, value: &str) -> Result<()> {
+    fn set_unchecked(&mut self, name: &str, value: &str, dirs: Existence) -> Result<()> {
         let list = |v: &str| {
             v.split(',')
                 .map(str::trim)
@@ -281,7 +292,7 @@ impl DriverSettings {
                 let mut paths = Vec::new();
                 for p in list(value) {
                     let path = PathBuf::from(&p);
-                    if !path.is_absolute() || !path.is_dir() {
+                    if !path.is_absolute() || (dirs == Existence::Required && !path.is_dir()) {
                         return Err(bad_item(name, value, &p));
                     }
                     paths.push(path);

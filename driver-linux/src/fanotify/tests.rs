@@ -318,12 +318,23 @@ fn pairs_moved_from_and_moved_to() {
             (PathBuf::from("/r/gone"), Op::Mkdir { mode: 0 }),
         ]
     );
+    // Moved in, and gone before the event was read: its type is unknown, so it is dirty
+    // (once), not guessed to be a regular file.
+    // Gone before the event was read: created as the likely regular file, and dirty (once)
+    // because it may have been a symlink or a node.
     let got = ops(&[raw(libc::FAN_MOVED_TO, "/r/new", None, 1)]);
+    let new = PathBuf::from("/r/new");
+    assert_eq!(
+        got,
+        vec![(new.clone(), Op::Create { mode: 0 }), (new, dirty.clone())]
+    );
+    let got = ops(&[raw(libc::FAN_CREATE, "/r/vanished", None, 1)]);
+    let vanished = PathBuf::from("/r/vanished");
     assert_eq!(
         got,
         vec![
-            (PathBuf::from("/r/new"), Op::Create { mode: 0 }),
-            (PathBuf::from("/r/new"), dirty)
+            (vanished.clone(), Op::Create { mode: 0 }),
+            (vanished, dirty)
         ]
     );
 }
@@ -362,6 +373,7 @@ fn overflow_coalescing_filtering_and_unknown_paths() {
                 }
             ),
             (PathBuf::from("/r/tmp"), Op::Create { mode: 0 }),
+            (PathBuf::from("/r/tmp"), m.clone()),
             (PathBuf::from("/r/tmp"), Op::Unlink),
             (
                 PathBuf::from("/r"),

@@ -211,12 +211,15 @@ impl Emitter<'_> {
     /// The creation of `path`, typed by `lstat` when that still agrees with `FAN_ONDIR`.
     fn create(&mut self, ev: &Resolved, path: &Path, ondir: bool, meta: Option<&Metadata>) {
         let Some(m) = meta.filter(|m| m.is_dir() == ondir) else {
-            let op = if ondir {
-                Op::Mkdir { mode: 0 }
-            } else {
-                Op::Create { mode: 0 }
-            };
-            return self.emit(ev, path.to_path_buf(), op);
+            // Gone (or replaced) before the event was read. fanotify says only whether it
+            // was a directory. A regular file is the likely guess, and a name must exist for
+            // a following rename to move, but it may have been a symlink or a node: the
+            // name is also dirty, so its type and contents are resynchronised.
+            if ondir {
+                return self.emit(ev, path.to_path_buf(), Op::Mkdir { mode: 0 });
+            }
+            self.emit(ev, path.to_path_buf(), Op::Create { mode: 0 });
+            return self.emit(ev, path.to_path_buf(), MODIFIED);
         };
         let (ft, perm) = (m.file_type(), m.mode() & 0o7777);
         let op = if ondir {

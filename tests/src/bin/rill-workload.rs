@@ -449,18 +449,29 @@ fn overflow(d: &str, p: &Params) {
 /// close-after-write); mkdir d; rename f → g; symlink "g" at kept (left in place);
 /// symlink "g" at s; unlink s; rmdir d; unlink g.
 fn names(d: &str) {
+    // fanotify merges queued events on the same name (a mkdir and a later rmdir become one
+    // event) and resolves names only when it reads them, so a burst loses order and types.
+    // The fallback's promise is exactness for a reader that keeps up: pace the operations.
+    let settle = || std::thread::sleep(std::time::Duration::from_millis(100));
     close(openat(
         AT_FDCWD,
         &format!("{d}/f"),
         O_CREAT | O_RDONLY,
         0o644,
     ));
+    settle();
     mkdir(&format!("{d}/d"), 0o755);
+    settle();
     rename(&format!("{d}/f"), &format!("{d}/g"));
+    settle();
     symlink("g", &format!("{d}/kept"));
+    settle();
     symlink("g", &format!("{d}/s"));
+    settle();
     unlink(&format!("{d}/s"));
+    settle();
     rmdir(&format!("{d}/d"));
+    settle();
     unlink(&format!("{d}/g"));
 }
 
