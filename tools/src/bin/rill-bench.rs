@@ -34,7 +34,7 @@ struct CaptureArgs {
     /// pwrite calls per repetition of workload (a) [default: 1000000; 50000 with --quick].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     writes: Option<u64>,
-    /// Repetitions of each variant (baseline, loaded) of each workload [default: 5; 1 with --quick].
+    /// Repetitions of each variant (baseline, loaded) of each workload [default: 7; 1 with --quick].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
     reps: Option<u32>,
     /// Source tree archived for workload (b) [default: ~/.cargo/registry/src].
@@ -106,7 +106,7 @@ fn run_capture(a: CaptureArgs) -> Result<()> {
     let (writes, reps, files, mb) = if a.quick {
         (50_000, 1, 2_000, 20)
     } else {
-        (1_000_000, 5, 20_000, 150)
+        (1_000_000, 7, 20_000, 150)
     };
     let cfg = capture::Config {
         writes: a.writes.unwrap_or(writes),
