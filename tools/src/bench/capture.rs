@@ -13,6 +13,19 @@
 //! over the workload time plus the catch-up: the time it took to get every record of the
 //! phase out of the ring. Drops are the driver's own count (RecordsDropped + OpsStopped)
 //! over the phase.
+//!
+//! Reading the numbers:
+//! - A drain rate can only be as high as the workload produces records. When the reader
+//!   kept up (no throttling, no loss, the ring empty right after the workload) the report
+//!   says the target was *not demonstrated* rather than met or missed, and gives the
+//!   reader's records per CPU-second as an estimate of its capacity.
+//! - A loaded run in which the driver dropped or stopped operations did less work than a
+//!   working capture would; its ratio is printed but marked as not valid. Throttled
+//!   (range-only) writes are recorded, but without their data, which also makes the
+//!   loaded run cheaper: their share is printed next to the ratio.
+//! - Any rill capture loaded by somebody else (a test, a `capture` session) runs its
+//!   programs on every syscall of every process. The benchmark waits until there is none
+//!   before each repetition and discards and reruns a repetition if one appeared.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -158,6 +171,16 @@ impl WorkloadResult {
     /// Loaded median over baseline median (how many times slower).
     pub fn ratio(&self) -> f64 {
         rate(self.loaded_median(), self.baseline_median())
+    }
+
+    /// Loaded over baseline within each alternated pair (baseline i, loaded i), which a
+    /// drift of the machine between pairs does not move.
+    pub fn paired_ratios(&self) -> Vec<f64> {
+        self.baseline_seconds
+            .iter()
+            .zip(self.loaded.iter())
+            .map(|(b, l)| rate(l.seconds, *b))
+            .collect()
     }
 
     pub fn meets_target(&self) -> bool {

@@ -208,6 +208,20 @@ pub fn markdown(r: &CaptureResult) -> String {
         raw(&r.tar.baseline_seconds),
         raw(&r.tar.loaded_seconds())
     );
+    let ratios = |v: &[f64]| {
+        v.iter()
+            .map(|x| format!("{x:.2}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let _ = writeln!(
+        out,
+        "\nPaired ratios loaded/baseline, in run order: (a) [{}] median {:.2}x; (b) [{}] median {:.2}x",
+        ratios(&r.pwrite.paired_ratios()),
+        median(&r.pwrite.paired_ratios()),
+        ratios(&r.tar.paired_ratios()),
+        median(&r.tar.paired_ratios())
+    );
     let discarded = r.pwrite.discarded + r.tar.discarded;
     if discarded > 0 {
         let _ = writeln!(
