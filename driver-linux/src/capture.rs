@@ -152,6 +152,11 @@ impl Capture {
 
     /// Waits up to `timeout` and appends the session's new events, numbered, to `out`.
     pub fn poll(&mut self, timeout: Duration, out: &mut Vec<Event>) -> Result<usize> {
+        self.poll_source(timeout, out).map(|(_, kept)| kept)
+    }
+
+    /// Like `poll`; also returns how many events the source gave before filtering.
+    fn poll_source(&mut self, timeout: Duration, out: &mut Vec<Event>) -> Result<(usize, usize)> {
         let mut raw = Vec::new();
         match &mut self.backend {
             Backend::Fanotify(f) => {
@@ -166,6 +171,7 @@ impl Capture {
             mounts.refresh()?;
         }
         let before = out.len();
+        let from_source = raw.len();
         for mut ev in raw {
             let keep = matches!(ev.op, Op::Overflow { .. }) || ev.paths().any(|p| self.wanted(p));
             if keep {
@@ -174,12 +180,23 @@ impl Capture {
                 out.push(ev);
             }
         }
-        Ok(out.len() - before)
+        Ok((from_source, out.len() - before))
     }
 
     /// Drains what is left in the ring (after the workload stopped) without waiting.
     pub fn flush(&mut self, out: &mut Vec<Event>) -> Result<usize> {
-        self.poll(Duration::from_millis(0), out)
+        // Bounded: on a busy system new operations keep arriving; what completed before
+        // the flush is at most one ring, far fewer batches than this.
+        const MAX_BATCHES: usize = 4096;
+        let mut kept = 0;
+        for _ in 0..MAX_BATCHES {
+            let (from_source, n) = self.poll_source(Duration::ZERO, out)?;
+            kept += n;
+            if from_source == 0 {
+                break;
+            }
+        }
+        Ok(kept)
     }
 
     /// Names events the reader could not name, and turns new drop counts and dirty-map

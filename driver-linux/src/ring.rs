@@ -65,6 +65,9 @@ pub struct RingReader {
 }
 
 impl RingReader {
+    /// Most records one `drain` or `poll` returns.
+    pub const BATCH: usize = 4096;
+
     pub fn new(ring: Map) -> Result<RingReader> {
         let ring =
             RingBuf::try_from(ring).map_err(|e| DriverError::Ebpf(format!("RILL_RING: {e}")))?;
@@ -97,10 +100,14 @@ impl RingReader {
         Ok(out.len() - before)
     }
 
-    /// Drains what is in the ring now; returns whether anything was there.
+    /// Drains up to [`Self::BATCH`] records that are in the ring now; returns whether
+    /// anything was there. Bounded so a reader that fell behind holds one batch of events
+    /// in memory, not the whole ring's worth (a 32 MB ring of small writes is over 100k
+    /// events, each with its data copied out).
     pub fn drain(&mut self, out: &mut Vec<Event>) -> bool {
         let mut any = false;
-        while let Some(item) = self.ring.next() {
+        for _ in 0..Self::BATCH {
+            let Some(item) = self.ring.next() else { break };
             any = true;
             match Record::decode(&item)
                 .map_err(|e| DriverError::Record(e.to_string()))
