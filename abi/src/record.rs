@@ -40,10 +40,10 @@ pub const FLAG_DATA_FAULT: u16 = 1 << 4;
 /// `dev` and `ino` identify the object itself (an operation on an open file), not the
 /// directory a name was resolved against.
 pub const FLAG_OBJECT_ID: u16 = 1 << 5;
-/// The record carries no path: it is the path last sent with the same cookie (`args[2]`
-/// of a write). Writes through an open file repeat one path, and the in-kernel walk is the
-/// most expensive part of a write's record, so the driver sends it once per open file and
-/// again after any rename (which may change it).
+/// The record carries no path: it is the path last sent with the same cookie (`args[3]`
+/// of a record with `FLAG_OBJECT_ID`). Operations through an open file repeat one path,
+/// and the in-kernel walk is the most expensive part of their records, so the driver sends
+/// it once per open file and again after any rename (which may change it).
 pub const FLAG_PATH_CACHED: u16 = 1 << 6;
 /// The data section holds fewer bytes than `args[1]` for a reason given by another flag.
 pub const FLAG_PARTIAL_MASK: u16 = FLAG_RANGE_ONLY | FLAG_THROTTLED | FLAG_DATA_FAULT;
@@ -63,7 +63,7 @@ pub const DIRTY_RESCAN_ALL: u64 = 5;
 ///
 /// | kind | args | sections |
 /// |---|---|---|
-/// | Write | offset, len, path cookie | path (absent with FLAG_PATH_CACHED), data (≤ len bytes) |
+/// | Write | offset, len | path, data (≤ len bytes) |
 /// | Create | mode, open flags | path |
 /// | Truncate | size | path |
 /// | Fallocate | mode, offset, len | path |
@@ -78,6 +78,9 @@ pub const DIRTY_RESCAN_ALL: u64 = 5;
 /// | SetXattr, RemoveXattr | flags, value size | path, name (attribute name) |
 /// | Dirty | reason (DIRTY_*) | path |
 /// | Overflow | records lost | - |
+///
+/// Records of operations on an open file (`FLAG_OBJECT_ID`) carry a path cookie in
+/// `args[3]`, and with `FLAG_PATH_CACHED` no path section (see that flag).
 #[repr(u8)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kind {

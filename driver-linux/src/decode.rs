@@ -15,8 +15,11 @@ use crate::event::{DirtyReason, Event, Op};
 use crate::{DriverError, Result};
 
 fn path(r: &Record<'_>, base: Section, name: Section) -> Result<PathBuf> {
-    let mut buf = vec![0u8; 4096 * 3];
-    let n = join_path(r.section(base), r.section(name), &mut buf)
+    // Each component's length byte becomes a '/', so the joined path is at most the two
+    // sections plus a slash between them (and "/" for the root).
+    let (b, n) = (r.section(base), r.section(name));
+    let mut buf = vec![0u8; b.len() + n.len() + 2];
+    let n = join_path(b, n, &mut buf)
         .map_err(|e| DriverError::Record(format!("{} record: {e}", r.kind.name())))?;
     buf.truncate(n);
     Ok(PathBuf::from(OsString::from_vec(buf)))
@@ -68,7 +71,11 @@ impl PathCache {
 /// with an empty path for the caller to name from the object id.
 pub fn to_event(r: &Record<'_>, cache: &mut PathCache) -> Result<Event> {
     let h = &r.header;
-    let cookie = if r.kind == Kind::Write { h.args[2] } else { 0 };
+    let cookie = if h.flags & FLAG_OBJECT_ID != 0 {
+        h.args[3]
+    } else {
+        0
+    };
     let p = if h.flags & FLAG_PATH_CACHED != 0 {
         cache.get(cookie)
     } else {
@@ -169,7 +176,7 @@ mod tests {
             flags: flags | FLAG_OBJECT_ID,
             dev: 7,
             ino: 9,
-            args: [4096, 5, cookie, 0],
+            args: [4096, 5, 0, cookie],
             ..Default::default()
         };
         let mut out = vec![0u8; 1024];

@@ -368,46 +368,119 @@ impl Builder {
     }
 
     /// Writes the header and submits the record, marking `key` dirty if the ring is full.
+    /// Returns whether the record reached the ring.
     #[inline(always)]
     pub fn submit(self, kind: Kind, key: DirtyKey, args: [u64; 4]) -> bool {
-        let pid_tgid = bpf_get_current_pid_tgid();
         let len = self.off & OFF_MASK;
-        let header = RecordHeader {
-            len: len as u32,
-            version: ABI_VERSION,
-            kind: kind as u8,
-            flags: self.flags,
-            ktime_ns: unsafe { bpf_ktime_get_ns() },
-            pid: (pid_tgid >> 32) as u32,
-            tid: pid_tgid as u32,
-            dev: key.dev,
-            ino: key.ino,
-            args,
-            sections: self.sections,
-        };
+        let h = header(kind, self.flags, key, args, self.sections, len);
         // SAFETY: Scratch is 8-aligned and larger than a header.
-        unsafe { core::ptr::write(self.s as *mut RecordHeader, header) };
-        let cat = kind.category() as u32;
+        unsafe { core::ptr::write(self.s as *mut RecordHeader, h) };
         // SAFETY: len is masked to OFF_MASK, below SCRATCH_SIZE.
         let bytes = unsafe { core::slice::from_raw_parts(self.s as *const u8, len as usize) };
-        match RILL_RING.output::<[u8]>(bytes, wakeup_flags()) {
-            Ok(()) => {
-                stat_add(Stat::EMITTED_BASE + cat, 1);
-                stat_add(Stat::BYTES, len);
-                true
-            }
-            Err(_) => {
-                stat_add(Stat::DROPPED_BASE + cat, 1);
-                mark_dirty(key, DIRTY_RING_FULL);
-                false
-            }
-        }
+        let sent = RILL_RING.output::<[u8]>(bytes, wakeup_flags()).is_ok();
+        account(kind, key, sent, len)
     }
 }
 
+#[inline(always)]
+fn header(
+    kind: Kind,
+    flags: u16,
+    key: DirtyKey,
+    args: [u64; 4],
+    sections: [u32; SECTION_COUNT],
+    len: u64,
+) -> RecordHeader {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    RecordHeader {
+        len: len as u32,
+        version: ABI_VERSION,
+        kind: kind as u8,
+        flags,
+        ktime_ns: unsafe { bpf_ktime_get_ns() },
+        pid: (pid_tgid >> 32) as u32,
+        tid: pid_tgid as u32,
+        dev: key.dev,
+        ino: key.ino,
+        args,
+        sections,
+    }
+}
+
+/// Counts a submission, or a drop (and marks its file dirty: nothing is lost silently).
+#[inline(always)]
+fn account(kind: Kind, key: DirtyKey, sent: bool, len: u64) -> bool {
+    let cat = kind.category() as u32;
+    if sent {
+        stat_add(Stat::EMITTED_BASE + cat, 1);
+        stat_add(Stat::BYTES, len);
+    } else {
+        stat_add(Stat::DROPPED_BASE + cat, 1);
+        mark_dirty(key, DIRTY_RING_FULL);
+    }
+    sent
+}
+
+/// Submits a write whose path was already sent, reading its data straight from the
+/// caller into a ring slot (one copy instead of two through scratch). A reservation needs
+/// a size known to the verifier, so slots come in a few sizes; the record's `len` says how
+/// much of its slot it uses. `args[1]` is the length written, 1 to `MAX_CHUNK` bytes.
+#[inline(always)]
+pub fn submit_write_direct(key: DirtyKey, flags: u16, args: [u64; 4], src: u64) -> bool {
+    let len = args[1];
+    if len <= 64 {
+        direct::<{ HEADER_SIZE + 64 }, 64>(key, flags, args, src)
+    } else if len <= 512 {
+        direct::<{ HEADER_SIZE + 512 }, 512>(key, flags, args, src)
+    } else if len <= 4096 {
+        direct::<{ HEADER_SIZE + 4096 }, 4096>(key, flags, args, src)
+    } else if len <= 16384 {
+        direct::<{ HEADER_SIZE + 16384 }, 16384>(key, flags, args, src)
+    } else {
+        direct::<{ HEADER_SIZE + 65536 }, 65536>(key, flags, args, src)
+    }
+}
+
+/// One slot size of [`submit_write_direct`]: `SLOT` bytes, `CAP` (a power of two) of data.
+#[inline(always)]
+fn direct<const SLOT: usize, const CAP: u64>(
+    key: DirtyKey,
+    mut flags: u16,
+    args: [u64; 4],
+    src: u64,
+) -> bool {
+    let Some(mut entry) = RILL_RING.reserve::<[u8; SLOT]>(0) else {
+        return account(Kind::Write, key, false, 0);
+    };
+    let p = entry.as_mut_ptr() as *mut u8;
+    // Masked so the verifier sees 1..=CAP bytes; callers pass 1..=CAP.
+    let size = ((args[1].wrapping_sub(1)) & (CAP - 1)) + 1;
+    // SAFETY: the slot has HEADER_SIZE + CAP bytes; the helper checks the source.
+    let fault =
+        unsafe { bpf_probe_read_user(p.add(HEADER_SIZE) as *mut _, size as u32, src as *const _) }
+            != 0;
+    let mut sections = [0u32; SECTION_COUNT];
+    if fault {
+        flags |= rill_abi::record::FLAG_DATA_FAULT;
+    } else {
+        sections[Section::Data as usize] = size as u32;
+    }
+    let len = HEADER_SIZE as u64 + sections[Section::Data as usize] as u64;
+    // SAFETY: ring slots are 8-aligned and this one is larger than a header.
+    unsafe {
+        core::ptr::write(
+            p as *mut RecordHeader,
+            header(Kind::Write, flags, key, args, sections, len),
+        )
+    };
+    entry.submit(wakeup_flags());
+    account(Kind::Write, key, true, len)
+}
+
 /// Per-record wakeups cost a self-interrupt each (EBPF-TOOLCHAIN.md measured ~9 us), so
-/// the consumer is woken every `wakeup_every` records of a CPU, or when the ring is a
-/// quarter full; between wakeups it polls on a short timeout.
+/// the consumer is woken every `wakeup_every` records of a CPU, and every 8th while the
+/// ring is over a quarter full (a reader that is behind is awake anyway; one that sleeps
+/// must not sleep long); between wakeups it polls on a short timeout.
 #[inline(always)]
 fn wakeup_flags() -> u64 {
     let every = RILL_CONFIG
@@ -424,7 +497,7 @@ fn wakeup_flags() -> u64 {
         }
     }
     let size = RILL_RING.query(BPF_RB_RING_SIZE as u64);
-    if n % every == 0 || RILL_RING.query(BPF_RB_AVAIL_DATA as u64) * 4 > size {
+    if n % every == 0 || (n % 8 == 0 && RILL_RING.query(BPF_RB_AVAIL_DATA as u64) * 4 > size) {
         BPF_RB_FORCE_WAKEUP as u64
     } else {
         BPF_RB_NO_WAKEUP as u64

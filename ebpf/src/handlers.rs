@@ -88,6 +88,38 @@ fn key(i: &InodeInfo) -> DirtyKey {
     }
 }
 
+/// Whether a record names its open file by cookie (`FLAG_PATH_CACHED`) or carries the
+/// walked path, which the driver then remembers for the file's later operations.
+struct FilePath {
+    generation: u64,
+    cached: bool,
+}
+
+impl Fd {
+    /// Starts a record on this file: the object id and its path, or the cached flag.
+    #[inline(always)]
+    fn path_into(&self, c: &Call, b: &mut Builder) -> FilePath {
+        b.flags |= FLAG_OBJECT_ID;
+        let generation = crate::emit::generation();
+        let cached = crate::emit::path_sent(self.file, self.path.dentry, generation);
+        if cached {
+            b.flags |= FLAG_PATH_CACHED;
+        } else {
+            b.walk(&c.o, Section::PathBase, self.path);
+        }
+        FilePath { generation, cached }
+    }
+
+    /// Submits a record started with `path_into`; `args[3]` becomes the path cookie.
+    #[inline(always)]
+    fn submit(&self, b: Builder, kind: Kind, mut args: [u64; 4], fp: FilePath) {
+        args[3] = self.file;
+        if b.submit(kind, key(&self.inode), args) && !fp.cached {
+            crate::emit::remember_path(self.file, self.path.dentry, fp.generation);
+        }
+    }
+}
+
 /// Submits an operation on an open file (no name argument).
 #[inline(always)]
 fn fd_record(c: &Call, f: &Fd, kind: Kind, args: [u64; 4]) {
@@ -98,9 +130,8 @@ fn fd_record(c: &Call, f: &Fd, kind: Kind, args: [u64; 4]) {
         return stopped(kind, key(&f.inode));
     }
     let Some(mut b) = Builder::new() else { return };
-    b.flags |= FLAG_OBJECT_ID;
-    b.walk(&c.o, Section::PathBase, f.path);
-    b.submit(kind, key(&f.inode), args);
+    let fp = f.path_into(c, &mut b);
+    f.submit(b, kind, args, fp);
 }
 
 /// A name the caller passed, resolved against its base directory.
@@ -205,15 +236,32 @@ pub fn write(c: &Call) {
     } else {
         (pos as u64).saturating_sub(written)
     };
-    let Some(mut b) = Builder::new() else { return };
-    b.flags |= FLAG_OBJECT_ID;
-    let generation = crate::emit::generation();
-    let cached = crate::emit::path_sent(f.file, f.path.dentry, generation);
-    if cached {
-        b.flags |= FLAG_PATH_CACHED;
-    } else {
-        b.walk(&c.o, Section::PathBase, f.path);
+    let mut flags = FLAG_OBJECT_ID;
+    if append {
+        flags |= FLAG_APPEND;
     }
+    // The common case, a write through a file whose path was sent, goes straight into a
+    // ring slot: one copy of the data instead of two.
+    let direct = lvl == Level::Normal
+        && matches!(c.nr, nr::WRITE | nr::PWRITE64)
+        && written <= c.cfg.inline_max as u64
+        && written <= MAX_CHUNK;
+    if direct {
+        let generation = crate::emit::generation();
+        if crate::emit::path_sent(f.file, f.path.dentry, generation) {
+            let args = [offset, written, 0, f.file];
+            crate::emit::submit_write_direct(
+                key(&f.inode),
+                flags | FLAG_PATH_CACHED,
+                args,
+                c.arg(1),
+            );
+            return;
+        }
+    }
+    let Some(mut b) = Builder::new() else { return };
+    b.flags |= flags;
+    let fp = f.path_into(c, &mut b);
     if append {
         b.flags |= FLAG_APPEND;
     }
@@ -227,10 +275,7 @@ pub fn write(c: &Call) {
         b.drop_data();
         b.flags |= FLAG_DATA_FAULT;
     }
-    let sent = b.submit(Kind::Write, key(&f.inode), [offset, written, f.file, 0]);
-    if sent && !cached {
-        crate::emit::remember_path(f.file, f.path.dentry, generation);
-    }
+    f.submit(b, Kind::Write, [offset, written, 0, 0], fp);
 }
 
 /// Copies the `written` bytes from the caller's buffer or iovecs.
@@ -452,10 +497,9 @@ pub fn xattr(c: &Call) {
                 return stopped(kind, key(&f.inode));
             }
             let Some(mut b) = Builder::new() else { return };
-            b.flags |= FLAG_OBJECT_ID;
-            b.walk(&c.o, Section::PathBase, f.path);
+            let fp = f.path_into(c, &mut b);
             b.user_str(Section::Name, c.arg(1));
-            b.submit(kind, key(&f.inode), args);
+            f.submit(b, kind, args, fp);
         }
         _ => {}
     }

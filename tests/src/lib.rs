@@ -114,3 +114,16 @@ pub fn require_kernel_support() {
         missing.join(" and ")
     );
 }
+
+/// Write sizes at every boundary of the driver's ring slot sizes (64, 512, 4096, 16384,
+/// 65536 bytes of data) and its inline limit.
+pub const DATA_SIZES: [usize; 12] = [
+    1, 64, 65, 512, 513, 4096, 4097, 16384, 16385, 65535, 65536, 3,
+];
+
+/// Bytes that differ by position and by `seed`, so a shifted or mixed-up copy is caught.
+pub fn data_pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i.wrapping_mul(31).wrapping_add(seed as usize * 7) % 251) as u8)
+        .collect()
+}

@@ -70,6 +70,7 @@ fn run(scenario: &str, d: &str, p: &Params) {
     match scenario {
         "create" => create(d),
         "writes" => writes(d),
+        "data" => data(d),
         "sizes" => sizes(d),
         "remove" => remove(d),
         "make" => make(d),
@@ -125,6 +126,23 @@ fn create(d: &str) {
 
 /// create w; write 0+5; pwrite64 100+3; writev 5+6; pwritev 200+6; pwritev2(-1) 11+4;
 /// pwritev2(300) 300+4; write 15+2 (the explicit-offset calls left the position alone).
+/// Writes whose bytes the test compares: [`rill_tests::DATA_SIZES`] through one file (the
+/// first carries the path, later ones go through the driver's cached-path ring slots of
+/// every size), a pwrite, and a writev (assembled through scratch).
+fn data(d: &str) {
+    let fd = new_file(&format!("{d}/data"));
+    for (i, &len) in rill_tests::DATA_SIZES.iter().enumerate() {
+        write(fd, &rill_tests::data_pattern(len, i as u8));
+    }
+    pwrite64(fd, &rill_tests::data_pattern(300, 200), 7);
+    let (a, b) = (
+        rill_tests::data_pattern(100, 201),
+        rill_tests::data_pattern(5000, 202),
+    );
+    writev(fd, &[&a, &b]);
+    close(fd);
+}
+
 fn writes(d: &str) {
     let fd = new_file(&format!("{d}/w"));
     write(fd, b"hello");
