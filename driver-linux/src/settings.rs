@@ -209,15 +209,7 @@ impl DriverSettings {
 
     /// Checks every value and the relations between them.
     pub fn validate(&self) -> Result<()> {
-        for name in [
-            "RingSizeMB",
-            "InlineDataMax",
-            "ThrottleStartPercent",
-            "StopReplicatingPercent",
-            "WatchedPaths",
-            "ExcludedPids",
-            "CaptureMode",
-        ] {
+        for name in SETTINGS.iter().map(|s| s.name) {
             let v = self.get(name)?;
             let mut copy = self.clone();
             // A watched directory removed since it was set must not lock the administrator

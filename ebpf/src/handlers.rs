@@ -120,9 +120,10 @@ impl Fd {
     }
 }
 
-/// Submits an operation on an open file (no name argument).
+/// Submits an operation on an open file, with an optional string from the caller (an
+/// attribute name) in the `Name` section.
 #[inline(always)]
-fn fd_record(c: &Call, f: &Fd, kind: Kind, args: [u64; 4]) {
+fn fd_record(c: &Call, f: &Fd, kind: Kind, args: [u64; 4], extra: u64) {
     if !watched(c.cfg, f.inode.dev) {
         return;
     }
@@ -131,6 +132,7 @@ fn fd_record(c: &Call, f: &Fd, kind: Kind, args: [u64; 4]) {
     }
     let Some(mut b) = Builder::new() else { return };
     let fp = f.path_into(c, &mut b);
+    b.user_str(Section::Name, extra);
     f.submit(b, kind, args, fp);
 }
 
@@ -310,9 +312,10 @@ pub fn open(c: &Call) {
             &f,
             Kind::Create,
             [(f.inode.mode & 0o7777) as u64, flags, 0, 0],
+            0,
         );
     } else {
-        fd_record(c, &f, Kind::Truncate, [0; 4]);
+        fd_record(c, &f, Kind::Truncate, [0; 4], 0);
     }
 }
 
@@ -329,12 +332,12 @@ pub fn size(c: &Call) {
         ),
         nr::FTRUNCATE => {
             if let Some(f) = fd(c, c.arg(0)) {
-                fd_record(c, &f, Kind::Truncate, [c.arg(1), 0, 0, 0]);
+                fd_record(c, &f, Kind::Truncate, [c.arg(1), 0, 0, 0], 0);
             }
         }
         nr::FALLOCATE => {
             if let Some(f) = fd(c, c.arg(0)) {
-                fd_record(c, &f, Kind::Fallocate, [c.arg(1), c.arg(2), c.arg(3), 0]);
+                fd_record(c, &f, Kind::Fallocate, [c.arg(1), c.arg(2), c.arg(3), 0], 0);
             }
         }
         _ => {}
@@ -467,7 +470,7 @@ pub fn attr(c: &Call) {
 #[inline(always)]
 fn on_fd(c: &Call, kind: Kind, args: [u64; 4]) {
     if let Some(f) = fd(c, c.arg(0)) {
-        fd_record(c, &f, kind, args);
+        fd_record(c, &f, kind, args, 0);
     }
 }
 
@@ -489,17 +492,9 @@ pub fn xattr(c: &Call) {
             name_record(c, c.arg(0), c.arg(1), kind, args, c.arg(3))
         }
         nr::FSETXATTR | nr::FREMOVEXATTR => {
-            let Some(f) = fd(c, c.arg(0)) else { return };
-            if !watched(c.cfg, f.inode.dev) {
-                return;
+            if let Some(f) = fd(c, c.arg(0)) {
+                fd_record(c, &f, kind, args, c.arg(1));
             }
-            if level(c.cfg) == Level::Stopped {
-                return stopped(kind, key(&f.inode));
-            }
-            let Some(mut b) = Builder::new() else { return };
-            let fp = f.path_into(c, &mut b);
-            b.user_str(Section::Name, c.arg(1));
-            f.submit(b, kind, args, fp);
         }
         _ => {}
     }
