@@ -34,7 +34,7 @@ use anyhow::{bail, Context, Result};
 use rill_driver_linux::settings::DriverSettings;
 use serde::Serialize;
 
-use super::drain::{DrainChild, DrainSummary, ReaderKind};
+use super::drain::{DrainChild, DrainSummary};
 use super::driver::{self, Counters, LoadedDriver};
 use super::report;
 use super::workloads::{self, PwriteWorkload, Tarball, TreeSpec};
@@ -69,8 +69,6 @@ pub struct Config {
     pub settle: Duration,
     /// The benchmark's executable, re-run as `drain` for the reader.
     pub exe: PathBuf,
-    /// The reader's kind (the driver's `RingReader` unless diagnosing).
-    pub reader: ReaderKind,
     /// Delete each extracted tree right after its repetition instead of at the end.
     pub delete_between: bool,
 }
@@ -289,7 +287,6 @@ impl DrainResult {
 pub struct CaptureResult {
     pub kernel: String,
     pub cpus: usize,
-    pub reader: ReaderKind,
     pub reps: u32,
     /// Whether extracted trees were deleted between repetitions (`--delete-between`).
     pub delete_between: bool,
@@ -425,7 +422,6 @@ pub fn run(cfg: &Config, stop: &StopFlag) -> Result<CaptureResult> {
             .map(|s| s.trim().to_string())
             .unwrap_or_default(),
         cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
-        reader: cfg.reader,
         delete_between: cfg.delete_between,
         reps: cfg.reps,
         settings,
@@ -500,7 +496,7 @@ fn loaded_rep(
 ) -> Result<LoadedRep> {
     check_stop(stop)?;
     let drv = LoadedDriver::load(settings)?;
-    let reader = DrainChild::spawn(&cfg.exe, cfg.reader)?;
+    let reader = DrainChild::spawn(&cfg.exe)?;
     settle(cfg, stop)?;
     let before = drv.counters()?;
     let t = workload()?;

@@ -2,16 +2,12 @@
 //!
 //! `rill-bench drain` (hidden subcommand, started by the benchmark) takes the pinned
 //! ring's reader lock, attaches to the ring with the driver's [`RingReader`], prints
-//! `ready`, and drains until SIGTERM, counting records and payload bytes. Records are
-//! decoded into events (inline data copied) and then discarded: decoding is what the
-//! engine pays per record, queueing and sending are not part of the capture's cost.
-//! On SIGTERM it drains what is left and prints one JSON [`DrainSummary`] line.
-//!
-//! [`ReaderKind::Bounded`] is a diagnostic, not the default: the same records, decoded by
-//! the same `Record::decode` + `decode::to_event`, but at most [`BOUNDED_BATCH`] per batch.
-//! `RingReader::drain` returns only once the ring is empty, so under a sustained producer
-//! one call holds every event of the phase in memory; the bounded reader shows what the
-//! ring and the decode can do without that, to size the fix in the driver's API.
+//! `ready`, and drains until SIGTERM, counting records and payload bytes. It drains in the
+//! driver's bounded batches (at most [`RingReader::BATCH`] records per `poll` or `drain`),
+//! as the engine does. Records are decoded into events (inline data copied) and then
+//! discarded: decoding is what the engine pays per record, queueing and sending are not
+//! part of the capture's cost. On SIGTERM it drains what is left and prints one JSON
+//! [`DrainSummary`] line.
 //!
 //! The parent's side is [`DrainChild`]: it spawns the child in its own process group (a
 //! Ctrl-C on the terminal reaches the benchmark, which then stops the child by pid) and
@@ -29,12 +25,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use std::os::fd::AsRawFd;
 
-use aya::maps::{MapData, RingBuf};
-use rill_abi::Record;
 use rill_driver_linux::{
-    decode::{to_event, PathCache},
     maps::DriverMaps,
     ring::{ReaderLock, RingReader},
     status, Event, Op,
@@ -56,7 +48,7 @@ pub struct DrainSummary {
     pub corrupt: u64,
     /// Highest ring fill seen, sampled every 2 ms.
     pub peak_fill_percent: f64,
-    /// Most records returned by one batch (`RingReader` drains everything available).
+    /// Most records returned by one batch (at most [`RingReader::BATCH`]).
     pub largest_batch: u64,
     /// The reader's peak resident memory.
     pub max_rss_kib: u64,
@@ -66,116 +58,9 @@ pub struct DrainSummary {
 
 const SAMPLE_EVERY: Duration = Duration::from_millis(2);
 const POLL_TIMEOUT: Duration = Duration::from_millis(10);
-/// Records per batch of the diagnostic bounded reader.
-pub const BOUNDED_BATCH: usize = 1024;
-
-/// Which reader drains the ring.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ReaderKind {
-    /// The driver's `RingReader` (`poll`/`drain`), as the engine uses it.
-    #[default]
-    RingReader,
-    /// Diagnostic: the same decode, at most [`BOUNDED_BATCH`] records per batch.
-    Bounded,
-}
-
-impl ReaderKind {
-    pub const ALL: [ReaderKind; 2] = [ReaderKind::RingReader, ReaderKind::Bounded];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            ReaderKind::RingReader => "ring-reader",
-            ReaderKind::Bounded => "bounded",
-        }
-    }
-
-    pub fn parse(s: &str) -> Result<ReaderKind> {
-        ReaderKind::ALL
-            .into_iter()
-            .find(|k| k.name() == s)
-            .with_context(|| format!("unknown reader `{s}`; readers are ring-reader, bounded"))
-    }
-}
-
-/// The reader, whichever kind.
-enum Reader {
-    Driver(RingReader),
-    Bounded(BoundedReader),
-}
-
-impl Reader {
-    /// One batch into `out`: waits up to `timeout` for data unless `nowait`; returns
-    /// whether anything was read.
-    fn batch(&mut self, nowait: bool, out: &mut Vec<Event>) -> Result<bool> {
-        Ok(match self {
-            Reader::Driver(r) if nowait => r.drain(out),
-            Reader::Driver(r) => r.poll(POLL_TIMEOUT, out)? > 0,
-            Reader::Bounded(r) => r.batch(if nowait { None } else { Some(POLL_TIMEOUT) }, out),
-        })
-    }
-
-    fn corrupt(&self) -> u64 {
-        match self {
-            Reader::Driver(r) => r.corrupt,
-            Reader::Bounded(r) => r.corrupt,
-        }
-    }
-}
-
-/// `RingReader` with a bound on the batch (see the module documentation).
-struct BoundedReader {
-    ring: RingBuf<MapData>,
-    paths: PathCache,
-    corrupt: u64,
-}
-
-impl BoundedReader {
-    fn new(ring: aya::maps::Map) -> Result<BoundedReader> {
-        let ring = RingBuf::try_from(ring).context("RILL_RING is not a ring buffer")?;
-        Ok(BoundedReader {
-            ring,
-            paths: PathCache::default(),
-            corrupt: 0,
-        })
-    }
-
-    fn drain(&mut self, out: &mut Vec<Event>) -> bool {
-        let mut n = 0;
-        while n < BOUNDED_BATCH {
-            let Some(item) = self.ring.next() else { break };
-            n += 1;
-            match Record::decode(&item) {
-                Ok((r, _)) => match to_event(&r, &mut self.paths) {
-                    Ok(ev) => out.push(ev),
-                    Err(_) => self.corrupt += 1,
-                },
-                Err(_) => self.corrupt += 1,
-            }
-        }
-        n > 0
-    }
-
-    fn batch(&mut self, timeout: Option<Duration>, out: &mut Vec<Event>) -> bool {
-        if self.drain(out) {
-            return true;
-        }
-        let Some(timeout) = timeout else {
-            return false;
-        };
-        let mut fds = [libc::pollfd {
-            fd: self.ring.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        }];
-        // SAFETY: one valid pollfd for the duration of the call.
-        unsafe { libc::poll(fds.as_mut_ptr(), 1, timeout.as_millis() as i32) };
-        self.drain(out)
-    }
-}
 
 /// The body of `rill-bench drain`.
-pub fn run_child(kind: ReaderKind) -> Result<()> {
+pub fn run_child() -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, Arc::clone(&stop))
@@ -187,15 +72,12 @@ pub fn run_child(kind: ReaderKind) -> Result<()> {
     let _lock = ReaderLock::acquire()?;
     let mut maps = DriverMaps::open_pinned()?;
     let ring = maps.ring.take().context("the pinned ring map is missing")?;
-    let mut reader = match kind {
-        ReaderKind::RingReader => Reader::Driver(RingReader::new(ring)?),
-        ReaderKind::Bounded => Reader::Bounded(BoundedReader::new(ring)?),
-    };
+    let mut reader = RingReader::new(ring)?;
     // As every reader that attaches does (`capture --attach`, the engine): paths sent
     // before it attached are sent again.
     maps.bump_generation()?;
-    // Ring fill is sampled by a thread of its own: the reader's `drain` returns only when
-    // the ring is empty, so sampling between batches would always see an empty ring.
+    // Ring fill is sampled by a thread of its own, on a clock: between batches the reader
+    // has just taken records out, or has waited in `poll` for the ring to fill.
     let sampler = FillSampler::start(Arc::clone(&stop))?;
 
     let mut out = std::io::stdout().lock();
@@ -204,13 +86,17 @@ pub fn run_child(kind: ReaderKind) -> Result<()> {
 
     let start = Instant::now();
     let mut s = DrainSummary::default();
-    let mut events: Vec<Event> = Vec::with_capacity(4096);
+    let mut events: Vec<Event> = Vec::with_capacity(RingReader::BATCH);
     let mut first: Option<Instant> = None;
     let mut last = start;
     loop {
         let stopping = stop.load(Ordering::Relaxed);
-        let any = reader.batch(stopping, &mut events)?;
-        let corrupt = reader.corrupt() - s.corrupt;
+        let any = if stopping {
+            reader.drain(&mut events)
+        } else {
+            reader.poll(POLL_TIMEOUT, &mut events)? > 0
+        };
+        let corrupt = reader.corrupt - s.corrupt;
         let n = events.len() as u64 + corrupt;
         if n > 0 {
             let now = Instant::now();
@@ -308,10 +194,10 @@ pub struct DrainChild {
 }
 
 impl DrainChild {
-    /// Starts `exe drain --reader KIND` and waits until it has attached to the ring.
-    pub fn spawn(exe: &Path, kind: ReaderKind) -> Result<DrainChild> {
+    /// Starts `exe drain` and waits until it has attached to the ring.
+    pub fn spawn(exe: &Path) -> Result<DrainChild> {
         let mut child = Command::new(exe)
-            .args(["drain", "--reader", kind.name()])
+            .arg("drain")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

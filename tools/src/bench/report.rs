@@ -9,9 +9,9 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use rill_driver_linux::ring::RingReader;
 
 use super::capture::{CaptureResult, WorkloadResult, TARGET_DRAIN_RECORDS_PER_S, TARGET_RING_MB};
-use super::drain::ReaderKind;
 
 /// The median (mean of the middle two for an even count); 0 for no values.
 pub fn median(values: &[f64]) -> f64 {
@@ -110,16 +110,14 @@ pub fn markdown(r: &CaptureResult) -> String {
     let _ = writeln!(
         out,
         "## rill-bench capture: kernel {}, {} CPUs, {} repetitions per variant (alternated), \
-         RingSizeMB {}, InlineDataMax {}, reader {}, extracted trees {}\n",
+         RingSizeMB {}, InlineDataMax {}, reader RingReader (as the engine, batches of {} \
+         records), extracted trees {}\n",
         r.kernel,
         r.cpus,
         r.reps,
         s.ring_size_mb,
         s.inline_data_max,
-        match r.reader {
-            ReaderKind::RingReader => "RingReader (as the engine)".to_string(),
-            k => format!("{} (DIAGNOSTIC, not the driver's RingReader)", k.name()),
-        },
+        RingReader::BATCH,
         if r.delete_between {
             "deleted between repetitions"
         } else {

@@ -23,10 +23,7 @@ enum Command {
     Capture(CaptureArgs),
     /// (internal) The ring reader that `capture` starts as a child process.
     #[command(hide = true)]
-    Drain {
-        #[arg(long, default_value = "ring-reader")]
-        reader: String,
-    },
+    Drain,
 }
 
 #[derive(clap::Args)]
@@ -58,10 +55,6 @@ struct CaptureArgs {
     /// Unload a pinned driver that is loaded at start (it is not reloaded afterwards).
     #[arg(long)]
     force: bool,
-    /// Which reader drains the ring: ring-reader (the driver's RingReader, as the engine
-    /// uses it) or bounded (diagnostic: same decode, at most 1024 records per batch).
-    #[arg(long, default_value = "ring-reader", value_parser = ["ring-reader", "bounded"])]
-    reader: String,
     /// Delete each extracted tree right after its repetition (default: move it aside and
     /// delete all at the end, because ext4 makes the next extraction scan recently deleted
     /// inodes).
@@ -76,7 +69,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Capture(args) => run_capture(args),
-        Command::Drain { reader } => drain::ReaderKind::parse(&reader).and_then(drain::run_child),
+        Command::Drain => drain::run_child(),
     };
     if let Err(e) = result {
         eprintln!("rill-bench: {e:#}");
@@ -121,7 +114,6 @@ fn run_capture(a: CaptureArgs) -> Result<()> {
         force: a.force,
         settle: Duration::from_millis(200),
         exe: std::env::current_exe().context("locating the rill-bench executable")?,
-        reader: drain::ReaderKind::parse(&a.reader)?,
         delete_between: a.delete_between,
     };
     let result = capture::run(&cfg, &stop)?;
