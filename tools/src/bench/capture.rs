@@ -37,6 +37,7 @@ use serde::Serialize;
 use super::drain::{DrainChild, DrainSummary};
 use super::driver::{self, Counters, LoadedDriver};
 use super::report;
+use super::scratch_fs::ScratchFs;
 use super::workloads::{self, PwriteWorkload, Tarball, TreeSpec};
 use super::{check_stop, StopFlag};
 
@@ -352,7 +353,15 @@ pub fn run(cfg: &Config, stop: &StopFlag) -> Result<CaptureResult> {
     );
     let pw = PwriteWorkload::new(tmp.path(), cfg.writes)?;
     // One untimed extraction: warms the tarball, the tar binary and the allocator.
-    let mut trees = Extractions::new(tmp.path(), cfg.delete_between)?;
+    // Room for every extraction of the run (they are moved aside, not deleted), with a
+    // margin for ext4's own metadata.
+    let extractions = 2 * cfg.reps as u64 + 2;
+    let scratch = ScratchFs::create(
+        tmp.path(),
+        tarball.tar_bytes * extractions * 3 / 2 + (256 << 20),
+        (tarball.files + tarball.dirs + tarball.symlinks + 16) * extractions * 5 / 4 + 1024,
+    )?;
+    let mut trees = Extractions::new(scratch.path(), cfg.delete_between)?;
     let extract_dir = trees.dest.clone();
     tarball.extract(&extract_dir)?;
     trees.clear()?;

@@ -38,6 +38,7 @@ pub mod capture;
 pub mod drain;
 pub mod driver;
 pub mod report;
+pub mod scratch_fs;
 pub mod workloads;
 
 /// Set by SIGINT/SIGTERM; long loops check it and return [`interrupted`], so that every

@@ -8,8 +8,8 @@
 //!
 //! (b) [`Tarball`]: a real small-file workload. A tarball of a real source tree (by
 //! default the crates in `~/.cargo/registry/src`, capped in files and bytes) is built once;
-//! each repetition times `tar -xf` into a fresh directory, which is deleted afterwards
-//! (untimed). As root, tar also restores owners and times, so each file costs a create,
+//! each repetition times `tar -xf` into a fresh directory on a file system made for the
+//! run ([`super::scratch_fs`]), which is moved aside afterwards (untimed). As root, tar also restores owners and times, so each file costs a create,
 //! its writes, a chown and a utimensat: the mix a build or a package install produces.
 
 use std::ffi::OsString;

@@ -1,0 +1,72 @@
+//! A fresh ext4 file system for workload (b), loop-mounted from a sparse image.
+//!
+//! ext4 avoids reusing inodes deleted in the last minutes, and every create then scans
+//! them: a file system that earlier runs (or anything else on the machine) filled and
+//! emptied made `tar -xf` up to 6x slower for minutes, in both variants, which swamped the
+//! driver's share. A file system made for the run starts with no deleted inodes, and
+//! unmounting it at the end deletes nothing the next run would trip over. Inode tables are
+//! initialised by mkfs, so no background `ext4lazyinit` competes with the measurements.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+pub struct ScratchFs {
+    image: PathBuf,
+    mount: PathBuf,
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+impl ScratchFs {
+    /// Makes a file system of `bytes` with room for `inodes` files in `dir` and mounts it.
+    pub fn create(dir: &Path, bytes: u64, inodes: u64) -> Result<ScratchFs> {
+        let image = dir.join("scratch-ext4.img");
+        let mount = dir.join("scratch");
+        let file = std::fs::File::create(&image)
+            .with_context(|| format!("creating {}", image.display()))?;
+        file.set_len(bytes)
+            .with_context(|| format!("sizing {}", image.display()))?;
+        drop(file);
+        run(Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-N", &inodes.to_string()])
+            .args(["-E", "lazy_itable_init=0,lazy_journal_init=0"])
+            .arg(&image))
+        .context("making the scratch file system (mkfs.ext4 from e2fsprogs)")?;
+        std::fs::create_dir(&mount).with_context(|| format!("creating {}", mount.display()))?;
+        let fs = ScratchFs { image, mount };
+        run(Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(&fs.image)
+            .arg(&fs.mount))
+        .context("loop-mounting the scratch file system")?;
+        Ok(fs)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.mount
+    }
+}
+
+impl Drop for ScratchFs {
+    fn drop(&mut self) {
+        // The loop device is detached with the last unmount (mount -o loop sets autoclear).
+        if let Err(e) = run(Command::new("umount").arg(&self.mount)) {
+            eprintln!("rill-bench: {e}; unmount {} by hand", self.mount.display());
+            return;
+        }
+        let _ = std::fs::remove_dir(&self.mount);
+        let _ = std::fs::remove_file(&self.image);
+    }
+}
