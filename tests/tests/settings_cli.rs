@@ -257,3 +257,49 @@ fn attach_without_a_loaded_driver_says_to_load_it() {
         "{err}"
     );
 }
+
+/// Loading eBPF programs needs root: an ordinary user gets a clear refusal, not a kernel
+/// error code or a panic. Runs the real binary as `nobody` through setpriv (util-linux).
+#[test]
+fn an_unprivileged_user_is_told_root_is_needed() {
+    require_kernel_support();
+    // The checkout may sit where `nobody` cannot reach (under /root): run a copy.
+    let dir = tempfile::Builder::new()
+        .prefix("rill-nobody-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let bin = dir.path().join("rill-driver");
+    std::fs::copy(rill_tests::driver_bin(), &bin).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    for p in [dir.path(), bin.as_path()] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    for args in [&["load"][..], &["capture", "--path", "/tmp"][..]] {
+        let mut cmd = std::process::Command::new("setpriv");
+        cmd.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(bin)
+        // A settings file that does not exist: the defaults, readable by anyone.
+        .args(["--settings", "/nonexistent/rill/driver.toml"])
+        .args(args);
+        let out = rill_tests::process::output_within(
+            cmd,
+            std::time::Duration::from_secs(30),
+            "rill-driver as nobody",
+        );
+        let err = stderr(&out);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "rill-driver {args:?} as nobody: {err}"
+        );
+        assert!(
+            err.contains("must run as root") && !err.contains("panicked"),
+            "rill-driver {args:?} as nobody: {err}"
+        );
+    }
+}
