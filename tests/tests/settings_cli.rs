@@ -282,7 +282,7 @@ fn an_unprivileged_user_is_told_root_is_needed() {
             "--clear-groups",
             "--inh-caps=-all",
         ])
-        .arg(bin)
+        .arg(&bin)
         // A settings file that does not exist: the defaults, readable by anyone.
         .args(["--settings", "/nonexistent/rill/driver.toml"])
         .args(args);
