@@ -56,6 +56,23 @@ impl ReaderLock {
     }
 }
 
+impl ReaderLock {
+    /// Who holds the lock (as its holder wrote), or `None` when nobody drains the ring.
+    /// Tests with a shared lock, so it neither blocks nor disturbs a reader starting.
+    pub fn holder() -> Option<String> {
+        let file = std::fs::File::open(READER_LOCK).ok()?;
+        match Flock::lock(file, FlockArg::LockSharedNonblock) {
+            Ok(_) => None,
+            Err(_) => Some(
+                std::fs::read_to_string(READER_LOCK)
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string(),
+            ),
+        }
+    }
+}
+
 /// Reads records from a ring map and decodes them.
 pub struct RingReader {
     ring: RingBuf<MapData>,

@@ -107,8 +107,7 @@ pub fn status(settings: &DriverSettings) -> Result<Value> {
             .sum()
     };
     let dirty = maps.dirty()?;
-    let reader = std::fs::read_to_string(crate::ring::READER_LOCK).unwrap_or_default();
-    let reader_active = crate::ring::ReaderLock::acquire().is_err();
+    let reader = crate::ring::ReaderLock::holder();
     Ok(json!({
         "loaded": true,
         "mode": "ebpf",
@@ -135,7 +134,7 @@ pub fn status(settings: &DriverSettings) -> Result<Value> {
         "WatchedPaths": settings.watched_paths,
         "WatchedFileSystems": maps.watched_devs()?.iter().map(|d| format!("{}:{}", d >> 20, d & 0xfffff)).collect::<Vec<_>>(),
         "ExcludedPids": maps.excluded_pids()?,
-        "Reader": if reader_active { reader.trim().to_string() } else { "none".to_string() },
+        "Reader": reader.unwrap_or_else(|| "none".to_string()),
     }))
 }
 
