@@ -121,6 +121,18 @@ impl DirtyReason {
         }
     }
 
+    /// The ABI's number for this reason (inverse of [`DirtyReason::from_abi`]).
+    pub fn to_abi(self) -> u64 {
+        use rill_abi::record::*;
+        match self {
+            DirtyReason::RingFull => DIRTY_RING_FULL,
+            DirtyReason::StopLimit => DIRTY_STOP_LIMIT,
+            DirtyReason::PathUnknown => DIRTY_PATH_UNKNOWN,
+            DirtyReason::Modified => DIRTY_MODIFIED,
+            DirtyReason::RescanAll => DIRTY_RESCAN_ALL,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             DirtyReason::RingFull => "ring-full",

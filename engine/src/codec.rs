@@ -1,0 +1,153 @@
+//! Operations as bytes, for the disk queue.
+//!
+//! An operation is stored as a `rill-abi` capture record whose path sections hold its
+//! absolute path (an empty base and the path as the name), so the queue on disk speaks the
+//! same versioned, self-delimiting format as the driver's ring, and one decoder serves
+//! both. The sequence number is the journal's, kept beside the record.
+
+use std::os::unix::ffi::OsStrExt;
+
+use rill_abi::record::{FLAG_OBJECT_ID, FLAG_RANGE_ONLY};
+use rill_abi::{Kind, Record, RecordHeader, SECTION_COUNT};
+use rill_driver_linux::decode::{to_event, PathCache};
+use rill_driver_linux::{Event, Op};
+
+/// Why bytes are not an operation.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("operation too large to encode ({0} bytes)")]
+    TooLarge(usize),
+    #[error("corrupt operation record: {0}")]
+    Corrupt(String),
+}
+
+/// Appends the encoding of `ev` to `out`.
+pub fn encode(ev: &Event, out: &mut Vec<u8>) -> Result<(), CodecError> {
+    let mut args = [0u64; 4];
+    let mut flags = 0u16;
+    let none: &[u8] = &[];
+    let (mut path2, mut name, mut data): (&[u8], &[u8], &[u8]) = (none, none, none);
+    let id = |v: Option<u32>| v.map_or(u32::MAX as u64, u64::from);
+    match &ev.op {
+        Op::Write { offset, len, data: d } => {
+            args[0] = *offset;
+            args[1] = *len;
+            match d {
+                Some(d) => data = d,
+                None => flags |= FLAG_RANGE_ONLY,
+            }
+        }
+        Op::Create { mode } | Op::Mkdir { mode } | Op::Chmod { mode } => args[0] = *mode as u64,
+        Op::Truncate { size } => args[0] = *size,
+        Op::Fallocate { mode, offset, len } => args[..3].copy_from_slice(&[*mode as u64, *offset, *len]),
+        Op::Mknod { mode, rdev } => args[..2].copy_from_slice(&[*mode as u64, *rdev]),
+        Op::Rename { new_path, flags: f } => {
+            path2 = new_path.as_os_str().as_bytes();
+            args[0] = *f as u64;
+        }
+        Op::Link { target } => path2 = target.as_os_str().as_bytes(),
+        Op::Symlink { target } => name = target.as_bytes(),
+        Op::Chown { uid, gid } => args[..2].copy_from_slice(&[id(*uid), id(*gid)]),
+        Op::SetXattr { name: n } | Op::RemoveXattr { name: n } => name = n.as_bytes(),
+        Op::Dirty { reason } => args[0] = reason.to_abi(),
+        Op::Overflow { count } => args[0] = *count,
+        Op::Unlink | Op::Rmdir | Op::Utimes => {}
+    }
+    let (dev, ino) = ev.object.unwrap_or((0, 0));
+    if ev.object.is_some() {
+        flags |= FLAG_OBJECT_ID;
+    }
+    let header = RecordHeader {
+        kind: ev.op.kind() as u8,
+        flags,
+        ktime_ns: ev.ktime_ns,
+        pid: ev.pid,
+        tid: ev.tid,
+        dev,
+        ino,
+        args,
+        ..Default::default()
+    };
+    let sections: [&[u8]; SECTION_COUNT] =
+        [none, ev.path.as_os_str().as_bytes(), none, path2, name, data];
+    let total = rill_abi::HEADER_SIZE + sections.iter().map(|s| s.len()).sum::<usize>();
+    let start = out.len();
+    out.resize(start + total, 0);
+    Record::encode(&header, sections, &mut out[start..]).map_err(|_| CodecError::TooLarge(total))?;
+    Ok(())
+}
+
+/// Decodes one operation encoded by [`encode`].
+pub fn decode(bytes: &[u8]) -> Result<Event, CodecError> {
+    let (record, _) = Record::decode(bytes).map_err(|e| CodecError::Corrupt(e.to_string()))?;
+    if record.kind == Kind::Write && record.flags() & FLAG_RANGE_ONLY == 0 {
+        let len = record.section(rill_abi::Section::Data).len() as u64;
+        if len != record.arg(1) {
+            return Err(CodecError::Corrupt(format!("write of {} bytes carries {len}", record.arg(1))));
+        }
+    }
+    // Stored paths are absolute and complete: no cookie is ever set, the cache stays empty.
+    to_event(&record, &mut PathCache::default()).map_err(|e| CodecError::Corrupt(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use rill_driver_linux::DirtyReason;
+    use std::ffi::OsString;
+    use std::path::PathBuf;
+
+    fn path() -> impl Strategy<Value = PathBuf> {
+        proptest::collection::vec("[a-zA-Z0-9 ._-]{1,12}", 1..6)
+            .prop_map(|c| PathBuf::from(format!("/{}", c.join("/"))))
+            .prop_filter("no dot components", |p| !p.components().any(|c| matches!(c.as_os_str().to_str(), Some("." | ".."))))
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let bytes = proptest::collection::vec(any::<u8>(), 0..300);
+        prop_oneof![
+            (any::<u64>(), bytes.clone()).prop_map(|(offset, d)| Op::Write { offset, len: d.len() as u64, data: Some(d) }),
+            (any::<u64>(), 1u64..1 << 40).prop_map(|(offset, len)| Op::Write { offset, len, data: None }),
+            any::<u32>().prop_map(|mode| Op::Create { mode }),
+            any::<u64>().prop_map(|size| Op::Truncate { size }),
+            (any::<u32>(), any::<u64>(), any::<u64>()).prop_map(|(mode, offset, len)| Op::Fallocate { mode, offset, len }),
+            Just(Op::Unlink),
+            Just(Op::Rmdir),
+            Just(Op::Utimes),
+            any::<u32>().prop_map(|mode| Op::Mkdir { mode }),
+            (any::<u32>(), any::<u64>()).prop_map(|(mode, rdev)| Op::Mknod { mode, rdev }),
+            (path(), any::<u32>()).prop_map(|(new_path, flags)| Op::Rename { new_path, flags }),
+            path().prop_map(|target| Op::Link { target }),
+            "[ -~]{1,40}".prop_map(|t| Op::Symlink { target: OsString::from(t) }),
+            any::<u32>().prop_map(|mode| Op::Chmod { mode }),
+            (proptest::option::of(0u32..u32::MAX), proptest::option::of(0u32..u32::MAX)).prop_map(|(uid, gid)| Op::Chown { uid, gid }),
+            "user\\.[a-z]{1,10}".prop_map(|n| Op::SetXattr { name: OsString::from(n) }),
+            "user\\.[a-z]{1,10}".prop_map(|n| Op::RemoveXattr { name: OsString::from(n) }),
+            Just(Op::Dirty { reason: DirtyReason::StopLimit }),
+            any::<u64>().prop_map(|count| Op::Overflow { count }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn every_operation_round_trips(op in op(), path in path(), pid: u32, ns: u64, object: Option<(u64, u64)>) {
+            let ev = Event { seq: 0, ktime_ns: ns, pid, tid: pid, path, object, op };
+            let mut buf = Vec::new();
+            encode(&ev, &mut buf).unwrap();
+            prop_assert_eq!(decode(&buf).unwrap(), ev);
+        }
+
+        #[test]
+        fn damaged_bytes_are_errors_not_panics(op in op(), flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..4)) {
+            let ev = Event { seq: 0, ktime_ns: 1, pid: 1, tid: 1, path: "/a/b".into(), object: None, op };
+            let mut buf = Vec::new();
+            encode(&ev, &mut buf).unwrap();
+            for (at, v) in flips {
+                let i = at % buf.len();
+                buf[i] = v;
+            }
+            let _ = decode(&buf);
+        }
+    }
+}
