@@ -1,0 +1,197 @@
+//! From captured events to queued operations.
+//!
+//! The drain takes events in capture order and produces what the queue keeps:
+//!
+//! - only operations on paths a replication set protects; a rename across the set's
+//!   boundary becomes what it means for the replica: moving out is a removal, so the old
+//!   name is handed to the change journal (a remirror removes it as an orphan, whatever it
+//!   was), and moving in is new content, so the new name is handed to the change journal
+//!   to be mirrored;
+//! - range-only writes (the driver throttled, or the write exceeded its inline limit)
+//!   filled by reading those bytes from the file now; if they cannot be read, the range is
+//!   handed to the change journal;
+//! - adjacent writes merged, up to `MaxWriteChunkSize`. A write merges only into the
+//!   operation immediately before it. Merging it into an earlier write of the same file
+//!   would move it ahead of operations on other files, and the replica is crash-consistent
+//!   only if every prefix of the stream is a state the source passed through (a database
+//!   writes its log before its data file: applying the data first is a state that never
+//!   existed).
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+
+use rill_driver_linux::{DirtyReason, Event, Op};
+
+use crate::repset::ReplicationSet;
+
+/// What the drain hands on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Drained {
+    /// An operation for the queue.
+    Op(Event),
+    /// A file (or, with `range`, part of one) the change journal must remember.
+    Dirty {
+        path: PathBuf,
+        range: Option<(u64, u64)>,
+        reason: DirtyReason,
+    },
+}
+
+pub struct Drain {
+    set: ReplicationSet,
+    max_chunk: u64,
+}
+
+impl Drain {
+    pub fn new(set: ReplicationSet, max_write_chunk: u64) -> Drain {
+        Drain { set, max_chunk: max_write_chunk.max(1) }
+    }
+
+    /// Processes a batch of events, in order, appending to `out`.
+    pub fn process(&self, events: impl IntoIterator<Item = Event>, out: &mut Vec<Drained>) {
+        for ev in events {
+            self.one(ev, out);
+        }
+    }
+
+    fn one(&self, mut ev: Event, out: &mut Vec<Drained>) {
+        let protects = |p: &PathBuf| self.set.protects(p);
+        let dirty = |path: PathBuf, range, reason| Drained::Dirty { path, range, reason };
+        match &ev.op {
+            Op::Overflow { .. } => return,
+            Op::Rename { new_path, .. } | Op::Link { target: new_path } => {
+                let (old_in, new_in) = match &ev.op {
+                    // A link's event path is the new name; its target the existing file.
+                    Op::Link { .. } => (protects(new_path), protects(&ev.path)),
+                    _ => (protects(&ev.path), protects(new_path)),
+                };
+                match (old_in, new_in, &ev.op) {
+                    (true, true, _) => {}
+                    (false, false, _) => return,
+                    (_, true, Op::Link { .. }) => return out.push(dirty(ev.path, None, DirtyReason::Modified)),
+                    (_, false, Op::Link { .. }) => return,
+                    (true, false, _) => return out.push(dirty(ev.path, None, DirtyReason::Modified)),
+                    (false, true, _) => return out.push(dirty(new_path.clone(), None, DirtyReason::Modified)),
+                }
+            }
+            _ if !protects(&ev.path) => return,
+            Op::Dirty { reason } => return out.push(dirty(ev.path, None, *reason)),
+            _ => {}
+        }
+        if let Op::Write { offset, len, data: None } = ev.op {
+            match read_range(&ev.path, offset, len) {
+                Some(bytes) => ev.op = Op::Write { offset, len, data: Some(bytes) },
+                None => return out.push(dirty(ev.path, Some((offset, len)), DirtyReason::Modified)),
+            }
+        }
+        if let Some(Drained::Op(prev)) = out.last_mut() {
+            if merge(prev, &ev, self.max_chunk) {
+                return;
+            }
+        }
+        out.push(Drained::Op(ev));
+    }
+}
+
+/// Reads `len` bytes at `offset`; `None` if the file is gone or shorter now (the change
+/// journal then resends what is there).
+fn read_range(path: &PathBuf, offset: u64, len: u64) -> Option<Vec<u8>> {
+    let file = File::open(path).ok()?;
+    let mut buf = vec![0u8; usize::try_from(len).ok()?];
+    file.read_exact_at(&mut buf, offset).ok()?;
+    Some(buf)
+}
+
+/// Merges `next` into `prev` when both are writes to one file, `next` starts where `prev`
+/// ends, and the result stays within `max`. Returns whether it merged.
+fn merge(prev: &mut Event, next: &Event, max: u64) -> bool {
+    let (Op::Write { offset: po, len: pl, data: Some(pd) }, Op::Write { offset: no, len: nl, data: Some(nd) }) =
+        (&mut prev.op, &next.op)
+    else {
+        return false;
+    };
+    if prev.path != next.path || *po + *pl != *no || *pl + *nl > max {
+        return false;
+    }
+    pd.extend_from_slice(nd);
+    *pl += *nl;
+    prev.ktime_ns = next.ktime_ns;
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repset::Rule;
+
+    fn ev(path: &str, op: Op) -> Event {
+        Event { seq: 0, ktime_ns: 0, pid: 1, tid: 1, path: path.into(), object: None, op }
+    }
+
+    fn w(path: &str, offset: u64, data: &[u8]) -> Event {
+        ev(path, Op::Write { offset, len: data.len() as u64, data: Some(data.to_vec()) })
+    }
+
+    fn drain(root: &str) -> Drain {
+        Drain::new(ReplicationSet::new(vec![Rule::new(root, true, true).unwrap()]), 8)
+    }
+
+    fn ops(d: &Drain, events: Vec<Event>) -> Vec<Drained> {
+        let mut out = Vec::new();
+        d.process(events, &mut out);
+        out
+    }
+
+    #[test]
+    fn only_protected_paths_pass() {
+        let out = ops(&drain("/p"), vec![w("/p/a", 0, b"x"), w("/q/b", 0, b"y"), ev("/p", Op::Overflow { count: 3 })]);
+        assert_eq!(out, vec![Drained::Op(w("/p/a", 0, b"x"))]);
+    }
+
+    #[test]
+    fn adjacent_writes_merge_only_when_consecutive_and_small_enough() {
+        let out = ops(
+            &drain("/p"),
+            vec![w("/p/a", 0, b"abc"), w("/p/a", 3, b"de"), w("/p/b", 0, b"z"), w("/p/a", 5, b"f"), w("/p/a", 6, b"ghijklmn")],
+        );
+        assert_eq!(
+            out,
+            vec![
+                Drained::Op(w("/p/a", 0, b"abcde")),
+                Drained::Op(w("/p/b", 0, b"z")),
+                Drained::Op(w("/p/a", 5, b"f")),
+                Drained::Op(w("/p/a", 6, b"ghijklmn")),
+            ],
+            "never merged across another file's op, nor past MaxWriteChunkSize (1 + 8 > 8)"
+        );
+        let gap = ops(&drain("/p"), vec![w("/p/a", 0, b"ab"), w("/p/a", 5, b"c")]);
+        assert_eq!(gap.len(), 2, "non-contiguous writes stay apart");
+    }
+
+    #[test]
+    fn renames_across_the_boundary_become_change_journal_entries() {
+        let mv = |from: &str, to: &str| ev(from, Op::Rename { new_path: to.into(), flags: 0 });
+        let out = ops(&drain("/p"), vec![mv("/p/a", "/p/b"), mv("/p/c", "/q/c"), mv("/q/d", "/p/d"), mv("/q/e", "/q/f")]);
+        let modified = |p: &str| Drained::Dirty { path: p.into(), range: None, reason: DirtyReason::Modified };
+        assert_eq!(out, vec![Drained::Op(mv("/p/a", "/p/b")), modified("/p/c"), modified("/p/d")]);
+    }
+
+    #[test]
+    fn range_only_writes_are_filled_from_the_file_or_become_dirty_ranges() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("f");
+        std::fs::write(&f, b"0123456789").unwrap();
+        let root = dir.path().to_str().unwrap();
+        let path = f.to_str().unwrap();
+        let range = |offset, len| ev(path, Op::Write { offset, len, data: None });
+        let out = ops(&drain(root), vec![range(2, 3), range(8, 5)]);
+        assert_eq!(
+            out,
+            vec![
+                Drained::Op(w(path, 2, b"234")),
+                Drained::Dirty { path: f.clone(), range: Some((8, 5)), reason: DirtyReason::Modified },
+            ]
+        );
+    }
+}
