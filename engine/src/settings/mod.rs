@@ -43,7 +43,7 @@ pub use table::{Kind, SettingDef, Value, SETTINGS};
 use table::{name, Id};
 
 /// Where `rilld` reads its settings unless told otherwise.
-pub const DEFAULT_SETTINGS_FILE: &str = "/etc/rill/rilld.toml";
+pub const DEFAULT_SETTINGS_FILE: &str = "/etc/rill/rill.toml";
 
 /// The most disk-queue files kept at once, whatever `QJournalSpaceMax` says: the guide's
 /// "even if you are using the unlimited option, ... will only store 16,384 log files".
