@@ -45,12 +45,14 @@
 //!   durable. A new segment's directory entry is synced when the segment is created.
 //!   [`SyncMode`] picks `O_DSYNC` or an `fdatasync` after each `pwrite`. Measured side by
 //!   side (`tests/bench.rs`, release build, 4 KiB payloads, ext4 on the build host's
-//!   virtio disk, median of 5 alternated rounds, three runs): `O_DSYNC` 17,300-17,900
-//!   appends/s (56-58 us), `fdatasync` 17,100-19,100 appends/s (52-58 us): the same within
-//!   noise, since both cost one journal commit plus a device flush per append. The default
-//!   is `fdatasync`: no slower, and the segment is opened the same way in both modes.
-//!   Buffered appends run at 120,000-170,000/s; raw `pwrite`+`fdatasync` into
-//!   preallocated, zero-filled blocks at 24,000-26,600/s (see Scope).
+//!   virtio disk, median of 5 alternated rounds, four runs): `O_DSYNC` 15,100-17,900
+//!   appends/s (56-66 us), `fdatasync` 15,100-19,100 appends/s (52-66 us): the same
+//!   within noise in every run, since both cost one journal commit plus a device flush per
+//!   append (a run disturbed by other I/O on the shared disk dropped both alike, to about
+//!   2,000/s). The default is `fdatasync`: never slower, and segments open the same way in
+//!   both modes. For scale: buffered appends 120,000-180,000/s, unchanged by the `statvfs`
+//!   a free-space floor adds per append; raw `pwrite`+`fdatasync` into preallocated,
+//!   zero-filled blocks 21,900-26,600/s (see Scope).
 //! - Otherwise [`JournalWriter::flush`] makes everything appended so far durable. A full
 //!   segment is synced before the next one is created either way, so after a crash only
 //!   the newest segment can have a torn tail; damage anywhere else is corruption.

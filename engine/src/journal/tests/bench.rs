@@ -6,7 +6,8 @@
 //!
 //! Appends of 4 KiB payloads through the journal with `O_DSYNC` and with `fdatasync`,
 //! alternated over several rounds so drift in the disk affects both alike; plus, for
-//! reference, buffered appends and raw `pwrite`+`fdatasync` into a preallocated,
+//! reference, buffered appends (without and with the per-append `statvfs` that a
+//! free-space floor costs) and raw `pwrite`+`fdatasync` into a preallocated,
 //! zero-filled file (what segment recycling would buy). Set `RILL_JOURNAL_BENCH_DIR` to
 //! measure another file system than the temporary directory's.
 
@@ -27,9 +28,10 @@ fn bench_dir() -> tempfile::TempDir {
 }
 
 /// Appends per second through the journal.
-fn journal_rate(write_through: bool, mode: SyncMode) -> f64 {
+fn journal_rate(write_through: bool, mode: SyncMode, free_floor: bool) -> f64 {
     let dir = bench_dir();
     let mut c = cfg(dir.path(), 64 << 20);
+    c.free_space_min_bytes = free_floor as u64; // nonzero: one statvfs per append
     c.write_through = write_through;
     c.sync_mode = mode;
     let (mut w, _r, _) = Journal::open(c).unwrap();
@@ -71,17 +73,19 @@ fn median(mut v: Vec<f64>) -> f64 {
 #[test]
 #[ignore]
 fn bench_write_through() {
-    let (mut dsync, mut fdatasync, mut buffered, mut pre) = (vec![], vec![], vec![], vec![]);
+    let (mut dsync, mut fdatasync, mut pre) = (vec![], vec![], vec![]);
+    let (mut buffered, mut buffered_floor) = (vec![], vec![]);
     for _ in 0..ROUNDS {
-        dsync.push(journal_rate(true, SyncMode::Dsync));
-        fdatasync.push(journal_rate(true, SyncMode::Fdatasync));
-        buffered.push(journal_rate(false, SyncMode::Fdatasync));
+        dsync.push(journal_rate(true, SyncMode::Dsync, false));
+        fdatasync.push(journal_rate(true, SyncMode::Fdatasync, false));
+        buffered.push(journal_rate(false, SyncMode::Fdatasync, false));
+        buffered_floor.push(journal_rate(false, SyncMode::Fdatasync, true));
         pre.push(prealloc_rate());
     }
     let show = |name: &str, v: &Vec<f64>| {
         let r: Vec<String> = v.iter().map(|x| format!("{x:.0}")).collect();
         println!(
-            "{name:<34} median {:>9.0} appends/s  {:>7.1} us/append  rounds [{}]",
+            "{name:<37} median {:>9.0} appends/s  {:>7.1} us/append  rounds [{}]",
             median(v.clone()),
             1e6 / median(v.clone()),
             r.join(" ")
@@ -91,5 +95,6 @@ fn bench_write_through() {
     show("write-through O_DSYNC", &dsync);
     show("write-through fdatasync", &fdatasync);
     show("buffered (one flush at the end)", &buffered);
+    show("buffered, free-space floor (statvfs)", &buffered_floor);
     show("raw pwrite+fdatasync, preallocated", &pre);
 }
