@@ -29,7 +29,11 @@ pub fn encode(ev: &Event, out: &mut Vec<u8>) -> Result<(), CodecError> {
     let (mut path2, mut name, mut data): (&[u8], &[u8], &[u8]) = (none, none, none);
     let id = |v: Option<u32>| v.map_or(u32::MAX as u64, u64::from);
     match &ev.op {
-        Op::Write { offset, len, data: d } => {
+        Op::Write {
+            offset,
+            len,
+            data: d,
+        } => {
             args[0] = *offset;
             args[1] = *len;
             match d {
@@ -39,7 +43,9 @@ pub fn encode(ev: &Event, out: &mut Vec<u8>) -> Result<(), CodecError> {
         }
         Op::Create { mode } | Op::Mkdir { mode } | Op::Chmod { mode } => args[0] = *mode as u64,
         Op::Truncate { size } => args[0] = *size,
-        Op::Fallocate { mode, offset, len } => args[..3].copy_from_slice(&[*mode as u64, *offset, *len]),
+        Op::Fallocate { mode, offset, len } => {
+            args[..3].copy_from_slice(&[*mode as u64, *offset, *len])
+        }
         Op::Mknod { mode, rdev } => args[..2].copy_from_slice(&[*mode as u64, *rdev]),
         Op::Rename { new_path, flags: f } => {
             path2 = new_path.as_os_str().as_bytes();
@@ -68,12 +74,19 @@ pub fn encode(ev: &Event, out: &mut Vec<u8>) -> Result<(), CodecError> {
         args,
         ..Default::default()
     };
-    let sections: [&[u8]; SECTION_COUNT] =
-        [none, ev.path.as_os_str().as_bytes(), none, path2, name, data];
+    let sections: [&[u8]; SECTION_COUNT] = [
+        none,
+        ev.path.as_os_str().as_bytes(),
+        none,
+        path2,
+        name,
+        data,
+    ];
     let total = rill_abi::HEADER_SIZE + sections.iter().map(|s| s.len()).sum::<usize>();
     let start = out.len();
     out.resize(start + total, 0);
-    Record::encode(&header, sections, &mut out[start..]).map_err(|_| CodecError::TooLarge(total))?;
+    Record::encode(&header, sections, &mut out[start..])
+        .map_err(|_| CodecError::TooLarge(total))?;
     Ok(())
 }
 
@@ -83,7 +96,10 @@ pub fn decode(bytes: &[u8]) -> Result<Event, CodecError> {
     if record.kind == Kind::Write && record.flags() & FLAG_RANGE_ONLY == 0 {
         let len = record.section(rill_abi::Section::Data).len() as u64;
         if len != record.arg(1) {
-            return Err(CodecError::Corrupt(format!("write of {} bytes carries {len}", record.arg(1))));
+            return Err(CodecError::Corrupt(format!(
+                "write of {} bytes carries {len}",
+                record.arg(1)
+            )));
         }
     }
     // Stored paths are absolute and complete: no cookie is ever set, the cache stays empty.
@@ -101,17 +117,29 @@ mod tests {
     fn path() -> impl Strategy<Value = PathBuf> {
         proptest::collection::vec("[a-zA-Z0-9 ._-]{1,12}", 1..6)
             .prop_map(|c| PathBuf::from(format!("/{}", c.join("/"))))
-            .prop_filter("no dot components", |p| !p.components().any(|c| matches!(c.as_os_str().to_str(), Some("." | ".."))))
+            .prop_filter("no dot components", |p| {
+                !p.components()
+                    .any(|c| matches!(c.as_os_str().to_str(), Some("." | "..")))
+            })
     }
 
     fn op() -> impl Strategy<Value = Op> {
         let bytes = proptest::collection::vec(any::<u8>(), 0..300);
         prop_oneof![
-            (any::<u64>(), bytes.clone()).prop_map(|(offset, d)| Op::Write { offset, len: d.len() as u64, data: Some(d) }),
-            (any::<u64>(), 1u64..1 << 40).prop_map(|(offset, len)| Op::Write { offset, len, data: None }),
+            (any::<u64>(), bytes.clone()).prop_map(|(offset, d)| Op::Write {
+                offset,
+                len: d.len() as u64,
+                data: Some(d)
+            }),
+            (any::<u64>(), 1u64..1 << 40).prop_map(|(offset, len)| Op::Write {
+                offset,
+                len,
+                data: None
+            }),
             any::<u32>().prop_map(|mode| Op::Create { mode }),
             any::<u64>().prop_map(|size| Op::Truncate { size }),
-            (any::<u32>(), any::<u64>(), any::<u64>()).prop_map(|(mode, offset, len)| Op::Fallocate { mode, offset, len }),
+            (any::<u32>(), any::<u64>(), any::<u64>())
+                .prop_map(|(mode, offset, len)| Op::Fallocate { mode, offset, len }),
             Just(Op::Unlink),
             Just(Op::Rmdir),
             Just(Op::Utimes),
@@ -119,12 +147,24 @@ mod tests {
             (any::<u32>(), any::<u64>()).prop_map(|(mode, rdev)| Op::Mknod { mode, rdev }),
             (path(), any::<u32>()).prop_map(|(new_path, flags)| Op::Rename { new_path, flags }),
             path().prop_map(|target| Op::Link { target }),
-            "[ -~]{1,40}".prop_map(|t| Op::Symlink { target: OsString::from(t) }),
+            "[ -~]{1,40}".prop_map(|t| Op::Symlink {
+                target: OsString::from(t)
+            }),
             any::<u32>().prop_map(|mode| Op::Chmod { mode }),
-            (proptest::option::of(0u32..u32::MAX), proptest::option::of(0u32..u32::MAX)).prop_map(|(uid, gid)| Op::Chown { uid, gid }),
-            "user\\.[a-z]{1,10}".prop_map(|n| Op::SetXattr { name: OsString::from(n) }),
-            "user\\.[a-z]{1,10}".prop_map(|n| Op::RemoveXattr { name: OsString::from(n) }),
-            Just(Op::Dirty { reason: DirtyReason::StopLimit }),
+            (
+                proptest::option::of(0u32..u32::MAX),
+                proptest::option::of(0u32..u32::MAX)
+            )
+                .prop_map(|(uid, gid)| Op::Chown { uid, gid }),
+            "user\\.[a-z]{1,10}".prop_map(|n| Op::SetXattr {
+                name: OsString::from(n)
+            }),
+            "user\\.[a-z]{1,10}".prop_map(|n| Op::RemoveXattr {
+                name: OsString::from(n)
+            }),
+            Just(Op::Dirty {
+                reason: DirtyReason::StopLimit
+            }),
             any::<u64>().prop_map(|count| Op::Overflow { count }),
         ]
     }

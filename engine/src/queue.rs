@@ -125,17 +125,36 @@ pub struct Consumer {
 
 /// A queue over an opened journal. Sequence numbers continue after `last_seq` (the
 /// journal's recovered last sequence number, or what the caller persisted).
-pub fn queue(limits: Limits, writer: JournalWriter, reader: JournalReader, last_seq: Option<u64>) -> (Producer, Consumer) {
+pub fn queue(
+    limits: Limits,
+    writer: JournalWriter,
+    reader: JournalReader,
+    last_seq: Option<u64>,
+) -> (Producer, Consumer) {
     let backlog = reader.stats().records_unread;
     let inner = Arc::new(Inner {
-        state: Mutex::new(Shared { spilling: backlog > 0, appended: backlog, ..Shared::default() }),
+        state: Mutex::new(Shared {
+            spilling: backlog > 0,
+            appended: backlog,
+            ..Shared::default()
+        }),
         ready: Condvar::new(),
         limits,
     });
     let next_seq = last_seq.map_or(1, |s| s + 1);
     (
-        Producer { inner: Arc::clone(&inner), journal: writer, next_seq, buf: Vec::new() },
-        Consumer { inner, journal: reader, buf: Vec::new(), disk_delivered: None },
+        Producer {
+            inner: Arc::clone(&inner),
+            journal: writer,
+            next_seq,
+            buf: Vec::new(),
+        },
+        Consumer {
+            inner,
+            journal: reader,
+            buf: Vec::new(),
+            disk_delivered: None,
+        },
     )
 }
 
@@ -161,7 +180,11 @@ impl Producer {
                 let seq = self.next_seq;
                 self.next_seq += 1;
                 s.memory_bytes += c;
-                s.memory.push_back(Queued { seq, event, from_disk: false });
+                s.memory.push_back(Queued {
+                    seq,
+                    event,
+                    from_disk: false,
+                });
                 s.alert = s.memory_bytes * 100 >= l.memory_bytes * l.alert_percent as u64;
                 self.inner.ready.notify_one();
                 return Ok(Pushed::Memory(seq));
@@ -170,7 +193,9 @@ impl Producer {
                 _ if s.spilling => true,
                 AtLimit::QueueToDisk => true,
                 AtLimit::StopDraining => false,
-                AtLimit::AutoDisconnect => return Ok(Pushed::NotKept(event, NotKept::AutoDisconnect)),
+                AtLimit::AutoDisconnect => {
+                    return Ok(Pushed::NotKept(event, NotKept::AutoDisconnect))
+                }
             }
         };
         if !to_disk {
@@ -195,7 +220,9 @@ impl Producer {
                 self.inner.ready.notify_one();
                 Ok(Pushed::Disk(seq))
             }
-            Err(e @ JournalError::Full { .. }) => Ok(Pushed::NotKept(event, NotKept::DiskFull(e.to_string()))),
+            Err(e @ JournalError::Full { .. }) => {
+                Ok(Pushed::NotKept(event, NotKept::DiskFull(e.to_string())))
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -216,7 +243,12 @@ impl Consumer {
         {
             let mut s = self.inner.lock();
             if s.memory.is_empty() && !s.spilling {
-                s = self.inner.ready.wait_timeout(s, timeout).map(|(g, _)| g).unwrap_or_else(|e| e.into_inner().0);
+                s = self
+                    .inner
+                    .ready
+                    .wait_timeout(s, timeout)
+                    .map(|(g, _)| g)
+                    .unwrap_or_else(|e| e.into_inner().0);
             }
             if let Some(q) = s.memory.pop_front() {
                 s.memory_bytes -= cost(&q.event);
@@ -242,8 +274,15 @@ impl Consumer {
         };
         self.inner.lock().read_from_disk += 1;
         self.disk_delivered = Some(seq);
-        let event = codec::decode(&self.buf).map_err(|e| QueueError::Decode { seq, detail: e.to_string() })?;
-        Ok(Some(Queued { seq, event, from_disk: true }))
+        let event = codec::decode(&self.buf).map_err(|e| QueueError::Decode {
+            seq,
+            detail: e.to_string(),
+        })?;
+        Ok(Some(Queued {
+            seq,
+            event,
+            from_disk: true,
+        }))
     }
 
     /// Everything up to `seq` has been handed on: spilled records up to it are committed
@@ -304,7 +343,11 @@ mod tests {
             tid: 1,
             path: format!("/p/f{}", i % 7).into(),
             object: None,
-            op: Op::Write { offset: i, len: size as u64, data: Some(vec![(i % 251) as u8; size]) },
+            op: Op::Write {
+                offset: i,
+                len: size as u64,
+                data: Some(vec![(i % 251) as u8; size]),
+            },
         }
     }
 
@@ -381,13 +424,22 @@ mod tests {
     #[test]
     fn a_spilled_backlog_survives_reopening_and_continues_in_order() {
         let dir = tempfile::tempdir().unwrap();
-        let limits = Limits { memory_bytes: 4096, memory_ops: 1000, spill_percent: 100, alert_percent: 50, at_limit: AtLimit::QueueToDisk };
+        let limits = Limits {
+            memory_bytes: 4096,
+            memory_ops: 1000,
+            spill_percent: 100,
+            alert_percent: 50,
+            at_limit: AtLimit::QueueToDisk,
+        };
         let (mut p, mut c) = open(dir.path(), limits, 4096);
         let mut pushed = Vec::new();
         for i in 1..=100 {
             pushed.push((p.push(event(i, 500)).unwrap(), i));
         }
-        assert!(pushed.iter().any(|(r, _)| matches!(r, Pushed::Disk(_))), "the small memory queue spilled");
+        assert!(
+            pushed.iter().any(|(r, _)| matches!(r, Pushed::Disk(_))),
+            "the small memory queue spilled"
+        );
         // Consume the memory part and a few disk records; acknowledge all of those.
         let mut last = 0;
         for _ in 0..20 {
@@ -400,7 +452,13 @@ mod tests {
         // marks such files in the change journal at an unclean restart); the spilled part
         // continues exactly after the acknowledged position.
         let (_p, mut c) = open(dir.path(), limits, 4096);
-        let first_disk = pushed.iter().find_map(|(r, _)| match r { Pushed::Disk(s) => Some(*s), _ => None }).unwrap();
+        let first_disk = pushed
+            .iter()
+            .find_map(|(r, _)| match r {
+                Pushed::Disk(s) => Some(*s),
+                _ => None,
+            })
+            .unwrap();
         let mut next = c.pop(Duration::ZERO).unwrap().unwrap();
         assert_eq!(next.seq, first_disk.max(last + 1));
         while let Some(q) = c.pop(Duration::ZERO).unwrap() {
@@ -413,12 +471,20 @@ mod tests {
     #[test]
     fn stop_draining_refuses_at_the_threshold_and_resumes_after_pops() {
         let dir = tempfile::tempdir().unwrap();
-        let limits = Limits { memory_bytes: 10_000, memory_ops: 3, spill_percent: 100, alert_percent: 50, at_limit: AtLimit::StopDraining };
+        let limits = Limits {
+            memory_bytes: 10_000,
+            memory_ops: 3,
+            spill_percent: 100,
+            alert_percent: 50,
+            at_limit: AtLimit::StopDraining,
+        };
         let (mut p, mut c) = open(dir.path(), limits, 4096);
         for i in 1..=3 {
             assert!(matches!(p.push(event(i, 10)).unwrap(), Pushed::Memory(_)));
         }
-        let Pushed::Refused(ev) = p.push(event(4, 10)).unwrap() else { panic!("expected a refusal") };
+        let Pushed::Refused(ev) = p.push(event(4, 10)).unwrap() else {
+            panic!("expected a refusal")
+        };
         assert_eq!(p.stats().ops_in_memory, 3);
         c.pop(Duration::ZERO).unwrap().unwrap();
         assert!(matches!(p.push(ev).unwrap(), Pushed::Memory(4)));

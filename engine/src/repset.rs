@@ -62,7 +62,12 @@ impl Rule {
                 dir.push(c);
             }
         }
-        Ok(Rule { dir, pattern, include, recursive })
+        Ok(Rule {
+            dir,
+            pattern,
+            include,
+            recursive,
+        })
     }
 
     /// If the rule applies to `path`, its specificity (higher wins).
@@ -70,15 +75,21 @@ impl Rule {
         let parent = path.parent()?;
         let name = path.file_name()?.to_str();
         let depth = self.dir.components().count();
-        let rank = (depth, u8::from(self.pattern.is_some()), u8::from(!self.include));
+        let rank = (
+            depth,
+            u8::from(self.pattern.is_some()),
+            u8::from(!self.include),
+        );
         match &self.pattern {
             None if path == self.dir => Some(rank),
             None if parent == self.dir => Some(rank),
             None if self.recursive && path.starts_with(&self.dir) => Some(rank),
             None => None,
             Some(pat) => {
-                let placed = parent == self.dir || (self.recursive && parent.starts_with(&self.dir));
-                (placed && name.is_some_and(|n| wildcard(pat.as_bytes(), n.as_bytes()))).then_some(rank)
+                let placed =
+                    parent == self.dir || (self.recursive && parent.starts_with(&self.dir));
+                (placed && name.is_some_and(|n| wildcard(pat.as_bytes(), n.as_bytes())))
+                    .then_some(rank)
             }
         }
     }
@@ -138,19 +149,34 @@ mod tests {
     use super::*;
 
     fn set(rules: &[(&str, bool, bool)]) -> ReplicationSet {
-        ReplicationSet::new(rules.iter().map(|&(p, i, r)| Rule::new(p, i, r).unwrap()).collect())
+        ReplicationSet::new(
+            rules
+                .iter()
+                .map(|&(p, i, r)| Rule::new(p, i, r).unwrap())
+                .collect(),
+        )
     }
 
     #[test]
     fn recursive_include_with_exceptions() {
-        let s = set(&[("/data", true, true), ("/data/cache", false, true), ("/data/*.tmp", false, true)]);
+        let s = set(&[
+            ("/data", true, true),
+            ("/data/cache", false, true),
+            ("/data/*.tmp", false, true),
+        ]);
         assert!(s.protects(Path::new("/data")));
         assert!(s.protects(Path::new("/data/a/b.txt")));
         assert!(!s.protects(Path::new("/data/cache/x")));
         assert!(!s.protects(Path::new("/data/cache")));
-        assert!(!s.protects(Path::new("/data/a/b.tmp")), "recursive wildcard exclusion");
+        assert!(
+            !s.protects(Path::new("/data/a/b.tmp")),
+            "recursive wildcard exclusion"
+        );
         assert!(!s.protects(Path::new("/other/x")));
-        assert!(!s.protects(Path::new("/database/x")), "prefixes match whole components");
+        assert!(
+            !s.protects(Path::new("/database/x")),
+            "prefixes match whole components"
+        );
     }
 
     #[test]
@@ -174,9 +200,18 @@ mod tests {
 
     #[test]
     fn bad_rules_are_errors() {
-        assert_eq!(Rule::new("data", true, true), Err(RuleError::Relative("data".into())));
-        assert_eq!(Rule::new("/a/../b", true, true), Err(RuleError::DotDot("/a/../b".into())));
-        assert_eq!(Rule::new("/a/*/b", true, true), Err(RuleError::WildcardDir("/a/*/b".into())));
+        assert_eq!(
+            Rule::new("data", true, true),
+            Err(RuleError::Relative("data".into()))
+        );
+        assert_eq!(
+            Rule::new("/a/../b", true, true),
+            Err(RuleError::DotDot("/a/../b".into()))
+        );
+        assert_eq!(
+            Rule::new("/a/*/b", true, true),
+            Err(RuleError::WildcardDir("/a/*/b".into()))
+        );
     }
 
     #[test]
@@ -188,6 +223,9 @@ mod tests {
         assert!(wildcard(b"*a*b*", b"xxaxxbxx"));
         assert!(!wildcard(b"*a*b", b"xxaxxbxx"));
         let long = vec![b'a'; 5000];
-        assert!(!wildcard(b"*a*a*a*a*b", &long), "no exponential backtracking");
+        assert!(
+            !wildcard(b"*a*a*a*a*b", &long),
+            "no exponential backtracking"
+        );
     }
 }

@@ -44,7 +44,7 @@
 //! - `write_through` (`QLogWriteThrough`): `append` returns only once the record is
 //!   durable. A new segment's directory entry is synced when the segment is created.
 //!   [`SyncMode`] picks `O_DSYNC` or an `fdatasync` after each `pwrite`. Measured side by
-//!   side (`tests/bench.rs`, release build, 4 KiB payloads, ext4 on the build host's
+//!   side (`rill-bench journal`, release build, 4 KiB payloads, ext4 on the build host's
 //!   virtio disk, median of 5 alternated rounds, four runs): `O_DSYNC` 15,100-17,900
 //!   appends/s (56-66 us), `fdatasync` 15,100-19,100 appends/s (52-66 us): the same
 //!   within noise in every run, since both cost one journal commit plus a device flush per

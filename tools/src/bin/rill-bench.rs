@@ -18,6 +18,19 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// What write-through costs the engine's disk queue: O_DSYNC vs fdatasync appends,
+    /// beside buffered appends and raw preallocated writes, alternated, in one run.
+    Journal {
+        /// Directory on the file system to measure (a temporary directory is made in it).
+        #[arg(long, default_value = "/var/tmp")]
+        dir: std::path::PathBuf,
+        /// Appends per round and variant.
+        #[arg(long, default_value_t = 2000)]
+        appends: u64,
+        /// Alternated rounds.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+    },
     /// Capture overhead and drain rate: workloads with no driver vs. with the pinned driver
     /// loaded and drained by a separate reader, alternated, in one run. Needs root.
     Capture(CaptureArgs),
@@ -70,6 +83,11 @@ fn main() {
     let result = match cli.command {
         Command::Capture(args) => run_capture(args),
         Command::Drain => drain::run_child(),
+        Command::Journal {
+            dir,
+            appends,
+            rounds,
+        } => rill_tools::bench::journal::run(&dir, appends, rounds).map(|table| print!("{table}")),
     };
     if let Err(e) = result {
         eprintln!("rill-bench: {e:#}");

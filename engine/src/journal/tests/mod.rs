@@ -1,7 +1,6 @@
-//! Journal tests: basic behaviour here; properties, damage, limits, a real crash test and
-//! the write-through benchmark in the submodules.
+//! Journal tests: basic behaviour here; properties, damage, limits and a real crash test
+//! in the submodules. The write-through cost is measured by `rill-bench journal`.
 
-mod bench;
 mod crash;
 mod damage;
 mod limits;

@@ -1,0 +1,14 @@
+//! rill-engine: the source side of rill's replication engine (`rilld`).
+//!
+//! Operations captured by the driver are drained from its ring, numbered, matched to
+//! replication sets, and queued in memory; past a threshold the queue spills, in order, to
+//! checksummed journal segments on disk. Operations that cannot be kept become entries in a
+//! durable change journal so the files are remirrored later. Every knob is a setting with
+//! the reference guide's name, checked against its range when read.
+
+pub mod change_journal;
+pub mod codec;
+pub mod journal;
+pub mod queue;
+pub mod repset;
+pub mod settings;
