@@ -565,9 +565,7 @@ impl ChangeJournal {
                 if let Some(skey) = cover {
                     let rec = match subtrees.remove(&skey) {
                         Some(r) => r,
-                        None => t
-                            .get(Table::Subtrees, &skey)?
-                            .expect("covering subtree exists"),
+                        None => t.covering(&skey)?,
                     };
                     let mut rec = rec;
                     rec.note(m.reason.bit(), m.ns);
@@ -602,9 +600,7 @@ impl ChangeJournal {
         self.write(|t| {
             let version = t.next_version();
             if let Some(skey) = t.covering_subtree(&key)? {
-                let mut rec = t
-                    .get(Table::Subtrees, &skey)?
-                    .expect("covering subtree exists");
+                let mut rec = t.covering(&skey)?;
                 rec.note(reason.bit(), ns);
                 rec.version = version;
                 return t.put(Table::Subtrees, &skey, &rec);
@@ -741,9 +737,7 @@ impl ChangeJournal {
             };
             t.take_at_or_under(&tk)?;
             if let Some(skey) = t.covering_subtree(&tk)? {
-                let mut rec = t
-                    .get(Table::Subtrees, &skey)?
-                    .expect("covering subtree exists");
+                let mut rec = t.covering(&skey)?;
                 for (_, old) in &moved {
                     rec.fold(old);
                 }
@@ -851,6 +845,17 @@ impl<'t> Tables<'t> {
             Some(v) => Ok(Some(self.journal.decode(key, v.value())?)),
             None => Ok(None),
         }
+    }
+
+    /// The subtree entry `covering_subtree` just found in this transaction; its absence
+    /// would mean a damaged table, reported as such rather than a panic.
+    fn covering(&self, key: &[u8]) -> Result<Rec> {
+        self.get(Table::Subtrees, key)?
+            .ok_or_else(|| Error::CorruptEntry {
+                path: self.journal.path.clone(),
+                entry: path_of(key),
+                detail: "a covering subtree entry vanished within a transaction".into(),
+            })
     }
 
     fn put(&mut self, table: Table, key: &[u8], rec: &Rec) -> Result<()> {
