@@ -8,8 +8,10 @@
 //!   was), and moving in is new content, so the new name is handed to the change journal
 //!   to be mirrored;
 //! - range-only writes (the driver throttled, or the write exceeded its inline limit)
-//!   filled by reading those bytes from the file now; if they cannot be read, the range is
-//!   handed to the change journal;
+//!   filled by reading those bytes from the file now. Bytes past the file's current end
+//!   are left out: whatever shortened the file (a truncate, an `O_TRUNC` open) was captured
+//!   too and follows in the stream, so the replica reaches the same size. A file that is
+//!   gone cannot be read: its range is handed to the change journal;
 //! - adjacent writes merged, up to `MaxWriteChunkSize`. A write merges only into the
 //!   operation immediately before it. Merging it into an earlier write of the same file
 //!   would move it ahead of operations on other files, and the replica is crash-consistent
@@ -45,7 +47,10 @@ pub struct Drain {
 
 impl Drain {
     pub fn new(set: ReplicationSet, max_write_chunk: u64) -> Drain {
-        Drain { set, max_chunk: max_write_chunk.max(1) }
+        Drain {
+            set,
+            max_chunk: max_write_chunk.max(1),
+        }
     }
 
     /// Processes a batch of events, in order, appending to `out`.
@@ -57,7 +62,11 @@ impl Drain {
 
     fn one(&self, mut ev: Event, out: &mut Vec<Drained>) {
         let protects = |p: &PathBuf| self.set.protects(p);
-        let dirty = |path: PathBuf, range, reason| Drained::Dirty { path, range, reason };
+        let dirty = |path: PathBuf, range, reason| Drained::Dirty {
+            path,
+            range,
+            reason,
+        };
         match &ev.op {
             Op::Overflow { .. } => return,
             Op::Rename { new_path, .. } | Op::Link { target: new_path } => {
@@ -69,20 +78,40 @@ impl Drain {
                 match (old_in, new_in, &ev.op) {
                     (true, true, _) => {}
                     (false, false, _) => return,
-                    (_, true, Op::Link { .. }) => return out.push(dirty(ev.path, None, DirtyReason::Modified)),
+                    (_, true, Op::Link { .. }) => {
+                        return out.push(dirty(ev.path, None, DirtyReason::Modified))
+                    }
                     (_, false, Op::Link { .. }) => return,
-                    (true, false, _) => return out.push(dirty(ev.path, None, DirtyReason::Modified)),
-                    (false, true, _) => return out.push(dirty(new_path.clone(), None, DirtyReason::Modified)),
+                    (true, false, _) => {
+                        return out.push(dirty(ev.path, None, DirtyReason::Modified))
+                    }
+                    (false, true, _) => {
+                        return out.push(dirty(new_path.clone(), None, DirtyReason::Modified))
+                    }
                 }
             }
             _ if !protects(&ev.path) => return,
             Op::Dirty { reason } => return out.push(dirty(ev.path, None, *reason)),
             _ => {}
         }
-        if let Op::Write { offset, len, data: None } = ev.op {
+        if let Op::Write {
+            offset,
+            len,
+            data: None,
+        } = ev.op
+        {
             match read_range(&ev.path, offset, len) {
-                Some(bytes) => ev.op = Op::Write { offset, len, data: Some(bytes) },
-                None => return out.push(dirty(ev.path, Some((offset, len)), DirtyReason::Modified)),
+                Some(bytes) if bytes.is_empty() => return,
+                Some(bytes) => {
+                    ev.op = Op::Write {
+                        offset,
+                        len: bytes.len() as u64,
+                        data: Some(bytes),
+                    }
+                }
+                None => {
+                    return out.push(dirty(ev.path, Some((offset, len)), DirtyReason::Modified))
+                }
             }
         }
         if let Some(Drained::Op(prev)) = out.last_mut() {
@@ -94,20 +123,39 @@ impl Drain {
     }
 }
 
-/// Reads `len` bytes at `offset`; `None` if the file is gone or shorter now (the change
-/// journal then resends what is there).
+/// Reads up to `len` bytes at `offset` (fewer past the end of the file); `None` if the
+/// file cannot be opened or read.
 fn read_range(path: &PathBuf, offset: u64, len: u64) -> Option<Vec<u8>> {
     let file = File::open(path).ok()?;
     let mut buf = vec![0u8; usize::try_from(len).ok()?];
-    file.read_exact_at(&mut buf, offset).ok()?;
+    let mut got = 0;
+    while got < buf.len() {
+        match file.read_at(&mut buf[got..], offset + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    buf.truncate(got);
     Some(buf)
 }
 
 /// Merges `next` into `prev` when both are writes to one file, `next` starts where `prev`
 /// ends, and the result stays within `max`. Returns whether it merged.
 fn merge(prev: &mut Event, next: &Event, max: u64) -> bool {
-    let (Op::Write { offset: po, len: pl, data: Some(pd) }, Op::Write { offset: no, len: nl, data: Some(nd) }) =
-        (&mut prev.op, &next.op)
+    let (
+        Op::Write {
+            offset: po,
+            len: pl,
+            data: Some(pd),
+        },
+        Op::Write {
+            offset: no,
+            len: nl,
+            data: Some(nd),
+        },
+    ) = (&mut prev.op, &next.op)
     else {
         return false;
     };
@@ -126,15 +174,33 @@ mod tests {
     use crate::repset::Rule;
 
     fn ev(path: &str, op: Op) -> Event {
-        Event { seq: 0, ktime_ns: 0, pid: 1, tid: 1, path: path.into(), object: None, op }
+        Event {
+            seq: 0,
+            ktime_ns: 0,
+            pid: 1,
+            tid: 1,
+            path: path.into(),
+            object: None,
+            op,
+        }
     }
 
     fn w(path: &str, offset: u64, data: &[u8]) -> Event {
-        ev(path, Op::Write { offset, len: data.len() as u64, data: Some(data.to_vec()) })
+        ev(
+            path,
+            Op::Write {
+                offset,
+                len: data.len() as u64,
+                data: Some(data.to_vec()),
+            },
+        )
     }
 
     fn drain(root: &str) -> Drain {
-        Drain::new(ReplicationSet::new(vec![Rule::new(root, true, true).unwrap()]), 8)
+        Drain::new(
+            ReplicationSet::new(vec![Rule::new(root, true, true).unwrap()]),
+            8,
+        )
     }
 
     fn ops(d: &Drain, events: Vec<Event>) -> Vec<Drained> {
@@ -145,7 +211,14 @@ mod tests {
 
     #[test]
     fn only_protected_paths_pass() {
-        let out = ops(&drain("/p"), vec![w("/p/a", 0, b"x"), w("/q/b", 0, b"y"), ev("/p", Op::Overflow { count: 3 })]);
+        let out = ops(
+            &drain("/p"),
+            vec![
+                w("/p/a", 0, b"x"),
+                w("/q/b", 0, b"y"),
+                ev("/p", Op::Overflow { count: 3 }),
+            ],
+        );
         assert_eq!(out, vec![Drained::Op(w("/p/a", 0, b"x"))]);
     }
 
@@ -153,7 +226,13 @@ mod tests {
     fn adjacent_writes_merge_only_when_consecutive_and_small_enough() {
         let out = ops(
             &drain("/p"),
-            vec![w("/p/a", 0, b"abc"), w("/p/a", 3, b"de"), w("/p/b", 0, b"z"), w("/p/a", 5, b"f"), w("/p/a", 6, b"ghijklmn")],
+            vec![
+                w("/p/a", 0, b"abc"),
+                w("/p/a", 3, b"de"),
+                w("/p/b", 0, b"z"),
+                w("/p/a", 5, b"f"),
+                w("/p/a", 6, b"ghijklmn"),
+            ],
         );
         assert_eq!(
             out,
@@ -171,26 +250,84 @@ mod tests {
 
     #[test]
     fn renames_across_the_boundary_become_change_journal_entries() {
-        let mv = |from: &str, to: &str| ev(from, Op::Rename { new_path: to.into(), flags: 0 });
-        let out = ops(&drain("/p"), vec![mv("/p/a", "/p/b"), mv("/p/c", "/q/c"), mv("/q/d", "/p/d"), mv("/q/e", "/q/f")]);
-        let modified = |p: &str| Drained::Dirty { path: p.into(), range: None, reason: DirtyReason::Modified };
-        assert_eq!(out, vec![Drained::Op(mv("/p/a", "/p/b")), modified("/p/c"), modified("/p/d")]);
+        let mv = |from: &str, to: &str| {
+            ev(
+                from,
+                Op::Rename {
+                    new_path: to.into(),
+                    flags: 0,
+                },
+            )
+        };
+        let out = ops(
+            &drain("/p"),
+            vec![
+                mv("/p/a", "/p/b"),
+                mv("/p/c", "/q/c"),
+                mv("/q/d", "/p/d"),
+                mv("/q/e", "/q/f"),
+            ],
+        );
+        let modified = |p: &str| Drained::Dirty {
+            path: p.into(),
+            range: None,
+            reason: DirtyReason::Modified,
+        };
+        assert_eq!(
+            out,
+            vec![
+                Drained::Op(mv("/p/a", "/p/b")),
+                modified("/p/c"),
+                modified("/p/d")
+            ]
+        );
     }
 
     #[test]
-    fn range_only_writes_are_filled_from_the_file_or_become_dirty_ranges() {
+    fn range_only_writes_are_filled_with_what_the_file_holds_or_become_dirty_ranges() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("f");
         std::fs::write(&f, b"0123456789").unwrap();
         let root = dir.path().to_str().unwrap();
         let path = f.to_str().unwrap();
-        let range = |offset, len| ev(path, Op::Write { offset, len, data: None });
-        let out = ops(&drain(root), vec![range(2, 3), range(8, 5)]);
+        let range = |offset, len| {
+            ev(
+                path,
+                Op::Write {
+                    offset,
+                    len,
+                    data: None,
+                },
+            )
+        };
+        let gone = dir.path().join("gone");
+        let out = ops(
+            &drain(root),
+            vec![
+                range(2, 3),
+                range(8, 5),
+                range(20, 4),
+                ev(
+                    gone.to_str().unwrap(),
+                    Op::Write {
+                        offset: 0,
+                        len: 4,
+                        data: None,
+                    },
+                ),
+            ],
+        );
         assert_eq!(
             out,
             vec![
                 Drained::Op(w(path, 2, b"234")),
-                Drained::Dirty { path: f.clone(), range: Some((8, 5)), reason: DirtyReason::Modified },
+                // Past the end now: what exists is sent; the op that shortened the file follows.
+                Drained::Op(w(path, 8, b"89")),
+                Drained::Dirty {
+                    path: gone,
+                    range: Some((0, 4)),
+                    reason: DirtyReason::Modified
+                },
             ]
         );
     }

@@ -8,7 +8,9 @@
 
 pub mod change_journal;
 pub mod codec;
+pub mod drain;
 pub mod journal;
 pub mod queue;
 pub mod repset;
 pub mod settings;
+pub mod sink;

@@ -127,3 +127,40 @@ pub fn data_pattern(len: usize, seed: u8) -> Vec<u8> {
         .map(|i| (i.wrapping_mul(31).wrapping_add(seed as usize * 7) % 251) as u8)
         .collect()
 }
+
+/// Starts an in-process eBPF capture of `dir` (through the driver library, for tests that
+/// need what `capture --json` does not print), then runs `rill-workload SCENARIO dir` to
+/// completion in a child process. Returns the capture and the workload's pid.
+pub fn capture_workload(
+    workload: &str,
+    scenario: &str,
+    dir: &Path,
+) -> (rill_driver_linux::capture::Capture, u32) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let capture = rill_driver_linux::capture::Capture::start(
+        &[dir.to_path_buf()],
+        rill_driver_linux::capture::Source::Private,
+        rill_driver_linux::settings::CaptureMode::Ebpf,
+        &rill_driver_linux::settings::DriverSettings::default(),
+    )
+    .expect("start an eBPF capture");
+    let mut child = Command::new(workload)
+        .args([scenario, &dir.display().to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn rill-workload");
+    let pid = child.id();
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"go\n")
+        .expect("say go");
+    assert!(
+        child.wait().expect("wait for the workload").success(),
+        "rill-workload {scenario} failed"
+    );
+    (capture, pid)
+}

@@ -3,12 +3,8 @@
 //! scratch path (first write, writev), and at the inline limit. Uses the driver library
 //! in-process, since `capture --json` prints whether data is inline, not the data.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rill_driver_linux::capture::{Capture, Source};
-use rill_driver_linux::settings::{CaptureMode, DriverSettings};
 use rill_driver_linux::Op;
 use rill_tests::{data_pattern, require_kernel_support, TestDir, DATA_SIZES};
 
@@ -18,27 +14,7 @@ const WORKLOAD: &str = env!("CARGO_BIN_EXE_rill-workload");
 fn inline_data_is_the_data_written() {
     require_kernel_support();
     let dir = TestDir::new("data");
-    let mut capture = Capture::start(
-        &[dir.path().to_path_buf()],
-        Source::Private,
-        CaptureMode::Ebpf,
-        &DriverSettings::default(),
-    )
-    .expect("start an eBPF capture");
-    let mut child = Command::new(WORKLOAD)
-        .args(["data", &dir.path().display().to_string()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn rill-workload");
-    let pid = child.id();
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"go\n")
-        .expect("say go");
-    assert!(child.wait().expect("wait for the workload").success());
+    let (mut capture, pid) = rill_tests::capture_workload(WORKLOAD, "data", dir.path());
 
     let expected: Vec<(u64, Vec<u8>)> = {
         let mut at = 0u64;

@@ -71,6 +71,7 @@ fn run(scenario: &str, d: &str, p: &Params) {
         "create" => create(d),
         "writes" => writes(d),
         "data" => data(d),
+        "tree" => tree(d),
         "sizes" => sizes(d),
         "remove" => remove(d),
         "make" => make(d),
@@ -141,6 +142,48 @@ fn data(d: &str) {
     );
     writev(fd, &[&a, &b]);
     close(fd);
+}
+
+/// A small tree built with every kind of operation, for replication tests that compare
+/// the replica with the source afterwards.
+fn tree(d: &str) {
+    mkdir(&format!("{d}/docs"), 0o750);
+    mkdir(&format!("{d}/tmp"), 0o755);
+    let fd = new_file(&format!("{d}/docs/a.txt"));
+    write(fd, b"hello, ");
+    write(fd, b"world\n");
+    pwrite64(fd, b"HELLO", 0);
+    fsetxattr(fd, "user.owner", b"ops");
+    close(fd);
+    let fd = open(
+        &format!("{d}/docs/log"),
+        O_CREAT | O_WRONLY | O_APPEND,
+        0o640,
+    );
+    for i in 0..50u8 {
+        write(fd, &[b'a' + (i % 26); 100]);
+    }
+    close(fd);
+    let big = open(&format!("{d}/big.bin"), O_CREAT | O_WRONLY, 0o600);
+    write(big, &rill_tests::data_pattern(200_000, 9));
+    ftruncate(big, 150_000);
+    close(big);
+    link(&format!("{d}/docs/a.txt"), &format!("{d}/a-link.txt"));
+    symlink("docs/a.txt", &format!("{d}/latest"));
+    rename(&format!("{d}/docs/log"), &format!("{d}/docs/log.1"));
+    chmod(&format!("{d}/docs/a.txt"), 0o604);
+    chown(&format!("{d}/docs/log.1"), 1234, 5678);
+    lchown(&format!("{d}/latest"), 42, 43);
+    setxattr(&format!("{d}/docs/log.1"), "user.rotated", b"yes");
+    setxattr(&format!("{d}/big.bin"), "user.gone", b"x");
+    removexattr(&format!("{d}/big.bin"), "user.gone");
+    let t = open(&format!("{d}/tmp/scratch"), O_CREAT | O_WRONLY, 0o600);
+    write(t, b"temporary");
+    close(t);
+    unlink(&format!("{d}/tmp/scratch"));
+    rmdir(&format!("{d}/tmp"));
+    mknod(&format!("{d}/fifo"), libc::S_IFIFO | 0o644, 0);
+    utimes(&format!("{d}/docs/log.1"));
 }
 
 fn writes(d: &str) {
