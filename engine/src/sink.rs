@@ -442,3 +442,119 @@ impl Transmit for LocalSink {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn op(path: &Path, op: Op) -> Queued {
+        let event = Event {
+            seq: 0,
+            ktime_ns: 0,
+            pid: 1,
+            tid: 1,
+            path: path.into(),
+            object: None,
+            op,
+        };
+        Queued {
+            seq: 1,
+            event,
+            from_disk: false,
+        }
+    }
+
+    fn write(path: &Path) -> Queued {
+        op(
+            path,
+            Op::Write {
+                offset: 0,
+                len: 3,
+                data: Some(b"abc".to_vec()),
+            },
+        )
+    }
+
+    #[test]
+    fn nothing_escapes_the_replica_root() {
+        let (src, dst, outside) = (
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+        );
+        let mut sink = LocalSink::new(src.path(), dst.path()).unwrap();
+        // A symlink planted in the replica, pointing out of it: not followed, as a directory
+        // on the way or as the last component.
+        std::os::unix::fs::symlink(outside.path(), dst.path().join("evil")).unwrap();
+        std::fs::write(outside.path().join("victim"), b"keep").unwrap();
+        assert!(sink.send(&write(&src.path().join("evil/victim"))).is_err());
+        assert!(sink.send(&write(&src.path().join("evil"))).is_err());
+        assert!(sink
+            .send(&op(&src.path().join("evil"), Op::Chmod { mode: 0o777 }))
+            .is_err());
+        assert!(sink
+            .send(&op(&src.path().join("evil/victim"), Op::Unlink))
+            .is_err());
+        assert_eq!(
+            std::fs::read(outside.path().join("victim")).unwrap(),
+            b"keep"
+        );
+        assert_ne!(
+            std::fs::metadata(outside.path())
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o777
+        );
+        // `..` and paths outside the source are refused before any system call.
+        let dotdot = PathBuf::from(format!("{}/../x", src.path().display()));
+        assert!(matches!(
+            sink.send(&write(&dotdot)),
+            Err(SinkError::Outside(_))
+        ));
+        assert!(matches!(
+            sink.send(&write(Path::new("/etc/passwd"))),
+            Err(SinkError::Outside(_))
+        ));
+        let rename_out = op(
+            &src.path().join("a"),
+            Op::Rename {
+                new_path: "/tmp/elsewhere".into(),
+                flags: 0,
+            },
+        );
+        assert!(matches!(sink.send(&rename_out), Err(SinkError::Outside(_))));
+    }
+
+    #[test]
+    fn replayed_operations_are_harmless() {
+        let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut sink = LocalSink::new(src.path(), dst.path()).unwrap();
+        let d = src.path().join("d");
+        for _ in 0..2 {
+            sink.send(&op(&d, Op::Mkdir { mode: 0o750 })).unwrap();
+            sink.send(&write(&d.join("f"))).unwrap();
+            sink.send(&op(&d.join("f"), Op::Unlink)).unwrap();
+        }
+        sink.flush().unwrap();
+        assert!(dst.path().join("d").is_dir());
+        assert!(!dst.path().join("d/f").exists());
+    }
+
+    #[test]
+    fn a_range_only_write_is_refused_for_the_change_journal() {
+        let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut sink = LocalSink::new(src.path(), dst.path()).unwrap();
+        let q = op(
+            &src.path().join("f"),
+            Op::Write {
+                offset: 0,
+                len: 10,
+                data: None,
+            },
+        );
+        assert!(matches!(sink.send(&q), Err(SinkError::NoData(_))));
+    }
+}
