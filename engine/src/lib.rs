@@ -12,5 +12,6 @@ pub mod drain;
 pub mod journal;
 pub mod queue;
 pub mod repset;
+pub mod service;
 pub mod settings;
 pub mod sink;

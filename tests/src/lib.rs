@@ -19,6 +19,7 @@ pub mod fs;
 pub mod pinned;
 pub mod process;
 pub mod sys;
+pub mod tree;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -60,30 +61,38 @@ pub fn target_dir() -> PathBuf {
 /// output if the build fails: a test must never run against a stale binary.
 pub fn driver_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let target = target_dir();
-        let mut cmd = Command::new(cargo);
-        cmd.current_dir(workspace_dir())
-            .args(["build", "-p", "rill-driver-linux", "--bin", "rill-driver"])
-            .arg("--target-dir")
-            .arg(&target);
-        let out = process::output_within(cmd, BUILD_TIMEOUT, "cargo build of rill-driver");
-        if !out.status.success() {
-            panic!(
-                "`cargo build -p rill-driver-linux --bin rill-driver` failed ({}):\n{}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let bin = target.join("debug/rill-driver");
-        assert!(
-            bin.is_file(),
-            "cargo built rill-driver but {} does not exist",
-            bin.display()
+    BIN.get_or_init(|| build_bin("rill-driver-linux", "rill-driver"))
+}
+
+/// Builds `rilld` (once per test process) and returns its path, as [`driver_bin`].
+pub fn rilld_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| build_bin("rill-engine", "rilld"))
+}
+
+fn build_bin(package: &str, bin: &str) -> PathBuf {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let target = target_dir();
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(workspace_dir())
+        .args(["build", "-p", package, "--bin", bin])
+        .arg("--target-dir")
+        .arg(&target);
+    let out = process::output_within(cmd, BUILD_TIMEOUT, &format!("cargo build of {bin}"));
+    if !out.status.success() {
+        panic!(
+            "`cargo build -p {package} --bin {bin}` failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
         );
-        bin
-    })
+    }
+    let path = target.join("debug").join(bin);
+    assert!(
+        path.is_file(),
+        "cargo built {bin} but {} does not exist",
+        path.display()
+    );
+    path
 }
 
 /// Fails the test unless it runs as root on a kernel with BTF. Never skips: in CI

@@ -3,7 +3,13 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use rill_engine::settings::{cli, SettingsCommand, DEFAULT_SETTINGS_FILE};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use anyhow::Context;
+use rill_engine::change_journal::ChangeJournal;
+use rill_engine::service::Job;
+use rill_engine::settings::{cli, Settings, SettingsCommand, DEFAULT_SETTINGS_FILE};
 
 #[derive(Parser)]
 #[command(name = "rilld", version, about = "rill's replication engine")]
@@ -20,12 +26,38 @@ enum Command {
     /// Show, read and check the engine's settings.
     #[command(subcommand)]
     Settings(SettingsCommand),
+    /// Replicate SOURCE into the directory TARGET on this host until SIGINT or SIGTERM.
+    Run {
+        #[arg(long)]
+        source: PathBuf,
+        #[arg(long)]
+        target: PathBuf,
+        /// Drain the pinned driver (`rill-driver load`) instead of loading a private one.
+        #[arg(long)]
+        pinned: bool,
+    },
+    /// Print the change journal's pending entries (files to remirror), one JSON per line.
+    Changes,
 }
 
 fn main() {
     let args = Cli::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let result = match args.command {
         Command::Settings(cmd) => cli(cmd, &args.config, &mut std::io::stdout().lock()),
+        Command::Run {
+            source,
+            target,
+            pinned,
+        } => run(
+            &args.config,
+            Job {
+                source,
+                target,
+                pinned,
+            },
+        ),
+        Command::Changes => changes(&args.config),
     };
     match result {
         Ok(code) => std::process::exit(code),
@@ -34,4 +66,33 @@ fn main() {
             std::process::exit(1);
         }
     }
+}
+
+fn run(config: &std::path::Path, job: Job) -> anyhow::Result<i32> {
+    let settings = Settings::load_or_default(config)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .context("installing a signal handler")?;
+    }
+    rill_engine::service::run(&settings, job, stop)?;
+    Ok(0)
+}
+
+fn changes(config: &std::path::Path) -> anyhow::Result<i32> {
+    let settings = Settings::load_or_default(config)?;
+    let journal = ChangeJournal::open(&settings.data_path().join("change-journal.redb"))?;
+    for e in journal.pending(usize::MAX)? {
+        println!(
+            "{}",
+            serde_json::json!({
+                "path": e.path.to_string_lossy(),
+                "subtree": e.subtree,
+                "whole": e.whole,
+                "ranges": e.ranges,
+                "reasons": e.reasons.to_string(),
+            })
+        );
+    }
+    Ok(0)
 }

@@ -1,0 +1,310 @@
+//! `rilld run`: one source job on this host, from the driver to a local replica.
+//!
+//! Two threads, joined by the source queue: the drain thread reads the driver's ring (a
+//! capture session of the job's source directory), passes events through the [`Drain`],
+//! and pushes operations; the transmit thread pops them in order, sends them to the sink,
+//! and acknowledges the queue after each durable flush. Nothing is dropped silently:
+//! whatever the queue does not keep (auto-disconnect, disk queue full), whatever the drain
+//! cannot fill, and whatever the sink cannot apply goes to the change journal.
+//!
+//! An unclean stop is detected at the next start by a marker file in `DataPath` that only
+//! a clean stop removes; operations that were in memory then are lost, so the job's whole
+//! source becomes a `Recovery` subtree entry in the change journal (to be remirrored).
+//! Statistics are written to `DataPath/statistics.json` every second, under the reference
+//! guide's names.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use rill_driver_linux::capture::{Capture, Source};
+use rill_driver_linux::settings::{CaptureMode, DriverSettings};
+use rill_driver_linux::{DirtyReason, Event, Op};
+
+use crate::change_journal::{ChangeJournal, Mark, Reason};
+use crate::drain::{Drain, Drained};
+use crate::journal::{Journal, JournalConfig};
+use crate::queue::{queue, AtLimit, Limits, NotKept, Pushed};
+use crate::repset::{ReplicationSet, Rule};
+use crate::settings::{CallbackMode, Settings};
+use crate::sink::{LocalSink, Transmit};
+
+/// One job: a source directory replicated (recursively) to a directory on this host.
+pub struct Job {
+    pub source: PathBuf,
+    pub target: PathBuf,
+    /// Drain the pinned driver's ring (`rill-driver load`) instead of a private instance.
+    pub pinned: bool,
+}
+
+/// Counters under the guide's statistic names.
+#[derive(Default)]
+struct Counters {
+    rep_ops_generated: AtomicU64,
+    rep_bytes_generated: AtomicU64,
+    failed_rep_count: AtomicU64,
+    auto_disconnects: AtomicU64,
+    change_journal_marks: AtomicU64,
+}
+
+const MARKER: &str = "rilld.running";
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+fn reason(r: DirtyReason) -> Reason {
+    match r {
+        DirtyReason::RingFull => Reason::RingFull,
+        DirtyReason::StopLimit => Reason::StopLimit,
+        DirtyReason::PathUnknown => Reason::PathUnknown,
+        DirtyReason::Modified => Reason::Modified,
+        DirtyReason::RescanAll => Reason::RescanAll,
+    }
+}
+
+/// Runs `job` until `stop` is set, then drains what was captured, flushes and returns.
+pub fn run(settings: &Settings, job: Job, stop: Arc<AtomicBool>) -> Result<()> {
+    let data = settings.data_path();
+    std::fs::create_dir_all(data)
+        .with_context(|| format!("creating DataPath {}", data.display()))?;
+    let source = job
+        .source
+        .canonicalize()
+        .with_context(|| format!("source {}", job.source.display()))?;
+    let changes = ChangeJournal::open(&data.join("change-journal.redb"))?;
+    let marker = data.join(MARKER);
+    if marker.exists() {
+        log::warn!(
+            "rilld did not stop cleanly last time: {} is marked for remirroring",
+            source.display()
+        );
+        changes.mark_subtree(&source, Reason::Recovery, now_ns())?;
+    }
+    std::fs::write(&marker, std::process::id().to_string())
+        .with_context(|| format!("writing {}", marker.display()))?;
+
+    let mut cfg = JournalConfig::new(settings.q_journal_dir());
+    cfg.segment_bytes = settings.q_journal_file_size_bytes();
+    cfg.space_max_bytes = settings.disk_queue_limit_bytes();
+    cfg.free_space_min_bytes = settings.q_journal_free_space_min_bytes();
+    cfg.write_through = settings.q_log_write_through();
+    let (writer, reader, recovery) = Journal::open(cfg)?;
+    if recovery.torn_tail.is_some() || !recovery.corrupt.is_empty() {
+        log::warn!(
+            "disk queue recovery: {recovery:?}; {} is marked for remirroring",
+            source.display()
+        );
+        changes.mark_subtree(&source, Reason::QueueCorrupt, now_ns())?;
+    }
+    let limits = Limits {
+        memory_bytes: settings.q_memory_buffer_max_bytes(),
+        memory_ops: settings.op_buffer_size().unwrap_or(u64::MAX),
+        spill_percent: settings.memory_queue_to_disk_threshold(),
+        alert_percent: settings.queue_size_alert_threshold(),
+        at_limit: match settings.memory_allocator_callback_mode() {
+            CallbackMode::AutoDisconnect => AtLimit::AutoDisconnect,
+            CallbackMode::StopDraining => AtLimit::StopDraining,
+            // QJournalSpaceMax = 0 disables disk queuing: what does not fit is journaled.
+            CallbackMode::QueueToDisk if !settings.disk_queue_enabled() => AtLimit::AutoDisconnect,
+            CallbackMode::QueueToDisk => AtLimit::QueueToDisk,
+        },
+    };
+    let (mut producer, mut consumer) = queue(limits, writer, reader, recovery.last_seq);
+    let changes = Arc::new(changes);
+    let counters = Arc::new(Counters::default());
+    let drained = Arc::new(AtomicBool::new(false));
+
+    let drain_thread = {
+        let (stop, drained, changes, counters) = (
+            Arc::clone(&stop),
+            Arc::clone(&drained),
+            Arc::clone(&changes),
+            Arc::clone(&counters),
+        );
+        let set = ReplicationSet::new(vec![Rule::new(&source.to_string_lossy(), true, true)?]);
+        let drain = Drain::new(set, settings.max_write_chunk_size() as u64);
+        let (root, pinned) = (source.clone(), job.pinned);
+        std::thread::Builder::new()
+            .name("drain".into())
+            .spawn(move || -> Result<()> {
+                let result = (|| {
+                    let from = if pinned {
+                        Source::Pinned
+                    } else {
+                        Source::Private
+                    };
+                    let mut capture = Capture::start(
+                        &[root],
+                        from,
+                        CaptureMode::Ebpf,
+                        &DriverSettings::default(),
+                    )?;
+                    eprintln!("rilld: running");
+                    let mut events = Vec::new();
+                    let mut out = Vec::new();
+                    loop {
+                        let stopping = stop.load(Ordering::Relaxed);
+                        if stopping {
+                            capture.flush(&mut events)?;
+                        } else {
+                            capture.poll(Duration::from_millis(50), &mut events)?;
+                        }
+                        drain.process(events.drain(..), &mut out);
+                        for d in out.drain(..) {
+                            keep(d, &mut producer, &changes, &counters, &stop)?;
+                        }
+                        if stopping {
+                            producer.flush()?;
+                            return Ok(());
+                        }
+                    }
+                })();
+                drained.store(true, Ordering::Release);
+                result
+            })?
+    };
+
+    let mut sink = LocalSink::new(&source, &job.target)
+        .with_context(|| format!("target {}", job.target.display()))?;
+    let (mut last, mut unflushed, mut flushed_at, mut stats_at) =
+        (0u64, 0u32, Instant::now(), Instant::now());
+    loop {
+        let done = drained.load(Ordering::Acquire);
+        match consumer.pop(Duration::from_millis(50))? {
+            Some(q) => {
+                if let Err(e) = sink.send(&q) {
+                    log::warn!("{e}; recorded in the change journal");
+                    counters.failed_rep_count.fetch_add(1, Ordering::Relaxed);
+                    mark(
+                        &changes,
+                        &counters,
+                        Mark::whole(q.event.path.clone(), Reason::Modified, now_ns()),
+                    )?;
+                }
+                last = q.seq;
+                unflushed += 1;
+            }
+            None if done => break,
+            None => {}
+        }
+        if unflushed > 0 && (unflushed >= 1024 || flushed_at.elapsed() > Duration::from_millis(200))
+        {
+            sink.flush()?;
+            consumer.ack(last)?;
+            (unflushed, flushed_at) = (0, Instant::now());
+        }
+        if stats_at.elapsed() >= Duration::from_secs(1) {
+            write_stats(data, &counters, &consumer.stats())?;
+            stats_at = Instant::now();
+        }
+    }
+    drain_thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("the drain thread panicked"))??;
+    sink.flush()?;
+    if last > 0 {
+        consumer.ack(last)?;
+    }
+    write_stats(data, &counters, &consumer.stats())?;
+    std::fs::remove_file(&marker).with_context(|| format!("removing {}", marker.display()))?;
+    Ok(())
+}
+
+/// Queues one drained item, or hands it to the change journal.
+fn keep(
+    d: Drained,
+    producer: &mut crate::queue::Producer,
+    changes: &ChangeJournal,
+    counters: &Counters,
+    stop: &AtomicBool,
+) -> Result<()> {
+    let mut ev = match d {
+        Drained::Op(ev) => ev,
+        Drained::Dirty {
+            path,
+            range,
+            reason: r,
+        } => {
+            let m = match range {
+                Some((off, len)) => Mark::range(path, off, len, reason(r), now_ns()),
+                None => Mark::whole(path, reason(r), now_ns()),
+            };
+            return mark(changes, counters, m);
+        }
+    };
+    loop {
+        let bytes = op_bytes(&ev);
+        match producer.push(ev)? {
+            Pushed::Memory(_) | Pushed::Disk(_) => {
+                counters.rep_ops_generated.fetch_add(1, Ordering::Relaxed);
+                counters
+                    .rep_bytes_generated
+                    .fetch_add(bytes, Ordering::Relaxed);
+                return Ok(());
+            }
+            // StopDraining: hold it and stop reading the driver until there is room; the
+            // driver's own throttling takes over meanwhile.
+            Pushed::Refused(back) if !stop.load(Ordering::Relaxed) => {
+                ev = back;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Pushed::Refused(back) => {
+                return mark(
+                    changes,
+                    counters,
+                    Mark::whole(back.path, Reason::AutoDisconnect, now_ns()),
+                )
+            }
+            Pushed::NotKept(back, why) => {
+                if why == NotKept::AutoDisconnect {
+                    counters.auto_disconnects.fetch_add(1, Ordering::Relaxed);
+                }
+                return mark(
+                    changes,
+                    counters,
+                    Mark::whole(back.path, Reason::AutoDisconnect, now_ns()),
+                );
+            }
+        }
+    }
+}
+
+fn mark(changes: &ChangeJournal, counters: &Counters, m: Mark) -> Result<()> {
+    counters
+        .change_journal_marks
+        .fetch_add(1, Ordering::Relaxed);
+    Ok(changes.mark(&[m])?)
+}
+
+fn op_bytes(ev: &Event) -> u64 {
+    match &ev.op {
+        Op::Write { len, .. } => *len,
+        _ => 0,
+    }
+}
+
+fn write_stats(data: &Path, c: &Counters, q: &crate::queue::QueueStats) -> Result<()> {
+    let v = serde_json::json!({
+        "RepOpsGenerated": c.rep_ops_generated.load(Ordering::Relaxed),
+        "RepBytesGenerated": c.rep_bytes_generated.load(Ordering::Relaxed),
+        "FailedRepCount": c.failed_rep_count.load(Ordering::Relaxed),
+        "autoDisConnects": c.auto_disconnects.load(Ordering::Relaxed),
+        "IQAllocatorTotalBytes": q.bytes_in_memory,
+        "conOpsInRepQueue": q.ops_in_memory + q.ops_on_disk,
+        "conBytesInRepQueue": q.bytes_in_memory,
+        "conBytesInDiskQueue": q.bytes_on_disk,
+        "QueueMemoryPercent": q.memory_percent,
+        "QueueSizeAlert": q.alert,
+        "ChangeJournalMarks": c.change_journal_marks.load(Ordering::Relaxed),
+    });
+    let path = data.join("statistics.json");
+    let tmp = data.join("statistics.json.tmp");
+    std::fs::write(&tmp, v.to_string())?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(())
+}

@@ -1,0 +1,159 @@
+//! `rilld run` as a real process: live replication to a replica that becomes equal to the
+//! source, a clean stop on SIGTERM, and after `kill -9` a restart that hands the whole
+//! source to the change journal (what was in memory cannot be proven sent).
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rill_tests::{require_kernel_support, rilld_bin, TestDir};
+
+const WORKLOAD: &str = env!("CARGO_BIN_EXE_rill-workload");
+
+struct Rilld(Child);
+
+impl Rilld {
+    /// Starts `rilld run` and waits for it to say it is capturing.
+    fn start(config: &Path, src: &Path, dst: &Path) -> Rilld {
+        let mut child = Command::new(rilld_bin())
+            .arg("--config")
+            .arg(config)
+            .args(["run", "--source"])
+            .arg(src)
+            .arg("--target")
+            .arg(dst)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn rilld");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(l) if l.contains("rilld: running") => return Rilld(child),
+                Ok(_) => {}
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("rilld did not start capturing within 30 s");
+                }
+            }
+        }
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: signalling the child this test spawned, by its pid.
+        assert_eq!(unsafe { libc::kill(self.0.id() as i32, sig) }, 0);
+    }
+
+    fn wait(mut self) -> std::process::ExitStatus {
+        self.0.wait().expect("wait for rilld")
+    }
+}
+
+impl Drop for Rilld {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn config(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("rill.toml");
+    let text = format!(
+        "DataPath = \"{0}/data\"\nQJournalDir = \"{0}/queue\"\nQJournalFreeSpaceMin = 0\nQMemoryBufferMax = 32\n",
+        dir.display()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn run_workload(scenario: &str, dir: &Path) {
+    use std::io::Write;
+    let mut child = Command::new(WORKLOAD)
+        .args([scenario, &dir.display().to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn rilld_replicates_live_and_stops_cleanly() {
+    require_kernel_support();
+    let (src, dst, state) = (
+        TestDir::new("rilld-src"),
+        TestDir::new("rilld-dst"),
+        TestDir::new("rilld-state"),
+    );
+    let cfg = config(state.path());
+    let rilld = Rilld::start(&cfg, src.path(), dst.path());
+    run_workload("tree", src.path());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !rill_tests::tree::equal_trees(src.path(), dst.path()) {
+        assert!(
+            Instant::now() < deadline,
+            "the replica did not converge within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    rilld.signal(libc::SIGTERM);
+    assert!(rilld.wait().success(), "rilld exits 0 on SIGTERM");
+    rill_tests::tree::assert_equal_trees(src.path(), dst.path());
+    assert!(
+        !state.path().join("data/rilld.running").exists(),
+        "a clean stop removes the marker"
+    );
+    let stats: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(state.path().join("data/statistics.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(stats["RepOpsGenerated"].as_u64().unwrap() > 20, "{stats}");
+    assert_eq!(stats["FailedRepCount"], 0, "{stats}");
+}
+
+#[test]
+fn after_kill_9_the_source_is_handed_to_the_change_journal() {
+    require_kernel_support();
+    let (src, dst, state) = (
+        TestDir::new("rilld9-src"),
+        TestDir::new("rilld9-dst"),
+        TestDir::new("rilld9-state"),
+    );
+    let cfg = config(state.path());
+    let rilld = Rilld::start(&cfg, src.path(), dst.path());
+    run_workload("tree", src.path());
+    rilld.signal(libc::SIGKILL);
+    let _ = rilld.wait();
+    let rilld = Rilld::start(&cfg, src.path(), dst.path());
+    rilld.signal(libc::SIGTERM);
+    assert!(rilld.wait().success());
+    let out = Command::new(rilld_bin())
+        .arg("--config")
+        .arg(&cfg)
+        .arg("changes")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let src_real = src.path().canonicalize().unwrap();
+    assert!(
+        text.lines().any(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["path"] == src_real.to_string_lossy().as_ref()
+                && v["subtree"] == true
+                && v["reasons"].as_str().unwrap().contains("Recovery")
+        }),
+        "the source must be a Recovery subtree entry: {text}"
+    );
+}
