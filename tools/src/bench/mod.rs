@@ -37,6 +37,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub mod capture;
 pub mod drain;
 pub mod driver;
+pub mod engine;
 pub mod journal;
 pub mod report;
 pub mod scratch_fs;

@@ -18,6 +18,22 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The engine's source queue: in-memory throughput, spill vs dd, memory under a
+    /// backlog, recovery time; each beside a baseline in the same run.
+    Engine {
+        /// Directory on the file system to measure (a temporary directory is made in it).
+        #[arg(long, default_value = "/var/tmp")]
+        dir: std::path::PathBuf,
+        /// Operations for the in-memory measurement.
+        #[arg(long, default_value_t = 200_000)]
+        ops: u64,
+        /// Megabytes spilled (and recovered).
+        #[arg(long, default_value_t = 512)]
+        spill_mb: u64,
+        /// QMemoryBufferMax for the backlog measurement (the backlog is 4x this).
+        #[arg(long, default_value_t = 64)]
+        memory_mb: u64,
+    },
     /// What write-through costs the engine's disk queue: O_DSYNC vs fdatasync appends,
     /// beside buffered appends and raw preallocated writes, alternated, in one run.
     Journal {
@@ -83,6 +99,12 @@ fn main() {
     let result = match cli.command {
         Command::Capture(args) => run_capture(args),
         Command::Drain => drain::run_child(),
+        Command::Engine {
+            dir,
+            ops,
+            spill_mb,
+            memory_mb,
+        } => rill_tools::bench::engine::run(&dir, ops, spill_mb, memory_mb).map(|t| print!("{t}")),
         Command::Journal {
             dir,
             appends,
