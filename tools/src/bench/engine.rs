@@ -135,7 +135,7 @@ fn backlog_rss(dir: &Path, memory_mb: u64) -> Result<(f64, u64, u64)> {
     let before = status_kib("VmRSS:");
     let (mut p, _c) = open_queue(dir, memory_mb << 20)?;
     let size = 64 << 10;
-    let n = (4 * memory_mb << 20) / size as u64;
+    let n = ((4 * memory_mb) << 20) / size as u64;
     let mut disk = 0;
     for i in 0..n {
         if matches!(p.push(event(i, size))?, Pushed::Disk(_)) {
