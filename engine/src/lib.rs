@@ -9,6 +9,7 @@
 pub mod change_journal;
 pub mod codec;
 pub mod drain;
+pub mod events;
 pub mod journal;
 pub mod queue;
 pub mod repset;

@@ -25,6 +25,7 @@ use rill_driver_linux::{DirtyReason, Event, Op};
 
 use crate::change_journal::{ChangeJournal, Mark, Reason};
 use crate::drain::{Drain, Drained};
+use crate::events::{self, EventLog, Level};
 use crate::journal::{Journal, JournalConfig};
 use crate::queue::{queue, AtLimit, Limits, NotKept, Pushed};
 use crate::repset::{ReplicationSet, Rule};
@@ -46,6 +47,8 @@ struct Counters {
     rep_bytes_generated: AtomicU64,
     failed_rep_count: AtomicU64,
     auto_disconnects: AtomicU64,
+    /// In an auto-disconnect episode (operations not kept since the last one that was).
+    disconnected: AtomicBool,
     change_journal_marks: AtomicU64,
 }
 
@@ -76,13 +79,17 @@ pub fn run(settings: &Settings, job: Job, stop: Arc<AtomicBool>) -> Result<()> {
         .source
         .canonicalize()
         .with_context(|| format!("source {}", job.source.display()))?;
+    let log_dir = settings.log_dir();
+    let log =
+        Arc::new(EventLog::open(log_dir).with_context(|| format!("LogDir {}", log_dir.display()))?);
     let changes = ChangeJournal::open(&data.join("change-journal.redb"))?;
     let marker = data.join(MARKER);
     if marker.exists() {
-        log::warn!(
-            "rilld did not stop cleanly last time: {} is marked for remirroring",
+        let text = format!(
+            "Auto-disconnecting {} due to an unclean stop of rilld: it is marked for remirroring",
             source.display()
         );
+        log.event(Level::Warning, events::AUTO_DISCONNECT, &text);
         changes.mark_subtree(&source, Reason::Recovery, now_ns())?;
     }
     std::fs::write(&marker, std::process::id().to_string())
@@ -95,10 +102,14 @@ pub fn run(settings: &Settings, job: Job, stop: Arc<AtomicBool>) -> Result<()> {
     cfg.write_through = settings.q_log_write_through();
     let (writer, reader, recovery) = Journal::open(cfg)?;
     if recovery.torn_tail.is_some() || !recovery.corrupt.is_empty() {
-        log::warn!(
-            "disk queue recovery: {recovery:?}; {} is marked for remirroring",
-            source.display()
+        let text = format!(
+            "Auto-disconnecting {} due to a disk queue read/write error (torn tail {:?}, \
+             corrupt segments {:?}): it is marked for remirroring",
+            source.display(),
+            recovery.torn_tail,
+            recovery.corrupt
         );
+        log.event(Level::Warning, events::AUTO_DISCONNECT, &text);
         changes.mark_subtree(&source, Reason::QueueCorrupt, now_ns())?;
     }
     let limits = Limits {
@@ -119,12 +130,22 @@ pub fn run(settings: &Settings, job: Job, stop: Arc<AtomicBool>) -> Result<()> {
     let counters = Arc::new(Counters::default());
     let drained = Arc::new(AtomicBool::new(false));
 
+    log.event(
+        Level::Information,
+        events::SOURCE_STARTED,
+        &format!(
+            "Source started: {} replicating to {}",
+            source.display(),
+            job.target.display()
+        ),
+    );
     let drain_thread = {
-        let (stop, drained, changes, counters) = (
+        let (stop, drained, changes, counters, log) = (
             Arc::clone(&stop),
             Arc::clone(&drained),
             Arc::clone(&changes),
             Arc::clone(&counters),
+            Arc::clone(&log),
         );
         let set = ReplicationSet::new(vec![Rule::new(&source.to_string_lossy(), true, true)?]);
         let drain = Drain::new(set, settings.max_write_chunk_size() as u64);
@@ -156,7 +177,7 @@ pub fn run(settings: &Settings, job: Job, stop: Arc<AtomicBool>) -> Result<()> {
                         }
                         drain.process(events.drain(..), &mut out);
                         for d in out.drain(..) {
-                            keep(d, &mut producer, &changes, &counters, &stop)?;
+                            keep(d, &mut producer, &changes, &counters, &stop, &log)?;
                         }
                         if stopping {
                             producer.flush()?;
@@ -173,6 +194,7 @@ pub fn run(settings: &Settings, job: Job, stop: Arc<AtomicBool>) -> Result<()> {
         .with_context(|| format!("target {}", job.target.display()))?;
     let (mut last, mut unflushed, mut flushed_at, mut stats_at) =
         (0u64, 0u32, Instant::now(), Instant::now());
+    let mut alerted = false;
     loop {
         let done = drained.load(Ordering::Acquire);
         match consumer.pop(Duration::from_millis(50))? {
@@ -199,7 +221,17 @@ pub fn run(settings: &Settings, job: Job, stop: Arc<AtomicBool>) -> Result<()> {
             (unflushed, flushed_at) = (0, Instant::now());
         }
         if stats_at.elapsed() >= Duration::from_secs(1) {
-            write_stats(data, &counters, &consumer.stats())?;
+            let q = consumer.stats();
+            if q.alert && !alerted {
+                let pct = settings.queue_size_alert_threshold();
+                log.event(
+                    Level::Warning,
+                    events::QUEUE_SIZE_ALERT,
+                    &format!("QueueSizeAlertThreshold of {pct} has been exceeded."),
+                );
+            }
+            alerted = q.alert;
+            write_stats(data, &counters, &q)?;
             stats_at = Instant::now();
         }
     }
@@ -212,6 +244,11 @@ pub fn run(settings: &Settings, job: Job, stop: Arc<AtomicBool>) -> Result<()> {
     }
     write_stats(data, &counters, &consumer.stats())?;
     std::fs::remove_file(&marker).with_context(|| format!("removing {}", marker.display()))?;
+    log.event(
+        Level::Information,
+        events::SOURCE_STOPPED,
+        &format!("Source stopped: {}", source.display()),
+    );
     Ok(())
 }
 
@@ -222,6 +259,7 @@ fn keep(
     changes: &ChangeJournal,
     counters: &Counters,
     stop: &AtomicBool,
+    log: &EventLog,
 ) -> Result<()> {
     let mut ev = match d {
         Drained::Op(ev) => ev,
@@ -241,6 +279,7 @@ fn keep(
         let bytes = op_bytes(&ev);
         match producer.push(ev)? {
             Pushed::Memory(_) | Pushed::Disk(_) => {
+                counters.disconnected.store(false, Ordering::Relaxed);
                 counters.rep_ops_generated.fetch_add(1, Ordering::Relaxed);
                 counters
                     .rep_bytes_generated
@@ -261,8 +300,20 @@ fn keep(
                 )
             }
             Pushed::NotKept(back, why) => {
-                if why == NotKept::AutoDisconnect {
+                // One event per episode: the first operation not kept after some were.
+                if !counters.disconnected.swap(true, Ordering::Relaxed) {
                     counters.auto_disconnects.fetch_add(1, Ordering::Relaxed);
+                    let why = match &why {
+                        NotKept::AutoDisconnect => {
+                            "the memory queue reached MemoryQueueToDiskThreshold".to_string()
+                        }
+                        NotKept::DiskFull(e) => format!("the source disk queue is full ({e})"),
+                    };
+                    log.event(
+                        Level::Warning,
+                        events::AUTO_DISCONNECT,
+                        &format!("Auto-disconnecting due to {why}: operations are recorded in the change journal for remirroring"),
+                    );
                 }
                 return mark(
                     changes,

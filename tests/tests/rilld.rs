@@ -69,7 +69,7 @@ impl Drop for Rilld {
 fn config(dir: &Path) -> std::path::PathBuf {
     let path = dir.join("rill.toml");
     let text = format!(
-        "DataPath = \"{0}/data\"\nQJournalDir = \"{0}/queue\"\nQJournalFreeSpaceMin = 0\nQMemoryBufferMax = 32\n",
+        "DataPath = \"{0}/data\"\nQJournalDir = \"{0}/queue\"\nLogDir = \"{0}/log\"\nQJournalFreeSpaceMin = 0\nQMemoryBufferMax = 32\n",
         dir.display()
     );
     std::fs::write(&path, text).unwrap();
@@ -120,6 +120,16 @@ fn rilld_replicates_live_and_stops_cleanly() {
     .unwrap();
     assert!(stats["RepOpsGenerated"].as_u64().unwrap() > 20, "{stats}");
     assert_eq!(stats["FailedRepCount"], 0, "{stats}");
+    let log = event_log(state.path());
+    assert!(
+        log.contains(" Information 4002 ") && log.contains(" Information 4003 "),
+        "{log}"
+    );
+}
+
+/// The engine's event log (LogDir/rilld.log).
+fn event_log(state: &Path) -> String {
+    std::fs::read_to_string(state.join("log/rilld.log")).unwrap_or_default()
 }
 
 #[test]
@@ -155,5 +165,11 @@ fn after_kill_9_the_source_is_handed_to_the_change_journal() {
                 && v["reasons"].as_str().unwrap().contains("Recovery")
         }),
         "the source must be a Recovery subtree entry: {text}"
+    );
+    let log = event_log(state.path());
+    assert!(
+        log.lines()
+            .any(|l| l.contains(" Warning 4007 ") && l.contains("unclean stop")),
+        "{log}"
     );
 }

@@ -1,0 +1,97 @@
+//! The engine's event log: events with the reference guide's IDs, one line each, in
+//! `LogDir/rilld.log`, and on standard error through `log`.
+//!
+//! A line is `date time pid tid sequence type id text`, the fields of the guide's engine
+//! log, so an administrator's filters (by ID, by type) carry over. IDs are the guide's:
+//! 4002/4003 source started/stopped, 4007 auto-disconnect (with its reason: a full disk
+//! queue, a disk-queue read or write error, or an unclean stop, all of which hand files to
+//! the change journal for remirroring), 4072 `QueueSizeAlertThreshold` exceeded.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+pub const SOURCE_STARTED: u32 = 4002;
+pub const SOURCE_STOPPED: u32 = 4003;
+pub const AUTO_DISCONNECT: u32 = 4007;
+pub const QUEUE_SIZE_ALERT: u32 = 4072;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    Information,
+    Warning,
+    Error,
+}
+
+pub struct EventLog {
+    file: Mutex<File>,
+    seq: AtomicU64,
+}
+
+impl EventLog {
+    pub fn open(dir: &Path) -> std::io::Result<EventLog> {
+        std::fs::create_dir_all(dir)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("rilld.log"))?;
+        Ok(EventLog {
+            file: Mutex::new(file),
+            seq: AtomicU64::new(0),
+        })
+    }
+
+    /// Records an event. A failure to write the log is reported on standard error but
+    /// never stops replication.
+    pub fn event(&self, level: Level, id: u32, text: &str) {
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        let when = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+        let (date, time) = when.split_once('T').unwrap_or((&when, ""));
+        // SAFETY: gettid has no arguments and cannot fail.
+        let tid = unsafe { libc::gettid() };
+        let line = format!(
+            "{date} {} {} {tid} {seq} {level:?} {id} {text}\n",
+            time.trim_end_matches('Z'),
+            std::process::id()
+        );
+        match level {
+            Level::Information => log::info!("{id}: {text}"),
+            Level::Warning => log::warn!("{id}: {text}"),
+            Level::Error => log::error!("{id}: {text}"),
+        }
+        let mut f = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = f.write_all(line.as_bytes()) {
+            eprintln!("rilld: cannot write the event log: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_carry_the_guides_fields_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::open(dir.path()).unwrap();
+        log.event(
+            Level::Warning,
+            QUEUE_SIZE_ALERT,
+            "QueueSizeAlertThreshold of 50 has been exceeded.",
+        );
+        log.event(Level::Information, SOURCE_STOPPED, "stopped");
+        let text = std::fs::read_to_string(dir.path().join("rilld.log")).unwrap();
+        let lines: Vec<Vec<&str>> = text.lines().map(|l| l.splitn(8, ' ').collect()).collect();
+        assert_eq!(lines.len(), 2);
+        let l = &lines[0];
+        assert_eq!(l[0].len(), 10, "date: {l:?}");
+        assert!(l[1].contains(':'), "time: {l:?}");
+        assert_eq!(l[2], std::process::id().to_string());
+        assert_eq!((l[4], l[5], l[6]), ("1", "Warning", "4072"));
+        assert_eq!(l[7], "QueueSizeAlertThreshold of 50 has been exceeded.");
+        assert_eq!((lines[1][4], lines[1][6]), ("2", "4003"));
+    }
+}
