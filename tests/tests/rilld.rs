@@ -173,3 +173,62 @@ fn after_kill_9_the_source_is_handed_to_the_change_journal() {
         "{log}"
     );
 }
+
+/// Kills rilld with SIGKILL at varying moments while a workload runs, restarting it each
+/// time: every restart recovers (the disk queue's torn tails included) and reports the
+/// unclean stop, and afterwards the engine still replicates: a fresh workload's subtree
+/// converges to an equal replica.
+#[test]
+fn repeated_kill_9_always_recovers_and_replication_continues() {
+    require_kernel_support();
+    let (src, dst, state) = (
+        TestDir::new("rilldk-src"),
+        TestDir::new("rilldk-dst"),
+        TestDir::new("rilldk-state"),
+    );
+    let cfg = config(state.path());
+    const TRIALS: u64 = 6;
+    for trial in 0..TRIALS {
+        let dir = src.path().join(format!("t{trial}"));
+        std::fs::create_dir(&dir).unwrap();
+        let rilld = Rilld::start(&cfg, src.path(), dst.path());
+        let mut workload = Command::new(WORKLOAD)
+            .args(["many-files", &dir.display().to_string(), "n=2000"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        {
+            use std::io::Write;
+            workload.stdin.take().unwrap().write_all(b"go\n").unwrap();
+        }
+        // Spread the kills over the workload: early, mid-stream, near its end.
+        std::thread::sleep(Duration::from_millis(20 + trial * 70));
+        rilld.signal(libc::SIGKILL);
+        assert!(!rilld.wait().success(), "killed");
+        assert!(workload.wait().unwrap().success());
+    }
+    let rilld = Rilld::start(&cfg, src.path(), dst.path());
+    let fresh = src.path().join("after");
+    std::fs::create_dir(&fresh).unwrap();
+    run_workload("tree", &fresh);
+    let replica = dst.path().join("after");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(replica.is_dir() && rill_tests::tree::equal_trees(&fresh, &replica)) {
+        assert!(
+            Instant::now() < deadline,
+            "replication did not continue after the kills"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    rilld.signal(libc::SIGTERM);
+    assert!(rilld.wait().success());
+    let unclean = event_log(state.path())
+        .lines()
+        .filter(|l| l.contains(" 4007 ") && l.contains("unclean stop"))
+        .count();
+    assert_eq!(
+        unclean as u64, TRIALS,
+        "every unclean stop is reported once"
+    );
+}
