@@ -133,6 +133,16 @@ impl Capture {
         })
     }
 
+    /// The guide's `DriverQueuePercent` for this session's ring: its fill as a percentage
+    /// of the stop-replicating limit. `None` for fanotify, which has no ring.
+    pub fn driver_queue_percent(&self) -> Result<Option<f64>> {
+        let Backend::Ebpf(b) = &self.backend else {
+            return Ok(None);
+        };
+        let stop_pct = b.maps.config()?.stop_pct;
+        Ok(Some(b.reader.fill()?.driver_queue_percent(stop_pct)))
+    }
+
     pub fn roots(&self) -> &[PathBuf] {
         &self.roots
     }

@@ -76,6 +76,8 @@ impl ReaderLock {
 /// Reads records from a ring map and decodes them.
 pub struct RingReader {
     ring: RingBuf<MapData>,
+    /// The ring's size in bytes, for its fill.
+    size: u64,
     paths: PathCache,
     /// Records that could not be decoded (a driver/ABI mismatch); reported, never fatal.
     pub corrupt: u64,
@@ -86,13 +88,23 @@ impl RingReader {
     pub const BATCH: usize = 4096;
 
     pub fn new(ring: Map) -> Result<RingReader> {
+        let size = match &ring {
+            Map::RingBuf(d) => d.info().map(|i| i.max_entries() as u64).unwrap_or(0),
+            _ => 0,
+        };
         let ring =
             RingBuf::try_from(ring).map_err(|e| DriverError::Ebpf(format!("RILL_RING: {e}")))?;
         Ok(RingReader {
             ring,
+            size,
             paths: PathCache::default(),
             corrupt: 0,
         })
+    }
+
+    /// How full the ring is now (what the driver's throttling looks at).
+    pub fn fill(&self) -> Result<crate::status::RingFill> {
+        crate::status::ring_fill_fd(self.ring.as_raw_fd(), self.size)
     }
 
     /// Waits up to `timeout` for the ring to have data, then drains everything in it.

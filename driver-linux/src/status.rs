@@ -46,11 +46,15 @@ pub fn ring_fill(ring: &Map) -> Result<RingFill> {
         .info()
         .map_err(|e| DriverError::Ebpf(e.to_string()))?
         .max_entries() as u64;
+    ring_fill_fd(data.fd().as_fd().as_raw_fd(), size)
+}
+
+/// [`ring_fill`] for a ring known by its descriptor and size (a reader's own ring).
+pub fn ring_fill_fd(fd: std::os::fd::RawFd, size: u64) -> Result<RingFill> {
     let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
         .ok()
         .flatten()
         .unwrap_or(4096) as usize;
-    let fd = data.fd().as_fd().as_raw_fd();
     let mut pos = [0u64; 2];
     for (i, p) in pos.iter_mut().enumerate() {
         // SAFETY: maps one page of the ring map read-only; read one u64; unmapped below.

@@ -47,6 +47,8 @@ struct Counters {
     rep_bytes_generated: AtomicU64,
     failed_rep_count: AtomicU64,
     auto_disconnects: AtomicU64,
+    /// The driver's `DriverQueuePercent`, in hundredths.
+    driver_queue_percent_x100: AtomicU64,
     /// In an auto-disconnect episode (operations not kept since the last one that was).
     disconnected: AtomicBool,
     change_journal_marks: AtomicU64,
@@ -168,7 +170,18 @@ pub fn run(settings: &Settings, job: Job, stop: Arc<AtomicBool>) -> Result<()> {
                     eprintln!("rilld: running");
                     let mut events = Vec::new();
                     let mut out = Vec::new();
+                    let mut sampled = Instant::now();
                     loop {
+                        // Sampled, not per batch: reading it maps two pages of the ring.
+                        if sampled.elapsed() >= Duration::from_millis(100) {
+                            if let Some(p) = capture.driver_queue_percent()? {
+                                let x100 = (p * 100.0) as u64;
+                                counters
+                                    .driver_queue_percent_x100
+                                    .store(x100, Ordering::Relaxed);
+                            }
+                            sampled = Instant::now();
+                        }
                         let stopping = stop.load(Ordering::Relaxed);
                         if stopping {
                             capture.flush(&mut events)?;
@@ -341,6 +354,7 @@ fn op_bytes(ev: &Event) -> u64 {
 
 fn write_stats(data: &Path, c: &Counters, q: &crate::queue::QueueStats) -> Result<()> {
     let v = serde_json::json!({
+        "DriverQueuePercent": c.driver_queue_percent_x100.load(Ordering::Relaxed) as f64 / 100.0,
         "RepOpsGenerated": c.rep_ops_generated.load(Ordering::Relaxed),
         "RepBytesGenerated": c.rep_bytes_generated.load(Ordering::Relaxed),
         "FailedRepCount": c.failed_rep_count.load(Ordering::Relaxed),

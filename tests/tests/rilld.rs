@@ -120,6 +120,8 @@ fn rilld_replicates_live_and_stops_cleanly() {
     .unwrap();
     assert!(stats["RepOpsGenerated"].as_u64().unwrap() > 20, "{stats}");
     assert_eq!(stats["FailedRepCount"], 0, "{stats}");
+    let dqp = stats["DriverQueuePercent"].as_f64();
+    assert!(dqp.is_some_and(|p| (0.0..=100.0).contains(&p)), "{stats}");
     let log = event_log(state.path());
     assert!(
         log.contains(" Information 4002 ") && log.contains(" Information 4003 "),
