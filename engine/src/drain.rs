@@ -53,6 +53,11 @@ impl Drain {
         }
     }
 
+    /// Changes `MaxWriteChunkSize` while running.
+    pub fn set_max_write_chunk(&mut self, max: u64) {
+        self.max_chunk = max.max(1);
+    }
+
     /// Processes a batch of events, in order, appending to `out`.
     pub fn process(&self, events: impl IntoIterator<Item = Event>, out: &mut Vec<Drained>) {
         for ev in events {

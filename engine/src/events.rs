@@ -5,7 +5,8 @@
 //! log, so an administrator's filters (by ID, by type) carry over. IDs are the guide's:
 //! 4002/4003 source started/stopped, 4007 auto-disconnect (with its reason: a full disk
 //! queue, a disk-queue read or write error, or an unclean stop, all of which hand files to
-//! the change journal for remirroring), 4072 `QueueSizeAlertThreshold` exceeded.
+//! the change journal for remirroring), 4072 `QueueSizeAlertThreshold` exceeded; and 149,
+//! settings reloaded (after the guide's code -149, "new option applied").
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -18,6 +19,9 @@ pub const SOURCE_STARTED: u32 = 4002;
 pub const SOURCE_STOPPED: u32 = 4003;
 pub const AUTO_DISCONNECT: u32 = 4007;
 pub const QUEUE_SIZE_ALERT: u32 = 4072;
+/// Settings re-read while running. The guide has an error code for "new option applied"
+/// (-149) but no event; this one is rill's own, outside the guide's ranges.
+pub const SETTINGS: u32 = 149;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Level {

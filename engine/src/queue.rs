@@ -82,8 +82,8 @@ pub enum QueueError {
     Decode { seq: u64, detail: String },
 }
 
-#[derive(Default)]
 struct Shared {
+    limits: Limits,
     memory: VecDeque<Queued>,
     memory_bytes: u64,
     spilling: bool,
@@ -97,7 +97,6 @@ struct Shared {
 struct Inner {
     state: Mutex<Shared>,
     ready: Condvar,
-    limits: Limits,
 }
 
 impl Inner {
@@ -134,12 +133,17 @@ pub fn queue(
     let backlog = reader.stats().records_unread;
     let inner = Arc::new(Inner {
         state: Mutex::new(Shared {
+            limits,
+            memory: VecDeque::new(),
+            memory_bytes: 0,
             spilling: backlog > 0,
+            appending: 0,
             appended: backlog,
-            ..Shared::default()
+            read_from_disk: 0,
+            disk_bytes: 0,
+            alert: false,
         }),
         ready: Condvar::new(),
-        limits,
     });
     let next_seq = last_seq.map_or(1, |s| s + 1);
     (
@@ -170,11 +174,11 @@ fn cost(ev: &Event) -> u64 {
 impl Producer {
     /// Queues `ev`, numbering it.
     pub fn push(&mut self, event: Event) -> Result<Pushed, QueueError> {
-        let l = self.inner.limits;
         let c = cost(&event);
-        let threshold = l.memory_bytes * l.spill_percent as u64 / 100;
         let to_disk = {
             let mut s = self.inner.lock();
+            let l = s.limits;
+            let threshold = l.memory_bytes * l.spill_percent as u64 / 100;
             let full = s.memory_bytes + c > threshold || s.memory.len() as u64 >= l.memory_ops;
             if !s.spilling && !full {
                 let seq = self.next_seq;
@@ -225,6 +229,21 @@ impl Producer {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Changes the limits while running (settings that need no restart).
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.inner.lock().limits = limits;
+    }
+
+    /// The disk journal's writer, to change its limits while running.
+    pub fn journal(&mut self) -> &mut JournalWriter {
+        &mut self.journal
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> Limits {
+        self.inner.lock().limits
     }
 
     /// Makes every spilled operation durable (when the journal is not write-through).
@@ -324,7 +343,7 @@ fn stats(inner: &Inner) -> QueueStats {
         bytes_in_memory: s.memory_bytes,
         bytes_on_disk: s.disk_bytes,
         ops_on_disk: s.appended - s.read_from_disk,
-        memory_percent: (s.memory_bytes * 100 / inner.limits.memory_bytes.max(1)).min(100) as u8,
+        memory_percent: (s.memory_bytes * 100 / s.limits.memory_bytes.max(1)).min(100) as u8,
         alert: s.alert,
     }
 }

@@ -36,6 +36,9 @@ use crate::sink::{LocalSink, Transmit};
 pub struct Job {
     pub source: PathBuf,
     pub target: PathBuf,
+    /// The settings file, re-read when `reload` is set (SIGHUP).
+    pub config: Option<PathBuf>,
+    pub reload: Arc<AtomicBool>,
     /// Drain the pinned driver's ring (`rill-driver load`) instead of a private instance.
     pub pinned: bool,
 }
@@ -114,19 +117,7 @@ pub fn run(settings: &Settings, job: Job, stop: Arc<AtomicBool>) -> Result<()> {
         log.event(Level::Warning, events::AUTO_DISCONNECT, &text);
         changes.mark_subtree(&source, Reason::QueueCorrupt, now_ns())?;
     }
-    let limits = Limits {
-        memory_bytes: settings.q_memory_buffer_max_bytes(),
-        memory_ops: settings.op_buffer_size().unwrap_or(u64::MAX),
-        spill_percent: settings.memory_queue_to_disk_threshold(),
-        alert_percent: settings.queue_size_alert_threshold(),
-        at_limit: match settings.memory_allocator_callback_mode() {
-            CallbackMode::AutoDisconnect => AtLimit::AutoDisconnect,
-            CallbackMode::StopDraining => AtLimit::StopDraining,
-            // QJournalSpaceMax = 0 disables disk queuing: what does not fit is journaled.
-            CallbackMode::QueueToDisk if !settings.disk_queue_enabled() => AtLimit::AutoDisconnect,
-            CallbackMode::QueueToDisk => AtLimit::QueueToDisk,
-        },
-    };
+    let limits = limits_of(settings);
     let (mut producer, mut consumer) = queue(limits, writer, reader, recovery.last_seq);
     let changes = Arc::new(changes);
     let counters = Arc::new(Counters::default());
@@ -150,8 +141,13 @@ pub fn run(settings: &Settings, job: Job, stop: Arc<AtomicBool>) -> Result<()> {
             Arc::clone(&log),
         );
         let set = ReplicationSet::new(vec![Rule::new(&source.to_string_lossy(), true, true)?]);
-        let drain = Drain::new(set, settings.max_write_chunk_size() as u64);
+        let mut drain = Drain::new(set, settings.max_write_chunk_size() as u64);
         let (root, pinned) = (source.clone(), job.pinned);
+        let (mut current, config, reload_flag) = (
+            settings.clone(),
+            job.config.clone(),
+            Arc::clone(&job.reload),
+        );
         std::thread::Builder::new()
             .name("drain".into())
             .spawn(move || -> Result<()> {
@@ -181,6 +177,11 @@ pub fn run(settings: &Settings, job: Job, stop: Arc<AtomicBool>) -> Result<()> {
                                     .store(x100, Ordering::Relaxed);
                             }
                             sampled = Instant::now();
+                        }
+                        if reload_flag.swap(false, Ordering::Relaxed) {
+                            if let Some(config) = &config {
+                                reload(&mut current, config, &mut producer, &mut drain, &log);
+                            }
                         }
                         let stopping = stop.load(Ordering::Relaxed);
                         if stopping {
@@ -263,6 +264,84 @@ pub fn run(settings: &Settings, job: Job, stop: Arc<AtomicBool>) -> Result<()> {
         &format!("Source stopped: {}", source.display()),
     );
     Ok(())
+}
+
+/// The queue's limits from the settings.
+fn limits_of(settings: &Settings) -> Limits {
+    Limits {
+        memory_bytes: settings.q_memory_buffer_max_bytes(),
+        memory_ops: settings.op_buffer_size().unwrap_or(u64::MAX),
+        spill_percent: settings.memory_queue_to_disk_threshold(),
+        alert_percent: settings.queue_size_alert_threshold(),
+        at_limit: match settings.memory_allocator_callback_mode() {
+            CallbackMode::AutoDisconnect => AtLimit::AutoDisconnect,
+            CallbackMode::StopDraining => AtLimit::StopDraining,
+            // QJournalSpaceMax = 0 disables disk queuing: what does not fit is journaled.
+            CallbackMode::QueueToDisk if !settings.disk_queue_enabled() => AtLimit::AutoDisconnect,
+            CallbackMode::QueueToDisk => AtLimit::QueueToDisk,
+        },
+    }
+}
+
+/// Re-reads the settings file: settings that need no restart take effect now (queue and
+/// disk-queue limits, write-through, the write chunk size); the others are reported as
+/// waiting for a restart. A file that does not check out changes nothing.
+fn reload(
+    current: &mut Settings,
+    config: &Path,
+    producer: &mut crate::queue::Producer,
+    drain: &mut Drain,
+    log: &EventLog,
+) {
+    let next = match Settings::load(config) {
+        Ok(s) => s,
+        Err(e) => {
+            log.event(
+                Level::Warning,
+                events::SETTINGS,
+                &format!("settings not reloaded: {e}"),
+            );
+            return;
+        }
+    };
+    let before = current.clone();
+    let waiting = current.apply_live(&next);
+    if *current != before {
+        let mut limits = limits_of(current);
+        // Memory size, spill threshold, alert and mode need a restart: keep those.
+        let running = producer.limits();
+        (
+            limits.memory_bytes,
+            limits.spill_percent,
+            limits.alert_percent,
+            limits.at_limit,
+        ) = (
+            running.memory_bytes,
+            running.spill_percent,
+            running.alert_percent,
+            running.at_limit,
+        );
+        producer.set_limits(limits);
+        producer.journal().set_limits(
+            current.q_journal_file_size_bytes(),
+            current.disk_queue_limit_bytes(),
+            current.q_journal_free_space_min_bytes(),
+            current.q_log_write_through(),
+        );
+        drain.set_max_write_chunk(current.max_write_chunk_size() as u64);
+        log.event(
+            Level::Information,
+            events::SETTINGS,
+            "settings reloaded; changes that need no restart are in effect",
+        );
+    }
+    if !waiting.is_empty() {
+        log.event(
+            Level::Warning,
+            events::SETTINGS,
+            &format!("take effect at the next start: {}", waiting.join(", ")),
+        );
+    }
 }
 
 /// Queues one drained item, or hands it to the change journal.

@@ -234,3 +234,53 @@ fn repeated_kill_9_always_recovers_and_replication_continues() {
         "every unclean stop is reported once"
     );
 }
+
+/// SIGHUP re-reads the settings file: a setting that needs no restart takes effect, one
+/// that needs a restart is reported as waiting for it; `rilld stats` reads the statistics.
+#[test]
+fn sighup_applies_live_settings_and_reports_the_rest() {
+    require_kernel_support();
+    let (src, dst, state) = (
+        TestDir::new("rilldh-src"),
+        TestDir::new("rilldh-dst"),
+        TestDir::new("rilldh-state"),
+    );
+    let cfg = config(state.path());
+    let rilld = Rilld::start(&cfg, src.path(), dst.path());
+    let mut text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("QMemoryBufferMax = 32", "QMemoryBufferMax = 64");
+    text.push_str("MaxWriteChunkSize = 4096\n");
+    std::fs::write(&cfg, text).unwrap();
+    rilld.signal(libc::SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = event_log(state.path());
+        if log.contains("settings reloaded")
+            && log.contains("take effect at the next start: QMemoryBufferMax")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no reload events: {log}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(1200)); // one statistics interval
+    let out = Command::new(rilld_bin())
+        .arg("--config")
+        .arg(&cfg)
+        .arg("stats")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        stats.get("RepOpsGenerated").is_some() && stats.get("DriverQueuePercent").is_some(),
+        "{stats}"
+    );
+    rilld.signal(libc::SIGTERM);
+    assert!(rilld.wait().success());
+}

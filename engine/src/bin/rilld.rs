@@ -36,6 +36,8 @@ enum Command {
         #[arg(long)]
         pinned: bool,
     },
+    /// Print the running engine's statistics (the guide's names), as JSON.
+    Stats,
     /// Print the change journal's pending entries (files to remirror), one JSON per line.
     Changes,
 }
@@ -49,15 +51,9 @@ fn main() {
             source,
             target,
             pinned,
-        } => run(
-            &args.config,
-            Job {
-                source,
-                target,
-                pinned,
-            },
-        ),
+        } => run(&args.config, source, target, pinned),
         Command::Changes => changes(&args.config),
+        Command::Stats => stats(&args.config),
     };
     match result {
         Ok(code) => std::process::exit(code),
@@ -68,13 +64,31 @@ fn main() {
     }
 }
 
-fn run(config: &std::path::Path, job: Job) -> anyhow::Result<i32> {
+/// `rilld run`; SIGINT/SIGTERM stop it, SIGHUP re-reads the settings file.
+fn run(
+    config: &std::path::Path,
+    source: PathBuf,
+    target: PathBuf,
+    pinned: bool,
+) -> anyhow::Result<i32> {
     let settings = Settings::load_or_default(config)?;
-    let stop = Arc::new(AtomicBool::new(false));
+    let (stop, reload) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop))
             .context("installing a signal handler")?;
     }
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))
+        .context("installing a signal handler")?;
+    let job = Job {
+        source,
+        target,
+        pinned,
+        config: config.exists().then(|| config.to_path_buf()),
+        reload,
+    };
     rill_engine::service::run(&settings, job, stop)?;
     Ok(0)
 }
@@ -94,5 +108,20 @@ fn changes(config: &std::path::Path) -> anyhow::Result<i32> {
             })
         );
     }
+    Ok(0)
+}
+
+fn stats(config: &std::path::Path) -> anyhow::Result<i32> {
+    let settings = Settings::load_or_default(config)?;
+    let path = settings.data_path().join("statistics.json");
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "{}: no statistics yet (is `rilld run` running?)",
+            path.display()
+        )
+    })?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{}", path.display()))?;
+    println!("{}", serde_json::to_string_pretty(&v)?);
     Ok(0)
 }

@@ -29,6 +29,8 @@ struct Active {
 /// Appends records. One per journal; may move to another thread.
 pub struct JournalWriter {
     shared: Arc<Shared>,
+    /// The writer's own copy of the limits, changeable while running ([`Self::set_limits`]).
+    config: super::JournalConfig,
     active: Option<Active>,
     next_id: u64,
     last_seq: Option<u64>,
@@ -45,6 +47,7 @@ fn is_no_space(e: &io::Error) -> bool {
 impl JournalWriter {
     pub(crate) fn new(shared: Arc<Shared>, next_id: u64, last_seq: Option<u64>) -> Self {
         JournalWriter {
+            config: shared.config.clone(),
             shared,
             active: None,
             next_id,
@@ -53,6 +56,22 @@ impl JournalWriter {
             dir_dirty: false,
             failed: false,
         }
+    }
+
+    /// Changes the limits while running: `QJournalFileSize` (from the next segment on),
+    /// `QJournalSpaceMax`, `QJournalFreeSpaceMin` and `QLogWriteThrough` (from the next
+    /// append on). These settings need no service restart.
+    pub fn set_limits(
+        &mut self,
+        segment_bytes: u64,
+        space_max_bytes: u64,
+        free_space_min_bytes: u64,
+        write_through: bool,
+    ) {
+        self.config.segment_bytes = segment_bytes;
+        self.config.space_max_bytes = space_max_bytes;
+        self.config.free_space_min_bytes = free_space_min_bytes;
+        self.config.write_through = write_through;
     }
 
     /// The highest sequence number appended (or recovered, or committed); the next append
@@ -86,7 +105,7 @@ impl JournalWriter {
             });
         }
         let size = record_size(payload.len());
-        let seg_bytes = self.shared.config.segment_bytes;
+        let seg_bytes = self.config.segment_bytes;
         let rotate = match &self.active {
             None => true,
             Some(a) => {
@@ -116,12 +135,12 @@ impl JournalWriter {
             if is_no_space(&e) {
                 return Err(self.out_of_space(needed));
             }
-            if self.shared.config.write_through {
+            if self.config.write_through {
                 self.failed = true; // O_DSYNC: an error may mean a failed flush
             }
             return Err(io_err("write", &path)(e));
         }
-        let wt = &self.shared.config;
+        let wt = &self.config;
         if wt.write_through && wt.sync_mode == SyncMode::Fdatasync {
             if let Err(e) = a.file.sync_data() {
                 let _ = a.file.set_len(a.len);
@@ -177,7 +196,7 @@ impl JournalWriter {
             reason: FullReason::FreeSpace,
             needed,
             available: free_bytes(&self.shared.dir_file).unwrap_or(0),
-            limit: self.shared.config.free_space_min_bytes,
+            limit: self.config.free_space_min_bytes,
         }
     }
 
@@ -191,7 +210,7 @@ impl JournalWriter {
     }
 
     fn check_space(&self, needed: u64, reclaim: u64) -> Result<(), JournalError> {
-        let cfg = &self.shared.config;
+        let cfg = &self.config;
         if cfg.space_max_bytes > 0 {
             let used = self
                 .shared
@@ -225,7 +244,7 @@ impl JournalWriter {
     /// Seal the active segment (synced, so only the newest segment can ever be torn) and
     /// start the next one.
     fn rotate(&mut self) -> Result<(), JournalError> {
-        let cfg = &self.shared.config;
+        let cfg = &self.config;
         if let Some(old) = self.active.take() {
             let path = segment_path(&self.shared.dir, old.id);
             // Write-through: every record and the header are durable already.
