@@ -305,7 +305,20 @@ fn reload(
         }
     };
     let before = current.clone();
-    let waiting = current.apply_live(&next);
+    let mut waiting = current.apply_live(&next);
+    // The guide applies these without a restart, but the open disk queue and change
+    // journal are not moved: a new location is used from the next start.
+    for (name, changed) in [
+        (
+            "QJournalDir",
+            current.q_journal_dir() != before.q_journal_dir(),
+        ),
+        ("DataPath", current.data_path() != before.data_path()),
+    ] {
+        if changed {
+            waiting.push(name);
+        }
+    }
     if *current != before {
         let mut limits = limits_of(current);
         // Memory size, spill threshold, alert and mode need a restart: keep those.
