@@ -36,6 +36,9 @@ use crate::sink::{LocalSink, Transmit};
 pub struct Job {
     pub source: PathBuf,
     pub target: PathBuf,
+    /// Rules beyond "the source, recursively": (absolute path or wildcard, include).
+    /// All recursive, as `Rec` in the guide's replication sets.
+    pub rules: Vec<(String, bool)>,
     /// The settings file, re-read when `reload` is set (SIGHUP).
     pub config: Option<PathBuf>,
     pub reload: Arc<AtomicBool>,
@@ -140,7 +143,11 @@ pub fn run(settings: &Settings, job: Job, stop: Arc<AtomicBool>) -> Result<()> {
             Arc::clone(&counters),
             Arc::clone(&log),
         );
-        let set = ReplicationSet::new(vec![Rule::new(&source.to_string_lossy(), true, true)?]);
+        let mut rules = vec![Rule::new(&source.to_string_lossy(), true, true)?];
+        for (path, include) in &job.rules {
+            rules.push(Rule::new(path, *include, true)?);
+        }
+        let set = ReplicationSet::new(rules);
         let mut drain = Drain::new(set, settings.max_write_chunk_size() as u64);
         let (root, pinned) = (source.clone(), job.pinned);
         let (mut current, config, reload_flag) = (

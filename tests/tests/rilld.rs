@@ -15,6 +15,10 @@ struct Rilld(Child);
 impl Rilld {
     /// Starts `rilld run` and waits for it to say it is capturing.
     fn start(config: &Path, src: &Path, dst: &Path) -> Rilld {
+        Rilld::start_with(config, src, dst, &[])
+    }
+
+    fn start_with(config: &Path, src: &Path, dst: &Path, extra: &[String]) -> Rilld {
         let mut child = Command::new(rilld_bin())
             .arg("--config")
             .arg(config)
@@ -22,6 +26,7 @@ impl Rilld {
             .arg(src)
             .arg("--target")
             .arg(dst)
+            .args(extra)
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn rilld");
@@ -283,4 +288,45 @@ fn sighup_applies_live_settings_and_reports_the_rest() {
     );
     rilld.signal(libc::SIGTERM);
     assert!(rilld.wait().success());
+}
+
+/// Replication-set rules on the command line: excluded names and directories never reach
+/// the replica, the rest does.
+#[test]
+fn excluded_paths_are_not_replicated() {
+    require_kernel_support();
+    let (src, dst, state) = (
+        TestDir::new("rillde-src"),
+        TestDir::new("rillde-dst"),
+        TestDir::new("rillde-state"),
+    );
+    let cfg = config(state.path());
+    let s = src.path().canonicalize().unwrap();
+    let rules = [
+        "--exclude".to_string(),
+        format!("{}/*.tmp", s.display()),
+        "--exclude".to_string(),
+        format!("{}/cache", s.display()),
+    ];
+    let rilld = Rilld::start_with(&cfg, src.path(), dst.path(), &rules);
+    std::fs::create_dir(s.join("cache")).unwrap();
+    std::fs::write(s.join("cache/c"), b"cached").unwrap();
+    std::fs::write(s.join("scratch.tmp"), b"temp").unwrap();
+    std::fs::create_dir(s.join("sub")).unwrap();
+    std::fs::write(s.join("sub/deep.tmp"), b"temp").unwrap();
+    std::fs::write(s.join("keep.txt"), b"kept").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::read(dst.path().join("keep.txt")).ok().as_deref() != Some(&b"kept"[..]) {
+        assert!(Instant::now() < deadline, "keep.txt was not replicated");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    rilld.signal(libc::SIGTERM);
+    assert!(rilld.wait().success());
+    assert!(dst.path().join("sub").is_dir());
+    for gone in ["cache", "scratch.tmp", "sub/deep.tmp"] {
+        assert!(
+            !dst.path().join(gone).exists(),
+            "{gone} is excluded but was replicated"
+        );
+    }
 }

@@ -35,6 +35,12 @@ enum Command {
         /// Drain the pinned driver (`rill-driver load`) instead of loading a private one.
         #[arg(long)]
         pinned: bool,
+        /// Also protect this absolute path or wildcard (e.g. /data/keep/*.db), recursively.
+        #[arg(long = "include")]
+        includes: Vec<String>,
+        /// Do not protect this absolute path or wildcard (e.g. /data/*.tmp), recursively.
+        #[arg(long = "exclude")]
+        excludes: Vec<String>,
     },
     /// Print the running engine's statistics (the guide's names), as JSON.
     Stats,
@@ -51,7 +57,16 @@ fn main() {
             source,
             target,
             pinned,
-        } => run(&args.config, source, target, pinned),
+            includes,
+            excludes,
+        } => {
+            let rules = includes
+                .into_iter()
+                .map(|p| (p, true))
+                .chain(excludes.into_iter().map(|p| (p, false)))
+                .collect();
+            run(&args.config, source, target, pinned, rules)
+        }
         Command::Changes => changes(&args.config),
         Command::Stats => stats(&args.config),
     };
@@ -70,6 +85,7 @@ fn run(
     source: PathBuf,
     target: PathBuf,
     pinned: bool,
+    rules: Vec<(String, bool)>,
 ) -> anyhow::Result<i32> {
     let settings = Settings::load_or_default(config)?;
     let (stop, reload) = (
@@ -86,6 +102,7 @@ fn run(
         source,
         target,
         pinned,
+        rules,
         config: config.exists().then(|| config.to_path_buf()),
         reload,
     };
