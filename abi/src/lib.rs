@@ -11,11 +11,13 @@
 //!   with a decoder that rejects truncated or corrupt input with an error, never a panic.
 //! * [`path`]: how a record's path sections turn into an absolute path.
 //! * [`maps`]: the keys and values of the driver's maps (settings, statistics, dirty files).
+//! * [`syscalls`]: the syscalls captured and which handler program takes each.
 #![no_std]
 
 pub mod maps;
 pub mod path;
 pub mod record;
+pub mod syscalls;
 
 pub use maps::{DirtyKey, DirtyValue, DriverConfig, PathSeen, Stat};
 pub use path::{join_path, PathError};

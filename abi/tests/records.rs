@@ -236,3 +236,20 @@ fn device_numbers_convert_both_ways() {
         assert_eq!(user_dev_to_kernel(kernel_dev_to_user(kdev)), kdev);
     }
 }
+
+#[test]
+fn every_captured_syscall_has_exactly_one_handler() {
+    use rill_abi::syscalls::FAMILIES;
+    let mut seen = std::collections::HashSet::new();
+    for (program, nrs) in FAMILIES {
+        assert!(
+            program.starts_with("rill_") && program.len() <= 15,
+            "{program}: kernel program names are at most 15 bytes"
+        );
+        for nr in *nrs {
+            assert!(*nr < 512, "{nr} is beyond the dispatcher's table");
+            assert!(seen.insert(*nr), "syscall {nr} is listed twice");
+        }
+    }
+    assert_eq!(seen.len(), 46, "DESIGN step 1's syscall families");
+}

@@ -24,90 +24,6 @@ const TRACEFS: &str = "/sys/kernel/tracing";
 const DISPATCHER: &str = "rill_sys_exit";
 const LINK_PIN: &str = "link";
 
-/// Each handler program and the syscalls of its family.
-pub const HANDLERS: &[(&str, &[libc::c_long])] = &[
-    (
-        "rill_write",
-        &[
-            libc::SYS_write,
-            libc::SYS_pwrite64,
-            libc::SYS_writev,
-            libc::SYS_pwritev,
-            libc::SYS_pwritev2,
-        ],
-    ),
-    (
-        "rill_open",
-        &[
-            libc::SYS_open,
-            libc::SYS_openat,
-            libc::SYS_openat2,
-            libc::SYS_creat,
-        ],
-    ),
-    (
-        "rill_size",
-        &[libc::SYS_truncate, libc::SYS_ftruncate, libc::SYS_fallocate],
-    ),
-    (
-        "rill_remove",
-        &[libc::SYS_unlink, libc::SYS_unlinkat, libc::SYS_rmdir],
-    ),
-    (
-        "rill_make",
-        &[
-            libc::SYS_mkdir,
-            libc::SYS_mkdirat,
-            libc::SYS_mknod,
-            libc::SYS_mknodat,
-        ],
-    ),
-    (
-        "rill_rename",
-        &[libc::SYS_rename, libc::SYS_renameat, libc::SYS_renameat2],
-    ),
-    (
-        "rill_link",
-        &[
-            libc::SYS_link,
-            libc::SYS_linkat,
-            libc::SYS_symlink,
-            libc::SYS_symlinkat,
-        ],
-    ),
-    (
-        "rill_attr",
-        &[
-            libc::SYS_chmod,
-            libc::SYS_fchmod,
-            libc::SYS_fchmodat,
-            libc::SYS_fchmodat2,
-            libc::SYS_chown,
-            libc::SYS_fchown,
-            libc::SYS_lchown,
-            libc::SYS_fchownat,
-            libc::SYS_utime,
-            libc::SYS_utimes,
-            libc::SYS_futimesat,
-            libc::SYS_utimensat,
-        ],
-    ),
-    (
-        "rill_xattr",
-        &[
-            libc::SYS_setxattr,
-            libc::SYS_lsetxattr,
-            libc::SYS_fsetxattr,
-            libc::SYS_removexattr,
-            libc::SYS_lremovexattr,
-            libc::SYS_fremovexattr,
-            // setxattrat / removexattrat (Linux 6.13); libc does not name them yet.
-            463,
-            466,
-        ],
-    ),
-];
-
 /// Names of the maps, as pinned.
 pub const MAPS: &[&str] = &[
     "RILL_RING",
@@ -204,7 +120,7 @@ pub fn load(settings: &DriverSettings, pin: bool) -> Result<Instance> {
         .load(OBJECT)
         .map_err(|e| DriverError::Ebpf(format!("loading the object: {e}")))?;
 
-    for (name, nrs) in HANDLERS {
+    for (name, nrs) in rill_abi::syscalls::FAMILIES {
         let prog: &mut RawTracePoint = program(&mut ebpf, name)?;
         prog.load().map_err(|e| refused(name, e))?;
         let fd = prog
@@ -304,4 +220,29 @@ fn refused(name: &str, e: aya::programs::ProgramError) -> DriverError {
 fn tail(log: &str, lines: usize) -> String {
     let all: Vec<&str> = log.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use rill_abi::syscalls as nr;
+
+    /// The ABI's x86_64 numbers are the C library's.
+    #[test]
+    fn syscall_numbers_match_the_c_library() {
+        let pairs: &[(u64, libc::c_long)] = &[
+            (nr::WRITE, libc::SYS_write),
+            (nr::PWRITEV2, libc::SYS_pwritev2),
+            (nr::OPENAT2, libc::SYS_openat2),
+            (nr::RENAMEAT2, libc::SYS_renameat2),
+            (nr::LINKAT, libc::SYS_linkat),
+            (nr::FCHMODAT2, libc::SYS_fchmodat2),
+            (nr::UTIMENSAT, libc::SYS_utimensat),
+            (nr::FREMOVEXATTR, libc::SYS_fremovexattr),
+            (nr::MKNODAT, libc::SYS_mknodat),
+            (nr::FALLOCATE, libc::SYS_fallocate),
+        ];
+        for &(ours, libc) in pairs {
+            assert_eq!(ours, libc as u64);
+        }
+    }
 }

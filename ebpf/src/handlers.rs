@@ -15,7 +15,7 @@ use crate::kernel::{
     file_of_fd, inode_info, kread, name_base, off, path_inode, umask, uread, InodeInfo, KPath, Off,
     Regs, AT_FDCWD,
 };
-use crate::nr;
+use rill_abi::syscalls as nr;
 
 const S_IFMT: u32 = 0o170000;
 const S_IFREG: u32 = 0o100000;

@@ -14,7 +14,6 @@ mod emit;
 mod handlers;
 mod kernel;
 mod maps;
-mod nr;
 
 use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
 

@@ -1,6 +1,7 @@
-//! x86_64 syscall numbers of the operations rill captures (arch/x86/entry/syscalls).
-//! The dispatcher tail-calls by these numbers; the loader installs each handler at the
-//! numbers of its family (see `rill_driver_linux::programs`).
+//! x86_64 syscall numbers of the operations rill captures (arch/x86/entry/syscalls), and
+//! which eBPF handler program takes each. The programs dispatch on these numbers and the
+//! loader installs each handler at the numbers of its family from [`FAMILIES`]: one list,
+//! so the two sides cannot disagree about where a syscall goes.
 
 pub const WRITE: u64 = 1;
 pub const OPEN: u64 = 2;
@@ -48,3 +49,34 @@ pub const OPENAT2: u64 = 437;
 pub const FCHMODAT2: u64 = 452;
 pub const SETXATTRAT: u64 = 463;
 pub const REMOVEXATTRAT: u64 = 466;
+
+/// Each handler program (by its name in the eBPF object) and the syscalls it handles.
+pub const FAMILIES: &[(&str, &[u64])] = &[
+    ("rill_write", &[WRITE, PWRITE64, WRITEV, PWRITEV, PWRITEV2]),
+    ("rill_open", &[OPEN, OPENAT, OPENAT2, CREAT]),
+    ("rill_size", &[TRUNCATE, FTRUNCATE, FALLOCATE]),
+    ("rill_remove", &[UNLINK, UNLINKAT, RMDIR]),
+    ("rill_make", &[MKDIR, MKDIRAT, MKNOD, MKNODAT]),
+    ("rill_rename", &[RENAME, RENAMEAT, RENAMEAT2]),
+    ("rill_link", &[LINK, LINKAT, SYMLINK, SYMLINKAT]),
+    (
+        "rill_attr",
+        &[
+            CHMOD, FCHMOD, FCHMODAT, FCHMODAT2, CHOWN, FCHOWN, LCHOWN, FCHOWNAT, UTIME, UTIMES,
+            FUTIMESAT, UTIMENSAT,
+        ],
+    ),
+    (
+        "rill_xattr",
+        &[
+            SETXATTR,
+            LSETXATTR,
+            FSETXATTR,
+            REMOVEXATTR,
+            LREMOVEXATTR,
+            FREMOVEXATTR,
+            SETXATTRAT,
+            REMOVEXATTRAT,
+        ],
+    ),
+];
