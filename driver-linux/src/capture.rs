@@ -333,13 +333,8 @@ impl<'a> Namer<'a> {
 
 fn synthetic(path: PathBuf, ktime_ns: u64, op: Op) -> Event {
     Event {
-        seq: 0,
         ktime_ns,
-        pid: 0,
-        tid: 0,
-        path,
-        object: None,
-        op,
+        ..Event::new(path, op)
     }
 }
 

@@ -174,6 +174,20 @@ fn lossy(b: &[u8]) -> Value {
 }
 
 impl Event {
+    /// An event with no process, time or object identity: one a reader synthesizes
+    /// (overflow, dirty) or one made outside a capture.
+    pub fn new(path: impl Into<PathBuf>, op: Op) -> Event {
+        Event {
+            seq: 0,
+            ktime_ns: 0,
+            pid: 0,
+            tid: 0,
+            path: path.into(),
+            object: None,
+            op,
+        }
+    }
+
     /// The object printed by `capture --json`.
     pub fn to_json(&self) -> Value {
         let mut m = Map::new();

@@ -179,15 +179,7 @@ mod tests {
     use crate::repset::Rule;
 
     fn ev(path: &str, op: Op) -> Event {
-        Event {
-            seq: 0,
-            ktime_ns: 0,
-            pid: 1,
-            tid: 1,
-            path: path.into(),
-            object: None,
-            op,
-        }
+        Event::new(path, op)
     }
 
     fn w(path: &str, offset: u64, data: &[u8]) -> Event {

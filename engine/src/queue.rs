@@ -355,18 +355,16 @@ mod tests {
     use proptest::prelude::*;
 
     fn event(i: u64, size: usize) -> Event {
+        let data = Some(vec![(i % 251) as u8; size]);
+        let op = Op::Write {
+            offset: i,
+            len: size as u64,
+            data,
+        };
+        // ktime_ns carries the push index, so the tests can check order.
         Event {
-            seq: 0,
             ktime_ns: i,
-            pid: 1,
-            tid: 1,
-            path: format!("/p/f{}", i % 7).into(),
-            object: None,
-            op: Op::Write {
-                offset: i,
-                len: size as u64,
-                data: Some(vec![(i % 251) as u8; size]),
-            },
+            ..Event::new(format!("/p/f{}", i % 7), op)
         }
     }
 

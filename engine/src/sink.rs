@@ -156,7 +156,7 @@ impl LocalSink {
 
     fn apply(&mut self, ev: &Event) -> Result<(), SinkError> {
         let rel = self.rel(&ev.path)?;
-        let name = op_name(&ev.op);
+        let name = ev.op.kind().name();
         let err = |source| SinkError::Apply {
             op: name,
             path: ev.path.clone(),
@@ -407,10 +407,6 @@ fn fchmod(fd: RawFd, mode: u32) -> io::Result<()> {
     cvt(unsafe { libc::fchmod(fd, mode & 0o7777) } as libc::c_long).map(drop)
 }
 
-fn op_name(op: &Op) -> &'static str {
-    op.kind().name()
-}
-
 impl Transmit for LocalSink {
     fn send(&mut self, q: &Queued) -> Result<(), SinkError> {
         self.apply(&q.event)
@@ -449,15 +445,7 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     fn op(path: &Path, op: Op) -> Queued {
-        let event = Event {
-            seq: 0,
-            ktime_ns: 0,
-            pid: 1,
-            tid: 1,
-            path: path.into(),
-            object: None,
-            op,
-        };
+        let event = Event::new(path, op);
         Queued {
             seq: 1,
             event,

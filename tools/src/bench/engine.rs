@@ -19,19 +19,13 @@ use rill_engine::journal::{Journal, JournalConfig};
 use rill_engine::queue::{queue, AtLimit, Consumer, Limits, Producer, Pushed};
 
 fn event(i: u64, size: usize) -> Event {
-    Event {
-        seq: 0,
-        ktime_ns: i,
-        pid: 1,
-        tid: 1,
-        path: format!("/data/file-{}", i % 64).into(),
-        object: None,
-        op: Op::Write {
-            offset: i * size as u64,
-            len: size as u64,
-            data: Some(vec![(i % 251) as u8; size]),
-        },
-    }
+    let data = Some(vec![(i % 251) as u8; size]);
+    let op = Op::Write {
+        offset: i * size as u64,
+        len: size as u64,
+        data,
+    };
+    Event::new(format!("/data/file-{}", i % 64), op)
 }
 
 fn open_queue(dir: &Path, memory_bytes: u64) -> Result<(Producer, Consumer)> {
