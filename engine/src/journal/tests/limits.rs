@@ -159,22 +159,7 @@ fn free_space_min_on_a_small_ext4() {
     let (mut w, mut r, _) = Journal::open(c.clone()).unwrap();
     let payload = vec![7u8; 4096];
     let mut seq = 0;
-    let err = loop {
-        match w.append(seq + 1, &payload) {
-            Ok(()) => seq += 1,
-            Err(e) => break e,
-        }
-    };
-    assert!(
-        matches!(
-            err,
-            JournalError::Full {
-                reason: FullReason::FreeSpace,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    fill_until_free_space_floor(&mut w, &mut seq, |_| payload.clone());
     // About 1 MiB fit (less what ext4 spends on metadata).
     assert!((100..=260).contains(&seq), "{seq} appends before Full");
     let before = sizes(&jdir);
@@ -201,22 +186,7 @@ fn a_really_full_file_system_is_full_not_torn() {
     let c = cfg(&jdir, 1 << 20);
     let (mut w, _r, _) = Journal::open(c.clone()).unwrap();
     let mut seq = 0;
-    let err = loop {
-        match w.append(seq + 1, &payload_for(seq + 1, 20_000)) {
-            Ok(()) => seq += 1,
-            Err(e) => break e,
-        }
-    };
-    assert!(
-        matches!(
-            err,
-            JournalError::Full {
-                reason: FullReason::FreeSpace,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    fill_until_free_space_floor(&mut w, &mut seq, |seq| payload_for(seq, 20_000));
     assert!(seq > 1000, "only {seq} appends on 32 MiB");
     // Still refused cleanly, and the writer is still usable for what fits.
     let _ = w.append(seq + 1, &payload_for(seq + 1, 20_000));
@@ -231,4 +201,29 @@ fn a_really_full_file_system_is_full_not_torn() {
         assert_eq!(rec.seq, i as u64 + 1);
         assert_eq!(rec.payload, payload_for(rec.seq, 20_000));
     }
+}
+
+/// Appends until the journal refuses, which must be for the free-space floor; `seq` ends
+/// at the last sequence number appended.
+fn fill_until_free_space_floor(
+    w: &mut JournalWriter,
+    seq: &mut u64,
+    payload: impl Fn(u64) -> Vec<u8>,
+) {
+    let err = loop {
+        match w.append(*seq + 1, &payload(*seq + 1)) {
+            Ok(()) => *seq += 1,
+            Err(e) => break e,
+        }
+    };
+    assert!(
+        matches!(
+            err,
+            JournalError::Full {
+                reason: FullReason::FreeSpace,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
