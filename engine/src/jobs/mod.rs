@@ -1,0 +1,1 @@
+//! Jobs and their state in an embedded database (being written).

@@ -1,0 +1,1 @@
+//! The local management API that rillctl drives (being written).

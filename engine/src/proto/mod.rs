@@ -1,0 +1,1 @@
+//! Wire protocol: versioned frames between a source and a target (being written).

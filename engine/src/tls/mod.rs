@@ -1,0 +1,1 @@
+//! Host identity and peer trust for mutual TLS (being written).
