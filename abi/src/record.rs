@@ -45,6 +45,12 @@ pub const FLAG_OBJECT_ID: u16 = 1 << 5;
 /// and the in-kernel walk is the most expensive part of their records, so the driver sends
 /// it once per open file and again after any rename (which may change it).
 pub const FLAG_PATH_CACHED: u16 = 1 << 6;
+/// Set only by userspace, never by a driver: the record carries the values the operation
+/// set, read from the source file after it was captured (a `Utimes`'s times in `args`, a
+/// `SetXattr`'s value in the data section), so it can be applied where the source is not.
+pub const FLAG_VALUES: u16 = 1 << 7;
+/// The largest extended attribute value Linux stores (`XATTR_SIZE_MAX`).
+pub const XATTR_VALUE_MAX: u64 = 65536;
 /// The data section holds fewer bytes than `args[1]` for a reason given by another flag.
 pub const FLAG_PARTIAL_MASK: u16 = FLAG_RANGE_ONLY | FLAG_THROTTLED | FLAG_DATA_FAULT;
 
@@ -67,7 +73,8 @@ pub const DIRTY_RESCAN_ALL: u64 = 5;
 /// | Create | mode, open flags | path |
 /// | Truncate | size | path |
 /// | Fallocate | mode, offset, len | path |
-/// | Unlink, Rmdir, Utimes | - | path |
+/// | Unlink, Rmdir | - | path |
+/// | Utimes | with `FLAG_VALUES`: atime s, atime ns \| mtime ns << 32, mtime s | path |
 /// | Mkdir | mode | path |
 /// | Mknod | mode (with type bits), rdev | path |
 /// | Rename | renameat2 flags | path (old), path2 (new) |
@@ -75,7 +82,7 @@ pub const DIRTY_RESCAN_ALL: u64 = 5;
 /// | Symlink | - | path (the link), name (its target text) |
 /// | Chmod | mode | path |
 /// | Chown | uid, gid (u32::MAX: unchanged) | path |
-/// | SetXattr, RemoveXattr | flags, value size | path, name (attribute name) |
+/// | SetXattr, RemoveXattr | flags, value size | path, name (attribute name), data (the value, with `FLAG_VALUES`) |
 /// | Dirty | reason (DIRTY_*) | path |
 /// | Overflow | records lost | - |
 ///
@@ -300,7 +307,12 @@ impl<'a> Record<'a> {
             });
         }
         let data_len = header.sections[Section::Data as usize] as u64;
-        if data_len > 0 && (kind != Kind::Write || data_len > header.args[1]) {
+        let data_max = match kind {
+            Kind::Write => header.args[1],
+            Kind::SetXattr if header.flags & FLAG_VALUES != 0 => XATTR_VALUE_MAX,
+            _ => 0,
+        };
+        if data_len > data_max {
             return Err(DecodeError::BadSection(Section::Data));
         }
         let mut sections: [&'a [u8]; SECTION_COUNT] = [&[]; SECTION_COUNT];

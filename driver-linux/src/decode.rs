@@ -7,11 +7,13 @@ use std::path::PathBuf;
 
 use rill_abi::{
     join_path,
-    record::{FLAG_OBJECT_ID, FLAG_PARTIAL_MASK, FLAG_PATH_CACHED, FLAG_PATH_TRUNCATED},
+    record::{
+        FLAG_OBJECT_ID, FLAG_PARTIAL_MASK, FLAG_PATH_CACHED, FLAG_PATH_TRUNCATED, FLAG_VALUES,
+    },
     Kind, Record, Section,
 };
 
-use crate::event::{DirtyReason, Event, Op};
+use crate::event::{DirtyReason, Event, FileTimes, Op};
 use crate::{DriverError, Result};
 
 fn path(r: &Record<'_>, base: Section, name: Section) -> Result<PathBuf> {
@@ -133,9 +135,15 @@ pub fn to_event(r: &Record<'_>, cache: &mut PathCache) -> Result<Event> {
                 uid: opt_id(h.args[0]),
                 gid: opt_id(h.args[1]),
             },
-            Kind::Utimes => Op::Utimes,
+            Kind::Utimes => Op::Utimes {
+                times: (h.flags & FLAG_VALUES != 0).then(|| FileTimes {
+                    atime: (h.args[0] as i64, h.args[1] as u32),
+                    mtime: (h.args[2] as i64, (h.args[1] >> 32) as u32),
+                }),
+            },
             Kind::SetXattr => Op::SetXattr {
                 name: text(r, Section::Name),
+                value: (h.flags & FLAG_VALUES != 0).then(|| r.section(Section::Data).to_vec()),
             },
             Kind::RemoveXattr => Op::RemoveXattr {
                 name: text(r, Section::Name),

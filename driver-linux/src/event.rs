@@ -77,9 +77,15 @@ pub enum Op {
         uid: Option<u32>,
         gid: Option<u32>,
     },
-    Utimes,
+    /// `times`: the file's access and modification times once the call was made, when
+    /// they have been read from the source (the capture itself does not carry them).
+    Utimes {
+        times: Option<FileTimes>,
+    },
+    /// `value`: the attribute's value, when it has been read from the source.
     SetXattr {
         name: OsString,
+        value: Option<Vec<u8>>,
     },
     RemoveXattr {
         name: OsString,
@@ -92,6 +98,13 @@ pub enum Op {
     Overflow {
         count: u64,
     },
+}
+
+/// A file's access and modification times: seconds and nanoseconds since the epoch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FileTimes {
+    pub atime: (i64, u32),
+    pub mtime: (i64, u32),
 }
 
 /// Why a file became dirty.
@@ -160,7 +173,7 @@ impl Op {
             Op::Symlink { .. } => Kind::Symlink,
             Op::Chmod { .. } => Kind::Chmod,
             Op::Chown { .. } => Kind::Chown,
-            Op::Utimes => Kind::Utimes,
+            Op::Utimes { .. } => Kind::Utimes,
             Op::SetXattr { .. } => Kind::SetXattr,
             Op::RemoveXattr { .. } => Kind::RemoveXattr,
             Op::Dirty { .. } => Kind::Dirty,
@@ -229,10 +242,12 @@ impl Event {
                 put("uid", json!(uid));
                 put("gid", json!(gid));
             }
-            Op::SetXattr { name } | Op::RemoveXattr { name } => put("name", lossy(name.as_bytes())),
+            Op::SetXattr { name, .. } | Op::RemoveXattr { name } => {
+                put("name", lossy(name.as_bytes()))
+            }
             Op::Dirty { reason } => put("reason", json!(reason.name())),
             Op::Overflow { count } => put("count", json!(count)),
-            Op::Unlink | Op::Rmdir | Op::Utimes => {}
+            Op::Unlink | Op::Rmdir | Op::Utimes { .. } => {}
         }
         Value::Object(m)
     }

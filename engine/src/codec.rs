@@ -7,7 +7,7 @@
 
 use std::os::unix::ffi::OsStrExt;
 
-use rill_abi::record::{FLAG_OBJECT_ID, FLAG_RANGE_ONLY};
+use rill_abi::record::{FLAG_OBJECT_ID, FLAG_RANGE_ONLY, FLAG_VALUES};
 use rill_abi::{Kind, Record, RecordHeader, SECTION_COUNT};
 use rill_driver_linux::decode::{to_event, PathCache};
 use rill_driver_linux::{Event, Op};
@@ -54,10 +54,25 @@ pub fn encode(ev: &Event, out: &mut Vec<u8>) -> Result<(), CodecError> {
         Op::Link { target } => path2 = target.as_os_str().as_bytes(),
         Op::Symlink { target } => name = target.as_bytes(),
         Op::Chown { uid, gid } => args[..2].copy_from_slice(&[id(*uid), id(*gid)]),
-        Op::SetXattr { name: n } | Op::RemoveXattr { name: n } => name = n.as_bytes(),
+        Op::SetXattr { name: n, value } => {
+            name = n.as_bytes();
+            if let Some(v) = value {
+                data = v;
+                flags |= FLAG_VALUES;
+            }
+        }
+        Op::RemoveXattr { name: n } => name = n.as_bytes(),
+        Op::Utimes { times: Some(t) } => {
+            flags |= FLAG_VALUES;
+            args[..3].copy_from_slice(&[
+                t.atime.0 as u64,
+                u64::from(t.atime.1) | u64::from(t.mtime.1) << 32,
+                t.mtime.0 as u64,
+            ]);
+        }
         Op::Dirty { reason } => args[0] = reason.to_abi(),
         Op::Overflow { count } => args[0] = *count,
-        Op::Unlink | Op::Rmdir | Op::Utimes => {}
+        Op::Unlink | Op::Rmdir | Op::Utimes { times: None } => {}
     }
     let (dev, ino) = ev.object.unwrap_or((0, 0));
     if ev.object.is_some() {
@@ -142,7 +157,19 @@ mod tests {
                 .prop_map(|(mode, offset, len)| Op::Fallocate { mode, offset, len }),
             Just(Op::Unlink),
             Just(Op::Rmdir),
-            Just(Op::Utimes),
+            Just(Op::Utimes { times: None }),
+            (
+                any::<i64>(),
+                0u32..1_000_000_000,
+                any::<i64>(),
+                0u32..1_000_000_000
+            )
+                .prop_map(|(a, an, m, mn)| Op::Utimes {
+                    times: Some(rill_driver_linux::FileTimes {
+                        atime: (a, an),
+                        mtime: (m, mn)
+                    })
+                }),
             any::<u32>().prop_map(|mode| Op::Mkdir { mode }),
             (any::<u32>(), any::<u64>()).prop_map(|(mode, rdev)| Op::Mknod { mode, rdev }),
             (path(), any::<u32>()).prop_map(|(new_path, flags)| Op::Rename { new_path, flags }),
@@ -156,9 +183,14 @@ mod tests {
                 proptest::option::of(0u32..u32::MAX)
             )
                 .prop_map(|(uid, gid)| Op::Chown { uid, gid }),
-            "user\\.[a-z]{1,10}".prop_map(|n| Op::SetXattr {
-                name: OsString::from(n)
-            }),
+            (
+                "user\\.[a-z]{1,10}",
+                proptest::option::of(proptest::collection::vec(any::<u8>(), 0..64))
+            )
+                .prop_map(|(n, value)| Op::SetXattr {
+                    name: OsString::from(n),
+                    value
+                }),
             "user\\.[a-z]{1,10}".prop_map(|n| Op::RemoveXattr {
                 name: OsString::from(n)
             }),

@@ -6,6 +6,7 @@
 //! durable change journal so the files are remirrored later. Every knob is a setting with
 //! the reference guide's name, checked against its range when read.
 
+pub mod apply;
 pub mod change_journal;
 pub mod codec;
 pub mod drain;
@@ -16,6 +17,7 @@ pub mod mgmt;
 pub mod proto;
 pub mod queue;
 pub mod repset;
+pub mod resolve;
 pub mod service;
 pub mod settings;
 pub mod sink;

@@ -164,7 +164,7 @@ fn payload_bytes(ev: &Event) -> u64 {
         Op::Rename { new_path, .. } => new_path.as_os_str().len(),
         Op::Link { target } => target.as_os_str().len(),
         Op::Symlink { target } => target.len(),
-        Op::SetXattr { name } | Op::RemoveXattr { name } => name.len(),
+        Op::SetXattr { name, .. } | Op::RemoveXattr { name } => name.len(),
         _ => 0,
     };
     (ev.path.as_os_str().len() + extra) as u64

@@ -1,0 +1,502 @@
+//! Applying operations beneath a replica root: the target's half of replication.
+//!
+//! An [`Applier`] takes operations whose paths are relative to the replicated source
+//! directory and whose values were read on the source (see [`crate::resolve`]), and
+//! applies them beneath one root directory. It never reads anything but the replica, so it
+//! serves the target of a network connection and a local replica alike.
+//!
+//! Confinement is the whole point of this file: every path must be relative and made of
+//! normal components only (no `..`, no root, no `.`), it is resolved with
+//! `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)` from the root,
+//! and the last component is acted on with `*at` calls that do not follow symlinks. So
+//! neither a peer's `..`, an absolute name, nor a symlink planted in the replica (or raced
+//! into it) leads outside the root.
+//!
+//! Operations are idempotent where a replay needs it (an `unlink` of a missing name, a
+//! `mkdir` of an existing directory succeed): after a crash, a target may receive again
+//! operations it applied but had not acknowledged.
+
+use std::collections::HashMap;
+use std::ffi::{CString, OsStr};
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rill_driver_linux::{Event, FileTimes, Op};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("{0:?} is not a path beneath the replica (relative, without `..` or `.` components)")]
+    Outside(PathBuf),
+    #[error("{what} of {path} carries no value: it was not read on the source")]
+    Unresolved { what: &'static str, path: PathBuf },
+    #[error("{0:?} is not an operation to apply")]
+    NotAnOperation(Op),
+    #[error("applying {op} to {path}: {source}")]
+    Apply {
+        op: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+}
+
+impl ApplyError {
+    /// Whether trying again later may succeed (a busy or locked file, a full disk), as
+    /// opposed to an operation that can never apply (a path outside the replica).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ApplyError::Apply { source, .. } => matches!(
+                source.raw_os_error(),
+                Some(libc::EBUSY | libc::ETXTBSY | libc::EAGAIN | libc::ENOSPC | libc::EDQUOT)
+            ),
+            _ => false,
+        }
+    }
+}
+
+/// What the applier replicates besides names and data.
+#[derive(Clone, Copy, Debug)]
+pub struct ApplyOptions {
+    /// Mode, owner and times (`DisableAttributeReplication` = 0).
+    pub attributes: bool,
+    /// Extended attributes (`ExtendedAttributes` = 1).
+    pub xattrs: bool,
+    /// How long a written file is kept open for the next write (`TGCloseDelay`).
+    pub close_delay: Duration,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        ApplyOptions {
+            attributes: true,
+            xattrs: true,
+            close_delay: Duration::from_millis(1000),
+        }
+    }
+}
+
+/// Applies operations beneath one root directory.
+pub struct Applier {
+    root: OwnedFd,
+    options: ApplyOptions,
+    /// Files written since the last flush (synced by `flush`), and when each was last used.
+    open: HashMap<PathBuf, (File, Instant)>,
+}
+
+fn cstr(b: &[u8]) -> io::Result<CString> {
+    CString::new(b).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in a name"))
+}
+
+fn cvt(r: libc::c_long) -> io::Result<libc::c_long> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// Tolerates the errors a replayed operation meets: the name is already gone or there.
+fn replayed(r: io::Result<()>, tolerated: i32) -> io::Result<()> {
+    match r {
+        Err(e) if e.raw_os_error() == Some(tolerated) => Ok(()),
+        other => other,
+    }
+}
+
+/// `path` as a name beneath the replica root: relative, normal components only.
+pub fn confined(path: &Path) -> Result<&Path, ApplyError> {
+    if path
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_)))
+        || path.as_os_str().as_bytes().contains(&0)
+    {
+        return Err(ApplyError::Outside(path.into()));
+    }
+    Ok(path)
+}
+
+impl Applier {
+    /// Applies operations beneath the existing directory `root`.
+    pub fn new(root: &Path, options: ApplyOptions) -> io::Result<Applier> {
+        let c = cstr(root.as_os_str().as_bytes())?;
+        // SAFETY: a NUL-terminated path; the fd is owned on success.
+        let fd = cvt(unsafe {
+            libc::open(
+                c.as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        } as libc::c_long)?;
+        Ok(Applier {
+            // SAFETY: a fresh descriptor from open.
+            root: unsafe { OwnedFd::from_raw_fd(fd as RawFd) },
+            options,
+            open: HashMap::new(),
+        })
+    }
+
+    /// Opens `rel` beneath the root, never through a symlink.
+    fn open(&self, rel: &Path, flags: i32, mode: u32) -> io::Result<OwnedFd> {
+        let p = if rel.as_os_str().is_empty() {
+            OsStr::new(".")
+        } else {
+            rel.as_os_str()
+        };
+        let c = cstr(p.as_bytes())?;
+        let how = OpenHow {
+            flags: (flags | libc::O_CLOEXEC) as u64,
+            mode: if flags & libc::O_CREAT != 0 {
+                mode as u64
+            } else {
+                0
+            },
+            resolve: libc::RESOLVE_BENEATH
+                | libc::RESOLVE_NO_SYMLINKS
+                | libc::RESOLVE_NO_MAGICLINKS,
+        };
+        // SAFETY: valid pointers for the call; the fd is owned on success.
+        let fd = cvt(unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                self.root.as_raw_fd(),
+                c.as_ptr(),
+                &how as *const OpenHow,
+                std::mem::size_of::<OpenHow>(),
+            )
+        })?;
+        // SAFETY: a fresh descriptor from openat2.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    }
+
+    /// The directory holding `rel` (opened beneath the root) and the last component.
+    fn parent(&self, rel: &Path) -> io::Result<(OwnedFd, CString)> {
+        let name = rel
+            .file_name()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
+        let dir = self.open(
+            rel.parent().unwrap_or(Path::new("")),
+            libc::O_PATH | libc::O_DIRECTORY,
+            0,
+        )?;
+        Ok((dir, cstr(name.as_bytes())?))
+    }
+
+    /// Applies one operation. Paths are relative to the replicated source directory.
+    pub fn apply(&mut self, ev: &Event) -> Result<(), ApplyError> {
+        let rel = confined(&ev.path)?;
+        let name = ev.op.kind().name();
+        let err = |source| ApplyError::Apply {
+            op: name,
+            path: ev.path.clone(),
+            source,
+        };
+        let unresolved = |what| ApplyError::Unresolved {
+            what,
+            path: ev.path.clone(),
+        };
+        let attributes = self.options.attributes;
+        let r: io::Result<()> = match &ev.op {
+            Op::Write {
+                offset,
+                data: Some(d),
+                ..
+            } => self
+                .writable(rel, 0o600)
+                .and_then(|f| f.write_all_at(d, *offset)),
+            Op::Write { data: None, .. } => return Err(unresolved("write")),
+            Op::Create { mode } => self.writable(rel, *mode).and_then(|f| {
+                if attributes {
+                    fchmod(f.as_raw_fd(), *mode)
+                } else {
+                    Ok(())
+                }
+            }),
+            Op::Truncate { size } => self.writable(rel, 0o600).and_then(|f| f.set_len(*size)),
+            Op::Fallocate { mode, offset, len } => self.writable(rel, 0o600).and_then(|f| {
+                // SAFETY: a valid fd and plain integers.
+                cvt(unsafe {
+                    libc::fallocate(f.as_raw_fd(), *mode as i32, *offset as i64, *len as i64)
+                } as libc::c_long)
+                .map(drop)
+            }),
+            Op::Unlink | Op::Rmdir => {
+                self.open.remove(rel);
+                self.parent(rel).and_then(|(d, n)| {
+                    let flags = if matches!(ev.op, Op::Rmdir) {
+                        libc::AT_REMOVEDIR
+                    } else {
+                        0
+                    };
+                    // SAFETY: a valid dirfd and NUL-terminated name.
+                    replayed(
+                        cvt(unsafe { libc::unlinkat(d.as_raw_fd(), n.as_ptr(), flags) }
+                            as libc::c_long)
+                        .map(drop),
+                        libc::ENOENT,
+                    )
+                })
+            }
+            Op::Mkdir { mode } => self.parent(rel).and_then(|(d, n)| {
+                // SAFETY: as above.
+                replayed(
+                    cvt(unsafe { libc::mkdirat(d.as_raw_fd(), n.as_ptr(), *mode) } as libc::c_long)
+                        .map(drop),
+                    libc::EEXIST,
+                )?;
+                if !attributes {
+                    return Ok(());
+                }
+                let dir = self.open(rel, libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
+                fchmod(dir.as_raw_fd(), *mode)
+            }),
+            Op::Mknod { mode, rdev } => self.parent(rel).and_then(|(d, n)| {
+                // SAFETY: as above.
+                replayed(
+                    cvt(
+                        unsafe { libc::mknodat(d.as_raw_fd(), n.as_ptr(), *mode, *rdev) }
+                            as libc::c_long,
+                    )
+                    .map(drop),
+                    libc::EEXIST,
+                )
+            }),
+            Op::Rename { new_path, flags } => {
+                let to = confined(new_path)?;
+                // The open file keeps its data; it is synced under its new name.
+                if let Some(f) = self.open.remove(rel) {
+                    self.open.insert(to.to_path_buf(), f);
+                }
+                let ((fd, fname), (td, tname)) = (
+                    self.parent(rel).map_err(err)?,
+                    self.parent(to).map_err(err)?,
+                );
+                // SAFETY: valid dirfds and NUL-terminated names.
+                cvt(unsafe {
+                    libc::syscall(
+                        libc::SYS_renameat2,
+                        fd.as_raw_fd(),
+                        fname.as_ptr(),
+                        td.as_raw_fd(),
+                        tname.as_ptr(),
+                        *flags,
+                    )
+                })
+                .map(drop)
+            }
+            Op::Link { target } => {
+                let existing = confined(target)?;
+                let ((ed, ename), (nd, nname)) = (
+                    self.parent(existing).map_err(err)?,
+                    self.parent(rel).map_err(err)?,
+                );
+                // SAFETY: valid dirfds and NUL-terminated names; flags 0 never follows.
+                replayed(
+                    cvt(unsafe {
+                        libc::linkat(
+                            ed.as_raw_fd(),
+                            ename.as_ptr(),
+                            nd.as_raw_fd(),
+                            nname.as_ptr(),
+                            0,
+                        )
+                    } as libc::c_long)
+                    .map(drop),
+                    libc::EEXIST,
+                )
+            }
+            Op::Symlink { target } => self.parent(rel).and_then(|(d, n)| {
+                let t = cstr(target.as_bytes())?;
+                // SAFETY: as above. The link text is stored, never followed here.
+                replayed(
+                    cvt(
+                        unsafe { libc::symlinkat(t.as_ptr(), d.as_raw_fd(), n.as_ptr()) }
+                            as libc::c_long,
+                    )
+                    .map(drop),
+                    libc::EEXIST,
+                )
+            }),
+            Op::Chmod { .. } | Op::Chown { .. } | Op::Utimes { .. } if !attributes => Ok(()),
+            Op::Chmod { mode } => self.parent_or_root(rel).and_then(|(d, n)| {
+                // fchmodat2 with AT_SYMLINK_NOFOLLOW: the last component is never followed.
+                // SAFETY: as above.
+                cvt(unsafe {
+                    libc::syscall(
+                        libc::SYS_fchmodat2,
+                        d.as_raw_fd(),
+                        n.as_ptr(),
+                        *mode,
+                        libc::AT_SYMLINK_NOFOLLOW | at_empty(&n),
+                    )
+                })
+                .map(drop)
+            }),
+            Op::Chown { uid, gid } => self.parent_or_root(rel).and_then(|(d, n)| {
+                let id = |v: Option<u32>| v.unwrap_or(u32::MAX);
+                // SAFETY: as above.
+                cvt(unsafe {
+                    libc::fchownat(
+                        d.as_raw_fd(),
+                        n.as_ptr(),
+                        id(*uid),
+                        id(*gid),
+                        libc::AT_SYMLINK_NOFOLLOW | at_empty(&n),
+                    )
+                } as libc::c_long)
+                .map(drop)
+            }),
+            Op::Utimes { times: Some(t) } => self.set_times(rel, t),
+            Op::Utimes { times: None } => return Err(unresolved("utimes")),
+            Op::SetXattr { .. } | Op::RemoveXattr { .. } if !self.options.xattrs => Ok(()),
+            Op::SetXattr { value: None, .. } => return Err(unresolved("setxattr")),
+            Op::SetXattr {
+                name: attr,
+                value: Some(value),
+            } => self.xattr(rel, attr.as_bytes(), Some(value)),
+            Op::RemoveXattr { name: attr } => self.xattr(rel, attr.as_bytes(), None),
+            op @ (Op::Dirty { .. } | Op::Overflow { .. }) => {
+                return Err(ApplyError::NotAnOperation(op.clone()))
+            }
+        };
+        r.map_err(err)
+    }
+
+    /// Like [`Applier::parent`], but the root itself (an empty name) is the root with an
+    /// empty name, for the `AT_EMPTY_PATH` forms of the attribute calls.
+    fn parent_or_root(&self, rel: &Path) -> io::Result<(OwnedFd, CString)> {
+        if rel.as_os_str().is_empty() {
+            Ok((
+                self.open(rel, libc::O_RDONLY | libc::O_DIRECTORY, 0)?,
+                CString::default(),
+            ))
+        } else {
+            self.parent(rel)
+        }
+    }
+
+    /// The replica file for a data operation, kept open for `close_delay` after its last
+    /// use so a stream of writes does not reopen it each time.
+    fn writable(&mut self, rel: &Path, create_mode: u32) -> io::Result<&File> {
+        if !self.open.contains_key(rel) {
+            let fd = self.open(rel, libc::O_WRONLY | libc::O_CREAT, create_mode)?;
+            self.open
+                .insert(rel.to_path_buf(), (File::from(fd), Instant::now()));
+        }
+        let (file, used) = self
+            .open
+            .get_mut(rel)
+            .ok_or_else(|| io::Error::other("replica file vanished from the open set"))?;
+        *used = Instant::now();
+        Ok(file)
+    }
+
+    fn set_times(&self, rel: &Path, t: &FileTimes) -> io::Result<()> {
+        let ts = |(s, ns): (i64, u32)| libc::timespec {
+            tv_sec: s,
+            tv_nsec: i64::from(ns),
+        };
+        let times = [ts(t.atime), ts(t.mtime)];
+        let (d, n) = self.parent_or_root(rel)?;
+        // SAFETY: a valid dirfd, name and two timespecs.
+        cvt(unsafe {
+            libc::utimensat(
+                d.as_raw_fd(),
+                n.as_ptr(),
+                times.as_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW | at_empty(&n),
+            )
+        } as libc::c_long)
+        .map(drop)
+    }
+
+    fn xattr(&self, rel: &Path, attr: &[u8], value: Option<&Vec<u8>>) -> io::Result<()> {
+        let name = cstr(attr)?;
+        let target = File::from(self.open(rel, libc::O_RDONLY | libc::O_NOFOLLOW, 0)?);
+        match value {
+            // SAFETY: a valid fd, a NUL-terminated name and a buffer of the given length.
+            Some(v) => cvt(unsafe {
+                libc::fsetxattr(
+                    target.as_raw_fd(),
+                    name.as_ptr(),
+                    v.as_ptr().cast(),
+                    v.len(),
+                    0,
+                )
+            } as libc::c_long)
+            .map(drop),
+            // SAFETY: as above.
+            None => replayed(
+                cvt(
+                    unsafe { libc::fremovexattr(target.as_raw_fd(), name.as_ptr()) }
+                        as libc::c_long,
+                )
+                .map(drop),
+                libc::ENODATA,
+            ),
+        }
+    }
+
+    /// Closes files not written for `close_delay` (after syncing them).
+    pub fn close_idle(&mut self) -> io::Result<()> {
+        let delay = self.options.close_delay;
+        let idle: Vec<PathBuf> = self
+            .open
+            .iter()
+            .filter(|(_, (_, used))| used.elapsed() >= delay)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in idle {
+            if let Some((f, _)) = self.open.remove(&p) {
+                f.sync_data()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes everything applied so far durable: syncs the files written since the last
+    /// flush and the file system holding the replica (names and attributes).
+    pub fn flush(&mut self) -> Result<(), ApplyError> {
+        let err = |path: &Path, source| ApplyError::Apply {
+            op: "flush",
+            path: path.to_path_buf(),
+            source,
+        };
+        for (rel, (file, _)) in &self.open {
+            file.sync_data().map_err(|e| err(rel, e))?;
+        }
+        // A sync of the file system covers names and attributes of the whole tree; the root
+        // is held as O_PATH, which syncfs refuses, so it is opened for reading here.
+        let root = self
+            .open(Path::new(""), libc::O_RDONLY | libc::O_DIRECTORY, 0)
+            .map_err(|e| err(Path::new(""), e))?;
+        // SAFETY: a valid fd.
+        cvt(unsafe { libc::syncfs(root.as_raw_fd()) } as libc::c_long)
+            .map_err(|e| err(Path::new(""), e))?;
+        self.close_idle().map_err(|e| err(Path::new(""), e))
+    }
+}
+
+fn at_empty(name: &CString) -> i32 {
+    if name.as_bytes().is_empty() {
+        libc::AT_EMPTY_PATH
+    } else {
+        0
+    }
+}
+
+/// `struct open_how` of `linux/openat2.h` (kernel ABI). libc declares it non-exhaustive,
+/// so it cannot be built with a struct expression; this is the same three u64s.
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+fn fchmod(fd: RawFd, mode: u32) -> io::Result<()> {
+    // SAFETY: a valid fd.
+    cvt(unsafe { libc::fchmod(fd, mode & 0o7777) } as libc::c_long).map(drop)
+}

@@ -1,0 +1,290 @@
+//! Completing captured operations on the source, so they can be applied elsewhere.
+//!
+//! The capture records what a call did, not always the values it left: a range-only write
+//! (too large to copy inline, or copied while the driver throttled) has no bytes, a
+//! `utimes` no times, a `setxattr` no value. The [`Resolver`] reads them from the source
+//! file when the operation is sent, and makes every path relative to the replicated
+//! directory, so what leaves the source host is self-contained and the target never needs
+//! to see an absolute source path.
+//!
+//! Values read at send time are the file's current ones, not necessarily the ones of the
+//! moment of the call; later operations in the stream carry the rest, so the replica
+//! converges. A file gone by then is not an error: its removal or rename follows.
+//!
+//! Writes also move a file's times on the replica, so the resolver remembers which files
+//! were written and [`Resolver::times_of_written`] gives the source's current times for
+//! each, to be sent after them.
+
+use std::collections::BTreeSet;
+use std::ffi::CString;
+use std::fs::File;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use rill_driver_linux::{Event, FileTimes, Op};
+
+/// Why an operation cannot be sent.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error("{0} is not under the replicated source directory")]
+    Outside(PathBuf),
+    #[error("{0:?} is not an operation to send: the file goes through the change journal")]
+    NotAnOperation(Op),
+    #[error("reading {what} of {path} on the source: {source}")]
+    Read {
+        what: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+}
+
+/// What the source sends besides names and data.
+#[derive(Clone, Copy, Debug)]
+pub struct ResolveOptions {
+    /// Mode, owner and times (`DisableAttributeReplication` = 0).
+    pub attributes: bool,
+    /// Extended attributes (`ExtendedAttributes` = 1).
+    pub xattrs: bool,
+}
+
+impl Default for ResolveOptions {
+    fn default() -> Self {
+        ResolveOptions {
+            attributes: true,
+            xattrs: true,
+        }
+    }
+}
+
+/// Turns captured operations on files under `source` into self-contained ones.
+pub struct Resolver {
+    source: PathBuf,
+    options: ResolveOptions,
+    /// Files written since the last `times_of_written`, relative.
+    written: BTreeSet<PathBuf>,
+}
+
+/// The most bytes one resolved write carries: the bytes are read into memory to be sent.
+pub const MAX_RESOLVED_WRITE: u64 = 4 << 20;
+
+/// The largest extended attribute value Linux allows (`XATTR_SIZE_MAX`).
+const XATTR_SIZE_MAX: usize = 65536;
+
+impl Resolver {
+    pub fn new(source: &Path, options: ResolveOptions) -> Resolver {
+        Resolver {
+            source: source.to_path_buf(),
+            options,
+            written: BTreeSet::new(),
+        }
+    }
+
+    /// The replicated source directory.
+    pub fn source(&self) -> &Path {
+        &self.source
+    }
+
+    /// `path` relative to the source directory.
+    pub fn relative(&self, path: &Path) -> Result<PathBuf, ResolveError> {
+        path.strip_prefix(&self.source)
+            .map(Path::to_path_buf)
+            .map_err(|_| ResolveError::Outside(path.into()))
+    }
+
+    /// The operation, completed and with relative paths, appended to `out`: nothing when
+    /// there is nothing to send (the file is gone, or the options leave the operation
+    /// out), several writes of at most [`MAX_RESOLVED_WRITE`] bytes for a large range.
+    pub fn resolve(&mut self, ev: Event, out: &mut Vec<Event>) -> Result<(), ResolveError> {
+        match ev.op {
+            Op::Write {
+                offset,
+                len,
+                data: None,
+            } if len > MAX_RESOLVED_WRITE => {
+                let mut at = 0;
+                while at < len {
+                    let n = (len - at).min(MAX_RESOLVED_WRITE);
+                    let piece = Event {
+                        op: Op::Write {
+                            offset: offset + at,
+                            len: n,
+                            data: None,
+                        },
+                        ..ev.clone()
+                    };
+                    let before = out.len();
+                    out.extend(self.resolve_one(piece)?);
+                    // A short read means the file ends here: the rest does not exist.
+                    if out.len() == before
+                        || matches!(out.last(), Some(Event { op: Op::Write { len: got, .. }, .. }) if *got < n)
+                    {
+                        break;
+                    }
+                    at += n;
+                }
+                Ok(())
+            }
+            _ => {
+                out.extend(self.resolve_one(ev)?);
+                Ok(())
+            }
+        }
+    }
+
+    fn resolve_one(&mut self, mut ev: Event) -> Result<Option<Event>, ResolveError> {
+        let absolute = ev.path.clone();
+        ev.path = self.relative(&absolute)?;
+        let read = |what, source| ResolveError::Read {
+            what,
+            path: absolute.clone(),
+            source,
+        };
+        match &mut ev.op {
+            Op::Write { offset, len, data } => {
+                if data.is_none() {
+                    match read_range(&absolute, *offset, *len) {
+                        Ok(bytes) => {
+                            *len = bytes.len() as u64;
+                            *data = Some(bytes);
+                        }
+                        Err(e) if gone(&e) => return Ok(None),
+                        Err(e) => return Err(read("data", e)),
+                    }
+                }
+                self.written.insert(ev.path.clone());
+            }
+            Op::Create { .. } | Op::Truncate { .. } | Op::Fallocate { .. } => {
+                self.written.insert(ev.path.clone());
+            }
+            Op::Rename { new_path, .. } => {
+                *new_path = self.relative(new_path)?;
+                if self.written.remove(&ev.path) {
+                    self.written.insert(new_path.clone());
+                }
+            }
+            Op::Link { target } => *target = self.relative(target)?,
+            Op::Chmod { .. } | Op::Chown { .. } | Op::Utimes { .. } if !self.options.attributes => {
+                return Ok(None)
+            }
+            Op::Utimes { times } => match file_times(&absolute) {
+                Ok(t) => *times = Some(t),
+                Err(e) if gone(&e) => return Ok(None),
+                Err(e) => return Err(read("times", e)),
+            },
+            Op::SetXattr { .. } | Op::RemoveXattr { .. } if !self.options.xattrs => {
+                return Ok(None)
+            }
+            Op::SetXattr { name, value } => match get_xattr(&absolute, name.as_bytes()) {
+                Ok(v) => *value = Some(v),
+                // Removed since (or the file is gone): the removal follows in the stream.
+                Err(e) if gone(&e) || e.raw_os_error() == Some(libc::ENODATA) => return Ok(None),
+                Err(e) => return Err(read("extended attribute", e)),
+            },
+            Op::Dirty { .. } | Op::Overflow { .. } => {
+                return Err(ResolveError::NotAnOperation(ev.op.clone()))
+            }
+            Op::Unlink => {
+                self.written.remove(&ev.path);
+            }
+            Op::Rmdir
+            | Op::Chmod { .. }
+            | Op::Chown { .. }
+            | Op::Mkdir { .. }
+            | Op::Mknod { .. }
+            | Op::Symlink { .. }
+            | Op::RemoveXattr { .. } => {}
+        }
+        Ok(Some(ev))
+    }
+
+    /// A `Utimes` operation with the source's current times for every file written since
+    /// the last call (writes moved the replica's times), relative paths.
+    pub fn times_of_written(&mut self) -> Vec<Event> {
+        if !self.options.attributes {
+            self.written.clear();
+            return Vec::new();
+        }
+        std::mem::take(&mut self.written)
+            .into_iter()
+            .filter_map(|rel| {
+                let times = file_times(&self.source.join(&rel)).ok()?;
+                Some(Event::new(&rel, Op::Utimes { times: Some(times) }))
+            })
+            .collect()
+    }
+}
+
+/// The file is gone (or a directory on its way was replaced): a later operation says so.
+fn gone(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR))
+}
+
+/// Up to `len` bytes at `offset`; fewer when the file has shrunk since.
+pub fn read_range(path: &Path, offset: u64, len: u64) -> io::Result<Vec<u8>> {
+    let file = File::open(path)?;
+    let mut buf = vec![0u8; len as usize];
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read_at(&mut buf[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(done);
+    Ok(buf)
+}
+
+/// A file's access and modification times, not following a final symlink.
+pub fn file_times(path: &Path) -> io::Result<FileTimes> {
+    let m = std::fs::symlink_metadata(path)?;
+    Ok(FileTimes {
+        atime: (m.atime(), m.atime_nsec() as u32),
+        mtime: (m.mtime(), m.mtime_nsec() as u32),
+    })
+}
+
+/// An extended attribute's value, not following a final symlink.
+pub fn get_xattr(path: &Path, name: &[u8]) -> io::Result<Vec<u8>> {
+    let invalid = |_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in a name");
+    let (p, n) = (
+        CString::new(path.as_os_str().as_bytes()).map_err(invalid)?,
+        CString::new(name).map_err(invalid)?,
+    );
+    let mut value = vec![0u8; XATTR_SIZE_MAX];
+    // SAFETY: NUL-terminated strings and a buffer of the given length.
+    let got = unsafe {
+        libc::lgetxattr(
+            p.as_ptr(),
+            n.as_ptr(),
+            value.as_mut_ptr().cast(),
+            value.len(),
+        )
+    };
+    if got < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    value.truncate(got as usize);
+    Ok(value)
+}
+
+/// The names of a file's extended attributes, not following a final symlink.
+pub fn list_xattrs(path: &Path) -> io::Result<Vec<Vec<u8>>> {
+    let p = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in a name"))?;
+    let mut buf = vec![0u8; XATTR_SIZE_MAX];
+    // SAFETY: a NUL-terminated path and a buffer of the given length.
+    let got = unsafe { libc::llistxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if got < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    buf.truncate(got as usize);
+    Ok(buf
+        .split(|&b| b == 0)
+        .filter(|n| !n.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect())
+}
