@@ -1,6 +1,7 @@
 //! The typed accessors the engine calls, in the units it works in.
 
 use std::path::Path;
+use std::time::Duration;
 
 use super::table::{name, Id, Value};
 use super::{Settings, MAX_QUEUE_FILES, MB};
@@ -22,6 +23,10 @@ impl Settings {
             Value::Bool(b) => *b,
             other => unreachable!("{} holds {other:?}", name(id)),
         }
+    }
+
+    fn seconds(&self, id: Id) -> Duration {
+        Duration::from_secs(self.int(id))
     }
 
     fn path(&self, id: Id) -> &Path {
@@ -127,6 +132,191 @@ impl Settings {
     pub fn log_dir(&self) -> &Path {
         self.path(Id::LogDir)
     }
+
+    /// `LoadSourceTarget`: the roles this host may take.
+    pub fn load_source_target(&self) -> Roles {
+        match self.int(Id::LoadSourceTarget) {
+            0 => Roles::Neither,
+            1 => Roles::Source,
+            2 => Roles::Target,
+            _ => Roles::Both,
+        }
+    }
+
+    /// `NetPort`, the replication engine's TCP port.
+    pub fn net_port(&self) -> u16 {
+        self.port(Id::NetPort)
+    }
+
+    /// `ManagementPort`, the management API's TCP port.
+    pub fn management_port(&self) -> u16 {
+        self.port(Id::ManagementPort)
+    }
+
+    fn port(&self, id: Id) -> u16 {
+        // The table allows 1025 to 65535 only.
+        u16::try_from(self.int(id)).unwrap_or_else(|_| unreachable!("{} is a port", name(id)))
+    }
+
+    /// `SourcePendingAcks`, in operations.
+    pub fn source_pending_acks(&self) -> u64 {
+        self.int(Id::SourcePendingAcks)
+    }
+
+    /// `NetworkTimeout`: how long a connection may stay silent before it is closed.
+    pub fn network_timeout(&self) -> Duration {
+        self.seconds(Id::NetworkTimeout)
+    }
+
+    /// The interval of keep-alives on an idle connection: the guide's 1/6 of
+    /// `NetworkTimeout`.
+    pub fn network_keep_alive_interval(&self) -> Duration {
+        self.network_timeout() / 6
+    }
+
+    /// `NetworkRetry`: the interval between attempts to reconnect to a target.
+    pub fn network_retry(&self) -> Duration {
+        self.seconds(Id::NetworkRetry)
+    }
+
+    /// `AutoReconnect`.
+    pub fn auto_reconnect(&self) -> bool {
+        self.flag(Id::AutoReconnect)
+    }
+
+    /// `AutoRetransmit`.
+    pub fn auto_retransmit(&self) -> bool {
+        self.flag(Id::AutoRetransmit)
+    }
+
+    /// `HPQueueRatio`: replication packets sent for each mirror packet (1 to 65535).
+    pub fn hp_queue_ratio(&self) -> u64 {
+        self.int(Id::HPQueueRatio)
+    }
+
+    /// `BandwidthLimit`, in bytes per second (1 Kbps = 125 bytes/s); `None` for unlimited.
+    pub fn bandwidth_limit_bytes_per_sec(&self) -> Option<u64> {
+        match self.value(Id::BandwidthLimit) {
+            Value::Unlimited => None,
+            _ => Some(self.int(Id::BandwidthLimit) * 125),
+        }
+    }
+
+    /// Whether data is compressed before it is sent (`CompressionLevel` is not 0).
+    pub fn compression_enabled(&self) -> bool {
+        self.compression_level() != 0
+    }
+
+    /// `CompressionLevel`, a zstd level from 1 to 19; 0 when compression is off. zstd
+    /// reads 0 as its default level, so check [`Settings::compression_enabled`] first.
+    pub fn compression_level(&self) -> i32 {
+        // The table allows 0 to 19 only.
+        i32::try_from(self.int(Id::CompressionLevel)).unwrap_or(0)
+    }
+
+    /// `MinCompressionFileSize`, in bytes.
+    pub fn min_compression_file_size_bytes(&self) -> u64 {
+        self.int(Id::MinCompressionFileSize)
+    }
+
+    /// `SkipCompressionFileExt`: extensions in lower case, without the dot.
+    pub fn skip_compression_file_ext(&self) -> Vec<String> {
+        match self.value(Id::SkipCompressionFileExt) {
+            Value::List(items) => items.iter().map(|i| i.to_string()).collect(),
+            other => unreachable!("SkipCompressionFileExt holds {other:?}"),
+        }
+    }
+
+    /// Whether the data of the file `path` is sent uncompressed because its extension
+    /// (the last one, in any case) is in `SkipCompressionFileExt`.
+    pub fn compression_skipped_for(&self, path: &Path) -> bool {
+        let Some(ext) = path.extension().and_then(|e| e.to_str()) else {
+            return false;
+        };
+        let ext = ext.to_lowercase();
+        match self.value(Id::SkipCompressionFileExt) {
+            Value::List(items) => items.iter().any(|i| &**i == ext.as_str()),
+            _ => false,
+        }
+    }
+
+    /// `EncryptNetworkData`.
+    pub fn encrypt_network_data(&self) -> bool {
+        self.flag(Id::EncryptNetworkData)
+    }
+
+    /// `CalculateOnConnect`.
+    pub fn calculate_on_connect(&self) -> bool {
+        self.flag(Id::CalculateOnConnect)
+    }
+
+    /// `MirrorChunkSize`, in bytes.
+    pub fn mirror_chunk_size_bytes(&self) -> u64 {
+        self.int(Id::MirrorChunkSize)
+    }
+
+    /// `SmallFileThreshold`, in bytes: smaller files are mirrored whole.
+    pub fn small_file_threshold_bytes(&self) -> u64 {
+        self.int(Id::SmallFileThreshold)
+    }
+
+    /// `MirrorZeroKFiles`: whether empty files are mirrored (false: skipped).
+    pub fn mirror_zero_k_files(&self) -> bool {
+        self.flag(Id::MirrorZeroKFiles)
+    }
+
+    /// `MirrorOverwrite`.
+    pub fn mirror_overwrite(&self) -> MirrorOverwrite {
+        match self.int(Id::MirrorOverwrite) {
+            0 => MirrorOverwrite::Never,
+            2 => MirrorOverwrite::IfOlder,
+            _ => MirrorOverwrite::Always,
+        }
+    }
+
+    /// `EnableSparseFileMirroring`.
+    pub fn enable_sparse_file_mirroring(&self) -> bool {
+        self.flag(Id::EnableSparseFileMirroring)
+    }
+
+    /// `DisableAttributeReplication`: true when owner, group and permissions are not
+    /// replicated.
+    pub fn disable_attribute_replication(&self) -> bool {
+        self.flag(Id::DisableAttributeReplication)
+    }
+
+    /// `ExtendedAttributes`: whether extended attributes are mirrored and replicated.
+    pub fn extended_attributes(&self) -> bool {
+        self.flag(Id::ExtendedAttributes)
+    }
+
+    /// `TGCloseDelay`: how long the target keeps a file open (milliseconds in the file).
+    pub fn tg_close_delay(&self) -> Duration {
+        Duration::from_millis(self.int(Id::TGCloseDelay))
+    }
+
+    /// `TGMirrorCapacityHigh`, a percentage of system memory (2 to 75).
+    pub fn tg_mirror_capacity_high(&self) -> u8 {
+        self.int(Id::TGMirrorCapacityHigh) as u8
+    }
+
+    /// `TGMirrorCapacityLow`, a percentage of system memory (1 to 75, at most
+    /// `TGMirrorCapacityHigh`).
+    pub fn tg_mirror_capacity_low(&self) -> u8 {
+        self.int(Id::TGMirrorCapacityLow) as u8
+    }
+
+    /// `TGRetryLocked`: the least wait before a failed operation is retried on the
+    /// target (seconds in the file).
+    pub fn tg_retry_locked(&self) -> Duration {
+        self.seconds(Id::TGRetryLocked)
+    }
+
+    /// `TGExecutionRetryLimit`, a count of retries; 0 means an operation is retried until
+    /// it is applied, never discarded.
+    pub fn tg_execution_retry_limit(&self) -> u64 {
+        self.int(Id::TGExecutionRetryLimit)
+    }
 }
 
 /// `MemoryAllocatorCallbackMode`: what the engine does when the memory queue reaches
@@ -142,4 +332,42 @@ pub enum CallbackMode {
     StopDraining = 1,
     /// 2: queue operations to disk (source and target).
     QueueToDisk = 2,
+}
+
+/// `LoadSourceTarget`: which of the engine's halves run on this host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Roles {
+    /// 0: neither the source nor the target half.
+    Neither = 0,
+    /// 1: only the source half (captures and sends).
+    Source = 1,
+    /// 2: only the target half (receives and applies).
+    Target = 2,
+    /// 3: both.
+    Both = 3,
+}
+
+impl Roles {
+    /// Whether this host may be a source.
+    pub fn source(self) -> bool {
+        matches!(self, Roles::Source | Roles::Both)
+    }
+
+    /// Whether this host may be a target.
+    pub fn target(self) -> bool {
+        matches!(self, Roles::Target | Roles::Both)
+    }
+}
+
+/// `MirrorOverwrite`: what a mirror does with a file that exists on the target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum MirrorOverwrite {
+    /// 0: never overwrite it.
+    Never = 0,
+    /// 1: always overwrite it.
+    Always = 1,
+    /// 2: overwrite it only if it is older than the source's.
+    IfOlder = 2,
 }

@@ -1,11 +1,11 @@
-//! `rilld settings list | get NAME | check [FILE]`.
+//! `rilld settings list | get NAME | set NAME VALUE | check [FILE]`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use super::{find, Settings};
+use super::{find, set_in_file, Settings};
 
 /// `rilld settings ...`
 #[derive(Clone, Debug, PartialEq, Eq, clap::Subcommand)]
@@ -16,6 +16,14 @@ pub enum SettingsCommand {
     Get {
         /// The setting's name, e.g. QMemoryBufferMax.
         name: String,
+    },
+    /// Set one setting in the settings file, keeping the file's other lines and comments.
+    Set {
+        /// The setting's name, e.g. QMemoryBufferMax.
+        name: String,
+        /// The new value, as `get` prints it (e.g. 1024, unlimited, 1, /srv/queue, mp3.zip).
+        #[arg(allow_hyphen_values = true)]
+        value: String,
     },
     /// Check a settings file and print every problem in it; exit status 1 if there is any.
     Check {
@@ -43,6 +51,24 @@ pub fn cli(cmd: SettingsCommand, config: &Path, out: &mut impl Write) -> Result<
         SettingsCommand::Get { name } => {
             find(&name)?;
             writeln!(out, "{}", load(config)?.get(&name)?)?;
+            Ok(0)
+        }
+        SettingsCommand::Set { name, value } => {
+            // The error names the setting at fault: this one, or another in the file.
+            let change = set_in_file(config, &name, &value)
+                .with_context(|| format!("setting {name} in {}", config.display()))?;
+            let effect = if change.old == change.new {
+                "unchanged"
+            } else if change.restart_required {
+                "restart required: takes effect when rilld next starts"
+            } else {
+                "no restart required: takes effect when rilld re-reads its settings (SIGHUP)"
+            };
+            writeln!(
+                out,
+                "{}: {} -> {} ({effect})",
+                change.name, change.old, change.new
+            )?;
             Ok(0)
         }
         SettingsCommand::Check { file } => {

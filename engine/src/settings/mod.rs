@@ -18,6 +18,8 @@
 //! default 256 MB while the administrator believes otherwise, and nothing would say so.
 //! The error names the key and, when one is close (or differs only in case), the setting
 //! that was probably meant.
+//! [`set_in_file`] (`rilld settings set`) changes one key of the file and keeps the rest,
+//! comments included, so a hand-written file survives it.
 //!
 //! Every value is checked when it is read, and every message names the key, the value and
 //! what is allowed, e.g. `QMemoryBufferMax = 0 is out of range: allowed 32 to 4095 (MB)`.
@@ -31,16 +33,18 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 mod access;
+mod check;
 mod cli;
+mod file;
+mod rules;
 mod table;
 #[cfg(test)]
 mod tests;
 
-pub use access::CallbackMode;
+pub use access::{CallbackMode, MirrorOverwrite, Roles};
 pub use cli::{cli, SettingsCommand};
+pub use file::set_in_file;
 pub use table::{Kind, SettingDef, Value, SETTINGS};
-
-use table::{name, Id};
 
 /// Where `rilld` reads its settings unless told otherwise.
 pub const DEFAULT_SETTINGS_FILE: &str = "/etc/rill/rill.toml";
@@ -72,6 +76,13 @@ pub enum SettingsError {
     OutOfRange {
         name: String,
         value: String,
+        allowed: String,
+    },
+    #[error("{name} = {value} is not a valid list: {why}; allowed {allowed}")]
+    BadList {
+        name: String,
+        value: String,
+        why: String,
         allowed: String,
     },
     #[error("{name} = {value:?} is not a valid path: {why}")]
@@ -260,38 +271,6 @@ impl Settings {
         (settings, problems)
     }
 
-    /// Problems between settings, each with the name of the setting it is reported on: of
-    /// the settings a rule relates, the one `given` (set, or written in the file) when only
-    /// one is, otherwise the first.
-    fn cross_problems(&self, given: &dyn Fn(&str) -> bool) -> Vec<(&'static str, SettingsError)> {
-        let mut problems = Vec::new();
-        let file = self.int(Id::QJournalFileSize);
-        if let Value::Int(space) = self.value(Id::QJournalSpaceMax) {
-            let space = *space;
-            if space != 0 && file > space {
-                let on_space =
-                    given(name(Id::QJournalSpaceMax)) && !given(name(Id::QJournalFileSize));
-                let (id, value, rule) = if on_space {
-                    (
-                        Id::QJournalSpaceMax,
-                        space,
-                        format!("at least QJournalFileSize ({file} MB)"),
-                    )
-                } else {
-                    (
-                        Id::QJournalFileSize,
-                        file,
-                        format!("at most QJournalSpaceMax ({space} MB)"),
-                    )
-                };
-                let def = &SETTINGS[id as usize];
-                let allowed = format!("{}, and {rule}", def.allowed());
-                problems.push((def.name, def.out_of_range(&value.to_string(), allowed)));
-            }
-        }
-        problems
-    }
-
     /// The value of `name` as text (`256`, `unlimited`, `1`, `/var/lib/rill/queue`).
     pub fn get(&self, name: &str) -> Result<String> {
         Ok(self.values[index(name)?].to_string())
@@ -339,17 +318,9 @@ impl Settings {
              # chapter 12. A missing setting takes its default.\n",
         );
         for (def, value) in SETTINGS.iter().zip(&self.values) {
-            let restart = if def.restart {
-                "A change needs a service restart"
-            } else {
-                "A change applies without a restart"
-            };
             out.push_str(&format!(
-                "\n# {}\n# Allowed: {}. Default: {}. {}.\n{} = {}\n",
-                def.help,
-                def.allowed(),
-                def.default,
-                restart,
+                "\n{}{} = {}\n",
+                def.file_comment(),
                 def.name,
                 value.to_toml()
             ));

@@ -1,14 +1,15 @@
-//! The table: every setting's definition, and how one value is read and checked.
+//! The table: every setting's definition, and the kinds of value a setting may hold.
+//! How a value is read and checked is in `check.rs`.
 
 use std::borrow::Cow;
 use std::fmt;
-use std::path::Path;
-
-use super::{Result, SettingsError};
 
 /// The guide's settings are 32-bit registry values; where it says "any integer" or
 /// "dependent on the disk space", this is the largest value accepted.
 const DWORD_MAX: u64 = u32::MAX as u64;
+
+/// The guide's ports: "1025 - 65535" (the privileged ports are refused).
+const PORT: Kind = int(1025, 65_535);
 
 /// What a setting holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,6 +29,11 @@ pub enum Kind {
     Path,
     /// One of the listed integers, each with its meaning.
     Enumeration(&'static [(u64, &'static str)]),
+    /// Up to `max_items` short words such as file extensions, each 1 to `max_len`
+    /// letters, digits, `_`, `-`, `+` or `~`, kept in lower case: a TOML array of strings,
+    /// or one string of words delimited by periods as the guide writes it (commas and
+    /// white space delimit too). Empty is allowed.
+    List { max_items: usize, max_len: usize },
 }
 
 const fn int(min: u64, max: u64) -> Kind {
@@ -49,26 +55,38 @@ pub enum Value {
     Bool(bool),
     /// An absolute path (TOML strings are UTF-8, so paths are too).
     Path(Cow<'static, str>),
+    /// The words of a list, in lower case, in the order given.
+    List(Cow<'static, [Cow<'static, str>]>),
 }
 
 impl fmt::Display for Value {
-    /// The value as `get` shows it and `set` accepts it.
+    /// The value as `get` shows it and `set` accepts it; a list in the guide's
+    /// period-delimited form (`mp3.zip`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Value::Int(n) => write!(f, "{n}"),
             Value::Unlimited => f.write_str("unlimited"),
             Value::Bool(b) => f.write_str(if *b { "1" } else { "0" }),
             Value::Path(p) => f.write_str(p),
+            Value::List(items) => f.write_str(&items.join(".")),
         }
     }
 }
 
 impl Value {
-    /// The value as it is written in the settings file.
+    /// The value as it is written in the settings file; a list as a TOML array, which
+    /// reads more plainly in a file than the guide's period-delimited string.
     pub(super) fn to_toml(&self) -> String {
         match self {
             Value::Unlimited => "\"unlimited\"".into(),
             Value::Path(p) => toml::Value::String(p.to_string()).to_string(),
+            Value::List(items) => toml::Value::Array(
+                items
+                    .iter()
+                    .map(|i| toml::Value::String(i.to_string()))
+                    .collect(),
+            )
+            .to_string(),
             other => other.to_string(),
         }
     }
@@ -228,181 +246,249 @@ settings_table! {
         restart: true,
         help: "directory of the engine log, verification logs and statistics files",
     }
-}
-
-impl SettingDef {
-    /// What the setting accepts, e.g. `32 to 4095 (MB)`.
-    pub fn allowed(&self) -> String {
-        match self.kind {
-            Kind::Integer {
-                min,
-                max,
-                zero,
-                unlimited,
-            } => {
-                let unit = if self.unit.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({})", self.unit)
-                };
-                let mut parts = Vec::new();
-                if unlimited {
-                    parts.push("\"unlimited\"".to_string());
-                }
-                if let Some(z) = zero {
-                    parts.push(format!("0 ({z})"));
-                }
-                parts.push(format!("{min} to {max}{unit}"));
-                or_list(parts)
-            }
-            Kind::Boolean => "0 or 1".into(),
-            Kind::Path => "an absolute path".into(),
-            Kind::Enumeration(values) => or_list(
-                values
-                    .iter()
-                    .map(|(v, meaning)| format!("{v} ({meaning})"))
-                    .collect(),
-            ),
-        }
+    // Roles and ports.
+    LoadSourceTarget {
+        kind: Kind::Enumeration(&[
+            (0, "neither source nor target"),
+            (1, "source only"),
+            (2, "target only"),
+            (3, "source and target"),
+        ]),
+        unit: "",
+        default: Value::Int(3),
+        restart: true,
+        help: "whether this host may be a source, a target, both or neither",
     }
-
-    /// What a value of the wrong type should have been.
-    fn expected(&self) -> String {
-        match self.kind {
-            Kind::Integer {
-                unlimited: true, ..
-            } => format!("an integer or \"unlimited\": {}", self.allowed()),
-            Kind::Integer { .. } | Kind::Enumeration(_) => {
-                format!("an integer: {}", self.allowed())
-            }
-            Kind::Boolean => "0 or 1".into(),
-            Kind::Path => "an absolute path, in quotes".into(),
-        }
+    // Linux only (Windows has `Port`, 6320).
+    NetPort {
+        kind: PORT,
+        unit: "TCP port",
+        default: Value::Int(1500),
+        restart: true,
+        help: "TCP port of the replication engine",
     }
-
-    /// Parses a value as `set` receives it (`1024`, `unlimited`, `1`, `/var/lib/rill`).
-    pub fn parse(&self, text: &str) -> Result<Value> {
-        match self.kind {
-            Kind::Path => self.check_path(text),
-            Kind::Boolean => match text.trim() {
-                "0" | "false" => Ok(Value::Bool(false)),
-                "1" | "true" => Ok(Value::Bool(true)),
-                _ => Err(self.wrong_type(text)),
-            },
-            Kind::Integer { unlimited, .. }
-                if unlimited && text.trim().eq_ignore_ascii_case("unlimited") =>
-            {
-                Ok(Value::Unlimited)
-            }
-            Kind::Integer { .. } | Kind::Enumeration(_) => {
-                let t = text.trim();
-                let digits = t.strip_prefix('-').unwrap_or(t);
-                if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-                    return Err(self.wrong_type(text));
-                }
-                // All digits: a number too large for i128 is still a number, out of range.
-                let n = t.parse::<i128>().unwrap_or(i128::MAX);
-                self.check_int(n, t)
-            }
-        }
+    // The guide names no setting for it: chapter 13 lists the Linux management service
+    // (console, job management, REST API) on 6326. The name is rill's own.
+    ManagementPort {
+        kind: PORT,
+        unit: "TCP port",
+        default: Value::Int(6326),
+        restart: true,
+        help: "TCP port of the management API (rillctl)",
     }
-
-    /// Converts a value read from the settings file.
-    pub(super) fn read_toml(&self, v: &toml::Value) -> Result<Value> {
-        use toml::Value as T;
-        match (self.kind, v) {
-            (Kind::Path, T::String(s)) => self.check_path(s),
-            (Kind::Boolean, T::Integer(0) | T::Boolean(false)) => Ok(Value::Bool(false)),
-            (Kind::Boolean, T::Integer(1) | T::Boolean(true)) => Ok(Value::Bool(true)),
-            (
-                Kind::Integer {
-                    unlimited: true, ..
-                },
-                T::String(s),
-            ) if s.eq_ignore_ascii_case("unlimited") => Ok(Value::Unlimited),
-            (Kind::Integer { .. } | Kind::Enumeration(_), T::Integer(n)) => {
-                self.check_int(i128::from(*n), &n.to_string())
-            }
-            _ => Err(self.wrong_type(&shown(v))),
-        }
+    // Transmit.
+    SourcePendingAcks {
+        kind: int(100, 20_000),
+        unit: "ops",
+        default: Value::Int(2000),
+        restart: false,
+        help: "operations sent to the target and not yet acknowledged before the source waits",
     }
-
-    fn check_int(&self, n: i128, shown: &str) -> Result<Value> {
-        let ok = match self.kind {
-            Kind::Integer { min, max, zero, .. } => {
-                (n == 0 && zero.is_some()) || (i128::from(min)..=i128::from(max)).contains(&n)
-            }
-            Kind::Enumeration(values) => values.iter().any(|(v, _)| i128::from(*v) == n),
-            Kind::Boolean | Kind::Path => false,
-        };
-        if ok {
-            // In range, so 0 <= n <= u32::MAX.
-            Ok(Value::Int(n as u64))
-        } else {
-            Err(self.out_of_range(shown, self.allowed()))
-        }
+    // "any integer": 0 is refused, it would close every connection at once (and send
+    // keep-alives continuously); capped at a 32-bit value.
+    NetworkTimeout {
+        kind: int(1, DWORD_MAX),
+        unit: "seconds",
+        default: Value::Int(120),
+        restart: false,
+        help: "seconds without data after which a connection is closed; keep-alives at 1/6 of it",
     }
-
-    fn check_path(&self, text: &str) -> Result<Value> {
-        let why = if text.is_empty() {
-            Some("it is empty".to_string())
-        } else if text.contains('\0') {
-            Some("it contains a NUL character".into())
-        } else if text.trim() != text {
-            Some("it begins or ends with white space".into())
-        } else if !Path::new(text).is_absolute() {
-            Some("it must be absolute (begin with /)".into())
-        } else {
-            match std::fs::metadata(text) {
-                Ok(m) if !m.is_dir() => Some("it exists and is not a directory".into()),
-                _ => None,
-            }
-        };
-        match why {
-            Some(why) => Err(SettingsError::BadPath {
-                name: self.name.into(),
-                value: text.into(),
-                why,
-            }),
-            None => Ok(Value::Path(Cow::Owned(text.into()))),
-        }
+    // "any positive number"; capped at a 32-bit value.
+    NetworkRetry {
+        kind: int(1, DWORD_MAX),
+        unit: "seconds",
+        default: Value::Int(10),
+        restart: false,
+        help: "interval, in seconds, between attempts to reconnect to the target",
     }
-
-    fn wrong_type(&self, value: &str) -> SettingsError {
-        SettingsError::WrongType {
-            name: self.name.into(),
-            value: value.into(),
-            expected: self.expected(),
-        }
+    AutoReconnect {
+        kind: Kind::Boolean,
+        unit: "",
+        default: Value::Bool(true),
+        restart: true,
+        help: "reinstate the connections to targets when the source comes back after a failure",
     }
-
-    pub(super) fn out_of_range(&self, value: &str, allowed: String) -> SettingsError {
-        SettingsError::OutOfRange {
-            name: self.name.into(),
-            value: value.into(),
-            allowed,
-        }
+    AutoRetransmit {
+        kind: Kind::Boolean,
+        unit: "",
+        default: Value::Bool(true),
+        restart: false,
+        help: "try to reconnect to a target after the connection to it is lost",
     }
-}
-
-/// `a`, `a or b`, `a, b, or c`.
-fn or_list(mut parts: Vec<String>) -> String {
-    match parts.len() {
-        0 => String::new(),
-        1 => parts.remove(0),
-        2 => format!("{} or {}", parts[0], parts[1]),
-        n => {
-            let last = parts.remove(n - 1);
-            format!("{}, or {last}", parts.join(", "))
-        }
+    // Restart: "No for future connections, Yes for the current connection": a change
+    // applies to connections made after it. The Linux section's meaning of 5 (5 to 1) is
+    // used; the Windows section makes 5 a dynamic ratio.
+    HPQueueRatio {
+        kind: int(1, 65_535),
+        unit: "replication packets per mirror packet",
+        default: Value::Int(5),
+        restart: false,
+        help: "replication packets sent for each mirror packet (applies to new connections)",
     }
-}
-
-/// A TOML value as an error message shows it: on one line, strings in quotes.
-fn shown(v: &toml::Value) -> String {
-    match v {
-        toml::Value::Table(_) => "a table".into(),
-        other => other.to_string(),
+    // Not in the guide's chapter 12: bandwidth limits are a job property there (the
+    // statistic conBandwidthLimit, shown as "Bandwidth Limit (Kbps)" with the keyword
+    // Unlimited). The name is rill's own; the unit and keyword are the guide's.
+    BandwidthLimit {
+        kind: Kind::Integer { min: 1, max: DWORD_MAX, zero: None, unlimited: true },
+        unit: "Kbps",
+        default: Value::Unlimited,
+        restart: false,
+        help: "most each connection may send, in kilobits (1000 bits) per second",
+    }
+    // Compression and encryption.
+    // Not in the guide's chapter 12: compression is a job property there, "On / Level" or
+    // "Off". The name is rill's own; the levels are zstd's, capped at 19 because 20-22
+    // need windows of up to 128 MiB on both ends for little gain on replication data.
+    // Off by default: it costs CPU on both ends and only a slow link repays it.
+    CompressionLevel {
+        kind: Kind::Integer { min: 1, max: 19, zero: Some("compression off"), unlimited: false },
+        unit: "zstd level",
+        default: Value::Int(0),
+        restart: false,
+        help: "how hard data is compressed before it is sent (higher: smaller, more CPU)",
+    }
+    // "any file size": capped at a 32-bit value.
+    MinCompressionFileSize {
+        kind: int(0, DWORD_MAX),
+        unit: "bytes",
+        default: Value::Int(1024),
+        restart: false,
+        help: "smallest file, in bytes, whose data is compressed",
+    }
+    // The Linux section's default (the Windows one is shorter and has `tar`).
+    SkipCompressionFileExt {
+        kind: Kind::List { max_items: 256, max_len: 32 },
+        unit: "",
+        default: Value::List(Cow::Borrowed(&[
+            Cow::Borrowed("mp3"), Cow::Borrowed("exe"), Cow::Borrowed("wmv"),
+            Cow::Borrowed("wma"), Cow::Borrowed("qt"), Cow::Borrowed("mpg"),
+            Cow::Borrowed("mpeg"), Cow::Borrowed("zip"), Cow::Borrowed("jpg"),
+            Cow::Borrowed("jpeg"), Cow::Borrowed("tiff"), Cow::Borrowed("rar"),
+            Cow::Borrowed("cab"), Cow::Borrowed("tgz"), Cow::Borrowed("bz"),
+            Cow::Borrowed("bz2"), Cow::Borrowed("z"), Cow::Borrowed("pkg"),
+            Cow::Borrowed("sea"), Cow::Borrowed("sit"), Cow::Borrowed("sitx"),
+        ])),
+        restart: false,
+        help: "extensions of files never compressed (already compressed data), any case",
+    }
+    // "Changing this option will cause jobs to auto-reconnect and possibly remirror."
+    EncryptNetworkData {
+        kind: Kind::Boolean,
+        unit: "",
+        default: Value::Bool(false),
+        restart: false,
+        help: "encrypt data sent to targets (on either end encrypts all its connections)",
+    }
+    // Mirror.
+    CalculateOnConnect {
+        kind: Kind::Boolean,
+        unit: "",
+        default: Value::Bool(true),
+        restart: true,
+        help: "calculate the amount of data to mirror when a connection is made",
+    }
+    MirrorChunkSize {
+        kind: int(1, 1_048_576),
+        unit: "bytes",
+        default: Value::Int(65_536),
+        restart: false,
+        help: "block size, in bytes, read and sent by a mirror",
+    }
+    // Linux only. "any integer": 0 makes no file small; capped at a 32-bit value.
+    SmallFileThreshold {
+        kind: int(0, DWORD_MAX),
+        unit: "bytes",
+        default: Value::Int(65_536),
+        restart: false,
+        help: "files smaller than this, in bytes, are mirrored whole without comparing blocks",
+    }
+    // The guide's note says "enabled (0)" skips zero-byte files; the values (0 skip,
+    // 1 mirror) are what is followed.
+    MirrorZeroKFiles {
+        kind: Kind::Boolean,
+        unit: "",
+        default: Value::Bool(true),
+        restart: false,
+        help: "mirror empty files (0: skip them in mirrors and verifications)",
+    }
+    MirrorOverwrite {
+        kind: Kind::Enumeration(&[
+            (0, "never overwrite"),
+            (1, "always overwrite"),
+            (2, "overwrite if older"),
+        ]),
+        unit: "",
+        default: Value::Int(1),
+        restart: false,
+        help: "whether a mirror overwrites files that exist on the target",
+    }
+    // Linux only.
+    EnableSparseFileMirroring {
+        kind: Kind::Boolean,
+        unit: "",
+        default: Value::Bool(true),
+        restart: false,
+        help: "mirror sparse files as sparse (holes are not sent)",
+    }
+    // Attributes. The Linux section's meaning (owner, group and permissions) and restart
+    // rule ("Yes"; the Windows section says "No").
+    DisableAttributeReplication {
+        kind: Kind::Boolean,
+        unit: "",
+        default: Value::Bool(false),
+        restart: true,
+        help: "do not replicate owner, group and permissions to the target",
+    }
+    // Linux only.
+    ExtendedAttributes {
+        kind: Kind::Boolean,
+        unit: "",
+        default: Value::Bool(false),
+        restart: false,
+        help: "mirror and replicate extended attributes",
+    }
+    // Target.
+    TGCloseDelay {
+        kind: int(0, 2000),
+        unit: "ms",
+        default: Value::Int(1000),
+        restart: false,
+        help: "time, in milliseconds, a file is held open on the target after an operation",
+    }
+    TGMirrorCapacityHigh {
+        kind: int(2, 75),
+        unit: "percent",
+        default: Value::Int(20),
+        restart: false,
+        help: "percentage of memory holding mirror data at which the target pauses the mirror",
+    }
+    // "The maximum value ... is either 75 or TGMirrorCapacityHigh, whichever is lower":
+    // equal to TGMirrorCapacityHigh is allowed.
+    TGMirrorCapacityLow {
+        kind: int(1, 75),
+        unit: "percent",
+        default: Value::Int(15),
+        restart: false,
+        help: "percentage of memory holding mirror data at which the target resumes the mirror",
+    }
+    TGRetryLocked {
+        kind: int(0, 65_536),
+        unit: "seconds",
+        default: Value::Int(3),
+        restart: false,
+        help: "least time, in seconds, before a failed operation is retried on the target",
+    }
+    TGExecutionRetryLimit {
+        kind: Kind::Integer {
+            min: 1,
+            max: 65_536,
+            zero: Some("retry until applied"),
+            unlimited: false,
+        },
+        unit: "retries",
+        default: Value::Int(0),
+        restart: false,
+        help: "times an operation is retried on the target before it is discarded",
     }
 }
 

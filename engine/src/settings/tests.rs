@@ -2,7 +2,11 @@ use std::path::Path;
 
 use super::*;
 
-fn err(text: &str) -> SettingsError {
+// The settings of the transport, mirror and target (issue 4), and writing the file.
+mod file;
+mod transport;
+
+pub(super) fn err(text: &str) -> SettingsError {
     match Settings::from_toml_str(text) {
         Ok(s) => panic!("`{text}` was accepted: {s:?}"),
         Err(e) => e,
@@ -10,7 +14,7 @@ fn err(text: &str) -> SettingsError {
 }
 
 /// Asserts `e` is OutOfRange for `name` and `value` and that its message says what is allowed.
-fn assert_out_of_range(e: &SettingsError, name: &str, value: &str) {
+pub(super) fn assert_out_of_range(e: &SettingsError, name: &str, value: &str) {
     let msg = e.to_string();
     match e {
         SettingsError::OutOfRange {
@@ -26,7 +30,7 @@ fn assert_out_of_range(e: &SettingsError, name: &str, value: &str) {
     assert!(msg.starts_with(&format!("{name} = {value} ")), "{msg}");
 }
 
-fn assert_wrong_type(e: &SettingsError, name: &str) {
+pub(super) fn assert_wrong_type(e: &SettingsError, name: &str) {
     match e {
         SettingsError::WrongType { name: n, .. } if n == name => {}
         other => panic!("{name}: expected WrongType, got {other:?}"),
@@ -74,7 +78,7 @@ fn the_table_has_the_settings_the_engine_uses_once_each() {
     names.sort_unstable();
     names.dedup();
     assert_eq!(names.len(), SETTINGS.len(), "a name appears twice");
-    assert_eq!(SETTINGS.len(), 14);
+    assert_eq!(SETTINGS.len(), 41);
     for def in SETTINGS {
         assert!(!def.help.is_empty(), "{}", def.name);
         let needs_unit = matches!(def.kind, Kind::Integer { .. });
@@ -102,11 +106,15 @@ fn every_number_is_refused_below_its_minimum_and_above_its_maximum() {
                 }
                 // The limits themselves are allowed.
                 for ok in [min, max] {
-                    // (A small QJournalSpaceMax needs a small QJournalFileSize.)
-                    let text = match def.name {
-                        "QJournalSpaceMax" => format!("QJournalFileSize = 1\n{} = {ok}", def.name),
-                        _ => format!("{} = {ok}", def.name),
+                    // (A small QJournalSpaceMax needs a small QJournalFileSize; the mirror
+                    // capacities must stay in order.)
+                    let partner = match def.name {
+                        "QJournalSpaceMax" => "QJournalFileSize = 1\n",
+                        "TGMirrorCapacityHigh" => "TGMirrorCapacityLow = 1\n",
+                        "TGMirrorCapacityLow" => "TGMirrorCapacityHigh = 75\n",
+                        _ => "",
                     };
+                    let text = format!("{partner}{} = {ok}", def.name);
                     let s = Settings::from_toml_str(&text).unwrap();
                     assert_eq!(s.get(def.name).unwrap(), ok.to_string());
                 }
@@ -116,7 +124,7 @@ fn every_number_is_refused_below_its_minimum_and_above_its_maximum() {
                 let max = values.iter().map(|v| v.0).max().unwrap();
                 (vec![-1], i128::from(max) + 1)
             }
-            Kind::Boolean | Kind::Path => continue,
+            Kind::Boolean | Kind::Path | Kind::List { .. } => continue,
         };
         for v in low.into_iter().chain([high]) {
             let text = v.to_string();
@@ -127,7 +135,7 @@ fn every_number_is_refused_below_its_minimum_and_above_its_maximum() {
         }
         tested += 1;
     }
-    assert_eq!(tested, 9);
+    assert_eq!(tested, 27);
 }
 
 #[test]
@@ -137,6 +145,7 @@ fn every_setting_refuses_a_value_of_the_wrong_type() {
             Kind::Integer { .. } | Kind::Enumeration(_) => &["\"12\"", "1.5", "true", "[1]"],
             Kind::Boolean => &["2", "\"yes\"", "-1"],
             Kind::Path => &["5", "true", "[\"/a\"]"],
+            Kind::List { .. } => &["5", "true", "1.5", "[1]", "[\"mp3\", 2]"],
         };
         for v in bad {
             let e = err(&format!("{} = {v}", def.name));
@@ -144,7 +153,8 @@ fn every_setting_refuses_a_value_of_the_wrong_type() {
             let msg = e.to_string();
             assert!(msg.starts_with(&format!("{} = {v} ", def.name)), "{msg}");
         }
-        if !matches!(def.kind, Kind::Path) {
+        // (A path or a list may be any word.)
+        if !matches!(def.kind, Kind::Path | Kind::List { .. }) {
             let e = Settings::default().set(def.name, "lots").unwrap_err();
             assert_wrong_type(&e, def.name);
         }
@@ -361,6 +371,33 @@ fn non_default() -> Settings {
         ("UseChangeJournal", "0"),
         ("DataPath", "/data/rill"),
         ("LogDir", "/data/log"),
+        ("LoadSourceTarget", "1"),
+        ("NetPort", "2500"),
+        ("ManagementPort", "7326"),
+        ("SourcePendingAcks", "20000"),
+        ("NetworkTimeout", "60"),
+        ("NetworkRetry", "1"),
+        ("AutoReconnect", "0"),
+        ("AutoRetransmit", "0"),
+        ("HPQueueRatio", "1"),
+        ("BandwidthLimit", "10000"),
+        ("CompressionLevel", "19"),
+        ("MinCompressionFileSize", "0"),
+        ("SkipCompressionFileExt", "Doc.PDF,x-tar"),
+        ("EncryptNetworkData", "1"),
+        ("CalculateOnConnect", "0"),
+        ("MirrorChunkSize", "1048576"),
+        ("SmallFileThreshold", "0"),
+        ("MirrorZeroKFiles", "0"),
+        ("MirrorOverwrite", "2"),
+        ("EnableSparseFileMirroring", "0"),
+        ("DisableAttributeReplication", "1"),
+        ("ExtendedAttributes", "1"),
+        ("TGCloseDelay", "0"),
+        ("TGMirrorCapacityHigh", "75"),
+        ("TGMirrorCapacityLow", "30"),
+        ("TGRetryLocked", "65536"),
+        ("TGExecutionRetryLimit", "65536"),
     ] {
         let change = s.set(name, value).unwrap();
         assert_ne!(change.old, change.new, "{name}");
@@ -613,6 +650,15 @@ fn the_subcommand_parses() {
         c.cmd,
         SettingsCommand::Get {
             name: "QJournalDir".into()
+        }
+    );
+    // A negative value reaches the setting's own check, not clap's.
+    let c = Cli::try_parse_from(["settings", "set", "OpBufferSize", "-1"]).unwrap();
+    assert_eq!(
+        c.cmd,
+        SettingsCommand::Set {
+            name: "OpBufferSize".into(),
+            value: "-1".into()
         }
     );
     let c = Cli::try_parse_from(["settings", "check", "/etc/rill/rilld.toml"]).unwrap();
