@@ -239,6 +239,16 @@ impl Applier {
                     )
                 })
             }
+            // The replica root exists: a mirror's mkdir of the source directory sets its mode.
+            Op::Mkdir { mode } if rel.as_os_str().is_empty() => {
+                if !attributes {
+                    return Ok(());
+                }
+                let dir = self
+                    .open(rel, libc::O_RDONLY | libc::O_DIRECTORY, 0)
+                    .map_err(err)?;
+                fchmod(dir.as_raw_fd(), *mode)
+            }
             Op::Mkdir { mode } => self.parent(rel).and_then(|(d, n)| {
                 // SAFETY: as above.
                 replayed(

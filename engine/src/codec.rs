@@ -8,7 +8,8 @@
 use std::os::unix::ffi::OsStrExt;
 
 use rill_abi::record::{FLAG_OBJECT_ID, FLAG_RANGE_ONLY, FLAG_VALUES};
-use rill_abi::{Kind, Record, RecordHeader, SECTION_COUNT};
+use rill_abi::{Kind, Record, RecordHeader, Section, SECTION_COUNT};
+use std::path::PathBuf;
 use rill_driver_linux::decode::{to_event, PathCache};
 use rill_driver_linux::{Event, Op};
 
@@ -19,6 +20,8 @@ pub enum CodecError {
     TooLarge(usize),
     #[error("corrupt operation record: {0}")]
     Corrupt(String),
+    #[error("{0:?} is not a plain relative path (no `..`, `.`, empty components or leading /)")]
+    NotBeneath(String),
 }
 
 /// Appends the encoding of `ev` to `out`.
@@ -119,6 +122,41 @@ pub fn decode(bytes: &[u8]) -> Result<Event, CodecError> {
     }
     // Stored paths are absolute and complete: no cookie is ever set, the cache stays empty.
     to_event(&record, &mut PathCache::default()).map_err(|e| CodecError::Corrupt(e.to_string()))
+}
+
+/// Decodes an operation a peer sent, whose paths must be plain names relative to the
+/// replicated directory: no `..` or `.` component, no empty component, not absolute (the
+/// record format would otherwise resolve `..` lexically and hide the attempt). Returns the
+/// operation with relative paths (the replicated directory itself is the empty path).
+pub fn decode_relative(bytes: &[u8]) -> Result<Event, CodecError> {
+    let (record, _) = Record::decode(bytes).map_err(|e| CodecError::Corrupt(e.to_string()))?;
+    for base in [Section::PathBase, Section::Path2Base] {
+        if !record.section(base).is_empty() {
+            return Err(CodecError::Corrupt(format!("{base:?} is set in a peer's operation")));
+        }
+    }
+    for name in [Section::PathName, Section::Path2Name] {
+        let text = record.section(name);
+        let plain = |c: &[u8]| !c.is_empty() && c != b"." && c != b"..";
+        if !text.is_empty() && !text.split(|&b| b == b'/').all(plain) {
+            return Err(CodecError::NotBeneath(
+                String::from_utf8_lossy(text).into_owned(),
+            ));
+        }
+    }
+    let mut ev = decode(bytes)?;
+    let relative = |p: &mut PathBuf| {
+        if let Ok(r) = p.strip_prefix("/") {
+            *p = r.to_path_buf();
+        }
+    };
+    relative(&mut ev.path);
+    match &mut ev.op {
+        Op::Rename { new_path, .. } => relative(new_path),
+        Op::Link { target } => relative(target),
+        _ => {}
+    }
+    Ok(ev)
 }
 
 #[cfg(test)]

@@ -6,7 +6,9 @@
 //! 4002/4003 source started/stopped, 4007 auto-disconnect (with its reason: a full disk
 //! queue, a disk-queue read or write error, or an unclean stop, all of which hand files to
 //! the change journal for remirroring), 4072 `QueueSizeAlertThreshold` exceeded; and 149,
-//! settings reloaded (after the guide's code -149, "new option applied").
+//! settings reloaded (after the guide's code -149, "new option applied"); the connection,
+//! mirror and target events of the guide's chapter 6 (4001/4004, 4009/4010, 4016/4017,
+//! 4019/4023, 4065, 4071); and 169/170, failed and successful logins.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -19,6 +21,25 @@ pub const SOURCE_STARTED: u32 = 4002;
 pub const SOURCE_STOPPED: u32 = 4003;
 pub const AUTO_DISCONNECT: u32 = 4007;
 pub const QUEUE_SIZE_ALERT: u32 = 4072;
+pub const TARGET_STARTED: u32 = 4001;
+pub const TARGET_STOPPED: u32 = 4004;
+/// Connection established / disconnected.
+pub const CONNECTED: u32 = 4016;
+pub const DISCONNECTED: u32 = 4017;
+/// Auto-reconnecting / auto-reconnect succeeded.
+pub const RECONNECTING: u32 = 4009;
+pub const RECONNECTED: u32 = 4010;
+pub const MIRROR_STARTED: u32 = 4019;
+pub const MIRROR_COMPLETED: u32 = 4023;
+/// The target data state of a connection changed.
+pub const DATA_STATE: u32 = 4065;
+/// A network message failed its checksum (or any other frame check).
+pub const BAD_MESSAGE: u32 = 4071;
+/// A source logged in to this target. The guide has no login event (only the error codes
+/// -138 "insufficient security access" and -169 "login failed"); 169 and 170 are rill's
+/// own, after that code, outside the guide's event ranges.
+pub const LOGIN: u32 = 170;
+pub const LOGIN_FAILED: u32 = 169;
 /// Settings re-read while running. The guide has an error code for "new option applied"
 /// (-149) but no event; this one is rill's own, outside the guide's ranges.
 pub const SETTINGS: u32 = 149;

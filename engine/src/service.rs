@@ -1,9 +1,11 @@
-//! `rilld run`: one source job on this host, from the driver to a local replica.
+//! One source job: from the driver, through the source queue, to a [`Transmit`] (a local
+//! replica for `rilld run`, a target over the network for the daemon's jobs).
 //!
 //! Two threads, joined by the source queue: the drain thread reads the driver's ring (a
 //! capture session of the job's source directory), passes events through the [`Drain`],
-//! and pushes operations; the transmit thread pops them in order, sends them to the sink,
-//! and acknowledges the queue after each durable flush. Nothing is dropped silently:
+//! and pushes operations; the transmit thread ([`TransmitLoop`]) pops them in order,
+//! interleaves the mirror, sends them to the sink, and acknowledges the queue after each
+//! durable flush. Nothing is dropped silently:
 //! whatever the queue does not keep (auto-disconnect, disk queue full), whatever the drain
 //! cannot fill, and whatever the sink cannot apply goes to the change journal.
 //!
@@ -27,15 +29,25 @@ use crate::change_journal::{ChangeJournal, Mark, Reason};
 use crate::drain::{Drain, Drained};
 use crate::events::{self, EventLog, Level};
 use crate::journal::{Journal, JournalConfig};
+use crate::mirror::MirrorOptions;
 use crate::queue::{queue, AtLimit, Limits, NotKept, Pushed};
 use crate::repset::{ReplicationSet, Rule};
 use crate::settings::{CallbackMode, Settings};
-use crate::sink::{LocalSink, Transmit};
+use crate::sink::Transmit;
+use crate::transmit::{JobControl, TransmitLoop, TransmitOptions};
 
-/// One job: a source directory replicated (recursively) to a directory on this host.
+/// One job: a source directory replicated (recursively) to a sink.
 pub struct Job {
+    /// Canonical, absolute.
     pub source: PathBuf,
-    pub target: PathBuf,
+    /// Where it goes, for the log.
+    pub target: String,
+    /// The job's own state, under `DataPath` and `QJournalDir` (the daemon runs several
+    /// jobs); `None` keeps them directly there (`rilld run`).
+    pub state_dir: Option<String>,
+    /// Send a full mirror first.
+    pub mirror: bool,
+    pub control: Arc<JobControl>,
     /// Rules beyond "the source, recursively": (absolute path or wildcard, include).
     /// All recursive, as `Rec` in the guide's replication sets.
     pub rules: Vec<(String, bool)>,
@@ -78,15 +90,24 @@ fn reason(r: DirtyReason) -> Reason {
     }
 }
 
-/// Runs `job` until `stop` is set, then drains what was captured, flushes and returns.
-pub fn run(settings: &Settings, job: Job, stop: Arc<AtomicBool>) -> Result<()> {
-    let data = settings.data_path();
+/// Runs `job` until its control's `stop` is set, then drains what was captured, flushes
+/// and returns.
+pub fn run(settings: &Settings, job: Job, sink: &mut dyn Transmit) -> Result<()> {
+    let stop = Arc::clone(&job.control.stop);
+    let (data, queue_dir) = match &job.state_dir {
+        Some(name) => (
+            settings.data_path().join("jobs").join(name),
+            settings.q_journal_dir().join(name),
+        ),
+        None => (
+            settings.data_path().to_path_buf(),
+            settings.q_journal_dir().to_path_buf(),
+        ),
+    };
+    let data = data.as_path();
     std::fs::create_dir_all(data)
         .with_context(|| format!("creating DataPath {}", data.display()))?;
-    let source = job
-        .source
-        .canonicalize()
-        .with_context(|| format!("source {}", job.source.display()))?;
+    let source = job.source.clone();
     let log_dir = settings.log_dir();
     let log =
         Arc::new(EventLog::open(log_dir).with_context(|| format!("LogDir {}", log_dir.display()))?);
@@ -103,7 +124,7 @@ pub fn run(settings: &Settings, job: Job, stop: Arc<AtomicBool>) -> Result<()> {
     std::fs::write(&marker, std::process::id().to_string())
         .with_context(|| format!("writing {}", marker.display()))?;
 
-    let mut cfg = JournalConfig::new(settings.q_journal_dir());
+    let mut cfg = JournalConfig::new(&queue_dir);
     cfg.segment_bytes = settings.q_journal_file_size_bytes();
     cfg.space_max_bytes = settings.disk_queue_limit_bytes();
     cfg.free_space_min_bytes = settings.q_journal_free_space_min_bytes();
@@ -132,10 +153,16 @@ pub fn run(settings: &Settings, job: Job, stop: Arc<AtomicBool>) -> Result<()> {
         &format!(
             "Source started: {} replicating to {}",
             source.display(),
-            job.target.display()
+            job.target
         ),
     );
+    let mut rules = vec![Rule::new(&source.to_string_lossy(), true, true)?];
+    for (path, include) in &job.rules {
+        rules.push(Rule::new(path, *include, true)?);
+    }
+    let set = ReplicationSet::new(rules);
     let drain_thread = {
+        let set = set.clone();
         let (stop, drained, changes, counters, log) = (
             Arc::clone(&stop),
             Arc::clone(&drained),
@@ -143,11 +170,6 @@ pub fn run(settings: &Settings, job: Job, stop: Arc<AtomicBool>) -> Result<()> {
             Arc::clone(&counters),
             Arc::clone(&log),
         );
-        let mut rules = vec![Rule::new(&source.to_string_lossy(), true, true)?];
-        for (path, include) in &job.rules {
-            rules.push(Rule::new(path, *include, true)?);
-        }
-        let set = ReplicationSet::new(rules);
         let mut drain = Drain::new(set, settings.max_write_chunk_size() as u64);
         let (root, pinned) = (source.clone(), job.pinned);
         let (mut current, config, reload_flag) = (
@@ -211,59 +233,48 @@ pub fn run(settings: &Settings, job: Job, stop: Arc<AtomicBool>) -> Result<()> {
             })?
     };
 
-    let mut sink = LocalSink::new(&source, &job.target)
-        .with_context(|| format!("target {}", job.target.display()))?;
-    let (mut last, mut unflushed, mut flushed_at, mut stats_at) =
-        (0u64, 0u32, Instant::now(), Instant::now());
     let mut alerted = false;
-    loop {
-        let done = drained.load(Ordering::Acquire);
-        match consumer.pop(Duration::from_millis(50))? {
-            Some(q) => {
-                if let Err(e) = sink.send(&q) {
-                    log::warn!("{e}; recorded in the change journal");
-                    counters.failed_rep_count.fetch_add(1, Ordering::Relaxed);
-                    mark(
-                        &changes,
-                        &counters,
-                        Mark::whole(q.event.path.clone(), Reason::Modified, now_ns()),
-                    )?;
-                }
-                last = q.seq;
-                unflushed += 1;
-            }
-            None if done => break,
-            None => {}
+    let mut on_tick = |q: &crate::queue::QueueStats| -> Result<()> {
+        if q.alert && !alerted {
+            let pct = settings.queue_size_alert_threshold();
+            log.event(
+                Level::Warning,
+                events::QUEUE_SIZE_ALERT,
+                &format!("QueueSizeAlertThreshold of {pct} has been exceeded."),
+            );
         }
-        if unflushed > 0 && (unflushed >= 1024 || flushed_at.elapsed() > Duration::from_millis(200))
-        {
-            sink.flush()?;
-            consumer.ack(last)?;
-            (unflushed, flushed_at) = (0, Instant::now());
-        }
-        if stats_at.elapsed() >= Duration::from_secs(1) {
-            let q = consumer.stats();
-            if q.alert && !alerted {
-                let pct = settings.queue_size_alert_threshold();
-                log.event(
-                    Level::Warning,
-                    events::QUEUE_SIZE_ALERT,
-                    &format!("QueueSizeAlertThreshold of {pct} has been exceeded."),
-                );
-            }
-            alerted = q.alert;
-            write_stats(data, &counters, &q)?;
-            stats_at = Instant::now();
-        }
+        alerted = q.alert;
+        write_stats(data, &counters, q)
+    };
+    let mut on_failure = |e: &crate::sink::SinkError| {
+        log::warn!("{e}; recorded in the change journal");
+        counters.failed_rep_count.fetch_add(1, Ordering::Relaxed);
+        counters
+            .change_journal_marks
+            .fetch_add(1, Ordering::Relaxed);
+    };
+    let transmitted = TransmitLoop {
+        sink,
+        consumer: &mut consumer,
+        changes: &changes,
+        control: &job.control,
+        set,
+        source: source.clone(),
+        options: transmit_options(settings),
+        drained: &drained,
+        on_tick: &mut on_tick,
+        on_failure: &mut on_failure,
+        failures: 0,
+    }
+    .run(job.mirror);
+    if transmitted.is_err() {
+        // The drain thread stops with the job; its error, if any, is the second one.
+        stop.store(true, Ordering::Relaxed);
     }
     drain_thread
         .join()
         .map_err(|_| anyhow::anyhow!("the drain thread panicked"))??;
-    sink.flush()?;
-    if last > 0 {
-        consumer.ack(last)?;
-    }
-    write_stats(data, &counters, &consumer.stats())?;
+    transmitted?;
     std::fs::remove_file(&marker).with_context(|| format!("removing {}", marker.display()))?;
     log.event(
         Level::Information,
@@ -273,8 +284,25 @@ pub fn run(settings: &Settings, job: Job, stop: Arc<AtomicBool>) -> Result<()> {
     Ok(())
 }
 
+/// The transmit loop's settings.
+pub fn transmit_options(settings: &Settings) -> TransmitOptions {
+    TransmitOptions {
+        hp_queue_ratio: settings.hp_queue_ratio(),
+        mirror: MirrorOptions {
+            chunk_bytes: settings.mirror_chunk_size_bytes(),
+            small_file_bytes: settings.small_file_threshold_bytes(),
+            zero_k_files: settings.mirror_zero_k_files(),
+            sparse: settings.enable_sparse_file_mirroring(),
+            attributes: !settings.disable_attribute_replication(),
+            xattrs: settings.extended_attributes(),
+        },
+        calculate: settings.calculate_on_connect(),
+        use_change_journal: settings.use_change_journal(),
+    }
+}
+
 /// The queue's limits from the settings.
-fn limits_of(settings: &Settings) -> Limits {
+pub fn limits_of(settings: &Settings) -> Limits {
     Limits {
         memory_bytes: settings.q_memory_buffer_max_bytes(),
         memory_ops: settings.op_buffer_size().unwrap_or(u64::MAX),

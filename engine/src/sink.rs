@@ -8,17 +8,33 @@
 //! transport is the other `Transmit`.
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use rill_driver_linux::Event;
 
 use crate::apply::{Applier, ApplyError, ApplyOptions};
-use crate::queue::Queued;
+use crate::proto::{Marker, Stream};
 use crate::resolve::{ResolveError, ResolveOptions, Resolver};
 
-/// Where operations go. `send` returns once the operation is applied or queued durably
-/// enough that `flush` makes it durable; the caller acknowledges the queue after `flush`.
+/// Where operations go, in order. `send` returns once the operation is applied or on its
+/// way; `flush` returns once everything sent is durable at the destination, and the caller
+/// acknowledges the source queue only then.
 pub trait Transmit {
-    fn send(&mut self, op: &Queued) -> Result<(), SinkError>;
+    /// Sends one operation (absolute source paths) of the replication or mirror stream.
+    fn send(&mut self, ev: &Event, stream: Stream) -> Result<(), SinkError>;
+    /// Marks a point of the stream (the mirror's start and end).
+    fn marker(&mut self, _marker: Marker) -> Result<(), SinkError> {
+        Ok(())
+    }
     fn flush(&mut self) -> Result<(), SinkError>;
+    /// Source paths the destination could not apply since the last call: to remirror.
+    fn take_failures(&mut self) -> Vec<PathBuf> {
+        Vec::new()
+    }
+    /// Whether the destination asked to hold the mirror back (its queue is full).
+    fn mirror_paused(&self) -> bool {
+        false
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -27,13 +43,15 @@ pub enum SinkError {
     Resolve(#[from] ResolveError),
     #[error(transparent)]
     Apply(#[from] ApplyError),
+    #[error("the job is stopping")]
+    Stopped,
 }
 
 /// Replicates `source` into a directory on this host.
 pub struct LocalSink {
     resolver: Resolver,
     applier: Applier,
-    resolved: Vec<rill_driver_linux::Event>,
+    resolved: Vec<Event>,
 }
 
 impl LocalSink {
@@ -48,8 +66,8 @@ impl LocalSink {
 }
 
 impl Transmit for LocalSink {
-    fn send(&mut self, q: &Queued) -> Result<(), SinkError> {
-        self.resolver.resolve(q.event.clone(), &mut self.resolved)?;
+    fn send(&mut self, ev: &Event, _stream: Stream) -> Result<(), SinkError> {
+        self.resolver.resolve(ev.clone(), &mut self.resolved)?;
         for ev in self.resolved.drain(..) {
             self.applier.apply(&ev)?;
         }
@@ -70,20 +88,15 @@ impl Transmit for LocalSink {
 mod tests {
     use super::*;
     use crate::resolve::ResolveError;
-    use rill_driver_linux::{Event, Op};
+    use rill_driver_linux::Op;
     use std::os::unix::fs::PermissionsExt;
     use std::path::PathBuf;
 
-    fn op(path: &Path, op: Op) -> Queued {
-        let event = Event::new(path, op);
-        Queued {
-            seq: 1,
-            event,
-            from_disk: false,
-        }
+    fn op(path: &Path, op: Op) -> Event {
+        Event::new(path, op)
     }
 
-    fn write(path: &Path) -> Queued {
+    fn write(path: &Path) -> Event {
         op(
             path,
             Op::Write {
@@ -106,13 +119,23 @@ mod tests {
         // on the way or as the last component.
         std::os::unix::fs::symlink(outside.path(), dst.path().join("evil")).unwrap();
         std::fs::write(outside.path().join("victim"), b"keep").unwrap();
-        assert!(sink.send(&write(&src.path().join("evil/victim"))).is_err());
-        assert!(sink.send(&write(&src.path().join("evil"))).is_err());
         assert!(sink
-            .send(&op(&src.path().join("evil"), Op::Chmod { mode: 0o777 }))
+            .send(&write(&src.path().join("evil/victim")), Stream::Replication)
             .is_err());
         assert!(sink
-            .send(&op(&src.path().join("evil/victim"), Op::Unlink))
+            .send(&write(&src.path().join("evil")), Stream::Replication)
+            .is_err());
+        assert!(sink
+            .send(
+                &op(&src.path().join("evil"), Op::Chmod { mode: 0o777 }),
+                Stream::Replication
+            )
+            .is_err());
+        assert!(sink
+            .send(
+                &op(&src.path().join("evil/victim"), Op::Unlink),
+                Stream::Replication
+            )
             .is_err());
         assert_eq!(
             std::fs::read(outside.path().join("victim")).unwrap(),
@@ -128,8 +151,12 @@ mod tests {
         );
         // `..` and paths outside the source are refused before any system call.
         let dotdot = PathBuf::from(format!("{}/../x", src.path().display()));
-        assert!(refused_outside(sink.send(&write(&dotdot))));
-        assert!(refused_outside(sink.send(&write(Path::new("/etc/passwd")))));
+        assert!(refused_outside(
+            sink.send(&write(&dotdot), Stream::Replication)
+        ));
+        assert!(refused_outside(
+            sink.send(&write(Path::new("/etc/passwd")), Stream::Replication)
+        ));
         let rename_out = op(
             &src.path().join("a"),
             Op::Rename {
@@ -137,7 +164,7 @@ mod tests {
                 flags: 0,
             },
         );
-        assert!(refused_outside(sink.send(&rename_out)));
+        assert!(refused_outside(sink.send(&rename_out, Stream::Replication)));
     }
 
     #[test]
@@ -146,9 +173,12 @@ mod tests {
         let mut sink = LocalSink::new(src.path(), dst.path()).unwrap();
         let d = src.path().join("d");
         for _ in 0..2 {
-            sink.send(&op(&d, Op::Mkdir { mode: 0o750 })).unwrap();
-            sink.send(&write(&d.join("f"))).unwrap();
-            sink.send(&op(&d.join("f"), Op::Unlink)).unwrap();
+            sink.send(&op(&d, Op::Mkdir { mode: 0o750 }), Stream::Replication)
+                .unwrap();
+            sink.send(&write(&d.join("f")), Stream::Replication)
+                .unwrap();
+            sink.send(&op(&d.join("f"), Op::Unlink), Stream::Replication)
+                .unwrap();
         }
         sink.flush().unwrap();
         assert!(dst.path().join("d").is_dir());
@@ -171,19 +201,25 @@ mod tests {
             len: content.len() as u64 + 100,
             data: None,
         };
-        sink.send(&op(&f, range)).unwrap();
+        sink.send(&op(&f, range), Stream::Replication).unwrap();
         xattr_set(&f, "user.k", b"v1");
-        sink.send(&op(
-            &f,
-            Op::SetXattr {
-                name: "user.k".into(),
-                value: None,
-            },
-        ))
+        sink.send(
+            &op(
+                &f,
+                Op::SetXattr {
+                    name: "user.k".into(),
+                    value: None,
+                },
+            ),
+            Stream::Replication,
+        )
         .unwrap();
         // A file gone by the time it is sent is skipped: its removal follows.
-        sink.send(&op(&src.path().join("gone"), Op::Utimes { times: None }))
-            .unwrap();
+        sink.send(
+            &op(&src.path().join("gone"), Op::Utimes { times: None }),
+            Stream::Replication,
+        )
+        .unwrap();
         sink.flush().unwrap();
         let replica = dst.path().join("f");
         assert_eq!(std::fs::read(&replica).unwrap(), content);

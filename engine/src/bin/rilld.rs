@@ -10,6 +10,8 @@ use anyhow::Context;
 use rill_engine::change_journal::ChangeJournal;
 use rill_engine::service::Job;
 use rill_engine::settings::{cli, Settings, SettingsCommand, DEFAULT_SETTINGS_FILE};
+use rill_engine::sink::LocalSink;
+use rill_engine::transmit::JobControl;
 
 #[derive(Parser)]
 #[command(name = "rilld", version, about = "rill's replication engine")]
@@ -35,6 +37,9 @@ enum Command {
         /// Drain the pinned driver (`rill-driver load`) instead of loading a private one.
         #[arg(long)]
         pinned: bool,
+        /// Mirror the whole source first (otherwise only what changes is replicated).
+        #[arg(long)]
+        mirror: bool,
         /// Also protect this absolute path or wildcard (e.g. /data/keep/*.db), recursively.
         #[arg(long = "include")]
         includes: Vec<String>,
@@ -42,6 +47,9 @@ enum Command {
         #[arg(long = "exclude")]
         excludes: Vec<String>,
     },
+    /// Run the engine as a service: source and/or target (LoadSourceTarget), the stored
+    /// jobs, and the management API that `rillctl` drives; until SIGINT or SIGTERM.
+    Serve,
     /// Print the running engine's statistics (the guide's names), as JSON.
     Stats,
     /// Print the change journal's pending entries (files to remirror), one JSON per line.
@@ -57,6 +65,7 @@ fn main() {
             source,
             target,
             pinned,
+            mirror,
             includes,
             excludes,
         } => {
@@ -65,9 +74,10 @@ fn main() {
                 .map(|p| (p, true))
                 .chain(excludes.into_iter().map(|p| (p, false)))
                 .collect();
-            run(&args.config, source, target, pinned, rules)
+            run(&args.config, source, target, pinned, mirror, rules)
         }
         Command::Changes => changes(&args.config),
+        Command::Serve => serve(&args.config),
         Command::Stats => stats(&args.config),
     };
     match result {
@@ -85,6 +95,7 @@ fn run(
     source: PathBuf,
     target: PathBuf,
     pinned: bool,
+    mirror: bool,
     rules: Vec<(String, bool)>,
 ) -> anyhow::Result<i32> {
     let settings = Settings::load_or_default(config)?;
@@ -98,15 +109,37 @@ fn run(
     }
     signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))
         .context("installing a signal handler")?;
+    let source = source
+        .canonicalize()
+        .with_context(|| format!("source {}", source.display()))?;
+    let mut sink =
+        LocalSink::new(&source, &target).with_context(|| format!("target {}", target.display()))?;
     let job = Job {
         source,
-        target,
+        target: target.display().to_string(),
+        state_dir: None,
+        mirror,
+        control: Arc::new(JobControl {
+            stop,
+            ..Default::default()
+        }),
         pinned,
         rules,
         config: config.exists().then(|| config.to_path_buf()),
         reload,
     };
-    rill_engine::service::run(&settings, job, stop)?;
+    rill_engine::service::run(&settings, job, &mut sink)?;
+    Ok(0)
+}
+
+/// `rilld serve`; SIGINT/SIGTERM stop it.
+fn serve(config: &std::path::Path) -> anyhow::Result<i32> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .context("installing a signal handler")?;
+    }
+    rill_engine::daemon::serve(config, stop)?;
     Ok(0)
 }
 

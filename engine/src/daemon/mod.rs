@@ -1,0 +1,336 @@
+//! `rilld serve`: the long-running engine, as source, target or both.
+//!
+//! On start it loads (or creates, on the first start) this host's identity and its trust
+//! store, opens the job store, serves the management API on localhost, listens for
+//! sources on `NetPort` when it is a target (`LoadSourceTarget`), and starts every job
+//! whose stored state is Running, so a running job resumes after a restart. Each job is a
+//! [`service::run`] with a [`NetworkSink`] on the daemon's tokio runtime.
+
+mod control;
+mod status;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+
+use crate::apply::ApplyOptions;
+use crate::events::{self, EventLog, Level};
+use crate::jobs::{Job, JobState, JobStore, MirrorState};
+use crate::link::{LinkConfig, LinkStats, NetworkSink};
+use crate::proto::Compression;
+use crate::resolve::ResolveOptions;
+use crate::service;
+use crate::settings::Settings;
+use crate::target::{TargetConfig, TargetStats};
+use crate::tls::{Identity, TrustStore};
+use crate::transmit::JobControl;
+
+/// A job running in this daemon.
+struct Runner {
+    control: Arc<JobControl>,
+    link: Arc<LinkStats>,
+    thread: Option<std::thread::JoinHandle<Result<()>>>,
+}
+
+/// The daemon's state, shared by the API and the housekeeping task.
+pub struct Daemon {
+    config: PathBuf,
+    settings: RwLock<Settings>,
+    host: String,
+    identity: Identity,
+    trust: Arc<TrustStore>,
+    store: Arc<JobStore>,
+    log: Arc<EventLog>,
+    runtime: tokio::runtime::Handle,
+    runners: Mutex<HashMap<String, Runner>>,
+    target: Option<Arc<TargetStats>>,
+}
+
+/// This host's name, for certificates, hellos and the log.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Runs the daemon until `stop` is set (SIGINT / SIGTERM).
+pub fn serve(config: &Path, stop: Arc<AtomicBool>) -> Result<()> {
+    let settings = Settings::load_or_default(config)?;
+    let data = settings.data_path().to_path_buf();
+    std::fs::create_dir_all(&data)
+        .with_context(|| format!("creating DataPath {}", data.display()))?;
+    let log = Arc::new(
+        EventLog::open(settings.log_dir())
+            .with_context(|| format!("LogDir {}", settings.log_dir().display()))?,
+    );
+    let host = host_name();
+    let identity = Identity::load_or_create(&data.join("identity"), &host)?;
+    let trust = Arc::new(TrustStore::open(&data)?);
+    let store = Arc::new(JobStore::open(&data.join("jobs.redb"))?);
+    let roles = settings.load_source_target();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("rilld-net")
+        .build()
+        .context("starting the network runtime")?;
+
+    // Bind before anything else, so a port conflict is reported at once.
+    let target = if roles.target() {
+        let addr = format!("0.0.0.0:{}", settings.net_port());
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind(&addr))
+            .with_context(|| format!("listening for sources on {addr} (NetPort)"))?;
+        let stats = Arc::new(TargetStats::default());
+        let tls = crate::tls::server_config(&identity, Arc::clone(&trust))?;
+        runtime.spawn(crate::target::serve(
+            listener,
+            tls,
+            target_config(&settings, &host),
+            crate::target::Services {
+                store: Arc::clone(&store),
+                trust: Arc::clone(&trust),
+                log: Arc::clone(&log),
+                stats: Arc::clone(&stats),
+                stop: Arc::clone(&stop),
+            },
+        ));
+        log.event(
+            Level::Information,
+            events::TARGET_STARTED,
+            &format!("Target started on port {}", settings.net_port()),
+        );
+        Some(stats)
+    } else {
+        None
+    };
+    let api_addr = format!("127.0.0.1:{}", settings.management_port());
+    let api = runtime
+        .block_on(tokio::net::TcpListener::bind(&api_addr))
+        .with_context(|| format!("serving the management API on {api_addr} (ManagementPort)"))?;
+    let token = crate::mgmt::load_or_create_token(&crate::mgmt::token_path(&data))
+        .context("the management token")?;
+
+    let daemon = Arc::new(Daemon {
+        config: config.to_path_buf(),
+        settings: RwLock::new(settings),
+        host,
+        identity,
+        trust,
+        store,
+        log: Arc::clone(&log),
+        runtime: runtime.handle().clone(),
+        runners: Mutex::new(HashMap::new()),
+        target,
+    });
+    {
+        let log = Arc::clone(&log);
+        let control: Arc<dyn crate::mgmt::Control> = Arc::clone(&daemon) as _;
+        runtime.spawn(crate::mgmt::serve(api, token, control, move |peer| {
+            log.event(
+                Level::Warning,
+                events::LOGIN_FAILED,
+                &format!("Management API: failed login from {peer}"),
+            )
+        }));
+    }
+    for job in daemon.store.list()? {
+        if job.state != JobState::Stopped {
+            if let Err(e) = daemon.start_job(&job) {
+                log.event(
+                    Level::Error,
+                    events::SOURCE_STOPPED,
+                    &format!("job {} not started: {e:#}", job.spec.name),
+                );
+            }
+        }
+    }
+    eprintln!("rilld: serving (API on {api_addr})");
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(200));
+        daemon.housekeeping();
+    }
+    let names: Vec<String> = daemon
+        .runners
+        .lock()
+        .map(|r| r.keys().cloned().collect())
+        .unwrap_or_default();
+    for name in names {
+        daemon.stop_job(&name);
+    }
+    if daemon.target.is_some() {
+        log.event(Level::Information, events::TARGET_STOPPED, "Target stopped");
+    }
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    Ok(())
+}
+
+fn target_config(settings: &Settings, host: &str) -> TargetConfig {
+    TargetConfig {
+        host: host.to_string(),
+        state_dir: settings.data_path().join("target"),
+        queue_limits: service::limits_of(settings),
+        timeout: settings.network_timeout(),
+        apply: apply_options(settings),
+        capacity_high: settings.tg_mirror_capacity_high(),
+        capacity_low: settings.tg_mirror_capacity_low(),
+        retry_limit: settings.tg_execution_retry_limit(),
+        retry_wait: settings.tg_retry_locked(),
+    }
+}
+
+fn apply_options(settings: &Settings) -> ApplyOptions {
+    ApplyOptions {
+        attributes: !settings.disable_attribute_replication(),
+        xattrs: settings.extended_attributes(),
+        close_delay: settings.tg_close_delay(),
+    }
+}
+
+impl Daemon {
+    fn settings(&self) -> Settings {
+        self.settings
+            .read()
+            .map(|s| s.clone())
+            .unwrap_or_default()
+    }
+
+    /// Starts a stored job's threads (its state in the store is the caller's business).
+    fn start_job(&self, job: &Job) -> Result<()> {
+        let settings = self.settings();
+        if !settings.load_source_target().source() {
+            anyhow::bail!("this host is not a source (LoadSourceTarget)");
+        }
+        let name = job.spec.name.clone();
+        if self.runners.lock().is_ok_and(|r| r.contains_key(&name)) {
+            return Ok(());
+        }
+        let source = job
+            .spec
+            .source
+            .canonicalize()
+            .with_context(|| format!("source {}", job.spec.source.display()))?;
+        let full_mirror = job.mirror != MirrorState::Complete;
+        let control = Arc::new(JobControl::default());
+        control
+            .paused
+            .store(job.state == JobState::Paused, Ordering::Relaxed);
+        let link_stats = Arc::new(LinkStats::default());
+        let link = LinkConfig {
+            address: job.spec.target(),
+            job: name.clone(),
+            target_path: job.spec.target_path.to_string_lossy().into_owned(),
+            host: self.host.clone(),
+            tls: crate::tls::client_config(&self.identity, Arc::clone(&self.trust))?,
+            pending_acks: settings.source_pending_acks().max(1) as usize,
+            timeout: settings.network_timeout(),
+            retry: settings.network_retry(),
+            auto_reconnect: settings.auto_reconnect(),
+            auto_retransmit: settings.auto_retransmit(),
+            compression: Compression {
+                min_file_size: settings.min_compression_file_size_bytes(),
+                skip_ext: settings.skip_compression_file_ext(),
+                level: settings.compression_level(),
+                enabled: settings.compression_enabled(),
+            },
+            bandwidth: settings.bandwidth_limit_bytes_per_sec(),
+            mirror: full_mirror,
+        };
+        let resolve = ResolveOptions {
+            attributes: !settings.disable_attribute_replication(),
+            xattrs: settings.extended_attributes(),
+        };
+        let mut sink = NetworkSink::start(
+            &self.runtime,
+            &source,
+            resolve,
+            link,
+            Arc::clone(&link_stats),
+            Arc::clone(&control.stop),
+        );
+        let rules = job
+            .spec
+            .rules
+            .iter()
+            .map(|r| (r.pattern.clone(), r.include))
+            .collect();
+        let run = service::Job {
+            source,
+            target: format!("{} {}", job.spec.target(), job.spec.target_path.display()),
+            state_dir: Some(name.clone()),
+            mirror: full_mirror,
+            control: Arc::clone(&control),
+            rules,
+            config: self.config.exists().then(|| self.config.clone()),
+            reload: Arc::new(AtomicBool::new(false)),
+            pinned: false,
+        };
+        if full_mirror {
+            self.store.set_mirror_state(&name, MirrorState::Mirroring)?;
+        }
+        let thread = std::thread::Builder::new()
+            .name(format!("job-{name}"))
+            .spawn(move || service::run(&settings, run, &mut sink))?;
+        if let Ok(mut r) = self.runners.lock() {
+            r.insert(
+                name,
+                Runner {
+                    control,
+                    link: link_stats,
+                    thread: Some(thread),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Stops a job's threads and waits for them (what was captured is queued on disk).
+    fn stop_job(&self, name: &str) {
+        let runner = self.runners.lock().ok().and_then(|mut r| r.remove(name));
+        if let Some(mut runner) = runner {
+            runner.control.stop.store(true, Ordering::Relaxed);
+            if let Some(t) = runner.thread.take() {
+                match t.join() {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => log::warn!("job {name} stopped with an error: {e:#}"),
+                    Err(_) => log::warn!("job {name}: its thread panicked"),
+                }
+            }
+        }
+    }
+
+    /// Once a second or so: record finished mirrors, notice jobs whose thread ended.
+    fn housekeeping(&self) {
+        let Ok(mut runners) = self.runners.lock() else {
+            return;
+        };
+        let mut ended = Vec::new();
+        for (name, r) in runners.iter() {
+            if r.link.mirror_complete_acked.swap(false, Ordering::Relaxed) {
+                if let Err(e) = self.store.set_mirror_state(name, MirrorState::Complete) {
+                    log::warn!("job {name}: recording the mirror as complete: {e}");
+                }
+            }
+            if r.thread.as_ref().is_some_and(|t| t.is_finished()) {
+                ended.push(name.clone());
+            }
+        }
+        for name in ended {
+            if let Some(mut r) = runners.remove(&name) {
+                let result = r.thread.take().map(|t| t.join());
+                let text = match result {
+                    Some(Ok(Err(e))) => format!("job {name} stopped: {e:#}"),
+                    Some(Err(_)) => format!("job {name} stopped: its thread panicked"),
+                    _ => format!("job {name} stopped"),
+                };
+                self.log.event(Level::Error, events::SOURCE_STOPPED, &text);
+            }
+        }
+    }
+}

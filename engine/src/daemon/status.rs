@@ -1,0 +1,205 @@
+//! `Status`: the daemon's jobs and target sessions under the guide's statistic names.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+use crate::jobs::{DataState, Job, JobState, MirrorState};
+use crate::link::ConState as Link;
+use crate::mgmt::{
+    utc_time, ConState, JobStatus, MirrorStatus, ReplicationStatus, StatusReport, TargetCounters,
+    TargetSessionStatus, TargetStatus, TransmitMode,
+};
+use crate::target::state_of_code;
+use crate::transmit::MirrorStatus as Walk;
+
+use super::{Daemon, Runner};
+
+impl Daemon {
+    pub(super) fn status(&self, only: Option<&str>) -> anyhow::Result<StatusReport> {
+        let settings = self.settings();
+        let roles = settings.load_source_target();
+        let jobs: Vec<Job> = self
+            .store
+            .list()?
+            .into_iter()
+            .filter(|j| only.is_none_or(|n| j.spec.name == n))
+            .collect();
+        if let (Some(n), true) = (only, jobs.is_empty()) {
+            anyhow::bail!("no job named `{n}`");
+        }
+        let runners = self
+            .runners
+            .lock()
+            .map_err(|_| anyhow::anyhow!("job table poisoned"))?;
+        let mut out = Vec::new();
+        let mut driver_max = 0.0f64;
+        for job in jobs {
+            let driver = std::fs::read_to_string(
+                settings
+                    .data_path()
+                    .join("jobs")
+                    .join(&job.spec.name)
+                    .join("statistics.json"),
+            )
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["DriverQueuePercent"].as_f64())
+            .unwrap_or(0.0);
+            driver_max = driver_max.max(driver);
+            out.push(job_status(&job, runners.get(&job.spec.name), driver));
+        }
+        let target = self.target.as_ref().map(|t| TargetStatus {
+            logins: t.logins.load(Ordering::Relaxed),
+            failed_logins: t.failed_logins.load(Ordering::Relaxed),
+            sessions: t
+                .sessions
+                .lock()
+                .map(|s| {
+                    s.values()
+                        .map(|s| {
+                            let text = |m: &std::sync::Mutex<String>| {
+                                m.lock().map(|v| v.clone()).unwrap_or_default()
+                            };
+                            TargetSessionStatus {
+                                peer_name: text(&s.peer_name),
+                                peer_fingerprint: text(&s.fingerprint),
+                                peer_address: None,
+                                job: text(&s.job),
+                                target_path: s
+                                    .target_path
+                                    .lock()
+                                    .map(|p| p.display().to_string())
+                                    .unwrap_or_default(),
+                                target_data_state: if s.connected.load(Ordering::Relaxed) {
+                                    state_of_code(s.data_state.load(Ordering::Relaxed))
+                                } else {
+                                    DataState::Disconnected
+                                },
+                                last_applied: s.last_applied.load(Ordering::Relaxed),
+                                counters: TargetCounters {
+                                    ops_received: s.ops_received.load(Ordering::Relaxed),
+                                    ops_remaining: s.ops_remaining.load(Ordering::Relaxed),
+                                    retries: s.retries.load(Ordering::Relaxed),
+                                    ops_dropped: s.ops_dropped.load(Ordering::Relaxed),
+                                    bytes_in_target_queue: s.bytes_in_queue.load(Ordering::Relaxed),
+                                    bytes_in_target_disk_queue: s
+                                        .bytes_in_disk_queue
+                                        .load(Ordering::Relaxed),
+                                },
+                            }
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        });
+        Ok(StatusReport {
+            host: self.host.clone(),
+            roles: match (roles.source(), roles.target()) {
+                (true, true) => "source+target",
+                (true, false) => "source",
+                (false, true) => "target",
+                (false, false) => "none",
+            }
+            .into(),
+            driver_queue_percent: driver_max,
+            jobs: out,
+            target,
+        })
+    }
+}
+
+fn job_status(job: &Job, runner: Option<&Runner>, driver: f64) -> JobStatus {
+    let mut s = JobStatus {
+        name: job.spec.name.clone(),
+        source: job.spec.source.display().to_string(),
+        target: job.spec.target(),
+        target_path: job.spec.target_path.display().to_string(),
+        state: job.state,
+        driver_queue_percent: driver,
+        ..Default::default()
+    };
+    let Some(r) = runner else {
+        s.con_state = ConState::None;
+        s.transmit_mode = TransmitMode::Stopped;
+        s.replication_status = ReplicationStatus::Stopped;
+        s.mirror_status = MirrorStatus::Stopped;
+        s.target_data_state = DataState::Unknown;
+        return s;
+    };
+    let (l, c) = (&r.link, &r.control);
+    let paused = c.paused.load(Ordering::Relaxed);
+    let link = l.state();
+    s.con_state = match (link, paused) {
+        (Link::Connected, true) => ConState::Paused,
+        (Link::Connected, false) => ConState::Active,
+        (Link::Connecting, _) => ConState::None,
+        (Link::Disconnected | Link::Refused, _) => ConState::Error,
+    };
+    s.transmit_mode = match (link, paused) {
+        (_, true) => TransmitMode::Paused,
+        (Link::Connected, false) => TransmitMode::Active,
+        _ => TransmitMode::Error,
+    };
+    s.replication_status = match (link, job.state) {
+        (_, JobState::Stopped) => ReplicationStatus::Stopped,
+        (Link::Connected, _) => ReplicationStatus::Replicating,
+        _ => ReplicationStatus::Pending,
+    };
+    let total = c.mirror_total_bytes.load(Ordering::Relaxed);
+    let handed = c.mirror_sent_bytes.load(Ordering::Relaxed);
+    let in_flight = l.mir_bytes_pending.load(Ordering::Relaxed);
+    let acked = handed.saturating_sub(in_flight);
+    let walk = c.mirror_status();
+    s.mirror_status = match walk {
+        Walk::Calculating => MirrorStatus::Calculating,
+        Walk::InProgress if l.target_paused.load(Ordering::Relaxed) => MirrorStatus::Paused,
+        Walk::InProgress => MirrorStatus::InProgress,
+        Walk::Paused => MirrorStatus::Paused,
+        Walk::Idle | Walk::Complete => MirrorStatus::Idle,
+    };
+    let complete = job.mirror == MirrorState::Complete
+        || l.mirror_complete_acked.load(Ordering::Relaxed)
+        || (walk == Walk::Complete && in_flight == 0);
+    (s.con_mirror_percent, s.con_mirror_bytes_remaining) = if complete {
+        (100.0, 0)
+    } else if total > 0 {
+        (
+            (acked as f64 * 100.0 / total as f64).min(100.0),
+            total.saturating_sub(acked),
+        )
+    } else {
+        (0.0, 0)
+    };
+    let q = c.queue.lock().map(|q| q.clone()).unwrap_or_default();
+    s.con_ops_in_rep_queue =
+        q.ops_in_memory + q.ops_on_disk + l.rep_ops_pending.load(Ordering::Relaxed);
+    s.con_bytes_in_rep_queue = q.bytes_in_memory + q.bytes_on_disk;
+    s.con_bytes_in_disk_queue = q.bytes_on_disk;
+    s.con_ops_in_mir_queue = l.mir_ops_pending.load(Ordering::Relaxed);
+    s.con_bytes_in_mir_queue = in_flight;
+    s.con_ops_tx = l.ops_tx.load(Ordering::Relaxed);
+    s.con_bytes_tx = l.bytes_tx.load(Ordering::Relaxed);
+    s.con_bytes_compressed_tx = l.bytes_compressed_tx.load(Ordering::Relaxed);
+    s.con_resent_op_count = l.resent.load(Ordering::Relaxed);
+    s.con_rpl = l.lag_seconds();
+    if l.acked_seq.load(Ordering::Relaxed) > 0 {
+        let behind = Duration::from_secs_f64(s.con_rpl);
+        s.con_rpt = Some(utc_time(SystemTime::now() - behind));
+    }
+    let t = |i: usize| l.target[i].load(Ordering::Relaxed);
+    let reported = l.acked_seq.load(Ordering::Relaxed) > 0 || t(0) > 0;
+    s.target_data_state = if reported {
+        state_of_code(t(6) as u8)
+    } else {
+        DataState::Unknown
+    };
+    s.target_stats = reported.then(|| TargetCounters {
+        ops_received: t(0),
+        ops_remaining: t(1),
+        retries: t(2),
+        ops_dropped: t(3),
+        bytes_in_target_queue: t(4),
+        bytes_in_target_disk_queue: t(5),
+    });
+    s
+}

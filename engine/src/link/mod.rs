@@ -1,0 +1,296 @@
+//! The source's connection to a target: a [`Transmit`] over the network.
+//!
+//! [`NetworkSink`] is what the job's transmit thread calls, synchronously, exactly as it
+//! calls the local sink: `send` resolves an operation (see [`crate::resolve`]) and hands
+//! it to the link task; `flush` returns once the target has acknowledged everything sent
+//! so far, which is when the source queue may drop it. The link task ([`session`]) runs on
+//! the daemon's tokio runtime: it connects with mutual TLS, says which job it carries,
+//! numbers operations, keeps at most `SourcePendingAcks` unacknowledged, resends them
+//! after a reconnect (the target skips what it already applied), and sends keep-alives.
+//!
+//! While the target is unreachable `send` blocks once the window is full, so operations
+//! wait in the source queue (memory, then disk), which is what the queue is for.
+
+mod session;
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rill_driver_linux::Event;
+use tokio::sync::{mpsc, watch};
+
+use crate::proto::{Marker, Stream};
+use crate::resolve::{ResolveOptions, Resolver};
+use crate::sink::{SinkError, Transmit};
+
+pub use session::{connect_tls, LinkConfig};
+
+/// The connection's state, as `conState` names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ConState {
+    Disconnected = 0,
+    Connecting = 1,
+    Connected = 2,
+    /// The target refused the connection (authentication, path): retried all the same.
+    Refused = 3,
+}
+
+impl ConState {
+    fn from_u8(v: u8) -> ConState {
+        match v {
+            1 => ConState::Connecting,
+            2 => ConState::Connected,
+            3 => ConState::Refused,
+            _ => ConState::Disconnected,
+        }
+    }
+
+    pub fn word(self) -> &'static str {
+        match self {
+            ConState::Disconnected => "Disconnected",
+            ConState::Connecting => "Connecting",
+            ConState::Connected => "Connected",
+            ConState::Refused => "Refused",
+        }
+    }
+}
+
+/// Counters of one link, under the guide's names where it has them.
+#[derive(Default)]
+pub struct LinkStats {
+    state: AtomicU8,
+    /// `conOpsTx`, `conBytesTx` (bytes on the wire), `conBytesCompressedTx` (bytes of
+    /// operations sent compressed, as sent), `conResentOpCount`.
+    pub ops_tx: AtomicU64,
+    pub bytes_tx: AtomicU64,
+    pub bytes_compressed_tx: AtomicU64,
+    pub resent: AtomicU64,
+    /// Operations handed to the link and not yet acknowledged (in its window or on the
+    /// way), by stream.
+    pub rep_ops_pending: AtomicU64,
+    pub mir_ops_pending: AtomicU64,
+    pub mir_bytes_pending: AtomicU64,
+    /// CLOCK_MONOTONIC ns when the oldest unacknowledged operation was captured (0: none).
+    pub oldest_unacked_ns: AtomicU64,
+    /// The target's statistics, from its last `TargetStats`.
+    pub target: [AtomicU64; 7],
+    /// Whether the target asked for a pause of the mirror (its queue is at
+    /// `TGMirrorCapacityHigh`).
+    pub target_paused: AtomicBool,
+    /// The last error of the connection, for status and the log.
+    pub last_error: Mutex<String>,
+    /// Highest sequence number the target acknowledged.
+    pub acked_seq: AtomicU64,
+    /// The mirror's markers acknowledged by the target.
+    pub mirror_started_acked: AtomicBool,
+    pub mirror_complete_acked: AtomicBool,
+}
+
+impl LinkStats {
+    pub fn state(&self) -> ConState {
+        ConState::from_u8(self.state.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn set_state(&self, s: ConState) {
+        self.state.store(s as u8, Ordering::Relaxed);
+    }
+
+    /// `ConRPL`: seconds between now and the capture of the oldest operation the target
+    /// has not acknowledged.
+    pub fn lag_seconds(&self) -> f64 {
+        match self.oldest_unacked_ns.load(Ordering::Relaxed) {
+            0 => 0.0,
+            t => monotonic_ns().saturating_sub(t) as f64 / 1e9,
+        }
+    }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds, the clock of capture timestamps.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// What the transmit thread hands the link task.
+pub(crate) enum Outgoing {
+    Op {
+        ev: Event,
+        stream: Stream,
+        /// When it was captured (CLOCK_MONOTONIC ns), for `ConRPL`.
+        captured_ns: u64,
+    },
+    Marker(Marker),
+}
+
+/// State shared by the sink and its link task.
+pub(crate) struct Shared {
+    pub stats: Arc<LinkStats>,
+    /// Count of items handed to the link and acknowledged by the target.
+    pub acked_items: watch::Sender<u64>,
+    /// Source paths of operations the target could not apply (to remirror).
+    pub failed: Mutex<Vec<PathBuf>>,
+    pub stop: Arc<AtomicBool>,
+}
+
+/// A [`Transmit`] to a target over the network.
+pub struct NetworkSink {
+    resolver: Resolver,
+    resolved: Vec<Event>,
+    tx: mpsc::Sender<Outgoing>,
+    shared: Arc<Shared>,
+    acked: watch::Receiver<u64>,
+    submitted: u64,
+    source: PathBuf,
+    task: Option<tokio::task::JoinHandle<()>>,
+    /// The transmit thread is a plain thread: it waits for acknowledgements through the
+    /// runtime's handle.
+    runtime: tokio::runtime::Handle,
+}
+
+impl NetworkSink {
+    /// Starts the link task on `runtime` and returns the sink feeding it.
+    pub fn start(
+        runtime: &tokio::runtime::Handle,
+        source: &std::path::Path,
+        resolve: ResolveOptions,
+        config: LinkConfig,
+        stats: Arc<LinkStats>,
+        stop: Arc<AtomicBool>,
+    ) -> NetworkSink {
+        let (tx, rx) = mpsc::channel(64);
+        let (acked_tx, acked) = watch::channel(0);
+        let shared = Arc::new(Shared {
+            stats,
+            acked_items: acked_tx,
+            failed: Mutex::new(Vec::new()),
+            stop,
+        });
+        let task = runtime.spawn(session::run(config, rx, Arc::clone(&shared)));
+        NetworkSink {
+            resolver: Resolver::new(source, resolve),
+            resolved: Vec::new(),
+            tx,
+            shared,
+            acked,
+            submitted: 0,
+            source: source.to_path_buf(),
+            task: Some(task),
+            runtime: runtime.clone(),
+        }
+    }
+
+    pub fn stats(&self) -> &Arc<LinkStats> {
+        &self.shared.stats
+    }
+
+    fn stopped(&self) -> bool {
+        self.shared.stop.load(Ordering::Relaxed)
+    }
+
+    /// Hands one item to the link task, waiting while its channel is full (the window is
+    /// full: the target is slow or unreachable) unless the job stops.
+    fn submit(&mut self, mut item: Outgoing) -> Result<(), SinkError> {
+        loop {
+            match self.tx.try_send(item) {
+                Ok(()) => {
+                    self.submitted += 1;
+                    return Ok(());
+                }
+                Err(mpsc::error::TrySendError::Full(back)) => {
+                    if self.stopped() {
+                        return Err(SinkError::Stopped);
+                    }
+                    item = back;
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => return Err(SinkError::Stopped),
+            }
+        }
+    }
+}
+
+impl Transmit for NetworkSink {
+    fn send(&mut self, ev: &Event, stream: Stream) -> Result<(), SinkError> {
+        self.resolver.resolve(ev.clone(), &mut self.resolved)?;
+        let resolved: VecDeque<Event> = self.resolved.drain(..).collect();
+        for ev in resolved {
+            let captured_ns = if ev.ktime_ns != 0 {
+                ev.ktime_ns
+            } else {
+                monotonic_ns()
+            };
+            self.submit(Outgoing::Op {
+                ev,
+                stream,
+                captured_ns,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn marker(&mut self, marker: Marker) -> Result<(), SinkError> {
+        self.submit(Outgoing::Marker(marker))
+    }
+
+    /// Sends the times of the files written since the last flush, then waits until the
+    /// target has acknowledged everything handed to the link (durably applied there).
+    fn flush(&mut self) -> Result<(), SinkError> {
+        for ev in self.resolver.times_of_written() {
+            let captured_ns = monotonic_ns();
+            self.submit(Outgoing::Op {
+                ev,
+                stream: Stream::Replication,
+                captured_ns,
+            })?;
+        }
+        while *self.acked.borrow() < self.submitted {
+            if self.stopped() {
+                return Err(SinkError::Stopped);
+            }
+            // The watch wakes on every acknowledgement; the timeout re-checks `stop`.
+            let acked = &mut self.acked;
+            let woke = self.runtime.block_on(async {
+                tokio::time::timeout(Duration::from_millis(100), acked.changed()).await
+            });
+            if matches!(woke, Ok(Err(_))) || self.tx.is_closed() {
+                return Err(SinkError::Stopped);
+            }
+        }
+        Ok(())
+    }
+
+    fn take_failures(&mut self) -> Vec<PathBuf> {
+        let mut failed = self
+            .shared
+            .failed
+            .lock()
+            .map(|mut f| std::mem::take(&mut *f))
+            .unwrap_or_default();
+        for p in &mut failed {
+            *p = self.source.join(&*p);
+        }
+        failed
+    }
+
+    fn mirror_paused(&self) -> bool {
+        self.shared.stats.target_paused.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for NetworkSink {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}

@@ -1,0 +1,492 @@
+//! The link task: connect, log in, send, resend, keep alive, reconnect.
+//!
+//! One task per job. Sequence numbers are assigned here, when an operation first goes on
+//! the wire, and stay with it through resends; after a reconnect the target says the last
+//! one it durably applied, the window drops what that covers and sends the rest again, so
+//! nothing is lost and the target, which skips numbers it has seen, applies nothing twice.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_rustls::client::TlsStream;
+
+use super::{ConState, Outgoing, Shared};
+use crate::codec;
+use crate::proto::{self, Compression, Frame, Marker, Policy, Stream, MAX_FRAME, VERSION};
+
+/// Where and how one job connects.
+#[derive(Clone)]
+pub struct LinkConfig {
+    /// `host:port` of the target.
+    pub address: String,
+    pub job: String,
+    pub target_path: String,
+    /// This host's name, sent in the hello for the target's log.
+    pub host: String,
+    pub tls: Arc<rustls::ClientConfig>,
+    /// `SourcePendingAcks`.
+    pub pending_acks: usize,
+    /// `NetworkTimeout`: silence longer than this drops the connection.
+    pub timeout: Duration,
+    /// `NetworkRetry`, `AutoReconnect`, `AutoRetransmit`.
+    pub retry: Duration,
+    pub auto_reconnect: bool,
+    pub auto_retransmit: bool,
+    pub compression: Compression,
+    /// Bytes per second on the wire, `None` for no limit.
+    pub bandwidth: Option<u64>,
+    /// A full mirror follows the hello (the target marks its data state accordingly).
+    pub mirror: bool,
+}
+
+/// One operation or marker on the wire, kept until acknowledged.
+struct InFlight {
+    seq: u64,
+    /// The encoded frame, resent as it is.
+    frame: Vec<u8>,
+    stream: Option<Stream>,
+    data_bytes: u64,
+    captured_ns: u64,
+    /// Relative path, for a `Nak`.
+    path: std::path::PathBuf,
+    marker: Option<Marker>,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum LinkError {
+    #[error("connecting to {0}: {1}")]
+    Connect(String, std::io::Error),
+    #[error("TLS handshake with {0}: {1}")]
+    Handshake(String, String),
+    #[error("the target refused: {0}")]
+    Refused(String),
+    #[error("protocol: {0}")]
+    Proto(#[from] proto::ProtoError),
+    #[error("network: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("no word from the target for {0:?} (NetworkTimeout)")]
+    Timeout(Duration),
+    #[error("the target closed the connection")]
+    Closed,
+    #[error("encoding an operation: {0}")]
+    Codec(#[from] codec::CodecError),
+    #[error("stopped")]
+    Stopped,
+}
+
+/// Opens a mutually authenticated TLS connection to `address`.
+pub async fn connect_tls(
+    address: &str,
+    tls: Arc<rustls::ClientConfig>,
+    timeout: Duration,
+) -> Result<TlsStream<TcpStream>, std::io::Error> {
+    let tcp = tokio::time::timeout(timeout, TcpStream::connect(address))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+    tcp.set_nodelay(true)?;
+    // Pinning replaces name checks (see `tls`): any syntactically valid name will do.
+    let name = ServerName::try_from("rill-target").map_err(std::io::Error::other)?;
+    let connector = tokio_rustls::TlsConnector::from(tls);
+    tokio::time::timeout(timeout, connector.connect(name, tcp))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out"))?
+}
+
+/// Runs the link until the job stops.
+pub(super) async fn run(config: LinkConfig, mut rx: mpsc::Receiver<Outgoing>, shared: Arc<Shared>) {
+    let mut window: VecDeque<InFlight> = VecDeque::new();
+    let mut next_seq: u64 = 0;
+    let mut acked_items: u64 = 0;
+    let stats = Arc::clone(&shared.stats);
+    while !shared.stop.load(Ordering::Relaxed) {
+        stats.set_state(ConState::Connecting);
+        let result = connect(&config).await;
+        let err = match result {
+            Ok((stream, last_applied)) => {
+                stats.set_state(ConState::Connected);
+                log::info!(
+                    "job {}: connected to {} (last applied {last_applied})",
+                    config.job,
+                    config.address
+                );
+                next_seq = next_seq.max(last_applied + 1);
+                acknowledge(&mut window, last_applied, &shared, &mut acked_items);
+                let e = session(
+                    &config,
+                    stream,
+                    &mut window,
+                    &mut rx,
+                    &shared,
+                    &mut next_seq,
+                    &mut acked_items,
+                )
+                .await;
+                match e {
+                    LinkError::Stopped => return,
+                    e => e,
+                }
+            }
+            Err(e) => e,
+        };
+        let refused = matches!(err, LinkError::Refused(_) | LinkError::Handshake(..));
+        stats.set_state(if refused {
+            ConState::Refused
+        } else {
+            ConState::Disconnected
+        });
+        let text = err.to_string();
+        log::warn!("job {}: {text}", config.job);
+        if let Ok(mut last) = stats.last_error.lock() {
+            *last = text;
+        }
+        if !config.auto_reconnect {
+            // Stay disconnected until the job is restarted.
+            while !shared.stop.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            return;
+        }
+        let until = Instant::now() + config.retry;
+        while Instant::now() < until && !shared.stop.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Connects, logs in and returns the stream and the target's last applied sequence.
+async fn connect(config: &LinkConfig) -> Result<(TlsStream<TcpStream>, u64), LinkError> {
+    let mut stream =
+        match connect_tls(&config.address, Arc::clone(&config.tls), config.timeout).await {
+            Ok(s) => s,
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                return Err(LinkError::Handshake(
+                    config.address.clone(),
+                    crate::tls::describe_handshake_error(&e),
+                ))
+            }
+            Err(e) => return Err(LinkError::Connect(config.address.clone(), e)),
+        };
+    let hello = Frame::Hello {
+        version: VERSION,
+        host: config.host.clone(),
+        job: config.job.clone(),
+        target_path: config.target_path.clone(),
+        mirror: config.mirror,
+    };
+    let mut buf = Vec::new();
+    hello.encode(Policy::PLAIN, &mut buf)?;
+    stream.write_all(&buf).await?;
+    stream.flush().await?;
+    match tokio::time::timeout(config.timeout, proto::read_frame(&mut stream, MAX_FRAME)).await {
+        Err(_) => Err(LinkError::Timeout(config.timeout)),
+        Ok(Err(e)) => Err(e.into()),
+        Ok(Ok(None)) => Err(LinkError::Closed),
+        Ok(Ok(Some(Frame::Welcome { last_applied, .. }))) => Ok((stream, last_applied)),
+        Ok(Ok(Some(Frame::Refused { message, .. }))) => Err(LinkError::Refused(message)),
+        Ok(Ok(Some(other))) => Err(LinkError::Refused(format!(
+            "expected a welcome, got {:?}",
+            other.kind()
+        ))),
+    }
+}
+
+/// Drops acknowledged items from the window and tells the sink how many there were.
+fn acknowledge(window: &mut VecDeque<InFlight>, seq: u64, shared: &Shared, acked_items: &mut u64) {
+    let stats = &shared.stats;
+    while window.front().is_some_and(|f| f.seq <= seq) {
+        let Some(f) = window.pop_front() else { break };
+        *acked_items += 1;
+        match f.stream {
+            Some(Stream::Replication) => {
+                stats.rep_ops_pending.fetch_sub(1, Ordering::Relaxed);
+            }
+            Some(Stream::Mirror) => {
+                stats.mir_ops_pending.fetch_sub(1, Ordering::Relaxed);
+                stats
+                    .mir_bytes_pending
+                    .fetch_sub(f.data_bytes, Ordering::Relaxed);
+            }
+            None => {}
+        }
+        match f.marker {
+            Some(Marker::MirrorStarted) => {
+                stats.mirror_started_acked.store(true, Ordering::Relaxed)
+            }
+            Some(Marker::MirrorComplete) => {
+                stats.mirror_complete_acked.store(true, Ordering::Relaxed)
+            }
+            None => {}
+        }
+    }
+    stats.acked_seq.fetch_max(seq, Ordering::Relaxed);
+    stats.oldest_unacked_ns.store(
+        window.front().map_or(0, |f| f.captured_ns),
+        Ordering::Relaxed,
+    );
+    shared.acked_items.send_replace(*acked_items);
+}
+
+/// Encodes one item into its frame.
+fn encode(
+    item: Outgoing,
+    seq: u64,
+    compression: &Compression,
+) -> Result<(InFlight, bool), LinkError> {
+    let mut frame = Vec::new();
+    match item {
+        Outgoing::Op {
+            ev,
+            stream,
+            captured_ns,
+        } => {
+            let mut body = Vec::new();
+            codec::encode(&ev, &mut body)?;
+            let data_bytes = match &ev.op {
+                rill_driver_linux::Op::Write { len, .. } => *len,
+                _ => 0,
+            };
+            // The guide's threshold is a file size; a write's length stands for it, as
+            // the file's size would cost a stat per operation.
+            let policy = compression.policy(&ev.path, data_bytes);
+            Frame::encode_op(seq, stream, &body, policy, &mut frame)?;
+            let compressed = frame
+                .first_chunk::<{ proto::HEADER_LEN }>()
+                .and_then(|h| proto::Header::parse(h, MAX_FRAME).ok())
+                .is_some_and(|h| h.compressed());
+            Ok((
+                InFlight {
+                    seq,
+                    frame,
+                    stream: Some(stream),
+                    data_bytes,
+                    captured_ns,
+                    path: ev.path,
+                    marker: None,
+                },
+                compressed,
+            ))
+        }
+        Outgoing::Marker(marker) => {
+            Frame::Marker { seq, marker }.encode(Policy::PLAIN, &mut frame)?;
+            Ok((
+                InFlight {
+                    seq,
+                    frame,
+                    stream: None,
+                    data_bytes: 0,
+                    captured_ns: super::monotonic_ns(),
+                    path: Default::default(),
+                    marker: Some(marker),
+                },
+                false,
+            ))
+        }
+    }
+}
+
+/// One connected session: resend the window, then send, read acknowledgements and keep
+/// alive until something fails.
+async fn session(
+    config: &LinkConfig,
+    stream: TlsStream<TcpStream>,
+    window: &mut VecDeque<InFlight>,
+    rx: &mut mpsc::Receiver<Outgoing>,
+    shared: &Arc<Shared>,
+    next_seq: &mut u64,
+    acked_items: &mut u64,
+) -> LinkError {
+    let stats = Arc::clone(&shared.stats);
+    let (reader, writer) = tokio::io::split(stream);
+    let mut writer = BufWriter::with_capacity(256 << 10, writer);
+    // Frames from the target, read by their own task so a slow write never delays them.
+    let (ftx, mut frames) = mpsc::channel::<Result<Option<Frame>, proto::ProtoError>>(256);
+    let reader_task = tokio::spawn(async move {
+        let mut reader = tokio::io::BufReader::new(reader);
+        loop {
+            let r = proto::read_frame(&mut reader, MAX_FRAME).await;
+            let end = !matches!(r, Ok(Some(_)));
+            if ftx.send(r).await.is_err() || end {
+                return;
+            }
+        }
+    });
+    let result = async {
+        if config.auto_retransmit {
+            for f in window.iter() {
+                writer.write_all(&f.frame).await?;
+                stats.resent.fetch_add(1, Ordering::Relaxed);
+                stats.bytes_tx.fetch_add(f.frame.len() as u64, Ordering::Relaxed);
+            }
+        } else if !window.is_empty() {
+            // Without retransmission the unacknowledged operations' files are remirrored.
+            if let Ok(mut failed) = shared.failed.lock() {
+                failed.extend(window.iter().filter(|f| f.stream.is_some()).map(|f| f.path.clone()));
+            }
+            let last = window.back().map_or(0, |f| f.seq);
+            acknowledge(window, last, shared, acked_items);
+        }
+        writer.flush().await?;
+        let keepalive = config.timeout / 6;
+        let mut tick = tokio::time::interval(keepalive.max(Duration::from_millis(50)));
+        let mut heard = Instant::now();
+        let mut wrote = Instant::now();
+        let mut bucket = Bucket::new(config.bandwidth);
+        loop {
+            if shared.stop.load(Ordering::Relaxed) {
+                writer.flush().await?;
+                return Err(LinkError::Stopped);
+            }
+            let room = window.len() < config.pending_acks;
+            tokio::select! {
+                f = frames.recv() => {
+                    heard = Instant::now();
+                    match f {
+                        None | Some(Ok(None)) => return Err(LinkError::Closed),
+                        Some(Err(e)) => return Err(e.into()),
+                        Some(Ok(Some(frame))) => handle(frame, window, shared, acked_items)?,
+                    }
+                }
+                item = rx.recv(), if room => {
+                    let Some(item) = item else { return Err(LinkError::Stopped) };
+                    let seq = *next_seq;
+                    *next_seq += 1;
+                    let (f, compressed) = encode(item, seq, &config.compression)?;
+                    bucket.take(f.frame.len()).await;
+                    writer.write_all(&f.frame).await?;
+                    wrote = Instant::now();
+                    stats.ops_tx.fetch_add(1, Ordering::Relaxed);
+                    stats.bytes_tx.fetch_add(f.frame.len() as u64, Ordering::Relaxed);
+                    if compressed {
+                        stats.bytes_compressed_tx.fetch_add(f.frame.len() as u64, Ordering::Relaxed);
+                    }
+                    match f.stream {
+                        Some(Stream::Replication) => { stats.rep_ops_pending.fetch_add(1, Ordering::Relaxed); }
+                        Some(Stream::Mirror) => {
+                            stats.mir_ops_pending.fetch_add(1, Ordering::Relaxed);
+                            stats.mir_bytes_pending.fetch_add(f.data_bytes, Ordering::Relaxed);
+                        }
+                        None => {}
+                    }
+                    if window.is_empty() {
+                        stats.oldest_unacked_ns.store(f.captured_ns, Ordering::Relaxed);
+                    }
+                    window.push_back(f);
+                    // Batch frames into TLS records while more are waiting.
+                    if rx.is_empty() || window.len() >= config.pending_acks {
+                        writer.flush().await?;
+                    }
+                }
+                _ = tick.tick() => {
+                    if heard.elapsed() > config.timeout {
+                        return Err(LinkError::Timeout(config.timeout));
+                    }
+                    if wrote.elapsed() >= keepalive {
+                        let mut buf = Vec::new();
+                        Frame::KeepAlive.encode(Policy::PLAIN, &mut buf)?;
+                        writer.write_all(&buf).await?;
+                        writer.flush().await?;
+                        wrote = Instant::now();
+                    }
+                }
+            }
+        }
+    }
+    .await;
+    reader_task.abort();
+    match result {
+        Ok(()) => LinkError::Closed,
+        Err(e) => e,
+    }
+}
+
+/// Acts on one frame from the target.
+fn handle(
+    frame: Frame,
+    window: &mut VecDeque<InFlight>,
+    shared: &Shared,
+    acked_items: &mut u64,
+) -> Result<(), LinkError> {
+    let stats = &shared.stats;
+    match frame {
+        Frame::Ack { seq } => acknowledge(window, seq, shared, acked_items),
+        Frame::Nak { seq, message, .. } => {
+            if let Some(f) = window.iter().find(|f| f.seq == seq) {
+                log::warn!(
+                    "the target could not apply {}: {message}; remirroring it",
+                    f.path.display()
+                );
+                if let Ok(mut failed) = shared.failed.lock() {
+                    failed.push(f.path.clone());
+                }
+            }
+        }
+        Frame::Pause => stats.target_paused.store(true, Ordering::Relaxed),
+        Frame::Resume => stats.target_paused.store(false, Ordering::Relaxed),
+        Frame::TargetStats {
+            ops_received,
+            ops_remaining,
+            retries,
+            ops_dropped,
+            bytes_in_queue,
+            bytes_in_disk_queue,
+            data_state,
+        } => {
+            for (slot, v) in stats.target.iter().zip([
+                ops_received,
+                ops_remaining,
+                retries,
+                ops_dropped,
+                bytes_in_queue,
+                bytes_in_disk_queue,
+                u64::from(data_state),
+            ]) {
+                slot.store(v, Ordering::Relaxed);
+            }
+        }
+        Frame::KeepAlive => {}
+        Frame::Refused { message, .. } => return Err(LinkError::Refused(message)),
+        other => {
+            return Err(LinkError::Refused(format!(
+                "unexpected {:?} frame from the target",
+                other.kind()
+            )))
+        }
+    }
+    Ok(())
+}
+
+/// A token bucket for the optional bandwidth limit: one second of burst.
+struct Bucket {
+    rate: Option<u64>,
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn new(rate: Option<u64>) -> Bucket {
+        Bucket {
+            rate,
+            tokens: rate.unwrap_or(0) as f64,
+            at: Instant::now(),
+        }
+    }
+
+    async fn take(&mut self, n: usize) {
+        let Some(rate) = self.rate.filter(|r| *r > 0) else {
+            return;
+        };
+        let rate = rate as f64;
+        self.tokens = (self.tokens + self.at.elapsed().as_secs_f64() * rate).min(rate);
+        self.at = Instant::now();
+        self.tokens -= n as f64;
+        if self.tokens < 0.0 {
+            tokio::time::sleep(Duration::from_secs_f64(-self.tokens / rate)).await;
+        }
+    }
+}

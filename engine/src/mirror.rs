@@ -1,0 +1,430 @@
+//! The mirror: every file of a replication set, as a stream of operations.
+//!
+//! A job's first connection (and a remirror of files the change journal holds) must bring
+//! the target to the source's state before replication alone can keep it there. The
+//! [`Mirror`] walks the source tree lazily and yields, for each object, the operations
+//! that rebuild it: a directory's `mkdir`, a file's `create` and `truncate` to its size
+//! followed by range-only writes of its data (the resolver reads them when they are sent,
+//! so a 1 GiB file never sits in memory), a link to a file already sent for a hard link,
+//! then owner, extended attributes and times. A directory's times come after its
+//! children, which moved them on the target.
+//!
+//! The mirror is interleaved with replication (`HPQueueRatio`) and both go down one
+//! ordered stream. Data is read when sent, so a file changed during the mirror is sent at
+//! least as new as the mirror saw it, and the replication operations of the change follow
+//! it: the replica converges to the source.
+//!
+//! Holes are kept (`EnableSparseFileMirroring`): only the data extents `SEEK_DATA` /
+//! `SEEK_HOLE` report are sent, after the file was truncated to its size.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::{File, Metadata};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use rill_driver_linux::{Event, Op};
+
+use crate::repset::ReplicationSet;
+use crate::resolve::list_xattrs;
+
+/// How the mirror cuts and filters what it sends.
+#[derive(Clone, Copy, Debug)]
+pub struct MirrorOptions {
+    /// Largest write of file data (`MirrorChunkSize`).
+    pub chunk_bytes: u64,
+    /// Files up to this size are sent in one write whatever the chunk size
+    /// (`SmallFileThreshold`).
+    pub small_file_bytes: u64,
+    /// Send empty files (`MirrorZeroKFiles`).
+    pub zero_k_files: bool,
+    /// Send only data extents (`EnableSparseFileMirroring`).
+    pub sparse: bool,
+    /// Mode, owner and times (`DisableAttributeReplication` = 0).
+    pub attributes: bool,
+    /// Extended attributes (`ExtendedAttributes`).
+    pub xattrs: bool,
+}
+
+/// How far the mirror is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MirrorProgress {
+    pub files: u64,
+    /// Bytes of file data handed out so far.
+    pub bytes: u64,
+}
+
+/// A lazy walk of the trees to mirror.
+pub struct Mirror {
+    set: ReplicationSet,
+    options: MirrorOptions,
+    /// What is left to walk, as a stack: depth first, in name order.
+    todo: Vec<Step>,
+    /// Operations ready to hand out.
+    ready: VecDeque<Event>,
+    /// First path sent for each (device, inode) with more than one link.
+    links: HashMap<(u64, u64), PathBuf>,
+    progress: MirrorProgress,
+}
+
+impl Mirror {
+    /// Mirrors the given roots (directories or files, absolute) of the replication set.
+    pub fn new(roots: Vec<PathBuf>, set: ReplicationSet, options: MirrorOptions) -> Mirror {
+        let todo = roots.into_iter().rev().map(Step::Visit).collect();
+        Mirror {
+            set,
+            options,
+            todo,
+            ready: VecDeque::new(),
+            links: HashMap::new(),
+            progress: MirrorProgress::default(),
+        }
+    }
+
+    pub fn progress(&self) -> MirrorProgress {
+        self.progress
+    }
+
+    /// Files and bytes the roots hold (`CalculateOnConnect`): a full walk, no data read.
+    pub fn calculate(roots: &[PathBuf], set: &ReplicationSet) -> MirrorProgress {
+        let mut total = MirrorProgress::default();
+        let mut stack: Vec<PathBuf> = roots.to_vec();
+        while let Some(p) = stack.pop() {
+            let Ok(m) = std::fs::symlink_metadata(&p) else {
+                continue;
+            };
+            if !set.protects(&p) && !m.is_dir() {
+                continue;
+            }
+            if m.is_dir() {
+                if let Ok(rd) = std::fs::read_dir(&p) {
+                    stack.extend(rd.filter_map(|e| e.ok().map(|e| e.path())));
+                }
+            } else {
+                total.files += 1;
+                if m.is_file() {
+                    total.bytes += m.len();
+                }
+            }
+        }
+        total
+    }
+
+    /// The next operation, `None` when everything was handed out. Objects that vanish
+    /// during the walk are skipped: their removal is in the replication stream.
+    pub fn next_op(&mut self) -> Option<Event> {
+        loop {
+            if let Some(ev) = self.ready.pop_front() {
+                if let Op::Write { len, .. } = ev.op {
+                    self.progress.bytes += len;
+                }
+                return Some(ev);
+            }
+            match self.todo.pop() {
+                Some(Step::Visit(p)) => self.visit(&p),
+                Some(Step::DirDone(d)) => {
+                    if self.options.attributes {
+                        self.ready
+                            .push_back(Event::new(&d, Op::Utimes { times: None }));
+                    }
+                }
+                None => return None,
+            }
+        }
+    }
+
+    fn visit(&mut self, p: &Path) {
+        let Ok(m) = std::fs::symlink_metadata(p) else {
+            return;
+        };
+        let ft = m.file_type();
+        if !ft.is_dir() && !self.set.protects(p) {
+            return;
+        }
+        if ft.is_dir() {
+            self.ready.push_back(Event::new(
+                p,
+                Op::Mkdir {
+                    mode: m.mode() & 0o7777,
+                },
+            ));
+            self.attributes(p, &m, false);
+            // Children first, then the directory's times (the children moved them).
+            self.todo.push(Step::DirDone(p.to_path_buf()));
+            let mut children: Vec<PathBuf> = match std::fs::read_dir(p) {
+                Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+                Err(_) => Vec::new(),
+            };
+            children.sort();
+            self.todo
+                .extend(children.into_iter().rev().map(Step::Visit));
+            return;
+        }
+        self.progress.files += 1;
+        if m.nlink() > 1 {
+            let key = (m.dev(), m.ino());
+            if let Some(first) = self.links.get(&key) {
+                self.ready.push_back(Event::new(
+                    p,
+                    Op::Link {
+                        target: first.clone(),
+                    },
+                ));
+                return;
+            }
+            self.links.insert(key, p.to_path_buf());
+        }
+        if ft.is_symlink() {
+            let Ok(target) = std::fs::read_link(p) else {
+                return;
+            };
+            self.ready.push_back(Event::new(
+                p,
+                Op::Symlink {
+                    target: target.into_os_string(),
+                },
+            ));
+            self.attributes(p, &m, true);
+        } else if ft.is_file() {
+            if m.len() == 0 && !self.options.zero_k_files {
+                return;
+            }
+            self.file(p, &m);
+            self.attributes(p, &m, true);
+        } else if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() || ft.is_socket() {
+            self.ready.push_back(Event::new(
+                p,
+                Op::Mknod {
+                    mode: m.mode(),
+                    rdev: m.rdev(),
+                },
+            ));
+            self.attributes(p, &m, true);
+        }
+    }
+
+    fn file(&mut self, p: &Path, m: &Metadata) {
+        let size = m.len();
+        self.ready.push_back(Event::new(
+            p,
+            Op::Create {
+                mode: m.mode() & 0o7777,
+            },
+        ));
+        self.ready.push_back(Event::new(p, Op::Truncate { size }));
+        let extents = if self.options.sparse {
+            data_extents(p, size).unwrap_or_else(|_| vec![(0, size)])
+        } else {
+            vec![(0, size)]
+        };
+        let chunk = if size <= self.options.small_file_bytes {
+            size.max(1)
+        } else {
+            self.options.chunk_bytes.max(1)
+        };
+        for (start, end) in extents {
+            let mut at = start;
+            while at < end {
+                let len = (end - at).min(chunk);
+                self.ready.push_back(Event::new(
+                    p,
+                    Op::Write {
+                        offset: at,
+                        len,
+                        data: None,
+                    },
+                ));
+                at += len;
+            }
+        }
+    }
+
+    /// Mode (for what `create`/`mkdir` did not set), owner, extended attributes and, for
+    /// non-directories, times.
+    fn attributes(&mut self, p: &Path, m: &Metadata, times: bool) {
+        if !self.options.attributes {
+            return;
+        }
+        if !m.file_type().is_symlink() {
+            self.ready.push_back(Event::new(
+                p,
+                Op::Chmod {
+                    mode: m.mode() & 0o7777,
+                },
+            ));
+        }
+        self.ready.push_back(Event::new(
+            p,
+            Op::Chown {
+                uid: Some(m.uid()),
+                gid: Some(m.gid()),
+            },
+        ));
+        if self.options.xattrs && !m.file_type().is_symlink() {
+            for name in list_xattrs(p).unwrap_or_default() {
+                self.ready.push_back(Event::new(
+                    p,
+                    Op::SetXattr {
+                        name: std::ffi::OsString::from_vec_lossless(name),
+                        value: None,
+                    },
+                ));
+            }
+        }
+        if times {
+            self.ready
+                .push_back(Event::new(p, Op::Utimes { times: None }));
+        }
+    }
+}
+
+/// One step of the walk.
+enum Step {
+    Visit(PathBuf),
+    /// The directory's children are all handed out: its times can be sent.
+    DirDone(PathBuf),
+}
+
+trait FromVecLossless {
+    fn from_vec_lossless(v: Vec<u8>) -> Self;
+}
+
+impl FromVecLossless for std::ffi::OsString {
+    fn from_vec_lossless(v: Vec<u8>) -> Self {
+        std::os::unix::ffi::OsStringExt::from_vec(v)
+    }
+}
+
+/// The data extents of a file, as `[start, end)` ranges, by `SEEK_DATA` / `SEEK_HOLE`.
+fn data_extents(p: &Path, size: u64) -> io::Result<Vec<(u64, u64)>> {
+    let f = File::open(p)?;
+    let fd = f.as_raw_fd();
+    let mut out = Vec::new();
+    let mut at: i64 = 0;
+    while (at as u64) < size {
+        // SAFETY: a valid fd and plain integers.
+        let data = unsafe { libc::lseek(fd, at, libc::SEEK_DATA) };
+        if data < 0 {
+            let e = io::Error::last_os_error();
+            // ENXIO: no data at or after `at`, the rest is a hole.
+            if e.raw_os_error() == Some(libc::ENXIO) {
+                break;
+            }
+            return Err(e);
+        }
+        // SAFETY: as above.
+        let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
+        if hole < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let end = (hole as u64).min(size);
+        if end > data as u64 {
+            out.push((data as u64, end));
+        }
+        at = hole;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repset::Rule;
+    use std::os::unix::fs::FileExt;
+
+    fn options() -> MirrorOptions {
+        MirrorOptions {
+            chunk_bytes: 4096,
+            small_file_bytes: 1024,
+            zero_k_files: true,
+            sparse: true,
+            attributes: true,
+            xattrs: true,
+        }
+    }
+
+    fn all(root: &Path, set: ReplicationSet, o: MirrorOptions) -> Vec<Event> {
+        let mut m = Mirror::new(vec![root.to_path_buf()], set, o);
+        std::iter::from_fn(|| m.next_op()).collect()
+    }
+
+    fn set(root: &Path) -> ReplicationSet {
+        ReplicationSet::new(vec![Rule::new(&root.to_string_lossy(), true, true).unwrap()])
+    }
+
+    #[test]
+    fn every_object_is_rebuilt_in_order() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        std::fs::create_dir(r.join("sub")).unwrap();
+        std::fs::write(r.join("sub/small"), b"abc").unwrap();
+        std::fs::write(r.join("big"), vec![7u8; 10_000]).unwrap();
+        std::fs::hard_link(r.join("big"), r.join("big2")).unwrap();
+        std::os::unix::fs::symlink("sub/small", r.join("ln")).unwrap();
+        std::fs::write(r.join("empty"), b"").unwrap();
+        let ops = all(r, set(r), options());
+        let pos = |path: &Path, pred: &dyn Fn(&Op) -> bool| {
+            ops.iter()
+                .position(|e| e.path == path && pred(&e.op))
+                .unwrap_or_else(|| panic!("no matching op for {}", path.display()))
+        };
+        let mkdir = pos(&r.join("sub"), &|o| matches!(o, Op::Mkdir { .. }));
+        let small = pos(&r.join("sub/small"), &|o| matches!(o, Op::Write { .. }));
+        let sub_times = pos(&r.join("sub"), &|o| matches!(o, Op::Utimes { .. }));
+        assert!(mkdir < small && small < sub_times);
+        // 10,000 bytes in chunks of 4096: three writes covering the file exactly.
+        let writes: Vec<(u64, u64)> = ops
+            .iter()
+            .filter(|e| e.path == r.join("big"))
+            .filter_map(|e| match e.op {
+                Op::Write { offset, len, .. } => Some((offset, len)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(writes, vec![(0, 4096), (4096, 4096), (8192, 1808)]);
+        let link = pos(&r.join("big2"), &|o| matches!(o, Op::Link { .. }));
+        assert!(matches!(&ops[link].op, Op::Link { target } if target == &r.join("big")));
+        pos(
+            &r.join("ln"),
+            &|o| matches!(o, Op::Symlink { target } if target == "sub/small"),
+        );
+        pos(&r.join("empty"), &|o| matches!(o, Op::Truncate { size: 0 }));
+        // The root's times come last: everything beneath moved them.
+        assert!(matches!(ops.last(), Some(e) if e.path == r && matches!(e.op, Op::Utimes { .. })));
+    }
+
+    #[test]
+    fn holes_are_not_sent_and_excluded_files_are_skipped() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        let f = File::create(r.join("sparse")).unwrap();
+        f.write_at(b"head", 0).unwrap();
+        f.write_at(b"tail", 64 << 20).unwrap();
+        std::fs::write(r.join("skip.tmp"), b"x").unwrap();
+        std::fs::write(r.join("empty"), b"").unwrap();
+        let rules = vec![
+            Rule::new(&r.to_string_lossy(), true, true).unwrap(),
+            Rule::new(&format!("{}/*.tmp", r.display()), false, true).unwrap(),
+        ];
+        let mut o = options();
+        o.zero_k_files = false;
+        let ops = all(r, ReplicationSet::new(rules), o);
+        let sent: u64 = ops
+            .iter()
+            .filter_map(|e| match e.op {
+                Op::Write { len, .. } => Some(len),
+                _ => None,
+            })
+            .sum();
+        // Two data blocks at most, not 64 MiB.
+        assert!(sent <= 2 * 65536, "sent {sent} bytes of a sparse file");
+        assert!(ops
+            .iter()
+            .any(|e| matches!(e.op, Op::Truncate { size } if size == (64 << 20) + 4)));
+        assert!(!ops.iter().any(|e| e.path.ends_with("skip.tmp")));
+        assert!(!ops.iter().any(|e| e.path.ends_with("empty")));
+        let total = Mirror::calculate(&[r.to_path_buf()], &set(r));
+        assert_eq!(total.files, 3);
+    }
+}

@@ -1,0 +1,377 @@
+//! The session's applier thread: target queue in, durable replica and acknowledgements
+//! out.
+//!
+//! Ops are applied strictly in the order they were received, one at a time, beneath the
+//! job's target path ([`Applier`] does the confinement). Every so often (a batch of ops,
+//! or a short interval) the applier makes what it applied durable (file data, then the
+//! file system), records the highest sequence now durable in the job store, and only then
+//! acknowledges it: an acknowledged op survives a crash of the target, and the replica on
+//! disk is always the source's state at some point of the stream (crash-consistent).
+//!
+//! An op that fails with a transient error (a busy file, a full disk) is retried
+//! `TGExecutionRetryLimit` times, `TGRetryLocked` apart; one that still fails is dropped,
+//! counted and reported to the source (`Nak`), which remirrors the file.
+//!
+//! Acknowledging only what is applied (not what is merely queued) keeps the target's
+//! queue free of state that must survive a restart: after a crash the source resends
+//! everything past the last acknowledged point. The queue still lets the network run
+//! ahead of the disk, and its fill drives `Pause`/`Resume` of the source's mirror.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use rill_driver_linux::Event;
+use tokio::sync::mpsc;
+
+use super::{Context, SessionStats};
+use crate::apply::Applier;
+use crate::events::{self, EventLog, Level};
+use crate::jobs::{DataState, JobStore, TargetSession};
+use crate::journal::{Journal, JournalConfig};
+use crate::proto::{Frame, Marker};
+use crate::queue::{queue, Consumer, Producer, Pushed};
+
+/// What the receiver hands the applier, in order.
+pub(super) enum Entry {
+    Op(u64, Event),
+    Marker(u64, Marker),
+}
+
+/// Sequence bookkeeping between receiver and applier: the queue numbers ops itself, so
+/// each queued op's wire sequence is remembered here, and markers wait here for the ops
+/// before them.
+struct Pending {
+    /// (queue sequence for an op, wire sequence, marker).
+    entries: VecDeque<(Option<u64>, u64, Option<Marker>)>,
+}
+
+/// The receiver's handle on the applier.
+pub(super) struct Shared {
+    producer: Mutex<Producer>,
+    pending: Arc<Mutex<Pending>>,
+    finish: Arc<AtomicBool>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    paused: AtomicBool,
+    high: u8,
+    low: u8,
+    stats: Arc<SessionStats>,
+}
+
+/// The data state's number in `TargetStats` frames.
+pub fn state_code(s: DataState) -> u8 {
+    match s {
+        DataState::Ok => 1,
+        DataState::Mirroring => 2,
+        DataState::MirrorRequired => 3,
+        DataState::Disconnected => 4,
+        _ => 0,
+    }
+}
+
+/// The inverse of [`state_code`].
+pub fn state_of_code(c: u8) -> DataState {
+    match c {
+        1 => DataState::Ok,
+        2 => DataState::Mirroring,
+        3 => DataState::MirrorRequired,
+        4 => DataState::Disconnected,
+        _ => DataState::Unknown,
+    }
+}
+
+impl Shared {
+    pub(super) fn push(&self, entry: Entry) -> Result<()> {
+        // The pending entry is recorded under the same lock as the push, so the applier
+        // never sees an op before its sequence.
+        let mut pending = self
+            .pending
+            .lock()
+            .map_err(|_| anyhow::anyhow!("applier state poisoned"))?;
+        match entry {
+            Entry::Marker(seq, m) => pending.entries.push_back((None, seq, Some(m))),
+            Entry::Op(seq, ev) => {
+                let mut producer = self
+                    .producer
+                    .lock()
+                    .map_err(|_| anyhow::anyhow!("target queue poisoned"))?;
+                let q = match producer.push(ev)? {
+                    Pushed::Memory(q) | Pushed::Disk(q) => q,
+                    Pushed::Refused(_) | Pushed::NotKept(..) => {
+                        anyhow::bail!("the target queue is full (memory and disk)")
+                    }
+                };
+                // Write-through is the queue's business; the source keeps the op until
+                // it is applied anyway.
+                pending.entries.push_back((Some(q), seq, None));
+                let s = producer.stats();
+                self.stats
+                    .bytes_in_queue
+                    .store(s.bytes_in_memory + s.bytes_on_disk, Ordering::Relaxed);
+                self.stats
+                    .bytes_in_disk_queue
+                    .store(s.bytes_on_disk, Ordering::Relaxed);
+            }
+        }
+        self.stats
+            .ops_remaining
+            .store(pending.entries.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// A `Pause` when the queue's memory reached `TGMirrorCapacityHigh`, a `Resume` once
+    /// it is back at `TGMirrorCapacityLow`.
+    pub(super) fn flow_frame(&self) -> Option<Frame> {
+        let pct = self.producer.lock().ok()?.stats().memory_percent;
+        let paused = self.paused.load(Ordering::Relaxed);
+        if !paused && pct >= self.high {
+            self.paused.store(true, Ordering::Relaxed);
+            Some(Frame::Pause)
+        } else if paused && pct <= self.low {
+            self.paused.store(false, Ordering::Relaxed);
+            Some(Frame::Resume)
+        } else {
+            None
+        }
+    }
+
+    /// Lets the applier apply what is queued, flush, and stop; waits for it.
+    pub(super) fn finish(&self) {
+        self.finish.store(true, Ordering::Relaxed);
+        let handle = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(h) = handle {
+            // Called from the session's task: let the runtime move other tasks off this
+            // worker thread while the applier drains.
+            tokio::task::block_in_place(|| {
+                let _ = h.join();
+            });
+        }
+    }
+}
+
+/// Opens the session's queue and starts its applier thread.
+pub(super) fn start(
+    ctx: &Arc<Context>,
+    key: &(String, String),
+    target_path: &Path,
+    session: TargetSession,
+    stats: Arc<SessionStats>,
+    out: mpsc::UnboundedSender<Frame>,
+    cancel: Arc<AtomicBool>,
+) -> Result<Arc<Shared>> {
+    let short: String = key.0.chars().filter(char::is_ascii_hexdigit).take(16).collect();
+    let dir = ctx
+        .config
+        .state_dir
+        .join(format!("{short}-{}", key.1))
+        .join("queue");
+    // Nothing in it was acknowledged: the source sends it again.
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut cfg = JournalConfig::new(&dir);
+    cfg.write_through = false;
+    let (writer, reader, recovery) = Journal::open(cfg)?;
+    let (producer, consumer) = queue(ctx.config.queue_limits, writer, reader, recovery.last_seq);
+    let applier = Applier::new(target_path, ctx.config.apply)
+        .with_context(|| format!("target path {}", target_path.display()))?;
+    let pending = Arc::new(Mutex::new(Pending {
+        entries: VecDeque::new(),
+    }));
+    let finish = Arc::new(AtomicBool::new(false));
+    let mut worker = Worker {
+        applier,
+        consumer,
+        pending: Arc::clone(&pending),
+        finish: Arc::clone(&finish),
+        cancel,
+        out,
+        stats: Arc::clone(&stats),
+        store: Arc::clone(&ctx.store),
+        log: Arc::clone(&ctx.log),
+        key: key.clone(),
+        session,
+        retry_limit: ctx.config.retry_limit,
+        retry_wait: ctx.config.retry_wait,
+    };
+    let thread = std::thread::Builder::new()
+        .name("apply".into())
+        .spawn(move || {
+            if let Err(e) = worker.run() {
+                // The session ends with it; the source resends what was not acknowledged.
+                worker.cancel.store(true, Ordering::Relaxed);
+                worker.log.event(
+                    Level::Error,
+                    events::DISCONNECTED,
+                    &format!("applying job {}: {e:#}", worker.key.1),
+                );
+            }
+        })?;
+    Ok(Arc::new(Shared {
+        producer: Mutex::new(producer),
+        pending,
+        finish,
+        thread: Mutex::new(Some(thread)),
+        paused: AtomicBool::new(false),
+        high: ctx.config.capacity_high,
+        low: ctx.config.capacity_low,
+        stats,
+    }))
+}
+
+struct Worker {
+    applier: Applier,
+    consumer: Consumer,
+    pending: Arc<Mutex<Pending>>,
+    finish: Arc<AtomicBool>,
+    cancel: Arc<AtomicBool>,
+    out: mpsc::UnboundedSender<Frame>,
+    stats: Arc<SessionStats>,
+    store: Arc<JobStore>,
+    log: Arc<EventLog>,
+    key: (String, String),
+    session: TargetSession,
+    retry_limit: u64,
+    retry_wait: Duration,
+}
+
+const FLUSH_OPS: u32 = 512;
+const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
+
+impl Worker {
+    fn run(&mut self) -> Result<()> {
+        let (mut applied, mut unflushed, mut last_queue) = (self.session.last_applied, 0u32, 0u64);
+        let mut flushed_at = Instant::now();
+        loop {
+            // A replaced session stops at once; its successor resends what was not
+            // acknowledged.
+            if self.cancel.load(Ordering::Relaxed) {
+                return self.flush(applied, last_queue, false);
+            }
+            let finishing = self.finish.load(Ordering::Relaxed);
+            // Markers at the front: every op before them is applied.
+            while let Some((seq, marker)) = self.front_marker() {
+                self.marker(marker);
+                applied = seq;
+                unflushed += 1;
+            }
+            match self.consumer.pop(Duration::from_millis(20))? {
+                Some(q) => {
+                    let s = self.consumer.stats();
+                    self.stats
+                        .bytes_in_queue
+                        .store(s.bytes_in_memory + s.bytes_on_disk, Ordering::Relaxed);
+                    self.stats
+                        .bytes_in_disk_queue
+                        .store(s.bytes_on_disk, Ordering::Relaxed);
+                    let seq = self.take_seq(q.seq)?;
+                    self.apply(seq, &q.event);
+                    (applied, last_queue) = (seq, q.seq);
+                    unflushed += 1;
+                }
+                None if finishing => {
+                    if self.front_marker_pending() {
+                        continue;
+                    }
+                    return self.flush(applied, last_queue, unflushed > 0);
+                }
+                None => {}
+            }
+            if unflushed > 0 && (unflushed >= FLUSH_OPS || flushed_at.elapsed() >= FLUSH_INTERVAL) {
+                self.flush(applied, last_queue, true)?;
+                (unflushed, flushed_at) = (0, Instant::now());
+            }
+        }
+    }
+
+    fn front_marker(&self) -> Option<(u64, Marker)> {
+        let mut p = self.pending.lock().ok()?;
+        match p.entries.front() {
+            Some((None, seq, Some(m))) => {
+                let r = (*seq, *m);
+                p.entries.pop_front();
+                Some(r)
+            }
+            _ => None,
+        }
+    }
+
+    fn front_marker_pending(&self) -> bool {
+        self.pending
+            .lock()
+            .is_ok_and(|p| matches!(p.entries.front(), Some((None, _, Some(_)))))
+    }
+
+    /// The wire sequence of the op the queue numbered `q`.
+    fn take_seq(&self, q: u64) -> Result<u64> {
+        let mut p = self
+            .pending
+            .lock()
+            .map_err(|_| anyhow::anyhow!("applier state poisoned"))?;
+        match p.entries.pop_front() {
+            Some((Some(qs), seq, _)) if qs == q => {
+                self.stats
+                    .ops_remaining
+                    .store(p.entries.len() as u64, Ordering::Relaxed);
+                Ok(seq)
+            }
+            other => anyhow::bail!("target queue out of step: op {q} popped, {other:?} expected"),
+        }
+    }
+
+    /// Applies one op, retrying transient failures; reports one that cannot be applied.
+    fn apply(&mut self, seq: u64, ev: &Event) {
+        let mut tries = 0;
+        loop {
+            match self.applier.apply(ev) {
+                Ok(()) => return,
+                Err(e) if e.is_transient() && tries < self.retry_limit => {
+                    tries += 1;
+                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                    std::thread::sleep(self.retry_wait);
+                }
+                Err(e) => {
+                    self.stats.ops_dropped.fetch_add(1, Ordering::Relaxed);
+                    log::warn!("job {}: op {seq} not applied: {e}", self.key.1);
+                    let _ = self.out.send(Frame::nak(seq, 1, &e.to_string()));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn marker(&mut self, marker: Marker) {
+        let (state, id, text) = match marker {
+            Marker::MirrorStarted => (DataState::Mirroring, events::MIRROR_STARTED, "Mirror started"),
+            Marker::MirrorComplete => (DataState::Ok, events::MIRROR_COMPLETED, "Mirror completed"),
+        };
+        self.session.data_state = state;
+        self.stats
+            .data_state
+            .store(state_code(state), Ordering::Relaxed);
+        self.log.event(
+            Level::Information,
+            id,
+            &format!("{text} for job {} into {}", self.key.1, self.session.target_path.display()),
+        );
+    }
+
+    /// Makes everything applied durable, records it, then acknowledges it.
+    fn flush(&mut self, applied: u64, last_queue: u64, ack: bool) -> Result<()> {
+        self.applier.flush()?;
+        self.session.last_applied = applied;
+        self.session = self.store.put_session(&self.key.0, &self.key.1, &self.session)?;
+        self.stats.last_applied.store(applied, Ordering::Relaxed);
+        if last_queue > 0 {
+            self.consumer.ack(last_queue)?;
+        }
+        if ack {
+            let _ = self.out.send(Frame::Ack { seq: applied });
+        }
+        Ok(())
+    }
+}

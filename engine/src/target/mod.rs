@@ -1,0 +1,165 @@
+//! The target role: accept sources, apply their operations in order, acknowledge.
+//!
+//! [`serve`] accepts TCP connections on `NetPort`, completes a mutual TLS handshake
+//! (only pinned sources get through; every failure is a counted, logged failed login) and
+//! runs a [`session`] per connection. A session receives one source job's ordered stream
+//! into a target queue (the engine's queue: memory, then disk) and an applier thread
+//! applies it beneath the job's target path, acknowledging only what is durably applied.
+//! A bad peer (malformed, oversized or out-of-order frame, path outside the target) is
+//! refused and logged; the other sessions go on.
+
+mod applier;
+pub use applier::{state_code, state_of_code};
+mod session;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::events::{self, EventLog, Level};
+use crate::jobs::JobStore;
+
+/// The target's settings.
+#[derive(Clone, Debug)]
+pub struct TargetConfig {
+    pub host: String,
+    /// Where per-session queues live (`DataPath/target`).
+    pub state_dir: PathBuf,
+    pub queue_limits: crate::queue::Limits,
+    pub timeout: Duration,
+    pub apply: crate::apply::ApplyOptions,
+    /// `TGMirrorCapacityHigh` / `TGMirrorCapacityLow`, percent of the queue's memory.
+    pub capacity_high: u8,
+    pub capacity_low: u8,
+    /// `TGExecutionRetryLimit` and the wait between tries (`TGRetryLocked`).
+    pub retry_limit: u64,
+    pub retry_wait: Duration,
+}
+
+/// One session's counters, under the guide's Target names.
+#[derive(Default)]
+pub struct SessionStats {
+    pub peer_name: Mutex<String>,
+    pub fingerprint: Mutex<String>,
+    pub job: Mutex<String>,
+    pub target_path: Mutex<PathBuf>,
+    pub ops_received: AtomicU64,
+    pub ops_remaining: AtomicU64,
+    pub retries: AtomicU64,
+    pub ops_dropped: AtomicU64,
+    pub bytes_in_queue: AtomicU64,
+    pub bytes_in_disk_queue: AtomicU64,
+    pub last_applied: AtomicU64,
+    pub data_state: AtomicU8,
+    pub connected: AtomicBool,
+}
+
+/// The target's counters, and its sessions.
+#[derive(Default)]
+pub struct TargetStats {
+    pub logins: AtomicU64,
+    pub failed_logins: AtomicU64,
+    pub refused: AtomicU64,
+    /// By (source fingerprint, job).
+    pub sessions: Mutex<HashMap<(String, String), Arc<SessionStats>>>,
+}
+
+/// What sessions share.
+pub(crate) struct Context {
+    pub config: TargetConfig,
+    pub store: Arc<JobStore>,
+    pub trust: Arc<crate::tls::TrustStore>,
+    pub log: Arc<EventLog>,
+    pub stats: Arc<TargetStats>,
+    /// The session currently holding each (fingerprint, job): a newer connection of the
+    /// same job replaces it (the old one is a dead link the source gave up on).
+    pub active: Mutex<HashMap<(String, String), Arc<AtomicBool>>>,
+    pub stop: Arc<AtomicBool>,
+}
+
+/// What the target works with, besides its settings.
+pub struct Services {
+    pub store: Arc<JobStore>,
+    pub trust: Arc<crate::tls::TrustStore>,
+    pub log: Arc<EventLog>,
+    pub stats: Arc<TargetStats>,
+    pub stop: Arc<AtomicBool>,
+}
+
+/// Accepts sources on `listener` until `stop` is set.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    config: TargetConfig,
+    services: Services,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let stop = Arc::clone(&services.stop);
+    let ctx = Arc::new(Context {
+        config,
+        store: services.store,
+        trust: services.trust,
+        log: services.log,
+        stats: services.stats,
+        active: Mutex::new(HashMap::new()),
+        stop: services.stop,
+    });
+    while !stop.load(Ordering::Relaxed) {
+        let accepted =
+            tokio::time::timeout(Duration::from_millis(200), listener.accept()).await;
+        let (tcp, peer) = match accepted {
+            Err(_) => continue,
+            Ok(Err(e)) => {
+                log::warn!("accepting a connection: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            Ok(Ok(c)) => c,
+        };
+        let (acceptor, ctx) = (acceptor.clone(), Arc::clone(&ctx));
+        tokio::spawn(async move {
+            let _ = tcp.set_nodelay(true);
+            let handshake =
+                tokio::time::timeout(ctx.config.timeout, acceptor.accept(tcp)).await;
+            let stream = match handshake {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return failed_login(&ctx, peer, &crate::tls::describe_handshake_error(&e)),
+                Err(_) => return failed_login(&ctx, peer, "TLS handshake timed out"),
+            };
+            let fingerprint = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(|c| crate::tls::fingerprint_of_der(c.as_ref()));
+            let Some(fingerprint) = fingerprint else {
+                return failed_login(&ctx, peer, "no client certificate");
+            };
+            let name = ctx
+                .trust
+                .is_trusted(&fingerprint)
+                .unwrap_or_else(|| fingerprint.clone());
+            ctx.stats.logins.fetch_add(1, Ordering::Relaxed);
+            ctx.log.event(
+                Level::Information,
+                events::LOGIN,
+                &format!("Source {name} ({peer}) logged in"),
+            );
+            session::run(ctx, stream, peer, fingerprint, name).await;
+        });
+    }
+}
+
+fn failed_login(ctx: &Context, peer: SocketAddr, why: &str) {
+    ctx.stats.failed_logins.fetch_add(1, Ordering::Relaxed);
+    ctx.log.event(
+        Level::Warning,
+        events::LOGIN_FAILED,
+        &format!("Failed login from {peer}: {why}"),
+    );
+}

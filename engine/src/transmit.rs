@@ -1,0 +1,328 @@
+//! The transmit loop: the source queue and the mirror, interleaved into one ordered
+//! stream toward a [`Transmit`].
+//!
+//! Replication operations come from the source queue; mirror operations from a
+//! [`Mirror`] walk, either the job's initial mirror or a remirror of what the change
+//! journal holds (files whose operations were not all kept, or that the target could not
+//! apply). The guide's `HPQueueRatio` says how many replication operations go for each
+//! mirror operation, so live changes are not starved by a long mirror; when the queue is
+//! empty the mirror runs at full speed. The queue is acknowledged only after a flush, so
+//! what the destination has not made durable is still in the queue after a crash.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+
+use crate::change_journal::{ChangeJournal, Entry, Mark, Reason};
+use crate::mirror::{Mirror, MirrorOptions};
+use crate::proto::{Marker, Stream};
+use crate::queue::{Consumer, QueueStats};
+use crate::repset::ReplicationSet;
+use crate::sink::{SinkError, Transmit};
+
+/// `mirrorStatus`, as the guide words it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum MirrorStatus {
+    Idle = 0,
+    Calculating = 1,
+    InProgress = 2,
+    Complete = 3,
+    Paused = 4,
+}
+
+impl MirrorStatus {
+    pub fn from_u8(v: u8) -> MirrorStatus {
+        match v {
+            1 => MirrorStatus::Calculating,
+            2 => MirrorStatus::InProgress,
+            3 => MirrorStatus::Complete,
+            4 => MirrorStatus::Paused,
+            _ => MirrorStatus::Idle,
+        }
+    }
+}
+
+/// What a running job shares with whoever watches or steers it (the daemon's API).
+#[derive(Default)]
+pub struct JobControl {
+    /// Stop the job (drain what was captured, flush, return).
+    pub stop: Arc<AtomicBool>,
+    /// Hold transmission (`transmitMode` Paused): operations wait in the source queue.
+    pub paused: AtomicBool,
+    pub mirror_status: AtomicU8,
+    /// Bytes of file data the mirror has to send (`CalculateOnConnect`), and has handed
+    /// out so far.
+    pub mirror_total_bytes: AtomicU64,
+    pub mirror_sent_bytes: AtomicU64,
+    /// The source queue, as last sampled.
+    pub queue: Mutex<QueueStats>,
+    /// Files handed to the change journal for remirroring.
+    pub remirrored_entries: AtomicU64,
+}
+
+impl JobControl {
+    pub fn mirror_status(&self) -> MirrorStatus {
+        MirrorStatus::from_u8(self.mirror_status.load(Ordering::Relaxed))
+    }
+
+    fn set_mirror(&self, s: MirrorStatus) {
+        self.mirror_status.store(s as u8, Ordering::Relaxed);
+    }
+}
+
+/// The settings the loop works by.
+#[derive(Clone, Copy, Debug)]
+pub struct TransmitOptions {
+    /// `HPQueueRatio`: replication operations per mirror operation.
+    pub hp_queue_ratio: u64,
+    pub mirror: MirrorOptions,
+    /// `CalculateOnConnect`: size the mirror before it starts.
+    pub calculate: bool,
+    /// `UseChangeJournal`: remirror what the change journal holds.
+    pub use_change_journal: bool,
+}
+
+/// A mirror being sent, and the change-journal entries it resolves when it is done.
+struct Running {
+    walk: Mirror,
+    entries: Vec<Entry>,
+    /// The job's initial (full) mirror, bracketed by markers.
+    full: bool,
+}
+
+/// The loop's inputs.
+pub struct TransmitLoop<'a> {
+    pub sink: &'a mut dyn Transmit,
+    pub consumer: &'a mut Consumer,
+    pub changes: &'a ChangeJournal,
+    pub control: &'a JobControl,
+    pub set: ReplicationSet,
+    pub source: PathBuf,
+    pub options: TransmitOptions,
+    /// Set by the drain thread once it has pushed its last operation.
+    pub drained: &'a AtomicBool,
+    /// Called about once a second with the queue's statistics.
+    pub on_tick: &'a mut dyn FnMut(&QueueStats) -> Result<()>,
+    /// Called when an operation could not be sent or applied (the mark is recorded).
+    pub on_failure: &'a mut dyn FnMut(&SinkError),
+    /// Operations the destination could not apply, so far.
+    pub failures: u64,
+}
+
+const FLUSH_OPS: u32 = 1024;
+const FLUSH_INTERVAL: Duration = Duration::from_millis(200);
+/// How often the change journal is looked at for files to remirror.
+const REMIRROR_INTERVAL: Duration = Duration::from_secs(2);
+const MAX_REMIRROR_INTERVAL: Duration = Duration::from_secs(300);
+
+impl TransmitLoop<'_> {
+    /// Runs until the drain thread is done and the queue is empty (or the job stops),
+    /// with a full mirror first when `full_mirror`.
+    pub fn run(mut self, full_mirror: bool) -> Result<()> {
+        let mut mirror = if full_mirror {
+            Some(self.start_mirror(vec![self.source.clone()], Vec::new(), true)?)
+        } else {
+            None
+        };
+        let (mut last, mut unflushed, mut flushed_at, mut tick_at) =
+            (0u64, 0u32, Instant::now(), Instant::now());
+        let mut remirror_at = Instant::now();
+        // Grows while remirrors keep failing (a file the target cannot take), so one bad
+        // file does not have the job remirror it in a tight loop.
+        let mut remirror_every = REMIRROR_INTERVAL;
+        let mut failures_then = 0;
+        let mut since_mirror = 0u64;
+        let ratio = self.options.hp_queue_ratio.max(1);
+        loop {
+            let stop = self.control.stop.load(Ordering::Relaxed);
+            if tick_at.elapsed() >= Duration::from_secs(1) {
+                let q = self.consumer.stats();
+                if let Ok(mut s) = self.control.queue.lock() {
+                    *s = q.clone();
+                }
+                (self.on_tick)(&q)?;
+                tick_at = Instant::now();
+            }
+            if self.control.paused.load(Ordering::Relaxed) && !stop {
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+            let mirror_ready = mirror.is_some() && !self.sink.mirror_paused() && !stop;
+            if let (true, Some(m)) = (mirror_ready && since_mirror >= ratio, mirror.as_mut()) {
+                since_mirror = 0;
+                match m.walk.next_op() {
+                    Some(ev) => {
+                        let before = m.walk.progress().bytes;
+                        self.send(&ev, Stream::Mirror)?;
+                        let _ = before;
+                        self.control
+                            .mirror_sent_bytes
+                            .store(m.walk.progress().bytes, Ordering::Relaxed);
+                        unflushed += 1;
+                    }
+                    None => {
+                        let done = mirror.take();
+                        if let Some(done) = done {
+                            self.finish_mirror(done)?;
+                        }
+                        unflushed += 1;
+                    }
+                }
+            } else {
+                let wait = if mirror_ready {
+                    Duration::ZERO
+                } else {
+                    Duration::from_millis(50)
+                };
+                match self.consumer.pop(wait)? {
+                    Some(q) => {
+                        self.send(&q.event, Stream::Replication)?;
+                        last = q.seq;
+                        unflushed += 1;
+                        since_mirror += 1;
+                    }
+                    // Nothing to replicate: the mirror takes the turn.
+                    None if mirror_ready => since_mirror = ratio,
+                    None if self.drained.load(Ordering::Acquire) => break,
+                    None => {}
+                }
+            }
+            if unflushed > 0 && (unflushed >= FLUSH_OPS || flushed_at.elapsed() > FLUSH_INTERVAL) {
+                match self.sink.flush() {
+                    Ok(()) => {}
+                    Err(SinkError::Stopped) => return Ok(()),
+                    Err(e) => return Err(e.into()),
+                }
+                if last > 0 {
+                    self.consumer.ack(last)?;
+                }
+                self.record_failures()?;
+                (unflushed, flushed_at) = (0, Instant::now());
+            }
+            if mirror.is_none()
+                && !stop
+                && self.options.use_change_journal
+                && remirror_at.elapsed() >= remirror_every
+            {
+                remirror_at = Instant::now();
+                let failed_since = self.failures > failures_then;
+                failures_then = self.failures;
+                mirror = self.remirror()?;
+                if mirror.is_some() {
+                    remirror_every = if failed_since {
+                        (remirror_every * 2).min(MAX_REMIRROR_INTERVAL)
+                    } else {
+                        REMIRROR_INTERVAL
+                    };
+                }
+            }
+        }
+        match self.sink.flush() {
+            Ok(()) | Err(SinkError::Stopped) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if last > 0 {
+            self.consumer.ack(last)?;
+        }
+        self.record_failures()?;
+        let q = self.consumer.stats();
+        (self.on_tick)(&q)
+    }
+
+    fn send(&mut self, ev: &rill_driver_linux::Event, stream: Stream) -> Result<()> {
+        match self.sink.send(ev, stream) {
+            Ok(()) => Ok(()),
+            Err(SinkError::Stopped) => Ok(()),
+            Err(e) => {
+                (self.on_failure)(&e);
+                self.changes
+                    .mark(&[Mark::whole(ev.path.clone(), Reason::Modified, now_ns())])?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Files the destination could not apply go to the change journal, to be remirrored.
+    fn record_failures(&mut self) -> Result<()> {
+        let failed = self.sink.take_failures();
+        self.failures += failed.len() as u64;
+        if !failed.is_empty() {
+            let marks: Vec<Mark> = failed
+                .into_iter()
+                .map(|p| Mark::whole(p, Reason::Modified, now_ns()))
+                .collect();
+            self.changes.mark(&marks)?;
+        }
+        Ok(())
+    }
+
+    fn start_mirror(
+        &mut self,
+        roots: Vec<PathBuf>,
+        entries: Vec<Entry>,
+        full: bool,
+    ) -> Result<Running> {
+        if self.options.calculate {
+            self.control.set_mirror(MirrorStatus::Calculating);
+            let total = Mirror::calculate(&roots, &self.set);
+            self.control
+                .mirror_total_bytes
+                .store(total.bytes, Ordering::Relaxed);
+        }
+        self.control.mirror_sent_bytes.store(0, Ordering::Relaxed);
+        self.control.set_mirror(MirrorStatus::InProgress);
+        if full {
+            self.sink.marker(Marker::MirrorStarted)?;
+        }
+        Ok(Running {
+            walk: Mirror::new(roots, self.set.clone(), self.options.mirror),
+            entries,
+            full,
+        })
+    }
+
+    fn finish_mirror(&mut self, done: Running) -> Result<()> {
+        if done.full {
+            self.sink.marker(Marker::MirrorComplete)?;
+        }
+        // Everything the mirror sent must be durable before the entries are dropped.
+        match self.sink.flush() {
+            Ok(()) => {}
+            Err(SinkError::Stopped) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+        if !done.entries.is_empty() {
+            self.changes.complete_entries(&done.entries)?;
+            self.control
+                .remirrored_entries
+                .fetch_add(done.entries.len() as u64, Ordering::Relaxed);
+        }
+        self.control.set_mirror(MirrorStatus::Complete);
+        Ok(())
+    }
+
+    /// A mirror of what the change journal holds, if anything.
+    fn remirror(&mut self) -> Result<Option<Running>> {
+        let entries = self.changes.pending(256)?;
+        if entries.is_empty() {
+            return Ok(None);
+        }
+        let roots: Vec<PathBuf> = entries
+            .iter()
+            .map(|e| e.path.clone())
+            .filter(|p| p.starts_with(&self.source))
+            .collect();
+        log::info!("remirroring {} change-journal entries", entries.len());
+        Ok(Some(self.start_mirror(roots, entries, false)?))
+    }
+}
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
