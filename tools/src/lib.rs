@@ -6,3 +6,4 @@
 //! costs the processes it watches, side by side with a baseline in the same run.
 
 pub mod bench;
+pub mod ctl;

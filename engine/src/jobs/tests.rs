@@ -1,0 +1,474 @@
+use super::*;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use tempfile::TempDir;
+
+fn store() -> (TempDir, JobStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = JobStore::open(&dir.path().join("jobs.redb")).unwrap();
+    (dir, s)
+}
+
+fn spec(name: &str) -> JobSpec {
+    JobSpec {
+        name: name.into(),
+        source: "/data".into(),
+        target_host: "backup.example.com".into(),
+        target_port: 1500,
+        target_path: "/replica/data".into(),
+        rules: vec![],
+    }
+}
+
+fn rule(pattern: &str, include: bool) -> JobRule {
+    JobRule {
+        pattern: pattern.into(),
+        include,
+    }
+}
+
+fn session(seq: u64, state: DataState) -> TargetSession {
+    TargetSession {
+        target_path: "/replica/data".into(),
+        last_applied: seq,
+        data_state: state,
+        updated_unix: 0,
+    }
+}
+
+#[test]
+fn create_get_list_delete() {
+    let (_d, s) = store();
+    assert!(s.list().unwrap().is_empty());
+    let web = s.create(spec("web")).unwrap();
+    assert_eq!(web.state, JobState::Stopped);
+    assert_eq!(web.mirror, MirrorState::Pending);
+    assert_eq!(web.last_acked, 0);
+    assert!(web.created_unix > 0);
+    s.create(spec("db-1.main_x")).unwrap();
+    assert_eq!(s.get("web").unwrap(), Some(web.clone()));
+    assert_eq!(s.get("nope").unwrap(), None);
+    let names: Vec<String> = s.list().unwrap().into_iter().map(|j| j.spec.name).collect();
+    assert_eq!(names, ["db-1.main_x", "web"], "listed by name");
+    assert_eq!(s.delete("web").unwrap(), web);
+    assert_eq!(s.get("web").unwrap(), None);
+    assert!(matches!(s.delete("web"), Err(Error::NotFound { name }) if name == "web"));
+    assert_eq!(s.list().unwrap().len(), 1);
+}
+
+#[test]
+fn duplicate_names_are_refused() {
+    let (_d, s) = store();
+    s.create(spec("web")).unwrap();
+    let mut other = spec("web");
+    other.source = "/elsewhere".into();
+    let e = s.create(other).unwrap_err();
+    assert!(matches!(&e, Error::Exists { name } if name == "web"), "{e}");
+    assert!(e.to_string().contains("already exists"), "{e}");
+    assert_eq!(
+        s.get("web").unwrap().unwrap().spec.source,
+        Path::new("/data")
+    );
+}
+
+#[test]
+fn state_updates_return_the_previous_value() {
+    let (_d, s) = store();
+    s.create(spec("web")).unwrap();
+    assert_eq!(
+        s.set_state("web", JobState::Running).unwrap(),
+        JobState::Stopped
+    );
+    assert_eq!(
+        s.set_state("web", JobState::Paused).unwrap(),
+        JobState::Running
+    );
+    assert_eq!(
+        s.set_mirror_state("web", MirrorState::Mirroring).unwrap(),
+        MirrorState::Pending
+    );
+    s.set_last_acked("web", 42).unwrap();
+    s.set_counters("web", &[("mirror_files", 7), ("mirror_bytes", 9)])
+        .unwrap();
+    s.set_counters("web", &[("mirror_files", 8)]).unwrap();
+    let job = s.get("web").unwrap().unwrap();
+    assert_eq!(job.state, JobState::Paused);
+    assert_eq!(job.mirror, MirrorState::Mirroring);
+    assert_eq!(job.last_acked, 42);
+    assert_eq!(job.counters["mirror_files"], 8);
+    assert_eq!(job.counters["mirror_bytes"], 9);
+    for e in [
+        s.set_state("nope", JobState::Running).map(|_| ()),
+        s.set_mirror_state("nope", MirrorState::Complete)
+            .map(|_| ()),
+        s.set_last_acked("nope", 1),
+        s.set_counters("nope", &[]),
+    ] {
+        assert!(matches!(e, Err(Error::NotFound { .. })), "{e:?}");
+    }
+}
+
+#[test]
+fn everything_survives_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jobs.redb");
+    {
+        let s = JobStore::open(&path).unwrap();
+        s.create(spec("web")).unwrap();
+        s.set_state("web", JobState::Running).unwrap();
+        s.set_mirror_state("web", MirrorState::Complete).unwrap();
+        s.set_last_acked("web", 1234).unwrap();
+        s.put_session("SHA256:ab", "web", &session(99, DataState::Ok))
+            .unwrap();
+    }
+    let s = JobStore::open(&path).unwrap();
+    let job = s.get("web").unwrap().unwrap();
+    assert_eq!(job.state, JobState::Running, "a running job resumes");
+    assert_eq!(job.mirror, MirrorState::Complete);
+    assert_eq!(job.last_acked, 1234);
+    let got = s.get_session("SHA256:ab", "web").unwrap().unwrap();
+    assert_eq!(got.last_applied, 99);
+    assert_eq!(got.data_state, DataState::Ok);
+}
+
+#[test]
+fn a_second_open_is_refused_while_the_first_is_open() {
+    let (d, _s) = store();
+    let e = JobStore::open(&d.path().join("jobs.redb")).unwrap_err();
+    assert!(matches!(e, Error::Locked { .. }), "{e}");
+}
+
+#[test]
+fn other_files_are_not_taken_for_a_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk");
+    std::fs::write(&junk, vec![0x5a; 8192]).unwrap();
+    let e = JobStore::open(&junk).unwrap_err();
+    assert!(matches!(e, Error::NotAStore { .. }), "{e}");
+    let e = JobStore::open(dir.path()).unwrap_err();
+    assert!(e.to_string().contains("not a regular file"), "{e}");
+    // A change journal is a redb database too, but not a job store.
+    let cj = dir.path().join("cj.redb");
+    drop(crate::change_journal::ChangeJournal::open(&cj).unwrap());
+    let e = JobStore::open(&cj).unwrap_err();
+    assert!(e.to_string().contains("something else"), "{e}");
+}
+
+#[test]
+fn sessions_put_get_list_delete() {
+    let (_d, s) = store();
+    assert!(s.list_sessions().unwrap().is_empty());
+    let stored = s
+        .put_session("SHA256:bb", "web", &session(5, DataState::Mirroring))
+        .unwrap();
+    assert!(stored.updated_unix > 0, "stamped when stored");
+    s.put_session("SHA256:aa", "web", &session(1, DataState::Ok))
+        .unwrap();
+    s.put_session("SHA256:aa", "db", &session(2, DataState::MirrorRequired))
+        .unwrap();
+    // Replacing keeps one entry per key.
+    s.put_session("SHA256:bb", "web", &session(6, DataState::Ok))
+        .unwrap();
+    let keys: Vec<(String, String, u64)> = s
+        .list_sessions()
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.peer, e.job, e.session.last_applied))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ("SHA256:aa".to_string(), "db".to_string(), 2),
+            ("SHA256:aa".to_string(), "web".to_string(), 1),
+            ("SHA256:bb".to_string(), "web".to_string(), 6),
+        ]
+    );
+    assert_eq!(s.get_session("SHA256:cc", "web").unwrap(), None);
+    assert!(s.delete_session("SHA256:aa", "db").unwrap());
+    assert!(!s.delete_session("SHA256:aa", "db").unwrap());
+    assert_eq!(s.list_sessions().unwrap().len(), 2);
+}
+
+#[test]
+fn sessions_are_validated() {
+    let (_d, s) = store();
+    let ok = session(1, DataState::Ok);
+    assert!(matches!(
+        s.put_session("", "web", &ok),
+        Err(Error::Invalid(SpecError::Peer { .. }))
+    ));
+    assert!(matches!(
+        s.put_session("a\nb", "web", &ok),
+        Err(Error::Invalid(SpecError::Peer { .. }))
+    ));
+    assert!(matches!(
+        s.put_session("SHA256:aa", "../x", &ok),
+        Err(Error::Invalid(SpecError::Name { .. }))
+    ));
+    let mut relative = ok.clone();
+    relative.target_path = "replica".into();
+    assert!(matches!(
+        s.put_session("SHA256:aa", "web", &relative),
+        Err(Error::Invalid(SpecError::Path { .. }))
+    ));
+    assert!(s.list_sessions().unwrap().is_empty());
+}
+
+#[test]
+fn names_are_validated() {
+    for good in ["a", "web-1", "db.main", "A_b-C.9", &"x".repeat(64)] {
+        assert_eq!(check_name(good), Ok(()), "{good}");
+    }
+    for (bad, why) in [
+        ("", "empty"),
+        (&"x".repeat(65) as &str, "65 characters"),
+        ("a b", "' '"),
+        ("a/b", "'/'"),
+        ("é", "'é'"),
+        ("a\0", "'\\0'"),
+        (".", "directory"),
+        ("..", "directory"),
+    ] {
+        let e = check_name(bad).unwrap_err().to_string();
+        assert!(e.contains(why), "{bad:?}: {e}");
+        assert!(e.contains("allowed: 1 to 64 characters"), "{e}");
+    }
+}
+
+#[test]
+fn specs_are_validated_with_clear_errors() {
+    let (_d, s) = store();
+    let cases: Vec<(JobSpec, &str)> = vec![
+        (
+            JobSpec {
+                source: "data".into(),
+                ..spec("a")
+            },
+            "source \"data\": is not absolute",
+        ),
+        (
+            JobSpec {
+                source: "/data/../etc".into(),
+                ..spec("a")
+            },
+            "source \"/data/../etc\": contains `..`",
+        ),
+        (
+            JobSpec {
+                source: "/da\0ta".into(),
+                ..spec("a")
+            },
+            "NUL",
+        ),
+        (
+            JobSpec {
+                target_path: "".into(),
+                ..spec("a")
+            },
+            "target path \"\": is empty",
+        ),
+        (
+            JobSpec {
+                target_path: "/r/../x".into(),
+                ..spec("a")
+            },
+            "target path \"/r/../x\": contains `..`",
+        ),
+        (
+            JobSpec {
+                target_port: 0,
+                ..spec("a")
+            },
+            "port 0 is not allowed",
+        ),
+        (
+            JobSpec {
+                target_host: "bad host".into(),
+                ..spec("a")
+            },
+            "not allowed in a host name",
+        ),
+        (
+            JobSpec {
+                target_host: "".into(),
+                ..spec("a")
+            },
+            "the host is empty",
+        ),
+        (
+            JobSpec {
+                rules: vec![rule("/other/*.tmp", false)],
+                ..spec("a")
+            },
+            "lies outside the job's source /data",
+        ),
+        (
+            JobSpec {
+                rules: vec![rule("/data/*/x", false)],
+                ..spec("a")
+            },
+            "only in the last component",
+        ),
+        (
+            JobSpec {
+                rules: vec![rule("/data/../x", false)],
+                ..spec("a")
+            },
+            "`..` is not allowed",
+        ),
+        (
+            JobSpec {
+                rules: vec![rule("", true)],
+                ..spec("a")
+            },
+            "the pattern is empty",
+        ),
+        (
+            JobSpec {
+                rules: vec![rule("/data/a\0", true)],
+                ..spec("a")
+            },
+            "NUL",
+        ),
+        (spec("no/slash"), "'/' is not allowed"),
+    ];
+    for (bad, expected) in cases {
+        let e = s.create(bad.clone()).unwrap_err();
+        assert!(matches!(e, Error::Invalid(_)), "{bad:?}: {e}");
+        assert!(e.to_string().contains(expected), "{bad:?}: {e}");
+    }
+    assert!(s.list().unwrap().is_empty(), "nothing invalid was stored");
+}
+
+#[test]
+fn specs_are_stored_normalised() {
+    let (_d, s) = store();
+    let job = s
+        .create(JobSpec {
+            source: "/data//x/./".into(),
+            target_host: "[fd00::2]".into(),
+            target_path: "/replica/".into(),
+            rules: vec![
+                rule("*.tmp", false),
+                rule("cache", false),
+                rule("/data/x/keep//*.db", true),
+            ],
+            ..spec("web")
+        })
+        .unwrap();
+    assert_eq!(job.spec.source, Path::new("/data/x"));
+    assert_eq!(job.spec.target_path, Path::new("/replica"));
+    assert_eq!(job.spec.target_host, "fd00::2");
+    assert_eq!(job.spec.target(), "[fd00::2]:1500");
+    let patterns: Vec<&str> = job.spec.rules.iter().map(|r| r.pattern.as_str()).collect();
+    assert_eq!(
+        patterns,
+        ["/data/x/*.tmp", "/data/x/cache", "/data/x/keep/*.db"]
+    );
+    let set = job.spec.replication_set().unwrap();
+    assert!(set.protects(Path::new("/data/x/a/b.txt")));
+    assert!(!set.protects(Path::new("/data/x/a/b.tmp")));
+    assert!(!set.protects(Path::new("/data/x/cache/f")));
+    assert!(!set.protects(Path::new("/data/y")));
+}
+
+#[test]
+fn targets_parse() {
+    let ok = |t: &str| parse_target(t).unwrap_or_else(|e| panic!("{t}: {e}"));
+    assert_eq!(ok("backup"), ("backup".into(), 1500));
+    assert_eq!(
+        ok("backup.example.com:1600"),
+        ("backup.example.com".into(), 1600)
+    );
+    assert_eq!(ok("10.0.0.2"), ("10.0.0.2".into(), 1500));
+    assert_eq!(ok("10.0.0.2:65535"), ("10.0.0.2".into(), 65535));
+    assert_eq!(ok("[::1]"), ("::1".into(), 1500));
+    assert_eq!(ok("[fd00::2]:1"), ("fd00::2".into(), 1));
+    assert_eq!(ok("host.example."), ("host.example.".into(), 1500));
+    assert_eq!(format_target("fd00::2", 1), "[fd00::2]:1");
+    assert_eq!(format_target("h", 2), "h:2");
+    for (bad, why) in [
+        ("", "the target is empty"),
+        ("host:", "the port after `:` is empty"),
+        ("host:0", "port 0 is not allowed"),
+        ("host:65536", "port 65536 is out of range"),
+        ("host:99999999999", "out of range"),
+        ("host:http", "port `http` is not a number"),
+        ("host:-1", "not a number"),
+        ("::1", "an IPv6 address goes in brackets: [::1]"),
+        ("a:b:c", "too many `:`"),
+        ("[::1", "without a closing `]`"),
+        ("[::1]x", "unexpected `x` after `]`"),
+        ("[nope]:1", "`nope` in brackets is not an IPv6 address"),
+        ("[::1]:0", "port 0"),
+        ("bad host", "white space"),
+        ("a..b", "empty label"),
+        ("-a.b", "starts or ends with '-'"),
+        ("300.1.1.1", "not a valid IPv4 address"),
+        ("h@st", "'@' is not allowed"),
+        (":1500", "the host is empty"),
+    ] {
+        let e = parse_target(bad).unwrap_err().to_string();
+        assert!(e.contains(why), "{bad:?}: {e}");
+        assert!(e.contains("expected HOST[:PORT]"), "{e}");
+    }
+}
+
+#[test]
+fn concurrent_readers_see_whole_states() {
+    let (_d, s) = store();
+    let s = Arc::new(s);
+    for i in 0..4 {
+        s.create(spec(&format!("job{i}"))).unwrap();
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let (s, stop) = (Arc::clone(&s), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut reads = 0u64;
+                let mut last = 0;
+                while !stop.load(Ordering::Relaxed) || reads == 0 {
+                    let jobs = s.list().unwrap();
+                    assert_eq!(jobs.len(), 4);
+                    let acked = s.get("job0").unwrap().unwrap().last_acked;
+                    assert!(acked >= last, "a reader never goes back in time");
+                    last = acked;
+                    reads += 1;
+                }
+                reads
+            })
+        })
+        .collect();
+    for seq in 1..=50 {
+        s.set_last_acked("job0", seq).unwrap();
+        s.put_session("peer", "job0", &session(seq, DataState::Ok))
+            .unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    for r in readers {
+        assert!(r.join().unwrap() > 0);
+    }
+    assert_eq!(s.get("job0").unwrap().unwrap().last_acked, 50);
+}
+
+#[test]
+fn guide_words_round_trip() {
+    for w in DataState::ALL {
+        let json = serde_json::to_string(w).unwrap();
+        assert_eq!(json, format!("\"{w}\""));
+        assert_eq!(serde_json::from_str::<DataState>(&json).unwrap(), *w);
+        assert_eq!(w.to_string().to_lowercase().parse::<DataState>(), Ok(*w));
+    }
+    assert_eq!(DataState::MirrorRequired.to_string(), "Mirror Required");
+    assert_eq!(DataState::Ok.to_string(), "OK");
+    let e = serde_json::from_str::<JobState>("\"running\"").unwrap_err();
+    assert!(
+        e.to_string()
+            .contains(r#"expected "Stopped", "Running" or "Paused""#),
+        "{e}"
+    );
+    assert_eq!(format!("{:>9}|", JobState::Paused), "   Paused|");
+}
