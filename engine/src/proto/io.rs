@@ -1,0 +1,142 @@
+//! Frames over an async byte stream (the TLS connection, or anything else in tests).
+//!
+//! Two readers: [`read_frame`] reads exactly one frame and nothing more, for handshakes
+//! and simple loops; [`FrameReader`] keeps what it has read between calls, so its `next`
+//! may be cancelled (a `select!` between incoming acks and outgoing ops) without losing
+//! bytes. Both judge the header before they wait for or allocate payload, and grow their
+//! buffers only as bytes arrive, so a peer that announces a large frame and sends nothing
+//! costs little.
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::frame::{check_magic, Frame, Header, Policy, HEADER_LEN};
+use super::ProtoError;
+
+/// Payload bytes read per step while a frame is arriving, and the least a `FrameReader`
+/// asks the socket for, so small frames arrive many to a read.
+const READ_CHUNK: usize = 64 * 1024;
+/// A `FrameReader` whose buffer grew past this for a large frame gives the memory back.
+const KEEP_CAPACITY: usize = 1024 * 1024;
+
+/// Reads one frame, accepting payloads up to `max` bytes. `Ok(None)` when the stream ends
+/// cleanly between frames; ending inside a frame is an error. Not cancel-safe: use
+/// [`FrameReader`] inside `select!`.
+pub async fn read_frame<R: AsyncRead + Unpin>(
+    r: &mut R,
+    max: u32,
+) -> Result<Option<Frame>, ProtoError> {
+    let mut head = [0u8; HEADER_LEN];
+    let mut got = 0;
+    while let Some(room) = head.get_mut(got..).filter(|room| !room.is_empty()) {
+        let n = r.read(room).await?;
+        if n == 0 {
+            if got == 0 {
+                return Ok(None);
+            }
+            return Err(ProtoError::ClosedInFrame {
+                have: got,
+                need: HEADER_LEN,
+            });
+        }
+        got += n;
+        check_magic(head.get(..got).unwrap_or(&head))?;
+    }
+    let header = Header::parse(&head, max)?;
+    let len = header.len as usize;
+    let mut payload = Vec::new();
+    while payload.len() < len {
+        // Grow with what arrives (doubling, so a large frame costs few copies), never
+        // past the announced length.
+        let want = (len - payload.len()).min(payload.len().max(READ_CHUNK));
+        payload.reserve_exact(want);
+        let n = (&mut *r).take(want as u64).read_buf(&mut payload).await?;
+        if n == 0 {
+            return Err(ProtoError::ClosedInFrame {
+                have: HEADER_LEN + payload.len(),
+                need: HEADER_LEN + len,
+            });
+        }
+    }
+    Frame::from_payload(&header, &payload, max).map(Some)
+}
+
+/// Encodes `frame` as `policy` says and writes it; returns the bytes written. Does not
+/// flush: a sender batches frames and flushes when it has nothing more to send at once
+/// (a `BufWriter` or a TLS stream then sends them in few packets).
+pub async fn write_frame<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    frame: &Frame,
+    policy: Policy,
+) -> Result<usize, ProtoError> {
+    let mut buf = Vec::new();
+    let n = frame.encode(policy, &mut buf)?;
+    w.write_all(&buf).await?;
+    Ok(n)
+}
+
+/// A cancel-safe frame reader: bytes read but not yet a whole frame stay in its buffer.
+#[derive(Debug)]
+pub struct FrameReader<R> {
+    inner: R,
+    buf: Vec<u8>,
+    max: u32,
+}
+
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    /// Reads frames from `inner`, accepting payloads up to `max` bytes.
+    pub fn new(inner: R, max: u32) -> Self {
+        FrameReader {
+            inner,
+            buf: Vec::new(),
+            max,
+        }
+    }
+
+    /// The next frame; `Ok(None)` when the stream ends cleanly between frames. Cancelling
+    /// the future loses nothing: the next call resumes where this one stopped.
+    pub async fn next(&mut self) -> Result<Option<Frame>, ProtoError> {
+        loop {
+            let need = match Frame::decode(&self.buf, self.max) {
+                Ok((frame, used)) => {
+                    self.buf.drain(..used);
+                    if self.buf.capacity() > KEEP_CAPACITY && self.buf.len() < READ_CHUNK {
+                        self.buf.shrink_to(READ_CHUNK);
+                    }
+                    return Ok(Some(frame));
+                }
+                Err(ProtoError::Incomplete { need, .. }) => need,
+                Err(e) => return Err(e),
+            };
+            let missing = need.saturating_sub(self.buf.len());
+            self.buf.reserve_exact(missing.max(READ_CHUNK));
+            // read_buf fills only the spare capacity reserved above.
+            let n = self.inner.read_buf(&mut self.buf).await?;
+            if n == 0 {
+                if self.buf.is_empty() {
+                    return Ok(None);
+                }
+                return Err(ProtoError::ClosedInFrame {
+                    have: self.buf.len(),
+                    need,
+                });
+            }
+        }
+    }
+
+    /// Bytes received but not yet returned as a frame.
+    pub fn buffered(&self) -> &[u8] {
+        &self.buf
+    }
+
+    pub fn get_ref(&self) -> &R {
+        &self.inner
+    }
+
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.inner
+    }
+
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
+}

@@ -1,0 +1,186 @@
+//! Frames over async streams: clean ends, ends inside a frame, byte-at-a-time arrival,
+//! and cancellation of a `FrameReader`.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
+
+use super::*;
+
+fn stream_of(frames: &[Frame]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for f in frames {
+        f.encode(Policy::zstd(3), &mut out).unwrap();
+    }
+    out
+}
+
+/// Hands out one byte per read, so every boundary inside a frame is crossed.
+struct Trickle(Vec<u8>, usize);
+
+impl AsyncRead for Trickle {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if let Some(&b) = self.0.get(self.1) {
+            buf.put_slice(&[b]);
+            self.1 += 1;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[tokio::test]
+async fn read_frame_reads_each_frame_then_a_clean_end() {
+    let frames = samples();
+    let bytes = stream_of(&frames);
+    let mut r = &bytes[..];
+    for f in &frames {
+        assert_eq!(
+            read_frame(&mut r, MAX_FRAME).await.unwrap().as_ref(),
+            Some(f)
+        );
+    }
+    assert!(read_frame(&mut r, MAX_FRAME).await.unwrap().is_none());
+
+    let mut t = Trickle(bytes, 0);
+    for f in &frames {
+        assert_eq!(
+            read_frame(&mut t, MAX_FRAME).await.unwrap().as_ref(),
+            Some(f)
+        );
+    }
+    assert!(read_frame(&mut t, MAX_FRAME).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn an_end_inside_a_frame_is_an_error() {
+    let bytes = stream_of(&[Frame::Ack { seq: 1 }]);
+    for cut in 1..bytes.len() {
+        let mut r = &bytes[..cut];
+        let e = read_frame(&mut r, MAX_FRAME).await.unwrap_err();
+        assert!(
+            matches!(e, ProtoError::ClosedInFrame { have, .. } if have == cut),
+            "{cut}: {e:?}"
+        );
+
+        let mut fr = FrameReader::new(&bytes[..cut], MAX_FRAME);
+        let e = fr.next().await.unwrap_err();
+        let need = if cut < HEADER_LEN {
+            HEADER_LEN
+        } else {
+            bytes.len()
+        };
+        assert!(
+            matches!(e, ProtoError::ClosedInFrame { have, need: n } if have == cut && n == need),
+            "{cut}: {e:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn readers_refuse_bad_headers_without_reading_on() {
+    let mut r = &b"SSH-2.0-OpenSSH_9.2\r\n"[..];
+    assert!(matches!(
+        read_frame(&mut r, MAX_FRAME).await,
+        Err(ProtoError::BadMagic { .. })
+    ));
+    let mut fr = FrameReader::new(&b"SSH-2.0-OpenSSH_9.2\r\n"[..], MAX_FRAME);
+    assert!(matches!(fr.next().await, Err(ProtoError::BadMagic { .. })));
+
+    let mut head = raw(VERSION, Kind::Op as u8, 0, &[], None);
+    head[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
+    let mut r = &head[..];
+    assert!(matches!(
+        read_frame(&mut r, MAX_FRAME).await,
+        Err(ProtoError::TooLarge { .. })
+    ));
+    let mut fr = FrameReader::new(&head[..], MAX_FRAME);
+    assert!(matches!(fr.next().await, Err(ProtoError::TooLarge { .. })));
+}
+
+#[tokio::test]
+async fn frame_reader_reads_what_read_frame_reads() {
+    let frames = samples();
+    let mut fr = FrameReader::new(Trickle(stream_of(&frames), 0), MAX_FRAME);
+    for f in &frames {
+        assert_eq!(fr.next().await.unwrap().as_ref(), Some(f));
+    }
+    assert!(fr.next().await.unwrap().is_none());
+    assert!(fr.buffered().is_empty());
+}
+
+#[tokio::test]
+async fn a_large_frame_arrives_whole() {
+    let big = Frame::Op {
+        seq: 1,
+        stream: Stream::Mirror,
+        body: noise(MAX_FRAME as usize - 9, 5),
+    };
+    let bytes = stream_of(&[big.clone(), Frame::KeepAlive]);
+    let mut r = &bytes[..];
+    assert_eq!(
+        read_frame(&mut r, MAX_FRAME).await.unwrap(),
+        Some(big.clone())
+    );
+    assert_eq!(
+        read_frame(&mut r, MAX_FRAME).await.unwrap(),
+        Some(Frame::KeepAlive)
+    );
+    let mut fr = FrameReader::new(&bytes[..], MAX_FRAME);
+    assert_eq!(fr.next().await.unwrap(), Some(big));
+    assert_eq!(fr.next().await.unwrap(), Some(Frame::KeepAlive));
+}
+
+#[tokio::test]
+async fn a_cancelled_next_loses_nothing() {
+    let (mut tx, rx) = tokio::io::duplex(1 << 16);
+    let mut fr = FrameReader::new(rx, MAX_FRAME);
+    let frame = Frame::Welcome {
+        host: "t".into(),
+        last_applied: 9,
+    };
+    let bytes = stream_of(std::slice::from_ref(&frame));
+    let (first, second) = bytes.split_at(10);
+    tx.write_all(first).await.unwrap();
+    let waited = tokio::time::timeout(Duration::from_millis(20), fr.next()).await;
+    assert!(waited.is_err(), "nothing complete yet");
+    assert_eq!(fr.buffered(), first);
+    tx.write_all(second).await.unwrap();
+    assert_eq!(fr.next().await.unwrap(), Some(frame));
+    drop(tx);
+    assert!(fr.next().await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn write_frame_writes_what_read_frame_reads() {
+    let (mut tx, mut rx) = tokio::io::duplex(1 << 20);
+    let mut total = 0;
+    for f in samples() {
+        total += write_frame(&mut tx, &f, Policy::zstd(3)).await.unwrap();
+    }
+    drop(tx);
+    let mut got = Vec::new();
+    while let Some(f) = read_frame(&mut rx, MAX_FRAME).await.unwrap() {
+        got.push(f);
+    }
+    assert_eq!(got, samples());
+    assert_eq!(total, stream_of(&samples()).len());
+}
+
+#[tokio::test]
+async fn write_frame_refuses_what_it_cannot_encode() {
+    let (mut tx, _rx) = tokio::io::duplex(64);
+    let bad = Frame::Welcome {
+        host: "h".repeat(MAX_STRING + 1),
+        last_applied: 1,
+    };
+    assert!(matches!(
+        write_frame(&mut tx, &bad, Policy::PLAIN).await,
+        Err(ProtoError::StringTooLong { .. })
+    ));
+}
