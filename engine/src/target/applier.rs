@@ -268,7 +268,11 @@ impl Worker {
                     self.stats
                         .bytes_in_disk_queue
                         .store(s.bytes_on_disk, Ordering::Relaxed);
-                    let seq = self.take_seq(q.seq)?;
+                    let (markers, seq) = self.take_seq(q.seq)?;
+                    // Markers that arrived before this op (since the check above).
+                    for (_, marker) in markers {
+                        self.marker(marker);
+                    }
                     self.apply(seq, &q.event);
                     (applied, last_queue) = (seq, q.seq);
                     unflushed += 1;
@@ -306,20 +310,27 @@ impl Worker {
             .is_ok_and(|p| matches!(p.entries.front(), Some((None, _, Some(_)))))
     }
 
-    /// The wire sequence of the op the queue numbered `q`.
-    fn take_seq(&self, q: u64) -> Result<u64> {
+    /// The wire sequence of the op the queue numbered `q`, and the markers received
+    /// before it that are still to be handled.
+    fn take_seq(&self, q: u64) -> Result<(Vec<(u64, Marker)>, u64)> {
         let mut p = self
             .pending
             .lock()
             .map_err(|_| anyhow::anyhow!("applier state poisoned"))?;
-        match p.entries.pop_front() {
-            Some((Some(qs), seq, _)) if qs == q => {
-                self.stats
-                    .ops_remaining
-                    .store(p.entries.len() as u64, Ordering::Relaxed);
-                Ok(seq)
+        let mut markers = Vec::new();
+        loop {
+            match p.entries.pop_front() {
+                Some((None, seq, Some(m))) => markers.push((seq, m)),
+                Some((Some(qs), seq, _)) if qs == q => {
+                    self.stats
+                        .ops_remaining
+                        .store(p.entries.len() as u64, Ordering::Relaxed);
+                    return Ok((markers, seq));
+                }
+                other => {
+                    anyhow::bail!("target queue out of step: op {q} popped, {other:?} expected")
+                }
             }
-            other => anyhow::bail!("target queue out of step: op {q} popped, {other:?} expected"),
         }
     }
 

@@ -1,0 +1,246 @@
+//! Two `rilld` processes on this machine, a source and a target, paired and driven
+//! through the management API: what the demo, the end-to-end tests and the replication
+//! benchmark all start from.
+//!
+//! Each host gets its own directory (settings file, DataPath, queue, log), its own ports,
+//! and its own identity; `pair` makes each trust the other's certificate fingerprint, as an
+//! administrator would with `rillctl identity` and `rillctl trust add`.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use rill_engine::jobs::{JobRule, JobSpec};
+use rill_engine::mgmt::{Client, JobAction, JobStatus, Request, Response};
+
+/// Which half a host runs (`LoadSourceTarget`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Source,
+    Target,
+}
+
+/// One running `rilld serve`.
+pub struct Host {
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub net_port: u16,
+    pub api: SocketAddr,
+    rilld: PathBuf,
+    child: Option<Child>,
+}
+
+/// A free TCP port on loopback (bound and released: good enough for tests on one host).
+pub fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl Host {
+    /// Writes the host's settings (`extra` lines are appended, TOML) and starts it.
+    pub fn start(rilld: &Path, dir: &Path, role: Role, extra: &str) -> Result<Host> {
+        std::fs::create_dir_all(dir)?;
+        let (net_port, api_port) = (free_port()?, free_port()?);
+        let config = dir.join("rill.toml");
+        let text = format!(
+            "LoadSourceTarget = {}\nNetPort = {net_port}\nManagementPort = {api_port}\n\
+             DataPath = \"{d}/data\"\nQJournalDir = \"{d}/queue\"\nLogDir = \"{d}/log\"\n{extra}\n",
+            match role {
+                Role::Source => 1,
+                Role::Target => 2,
+            },
+            d = dir.display(),
+        );
+        std::fs::write(&config, text)?;
+        let mut host = Host {
+            dir: dir.to_path_buf(),
+            config,
+            net_port,
+            api: SocketAddr::from(([127, 0, 0, 1], api_port)),
+            rilld: rilld.to_path_buf(),
+            child: None,
+        };
+        host.restart()?;
+        Ok(host)
+    }
+
+    /// Starts the process again (after `kill` or `stop`), and waits for its API.
+    pub fn restart(&mut self) -> Result<()> {
+        let log = std::fs::File::create(self.dir.join("rilld.out"))?;
+        let child = Command::new(&self.rilld)
+            .arg("--config")
+            .arg(&self.config)
+            .arg("serve")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", self.rilld.display()))?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if self.client().is_ok() {
+                return Ok(());
+            }
+            if let Some(c) = self.child.as_mut() {
+                if let Some(status) = c.try_wait()? {
+                    bail!(
+                        "rilld exited ({status}) at start: {}",
+                        std::fs::read_to_string(self.dir.join("rilld.out")).unwrap_or_default()
+                    );
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("rilld's API did not come up on {} within 30 s", self.api);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    fn client(&self) -> Result<Client> {
+        let token = std::fs::read_to_string(self.dir.join("data/mgmt.token"))?;
+        Ok(Client::connect(self.api, token.trim())?)
+    }
+
+    /// One management request; an `Error` response is an error.
+    pub fn call(&self, req: Request) -> Result<Response> {
+        match self.client()?.call(&req)? {
+            Response::Error { message } => bail!("{message}"),
+            r => Ok(r),
+        }
+    }
+
+    pub fn fingerprint(&self) -> Result<String> {
+        match self.call(Request::Identity)? {
+            Response::Identity { fingerprint, .. } => Ok(fingerprint),
+            other => bail!("unexpected answer to identity: {other:?}"),
+        }
+    }
+
+    pub fn job_status(&self, name: &str) -> Result<JobStatus> {
+        match self.call(Request::Status {
+            name: Some(name.into()),
+        })? {
+            Response::Status(r) => r
+                .jobs
+                .into_iter()
+                .next()
+                .context("status without the job"),
+            other => bail!("unexpected answer to status: {other:?}"),
+        }
+    }
+
+    /// SIGTERM and wait: a clean stop.
+    pub fn stop(&mut self) -> Result<()> {
+        self.signal(libc::SIGTERM)?;
+        if let Some(mut c) = self.child.take() {
+            c.wait()?;
+        }
+        Ok(())
+    }
+
+    /// SIGKILL and wait: a crash.
+    pub fn kill(&mut self) -> Result<()> {
+        self.signal(libc::SIGKILL)?;
+        if let Some(mut c) = self.child.take() {
+            c.wait()?;
+        }
+        Ok(())
+    }
+
+    /// Sends `sig` to the process this host started (by its id).
+    pub fn signal(&self, sig: i32) -> Result<()> {
+        if let Some(pid) = self.pid() {
+            // SAFETY: signalling the child this harness spawned, by its pid.
+            if unsafe { libc::kill(pid as i32, sig) } != 0 {
+                bail!("signal {sig} to {pid}: {}", std::io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    }
+
+    /// The engine log (LogDir/rilld.log).
+    pub fn event_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("log/rilld.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Makes each host trust the other, as `rillctl trust add` does.
+pub fn pair(source: &Host, target: &Host) -> Result<()> {
+    let (sf, tf) = (source.fingerprint()?, target.fingerprint()?);
+    target.call(Request::TrustAdd {
+        name: "source".into(),
+        peer: sf,
+    })?;
+    source.call(Request::TrustAdd {
+        name: "target".into(),
+        peer: tf,
+    })?;
+    Ok(())
+}
+
+/// Creates and starts job `name` replicating `src` to `dst` on `target`.
+pub fn start_job(
+    source: &Host,
+    target: &Host,
+    name: &str,
+    src: &Path,
+    dst: &Path,
+    excludes: &[&str],
+) -> Result<()> {
+    source.call(Request::JobCreate(JobSpec {
+        name: name.into(),
+        source: src.to_path_buf(),
+        target_host: "127.0.0.1".into(),
+        target_port: target.net_port,
+        target_path: dst.to_path_buf(),
+        rules: excludes
+            .iter()
+            .map(|p| JobRule {
+                pattern: p.to_string(),
+                include: false,
+            })
+            .collect(),
+    }))?;
+    source.call(Request::Job {
+        name: name.into(),
+        action: JobAction::Start,
+    })?;
+    Ok(())
+}
+
+/// Waits until `ready` holds, checking every 50 ms, for at most `timeout`.
+pub fn wait_until(timeout: Duration, mut ready: impl FnMut() -> Result<bool>) -> Result<bool> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if ready()? {
+            return Ok(true);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    ready()
+}
+
+/// Whether the job has nothing left to send and the target has applied all of it.
+pub fn in_sync(source: &Host, job: &str) -> Result<bool> {
+    let s = source.job_status(job)?;
+    Ok(s.con_mirror_percent >= 100.0
+        && s.con_ops_in_rep_queue == 0
+        && s.con_ops_in_mir_queue == 0
+        && s.target_data_state == rill_engine::jobs::DataState::Ok
+        && s.con_state == rill_engine::mgmt::ConState::Active)
+}
