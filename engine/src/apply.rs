@@ -231,12 +231,20 @@ impl Applier {
                         0
                     };
                     // SAFETY: a valid dirfd and NUL-terminated name.
-                    replayed(
-                        cvt(unsafe { libc::unlinkat(d.as_raw_fd(), n.as_ptr(), flags) }
-                            as libc::c_long)
-                        .map(drop),
-                        libc::ENOENT,
-                    )
+                    let r = cvt(unsafe { libc::unlinkat(d.as_raw_fd(), n.as_ptr(), flags) }
+                        as libc::c_long);
+                    // A remirror removes a name the source no longer has, whatever it is
+                    // on the replica: an (empty) directory goes too.
+                    let r = match r {
+                        Err(e) if flags == 0 && e.raw_os_error() == Some(libc::EISDIR) => {
+                            // SAFETY: as above.
+                            cvt(unsafe {
+                                libc::unlinkat(d.as_raw_fd(), n.as_ptr(), libc::AT_REMOVEDIR)
+                            } as libc::c_long)
+                        }
+                        other => other,
+                    };
+                    replayed(r.map(drop), libc::ENOENT)
                 })
             }
             // The replica root exists: a mirror's mkdir of the source directory sets its mode.

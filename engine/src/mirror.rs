@@ -71,7 +71,7 @@ pub struct Mirror {
 impl Mirror {
     /// Mirrors the given roots (directories or files, absolute) of the replication set.
     pub fn new(roots: Vec<PathBuf>, set: ReplicationSet, options: MirrorOptions) -> Mirror {
-        let todo = roots.into_iter().rev().map(Step::Visit).collect();
+        let todo = roots.into_iter().rev().map(Step::Root).collect();
         Mirror {
             set,
             options,
@@ -123,6 +123,12 @@ impl Mirror {
             }
             match self.todo.pop() {
                 Some(Step::Visit(p)) => self.visit(&p),
+                // A root the source no longer has (a remirror of a file removed since, or
+                // of a rename's old name the target could not apply): remove it there.
+                Some(Step::Root(p)) if std::fs::symlink_metadata(&p).is_err() => {
+                    self.ready.push_back(Event::new(&p, Op::Unlink));
+                }
+                Some(Step::Root(p)) => self.visit(&p),
                 Some(Step::DirDone(d)) => {
                     if self.options.attributes {
                         self.ready
@@ -281,6 +287,8 @@ impl Mirror {
 
 /// One step of the walk.
 enum Step {
+    /// One of the paths the mirror was asked for.
+    Root(PathBuf),
     Visit(PathBuf),
     /// The directory's children are all handed out: its times can be sent.
     DirDone(PathBuf),

@@ -163,6 +163,7 @@ pub fn run(settings: &Settings, job: Job, sink: &mut dyn Transmit) -> Result<()>
     let set = ReplicationSet::new(rules);
     let drain_thread = {
         let set = set.clone();
+        let capturing = Arc::clone(&job.control.capturing);
         let (stop, drained, changes, counters, log) = (
             Arc::clone(&stop),
             Arc::clone(&drained),
@@ -192,6 +193,7 @@ pub fn run(settings: &Settings, job: Job, sink: &mut dyn Transmit) -> Result<()>
                         CaptureMode::Ebpf,
                         &DriverSettings::default(),
                     )?;
+                    capturing.store(true, Ordering::Release);
                     eprintln!("rilld: running");
                     let mut events = Vec::new();
                     let mut out = Vec::new();

@@ -62,6 +62,9 @@ pub struct JobControl {
     pub queue: Mutex<QueueStats>,
     /// Files handed to the change journal for remirroring.
     pub remirrored_entries: AtomicU64,
+    /// Set once the capture runs: a mirror waits for it, so that every change made after
+    /// the mirror read a file is captured.
+    pub capturing: Arc<AtomicBool>,
 }
 
 impl JobControl {
@@ -123,6 +126,12 @@ impl TransmitLoop<'_> {
     /// Runs until the drain thread is done and the queue is empty (or the job stops),
     /// with a full mirror first when `full_mirror`.
     pub fn run(mut self, full_mirror: bool) -> Result<()> {
+        while !self.control.capturing.load(Ordering::Acquire)
+            && !self.drained.load(Ordering::Acquire)
+            && !self.control.stop.load(Ordering::Relaxed)
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let mut mirror = if full_mirror {
             Some(self.start_mirror(vec![self.source.clone()], Vec::new(), true)?)
         } else {

@@ -53,8 +53,8 @@ struct InFlight {
     stream: Option<Stream>,
     data_bytes: u64,
     captured_ns: u64,
-    /// Relative path, for a `Nak`.
-    path: std::path::PathBuf,
+    /// Relative paths the op names (a rename's both names), to remirror on a `Nak`.
+    paths: Vec<std::path::PathBuf>,
     marker: Option<Marker>,
 }
 
@@ -266,7 +266,7 @@ fn encode(
                     stream: Some(stream),
                     data_bytes,
                     captured_ns,
-                    path: ev.path,
+                    paths: ev.paths().cloned().collect(),
                     marker: None,
                 },
                 compressed,
@@ -281,7 +281,7 @@ fn encode(
                     stream: None,
                     data_bytes: 0,
                     captured_ns: super::monotonic_ns(),
-                    path: Default::default(),
+                    paths: Vec::new(),
                     marker: Some(marker),
                 },
                 false,
@@ -326,7 +326,7 @@ async fn session(
         } else if !window.is_empty() {
             // Without retransmission the unacknowledged operations' files are remirrored.
             if let Ok(mut failed) = shared.failed.lock() {
-                failed.extend(window.iter().filter(|f| f.stream.is_some()).map(|f| f.path.clone()));
+                failed.extend(window.iter().flat_map(|f| f.paths.iter().cloned()));
             }
             let last = window.back().map_or(0, |f| f.seq);
             acknowledge(window, last, shared, acked_items);
@@ -418,11 +418,11 @@ fn handle(
         Frame::Nak { seq, message, .. } => {
             if let Some(f) = window.iter().find(|f| f.seq == seq) {
                 log::warn!(
-                    "the target could not apply {}: {message}; remirroring it",
-                    f.path.display()
+                    "the target could not apply op {seq} ({:?}): {message}; remirroring",
+                    f.paths
                 );
                 if let Ok(mut failed) = shared.failed.lock() {
-                    failed.push(f.path.clone());
+                    failed.extend(f.paths.iter().cloned());
                 }
             }
         }
