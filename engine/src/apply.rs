@@ -6,11 +6,15 @@
 //! serves the target of a network connection and a local replica alike.
 //!
 //! Confinement is the whole point of this file: every path must be relative and made of
-//! normal components only (no `..`, no root, no `.`), it is resolved with
-//! `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)` from the root,
-//! and the last component is acted on with `*at` calls that do not follow symlinks. So
-//! neither a peer's `..`, an absolute name, nor a symlink planted in the replica (or raced
-//! into it) leads outside the root.
+//! normal components only (no `..`, no root, no `.`), and it is resolved with
+//! `openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)` from the root, which the kernel
+//! refuses the moment any step (a `..`, an absolute or escaping symlink, one raced into
+//! the replica) would leave it. Symlinks that stay beneath the root are followed where the
+//! source's call followed them (a `truncate` or `chmod` by the name of a symlink acts on
+//! the file it points to, on the source as here); calls that act on a name itself
+//! (`unlink`, `rename`, `lchown`-style owner and times) use `*at` calls on the parent
+//! directory that never follow the last component. So neither a peer's `..`, an absolute
+//! name, nor a symlink planted in the replica leads outside the root.
 //!
 //! Operations are idempotent where a replay needs it (an `unlink` of a missing name, a
 //! `mkdir` of an existing directory succeed): after a crash, a target may receive again
@@ -153,9 +157,7 @@ impl Applier {
             } else {
                 0
             },
-            resolve: libc::RESOLVE_BENEATH
-                | libc::RESOLVE_NO_SYMLINKS
-                | libc::RESOLVE_NO_MAGICLINKS,
+            resolve: libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS,
         };
         // SAFETY: valid pointers for the call; the fd is owned on success.
         let fd = cvt(unsafe {
@@ -338,16 +340,17 @@ impl Applier {
                 )
             }),
             Op::Chmod { .. } | Op::Chown { .. } | Op::Utimes { .. } if !attributes => Ok(()),
-            Op::Chmod { mode } => self.parent_or_root(rel).and_then(|(d, n)| {
-                // fchmodat2 with AT_SYMLINK_NOFOLLOW: the last component is never followed.
-                // SAFETY: as above.
+            // Symlinks have no mode of their own: chmod acts on what the name resolves to,
+            // opened beneath the root (O_PATH: no read access needed, a FIFO does not block).
+            Op::Chmod { mode } => self.open(rel, libc::O_PATH, 0).and_then(|f| {
+                // SAFETY: a valid fd, an empty NUL-terminated name and AT_EMPTY_PATH.
                 cvt(unsafe {
                     libc::syscall(
                         libc::SYS_fchmodat2,
-                        d.as_raw_fd(),
-                        n.as_ptr(),
+                        f.as_raw_fd(),
+                        c"".as_ptr(),
                         *mode,
-                        libc::AT_SYMLINK_NOFOLLOW | at_empty(&n),
+                        libc::AT_EMPTY_PATH,
                     )
                 })
                 .map(drop)
@@ -432,7 +435,8 @@ impl Applier {
 
     fn xattr(&self, rel: &Path, attr: &[u8], value: Option<&Vec<u8>>) -> io::Result<()> {
         let name = cstr(attr)?;
-        let target = File::from(self.open(rel, libc::O_RDONLY | libc::O_NOFOLLOW, 0)?);
+        // Follows a symlink beneath the root as setxattr(2) does; O_NONBLOCK: a FIFO must not block.
+        let target = File::from(self.open(rel, libc::O_RDONLY | libc::O_NONBLOCK, 0)?);
         match value {
             // SAFETY: a valid fd, a NUL-terminated name and a buffer of the given length.
             Some(v) => cvt(unsafe {

@@ -64,10 +64,17 @@ pub struct Resolver {
     options: ResolveOptions,
     /// Files written since the last `times_of_written`, relative.
     written: BTreeSet<PathBuf>,
+    /// Names whose value (data, times, attribute) could not be read because the file had
+    /// moved on by the time its operation was sent; see [`Resolver::take_stale`].
+    stale: BTreeSet<PathBuf>,
 }
 
 /// The most bytes one resolved write carries: the bytes are read into memory to be sent.
 pub const MAX_RESOLVED_WRITE: u64 = 4 << 20;
+
+/// Stale names followed at most at once: past it, one more goes unremirrored until the
+/// file is written again (a bound for a pathological rename storm).
+const MAX_STALE: usize = 65536;
 
 /// The largest extended attribute value Linux allows (`XATTR_SIZE_MAX`).
 const XATTR_SIZE_MAX: usize = 65536;
@@ -78,6 +85,7 @@ impl Resolver {
             source: source.to_path_buf(),
             options,
             written: BTreeSet::new(),
+            stale: BTreeSet::new(),
         }
     }
 
@@ -126,11 +134,63 @@ impl Resolver {
                 }
                 Ok(())
             }
+            _ if names_a_symlink(&ev) => {
+                for ev in self.through_symlink(ev) {
+                    out.extend(self.resolve_one(ev)?);
+                }
+                Ok(())
+            }
             _ => {
                 out.extend(self.resolve_one(ev)?);
                 Ok(())
             }
         }
+    }
+
+    /// `chown` and `utimes` by the name of a symlink acted on the link or on the file it
+    /// points to (`lchown` or `chown`, `AT_SYMLINK_NOFOLLOW` or not): the capture does not
+    /// say which. The replica gets both, with the values both have on the source now: the
+    /// file the link resolves to (when it is replicated too), and the link itself. (Calls
+    /// that always follow, like `truncate` or `chmod`, follow on the replica as well.)
+    fn through_symlink(&self, ev: Event) -> Vec<Event> {
+        let mut out = Vec::new();
+        let ambiguous = matches!(ev.op, Op::Chown { .. } | Op::Utimes { .. });
+        let with_owner = |path: &Path, follow: bool| {
+            let m = if follow {
+                std::fs::metadata(path)
+            } else {
+                std::fs::symlink_metadata(path)
+            };
+            m.ok().map(|m| Op::Chown {
+                uid: Some(m.uid()),
+                gid: Some(m.gid()),
+            })
+        };
+        if let Ok(real) = std::fs::canonicalize(&ev.path) {
+            if real.starts_with(&self.source) {
+                let op = match ev.op {
+                    Op::Chown { .. } => with_owner(&real, true),
+                    ref op => Some(op.clone()),
+                };
+                if let Some(op) = op {
+                    out.push(Event {
+                        path: real,
+                        op,
+                        ..ev.clone()
+                    });
+                }
+            }
+        }
+        if ambiguous {
+            let op = match ev.op {
+                Op::Chown { .. } => with_owner(&ev.path, false),
+                ref op => Some(op.clone()),
+            };
+            if let Some(op) = op {
+                out.push(Event { op, ..ev });
+            }
+        }
+        out
     }
 
     fn resolve_one(&mut self, mut ev: Event) -> Result<Option<Event>, ResolveError> {
@@ -149,7 +209,7 @@ impl Resolver {
                             *len = bytes.len() as u64;
                             *data = Some(bytes);
                         }
-                        Err(e) if gone(&e) => return Ok(None),
+                        Err(e) if gone(&e) => return Ok(self.went_stale(ev.path)),
                         Err(e) => return Err(read("data", e)),
                     }
                 }
@@ -163,6 +223,19 @@ impl Resolver {
                 if self.written.remove(&ev.path) {
                     self.written.insert(new_path.clone());
                 }
+                // A stale name (or one beneath a renamed directory) moves with the rename.
+                let moved: Vec<PathBuf> = self
+                    .stale
+                    .iter()
+                    .filter(|p| p.starts_with(&ev.path))
+                    .cloned()
+                    .collect();
+                for p in moved {
+                    self.stale.remove(&p);
+                    if let Ok(rest) = p.strip_prefix(&ev.path) {
+                        self.stale.insert(new_path.join(rest));
+                    }
+                }
             }
             Op::Link { target } => *target = self.relative(target)?,
             Op::Chmod { .. } | Op::Chown { .. } | Op::Utimes { .. } if !self.options.attributes => {
@@ -170,7 +243,7 @@ impl Resolver {
             }
             Op::Utimes { times } => match file_times(&absolute) {
                 Ok(t) => *times = Some(t),
-                Err(e) if gone(&e) => return Ok(None),
+                Err(e) if gone(&e) => return Ok(self.went_stale(ev.path)),
                 Err(e) => return Err(read("times", e)),
             },
             Op::SetXattr { .. } | Op::RemoveXattr { .. } if !self.options.xattrs => {
@@ -178,8 +251,9 @@ impl Resolver {
             }
             Op::SetXattr { name, value } => match get_xattr(&absolute, name.as_bytes()) {
                 Ok(v) => *value = Some(v),
-                // Removed since (or the file is gone): the removal follows in the stream.
-                Err(e) if gone(&e) || e.raw_os_error() == Some(libc::ENODATA) => return Ok(None),
+                Err(e) if gone(&e) => return Ok(self.went_stale(ev.path)),
+                // Removed since: the removal follows in the stream.
+                Err(e) if e.raw_os_error() == Some(libc::ENODATA) => return Ok(None),
                 Err(e) => return Err(read("extended attribute", e)),
             },
             Op::Dirty { .. } | Op::Overflow { .. } => {
@@ -187,6 +261,7 @@ impl Resolver {
             }
             Op::Unlink => {
                 self.written.remove(&ev.path);
+                self.stale.remove(&ev.path);
             }
             Op::Rmdir
             | Op::Chmod { .. }
@@ -197,6 +272,32 @@ impl Resolver {
             | Op::RemoveXattr { .. } => {}
         }
         Ok(Some(ev))
+    }
+
+    /// The file was renamed (or removed) after the operation and before it was sent: the
+    /// value it set travels with the file under its new name, which a later rename in
+    /// the stream tells. The name is followed through renames until the file is found
+    /// again, and then remirrored (see [`Resolver::take_stale`]).
+    fn went_stale(&mut self, rel: PathBuf) -> Option<Event> {
+        if self.stale.len() < MAX_STALE {
+            self.stale.insert(rel);
+        }
+        None
+    }
+
+    /// Stale names that exist again on the source (absolute), to be remirrored; they are
+    /// forgotten once returned.
+    pub fn take_stale(&mut self) -> Vec<PathBuf> {
+        let found: Vec<PathBuf> = self
+            .stale
+            .iter()
+            .filter(|p| std::fs::symlink_metadata(self.source.join(p)).is_ok())
+            .cloned()
+            .collect();
+        for p in &found {
+            self.stale.remove(p);
+        }
+        found.into_iter().map(|p| self.source.join(p)).collect()
     }
 
     /// A `Utimes` operation with the source's current times for every file written since
@@ -214,6 +315,12 @@ impl Resolver {
             })
             .collect()
     }
+}
+
+/// Whether `ev` is a call by name that follows a final symlink, on a path that is one.
+fn names_a_symlink(ev: &Event) -> bool {
+    matches!(ev.op, Op::Chown { .. } | Op::Utimes { .. })
+        && std::fs::symlink_metadata(&ev.path).is_ok_and(|m| m.file_type().is_symlink())
 }
 
 /// The file is gone (or a directory on its way was replaced): a later operation says so.
@@ -247,7 +354,8 @@ pub fn file_times(path: &Path) -> io::Result<FileTimes> {
     })
 }
 
-/// An extended attribute's value, not following a final symlink.
+/// An extended attribute's value, following a final symlink as setxattr(2) does (user
+/// attributes cannot be set on a symlink itself), and as the replica applies it.
 pub fn get_xattr(path: &Path, name: &[u8]) -> io::Result<Vec<u8>> {
     let invalid = |_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in a name");
     let (p, n) = (
@@ -257,7 +365,7 @@ pub fn get_xattr(path: &Path, name: &[u8]) -> io::Result<Vec<u8>> {
     let mut value = vec![0u8; XATTR_SIZE_MAX];
     // SAFETY: NUL-terminated strings and a buffer of the given length.
     let got = unsafe {
-        libc::lgetxattr(
+        libc::getxattr(
             p.as_ptr(),
             n.as_ptr(),
             value.as_mut_ptr().cast(),

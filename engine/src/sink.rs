@@ -82,6 +82,10 @@ impl Transmit for LocalSink {
         }
         Ok(self.applier.flush()?)
     }
+
+    fn take_failures(&mut self) -> Vec<PathBuf> {
+        self.resolver.take_stale()
+    }
 }
 
 #[cfg(test)]

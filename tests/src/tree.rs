@@ -20,6 +20,21 @@ pub struct Node {
     group: Option<usize>,
 }
 
+impl Node {
+    /// A one-line summary (content as its length and a checksum), for failure messages.
+    pub fn describe(&self) -> String {
+        let sum = self
+            .content
+            .iter()
+            .fold(0u64, |h, &b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+        format!(
+            "{} mode {:o} owner {}:{} {} bytes (sum {sum:x}) link {:?} xattrs {:?} mtime {:?} group {:?}",
+            self.kind, self.mode, self.uid, self.gid, self.content.len(), self.link,
+            self.xattrs.keys().collect::<Vec<_>>(), self.mtime, self.group
+        )
+    }
+}
+
 fn xattrs(p: &Path) -> BTreeMap<String, Vec<u8>> {
     let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
     let mut names = vec![0u8; 4096];

@@ -8,7 +8,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rill_tests::tree::{assert_equal_trees, equal_trees};
+use rill_tests::tree::{assert_equal_trees, equal_trees, snapshot};
 use rill_tests::{require_kernel_support, rilld_bin, TestDir};
 use rill_tools::pair::{in_sync, pair, start_job, wait_until, Host, Role};
 
@@ -64,8 +64,19 @@ impl Pair {
         .unwrap_or(false);
         if !ok {
             let status = self.source.job_status(job).map(|s| format!("{s:?}"));
+            let (a, b) = (snapshot(&self.src), snapshot(&self.dst));
+            let differ: Vec<String> = a
+                .keys()
+                .chain(b.keys())
+                .filter(|k| a.get(*k) != b.get(*k))
+                .take(8)
+                .map(|k| {
+                    let d = |n: Option<&rill_tests::tree::Node>| n.map(|n| n.describe());
+                    format!("{}:\n  source  {:?}\n  replica {:?}", k.display(), d(a.get(k)), d(b.get(k)))
+                })
+                .collect();
             panic!(
-                "the replica did not converge within {within:?}: status {status:?}\n{}",
+                "the replica did not converge within {within:?}: status {status:?}\ndiffering: {differ:#?}\n{}",
                 self.logs()
             );
         }

@@ -278,6 +278,7 @@ impl Transmit for NetworkSink {
         for p in &mut failed {
             *p = self.source.join(&*p);
         }
+        failed.extend(self.resolver.take_stale());
         failed
     }
 

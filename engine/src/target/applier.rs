@@ -152,6 +152,26 @@ impl Shared {
     }
 }
 
+/// The last op applied, rewritten in place after each one and never synced on its own:
+/// a killed process leaves it exact in the page cache, so a restarted target resumes
+/// after the very op it applied last instead of applying again ops after the last
+/// durable flush (a rename or a write replayed out of its context would corrupt the
+/// replica). After a power loss the job store's flushed position, which comes after the
+/// data it covers is synced, is the one that counts.
+const APPLIED_FILE: &str = "applied";
+
+/// Where a session keeps its queue and position.
+fn session_dir(ctx: &Context, key: &(String, String)) -> std::path::PathBuf {
+    let short: String = key.0.chars().filter(char::is_ascii_hexdigit).take(16).collect();
+    ctx.config.state_dir.join(format!("{short}-{}", key.1))
+}
+
+/// The position the last process of this session left in its [`APPLIED_FILE`], if any.
+pub(super) fn last_position(ctx: &Context, key: &(String, String)) -> Option<u64> {
+    let bytes = std::fs::read(session_dir(ctx, key).join(APPLIED_FILE)).ok()?;
+    Some(u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?))
+}
+
 /// Opens the session's queue and starts its applier thread.
 pub(super) fn start(
     ctx: &Arc<Context>,
@@ -162,12 +182,8 @@ pub(super) fn start(
     out: mpsc::UnboundedSender<Frame>,
     cancel: Arc<AtomicBool>,
 ) -> Result<Arc<Shared>> {
-    let short: String = key.0.chars().filter(char::is_ascii_hexdigit).take(16).collect();
-    let dir = ctx
-        .config
-        .state_dir
-        .join(format!("{short}-{}", key.1))
-        .join("queue");
+    let session_dir = session_dir(ctx, key);
+    let dir = session_dir.join("queue");
     // Nothing in it was acknowledged: the source sends it again.
     if dir.exists() {
         std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
@@ -183,7 +199,14 @@ pub(super) fn start(
         entries: VecDeque::new(),
     }));
     let finish = Arc::new(AtomicBool::new(false));
+    let position = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(session_dir.join(APPLIED_FILE))
+        .with_context(|| format!("opening {}", session_dir.display()))?;
     let mut worker = Worker {
+        position,
         applier,
         consumer,
         pending: Arc::clone(&pending),
@@ -224,6 +247,8 @@ pub(super) fn start(
 }
 
 struct Worker {
+    /// The exact last applied sequence, written after every op (see [`APPLIED_FILE`]).
+    position: std::fs::File,
     applier: Applier,
     consumer: Consumer,
     pending: Arc<Mutex<Pending>>,
@@ -256,6 +281,7 @@ impl Worker {
             // Markers at the front: every op before them is applied.
             while let Some((seq, marker)) = self.front_marker() {
                 self.marker(marker);
+                self.record_position(seq)?;
                 applied = seq;
                 unflushed += 1;
             }
@@ -270,10 +296,12 @@ impl Worker {
                         .store(s.bytes_on_disk, Ordering::Relaxed);
                     let (markers, seq) = self.take_seq(q.seq)?;
                     // Markers that arrived before this op (since the check above).
-                    for (_, marker) in markers {
+                    for (mseq, marker) in markers {
                         self.marker(marker);
+                        self.record_position(mseq)?;
                     }
                     self.apply(seq, &q.event);
+                    self.record_position(seq)?;
                     (applied, last_queue) = (seq, q.seq);
                     unflushed += 1;
                 }
@@ -290,6 +318,13 @@ impl Worker {
                 (unflushed, flushed_at) = (0, Instant::now());
             }
         }
+    }
+
+    fn record_position(&self, seq: u64) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        self.position
+            .write_all_at(&seq.to_le_bytes(), 0)
+            .context("recording the applied position")
     }
 
     fn front_marker(&self) -> Option<(u64, Marker)> {

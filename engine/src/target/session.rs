@@ -95,9 +95,19 @@ pub(super) async fn run(
     }
     let stored = ctx.store.get_session(&fingerprint, &job).ok().flatten();
     let last_applied = match &stored {
-        Some(s) if s.target_path == target_path => s.last_applied,
+        Some(s) if s.target_path == target_path => {
+            s.last_applied.max(applier::last_position(&ctx, &key).unwrap_or(0))
+        }
         _ => 0,
     };
+    // Ops the last process applied after its last flush are made durable before they are
+    // acknowledged (the welcome acknowledges everything up to `last_applied`).
+    if stored.as_ref().is_some_and(|s| s.last_applied < last_applied) {
+        if let Err(e) = sync_tree(&target_path) {
+            let why = format!("syncing {}: {e}", target_path.display());
+            return refuse(&ctx, &mut writer, &who, REFUSE_BUSY, &why).await;
+        }
+    }
     let mut session = stored.unwrap_or(TargetSession {
         target_path: target_path.clone(),
         last_applied: 0,
@@ -106,9 +116,10 @@ pub(super) async fn run(
     });
     session.target_path = target_path.clone();
     session.last_applied = last_applied;
-    if mirror {
-        session.data_state = DataState::Mirroring;
-    }
+    // The data state moves with the mirror's markers as they are applied (and is kept
+    // across restarts); a hello that announces a mirror changes nothing yet, since a
+    // reconnecting source announces the mirror it has finished too.
+    let _ = mirror;
     if let Err(e) = ctx.store.put_session(&fingerprint, &job, &session) {
         let why = format!("recording the session: {e}");
         return refuse(&ctx, &mut writer, &who, REFUSE_BUSY, &why).await;
@@ -294,6 +305,17 @@ fn session_stats(
         s.insert(key.clone(), Arc::clone(&stats));
     }
     stats
+}
+
+/// Syncs the file system holding `dir`.
+fn sync_tree(dir: &Path) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let d = std::fs::File::open(dir)?;
+    // SAFETY: a valid fd.
+    if unsafe { libc::syncfs(d.as_raw_fd()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 fn check_job(job: &str) -> Result<(), String> {
