@@ -285,9 +285,22 @@ impl Applier {
             }),
             Op::Rename { new_path, flags } => {
                 let to = confined(new_path)?;
-                // The open file keeps its data; it is synced under its new name.
-                if let Some(f) = self.open.remove(rel) {
-                    self.open.insert(to.to_path_buf(), f);
+                // The open file keeps its data; it is synced under its new name. A file held
+                // open under the new name is replaced by the rename: later writes to that
+                // name must not reach it. A renamed directory moves what is open beneath it.
+                self.open.remove(to);
+                let moved: Vec<PathBuf> = self
+                    .open
+                    .keys()
+                    .filter(|p| p.starts_with(rel) || p.starts_with(to))
+                    .cloned()
+                    .collect();
+                for p in moved {
+                    if let Some(f) = self.open.remove(&p) {
+                        if let Ok(rest) = p.strip_prefix(rel) {
+                            self.open.insert(to.join(rest), f);
+                        }
+                    }
                 }
                 let ((fd, fname), (td, tname)) = (
                     self.parent(rel).map_err(err)?,

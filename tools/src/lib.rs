@@ -7,4 +7,5 @@
 
 pub mod bench;
 pub mod ctl;
+pub mod demo;
 pub mod pair;
