@@ -261,11 +261,21 @@ impl Applier {
             }
             Op::Mkdir { mode } => self.parent(rel).and_then(|(d, n)| {
                 // SAFETY: as above.
-                replayed(
-                    cvt(unsafe { libc::mkdirat(d.as_raw_fd(), n.as_ptr(), *mode) } as libc::c_long)
-                        .map(drop),
-                    libc::EEXIST,
-                )?;
+                let made = cvt(unsafe { libc::mkdirat(d.as_raw_fd(), n.as_ptr(), *mode) }
+                    as libc::c_long);
+                match made {
+                    // A directory already there (a replay, a mirror over a replica) stays;
+                    // anything else under the name is replaced by the directory.
+                    Err(e) if e.raw_os_error() == Some(libc::EEXIST) && !is_dir_at(&d, &n) => {
+                        // SAFETY: as above.
+                        cvt(unsafe { libc::unlinkat(d.as_raw_fd(), n.as_ptr(), 0) }
+                            as libc::c_long)?;
+                        // SAFETY: as above.
+                        cvt(unsafe { libc::mkdirat(d.as_raw_fd(), n.as_ptr(), *mode) }
+                            as libc::c_long)?;
+                    }
+                    other => replayed(other.map(drop), libc::EEXIST)?,
+                }
                 if !attributes {
                     return Ok(());
                 }
@@ -512,6 +522,22 @@ impl Applier {
             .map_err(|e| err(Path::new(""), e))?;
         self.close_idle().map_err(|e| err(Path::new(""), e))
     }
+}
+
+/// Whether `name` in `dir` is a directory (not following a symlink).
+fn is_dir_at(dir: &OwnedFd, name: &CString) -> bool {
+    // SAFETY: zeroed memory is a valid `stat` to fill.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid dirfd, a NUL-terminated name and a stat buffer.
+    let r = unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            &mut st,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    r == 0 && st.st_mode & libc::S_IFMT == libc::S_IFDIR
 }
 
 fn at_empty(name: &CString) -> i32 {

@@ -167,7 +167,14 @@ impl Mirror {
                 .extend(children.into_iter().rev().map(Step::Visit));
             return;
         }
+        if ft.is_file() && m.len() == 0 && !self.options.zero_k_files {
+            return;
+        }
         self.progress.files += 1;
+        // Whatever the replica holds under this name is replaced, not reused: a stale file
+        // would keep data where the source has holes, a symlink would be written through,
+        // and a name that exists would make `symlink` or `link` a no-op.
+        self.ready.push_back(Event::new(p, Op::Unlink));
         if m.nlink() > 1 {
             let key = (m.dev(), m.ino());
             if let Some(first) = self.links.get(&key) {
@@ -193,9 +200,6 @@ impl Mirror {
             ));
             self.attributes(p, &m, true);
         } else if ft.is_file() {
-            if m.len() == 0 && !self.options.zero_k_files {
-                return;
-            }
             self.file(p, &m);
             self.attributes(p, &m, true);
         } else if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() || ft.is_socket() {

@@ -58,6 +58,11 @@ fn xattrs(p: &Path) -> BTreeMap<String, Vec<u8>> {
 }
 
 pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, Node> {
+    snapshot_with(root, true)
+}
+
+/// [`snapshot`], leaving extended attributes out when `with_xattrs` is false.
+pub fn snapshot_with(root: &Path, with_xattrs: bool) -> BTreeMap<PathBuf, Node> {
     let mut out = BTreeMap::new();
     let mut groups: HashMap<u64, usize> = HashMap::new();
     let mut stack = vec![root.to_path_buf()];
@@ -94,7 +99,7 @@ pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, Node> {
                         Vec::new()
                     },
                     link: ft.is_symlink().then(|| std::fs::read_link(&p).unwrap()),
-                    xattrs: if ft.is_symlink() {
+                    xattrs: if ft.is_symlink() || !with_xattrs {
                         BTreeMap::new()
                     } else {
                         xattrs(&p)
@@ -119,6 +124,11 @@ pub fn assert_equal_trees(source: &Path, replica: &Path) {
     for (path, node) in &a {
         assert_eq!(Some(node), b.get(path), "{}", path.display());
     }
+}
+
+/// Whether the two trees are equal now, extended attributes counted or not.
+pub fn equal_trees_with(source: &Path, replica: &Path, with_xattrs: bool) -> bool {
+    snapshot_with(source, with_xattrs) == snapshot_with(replica, with_xattrs)
 }
 
 /// Whether the two trees are equal now (for waiting on a live replica).
