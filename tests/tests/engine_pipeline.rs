@@ -80,7 +80,7 @@ fn a_captured_workload_replicates_to_an_equal_tree() {
     let mut sink = LocalSink::new(src.path(), dst.path()).unwrap();
     let mut last = 0;
     while let Some(q) = consumer.pop(Duration::ZERO).unwrap() {
-        sink.send(&q)
+        sink.send(&q.event, rill_engine::proto::Stream::Replication)
             .unwrap_or_else(|e| panic!("op {}: {e}", q.seq));
         last = q.seq;
     }
