@@ -39,6 +39,7 @@ pub mod drain;
 pub mod driver;
 pub mod engine;
 pub mod journal;
+pub mod replication;
 pub mod report;
 pub mod scratch_fs;
 pub mod workloads;

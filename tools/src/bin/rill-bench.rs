@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use rill_tools::bench::replication::{self, Scenario, Tool};
 use rill_tools::bench::{capture, drain, report, workloads::TreeSpec};
 
 #[derive(Parser)]
@@ -50,6 +51,13 @@ enum Command {
     /// Capture overhead and drain rate: workloads with no driver vs. with the pinned driver
     /// loaded and drained by a separate reader, alternated, in one run. Needs root.
     Capture(CaptureArgs),
+    /// Time until the replica equals the source, rill vs rsync (a daemon on loopback) vs
+    /// lsyncd (default.rsync), after (a) writing a 1 GiB file, (b) extracting a source
+    /// tree, (c) 10,000 random 4 KiB overwrites in a 1 GiB file; bytes on the wire in (c);
+    /// rill's ConRPL p50/p99 under 5,000 writes/s. Needs root, rsync and lsyncd
+    /// (scripts/setup), and the rilld binary in the same directory as rill-bench (build both
+    /// with `cargo build --release -p rill-engine -p rill-tools`).
+    Replication(ReplicationArgs),
     /// (internal) The ring reader that `capture` starts as a child process.
     #[command(hide = true)]
     Drain,
@@ -94,10 +102,80 @@ struct CaptureArgs {
     json: Option<PathBuf>,
 }
 
+#[derive(clap::Args)]
+struct ReplicationArgs {
+    /// Repetitions of every tool in every scenario, the tools' order rotated [default: 3; 1 with --quick].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
+    reps: Option<u32>,
+    /// Size of the file of (a) and (c), MiB [default: 1024; 64 with --quick].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    file_mb: Option<u64>,
+    /// Random 4 KiB overwrites in (c) [default: 10000; 1000 with --quick].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    overwrites: Option<u64>,
+    /// Source tree archived for (b) [default: ~/.cargo/registry/src].
+    #[arg(long)]
+    tree: Option<PathBuf>,
+    /// Most regular files taken from the tree [default: 10000; 1000 with --quick].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    tree_files: Option<u64>,
+    /// Most megabytes (10^6 bytes) of file data taken from the tree [default: 100; 10 with --quick].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    tree_mb: Option<u64>,
+    /// Scenarios to run [default: all].
+    #[arg(long, value_delimiter = ',', value_enum)]
+    only: Vec<ScenarioArg>,
+    /// Tools to run [default: all].
+    #[arg(long, value_delimiter = ',', value_enum)]
+    tools: Vec<ToolArg>,
+    /// Seconds of the paced writer for rill's ConRPL; 0 skips it [default: 20; 5 with --quick].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    lag_seconds: Option<u64>,
+    /// Writes per second of the paced writer.
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    lag_rate: u64,
+    /// Longest wait, in seconds, for a replica to equal its source, per run.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    timeout: u64,
+    /// Directory in which the temporary directory (file system images, rilld hosts) is made.
+    #[arg(long, default_value = "/var/tmp")]
+    dir: PathBuf,
+    /// The rilld binary [default: `rilld` in the directory of this rill-bench executable].
+    #[arg(long)]
+    rilld: Option<PathBuf>,
+    /// Seed of the pseudo-random data and offsets.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Copy the rilld hosts' logs, the rsync daemon's and lsyncd's to this directory at the end.
+    #[arg(long, value_name = "DIR")]
+    keep_logs: Option<PathBuf>,
+    /// Small smoke run: 64 MiB file, 1,000 overwrites, 1,000-file tree, 5 s of lag, 1 repetition.
+    #[arg(long)]
+    quick: bool,
+    /// Also write the raw numbers, as JSON, to this file.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ScenarioArg {
+    A,
+    B,
+    C,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ToolArg {
+    Rill,
+    Rsync,
+    Lsyncd,
+}
+
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Capture(args) => run_capture(args),
+        Command::Replication(args) => run_replication(args),
         Command::Drain => drain::run_child(),
         Command::Engine {
             dir,
@@ -117,8 +195,9 @@ fn main() {
     }
 }
 
-fn run_capture(a: CaptureArgs) -> Result<()> {
-    if let Some(json) = &a.json {
+/// Fails early when the directory `--json` would write into does not exist.
+fn check_json_dir(json: Option<&PathBuf>) -> Result<()> {
+    if let Some(json) = json {
         let dir = match json.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
@@ -131,11 +210,98 @@ fn run_capture(a: CaptureArgs) -> Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+/// A flag set by SIGINT/SIGTERM, so that long loops stop and every guard cleans up.
+fn stop_flag() -> Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop))
             .context("installing a signal handler")?;
     }
+    Ok(stop)
+}
+
+fn run_replication(a: ReplicationArgs) -> Result<()> {
+    check_json_dir(a.json.as_ref())?;
+    let exe = std::env::current_exe().context("locating the rill-bench executable")?;
+    let rilld = match a.rilld {
+        Some(p) => p,
+        None => exe
+            .parent()
+            .context("the rill-bench executable has no directory")?
+            .join("rilld"),
+    };
+    let (reps, file_mb, overwrites, files, mb, lag) = if a.quick {
+        (1, 64, 1_000, 1_000, 10, 5)
+    } else {
+        (3, 1024, 10_000, 10_000, 100, 20)
+    };
+    let scenarios = if a.only.is_empty() {
+        Scenario::ALL.to_vec()
+    } else {
+        let mut v = Vec::new();
+        for s in &a.only {
+            let sc = match s {
+                ScenarioArg::A => Scenario::BigFile,
+                ScenarioArg::B => Scenario::Tree,
+                ScenarioArg::C => Scenario::Overwrites,
+            };
+            if !v.contains(&sc) {
+                v.push(sc);
+            }
+        }
+        v
+    };
+    let tools = if a.tools.is_empty() {
+        Tool::ALL.to_vec()
+    } else {
+        let mut v = Vec::new();
+        for t in &a.tools {
+            let t = match t {
+                ToolArg::Rill => Tool::Rill,
+                ToolArg::Rsync => Tool::Rsync,
+                ToolArg::Lsyncd => Tool::Lsyncd,
+            };
+            if !v.contains(&t) {
+                v.push(t);
+            }
+        }
+        v
+    };
+    let cfg = replication::Config {
+        rilld,
+        dir: a.dir,
+        reps: a.reps.unwrap_or(reps),
+        file_bytes: a.file_mb.unwrap_or(file_mb) << 20,
+        overwrites: a.overwrites.unwrap_or(overwrites),
+        tree: TreeSpec {
+            root: a.tree.unwrap_or_else(TreeSpec::default_root),
+            max_files: a.tree_files.unwrap_or(files),
+            max_bytes: a.tree_mb.unwrap_or(mb) * 1_000_000,
+        },
+        scenarios,
+        tools,
+        lag: Duration::from_secs(a.lag_seconds.unwrap_or(lag)),
+        lag_rate: a.lag_rate,
+        timeout: Duration::from_secs(a.timeout),
+        seed: a.seed,
+        keep_logs: a.keep_logs,
+    };
+    let stop = stop_flag()?;
+    let result = replication::run(&cfg, &stop)?;
+    print!("{}", replication::report::markdown(&result));
+    if let Some(path) = &a.json {
+        replication::report::write_json(&result, path)?;
+        eprintln!("rill-bench: raw numbers written to {}", path.display());
+    }
+    Ok(())
+}
+
+fn run_capture(a: CaptureArgs) -> Result<()> {
+    check_json_dir(a.json.as_ref())?;
+    let stop = stop_flag()?;
     let (writes, reps, files, mb) = if a.quick {
         (50_000, 1, 2_000, 20)
     } else {
