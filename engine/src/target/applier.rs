@@ -162,7 +162,12 @@ const APPLIED_FILE: &str = "applied";
 
 /// Where a session keeps its queue and position.
 fn session_dir(ctx: &Context, key: &(String, String)) -> std::path::PathBuf {
-    let short: String = key.0.chars().filter(char::is_ascii_hexdigit).take(16).collect();
+    let short: String = key
+        .0
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .take(16)
+        .collect();
     ctx.config.state_dir.join(format!("{short}-{}", key.1))
 }
 
@@ -265,7 +270,9 @@ struct Worker {
 }
 
 const FLUSH_OPS: u32 = 512;
-const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
+/// Bounds `ConRPL` from below: an op is acknowledged at most this long after it is applied
+/// (plus the sync).
+const FLUSH_INTERVAL: Duration = Duration::from_millis(20);
 
 impl Worker {
     fn run(&mut self) -> Result<()> {
@@ -392,7 +399,11 @@ impl Worker {
 
     fn marker(&mut self, marker: Marker) {
         let (state, id, text) = match marker {
-            Marker::MirrorStarted => (DataState::Mirroring, events::MIRROR_STARTED, "Mirror started"),
+            Marker::MirrorStarted => (
+                DataState::Mirroring,
+                events::MIRROR_STARTED,
+                "Mirror started",
+            ),
             Marker::MirrorComplete => (DataState::Ok, events::MIRROR_COMPLETED, "Mirror completed"),
         };
         self.session.data_state = state;
@@ -402,7 +413,11 @@ impl Worker {
         self.log.event(
             Level::Information,
             id,
-            &format!("{text} for job {} into {}", self.key.1, self.session.target_path.display()),
+            &format!(
+                "{text} for job {} into {}",
+                self.key.1,
+                self.session.target_path.display()
+            ),
         );
     }
 
@@ -410,7 +425,9 @@ impl Worker {
     fn flush(&mut self, applied: u64, last_queue: u64, ack: bool) -> Result<()> {
         self.applier.flush()?;
         self.session.last_applied = applied;
-        self.session = self.store.put_session(&self.key.0, &self.key.1, &self.session)?;
+        self.session = self
+            .store
+            .put_session(&self.key.0, &self.key.1, &self.session)?;
         self.stats.last_applied.store(applied, Ordering::Relaxed);
         if last_queue > 0 {
             self.consumer.ack(last_queue)?;
