@@ -102,6 +102,7 @@ pub fn to_event(r: &Record<'_>, cache: &mut PathCache) -> Result<Event> {
             },
             Kind::Create => Op::Create {
                 mode: h.args[0] as u32,
+                truncate: h.args[1] & libc::O_TRUNC as u64 != 0,
             },
             Kind::Truncate => Op::Truncate { size: h.args[0] },
             Kind::Fallocate => Op::Fallocate {

@@ -37,8 +37,10 @@ pub enum Op {
         len: u64,
         data: Option<Vec<u8>>,
     },
+    /// `truncate`: the open also truncated an existing file (`O_TRUNC`).
     Create {
         mode: u32,
+        truncate: bool,
     },
     Truncate {
         size: u64,
@@ -219,9 +221,14 @@ impl Event {
                 put("len", json!(len));
                 put("inline", json!(data.is_some()));
             }
-            Op::Create { mode } | Op::Mkdir { mode } | Op::Chmod { mode } => {
-                put("mode", json!(mode))
+            Op::Create { mode, truncate } => {
+                put("mode", json!(mode));
+                // Only when set: most creates do not truncate an existing file.
+                if *truncate {
+                    put("truncate", json!(true));
+                }
             }
+            Op::Mkdir { mode } | Op::Chmod { mode } => put("mode", json!(mode)),
             Op::Mknod { mode, rdev } => {
                 put("mode", json!(mode));
                 put("rdev", json!(rdev));

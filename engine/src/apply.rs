@@ -209,7 +209,10 @@ impl Applier {
                 .writable(rel, 0o600)
                 .and_then(|f| f.write_all_at(d, *offset)),
             Op::Write { data: None, .. } => return Err(unresolved("write")),
-            Op::Create { mode } => self.writable(rel, *mode).and_then(|f| {
+            Op::Create { mode, truncate } => self.writable(rel, *mode).and_then(|f| {
+                if *truncate {
+                    f.set_len(0)?;
+                }
                 if attributes {
                     fchmod(f.as_raw_fd(), *mode)
                 } else {

@@ -9,9 +9,9 @@ use std::os::unix::ffi::OsStrExt;
 
 use rill_abi::record::{FLAG_OBJECT_ID, FLAG_RANGE_ONLY, FLAG_VALUES};
 use rill_abi::{Kind, Record, RecordHeader, Section, SECTION_COUNT};
-use std::path::PathBuf;
 use rill_driver_linux::decode::{to_event, PathCache};
 use rill_driver_linux::{Event, Op};
+use std::path::PathBuf;
 
 /// Why bytes are not an operation.
 #[derive(Debug, thiserror::Error)]
@@ -44,7 +44,11 @@ pub fn encode(ev: &Event, out: &mut Vec<u8>) -> Result<(), CodecError> {
                 None => flags |= FLAG_RANGE_ONLY,
             }
         }
-        Op::Create { mode } | Op::Mkdir { mode } | Op::Chmod { mode } => args[0] = *mode as u64,
+        Op::Create { mode, truncate } => {
+            args[0] = *mode as u64;
+            args[1] = if *truncate { libc::O_TRUNC as u64 } else { 0 };
+        }
+        Op::Mkdir { mode } | Op::Chmod { mode } => args[0] = *mode as u64,
         Op::Truncate { size } => args[0] = *size,
         Op::Fallocate { mode, offset, len } => {
             args[..3].copy_from_slice(&[*mode as u64, *offset, *len])
@@ -132,7 +136,9 @@ pub fn decode_relative(bytes: &[u8]) -> Result<Event, CodecError> {
     let (record, _) = Record::decode(bytes).map_err(|e| CodecError::Corrupt(e.to_string()))?;
     for base in [Section::PathBase, Section::Path2Base] {
         if !record.section(base).is_empty() {
-            return Err(CodecError::Corrupt(format!("{base:?} is set in a peer's operation")));
+            return Err(CodecError::Corrupt(format!(
+                "{base:?} is set in a peer's operation"
+            )));
         }
     }
     for name in [Section::PathName, Section::Path2Name] {
@@ -189,7 +195,8 @@ mod tests {
                 len,
                 data: None
             }),
-            any::<u32>().prop_map(|mode| Op::Create { mode }),
+            (any::<u32>(), any::<bool>())
+                .prop_map(|(mode, truncate)| Op::Create { mode, truncate }),
             any::<u64>().prop_map(|size| Op::Truncate { size }),
             (any::<u32>(), any::<u64>(), any::<u64>())
                 .prop_map(|(mode, offset, len)| Op::Fallocate { mode, offset, len }),

@@ -220,6 +220,7 @@ impl Mirror {
             p,
             Op::Create {
                 mode: m.mode() & 0o7777,
+                truncate: false,
             },
         ));
         self.ready.push_back(Event::new(p, Op::Truncate { size }));

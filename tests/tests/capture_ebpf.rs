@@ -73,7 +73,8 @@ fn create_by_open_creat_openat_openat2_and_truncate_by_o_trunc() {
     check("create", |d| {
         vec![
             create(d.join("a"), 0o640),
-            create(d.join("b"), 0o600),
+            // creat(2) is open with O_CREAT | O_WRONLY | O_TRUNC.
+            op!("create", d.join("b"), mode = 0o600, truncate = true),
             create(d.join("c"), 0o644),
             // openat mode 0666 with umask 022: the file's permission bits are 0644.
             create(d.join("d"), 0o644),

@@ -353,8 +353,17 @@ fn encode(frame: &Frame) -> Vec<u8> {
     out
 }
 
-fn event(path: impl Into<PathBuf>, op: Op) -> Event {
-    Event {
+/// One operation as a peer sends it: a codec body, and what it is for messages.
+#[derive(Debug)]
+struct Wire {
+    what: String,
+    body: Vec<u8>,
+}
+
+/// `op` on `path`, encoded by `codec::encode` (which writes the path bytes as they are: a
+/// relative path stays relative, `..` stays `..`).
+fn event(path: impl Into<PathBuf>, op: Op) -> Wire {
+    let ev = Event {
         seq: 0,
         ktime_ns: 1,
         pid: 1,
@@ -362,15 +371,39 @@ fn event(path: impl Into<PathBuf>, op: Op) -> Event {
         path: path.into(),
         object: None,
         op,
+    };
+    let mut body = Vec::new();
+    codec::encode(&ev, &mut body).unwrap();
+    Wire {
+        what: format!("{:?} {}", ev.op.kind(), ev.path.display()),
+        body,
     }
 }
 
-/// An Op frame whose body is `codec::encode` of `ev` (which writes the path bytes as they
-/// are: a relative path stays relative, `..` stays `..`).
-fn op_frame(seq: u64, ev: &Event) -> Vec<u8> {
-    let mut body = Vec::new();
-    codec::encode(ev, &mut body).unwrap();
-    op_frame_raw(seq, &body)
+/// A create (mode 0644, `O_CREAT | O_WRONLY`) of `path`, laid out from raw record bytes as
+/// `codec::encode` does: the name in the path section, no base.
+fn create(path: impl Into<PathBuf>) -> Wire {
+    let path = path.into();
+    let name = path.as_os_str().as_bytes();
+    let sections: [&[u8]; SECTION_COUNT] = [b"", name, b"", b"", b"", b""];
+    let header = RecordHeader {
+        kind: rill_abi::Kind::Create as u8,
+        ktime_ns: 1,
+        pid: 1,
+        tid: 1,
+        args: [0o644, (libc::O_CREAT | libc::O_WRONLY) as u64, 0, 0],
+        ..Default::default()
+    };
+    let mut body = vec![0u8; rill_abi::HEADER_SIZE + name.len()];
+    Record::encode(&header, sections, &mut body).unwrap();
+    Wire {
+        what: format!("Create {}", path.display()),
+        body,
+    }
+}
+
+fn op_frame(seq: u64, op: &Wire) -> Vec<u8> {
+    op_frame_raw(seq, &op.body)
 }
 
 fn op_frame_raw(seq: u64, body: &[u8]) -> Vec<u8> {
@@ -386,8 +419,6 @@ fn write(data: &[u8]) -> Op {
         data: Some(data.to_vec()),
     }
 }
-
-const CREATE: Op = Op::Create { mode: 0o644 };
 
 /// xorshift64*: reproducible garbage.
 fn garbage(len: usize, seed: u64) -> Vec<u8> {
@@ -560,7 +591,7 @@ fn a_trusted_rogue_peer_cannot_escape_the_target_path_or_disturb_other_jobs() {
     // 1. A legitimate session of the rogue works: its refusals below are for what it sent.
     let (mut conn, first) = rogue.session();
     let frames = [
-        op_frame(first, &event("victim.txt", CREATE)),
+        op_frame(first, &create("victim.txt")),
         op_frame(first + 1, &event("victim.txt", write(b"victim\n"))),
     ]
     .concat();
@@ -592,7 +623,7 @@ fn a_trusted_rogue_peer_cannot_escape_the_target_path_or_disturb_other_jobs() {
         name: name.into(),
         value: Some(b"pwned".to_vec()),
     };
-    let through: Vec<(Event, bool)> = vec![
+    let through: Vec<(Wire, bool)> = vec![
         (
             event(
                 "op-link",
@@ -602,7 +633,7 @@ fn a_trusted_rogue_peer_cannot_escape_the_target_path_or_disturb_other_jobs() {
             ),
             false,
         ),
-        (event("escape-dir/new.txt", CREATE), true),
+        (create("escape-dir/new.txt"), true),
         (event("escape-dir/secret.txt", write(b"PWNED")), true),
         (
             event("escape-dir/secret.txt", Op::Truncate { size: 0 }),
@@ -707,7 +738,7 @@ fn a_trusted_rogue_peer_cannot_escape_the_target_path_or_disturb_other_jobs() {
         ),
         (event("escape-dir/sub/inner.txt", Op::Unlink), true),
         (event("escape-dir/sub", Op::Rmdir), true),
-        (event("op-link/new.txt", CREATE), true),
+        (create("op-link/new.txt"), true),
         (event("op-link/secret.txt", write(b"PWNED")), true),
         // Relative, escaping by `..` from inside the replica.
         (event("d", Op::Mkdir { mode: 0o755 }), false),
@@ -722,7 +753,7 @@ fn a_trusted_rogue_peer_cannot_escape_the_target_path_or_disturb_other_jobs() {
         ),
         (event("d/up/secret.txt", write(b"PWNED")), true),
         (event("d/up/secret.txt", Op::Chmod { mode: 0o777 }), true),
-        (event("d/up/new.txt", CREATE), true),
+        (create("d/up/new.txt"), true),
         (
             event(
                 "d/up-file",
@@ -775,7 +806,7 @@ fn a_trusted_rogue_peer_cannot_escape_the_target_path_or_disturb_other_jobs() {
         .iter()
         .enumerate()
         .filter(|(i, (_, nak))| *nak && !heard.naks.iter().any(|(s, _)| *s == first + *i as u64))
-        .map(|(_, (ev, _))| ev)
+        .map(|(_, (ev, _))| &ev.what)
         .collect();
     assert!(
         not_naked.is_empty(),
@@ -789,7 +820,7 @@ fn a_trusted_rogue_peer_cannot_escape_the_target_path_or_disturb_other_jobs() {
     // 3. Escapes and malformed input, each on its own connection.
     let s = sentinel.display().to_string();
     let a = area.path().display().to_string();
-    let ops = |evs: Vec<Event>| -> Box<dyn Fn(u64) -> Vec<u8>> {
+    let ops = |evs: Vec<Wire>| -> Box<dyn Fn(u64) -> Vec<u8>> {
         Box::new(move |seq| {
             evs.iter()
                 .enumerate()
@@ -797,7 +828,7 @@ fn a_trusted_rogue_peer_cannot_escape_the_target_path_or_disturb_other_jobs() {
                 .collect()
         })
     };
-    let escape = |name: &'static str, ev: Event, needle: &str| Attack {
+    let escape = |name: &'static str, ev: Wire, needle: &str| Attack {
         name,
         before_hello: false,
         bytes: ops(vec![ev]),
@@ -815,17 +846,13 @@ fn a_trusted_rogue_peer_cannot_escape_the_target_path_or_disturb_other_jobs() {
     };
     let valid_then = |name: &'static str, f: fn(&mut Vec<u8>)| -> Box<dyn Fn(u64) -> Vec<u8>> {
         Box::new(move |seq| {
-            let mut b = op_frame(seq, &event(name, CREATE));
+            let mut b = op_frame(seq, &create(name));
             f(&mut b);
             b
         })
     };
     let mut attacks = vec![
-        escape(
-            "create ../outside",
-            event("../outside", CREATE),
-            "../outside",
-        ),
+        escape("create ../outside", create("../outside"), "../outside"),
         escape(
             "write a/../../x",
             event("a/../../x", write(b"PWNED")),
@@ -838,7 +865,7 @@ fn a_trusted_rogue_peer_cannot_escape_the_target_path_or_disturb_other_jobs() {
         ),
         escape(
             "create an absolute name",
-            event(format!("{s}/abs-escape"), CREATE),
+            create(format!("{s}/abs-escape")),
             "abs-escape",
         ),
         escape(
@@ -968,7 +995,7 @@ fn a_trusted_rogue_peer_cannot_escape_the_target_path_or_disturb_other_jobs() {
         protocol(
             "a frame of garbage after a valid header",
             Box::new(|seq| {
-                let mut b = op_frame(seq, &event("garbage.txt", CREATE));
+                let mut b = op_frame(seq, &create("garbage.txt"));
                 let mut payload = garbage(b.len() - HEADER_LEN, 11);
                 // The stream byte (after the u64 sequence): neither 0 nor 1.
                 payload[8] = 0xee;
@@ -989,8 +1016,8 @@ fn a_trusted_rogue_peer_cannot_escape_the_target_path_or_disturb_other_jobs() {
             before_hello: false,
             bytes: Box::new(|seq| {
                 [
-                    op_frame(seq + 1, &event("ooo-later.txt", CREATE)),
-                    op_frame(seq, &event("ooo-earlier.txt", CREATE)),
+                    op_frame(seq + 1, &create("ooo-later.txt")),
+                    op_frame(seq, &create("ooo-earlier.txt")),
                 ]
                 .concat()
             }),

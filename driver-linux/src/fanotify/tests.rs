@@ -326,14 +326,29 @@ fn pairs_moved_from_and_moved_to() {
     let new = PathBuf::from("/r/new");
     assert_eq!(
         got,
-        vec![(new.clone(), Op::Create { mode: 0 }), (new, dirty.clone())]
+        vec![
+            (
+                new.clone(),
+                Op::Create {
+                    mode: 0,
+                    truncate: false
+                }
+            ),
+            (new, dirty.clone())
+        ]
     );
     let got = ops(&[raw(libc::FAN_CREATE, "/r/vanished", None, 1)]);
     let vanished = PathBuf::from("/r/vanished");
     assert_eq!(
         got,
         vec![
-            (vanished.clone(), Op::Create { mode: 0 }),
+            (
+                vanished.clone(),
+                Op::Create {
+                    mode: 0,
+                    truncate: false
+                }
+            ),
             (vanished, dirty)
         ]
     );
@@ -372,7 +387,13 @@ fn overflow_coalescing_filtering_and_unknown_paths() {
                     flags: 0
                 }
             ),
-            (PathBuf::from("/r/tmp"), Op::Create { mode: 0 }),
+            (
+                PathBuf::from("/r/tmp"),
+                Op::Create {
+                    mode: 0,
+                    truncate: false
+                }
+            ),
             (PathBuf::from("/r/tmp"), m.clone()),
             (PathBuf::from("/r/tmp"), Op::Unlink),
             (

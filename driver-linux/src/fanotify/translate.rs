@@ -218,7 +218,14 @@ impl Emitter<'_> {
             if ondir {
                 return self.emit(ev, path.to_path_buf(), Op::Mkdir { mode: 0 });
             }
-            self.emit(ev, path.to_path_buf(), Op::Create { mode: 0 });
+            self.emit(
+                ev,
+                path.to_path_buf(),
+                Op::Create {
+                    mode: 0,
+                    truncate: false,
+                },
+            );
             return self.emit(ev, path.to_path_buf(), MODIFIED);
         };
         let (ft, perm) = (m.file_type(), m.mode() & 0o7777);
@@ -237,7 +244,10 @@ impl Emitter<'_> {
                 rdev: m.rdev(),
             }
         } else {
-            Op::Create { mode: perm }
+            Op::Create {
+                mode: perm,
+                truncate: false,
+            }
         };
         self.emit(ev, path.to_path_buf(), op);
         // link(2) is reported as FAN_CREATE too: the new name shares existing contents.

@@ -195,10 +195,7 @@ fn apply_options(settings: &Settings) -> ApplyOptions {
 
 impl Daemon {
     fn settings(&self) -> Settings {
-        self.settings
-            .read()
-            .map(|s| s.clone())
-            .unwrap_or_default()
+        self.settings.read().map(|s| s.clone()).unwrap_or_default()
     }
 
     /// Starts a stored job's threads (its state in the store is the caller's business).

@@ -110,8 +110,7 @@ pub async fn serve(
         stop: services.stop,
     });
     while !stop.load(Ordering::Relaxed) {
-        let accepted =
-            tokio::time::timeout(Duration::from_millis(200), listener.accept()).await;
+        let accepted = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await;
         let (tcp, peer) = match accepted {
             Err(_) => continue,
             Ok(Err(e)) => {
@@ -124,11 +123,12 @@ pub async fn serve(
         let (acceptor, ctx) = (acceptor.clone(), Arc::clone(&ctx));
         tokio::spawn(async move {
             let _ = tcp.set_nodelay(true);
-            let handshake =
-                tokio::time::timeout(ctx.config.timeout, acceptor.accept(tcp)).await;
+            let handshake = tokio::time::timeout(ctx.config.timeout, acceptor.accept(tcp)).await;
             let stream = match handshake {
                 Ok(Ok(s)) => s,
-                Ok(Err(e)) => return failed_login(&ctx, peer, &crate::tls::describe_handshake_error(&e)),
+                Ok(Err(e)) => {
+                    return failed_login(&ctx, peer, &crate::tls::describe_handshake_error(&e))
+                }
                 Err(_) => return failed_login(&ctx, peer, "TLS handshake timed out"),
             };
             let fingerprint = stream

@@ -76,7 +76,10 @@ pub(super) async fn run(
         }
     };
     if let Err(e) = std::fs::create_dir_all(&target_path) {
-        let why = format!("cannot create the target path {}: {e}", target_path.display());
+        let why = format!(
+            "cannot create the target path {}: {e}",
+            target_path.display()
+        );
         return refuse(&ctx, &mut writer, &who, REFUSE_PATH, &why).await;
     }
     let key = (fingerprint.clone(), job.clone());
@@ -95,14 +98,17 @@ pub(super) async fn run(
     }
     let stored = ctx.store.get_session(&fingerprint, &job).ok().flatten();
     let last_applied = match &stored {
-        Some(s) if s.target_path == target_path => {
-            s.last_applied.max(applier::last_position(&ctx, &key).unwrap_or(0))
-        }
+        Some(s) if s.target_path == target_path => s
+            .last_applied
+            .max(applier::last_position(&ctx, &key).unwrap_or(0)),
         _ => 0,
     };
     // Ops the last process applied after its last flush are made durable before they are
     // acknowledged (the welcome acknowledges everything up to `last_applied`).
-    if stored.as_ref().is_some_and(|s| s.last_applied < last_applied) {
+    if stored
+        .as_ref()
+        .is_some_and(|s| s.last_applied < last_applied)
+    {
         if let Err(e) = sync_tree(&target_path) {
             let why = format!("syncing {}: {e}", target_path.display());
             return refuse(&ctx, &mut writer, &who, REFUSE_BUSY, &why).await;
@@ -124,7 +130,14 @@ pub(super) async fn run(
         let why = format!("recording the session: {e}");
         return refuse(&ctx, &mut writer, &who, REFUSE_BUSY, &why).await;
     }
-    let stats = session_stats(&ctx, &key, &name, &target_path, last_applied, session.data_state);
+    let stats = session_stats(
+        &ctx,
+        &key,
+        &name,
+        &target_path,
+        last_applied,
+        session.data_state,
+    );
     let welcome = Frame::Welcome {
         host: ctx.config.host.clone(),
         last_applied,
@@ -258,16 +271,23 @@ fn receive(
                 confined(p).map_err(|e| (REFUSE_PATH, format!("op {seq}: {e}")))?;
             }
             if matches!(ev.op, Op::Dirty { .. } | Op::Overflow { .. }) {
-                return Err((REFUSE_PROTOCOL, format!("op {seq}: {:?} is not an operation to apply", ev.op.kind())));
+                return Err((
+                    REFUSE_PROTOCOL,
+                    format!("op {seq}: {:?} is not an operation to apply", ev.op.kind()),
+                ));
             }
             stats.ops_received.fetch_add(1, Ordering::Relaxed);
-            shared.push(Entry::Op(seq, ev)).map_err(|e| (REFUSE_BUSY, format!("{e:#}")))
+            shared
+                .push(Entry::Op(seq, ev))
+                .map_err(|e| (REFUSE_BUSY, format!("{e:#}")))
         }
         Frame::Marker { seq, marker } => {
             if check.check(seq).map_err(proto)? == SeqVerdict::Duplicate {
                 return Ok(());
             }
-            shared.push(Entry::Marker(seq, marker)).map_err(|e| (REFUSE_BUSY, format!("{e:#}")))
+            shared
+                .push(Entry::Marker(seq, marker))
+                .map_err(|e| (REFUSE_BUSY, format!("{e:#}")))
         }
         Frame::KeepAlive => Ok(()),
         other => Err((
@@ -299,7 +319,9 @@ fn session_stats(
         *p = target_path.to_path_buf();
     }
     stats.last_applied.store(last_applied, Ordering::Relaxed);
-    stats.data_state.store(applier::state_code(state), Ordering::Relaxed);
+    stats
+        .data_state
+        .store(applier::state_code(state), Ordering::Relaxed);
     stats.connected.store(true, Ordering::Relaxed);
     if let Ok(mut s) = ctx.stats.sessions.lock() {
         s.insert(key.clone(), Arc::clone(&stats));
