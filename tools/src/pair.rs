@@ -126,11 +126,7 @@ impl Host {
         match self.call(Request::Status {
             name: Some(name.into()),
         })? {
-            Response::Status(r) => r
-                .jobs
-                .into_iter()
-                .next()
-                .context("status without the job"),
+            Response::Status(r) => r.jobs.into_iter().next().context("status without the job"),
             other => bail!("unexpected answer to status: {other:?}"),
         }
     }
