@@ -1,9 +1,11 @@
-//! rill-tools: rill's administration and benchmark tools.
+//! rill-tools: rill's administration, demonstration and benchmark tools.
 //!
-//! The binaries (`rill-bench` today; `rillctl`, `rillstat` and `rill-logview` to come) are
-//! thin command-line shells over this library, so their logic can be tested and reused.
-//! [`mod@bench`] holds the benchmarks: `rill-bench capture` measures what the capture driver
-//! costs the processes it watches, side by side with a baseline in the same run.
+//! The binaries are thin command-line shells over this library: `rillctl` ([`ctl`]) drives
+//! a running `rilld` through its management API; `rill-demo` ([`demo`]) is the main job on
+//! an embedded default, a target and a source on this machine; `rill-bench`
+//! ([`mod@bench`]) measures capture overhead, the engine's queues and replication against
+//! rsync and lsyncd, side by side with baselines in the same run. [`pair`] starts and
+//! pairs two `rilld` processes for the demo, the benchmark and the end-to-end tests.
 
 pub mod bench;
 pub mod ctl;
