@@ -616,19 +616,17 @@ fn a_link_cut_with_a_large_write_in_flight_is_noticed_and_resent_once_restored()
         })
         .unwrap();
         failures.push(format!(
-            "a file written after that {} the replica within 15 s",
-            if probe { "reached" } else { "did not reach" }
-        ));
-        failures.push(format!(
             "after the link was restored the replica did not converge within {within:?}: \
              big.bin has {replica_big} of {} bytes and {replica_cut} of the 20 files written \
              during the cut arrived; {reconnections} new connection(s), conResentOpCount {} \
              (was {resent_before}), conOpsInRepQueue {}, conState {:?}: the write in flight at \
-             the cut was neither resent nor acknowledged. {after:?}",
+             the cut was neither resent nor acknowledged, and a file written after that {} \
+             the replica within 15 s. {after:?}",
             data.len(),
             after.con_resent_op_count,
             after.con_ops_in_rep_queue,
-            after.con_state
+            after.con_state,
+            if probe { "reached" } else { "did not reach" },
         ));
     } else if after.con_resent_op_count <= resent_before || reconnections == 0 {
         failures.push(format!(
