@@ -164,6 +164,7 @@ pub fn run(settings: &Settings, job: Job, sink: &mut dyn Transmit) -> Result<()>
     let drain_thread = {
         let set = set.clone();
         let capturing = Arc::clone(&job.control.capturing);
+        let control = Arc::clone(&job.control);
         let (stop, drained, changes, counters, log) = (
             Arc::clone(&stop),
             Arc::clone(&drained),
@@ -206,6 +207,11 @@ pub fn run(settings: &Settings, job: Job, sink: &mut dyn Transmit) -> Result<()>
                                 counters
                                     .driver_queue_percent_x100
                                     .store(x100, Ordering::Relaxed);
+                            }
+                            // The transmit thread samples the queue too, but it waits
+                            // while the link is down: this keeps status current then.
+                            if let Ok(mut q) = control.queue.lock() {
+                                *q = producer.stats();
                             }
                             sampled = Instant::now();
                         }

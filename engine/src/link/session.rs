@@ -319,7 +319,7 @@ async fn session(
     let result = async {
         if config.auto_retransmit {
             for f in window.iter() {
-                writer.write_all(&f.frame).await?;
+                timed(config.timeout, writer.write_all(&f.frame)).await?;
                 stats.resent.fetch_add(1, Ordering::Relaxed);
                 stats.bytes_tx.fetch_add(f.frame.len() as u64, Ordering::Relaxed);
             }
@@ -331,7 +331,7 @@ async fn session(
             let last = window.back().map_or(0, |f| f.seq);
             acknowledge(window, last, shared, acked_items);
         }
-        writer.flush().await?;
+        timed(config.timeout, writer.flush()).await?;
         let keepalive = config.timeout / 6;
         let mut tick = tokio::time::interval(keepalive.max(Duration::from_millis(50)));
         let mut heard = Instant::now();
@@ -339,7 +339,7 @@ async fn session(
         let mut bucket = Bucket::new(config.bandwidth);
         loop {
             if shared.stop.load(Ordering::Relaxed) {
-                writer.flush().await?;
+                timed(config.timeout, writer.flush()).await?;
                 return Err(LinkError::Stopped);
             }
             let room = window.len() < config.pending_acks;
@@ -358,8 +358,6 @@ async fn session(
                     *next_seq += 1;
                     let (f, compressed) = encode(item, seq, &config.compression)?;
                     bucket.take(f.frame.len()).await;
-                    writer.write_all(&f.frame).await?;
-                    wrote = Instant::now();
                     stats.ops_tx.fetch_add(1, Ordering::Relaxed);
                     stats.bytes_tx.fetch_add(f.frame.len() as u64, Ordering::Relaxed);
                     if compressed {
@@ -376,10 +374,16 @@ async fn session(
                     if window.is_empty() {
                         stats.oldest_unacked_ns.store(f.captured_ns, Ordering::Relaxed);
                     }
+                    // Into the window before it is written: if the write fails, the frame
+                    // is resent after the reconnect like every other unacknowledged one.
                     window.push_back(f);
+                    if let Some(f) = window.back() {
+                        timed(config.timeout, writer.write_all(&f.frame)).await?;
+                    }
+                    wrote = Instant::now();
                     // Batch frames into TLS records while more are waiting.
                     if rx.is_empty() || window.len() >= config.pending_acks {
-                        writer.flush().await?;
+                        timed(config.timeout, writer.flush()).await?;
                     }
                 }
                 _ = tick.tick() => {
@@ -389,8 +393,8 @@ async fn session(
                     if wrote.elapsed() >= keepalive {
                         let mut buf = Vec::new();
                         Frame::KeepAlive.encode(Policy::PLAIN, &mut buf)?;
-                        writer.write_all(&buf).await?;
-                        writer.flush().await?;
+                        timed(config.timeout, writer.write_all(&buf)).await?;
+                        timed(config.timeout, writer.flush()).await?;
                         wrote = Instant::now();
                     }
                 }
@@ -402,6 +406,19 @@ async fn session(
     match result {
         Ok(()) => LinkError::Closed,
         Err(e) => e,
+    }
+}
+
+/// A write to the target, bounded by `NetworkTimeout`: once the socket's buffers are full
+/// a cut link would otherwise block it until TCP gives up, many minutes later, and the
+/// silence check would never run.
+async fn timed(
+    timeout: Duration,
+    write: impl std::future::Future<Output = std::io::Result<()>>,
+) -> Result<(), LinkError> {
+    match tokio::time::timeout(timeout, write).await {
+        Ok(r) => Ok(r?),
+        Err(_) => Err(LinkError::Timeout(timeout)),
     }
 }
 

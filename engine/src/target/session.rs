@@ -30,10 +30,10 @@ use crate::proto::{
 };
 use rill_driver_linux::Op;
 
-/// Refusal codes sent to the source (the guide's error codes where one fits).
-const REFUSE_PROTOCOL: u32 = 1;
-const REFUSE_PATH: u32 = 2;
-const REFUSE_BUSY: u32 = 3;
+use crate::proto::refuse::{
+    BUSY as REFUSE_BUSY, PROTOCOL as REFUSE_PROTOCOL, TARGET_PATH as REFUSE_PATH,
+    VERSION as REFUSE_VERSION,
+};
 
 /// Runs one connection until it ends.
 pub(super) async fn run(
@@ -57,7 +57,7 @@ pub(super) async fn run(
             ..
         }))) => {
             if version < VERSION {
-                return refuse(&ctx, &mut writer, &who, REFUSE_PROTOCOL, &format!("protocol version {version} is not supported (this target speaks {VERSION})")).await;
+                return refuse(&ctx, &mut writer, &who, REFUSE_VERSION, &format!("protocol version {version} is not supported (this target speaks {VERSION})")).await;
             }
             match check_job(&job).and_then(|()| check_target_path(&target_path)) {
                 Ok(path) => (job, path, mirror),
@@ -184,7 +184,7 @@ pub(super) async fn run(
                 let frame = match f {
                     Ok(Some(frame)) => frame,
                     Ok(None) => break Ok(()),
-                    Err(e) => break Err((REFUSE_PROTOCOL, e.to_string())),
+                    Err(e) => break Err((proto_code(&e), e.to_string())),
                 };
                 if let Err(e) = receive(frame, &mut check, &shared, &stats) {
                     break Err(e);
@@ -252,7 +252,7 @@ fn receive(
     shared: &Shared,
     stats: &SessionStats,
 ) -> Result<(), (u32, String)> {
-    let proto = |e: ProtoError| (REFUSE_PROTOCOL, e.to_string());
+    let proto = |e: ProtoError| (proto_code(&e), e.to_string());
     match frame {
         Frame::Op { seq, body, .. } => {
             if check.check(seq).map_err(proto)? == SeqVerdict::Duplicate {
@@ -294,6 +294,14 @@ fn receive(
             REFUSE_PROTOCOL,
             format!("a source does not send {:?} frames", other.kind()),
         )),
+    }
+}
+
+/// The refusal code of a protocol error (`proto::refuse`).
+fn proto_code(e: &ProtoError) -> u32 {
+    match e.refusal() {
+        Some(Frame::Refused { code, .. }) => code,
+        _ => REFUSE_PROTOCOL,
     }
 }
 
@@ -389,5 +397,5 @@ async fn bad_frame<W: tokio::io::AsyncWrite + Unpin>(
     who: &str,
     e: &ProtoError,
 ) {
-    refuse(ctx, w, who, REFUSE_PROTOCOL, &e.to_string()).await
+    refuse(ctx, w, who, proto_code(e), &e.to_string()).await
 }
