@@ -16,7 +16,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use rill_engine::jobs::JobSpec;
@@ -113,6 +113,9 @@ struct Net {
     ns_dev: String,
     subnet: u8,
 }
+
+/// Held for the whole of a scenario (see `Net::create`).
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 impl Net {
     fn create() -> Net {
@@ -507,6 +510,8 @@ impl Scenario {
 /// itself and catches up.
 #[test]
 fn a_quiet_link_cut_is_noticed_queues_and_converges_once_restored() {
+    // The namespace, veth and subnet are named after this process: one scenario at a time.
+    let _one_at_a_time = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let sc = Scenario::start(30);
     let mut failures = Vec::new();
     let (resent_before, connections_before) = (sc.status().con_resent_op_count, sc.connections());
@@ -558,6 +563,8 @@ fn a_quiet_link_cut_is_noticed_queues_and_converges_once_restored() {
 /// connection and the replica converges.
 #[test]
 fn a_link_cut_with_a_large_write_in_flight_is_noticed_and_resent_once_restored() {
+    // The namespace, veth and subnet are named after this process: one scenario at a time.
+    let _one_at_a_time = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let sc = Scenario::start(10);
     let mut failures = Vec::new();
     // The file exists on both sides and is open for writing before the cut: an open
