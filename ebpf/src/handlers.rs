@@ -464,7 +464,37 @@ pub fn attr(c: &Call) {
         // utimensat(fd, NULL, ...) changes the file behind fd.
         return on_fd(c, kind, args);
     }
+    // glibc (fchmodat with AT_SYMLINK_NOFOLLOW, used by tar) changes a file it holds as an
+    // O_PATH fd through the magic link /proc/self/fd/N: the file is the fd's, not the name.
+    if let Some(f) = proc_self_fd(path).and_then(|n| fd(c, n)) {
+        return fd_record(c, &f, kind, args, 0);
+    }
     name_record(c, dirfd, path, kind, args, 0);
+}
+
+/// The fd number of a name `/proc/self/fd/N` (N at most 7 digits), read from the caller.
+#[inline(always)]
+fn proc_self_fd(ptr: u64) -> Option<u64> {
+    const PREFIX: &[u8; 14] = b"/proc/self/fd/";
+    let head: [u8; 14] = uread(ptr);
+    if &head != PREFIX {
+        return None;
+    }
+    let digits: [u8; 8] = uread(ptr + 14);
+    let mut n = 0u64;
+    let mut i = 0;
+    while i < 8 {
+        let d = digits[i];
+        if d == 0 {
+            return (i > 0).then_some(n);
+        }
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + (d - b'0') as u64;
+        i += 1;
+    }
+    None
 }
 
 #[inline(always)]

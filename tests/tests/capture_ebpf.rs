@@ -191,6 +191,8 @@ fn chmod_fchmod_fchmodat() {
             op!("chmod", c, mode = 0o640),
             op!("chmod", c, mode = 0o755),
             op!("chmod", c, mode = 0o4711),
+            // chmod("/proc/self/fd/N") names the fd's file.
+            op!("chmod", c, mode = 0o640),
         ]
     });
 }

@@ -263,7 +263,8 @@ fn links(d: &str) {
     close(dfd);
 }
 
-/// create c; chmod 0600; fchmod 0640; fchmodat(dirfd, "c", 0755); chmod 04711.
+/// create c; chmod 0600; fchmod 0640; fchmodat(dirfd, "c", 0755); chmod 04711; chmod through
+/// /proc/self/fd/N of an O_PATH fd 0640.
 fn chmod_ops(d: &str) {
     let path = format!("{d}/c");
     let fd = new_file(&path);
@@ -272,6 +273,11 @@ fn chmod_ops(d: &str) {
     let dfd = dir_fd(d);
     fchmodat(dfd, "c", 0o755);
     chmod(&path, 0o4711);
+    // What glibc's fchmodat(AT_SYMLINK_NOFOLLOW) does (tar): chmod through the magic link
+    // of an O_PATH fd.
+    let pfd = open(&path, libc::O_PATH, 0);
+    chmod(&format!("/proc/self/fd/{pfd}"), 0o640);
+    close(pfd);
     close(dfd);
     close(fd);
 }
