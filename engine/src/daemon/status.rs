@@ -63,7 +63,10 @@ impl Daemon {
                             TargetSessionStatus {
                                 peer_name: text(&s.peer_name),
                                 peer_fingerprint: text(&s.fingerprint),
-                                peer_address: None,
+                                peer_address: s
+                                    .connected
+                                    .load(Ordering::Relaxed)
+                                    .then(|| text(&s.peer_address)),
                                 job: text(&s.job),
                                 target_path: s
                                     .target_path

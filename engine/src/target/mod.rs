@@ -45,6 +45,8 @@ pub struct TargetConfig {
 #[derive(Default)]
 pub struct SessionStats {
     pub peer_name: Mutex<String>,
+    /// The source's address while connected (the guide's PeerAddress).
+    pub peer_address: Mutex<String>,
     pub fingerprint: Mutex<String>,
     pub job: Mutex<String>,
     pub target_path: Mutex<PathBuf>,

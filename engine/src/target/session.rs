@@ -133,7 +133,7 @@ pub(super) async fn run(
     let stats = session_stats(
         &ctx,
         &key,
-        &name,
+        (&name, peer),
         &target_path,
         last_applied,
         session.data_state,
@@ -179,43 +179,49 @@ pub(super) async fn run(
             break Ok(());
         }
         tokio::select! {
-            f = reader.next() => {
-                heard = Instant::now();
-                let frame = match f {
-                    Ok(Some(frame)) => frame,
-                    Ok(None) => break Ok(()),
-                    Err(e) => break Err((proto_code(&e), e.to_string())),
-                };
-                if let Err(e) = receive(frame, &mut check, &shared, &stats) {
-                    break Err(e);
+                    f = reader.next() => {
+                        heard = Instant::now();
+                        let frame = match f {
+                            Ok(Some(frame)) => frame,
+                            Ok(None) => break Ok(()),
+                            Err(e) => break Err((proto_code(&e), e.to_string())),
+                        };
+                        if let Err(e) = receive(frame, &mut check, &shared, &stats) {
+                            break Err(e);
+                        }
+                        if let Some(f) = shared.flow_frame() {
+                            if send(&mut writer, &f).await.is_err() { break Ok(()); }
+                        }
+                    }
+                    f = out_rx.recv() => {
+                        let Some(f) = f else { break Ok(()) };
+                        if send(&mut writer, &f).await.is_err() { break Ok(()); }
+                    }
+                    _ = tick.tick() => {
+        if heard.elapsed() > ctx.config.timeout {
+                            // A silent link, not a bad message: logged as a disconnection below.
+                            ctx.log.event(
+                                Level::Warning,
+                                events::DISCONNECTED,
+                                &format!("No word from {who} for {:?} (NetworkTimeout)", ctx.config.timeout),
+                            );
+                            break Ok(());
+                        }
+                        let s = &stats;
+                        let report = Frame::TargetStats {
+                            ops_received: s.ops_received.load(Ordering::Relaxed),
+                            ops_remaining: s.ops_remaining.load(Ordering::Relaxed),
+                            retries: s.retries.load(Ordering::Relaxed),
+                            ops_dropped: s.ops_dropped.load(Ordering::Relaxed),
+                            bytes_in_queue: s.bytes_in_queue.load(Ordering::Relaxed),
+                            bytes_in_disk_queue: s.bytes_in_disk_queue.load(Ordering::Relaxed),
+                            data_state: s.data_state.load(Ordering::Relaxed),
+                        };
+                        if send(&mut writer, &report).await.is_err() || send(&mut writer, &Frame::KeepAlive).await.is_err() {
+                            break Ok(());
+                        }
+                    }
                 }
-                if let Some(f) = shared.flow_frame() {
-                    if send(&mut writer, &f).await.is_err() { break Ok(()); }
-                }
-            }
-            f = out_rx.recv() => {
-                let Some(f) = f else { break Ok(()) };
-                if send(&mut writer, &f).await.is_err() { break Ok(()); }
-            }
-            _ = tick.tick() => {
-                if heard.elapsed() > ctx.config.timeout {
-                    break Err((REFUSE_PROTOCOL, format!("no word from the source for {:?} (NetworkTimeout)", ctx.config.timeout)));
-                }
-                let s = &stats;
-                let report = Frame::TargetStats {
-                    ops_received: s.ops_received.load(Ordering::Relaxed),
-                    ops_remaining: s.ops_remaining.load(Ordering::Relaxed),
-                    retries: s.retries.load(Ordering::Relaxed),
-                    ops_dropped: s.ops_dropped.load(Ordering::Relaxed),
-                    bytes_in_queue: s.bytes_in_queue.load(Ordering::Relaxed),
-                    bytes_in_disk_queue: s.bytes_in_disk_queue.load(Ordering::Relaxed),
-                    data_state: s.data_state.load(Ordering::Relaxed),
-                };
-                if send(&mut writer, &report).await.is_err() || send(&mut writer, &Frame::KeepAlive).await.is_err() {
-                    break Ok(());
-                }
-            }
-        }
     };
     // The applier finishes what was queued (acknowledging it if the link still works).
     shared.finish();
@@ -308,7 +314,7 @@ fn proto_code(e: &ProtoError) -> u32 {
 fn session_stats(
     ctx: &Context,
     key: &(String, String),
-    name: &str,
+    (name, peer): (&str, SocketAddr),
     target_path: &Path,
     last_applied: u64,
     state: DataState,
@@ -316,6 +322,9 @@ fn session_stats(
     let stats = Arc::new(SessionStats::default());
     if let Ok(mut p) = stats.peer_name.lock() {
         *p = name.to_string();
+    }
+    if let Ok(mut p) = stats.peer_address.lock() {
+        *p = peer.to_string();
     }
     if let Ok(mut p) = stats.fingerprint.lock() {
         p.clone_from(&key.0);
