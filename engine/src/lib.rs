@@ -10,6 +10,7 @@ pub mod apply;
 pub mod change_journal;
 pub mod codec;
 pub mod daemon;
+mod database;
 pub mod drain;
 pub mod events;
 pub mod jobs;

@@ -65,17 +65,16 @@ mod ranges;
 #[cfg(test)]
 mod tests;
 
+use crate::database::OpenError;
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fmt;
 use std::ops::Bound;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
 use redb::{
-    Database, DatabaseError, ReadableDatabase, ReadableTable, ReadableTableMetadata, StorageError,
-    TableDefinition, TableHandle,
+    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle,
 };
 
 use codec::Rec;
@@ -413,64 +412,29 @@ impl ChangeJournal {
     }
 
     pub fn open_with(path: &Path, options: Options) -> Result<ChangeJournal> {
-        let not_journal = |detail: String| Error::NotAJournal {
-            path: path.to_path_buf(),
-            detail,
-        };
-        match std::fs::metadata(path) {
-            Ok(m) if !m.is_file() => return Err(not_journal("not a regular file".into())),
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(Error::Io {
+        let db = match crate::database::open(path, CACHE_BYTES) {
+            Ok(db) => db,
+            Err(OpenError::NotADatabase(detail)) => {
+                return Err(Error::NotAJournal {
                     path: path.to_path_buf(),
-                    source,
+                    detail,
                 })
             }
-        }
-        // With the integrity check, redb reports a damaged file as `Corrupted`; the catch is a
-        // second guard so that no file, however mangled, panics rilld.
-        let opened = catch_unwind(AssertUnwindSafe(|| {
-            Database::builder()
-                .set_check_integrity_on_open(true)
-                .set_cache_size(CACHE_BYTES)
-                .create(path)
-        }));
-        let db = match opened {
-            Err(_) => {
-                return Err(not_journal(
-                    "the database failed to open (redb panicked)".into(),
-                ))
-            }
-            Ok(Ok(db)) => db,
-            Ok(Err(DatabaseError::DatabaseAlreadyOpen)) => {
+            Err(OpenError::Locked) => {
                 return Err(Error::Locked {
                     path: path.to_path_buf(),
                 })
             }
-            Ok(Err(DatabaseError::Storage(StorageError::Corrupted(detail)))) => {
-                return Err(not_journal(format!("not a valid redb database ({detail})")))
-            }
-            Ok(Err(DatabaseError::UpgradeRequired(v))) => {
-                return Err(not_journal(format!(
-                    "a redb database in file format {v}, which this build cannot open"
-                )))
-            }
-            Ok(Err(DatabaseError::Storage(StorageError::Io(e))))
-                if e.kind() == std::io::ErrorKind::InvalidData =>
-            {
-                return Err(not_journal(e.to_string()))
-            }
-            Ok(Err(DatabaseError::Storage(StorageError::Io(source)))) => {
+            Err(OpenError::Io(source)) => {
                 return Err(Error::Io {
                     path: path.to_path_buf(),
                     source,
                 })
             }
-            Ok(Err(e)) => {
+            Err(OpenError::Storage(source)) => {
                 return Err(Error::Storage {
                     path: path.to_path_buf(),
-                    source: e.into(),
+                    source,
                 })
             }
         };

@@ -33,16 +33,13 @@ pub mod words;
 #[cfg(test)]
 mod tests;
 
+use crate::database::OpenError;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use redb::{
-    Database, DatabaseError, ReadableDatabase, ReadableTable, StorageError, TableDefinition,
-    TableHandle,
-};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 use serde::{Deserialize, Serialize};
 
 use crate::repset::{ReplicationSet, Rule, RuleError};
@@ -241,64 +238,29 @@ impl JobStore {
     /// Opens the store at `path`, creating it if it does not exist (or is empty). The
     /// directory must exist.
     pub fn open(path: &Path) -> Result<JobStore> {
-        let not_store = |detail: String| Error::NotAStore {
-            path: path.to_path_buf(),
-            detail,
-        };
-        match std::fs::metadata(path) {
-            Ok(m) if !m.is_file() => return Err(not_store("not a regular file".into())),
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(Error::Io {
+        let db = match crate::database::open(path, CACHE_BYTES) {
+            Ok(db) => db,
+            Err(OpenError::NotADatabase(detail)) => {
+                return Err(Error::NotAStore {
                     path: path.to_path_buf(),
-                    source,
+                    detail,
                 })
             }
-        }
-        // As in the change journal: integrity checked on open, and a panic inside redb on
-        // a mangled file becomes an error instead of taking rilld down.
-        let opened = catch_unwind(AssertUnwindSafe(|| {
-            Database::builder()
-                .set_check_integrity_on_open(true)
-                .set_cache_size(CACHE_BYTES)
-                .create(path)
-        }));
-        let db = match opened {
-            Err(_) => {
-                return Err(not_store(
-                    "the database failed to open (redb panicked)".into(),
-                ))
-            }
-            Ok(Ok(db)) => db,
-            Ok(Err(DatabaseError::DatabaseAlreadyOpen)) => {
+            Err(OpenError::Locked) => {
                 return Err(Error::Locked {
                     path: path.to_path_buf(),
                 })
             }
-            Ok(Err(DatabaseError::Storage(StorageError::Corrupted(detail)))) => {
-                return Err(not_store(format!("not a valid redb database ({detail})")))
-            }
-            Ok(Err(DatabaseError::UpgradeRequired(v))) => {
-                return Err(not_store(format!(
-                    "a redb database in file format {v}, which this build cannot open"
-                )))
-            }
-            Ok(Err(DatabaseError::Storage(StorageError::Io(e))))
-                if e.kind() == std::io::ErrorKind::InvalidData =>
-            {
-                return Err(not_store(e.to_string()))
-            }
-            Ok(Err(DatabaseError::Storage(StorageError::Io(source)))) => {
+            Err(OpenError::Io(source)) => {
                 return Err(Error::Io {
                     path: path.to_path_buf(),
                     source,
                 })
             }
-            Ok(Err(e)) => {
+            Err(OpenError::Storage(source)) => {
                 return Err(Error::Storage {
                     path: path.to_path_buf(),
-                    source: e.into(),
+                    source,
                 })
             }
         };
