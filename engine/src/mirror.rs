@@ -21,6 +21,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fs::{File, Metadata};
 use std::io;
 use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -277,7 +278,7 @@ impl Mirror {
                 self.ready.push_back(Event::new(
                     p,
                     Op::SetXattr {
-                        name: std::ffi::OsString::from_vec_lossless(name),
+                        name: std::ffi::OsString::from_vec(name),
                         value: None,
                     },
                 ));
@@ -297,16 +298,6 @@ enum Step {
     Visit(PathBuf),
     /// The directory's children are all handed out: its times can be sent.
     DirDone(PathBuf),
-}
-
-trait FromVecLossless {
-    fn from_vec_lossless(v: Vec<u8>) -> Self;
-}
-
-impl FromVecLossless for std::ffi::OsString {
-    fn from_vec_lossless(v: Vec<u8>) -> Self {
-        std::os::unix::ffi::OsStringExt::from_vec(v)
-    }
 }
 
 /// The data extents of a file, as `[start, end)` ranges, by `SEEK_DATA` / `SEEK_HOLE`.

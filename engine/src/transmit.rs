@@ -165,9 +165,7 @@ impl TransmitLoop<'_> {
                 since_mirror = 0;
                 match m.walk.next_op() {
                     Some(ev) => {
-                        let before = m.walk.progress().bytes;
                         self.send(&ev, Stream::Mirror)?;
-                        let _ = before;
                         self.control
                             .mirror_sent_bytes
                             .store(m.walk.progress().bytes, Ordering::Relaxed);

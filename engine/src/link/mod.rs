@@ -13,7 +13,6 @@
 
 mod session;
 
-use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
@@ -198,21 +197,23 @@ impl NetworkSink {
 
     /// Hands one item to the link task, waiting while its channel is full (the window is
     /// full: the target is slow or unreachable) unless the job stops.
-    fn submit(&mut self, mut item: Outgoing) -> Result<(), SinkError> {
+    fn submit(&mut self, item: Outgoing) -> Result<(), SinkError> {
         loop {
-            match self.tx.try_send(item) {
-                Ok(()) => {
+            // A slot is reserved first, so a wait that times out (to look at `stop`) does
+            // not drop the item.
+            let tx = &self.tx;
+            let reserved = self.runtime.block_on(async {
+                tokio::time::timeout(Duration::from_millis(100), tx.reserve()).await
+            });
+            match reserved {
+                Ok(Ok(permit)) => {
+                    permit.send(item);
                     self.submitted += 1;
                     return Ok(());
                 }
-                Err(mpsc::error::TrySendError::Full(back)) => {
-                    if self.stopped() {
-                        return Err(SinkError::Stopped);
-                    }
-                    item = back;
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => return Err(SinkError::Stopped),
+                Ok(Err(_)) => return Err(SinkError::Stopped),
+                Err(_) if self.stopped() => return Err(SinkError::Stopped),
+                Err(_) => {}
             }
         }
     }
@@ -221,8 +222,9 @@ impl NetworkSink {
 impl Transmit for NetworkSink {
     fn send(&mut self, ev: &Event, stream: Stream) -> Result<(), SinkError> {
         self.resolver.resolve(ev.clone(), &mut self.resolved)?;
-        let resolved: VecDeque<Event> = self.resolved.drain(..).collect();
-        for ev in resolved {
+        // Taken out and put back, so the buffer is reused and `submit` can borrow `self`.
+        let mut resolved = std::mem::take(&mut self.resolved);
+        for ev in resolved.drain(..) {
             let captured_ns = if ev.ktime_ns != 0 {
                 ev.ktime_ns
             } else {
@@ -234,6 +236,7 @@ impl Transmit for NetworkSink {
                 captured_ns,
             })?;
         }
+        self.resolved = resolved;
         Ok(())
     }
 

@@ -48,19 +48,21 @@ pub(super) async fn run(
     let mut writer = BufWriter::new(writer);
     let who = format!("{name} ({peer})");
     let hello = tokio::time::timeout(ctx.config.timeout, reader.next()).await;
-    let (job, target_path, mirror) = match hello {
+    // The hello's `mirror` flag is not used: the data state moves with the mirror's
+    // markers as they are applied (and is kept across restarts), and a reconnecting
+    // source announces the mirror it has finished too.
+    let (job, target_path) = match hello {
         Ok(Ok(Some(Frame::Hello {
             version,
             job,
             target_path,
-            mirror,
             ..
         }))) => {
             if version < VERSION {
                 return refuse(&ctx, &mut writer, &who, REFUSE_VERSION, &format!("protocol version {version} is not supported (this target speaks {VERSION})")).await;
             }
             match check_job(&job).and_then(|()| check_target_path(&target_path)) {
-                Ok(path) => (job, path, mirror),
+                Ok(path) => (job, path),
                 Err(why) => return refuse(&ctx, &mut writer, &who, REFUSE_PATH, &why).await,
             }
         }
@@ -122,10 +124,6 @@ pub(super) async fn run(
     });
     session.target_path = target_path.clone();
     session.last_applied = last_applied;
-    // The data state moves with the mirror's markers as they are applied (and is kept
-    // across restarts); a hello that announces a mirror changes nothing yet, since a
-    // reconnecting source announces the mirror it has finished too.
-    let _ = mirror;
     if let Err(e) = ctx.store.put_session(&fingerprint, &job, &session) {
         let why = format!("recording the session: {e}");
         return refuse(&ctx, &mut writer, &who, REFUSE_BUSY, &why).await;
