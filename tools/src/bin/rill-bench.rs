@@ -238,38 +238,16 @@ fn run_replication(a: ReplicationArgs) -> Result<()> {
     } else {
         (3, 1024, 10_000, 10_000, 100, 20)
     };
-    let scenarios = if a.only.is_empty() {
-        Scenario::ALL.to_vec()
-    } else {
-        let mut v = Vec::new();
-        for s in &a.only {
-            let sc = match s {
-                ScenarioArg::A => Scenario::BigFile,
-                ScenarioArg::B => Scenario::Tree,
-                ScenarioArg::C => Scenario::Overwrites,
-            };
-            if !v.contains(&sc) {
-                v.push(sc);
-            }
-        }
-        v
-    };
-    let tools = if a.tools.is_empty() {
-        Tool::ALL.to_vec()
-    } else {
-        let mut v = Vec::new();
-        for t in &a.tools {
-            let t = match t {
-                ToolArg::Rill => Tool::Rill,
-                ToolArg::Rsync => Tool::Rsync,
-                ToolArg::Lsyncd => Tool::Lsyncd,
-            };
-            if !v.contains(&t) {
-                v.push(t);
-            }
-        }
-        v
-    };
+    let scenarios = chosen(&a.only, Scenario::ALL, |s| match s {
+        ScenarioArg::A => Scenario::BigFile,
+        ScenarioArg::B => Scenario::Tree,
+        ScenarioArg::C => Scenario::Overwrites,
+    });
+    let tools = chosen(&a.tools, Tool::ALL, |t| match t {
+        ToolArg::Rill => Tool::Rill,
+        ToolArg::Rsync => Tool::Rsync,
+        ToolArg::Lsyncd => Tool::Lsyncd,
+    });
     let cfg = replication::Config {
         rilld,
         dir: a.dir,
@@ -329,4 +307,22 @@ fn run_capture(a: CaptureArgs) -> Result<()> {
         eprintln!("rill-bench: raw numbers written to {}", path.display());
     }
     Ok(())
+}
+
+/// The values named on the command line, each once and in order, or all of them.
+fn chosen<A, T: Copy + PartialEq>(
+    args: &[A],
+    all: impl AsRef<[T]>,
+    of: impl Fn(&A) -> T,
+) -> Vec<T> {
+    if args.is_empty() {
+        return all.as_ref().to_vec();
+    }
+    let mut v = Vec::new();
+    for t in args.iter().map(of) {
+        if !v.contains(&t) {
+            v.push(t);
+        }
+    }
+    v
 }
