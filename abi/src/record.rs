@@ -45,9 +45,10 @@ pub const FLAG_OBJECT_ID: u16 = 1 << 5;
 /// and the in-kernel walk is the most expensive part of their records, so the driver sends
 /// it once per open file and again after any rename (which may change it).
 pub const FLAG_PATH_CACHED: u16 = 1 << 6;
-/// Set only by userspace, never by a driver: the record carries the values the operation
-/// set, read from the source file after it was captured (a `Utimes`'s times in `args`, a
+/// The record carries the values the operation set (a `Utimes`'s times in `args`, a
 /// `SetXattr`'s value in the data section), so it can be applied where the source is not.
+/// The driver sets it when it copied them from the caller (explicit times, a value of at
+/// most 64 KiB); otherwise userspace reads them from the source file before sending.
 pub const FLAG_VALUES: u16 = 1 << 7;
 /// The largest extended attribute value Linux stores (`XATTR_SIZE_MAX`).
 pub const XATTR_VALUE_MAX: u64 = 65536;

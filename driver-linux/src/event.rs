@@ -249,12 +249,20 @@ impl Event {
                 put("uid", json!(uid));
                 put("gid", json!(gid));
             }
-            Op::SetXattr { name, .. } | Op::RemoveXattr { name } => {
-                put("name", lossy(name.as_bytes()))
+            Op::SetXattr { name, value } => {
+                put("name", lossy(name.as_bytes()));
+                if let Some(v) = value {
+                    put("value", lossy(v));
+                }
+            }
+            Op::RemoveXattr { name } => put("name", lossy(name.as_bytes())),
+            Op::Utimes { times: Some(t) } => {
+                put("atime", json!([t.atime.0, t.atime.1]));
+                put("mtime", json!([t.mtime.0, t.mtime.1]));
             }
             Op::Dirty { reason } => put("reason", json!(reason.name())),
             Op::Overflow { count } => put("count", json!(count)),
-            Op::Unlink | Op::Rmdir | Op::Utimes { .. } => {}
+            Op::Unlink | Op::Rmdir | Op::Utimes { times: None } => {}
         }
         Value::Object(m)
     }

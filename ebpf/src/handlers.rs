@@ -5,7 +5,7 @@
 use rill_abi::{
     record::{
         FLAG_APPEND, FLAG_DATA_FAULT, FLAG_OBJECT_ID, FLAG_PATH_CACHED, FLAG_RANGE_ONLY,
-        FLAG_THROTTLED,
+        FLAG_THROTTLED, FLAG_VALUES,
     },
     DirtyKey, DriverConfig, Kind, Section,
 };
@@ -123,7 +123,7 @@ impl Fd {
 /// Submits an operation on an open file, with an optional string from the caller (an
 /// attribute name) in the `Name` section.
 #[inline(always)]
-fn fd_record(c: &Call, f: &Fd, kind: Kind, args: [u64; 4], extra: u64) {
+fn fd_record(c: &Call, f: &Fd, kind: Kind, mut args: [u64; 4], extra: u64) {
     if !watched(c.cfg, f.inode.dev) {
         return;
     }
@@ -133,6 +133,7 @@ fn fd_record(c: &Call, f: &Fd, kind: Kind, args: [u64; 4], extra: u64) {
     let Some(mut b) = Builder::new() else { return };
     let fp = f.path_into(c, &mut b);
     b.user_str(Section::Name, extra);
+    values(c, &mut b, kind, &mut args);
     f.submit(b, kind, args, fp);
 }
 
@@ -179,7 +180,7 @@ fn append_name(c: &Call, b: &mut Builder, n: &Name, base: Section, user: Section
 /// Submits an operation on one name, with an optional extra string (symlink target,
 /// attribute name).
 #[inline(always)]
-fn name_record(c: &Call, dirfd: u64, ptr: u64, kind: Kind, args: [u64; 4], extra: u64) {
+fn name_record(c: &Call, dirfd: u64, ptr: u64, kind: Kind, mut args: [u64; 4], extra: u64) {
     let Some(n) = name(c, dirfd, ptr) else { return };
     if level(c.cfg) == Level::Stopped {
         return stopped(kind, n.key);
@@ -187,7 +188,63 @@ fn name_record(c: &Call, dirfd: u64, ptr: u64, kind: Kind, args: [u64; 4], extra
     let Some(mut b) = Builder::new() else { return };
     append_name(c, &mut b, &n, Section::PathBase, Section::PathName);
     b.user_str(Section::Name, extra);
+    values(c, &mut b, kind, &mut args);
     b.submit(kind, n.key, args);
+}
+
+/// The values an attribute call set, copied from the caller (`FLAG_VALUES`): an extended
+/// attribute's value, explicit times. Read from the source file when the record is sent
+/// instead, they would be lost if the name went first (unlinked with other names left,
+/// renamed away) and would be the file's later values rather than this call's.
+#[inline(always)]
+fn values(c: &Call, b: &mut Builder, kind: Kind, args: &mut [u64; 4]) {
+    match (kind, c.nr) {
+        (Kind::SetXattr, nr::SETXATTR | nr::LSETXATTR | nr::FSETXATTR) => {
+            if b.user_data(c.arg(2), c.arg(3)) {
+                b.flags |= FLAG_VALUES;
+            } else {
+                b.drop_data();
+            }
+        }
+        (Kind::Utimes, nr::UTIMENSAT) => {
+            if let Some(t) = user_times(c.arg(2), 1) {
+                *args = times_args(t, args[3]);
+                b.flags |= FLAG_VALUES;
+            }
+        }
+        (Kind::Utimes, nr::UTIMES) => {
+            if let Some(t) = user_times(c.arg(1), 1000) {
+                *args = times_args(t, args[3]);
+                b.flags |= FLAG_VALUES;
+            }
+        }
+        (Kind::Utimes, nr::FUTIMESAT) => {
+            if let Some(t) = user_times(c.arg(2), 1000) {
+                *args = times_args(t, args[3]);
+                b.flags |= FLAG_VALUES;
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `[atime s, atime ns, mtime s, mtime ns]` from the caller's two `timespec`s (`scale` 1)
+/// or `timeval`s (`scale` 1000), or `None` when the kernel chose a time itself (a null
+/// array, `UTIME_NOW`, `UTIME_OMIT`) or a value is out of range.
+#[inline(always)]
+fn user_times(ptr: u64, scale: u64) -> Option<[u64; 4]> {
+    if ptr == 0 {
+        return None;
+    }
+    let t: [u64; 4] = uread(ptr);
+    let limit = 1_000_000_000 / scale;
+    (t[1] < limit && t[3] < limit).then_some([t[0], t[1] * scale, t[2], t[3] * scale])
+}
+
+/// A `Utimes` record's arguments (see `Kind`), keeping the path cookie in `args[3]`.
+#[inline(always)]
+fn times_args(t: [u64; 4], cookie: u64) -> [u64; 4] {
+    [t[0], t[1] | (t[3] << 32), t[2], cookie]
 }
 
 /// Submits an operation on two names (rename, link).

@@ -10,9 +10,13 @@
 //! children, which moved them on the target.
 //!
 //! The mirror is interleaved with replication (`HPQueueRatio`) and both go down one
-//! ordered stream. Data is read when sent, so a file changed during the mirror is sent at
-//! least as new as the mirror saw it, and the replication operations of the change follow
-//! it: the replica converges to the source.
+//! ordered stream, a group of operations at a time: an object's head (unlink, create,
+//! truncate), each data chunk, its attributes. A group's values are read from the source
+//! when it is handed out and it is sent whole, so every change captured before the read
+//! is either sent before it (and overridden by values at least as new) or after it (and
+//! applied over it), and every change captured after the read follows it: the replica
+//! converges to the source. Values read at the walk and sent later would not: a `chown`
+//! made in between would be undone by the mirror's older owner. Data is read when sent.
 //!
 //! Holes are kept (`EnableSparseFileMirroring`): only the data extents `SEEK_DATA` /
 //! `SEEK_HOLE` report are sent, after the file was truncated to its size.
@@ -62,8 +66,8 @@ pub struct Mirror {
     options: MirrorOptions,
     /// What is left to walk, as a stack: depth first, in name order.
     todo: Vec<Step>,
-    /// Operations ready to hand out.
-    ready: VecDeque<Event>,
+    /// Groups of operations ready to hand out, each to be sent whole.
+    ready: VecDeque<Vec<Event>>,
     /// First path sent for each (device, inode) with more than one link.
     links: HashMap<(u64, u64), PathBuf>,
     progress: MirrorProgress,
@@ -112,28 +116,39 @@ impl Mirror {
         total
     }
 
-    /// The next operation, `None` when everything was handed out. Objects that vanish
-    /// during the walk are skipped: their removal is in the replication stream.
-    pub fn next_op(&mut self) -> Option<Event> {
+    /// The next group of operations, to be sent whole and before any other operation is
+    /// captured (see the module's doc); `None` when everything was handed out. Objects
+    /// that vanish during the walk are skipped: their removal is in the replication stream.
+    pub fn next_group(&mut self) -> Option<Vec<Event>> {
         loop {
-            if let Some(ev) = self.ready.pop_front() {
-                if let Op::Write { len, .. } = ev.op {
-                    self.progress.bytes += len;
+            if let Some(group) = self.ready.pop_front() {
+                for ev in &group {
+                    if let Op::Write { len, .. } = ev.op {
+                        self.progress.bytes += len;
+                    }
                 }
-                return Some(ev);
+                return Some(group);
             }
             match self.todo.pop() {
                 Some(Step::Visit(p)) => self.visit(&p),
                 // A root the source no longer has (a remirror of a file removed since, or
                 // of a rename's old name the target could not apply): remove it there.
                 Some(Step::Root(p)) if std::fs::symlink_metadata(&p).is_err() => {
-                    self.ready.push_back(Event::new(&p, Op::Unlink));
+                    self.ready.push_back(vec![Event::new(&p, Op::Unlink)]);
                 }
                 Some(Step::Root(p)) => self.visit(&p),
+                Some(Step::Attributes(p)) => {
+                    if let Ok(m) = std::fs::symlink_metadata(&p) {
+                        let group = self.attributes(&p, &m, true);
+                        if !group.is_empty() {
+                            self.ready.push_back(group);
+                        }
+                    }
+                }
                 Some(Step::DirDone(d)) => {
                     if self.options.attributes {
                         self.ready
-                            .push_back(Event::new(&d, Op::Utimes { times: None }));
+                            .push_back(vec![Event::new(&d, Op::Utimes { times: None })]);
                     }
                 }
                 None => return None,
@@ -150,13 +165,14 @@ impl Mirror {
             return;
         }
         if ft.is_dir() {
-            self.ready.push_back(Event::new(
+            let mut group = vec![Event::new(
                 p,
                 Op::Mkdir {
                     mode: m.mode() & 0o7777,
                 },
-            ));
-            self.attributes(p, &m, false);
+            )];
+            group.extend(self.attributes(p, &m, false));
+            self.ready.push_back(group);
             // Children first, then the directory's times (the children moved them).
             self.todo.push(Step::DirDone(p.to_path_buf()));
             let mut children: Vec<PathBuf> = match std::fs::read_dir(p) {
@@ -175,56 +191,52 @@ impl Mirror {
         // Whatever the replica holds under this name is replaced, not reused: a stale file
         // would keep data where the source has holes, a symlink would be written through,
         // and a name that exists would make `symlink` or `link` a no-op.
-        self.ready.push_back(Event::new(p, Op::Unlink));
+        let unlink = Event::new(p, Op::Unlink);
         if m.nlink() > 1 {
             let key = (m.dev(), m.ino());
             if let Some(first) = self.links.get(&key) {
-                self.ready.push_back(Event::new(
-                    p,
-                    Op::Link {
-                        target: first.clone(),
-                    },
-                ));
+                let link = Op::Link {
+                    target: first.clone(),
+                };
+                self.ready.push_back(vec![unlink, Event::new(p, link)]);
                 return;
             }
             self.links.insert(key, p.to_path_buf());
         }
-        if ft.is_symlink() {
+        let make = if ft.is_symlink() {
             let Ok(target) = std::fs::read_link(p) else {
                 return;
             };
-            self.ready.push_back(Event::new(
-                p,
-                Op::Symlink {
-                    target: target.into_os_string(),
-                },
-            ));
-            self.attributes(p, &m, true);
+            Op::Symlink {
+                target: target.into_os_string(),
+            }
         } else if ft.is_file() {
-            self.file(p, &m);
-            self.attributes(p, &m, true);
-        } else if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() || ft.is_socket() {
-            self.ready.push_back(Event::new(
-                p,
-                Op::Mknod {
-                    mode: m.mode(),
-                    rdev: m.rdev(),
-                },
-            ));
-            self.attributes(p, &m, true);
-        }
-    }
-
-    fn file(&mut self, p: &Path, m: &Metadata) {
-        let size = m.len();
-        self.ready.push_back(Event::new(
-            p,
             Op::Create {
                 mode: m.mode() & 0o7777,
                 truncate: false,
-            },
-        ));
-        self.ready.push_back(Event::new(p, Op::Truncate { size }));
+            }
+        } else if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() || ft.is_socket() {
+            Op::Mknod {
+                mode: m.mode(),
+                rdev: m.rdev(),
+            }
+        } else {
+            return;
+        };
+        let mut head = vec![unlink, Event::new(p, make)];
+        if ft.is_file() {
+            head.push(Event::new(p, Op::Truncate { size: m.len() }));
+            self.ready.push_back(head);
+            self.file_data(p, m.len());
+        } else {
+            self.ready.push_back(head);
+        }
+        // Read when they are handed out, after the data: see the module's doc.
+        self.todo.push(Step::Attributes(p.to_path_buf()));
+    }
+
+    /// The file's data extents, a chunk per group.
+    fn file_data(&mut self, p: &Path, size: u64) {
         let extents = if self.options.sparse {
             data_extents(p, size).unwrap_or_else(|_| vec![(0, size)])
         } else {
@@ -239,14 +251,14 @@ impl Mirror {
             let mut at = start;
             while at < end {
                 let len = (end - at).min(chunk);
-                self.ready.push_back(Event::new(
+                self.ready.push_back(vec![Event::new(
                     p,
                     Op::Write {
                         offset: at,
                         len,
                         data: None,
                     },
-                ));
+                )]);
                 at += len;
             }
         }
@@ -254,19 +266,20 @@ impl Mirror {
 
     /// Mode (for what `create`/`mkdir` did not set), owner, extended attributes and, for
     /// non-directories, times.
-    fn attributes(&mut self, p: &Path, m: &Metadata, times: bool) {
+    fn attributes(&self, p: &Path, m: &Metadata, times: bool) -> Vec<Event> {
+        let mut group = Vec::new();
         if !self.options.attributes {
-            return;
+            return group;
         }
         if !m.file_type().is_symlink() {
-            self.ready.push_back(Event::new(
+            group.push(Event::new(
                 p,
                 Op::Chmod {
                     mode: m.mode() & 0o7777,
                 },
             ));
         }
-        self.ready.push_back(Event::new(
+        group.push(Event::new(
             p,
             Op::Chown {
                 uid: Some(m.uid()),
@@ -275,7 +288,7 @@ impl Mirror {
         ));
         if self.options.xattrs && !m.file_type().is_symlink() {
             for name in list_xattrs(p).unwrap_or_default() {
-                self.ready.push_back(Event::new(
+                group.push(Event::new(
                     p,
                     Op::SetXattr {
                         name: std::ffi::OsString::from_vec(name),
@@ -285,9 +298,9 @@ impl Mirror {
             }
         }
         if times {
-            self.ready
-                .push_back(Event::new(p, Op::Utimes { times: None }));
+            group.push(Event::new(p, Op::Utimes { times: None }));
         }
+        group
     }
 }
 
@@ -296,6 +309,9 @@ enum Step {
     /// One of the paths the mirror was asked for.
     Root(PathBuf),
     Visit(PathBuf),
+    /// A non-directory's data is handed out: its mode, owner, extended attributes and
+    /// times can be read and sent.
+    Attributes(PathBuf),
     /// The directory's children are all handed out: its times can be sent.
     DirDone(PathBuf),
 }
@@ -350,7 +366,7 @@ mod tests {
 
     fn all(root: &Path, set: ReplicationSet, o: MirrorOptions) -> Vec<Event> {
         let mut m = Mirror::new(vec![root.to_path_buf()], set, o);
-        std::iter::from_fn(|| m.next_op()).collect()
+        std::iter::from_fn(|| m.next_group()).flatten().collect()
     }
 
     fn set(root: &Path) -> ReplicationSet {

@@ -2,7 +2,8 @@
 //!
 //! The capture records what a call did, not always the values it left: a range-only write
 //! (too large to copy inline, or copied while the driver throttled) has no bytes, a
-//! `utimes` no times, a `setxattr` no value. The [`Resolver`] reads them from the source
+//! `utimes` that let the kernel pick the time (or seen by the fanotify fallback) no times,
+//! a `setxattr` the driver could not copy no value. The [`Resolver`] reads them from the source
 //! file when the operation is sent, and makes every path relative to the replicated
 //! directory, so what leaves the source host is self-contained and the target never needs
 //! to see an absolute source path.
@@ -241,6 +242,8 @@ impl Resolver {
             Op::Chmod { .. } | Op::Chown { .. } | Op::Utimes { .. } if !self.options.attributes => {
                 return Ok(None)
             }
+            // Values the capture copied from the call: exact, nothing to read.
+            Op::Utimes { times: Some(_) } => {}
             Op::Utimes { times } => match file_times(&absolute) {
                 Ok(t) => *times = Some(t),
                 Err(e) if gone(&e) => return Ok(self.went_stale(ev.path)),
@@ -249,6 +252,7 @@ impl Resolver {
             Op::SetXattr { .. } | Op::RemoveXattr { .. } if !self.options.xattrs => {
                 return Ok(None)
             }
+            Op::SetXattr { value: Some(_), .. } => {}
             Op::SetXattr { name, value } => match get_xattr(&absolute, name.as_bytes()) {
                 Ok(v) => *value = Some(v),
                 Err(e) if gone(&e) => return Ok(self.went_stale(ev.path)),

@@ -5,7 +5,7 @@
 //! [`Mirror`] walk, either the job's initial mirror or a remirror of what the change
 //! journal holds (files whose operations were not all kept, or that the target could not
 //! apply). The guide's `HPQueueRatio` says how many replication operations go for each
-//! mirror operation, so live changes are not starved by a long mirror; when the queue is
+//! mirror group (an object's head, a data chunk, its attributes), so live changes are not starved by a long mirror; when the queue is
 //! empty the mirror runs at full speed. The queue is acknowledged only after a flush, so
 //! what the destination has not made durable is still in the queue after a crash.
 
@@ -80,7 +80,7 @@ impl JobControl {
 /// The settings the loop works by.
 #[derive(Clone, Copy, Debug)]
 pub struct TransmitOptions {
-    /// `HPQueueRatio`: replication operations per mirror operation.
+    /// `HPQueueRatio`: replication operations per mirror group.
     pub hp_queue_ratio: u64,
     pub mirror: MirrorOptions,
     /// `CalculateOnConnect`: size the mirror before it starts.
@@ -163,13 +163,16 @@ impl TransmitLoop<'_> {
             let mirror_ready = mirror.is_some() && !self.sink.mirror_paused() && !stop;
             if let (true, Some(m)) = (mirror_ready && since_mirror >= ratio, mirror.as_mut()) {
                 since_mirror = 0;
-                match m.walk.next_op() {
-                    Some(ev) => {
-                        self.send(&ev, Stream::Mirror)?;
+                match m.walk.next_group() {
+                    // Whole: its values were read just now (see `mirror`).
+                    Some(group) => {
+                        for ev in &group {
+                            self.send(ev, Stream::Mirror)?;
+                        }
                         self.control
                             .mirror_sent_bytes
                             .store(m.walk.progress().bytes, Ordering::Relaxed);
-                        unflushed += 1;
+                        unflushed += group.len() as u32;
                     }
                     None => {
                         let done = mirror.take();

@@ -304,11 +304,15 @@ fn utimes_ops(d: &str) {
     utimensat(fd, None, None);
     utimes(&path);
     let dfd = dir_fd(d);
-    let t = libc::timespec {
+    let atime = libc::timespec {
         tv_sec: 1_000_000_000,
-        tv_nsec: 0,
+        tv_nsec: 123_456_789,
     };
-    utimensat(dfd, Some("u"), Some([t, t]));
+    let mtime = libc::timespec {
+        tv_sec: 1_100_000_000,
+        tv_nsec: 987_654_321,
+    };
+    utimensat(dfd, Some("u"), Some([atime, mtime]));
     close(dfd);
     close(fd);
 }
