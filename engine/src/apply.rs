@@ -489,33 +489,51 @@ impl Applier {
         }
     }
 
-    /// Closes files not written for `close_delay`. Called after a flush, so what they
-    /// hold is already durable.
-    fn close_idle(&mut self) {
+    /// Closes files not written for `close_delay` (what they hold is in the page cache
+    /// either way; a sync makes it durable).
+    pub fn close_idle(&mut self) {
         let delay = self.options.close_delay;
         self.open.retain(|_, (_, used)| used.elapsed() < delay);
     }
 
-    /// Makes everything applied so far durable with one `syncfs` of the file system that
-    /// holds the replica: the data of every file written, and names and attributes. (A
-    /// `fdatasync` per file held open as well cost one journal commit each and added
-    /// nothing.)
+    /// A handle on the file system that holds the replica, to make it durable from
+    /// another thread while applying goes on.
+    pub fn durability(&self) -> Result<Durability, ApplyError> {
+        // The root is held as O_PATH, which syncfs refuses, so it is opened for reading.
+        self.open(Path::new(""), libc::O_RDONLY | libc::O_DIRECTORY, 0)
+            .map(Durability)
+            .map_err(|source| ApplyError::Apply {
+                op: "flush",
+                path: PathBuf::new(),
+                source,
+            })
+    }
+
+    /// Makes everything applied so far durable (see [`Durability::sync`]).
     pub fn flush(&mut self) -> Result<(), ApplyError> {
-        let err = |path: &Path, source| ApplyError::Apply {
-            op: "flush",
-            path: path.to_path_buf(),
-            source,
-        };
-        // A sync of the file system covers names and attributes of the whole tree; the root
-        // is held as O_PATH, which syncfs refuses, so it is opened for reading here.
-        let root = self
-            .open(Path::new(""), libc::O_RDONLY | libc::O_DIRECTORY, 0)
-            .map_err(|e| err(Path::new(""), e))?;
-        // SAFETY: a valid fd.
-        cvt(unsafe { libc::syncfs(root.as_raw_fd()) } as libc::c_long)
-            .map_err(|e| err(Path::new(""), e))?;
+        self.durability()?.sync()?;
         self.close_idle();
         Ok(())
+    }
+}
+
+/// The replica's file system, opened to be synced.
+pub struct Durability(OwnedFd);
+
+impl Durability {
+    /// Makes everything applied before the call durable with one `syncfs` of the file
+    /// system that holds the replica: the data of every file written, and names and
+    /// attributes. (A `fdatasync` per file held open as well cost one journal commit each
+    /// and added nothing.)
+    pub fn sync(&self) -> Result<(), ApplyError> {
+        // SAFETY: a valid fd.
+        cvt(unsafe { libc::syncfs(self.0.as_raw_fd()) } as libc::c_long)
+            .map(drop)
+            .map_err(|source| ApplyError::Apply {
+                op: "flush",
+                path: PathBuf::new(),
+                source,
+            })
     }
 }
 

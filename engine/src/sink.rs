@@ -18,7 +18,10 @@ use crate::resolve::{ResolveError, ResolveOptions, Resolver};
 
 /// Where operations go, in order. `send` returns once the operation is applied or on its
 /// way; `flush` returns once everything sent is durable at the destination, and the caller
-/// acknowledges the source queue only then.
+/// acknowledges the source queue only then. `checkpoint` and `durable` are the same
+/// without the wait, so the source keeps sending while the destination makes a batch
+/// durable: a network sink would otherwise idle both hosts for a round trip and a sync
+/// in every batch.
 pub trait Transmit {
     /// Sends one operation (absolute source paths) of the replication or mirror stream.
     fn send(&mut self, ev: &Event, stream: Stream) -> Result<(), SinkError>;
@@ -27,6 +30,11 @@ pub trait Transmit {
         Ok(())
     }
     fn flush(&mut self) -> Result<(), SinkError>;
+    /// Ends a batch: everything sent so far is to be made durable. Returns the batch's
+    /// mark, which [`Transmit::durable`] reaches once it is.
+    fn checkpoint(&mut self) -> Result<u64, SinkError>;
+    /// The highest mark whose batch is durable at the destination.
+    fn durable(&self) -> u64;
     /// Source paths the destination could not apply since the last call: to remirror.
     fn take_failures(&mut self) -> Vec<PathBuf> {
         Vec::new()
@@ -52,6 +60,8 @@ pub struct LocalSink {
     resolver: Resolver,
     applier: Applier,
     resolved: Vec<Event>,
+    /// Batches made durable so far (each `checkpoint` flushes).
+    batches: u64,
 }
 
 impl LocalSink {
@@ -61,6 +71,7 @@ impl LocalSink {
             resolver: Resolver::new(source, ResolveOptions::default()),
             applier: Applier::new(root, ApplyOptions::default())?,
             resolved: Vec::new(),
+            batches: 0,
         })
     }
 }
@@ -81,6 +92,16 @@ impl Transmit for LocalSink {
             self.applier.apply(&ev)?;
         }
         Ok(self.applier.flush()?)
+    }
+
+    fn checkpoint(&mut self) -> Result<u64, SinkError> {
+        self.flush()?;
+        self.batches += 1;
+        Ok(self.batches)
+    }
+
+    fn durable(&self) -> u64 {
+        self.batches
     }
 
     fn take_failures(&mut self) -> Vec<PathBuf> {

@@ -6,9 +6,11 @@
 //! journal holds (files whose operations were not all kept, or that the target could not
 //! apply). The guide's `HPQueueRatio` says how many replication operations go for each
 //! mirror group (an object's head, a data chunk, its attributes), so live changes are not starved by a long mirror; when the queue is
-//! empty the mirror runs at full speed. The queue is acknowledged only after a flush, so
-//! what the destination has not made durable is still in the queue after a crash.
+//! empty the mirror runs at full speed. The queue is acknowledged batch by batch once the
+//! destination says a batch is durable, so what it has not made durable is still in the
+//! queue after a crash; the loop does not wait for that, it keeps sending.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
@@ -139,6 +141,8 @@ impl TransmitLoop<'_> {
         };
         let (mut last, mut unflushed, mut flushed_at, mut tick_at) =
             (0u64, 0u32, Instant::now(), Instant::now());
+        // Batches sent and not yet durable: (the sink's mark, the last queue sequence).
+        let mut batches: VecDeque<(u64, u64)> = VecDeque::new();
         let mut remirror_at = Instant::now();
         // Grows while remirrors keep failing (a file the target cannot take), so one bad
         // file does not have the job remirror it in a tight loop.
@@ -202,16 +206,30 @@ impl TransmitLoop<'_> {
                 }
             }
             if unflushed > 0 && (unflushed >= FLUSH_OPS || flushed_at.elapsed() > FLUSH_INTERVAL) {
-                match self.sink.flush() {
-                    Ok(()) => {}
+                match self.sink.checkpoint() {
+                    Ok(mark) => batches.push_back((mark, last)),
                     Err(SinkError::Stopped) => return Ok(()),
                     Err(e) => return Err(e.into()),
                 }
-                if last > 0 {
-                    self.consumer.ack(last)?;
+                (unflushed, flushed_at) = (0, Instant::now());
+            }
+            if batches
+                .front()
+                .is_some_and(|&(mark, _)| mark <= self.sink.durable())
+            {
+                let durable = self.sink.durable();
+                let mut acked = 0;
+                while let Some(&(mark, seq)) = batches.front() {
+                    if mark > durable {
+                        break;
+                    }
+                    acked = acked.max(seq);
+                    batches.pop_front();
+                }
+                if acked > 0 {
+                    self.consumer.ack(acked)?;
                 }
                 self.record_failures()?;
-                (unflushed, flushed_at) = (0, Instant::now());
             }
             if mirror.is_none()
                 && !stop

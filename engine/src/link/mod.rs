@@ -247,14 +247,7 @@ impl Transmit for NetworkSink {
     /// Sends the times of the files written since the last flush, then waits until the
     /// target has acknowledged everything handed to the link (durably applied there).
     fn flush(&mut self) -> Result<(), SinkError> {
-        for ev in self.resolver.times_of_written() {
-            let captured_ns = monotonic_ns();
-            self.submit(Outgoing::Op {
-                ev,
-                stream: Stream::Replication,
-                captured_ns,
-            })?;
-        }
+        self.checkpoint()?;
         while *self.acked.borrow() < self.submitted {
             if self.stopped() {
                 return Err(SinkError::Stopped);
@@ -269,6 +262,24 @@ impl Transmit for NetworkSink {
             }
         }
         Ok(())
+    }
+
+    /// Sends the times of the files written since the last checkpoint; the mark is the
+    /// count of items handed to the link, which the target's acknowledgements reach.
+    fn checkpoint(&mut self) -> Result<u64, SinkError> {
+        for ev in self.resolver.times_of_written() {
+            let captured_ns = monotonic_ns();
+            self.submit(Outgoing::Op {
+                ev,
+                stream: Stream::Replication,
+                captured_ns,
+            })?;
+        }
+        Ok(self.submitted)
+    }
+
+    fn durable(&self) -> u64 {
+        *self.acked.borrow()
     }
 
     fn take_failures(&mut self) -> Vec<PathBuf> {

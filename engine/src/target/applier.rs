@@ -3,10 +3,10 @@
 //!
 //! Ops are applied strictly in the order they were received, one at a time, beneath the
 //! job's target path ([`Applier`] does the confinement). Every so often (a batch of ops,
-//! or a short interval) the applier makes what it applied durable (file data, then the
-//! file system), records the highest sequence now durable in the job store, and only then
-//! acknowledges it: an acknowledged op survives a crash of the target, and the replica on
-//! disk is always the source's state at some point of the stream (crash-consistent).
+//! or a short interval) the applier asks the [`Syncer`] to make what it applied durable,
+//! record the position in the job store, and only then acknowledge it: an acknowledged op
+//! survives a crash of the target, and the replica on disk is always the source's state
+//! at some point of the stream (crash-consistent).
 //!
 //! An op that fails with a transient error (a busy file, a full disk) is retried
 //! `TGExecutionRetryLimit` times, `TGRetryLocked` apart; one that still fails is dropped,
@@ -27,10 +27,11 @@ use anyhow::{Context as _, Result};
 use rill_driver_linux::Event;
 use tokio::sync::mpsc;
 
+use super::syncer::{Point, Syncer};
 use super::{Context, SessionStats};
 use crate::apply::Applier;
 use crate::events::{self, EventLog, Level};
-use crate::jobs::{DataState, JobStore, TargetSession};
+use crate::jobs::{DataState, TargetSession};
 use crate::journal::{Journal, JournalConfig};
 use crate::proto::{Frame, Marker};
 use crate::queue::{queue, Consumer, Producer, Pushed};
@@ -210,16 +211,23 @@ pub(super) fn start(
         .write(true)
         .open(session_dir.join(APPLIED_FILE))
         .with_context(|| format!("opening {}", session_dir.display()))?;
+    let syncer = Syncer::start(super::syncer::Sink {
+        durability: applier.durability()?,
+        store: Arc::clone(&ctx.store),
+        key: key.clone(),
+        out: out.clone(),
+        stats: Arc::clone(&stats),
+    })?;
     let mut worker = Worker {
         position,
         applier,
+        syncer,
         consumer,
         pending: Arc::clone(&pending),
         finish: Arc::clone(&finish),
         cancel,
-        out,
         stats: Arc::clone(&stats),
-        store: Arc::clone(&ctx.store),
+        out,
         log: Arc::clone(&ctx.log),
         key: key.clone(),
         session,
@@ -255,13 +263,13 @@ struct Worker {
     /// The exact last applied sequence, written after every op (see [`APPLIED_FILE`]).
     position: std::fs::File,
     applier: Applier,
+    syncer: Syncer,
     consumer: Consumer,
     pending: Arc<Mutex<Pending>>,
     finish: Arc<AtomicBool>,
     cancel: Arc<AtomicBool>,
     out: mpsc::UnboundedSender<Frame>,
     stats: Arc<SessionStats>,
-    store: Arc<JobStore>,
     log: Arc<EventLog>,
     key: (String, String),
     session: TargetSession,
@@ -282,7 +290,10 @@ impl Worker {
             // A replaced session stops at once; its successor resends what was not
             // acknowledged.
             if self.cancel.load(Ordering::Relaxed) {
-                return self.flush(applied, last_queue, false);
+                return self.flush_and_wait(applied, last_queue, false);
+            }
+            if let Some(q) = self.syncer.take_durable()? {
+                self.consumer.ack(q)?;
             }
             let finishing = self.finish.load(Ordering::Relaxed);
             // Markers at the front: every op before them is applied.
@@ -316,7 +327,7 @@ impl Worker {
                     if self.front_marker_pending() {
                         continue;
                     }
-                    return self.flush(applied, last_queue, unflushed > 0);
+                    return self.flush_and_wait(applied, last_queue, unflushed > 0);
                 }
                 None => {}
             }
@@ -421,19 +432,24 @@ impl Worker {
         );
     }
 
-    /// Makes everything applied durable, records it, then acknowledges it.
+    /// Has everything applied made durable, recorded, then acknowledged, in the
+    /// background; the target queue is freed up to it once that is done.
     fn flush(&mut self, applied: u64, last_queue: u64, ack: bool) -> Result<()> {
-        self.applier.flush()?;
+        self.applier.close_idle();
         self.session.last_applied = applied;
-        self.session = self
-            .store
-            .put_session(&self.key.0, &self.key.1, &self.session)?;
-        self.stats.last_applied.store(applied, Ordering::Relaxed);
-        if last_queue > 0 {
-            self.consumer.ack(last_queue)?;
-        }
-        if ack {
-            let _ = self.out.send(Frame::Ack { seq: applied });
+        self.syncer.request(Point {
+            session: self.session.clone(),
+            queue_seq: last_queue,
+            ack,
+        })
+    }
+
+    /// [`Worker::flush`], waiting for it: the session ends.
+    fn flush_and_wait(&mut self, applied: u64, last_queue: u64, ack: bool) -> Result<()> {
+        self.flush(applied, last_queue, ack)?;
+        self.syncer.wait()?;
+        if let Some(q) = self.syncer.take_durable()? {
+            self.consumer.ack(q)?;
         }
         Ok(())
     }

@@ -11,6 +11,7 @@
 mod applier;
 pub use applier::{state_code, state_of_code};
 mod session;
+mod syncer;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
