@@ -52,6 +52,11 @@ pub const FLAG_PATH_CACHED: u16 = 1 << 6;
 pub const FLAG_VALUES: u16 = 1 << 7;
 /// The largest extended attribute value Linux stores (`XATTR_SIZE_MAX`).
 pub const XATTR_VALUE_MAX: u64 = 65536;
+/// The largest name list of a `Prune` (131,072 names of 255 bytes and a separator, the
+/// most `MaxRemoveOrphansOpSize` allows, fit).
+pub const PRUNE_DATA_MAX: u64 = 32 << 20;
+/// `Prune`: `args[0]` bit for a range bounded above (its data holds `until`).
+pub const PRUNE_BOUNDED: u64 = 1;
 /// The data section holds fewer bytes than `args[1]` for a reason given by another flag.
 pub const FLAG_PARTIAL_MASK: u16 = FLAG_RANGE_ONLY | FLAG_THROTTLED | FLAG_DATA_FAULT;
 
@@ -85,6 +90,7 @@ pub const DIRTY_RESCAN_ALL: u64 = 5;
 /// | Chown | uid, gid (u32::MAX: unchanged) | path |
 /// | SetXattr, RemoveXattr | flags, value size | path, name (attribute name), data (the value, with `FLAG_VALUES`) |
 /// | Dirty | reason (DIRTY_*) | path |
+/// | Prune | `PRUNE_BOUNDED` | path (a directory), data: NUL-terminated names: `after` (may be empty), `until` (if bounded), then the names kept |
 /// | Overflow | records lost | - |
 ///
 /// Records of operations on an open file (`FLAG_OBJECT_ID`) carry a path cookie in
@@ -110,11 +116,13 @@ pub enum Kind {
     RemoveXattr = 16,
     Dirty = 17,
     Overflow = 18,
+    /// Never from a driver: the mirror's list of the names a directory keeps on a replica.
+    Prune = 19,
 }
 
 impl Kind {
     /// Every kind, in numeric order.
-    pub const ALL: [Kind; 18] = [
+    pub const ALL: [Kind; 19] = [
         Kind::Write,
         Kind::Create,
         Kind::Truncate,
@@ -133,6 +141,7 @@ impl Kind {
         Kind::RemoveXattr,
         Kind::Dirty,
         Kind::Overflow,
+        Kind::Prune,
     ];
 
     pub const fn from_u8(v: u8) -> Option<Kind> {
@@ -164,6 +173,7 @@ impl Kind {
             Kind::RemoveXattr => "removexattr",
             Kind::Dirty => "dirty",
             Kind::Overflow => "overflow",
+            Kind::Prune => "prune",
         }
     }
 
@@ -179,7 +189,8 @@ impl Kind {
             | Kind::Mknod
             | Kind::Rename
             | Kind::Link
-            | Kind::Symlink => Category::Namespace,
+            | Kind::Symlink
+            | Kind::Prune => Category::Namespace,
             Kind::Chmod | Kind::Chown | Kind::Utimes => Category::Attr,
             Kind::SetXattr | Kind::RemoveXattr => Category::Xattr,
             Kind::Dirty | Kind::Overflow => Category::Meta,
@@ -311,6 +322,7 @@ impl<'a> Record<'a> {
         let data_max = match kind {
             Kind::Write => header.args[1],
             Kind::SetXattr if header.flags & FLAG_VALUES != 0 => XATTR_VALUE_MAX,
+            Kind::Prune => PRUNE_DATA_MAX,
             _ => 0,
         };
         if data_len > data_max {

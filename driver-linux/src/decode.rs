@@ -13,7 +13,7 @@ use rill_abi::{
     Kind, Record, Section,
 };
 
-use crate::event::{DirtyReason, Event, FileTimes, Op};
+use crate::event::{DirtyReason, Event, FileTimes, KeepRange, Op};
 use crate::{DriverError, Result};
 
 fn path(r: &Record<'_>, base: Section, name: Section) -> Result<PathBuf> {
@@ -25,6 +25,33 @@ fn path(r: &Record<'_>, base: Section, name: Section) -> Result<PathBuf> {
         .map_err(|e| DriverError::Record(format!("{} record: {e}", r.kind.name())))?;
     buf.truncate(n);
     Ok(PathBuf::from(OsString::from_vec(buf)))
+}
+
+/// A `Prune`'s name list: NUL-terminated names, `after`, `until` if bounded, then the kept
+/// names (see [`Kind`]).
+fn prune(r: &Record<'_>) -> Result<Op> {
+    let bad = |what: &str| DriverError::Record(format!("prune record: {what}"));
+    let data = r.section(Section::Data);
+    let body = data
+        .strip_suffix(b"\0")
+        .ok_or_else(|| bad("the name list is not NUL-terminated"))?;
+    let mut names = body
+        .split(|&b| b == 0)
+        .map(|n| OsString::from_vec(n.to_vec()));
+    let after = names.next().ok_or_else(|| bad("no lower bound"))?;
+    let until = if r.header.args[0] & rill_abi::record::PRUNE_BOUNDED != 0 {
+        Some(names.next().ok_or_else(|| bad("no upper bound"))?)
+    } else {
+        None
+    };
+    let keep: Vec<OsString> = names.collect();
+    if keep
+        .iter()
+        .any(|n| n.is_empty() || n.as_encoded_bytes().contains(&b'/'))
+    {
+        return Err(bad("a kept name is empty or holds a '/'"));
+    }
+    Ok(Op::Prune(KeepRange { after, until, keep }))
 }
 
 fn text(r: &Record<'_>, s: Section) -> OsString {
@@ -153,6 +180,7 @@ pub fn to_event(r: &Record<'_>, cache: &mut PathCache) -> Result<Event> {
                 reason: DirtyReason::from_abi(h.args[0]),
             },
             Kind::Overflow => Op::Overflow { count: h.args[0] },
+            Kind::Prune => prune(r)?,
         }
     };
     Ok(Event {

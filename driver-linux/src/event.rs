@@ -100,6 +100,26 @@ pub enum Op {
     Overflow {
         count: u64,
     },
+    /// Never captured: a mirror's statement of the names the directory `path` holds. A
+    /// replica removes the others.
+    Prune(KeepRange),
+}
+
+/// The names of one directory to keep, among those in `(after, until]` in byte order
+/// (empty `after`: from the first name; `None` `until`: to the last).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeepRange {
+    pub after: OsString,
+    pub until: Option<OsString>,
+    pub keep: Vec<OsString>,
+}
+
+impl KeepRange {
+    /// Whether `name` is one this range decides about.
+    pub fn covers(&self, name: &std::ffi::OsStr) -> bool {
+        let n = name.as_bytes();
+        n > self.after.as_bytes() && self.until.as_ref().is_none_or(|u| n <= u.as_bytes())
+    }
 }
 
 /// A file's access and modification times: seconds and nanoseconds since the epoch.
@@ -180,6 +200,7 @@ impl Op {
             Op::RemoveXattr { .. } => Kind::RemoveXattr,
             Op::Dirty { .. } => Kind::Dirty,
             Op::Overflow { .. } => Kind::Overflow,
+            Op::Prune(_) => Kind::Prune,
         }
     }
 }
@@ -262,6 +283,13 @@ impl Event {
             }
             Op::Dirty { reason } => put("reason", json!(reason.name())),
             Op::Overflow { count } => put("count", json!(count)),
+            Op::Prune(r) => {
+                put("after", lossy(r.after.as_bytes()));
+                if let Some(u) = &r.until {
+                    put("until", lossy(u.as_bytes()));
+                }
+                put("kept", json!(r.keep.len()));
+            }
             Op::Unlink | Op::Rmdir | Op::Utimes { times: None } => {}
         }
         Value::Object(m)

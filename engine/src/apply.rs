@@ -32,6 +32,8 @@ use std::time::{Duration, Instant};
 
 use rill_driver_linux::{Event, FileTimes, Op};
 
+use crate::orphans::{remove_orphans, stat_at, Removed};
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
     #[error("{0:?} is not a path beneath the replica (relative, without `..` or `.` components)")]
@@ -89,6 +91,8 @@ pub struct Applier {
     options: ApplyOptions,
     /// Files written since the last flush (synced by `flush`), and when each was last used.
     open: HashMap<PathBuf, (File, Instant)>,
+    /// Orphans removed so far.
+    orphans: Removed,
 }
 
 fn cstr(b: &[u8]) -> io::Result<CString> {
@@ -139,6 +143,7 @@ impl Applier {
             root: unsafe { OwnedFd::from_raw_fd(fd as RawFd) },
             options,
             open: HashMap::new(),
+            orphans: Removed::default(),
         })
     }
 
@@ -370,6 +375,30 @@ impl Applier {
             Op::Chmod { .. } | Op::Chown { .. } | Op::Utimes { .. } if !attributes => Ok(()),
             // Symlinks have no mode of their own: chmod acts on what the name resolves to,
             // opened beneath the root (O_PATH: no read access needed, a FIFO does not block).
+            Op::Prune(range) => {
+                let dir = match self.open(rel, libc::O_RDONLY | libc::O_DIRECTORY, 0) {
+                    // Nothing there, nothing to remove: the directory's own removal came
+                    // first in the stream.
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+                    other => other.map_err(err)?,
+                };
+                let (removed, names) = remove_orphans(&dir, range).map_err(err)?;
+                for n in names {
+                    let gone = rel.join(n);
+                    self.open.retain(|p, _| !p.starts_with(&gone));
+                }
+                if removed != Removed::default() {
+                    log::info!(
+                        "removed orphans in {:?}: {} files, {} directories, {} bytes",
+                        ev.path,
+                        removed.files,
+                        removed.dirs,
+                        removed.bytes
+                    );
+                }
+                self.orphans += removed;
+                Ok(())
+            }
             Op::Chmod { mode } => self.open(rel, libc::O_PATH, 0).and_then(|f| {
                 // SAFETY: a valid fd, an empty NUL-terminated name and AT_EMPTY_PATH.
                 cvt(unsafe {
@@ -489,6 +518,11 @@ impl Applier {
         }
     }
 
+    /// Orphans removed so far (the guide's Orphan Files, Directories and Bytes).
+    pub fn orphans(&self) -> Removed {
+        self.orphans
+    }
+
     /// Closes files not written for `close_delay` (what they hold is in the page cache
     /// either way; a sync makes it durable).
     pub fn close_idle(&mut self) {
@@ -539,18 +573,7 @@ impl Durability {
 
 /// Whether `name` in `dir` is a directory (not following a symlink).
 fn is_dir_at(dir: &OwnedFd, name: &CString) -> bool {
-    // SAFETY: zeroed memory is a valid `stat` to fill.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid dirfd, a NUL-terminated name and a stat buffer.
-    let r = unsafe {
-        libc::fstatat(
-            dir.as_raw_fd(),
-            name.as_ptr(),
-            &mut st,
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    r == 0 && st.st_mode & libc::S_IFMT == libc::S_IFDIR
+    matches!(stat_at(dir, name), Ok(Some(st)) if st.st_mode & libc::S_IFMT == libc::S_IFDIR)
 }
 
 fn at_empty(name: &CString) -> i32 {

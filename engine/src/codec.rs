@@ -30,6 +30,7 @@ pub fn encode(ev: &Event, out: &mut Vec<u8>) -> Result<(), CodecError> {
     let mut flags = 0u16;
     let none: &[u8] = &[];
     let (mut path2, mut name, mut data): (&[u8], &[u8], &[u8]) = (none, none, none);
+    let names;
     let id = |v: Option<u32>| v.map_or(u32::MAX as u64, u64::from);
     match &ev.op {
         Op::Write {
@@ -79,6 +80,18 @@ pub fn encode(ev: &Event, out: &mut Vec<u8>) -> Result<(), CodecError> {
         }
         Op::Dirty { reason } => args[0] = reason.to_abi(),
         Op::Overflow { count } => args[0] = *count,
+        Op::Prune(r) => {
+            if r.until.is_some() {
+                args[0] = rill_abi::record::PRUNE_BOUNDED;
+            }
+            let mut b = Vec::new();
+            for n in std::iter::once(&r.after).chain(&r.until).chain(&r.keep) {
+                b.extend_from_slice(n.as_bytes());
+                b.push(0);
+            }
+            names = b;
+            data = &names;
+        }
         Op::Unlink | Op::Rmdir | Op::Utimes { times: None } => {}
     }
     let (dev, ino) = ev.object.unwrap_or((0, 0));

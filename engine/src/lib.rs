@@ -18,6 +18,7 @@ pub mod journal;
 pub mod link;
 pub mod mgmt;
 pub mod mirror;
+pub mod orphans;
 pub mod proto;
 pub mod queue;
 pub mod repset;

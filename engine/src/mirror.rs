@@ -31,6 +31,7 @@ use std::path::{Path, PathBuf};
 
 use rill_driver_linux::{Event, Op};
 
+use crate::orphans::keep_ranges;
 use crate::repset::ReplicationSet;
 use crate::resolve::list_xattrs;
 
@@ -50,6 +51,8 @@ pub struct MirrorOptions {
     pub attributes: bool,
     /// Extended attributes (`ExtendedAttributes`).
     pub xattrs: bool,
+    /// Names per orphan-removal operation (`MaxRemoveOrphansOpSize`, 0 there: all).
+    pub orphan_names_per_op: usize,
 }
 
 /// How far the mirror is.
@@ -172,13 +175,30 @@ impl Mirror {
                 },
             )];
             group.extend(self.attributes(p, &m, false));
+            let mut children: Vec<PathBuf> = match std::fs::read_dir(p) {
+                Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+                // Unreadable: the replica's names are left alone, not judged orphans.
+                Err(_) => {
+                    self.ready.push_back(group);
+                    return;
+                }
+            };
+            // The names read with the rest of the group: a name the replica has beyond
+            // them is an orphan (see `orphans`). Only where the set protects every name;
+            // an excluded name on the replica is not the mirror's to judge.
+            if self.set.protects_every_name_in(p) {
+                let names = children
+                    .iter()
+                    .filter_map(|c| c.file_name())
+                    .map(Into::into);
+                let per_op = self.options.orphan_names_per_op;
+                for range in keep_ranges(names.collect(), per_op) {
+                    group.push(Event::new(p, Op::Prune(range)));
+                }
+            }
             self.ready.push_back(group);
             // Children first, then the directory's times (the children moved them).
             self.todo.push(Step::DirDone(p.to_path_buf()));
-            let mut children: Vec<PathBuf> = match std::fs::read_dir(p) {
-                Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
-                Err(_) => Vec::new(),
-            };
             children.sort();
             self.todo
                 .extend(children.into_iter().rev().map(Step::Visit));
@@ -361,6 +381,7 @@ mod tests {
             sparse: true,
             attributes: true,
             xattrs: true,
+            orphan_names_per_op: 1000,
         }
     }
 
@@ -410,6 +431,14 @@ mod tests {
             &|o| matches!(o, Op::Symlink { target } if target == "sub/small"),
         );
         pos(&r.join("empty"), &|o| matches!(o, Op::Truncate { size: 0 }));
+        // Each directory names what it holds, with its own group, before its children.
+        let prune = pos(
+            &r.join("sub"),
+            &|o| matches!(o, Op::Prune(k) if k.keep == ["small"] && k.until.is_none()),
+        );
+        assert!(mkdir < prune && prune < small);
+        let root = pos(r, &|o| matches!(o, Op::Prune(_)));
+        assert!(matches!(&ops[root].op, Op::Prune(k) if k.keep.len() == 5));
         // The root's times come last: everything beneath moved them.
         assert!(matches!(ops.last(), Some(e) if e.path == r && matches!(e.op, Op::Utimes { .. })));
     }

@@ -106,6 +106,16 @@ impl ReplicationSet {
         ReplicationSet { rules }
     }
 
+    /// Whether the set protects every name directly in the directory `dir` (absolute):
+    /// a rule includes them and no exclusion could apply to any of them.
+    pub fn protects_every_name_in(&self, dir: &Path) -> bool {
+        let any_name = dir.join("\u{1}any");
+        let excluded_beneath = self.rules.iter().any(|r| {
+            !r.include && (r.dir.starts_with(dir) || (r.recursive && dir.starts_with(&r.dir)))
+        });
+        !excluded_beneath && self.protects(&any_name)
+    }
+
     /// Whether the set protects `path` (absolute).
     pub fn protects(&self, path: &Path) -> bool {
         self.rules
@@ -155,6 +165,22 @@ mod tests {
                 .map(|&(p, i, r)| Rule::new(p, i, r).unwrap())
                 .collect(),
         )
+    }
+
+    #[test]
+    fn orphans_are_judged_only_where_every_name_is_protected() {
+        let s = set(&[
+            ("/data", true, true),
+            ("/data/logs/*.tmp", false, false),
+            ("/data/cache", false, true),
+        ]);
+        assert!(s.protects_every_name_in(Path::new("/data/a")));
+        // An exclusion beneath, in it, or above it (recursive) could spare a name.
+        assert!(!s.protects_every_name_in(Path::new("/data")));
+        assert!(!s.protects_every_name_in(Path::new("/data/logs")));
+        assert!(!s.protects_every_name_in(Path::new("/data/cache/x")));
+        assert!(s.protects_every_name_in(Path::new("/data/logs/old")));
+        assert!(!s.protects_every_name_in(Path::new("/other")));
     }
 
     #[test]

@@ -151,11 +151,15 @@ impl Resolver {
     /// `chown` and `utimes` by the name of a symlink acted on the link or on the file it
     /// points to (`lchown` or `chown`, `AT_SYMLINK_NOFOLLOW` or not): the capture does not
     /// say which. The replica gets both, with the values both have on the source now: the
-    /// file the link resolves to (when it is replicated too), and the link itself. (Calls
-    /// that always follow, like `truncate` or `chmod`, follow on the replica as well.)
-    fn through_symlink(&self, ev: Event) -> Vec<Event> {
+    /// file the link resolves to (when it is replicated too), and the link itself; times
+    /// the call carried are dropped for that reason. (Calls that always follow, like
+    /// `truncate` or `chmod`, follow on the replica as well.)
+    fn through_symlink(&self, mut ev: Event) -> Vec<Event> {
         let mut out = Vec::new();
         let ambiguous = matches!(ev.op, Op::Chown { .. } | Op::Utimes { .. });
+        if let Op::Utimes { times } = &mut ev.op {
+            *times = None;
+        }
         let with_owner = |path: &Path, follow: bool| {
             let m = if follow {
                 std::fs::metadata(path)
@@ -273,7 +277,8 @@ impl Resolver {
             | Op::Mkdir { .. }
             | Op::Mknod { .. }
             | Op::Symlink { .. }
-            | Op::RemoveXattr { .. } => {}
+            | Op::RemoveXattr { .. }
+            | Op::Prune(_) => {}
         }
         Ok(Some(ev))
     }

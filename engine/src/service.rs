@@ -303,6 +303,10 @@ pub fn transmit_options(settings: &Settings) -> TransmitOptions {
             sparse: settings.enable_sparse_file_mirroring(),
             attributes: !settings.disable_attribute_replication(),
             xattrs: settings.extended_attributes(),
+            orphan_names_per_op: match settings.max_remove_orphans_op_size() {
+                0 => usize::MAX,
+                n => n as usize,
+            },
         },
         calculate: settings.calculate_on_connect(),
         use_change_journal: settings.use_change_journal(),

@@ -35,12 +35,16 @@ impl Node {
     }
 }
 
-fn xattrs(p: &Path) -> BTreeMap<String, Vec<u8>> {
+/// The extended attributes of `p` (not following a symlink). A name removed between the
+/// listing and the read is left out; a file gone is an error of kind `NotFound`.
+fn xattrs(p: &Path) -> std::io::Result<BTreeMap<String, Vec<u8>>> {
     let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
     let mut names = vec![0u8; 4096];
     // SAFETY: a NUL-terminated path and a buffer of the given size.
     let n = unsafe { libc::llistxattr(c.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
-    assert!(n >= 0, "llistxattr {}", p.display());
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
     let mut out = BTreeMap::new();
     for name in names[..n as usize]
         .split(|&b| b == 0)
@@ -50,11 +54,17 @@ fn xattrs(p: &Path) -> BTreeMap<String, Vec<u8>> {
         let mut v = vec![0u8; 65536];
         // SAFETY: as above.
         let l = unsafe { libc::lgetxattr(c.as_ptr(), cn.as_ptr(), v.as_mut_ptr().cast(), v.len()) };
-        assert!(l >= 0);
+        if l < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::ENODATA) {
+                continue;
+            }
+            return Err(e);
+        }
         v.truncate(l as usize);
         out.insert(String::from_utf8_lossy(name).into_owned(), v);
     }
-    out
+    Ok(out)
 }
 
 pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, Node> {
@@ -66,10 +76,20 @@ pub fn snapshot_with(root: &Path, with_xattrs: bool) -> BTreeMap<PathBuf, Node> 
     let mut out = BTreeMap::new();
     let mut groups: HashMap<u64, usize> = HashMap::new();
     let mut stack = vec![root.to_path_buf()];
+    // A tree still being replicated into may lose a name between the listing and the
+    // lstat: it is left out (the snapshot then differs, and the caller looks again).
+    let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
     while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).unwrap() {
+        let entries = match std::fs::read_dir(&dir) {
+            Err(e) if gone(&e) => continue,
+            other => other.unwrap(),
+        };
+        for e in entries {
             let p = e.unwrap().path();
-            let m = std::fs::symlink_metadata(&p).unwrap();
+            let m = match std::fs::symlink_metadata(&p) {
+                Err(e) if gone(&e) => continue,
+                other => other.unwrap(),
+            };
             let ft = m.file_type();
             let kind = if ft.is_dir() {
                 "dir"
@@ -83,6 +103,21 @@ pub fn snapshot_with(root: &Path, with_xattrs: bool) -> BTreeMap<PathBuf, Node> 
             if ft.is_dir() {
                 stack.push(p.clone());
             }
+            let content = match ft.is_file().then(|| std::fs::read(&p)).transpose() {
+                Err(e) if gone(&e) => continue,
+                other => other.unwrap().unwrap_or_default(),
+            };
+            let link = match ft.is_symlink().then(|| std::fs::read_link(&p)).transpose() {
+                Err(e) if gone(&e) => continue,
+                other => other.unwrap(),
+            };
+            let xattrs = match (ft.is_symlink() || !with_xattrs)
+                .then(BTreeMap::new)
+                .map_or_else(|| xattrs(&p), Ok)
+            {
+                Err(e) if gone(&e) => continue,
+                other => other.unwrap(),
+            };
             let next = groups.len();
             let group =
                 (ft.is_file() && m.nlink() > 1).then(|| *groups.entry(m.ino()).or_insert(next));
@@ -93,17 +128,9 @@ pub fn snapshot_with(root: &Path, with_xattrs: bool) -> BTreeMap<PathBuf, Node> 
                     mode: m.mode(),
                     uid: m.uid(),
                     gid: m.gid(),
-                    content: if ft.is_file() {
-                        std::fs::read(&p).unwrap()
-                    } else {
-                        Vec::new()
-                    },
-                    link: ft.is_symlink().then(|| std::fs::read_link(&p).unwrap()),
-                    xattrs: if ft.is_symlink() || !with_xattrs {
-                        BTreeMap::new()
-                    } else {
-                        xattrs(&p)
-                    },
+                    content,
+                    link,
+                    xattrs,
                     mtime: ft.is_file().then(|| (m.mtime(), m.mtime_nsec())),
                     group,
                 },

@@ -250,6 +250,12 @@ impl Settings {
         self.flag(Id::CalculateOnConnect)
     }
 
+    /// `MaxRemoveOrphansOpSize`: names per orphan-removal operation (0: a directory's
+    /// names in one).
+    pub fn max_remove_orphans_op_size(&self) -> u64 {
+        self.int(Id::MaxRemoveOrphansOpSize)
+    }
+
     /// `MirrorChunkSize`, in bytes.
     pub fn mirror_chunk_size_bytes(&self) -> u64 {
         self.int(Id::MirrorChunkSize)

@@ -387,6 +387,14 @@ settings_table! {
         restart: true,
         help: "calculate the amount of data to mirror when a connection is made",
     }
+    // 0 (allowed by the guide's range) sends a directory's names in one operation.
+    MaxRemoveOrphansOpSize {
+        kind: int(0, 131_072),
+        unit: "names",
+        default: Value::Int(1000),
+        restart: false,
+        help: "names of a directory sent per orphan-removal operation of a mirror (0: all)",
+    }
     MirrorChunkSize {
         kind: int(1, 1_048_576),
         unit: "bytes",

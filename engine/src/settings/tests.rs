@@ -67,6 +67,7 @@ fn defaults_are_valid() {
         CallbackMode::QueueToDisk
     );
     assert_eq!(d.max_write_chunk_size(), 65_536);
+    assert_eq!(d.max_remove_orphans_op_size(), 1000);
     assert!(d.use_change_journal());
     assert_eq!(d.data_path(), Path::new("/var/lib/rill"));
     assert_eq!(d.log_dir(), Path::new("/var/log/rill"));
@@ -78,7 +79,7 @@ fn the_table_has_the_settings_the_engine_uses_once_each() {
     names.sort_unstable();
     names.dedup();
     assert_eq!(names.len(), SETTINGS.len(), "a name appears twice");
-    assert_eq!(SETTINGS.len(), 41);
+    assert_eq!(SETTINGS.len(), 42);
     for def in SETTINGS {
         assert!(!def.help.is_empty(), "{}", def.name);
         let needs_unit = matches!(def.kind, Kind::Integer { .. });
@@ -135,7 +136,7 @@ fn every_number_is_refused_below_its_minimum_and_above_its_maximum() {
         }
         tested += 1;
     }
-    assert_eq!(tested, 27);
+    assert_eq!(tested, 28);
 }
 
 #[test]
@@ -386,6 +387,7 @@ fn non_default() -> Settings {
         ("SkipCompressionFileExt", "Doc.PDF,x-tar"),
         ("EncryptNetworkData", "1"),
         ("CalculateOnConnect", "0"),
+        ("MaxRemoveOrphansOpSize", "0"),
         ("MirrorChunkSize", "1048576"),
         ("SmallFileThreshold", "0"),
         ("MirrorZeroKFiles", "0"),

@@ -1,0 +1,300 @@
+//! Orphans: names on a replica that its source does not have.
+//!
+//! The replication stream removes what the source removes, but only while it is kept
+//! whole. When it was not (the source crashed with operations in memory, a job was
+//! stopped and the source changed meanwhile, or the target path held files before the
+//! job), the mirror that follows rebuilds every file the source has and must also remove
+//! what it no longer has: for each directory it sends the names it holds, and the
+//! target removes the others ([`remove_orphans`]).
+//!
+//! Large directories are cut into ranges of names (`MaxRemoveOrphansOpSize` each): an
+//! operation lists the names kept in `(after, until]`, in byte order, and only names in
+//! that range are considered, so each piece is a self-contained operation.
+//!
+//! Everything here works on directory file descriptors with `*at` calls and never
+//! follows a symlink: a symlink is removed, not what it points to; a directory is emptied
+//! depth first with an explicit stack (no recursion a deep tree could exhaust).
+
+use std::collections::HashSet;
+use std::ffi::{CStr, CString, OsStr, OsString};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+
+use rill_driver_linux::KeepRange;
+
+/// What a pass removed (the guide's Orphan Files, Orphan Directories, Orphan Bytes).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Removed {
+    pub files: u64,
+    pub dirs: u64,
+    pub bytes: u64,
+}
+
+impl std::ops::AddAssign for Removed {
+    fn add_assign(&mut self, o: Removed) {
+        self.files += o.files;
+        self.dirs += o.dirs;
+        self.bytes += o.bytes;
+    }
+}
+
+/// The ranges covering a directory whose names are `names` (any order), at most `per_op`
+/// names each (`MaxRemoveOrphansOpSize`); one range even for an empty directory.
+pub fn keep_ranges(mut names: Vec<OsString>, per_op: usize) -> Vec<KeepRange> {
+    names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    let mut chunks = names.chunks(per_op.max(1)).peekable();
+    if chunks.peek().is_none() {
+        return vec![KeepRange::default()];
+    }
+    let mut out = Vec::new();
+    let mut after = OsString::new();
+    while let Some(chunk) = chunks.next() {
+        let until = chunks.peek().map(|_| chunk[chunk.len() - 1].clone());
+        out.push(KeepRange {
+            after: std::mem::take(&mut after),
+            until: until.clone(),
+            keep: chunk.to_vec(),
+        });
+        after = until.unwrap_or_default();
+    }
+    out
+}
+
+/// Removes from the directory `dir` every entry the range covers and does not keep,
+/// directories with all they hold. Returns what went, and the names removed (for the
+/// caller's open-file cache).
+pub fn remove_orphans(dir: &OwnedFd, range: &KeepRange) -> io::Result<(Removed, Vec<OsString>)> {
+    let keep: HashSet<&[u8]> = range.keep.iter().map(|k| k.as_bytes()).collect();
+    let mut removed = Removed::default();
+    let mut names = Vec::new();
+    for name in entries(dir)? {
+        if range.covers(&name) && !keep.contains(name.as_bytes()) {
+            remove_entry(dir, &name, &mut removed)?;
+            names.push(name);
+        }
+    }
+    Ok((removed, names))
+}
+
+/// Removes `name` from `dir`, emptying it first if it is a directory.
+fn remove_entry(dir: &OwnedFd, name: &OsStr, removed: &mut Removed) -> io::Result<()> {
+    let c = cstring(name)?;
+    match stat_at(dir, &c)? {
+        Some(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => {}
+        Some(st) => return unlink_file(dir, &c, st.st_size as u64, removed),
+        None => return Ok(()),
+    }
+    // Depth first: a stack of open directories, each with the name it has in its parent.
+    let mut stack: Vec<(OwnedFd, CString)> = vec![(open_dir(dir, &c)?, c)];
+    while let Some((top, _)) = stack.last() {
+        let mut descended = None;
+        for child in entries(top)? {
+            let cc = cstring(&child)?;
+            match stat_at(top, &cc)? {
+                Some(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => {
+                    descended = Some((open_dir(top, &cc)?, cc));
+                    break;
+                }
+                Some(st) => unlink_file(top, &cc, st.st_size as u64, removed)?,
+                None => {}
+            }
+        }
+        match descended {
+            Some(next) => stack.push(next),
+            None => {
+                let Some((_, own_name)) = stack.pop() else {
+                    break;
+                };
+                let parent = stack.last().map_or(dir, |(fd, _)| fd);
+                // SAFETY: a valid dirfd and a NUL-terminated name.
+                let r = unsafe {
+                    libc::unlinkat(parent.as_raw_fd(), own_name.as_ptr(), libc::AT_REMOVEDIR)
+                };
+                ignore_gone(r)?;
+                removed.dirs += 1;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn unlink_file(dir: &OwnedFd, name: &CStr, size: u64, removed: &mut Removed) -> io::Result<()> {
+    // SAFETY: a valid dirfd and a NUL-terminated name.
+    ignore_gone(unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) })?;
+    removed.files += 1;
+    removed.bytes += size;
+    Ok(())
+}
+
+/// A name that went meanwhile is not an error: nothing else writes beneath a replica but
+/// the applier, yet an administrator might.
+fn ignore_gone(r: libc::c_int) -> io::Result<()> {
+    if r == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::ENOENT) {
+        Ok(())
+    } else {
+        Err(e)
+    }
+}
+
+fn cstring(name: &OsStr) -> io::Result<CString> {
+    CString::new(name.as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+}
+
+/// `fstatat` without following a symlink; `None` if the name is gone.
+pub fn stat_at(dir: &OwnedFd, name: &CStr) -> io::Result<Option<libc::stat>> {
+    // SAFETY: zeroed memory is a valid `stat` to fill.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid dirfd, a NUL-terminated name and a stat buffer.
+    let r = unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            &mut st,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if r == 0 {
+        return Ok(Some(st));
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::ENOENT) => Ok(None),
+        _ => Err(e),
+    }
+}
+
+/// Opens a subdirectory for listing, refusing a symlink in its place.
+fn open_dir(dir: &OwnedFd, name: &CStr) -> io::Result<OwnedFd> {
+    // SAFETY: a valid dirfd and a NUL-terminated name; the fd is owned on success.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor from openat.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// The names in a directory (without `.` and `..`), read through a duplicate of `dir` so
+/// the caller's descriptor and its offset are left alone.
+fn entries(dir: &OwnedFd) -> io::Result<Vec<OsString>> {
+    // `fdopendir` takes ownership of the descriptor it is given, hence the duplicate; the
+    // directory stream is read with `readdir`, which std offers only on paths.
+    let dup = dir.try_clone()?;
+    // SAFETY: a valid fd, owned by the stream from here on (closed by closedir).
+    let stream = unsafe { libc::fdopendir(std::os::fd::IntoRawFd::into_raw_fd(dup)) };
+    if stream.is_null() {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a stream from fdopendir; rewound because the duplicate shares the offset.
+    unsafe { libc::rewinddir(stream) };
+    let mut out = Vec::new();
+    loop {
+        // SAFETY: a valid stream; the entry is read before the next call.
+        let ent = unsafe { libc::readdir64(stream) };
+        if ent.is_null() {
+            break;
+        }
+        // SAFETY: d_name is NUL-terminated within the entry.
+        let name = unsafe { CStr::from_ptr((*ent).d_name.as_ptr()) };
+        let b = name.to_bytes();
+        if b != b"." && b != b".." {
+            out.push(OsStr::from_bytes(b).to_os_string());
+        }
+    }
+    // SAFETY: a valid stream, closed once.
+    unsafe { libc::closedir(stream) };
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn names(v: &[&str]) -> Vec<OsString> {
+        v.iter().map(OsString::from).collect()
+    }
+
+    fn open(p: &std::path::Path) -> OwnedFd {
+        std::fs::File::open(p).unwrap().into()
+    }
+
+    #[test]
+    fn ranges_cover_every_name_once() {
+        let ranges = keep_ranges(names(&["d", "a", "c", "b", "e"]), 2);
+        assert_eq!(ranges.len(), 3);
+        assert_eq!(ranges[0].keep, names(&["a", "b"]));
+        assert_eq!(ranges[2].until, None);
+        for probe in ["", "0", "a", "b", "bb", "c", "e", "zz"] {
+            let n = OsStr::new(probe);
+            let covering = ranges.iter().filter(|r| r.covers(n)).count();
+            assert_eq!(covering, usize::from(!probe.is_empty()), "{probe}");
+        }
+        assert_eq!(keep_ranges(Vec::new(), 10), vec![KeepRange::default()]);
+    }
+
+    #[test]
+    fn removes_what_is_not_kept_without_following_symlinks() {
+        let d = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("precious"), b"x").unwrap();
+        let r = d.path();
+        std::fs::write(r.join("keep"), b"k").unwrap();
+        std::fs::write(r.join("gone"), b"12345").unwrap();
+        std::fs::create_dir_all(r.join("tree/a/b")).unwrap();
+        std::fs::write(r.join("tree/a/b/f"), b"123").unwrap();
+        symlink(outside.path(), r.join("tree/a/escape")).unwrap();
+        symlink(outside.path(), r.join("link")).unwrap();
+        let range = KeepRange {
+            keep: names(&["keep"]),
+            ..KeepRange::default()
+        };
+        let (removed, mut gone) = remove_orphans(&open(r), &range).unwrap();
+        gone.sort();
+        assert_eq!(gone, names(&["gone", "link", "tree"]));
+        assert_eq!(
+            removed,
+            Removed {
+                files: 4,
+                dirs: 3,
+                bytes: 8 + symlink_len(outside.path()) * 2
+            }
+        );
+        let left: Vec<_> = std::fs::read_dir(r)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, names(&["keep"]));
+        assert!(outside.path().join("precious").exists());
+    }
+
+    fn symlink_len(target: &std::path::Path) -> u64 {
+        target.as_os_str().len() as u64
+    }
+
+    #[test]
+    fn a_range_leaves_names_outside_it_alone() {
+        let d = tempfile::tempdir().unwrap();
+        for n in ["a", "b", "c", "d"] {
+            std::fs::write(d.path().join(n), b"").unwrap();
+        }
+        let range = KeepRange {
+            after: "a".into(),
+            until: Some("c".into()),
+            keep: names(&["c"]),
+        };
+        let (_, gone) = remove_orphans(&open(d.path()), &range).unwrap();
+        assert_eq!(gone, names(&["b"]));
+    }
+}
