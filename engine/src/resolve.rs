@@ -246,10 +246,16 @@ impl Resolver {
             Op::Chmod { .. } | Op::Chown { .. } | Op::Utimes { .. } if !self.options.attributes => {
                 return Ok(None)
             }
-            // Values the capture copied from the call: exact, nothing to read.
-            Op::Utimes { times: Some(_) } => {}
+            // Values the capture copied from the call: exact, nothing to read. Times set
+            // after the file's writes are the ones it keeps: none need sending again.
+            Op::Utimes { times: Some(_) } => {
+                self.written.remove(&ev.path);
+            }
             Op::Utimes { times } => match file_times(&absolute) {
-                Ok(t) => *times = Some(t),
+                Ok(t) => {
+                    *times = Some(t);
+                    self.written.remove(&ev.path);
+                }
                 Err(e) if gone(&e) => return Ok(self.went_stale(ev.path)),
                 Err(e) => return Err(read("times", e)),
             },

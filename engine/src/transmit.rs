@@ -187,8 +187,11 @@ impl TransmitLoop<'_> {
                     }
                 }
             } else {
+                // Short while a batch awaits its acknowledgement, so it is noticed soon.
                 let wait = if mirror_ready {
                     Duration::ZERO
+                } else if !batches.is_empty() {
+                    Duration::from_millis(2)
                 } else {
                     Duration::from_millis(50)
                 };
@@ -228,6 +231,10 @@ impl TransmitLoop<'_> {
                 }
                 if acked > 0 {
                     self.consumer.ack(acked)?;
+                    // Status shows the queue emptied now, not at the next sample.
+                    if let Ok(mut s) = self.control.queue.lock() {
+                        *s = self.consumer.stats();
+                    }
                 }
                 self.record_failures()?;
             }
