@@ -93,6 +93,8 @@ pub struct Applier {
     open: HashMap<PathBuf, (File, Instant)>,
     /// Orphans removed so far.
     orphans: Removed,
+    /// The last file opened through a symlink, for the op at hand only (see `writable`).
+    through_link: Option<File>,
 }
 
 fn cstr(b: &[u8]) -> io::Result<CString> {
@@ -144,6 +146,7 @@ impl Applier {
             options,
             open: HashMap::new(),
             orphans: Removed::default(),
+            through_link: None,
         })
     }
 
@@ -460,6 +463,14 @@ impl Applier {
     fn writable(&mut self, rel: &Path, create_mode: u32) -> io::Result<&File> {
         if !self.open.contains_key(rel) {
             let fd = self.open(rel, libc::O_WRONLY | libc::O_CREAT, create_mode)?;
+            // Written through a symlink (as on the source): not kept open. The cache is
+            // keyed by name, and the file behind the link can be removed or replaced by
+            // its own name, which would leave a later write here on a file no name holds.
+            let (dir, name) = self.parent_or_root(rel)?;
+            if matches!(stat_at(&dir, &name), Ok(Some(st)) if st.st_mode & libc::S_IFMT == libc::S_IFLNK)
+            {
+                return Ok(self.through_link.insert(File::from(fd)));
+            }
             self.open
                 .insert(rel.to_path_buf(), (File::from(fd), Instant::now()));
         }

@@ -132,6 +132,41 @@ mod tests {
         )
     }
 
+    /// The source wrote through a symlink, removed the file behind it, and wrote through
+    /// the link again (creating the file anew): the replica must hold the new file, not
+    /// keep writing to the removed one through a descriptor cached under the link's name.
+    #[test]
+    fn writes_through_a_symlink_follow_the_file_it_names_now() {
+        let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut sink = LocalSink::new(src.path(), dst.path()).unwrap();
+        let (link, real) = (src.path().join("link"), src.path().join("real"));
+        let create = |p: &Path| {
+            op(
+                p,
+                Op::Create {
+                    mode: 0o644,
+                    truncate: false,
+                },
+            )
+        };
+        for ev in [
+            create(&real),
+            op(
+                &link,
+                Op::Symlink {
+                    target: "real".into(),
+                },
+            ),
+            write(&link),
+            op(&real, Op::Unlink),
+            create(&link),
+            write(&link),
+        ] {
+            sink.send(&ev, Stream::Replication).unwrap();
+        }
+        assert_eq!(std::fs::read(dst.path().join("real")).unwrap(), b"abc");
+    }
+
     #[test]
     fn nothing_escapes_the_replica_root() {
         let (src, dst, outside) = (
