@@ -211,7 +211,7 @@ pub(super) fn start(
         .write(true)
         .open(session_dir.join(APPLIED_FILE))
         .with_context(|| format!("opening {}", session_dir.display()))?;
-    let syncer = Syncer::start(super::syncer::Sink {
+    let syncer = Syncer::start(super::syncer::Reporting {
         durability: applier.durability()?,
         store: Arc::clone(&ctx.store),
         key: key.clone(),

@@ -51,8 +51,9 @@ pub(super) struct Syncer {
     thread: Option<JoinHandle<()>>,
 }
 
-/// What the thread needs to make a position durable and report it.
-pub(super) struct Sink {
+/// What the thread needs to make a position durable and report it: the replica's file
+/// system, the job store, and the way back to the source.
+pub(super) struct Reporting {
     pub durability: Durability,
     pub store: Arc<JobStore>,
     pub key: (String, String),
@@ -61,12 +62,12 @@ pub(super) struct Sink {
 }
 
 impl Syncer {
-    pub(super) fn start(sink: Sink) -> Result<Syncer> {
+    pub(super) fn start(ctx: Reporting) -> Result<Syncer> {
         let shared = Arc::new((Mutex::new(State::default()), Condvar::new()));
         let theirs = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("sync".into())
-            .spawn(move || run(&theirs, &sink))?;
+            .spawn(move || run(&theirs, &ctx))?;
         Ok(Syncer {
             shared,
             thread: Some(thread),
@@ -130,7 +131,7 @@ impl Drop for Syncer {
     }
 }
 
-fn run(shared: &(Mutex<State>, Condvar), sink: &Sink) {
+fn run(shared: &(Mutex<State>, Condvar), ctx: &Reporting) {
     let (lock, cv) = shared;
     loop {
         let point = {
@@ -149,7 +150,7 @@ fn run(shared: &(Mutex<State>, Condvar), sink: &Sink) {
             s.busy = true;
             point
         };
-        let done = make_durable(sink, &point);
+        let done = make_durable(ctx, &point);
         let Ok(mut s) = lock.lock() else { return };
         s.busy = false;
         match done {
@@ -166,16 +167,16 @@ fn run(shared: &(Mutex<State>, Condvar), sink: &Sink) {
 
 /// Syncs, records, acknowledges: in this order, so nothing is acknowledged before it is
 /// durable and recorded.
-fn make_durable(sink: &Sink, point: &Point) -> Result<()> {
-    sink.durability.sync()?;
-    sink.store
-        .put_session(&sink.key.0, &sink.key.1, &point.session)?;
+fn make_durable(ctx: &Reporting, point: &Point) -> Result<()> {
+    ctx.durability.sync()?;
+    ctx.store
+        .put_session(&ctx.key.0, &ctx.key.1, &point.session)?;
     let applied = point.session.last_applied;
-    sink.stats
+    ctx.stats
         .last_applied
         .store(applied, std::sync::atomic::Ordering::Relaxed);
     if point.ack {
-        let _ = sink.out.send(Frame::Ack { seq: applied });
+        let _ = ctx.out.send(Frame::Ack { seq: applied });
     }
     Ok(())
 }
