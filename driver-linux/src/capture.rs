@@ -148,7 +148,7 @@ impl Capture {
     }
 
     fn under_roots(&self, p: &Path) -> bool {
-        self.roots.iter().any(|r| p.starts_with(r))
+        self.roots.iter().any(|r| crate::mounts::is_beneath(p, r))
     }
 
     /// Whether `p` lies under a root and on a watched file system.

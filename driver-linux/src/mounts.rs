@@ -64,10 +64,27 @@ impl MountTable {
         // max_by_key keeps the last of equal keys: the mount on top.
         self.mounts
             .iter()
-            .filter(|(point, _)| path.starts_with(point))
+            .filter(|(point, _)| is_beneath(path, point))
             .max_by_key(|(point, _)| point.as_os_str().len())
             .map(|&(_, dev)| dev)
     }
+}
+
+/// Whether `path` is `prefix` or lies beneath it, by bytes. Both are absolute and
+/// normalised (the capture's paths are joined from components), and this runs for every
+/// captured operation against every mount point and root: `Path::starts_with` parses
+/// components on each call, and was the largest cost of the capture reader on a tree
+/// extraction.
+pub fn is_beneath(path: &Path, prefix: &Path) -> bool {
+    let p = path.as_os_str().as_bytes();
+    let mut q = prefix.as_os_str().as_bytes();
+    while q.len() > 1 && q.ends_with(b"/") {
+        q = &q[..q.len() - 1];
+    }
+    if q == b"/" {
+        return p.starts_with(b"/");
+    }
+    p.starts_with(q) && (p.len() == q.len() || p[q.len()] == b'/')
 }
 
 /// Parses mountinfo lines: `id parent major:minor root mount-point options ...`.
@@ -112,6 +129,29 @@ fn unescape(s: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn is_beneath_agrees_with_path_starts_with_on_normal_paths() {
+        let paths = [
+            "/",
+            "/data",
+            "/data/x",
+            "/database",
+            "/data/x/y",
+            "/dat",
+            "/other/data",
+        ];
+        let prefixes = ["/", "/data", "/data/", "/data/x", "/dat", "/other"];
+        for p in paths {
+            for q in prefixes {
+                assert_eq!(
+                    is_beneath(Path::new(p), Path::new(q)),
+                    Path::new(p).starts_with(q),
+                    "{p} beneath {q}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn longest_mount_point_wins_and_later_mounts_shadow_earlier() {
