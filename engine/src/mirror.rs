@@ -73,6 +73,11 @@ pub struct Mirror {
     ready: VecDeque<Vec<Event>>,
     /// First path sent for each (device, inode) with more than one link.
     links: HashMap<(u64, u64), PathBuf>,
+    /// Where the other names of a multiply-linked file are looked for, when the walk does
+    /// not cover the whole tree (a remirror): see [`Mirror::remirror`].
+    link_scope: Option<PathBuf>,
+    /// The names of every multiply-linked file in `link_scope`, found on first need.
+    link_names: Option<HashMap<(u64, u64), Vec<PathBuf>>>,
     progress: MirrorProgress,
 }
 
@@ -86,8 +91,28 @@ impl Mirror {
             todo,
             ready: VecDeque::new(),
             links: HashMap::new(),
+            link_scope: None,
+            link_names: None,
             progress: MirrorProgress::default(),
         }
+    }
+
+    /// Mirrors some paths of the tree `scope` (a remirror). A file with several names
+    /// is rebuilt under all of those `scope` holds, not only the one asked for: rebuilt
+    /// alone, that name would no longer be linked to the others on the replica, and
+    /// later changes through one name would not show through the others there.
+    pub fn remirror(
+        roots: Vec<PathBuf>,
+        scope: PathBuf,
+        set: ReplicationSet,
+        options: MirrorOptions,
+    ) -> Mirror {
+        let whole = roots.contains(&scope);
+        let mut m = Mirror::new(roots, set, options);
+        if !whole {
+            m.link_scope = Some(scope);
+        }
+        m
     }
 
     pub fn progress(&self) -> MirrorProgress {
@@ -222,6 +247,10 @@ impl Mirror {
                 return;
             }
             self.links.insert(key, p.to_path_buf());
+            // After this name's attributes (pushed below, popped first): the other names
+            // link to it once it is whole.
+            let others = self.other_names(key, p);
+            self.todo.extend(others.into_iter().rev().map(Step::Visit));
         }
         let make = if ft.is_symlink() {
             let Ok(target) = std::fs::read_link(p) else {
@@ -253,6 +282,21 @@ impl Mirror {
         }
         // Read when they are handed out, after the data: see the module's doc.
         self.todo.push(Step::Attributes(p.to_path_buf()));
+    }
+
+    /// The names besides `p` that the file `key` has in the link scope (none for a walk
+    /// of the whole tree, which comes to them by itself).
+    fn other_names(&mut self, key: (u64, u64), p: &Path) -> Vec<PathBuf> {
+        let Some(scope) = &self.link_scope else {
+            return Vec::new();
+        };
+        let index = self
+            .link_names
+            .get_or_insert_with(|| multiply_linked(scope, &self.set));
+        index
+            .get(&key)
+            .map(|names| names.iter().filter(|n| *n != p).cloned().collect())
+            .unwrap_or_default()
     }
 
     /// The file's data extents, a chunk per group.
@@ -334,6 +378,30 @@ enum Step {
     Attributes(PathBuf),
     /// The directory's children are all handed out: its times can be sent.
     DirDone(PathBuf),
+}
+
+/// The names of every file with more than one link beneath `scope` that the set protects,
+/// by (device, inode): one walk that follows no symlink, done once per remirror and only
+/// when it meets such a file.
+fn multiply_linked(scope: &Path, set: &ReplicationSet) -> HashMap<(u64, u64), Vec<PathBuf>> {
+    let mut index: HashMap<(u64, u64), Vec<PathBuf>> = HashMap::new();
+    let mut stack = vec![scope.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let Ok(m) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        if m.is_dir() {
+            if let Ok(rd) = std::fs::read_dir(&p) {
+                stack.extend(rd.filter_map(|e| e.ok().map(|e| e.path())));
+            }
+        } else if m.nlink() > 1 && set.protects(&p) {
+            index.entry((m.dev(), m.ino())).or_default().push(p);
+        }
+    }
+    for names in index.values_mut() {
+        names.sort();
+    }
+    index
 }
 
 /// The data extents of a file, as `[start, end)` ranges, by `SEEK_DATA` / `SEEK_HOLE`.
@@ -441,6 +509,52 @@ mod tests {
         assert!(matches!(&ops[root].op, Op::Prune(k) if k.keep.len() == 5));
         // The root's times come last: everything beneath moved them.
         assert!(matches!(ops.last(), Some(e) if e.path == r && matches!(e.op, Op::Utimes { .. })));
+    }
+
+    #[test]
+    fn a_remirror_of_one_name_links_the_files_other_names_to_it() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        std::fs::create_dir(r.join("sub")).unwrap();
+        std::fs::write(r.join("a"), b"shared").unwrap();
+        std::fs::hard_link(r.join("a"), r.join("sub/b")).unwrap();
+        std::fs::hard_link(r.join("a"), r.join("c.tmp")).unwrap();
+        std::fs::write(r.join("alone"), b"x").unwrap();
+        let rules = vec![
+            Rule::new(&r.to_string_lossy(), true, true).unwrap(),
+            Rule::new(&format!("{}/*.tmp", r.display()), false, true).unwrap(),
+        ];
+        let without_tmp = ReplicationSet::new(rules);
+        let mut m = Mirror::remirror(
+            vec![r.join("sub/b")],
+            r.to_path_buf(),
+            without_tmp,
+            options(),
+        );
+        let ops: Vec<Event> = std::iter::from_fn(|| m.next_group()).flatten().collect();
+        let at = |path: &Path, pred: &dyn Fn(&Op) -> bool| {
+            ops.iter().position(|e| e.path == path && pred(&e.op))
+        };
+        let made = at(&r.join("sub/b"), &|o| matches!(o, Op::Create { .. })).unwrap();
+        let linked = at(
+            &r.join("a"),
+            &|o| matches!(o, Op::Link { target } if target == &r.join("sub/b")),
+        )
+        .expect("the other name is linked to the remirrored one");
+        assert!(made < linked);
+        // Excluded names and other files are not the remirror's business.
+        assert!(!ops.iter().any(|e| e.path.ends_with("c.tmp")));
+        assert!(!ops.iter().any(|e| e.path.ends_with("alone")));
+        // A whole-tree walk finds the names itself and links each once.
+        let mut whole = Mirror::remirror(vec![r.to_path_buf()], r.to_path_buf(), set(r), options());
+        let ops: Vec<Event> = std::iter::from_fn(|| whole.next_group())
+            .flatten()
+            .collect();
+        let links = ops
+            .iter()
+            .filter(|e| matches!(e.op, Op::Link { .. }))
+            .count();
+        assert_eq!(links, 2, "{ops:?}");
     }
 
     #[test]

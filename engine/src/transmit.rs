@@ -313,8 +313,13 @@ impl TransmitLoop<'_> {
         if full {
             self.sink.marker(Marker::MirrorStarted)?;
         }
+        let (set, options) = (self.set.clone(), self.options.mirror);
         Ok(Running {
-            walk: Mirror::new(roots, self.set.clone(), self.options.mirror),
+            walk: if full {
+                Mirror::new(roots, set, options)
+            } else {
+                Mirror::remirror(roots, self.source.clone(), set, options)
+            },
             entries,
             full,
         })
