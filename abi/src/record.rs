@@ -50,6 +50,12 @@ pub const FLAG_PATH_CACHED: u16 = 1 << 6;
 /// The driver sets it when it copied them from the caller (explicit times, a value of at
 /// most 64 KiB); otherwise userspace reads them from the source file before sending.
 pub const FLAG_VALUES: u16 = 1 << 7;
+/// A `Chown` or `Utimes` by name acted on a final symlink itself (`lchown`, `fchownat` or
+/// `utimensat` with `AT_SYMLINK_NOFOLLOW`). Without it such a call by name followed a final
+/// symlink, and the reader names the file it reached: whether the name was a symlink can
+/// only be told close to the call, and a later operation may make it one or stop it being
+/// one.
+pub const FLAG_NOFOLLOW: u16 = 1 << 8;
 /// The largest extended attribute value Linux stores (`XATTR_SIZE_MAX`).
 pub const XATTR_VALUE_MAX: u64 = 65536;
 /// The largest name list of a `Prune` (131,072 names of 255 bytes and a separator, the

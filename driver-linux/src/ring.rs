@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use aya::maps::{Map, MapData, RingBuf};
 use nix::fcntl::{Flock, FlockArg};
-use rill_abi::Record;
+use rill_abi::record::{FLAG_NOFOLLOW, FLAG_OBJECT_ID};
+use rill_abi::{Kind, Record};
 
 use crate::decode::{to_event, PathCache};
 use crate::event::Event;
@@ -140,8 +141,13 @@ impl RingReader {
             any = true;
             match Record::decode(&item)
                 .map_err(|e| DriverError::Record(e.to_string()))
-                .and_then(|(r, _)| to_event(&r, &mut self.paths))
-            {
+                .and_then(|(r, _)| {
+                    let mut ev = to_event(&r, &mut self.paths)?;
+                    if followed_a_name(&r) {
+                        name_the_file_reached(&mut ev);
+                    }
+                    Ok(ev)
+                }) {
                 Ok(ev) => out.push(ev),
                 Err(e) => {
                     self.corrupt += 1;
@@ -150,5 +156,26 @@ impl RingReader {
             }
         }
         any
+    }
+}
+
+/// Whether the record is an owner or times call by name that followed a final symlink
+/// (`chown`, `utimes`, `fchownat`/`utimensat` without `AT_SYMLINK_NOFOLLOW`).
+fn followed_a_name(r: &Record<'_>) -> bool {
+    matches!(r.kind, Kind::Chown | Kind::Utimes)
+        && r.header.flags & (FLAG_NOFOLLOW | FLAG_OBJECT_ID) == 0
+}
+
+/// A call that followed a symlink changed the file the link leads to, not the link: name
+/// that file, so the operation means the same wherever it is applied. The driver records
+/// the name as the caller gave it, and only here, as close to the call as userspace gets,
+/// can the link be read as it was then; a later operation may replace it. A name that is
+/// not a symlink (the usual case: one `lstat`) or leads nowhere is left as it is.
+fn name_the_file_reached(ev: &mut Event) {
+    let is_link = std::fs::symlink_metadata(&ev.path).is_ok_and(|m| m.file_type().is_symlink());
+    if is_link {
+        if let Ok(real) = std::fs::canonicalize(&ev.path) {
+            ev.path = real;
+        }
     }
 }

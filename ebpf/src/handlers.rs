@@ -4,8 +4,8 @@
 
 use rill_abi::{
     record::{
-        FLAG_APPEND, FLAG_DATA_FAULT, FLAG_OBJECT_ID, FLAG_PATH_CACHED, FLAG_RANGE_ONLY,
-        FLAG_THROTTLED, FLAG_VALUES,
+        FLAG_APPEND, FLAG_DATA_FAULT, FLAG_NOFOLLOW, FLAG_OBJECT_ID, FLAG_PATH_CACHED,
+        FLAG_RANGE_ONLY, FLAG_THROTTLED, FLAG_VALUES,
     },
     DirtyKey, DriverConfig, Kind, Section,
 };
@@ -18,6 +18,8 @@ use crate::kernel::{
 use rill_abi::syscalls as nr;
 
 const S_IFMT: u32 = 0o170000;
+/// The `*at` flag for acting on a final symlink itself.
+const AT_SYMLINK_NOFOLLOW: u64 = 0x100;
 const S_IFREG: u32 = 0o100000;
 const O_CREAT: u64 = 0o100;
 const O_TRUNC: u64 = 0o1000;
@@ -195,7 +197,9 @@ fn name_record(c: &Call, dirfd: u64, ptr: u64, kind: Kind, mut args: [u64; 4], e
 /// The values an attribute call set, copied from the caller (`FLAG_VALUES`): an extended
 /// attribute's value, explicit times. Read from the source file when the record is sent
 /// instead, they would be lost if the name went first (unlinked with other names left,
-/// renamed away) and would be the file's later values rather than this call's.
+/// renamed away) and would be the file's later values rather than this call's. Also
+/// whether an owner or times call by name acted on a final symlink itself
+/// (`FLAG_NOFOLLOW`).
 #[inline(always)]
 fn values(c: &Call, b: &mut Builder, kind: Kind, args: &mut [u64; 4]) {
     match (kind, c.nr) {
@@ -207,10 +211,17 @@ fn values(c: &Call, b: &mut Builder, kind: Kind, args: &mut [u64; 4]) {
             }
         }
         (Kind::Utimes, nr::UTIMENSAT) => {
+            if c.arg(3) & AT_SYMLINK_NOFOLLOW != 0 {
+                b.flags |= FLAG_NOFOLLOW;
+            }
             if let Some(t) = user_times(c.arg(2), 1) {
                 *args = times_args(t, args[3]);
                 b.flags |= FLAG_VALUES;
             }
+        }
+        (Kind::Chown, nr::LCHOWN) => b.flags |= FLAG_NOFOLLOW,
+        (Kind::Chown, nr::FCHOWNAT) if c.arg(4) & AT_SYMLINK_NOFOLLOW != 0 => {
+            b.flags |= FLAG_NOFOLLOW
         }
         (Kind::Utimes, nr::UTIMES) => {
             if let Some(t) = user_times(c.arg(1), 1000) {

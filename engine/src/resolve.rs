@@ -16,7 +16,7 @@
 //! were written and [`Resolver::times_of_written`] gives the source's current times for
 //! each, to be sent after them.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
@@ -24,6 +24,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use rill_abi::maps::user_dev_to_kernel;
 use rill_driver_linux::{Event, FileTimes, Op};
 
 /// Why an operation cannot be sent.
@@ -63,11 +64,12 @@ impl Default for ResolveOptions {
 pub struct Resolver {
     source: PathBuf,
     options: ResolveOptions,
-    /// Files written since the last `times_of_written`, relative.
-    written: BTreeSet<PathBuf>,
+    /// Files written since the last `times_of_written`, relative, with the (kernel device,
+    /// inode) written when the capture said (operations on an open file).
+    written: BTreeMap<PathBuf, Option<(u64, u64)>>,
     /// Names whose value (data, times, attribute) could not be read because the file had
     /// moved on by the time its operation was sent; see [`Resolver::take_stale`].
-    stale: BTreeSet<PathBuf>,
+    stale: BTreeMap<PathBuf, ()>,
 }
 
 /// The most bytes one resolved write carries: the bytes are read into memory to be sent.
@@ -85,8 +87,8 @@ impl Resolver {
         Resolver {
             source: source.to_path_buf(),
             options,
-            written: BTreeSet::new(),
-            stale: BTreeSet::new(),
+            written: BTreeMap::new(),
+            stale: BTreeMap::new(),
         }
     }
 
@@ -135,67 +137,11 @@ impl Resolver {
                 }
                 Ok(())
             }
-            _ if names_a_symlink(&ev) => {
-                for ev in self.through_symlink(ev) {
-                    out.extend(self.resolve_one(ev)?);
-                }
-                Ok(())
-            }
             _ => {
                 out.extend(self.resolve_one(ev)?);
                 Ok(())
             }
         }
-    }
-
-    /// `chown` and `utimes` by the name of a symlink acted on the link or on the file it
-    /// points to (`lchown` or `chown`, `AT_SYMLINK_NOFOLLOW` or not): the capture does not
-    /// say which. The replica gets both, with the values both have on the source now: the
-    /// file the link resolves to (when it is replicated too), and the link itself; times
-    /// the call carried are dropped for that reason. (Calls that always follow, like
-    /// `truncate` or `chmod`, follow on the replica as well.)
-    fn through_symlink(&self, mut ev: Event) -> Vec<Event> {
-        let mut out = Vec::new();
-        let ambiguous = matches!(ev.op, Op::Chown { .. } | Op::Utimes { .. });
-        if let Op::Utimes { times } = &mut ev.op {
-            *times = None;
-        }
-        let with_owner = |path: &Path, follow: bool| {
-            let m = if follow {
-                std::fs::metadata(path)
-            } else {
-                std::fs::symlink_metadata(path)
-            };
-            m.ok().map(|m| Op::Chown {
-                uid: Some(m.uid()),
-                gid: Some(m.gid()),
-            })
-        };
-        if let Ok(real) = std::fs::canonicalize(&ev.path) {
-            if real.starts_with(&self.source) {
-                let op = match ev.op {
-                    Op::Chown { .. } => with_owner(&real, true),
-                    ref op => Some(op.clone()),
-                };
-                if let Some(op) = op {
-                    out.push(Event {
-                        path: real,
-                        op,
-                        ..ev.clone()
-                    });
-                }
-            }
-        }
-        if ambiguous {
-            let op = match ev.op {
-                Op::Chown { .. } => with_owner(&ev.path, false),
-                ref op => Some(op.clone()),
-            };
-            if let Some(op) = op {
-                out.push(Event { op, ..ev });
-            }
-        }
-        out
     }
 
     fn resolve_one(&mut self, mut ev: Event) -> Result<Option<Event>, ResolveError> {
@@ -218,29 +164,15 @@ impl Resolver {
                         Err(e) => return Err(read("data", e)),
                     }
                 }
-                self.written.insert(ev.path.clone());
+                self.wrote(&ev);
             }
-            Op::Create { .. } | Op::Truncate { .. } | Op::Fallocate { .. } => {
-                self.written.insert(ev.path.clone());
-            }
+            Op::Create { .. } | Op::Truncate { .. } | Op::Fallocate { .. } => self.wrote(&ev),
             Op::Rename { new_path, .. } => {
                 *new_path = self.relative(new_path)?;
-                if self.written.remove(&ev.path) {
-                    self.written.insert(new_path.clone());
-                }
-                // A stale name (or one beneath a renamed directory) moves with the rename.
-                let moved: Vec<PathBuf> = self
-                    .stale
-                    .iter()
-                    .filter(|p| p.starts_with(&ev.path))
-                    .cloned()
-                    .collect();
-                for p in moved {
-                    self.stale.remove(&p);
-                    if let Ok(rest) = p.strip_prefix(&ev.path) {
-                        self.stale.insert(new_path.join(rest));
-                    }
-                }
+                // Written and stale names (or ones beneath a renamed directory) move with
+                // the rename.
+                move_beneath(&mut self.written, &ev.path, new_path);
+                move_beneath(&mut self.stale, &ev.path, new_path);
             }
             Op::Link { target } => *target = self.relative(target)?,
             Op::Chmod { .. } | Op::Chown { .. } | Op::Utimes { .. } if !self.options.attributes => {
@@ -295,7 +227,7 @@ impl Resolver {
     /// again, and then remirrored (see [`Resolver::take_stale`]).
     fn went_stale(&mut self, rel: PathBuf) -> Option<Event> {
         if self.stale.len() < MAX_STALE {
-            self.stale.insert(rel);
+            self.stale.insert(rel, ());
         }
         None
     }
@@ -305,7 +237,7 @@ impl Resolver {
     pub fn take_stale(&mut self) -> Vec<PathBuf> {
         let found: Vec<PathBuf> = self
             .stale
-            .iter()
+            .keys()
             .filter(|p| std::fs::symlink_metadata(self.source.join(p)).is_ok())
             .cloned()
             .collect();
@@ -315,6 +247,23 @@ impl Resolver {
         found.into_iter().map(|p| self.source.join(p)).collect()
     }
 
+    /// Remembers that the operation wrote its file, with the file's identity if the
+    /// capture gave it (an operation by name leaves an identity known before in place).
+    fn wrote(&mut self, ev: &Event) {
+        let known = self.written.entry(ev.path.clone()).or_insert(ev.object);
+        if ev.object.is_some() {
+            *known = ev.object;
+        }
+    }
+
+    /// Keeps a written file whose times cannot be sent yet for a later checkpoint, up to
+    /// a bound.
+    fn keep_written(&mut self, rel: PathBuf, object: Option<(u64, u64)>) {
+        if self.written.len() < MAX_STALE {
+            self.written.insert(rel, object);
+        }
+    }
+
     /// A `Utimes` operation with the source's current times for every file written since
     /// the last call (writes moved the replica's times), relative paths.
     pub fn times_of_written(&mut self) -> Vec<Event> {
@@ -322,20 +271,56 @@ impl Resolver {
             self.written.clear();
             return Vec::new();
         }
-        std::mem::take(&mut self.written)
-            .into_iter()
-            .filter_map(|rel| {
-                let times = file_times(&self.source.join(&rel)).ok()?;
-                Some(Event::new(&rel, Op::Utimes { times: Some(times) }))
-            })
-            .collect()
+        let mut out = Vec::new();
+        for (rel, object) in std::mem::take(&mut self.written) {
+            let m = match std::fs::symlink_metadata(self.source.join(&rel)) {
+                Ok(m) => m,
+                // Renamed since, by an operation not sent yet: kept, so that rename takes
+                // it to the name whose times are due (an unlink drops it).
+                Err(e) if gone(&e) => {
+                    self.keep_written(rel, object);
+                    continue;
+                }
+                Err(_) => continue,
+            };
+            // The name holds another file now (one renamed over it, or made anew after
+            // an unlink, by operations not sent yet): its times are not the ones due here.
+            if object.is_some_and(|o| o != (user_dev_to_kernel(m.dev()), m.ino())) {
+                self.keep_written(rel, object);
+                continue;
+            }
+            out.push(Event::new(
+                &rel,
+                Op::Utimes {
+                    times: Some(times_of(&m)),
+                },
+            ));
+        }
+        out
     }
 }
 
-/// Whether `ev` is a call by name that follows a final symlink, on a path that is one.
-fn names_a_symlink(ev: &Event) -> bool {
-    matches!(ev.op, Op::Chown { .. } | Op::Utimes { .. })
-        && std::fs::symlink_metadata(&ev.path).is_ok_and(|m| m.file_type().is_symlink())
+/// Moves the names in `map` that are `from` or beneath it to the same place under `to`
+/// (replacing what was there, as the rename did). Paths order by component, so those
+/// names are the ones right from `from` on.
+fn move_beneath<V>(map: &mut BTreeMap<PathBuf, V>, from: &Path, to: &Path) {
+    let moved: Vec<PathBuf> = map
+        .range(from.to_path_buf()..)
+        .take_while(|(p, _)| p.starts_with(from))
+        .map(|(p, _)| p.clone())
+        .collect();
+    for p in moved {
+        let (Some(v), Ok(rest)) = (map.remove(&p), p.strip_prefix(from)) else {
+            continue;
+        };
+        // `join` of an empty path would add a trailing slash.
+        let to = if rest.as_os_str().is_empty() {
+            to.to_path_buf()
+        } else {
+            to.join(rest)
+        };
+        map.insert(to, v);
+    }
 }
 
 /// The file is gone (or a directory on its way was replaced): a later operation says so.
@@ -356,11 +341,14 @@ pub fn read_range(path: &Path, offset: u64, len: u64) -> io::Result<Vec<u8>> {
 
 /// A file's access and modification times, not following a final symlink.
 pub fn file_times(path: &Path) -> io::Result<FileTimes> {
-    let m = std::fs::symlink_metadata(path)?;
-    Ok(FileTimes {
+    std::fs::symlink_metadata(path).map(|m| times_of(&m))
+}
+
+fn times_of(m: &std::fs::Metadata) -> FileTimes {
+    FileTimes {
         atime: (m.atime(), m.atime_nsec() as u32),
         mtime: (m.mtime(), m.mtime_nsec() as u32),
-    })
+    }
 }
 
 /// An extended attribute's value, following a final symlink as setxattr(2) does (user
@@ -404,4 +392,85 @@ pub fn list_xattrs(path: &Path) -> io::Result<Vec<Vec<u8>>> {
         .filter(|n| !n.is_empty())
         .map(<[u8]>::to_vec)
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolved(r: &mut Resolver, ev: Event) -> Vec<Event> {
+        let mut out = Vec::new();
+        r.resolve(ev, &mut out).unwrap();
+        out
+    }
+
+    /// A file written, then renamed (its own name and a directory above it) before the
+    /// renames are sent: its times are due under the name the renames lead to, not lost
+    /// with the old name.
+    #[test]
+    fn times_of_a_written_file_follow_renames_not_sent_yet() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path();
+        std::fs::create_dir(src.join("dir")).unwrap();
+        std::fs::write(src.join("dir/a"), b"data").unwrap();
+        let write = Op::Write {
+            offset: 0,
+            len: 4,
+            data: Some(b"data".to_vec()),
+        };
+        let mut r = Resolver::new(src, ResolveOptions::default());
+        resolved(&mut r, Event::new(src.join("dir/a"), write));
+        std::fs::rename(src.join("dir/a"), src.join("dir/b")).unwrap();
+        std::fs::rename(src.join("dir"), src.join("moved")).unwrap();
+        assert!(
+            r.times_of_written().is_empty(),
+            "dir/a is gone on the source"
+        );
+        for (from, to) in [("dir/a", "dir/b"), ("dir", "moved")] {
+            let rename = Op::Rename {
+                new_path: src.join(to),
+                flags: 0,
+            };
+            resolved(&mut r, Event::new(src.join(from), rename));
+        }
+        let due: Vec<PathBuf> = r.times_of_written().into_iter().map(|e| e.path).collect();
+        assert_eq!(due, [PathBuf::from("moved/b")]);
+        assert_eq!(due[0].as_os_str(), "moved/b", "no trailing slash");
+        assert!(r.times_of_written().is_empty(), "sent once");
+    }
+
+    /// A file renamed over another written one, before the rename is sent: the name's
+    /// times now are the other file's, not the ones due for what was written there.
+    #[test]
+    fn times_are_not_read_from_a_file_renamed_over_the_one_written() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path();
+        let mut r = Resolver::new(src, ResolveOptions::default());
+        for name in ["x", "y"] {
+            std::fs::write(src.join(name), name).unwrap();
+            let m = std::fs::metadata(src.join(name)).unwrap();
+            let write = Op::Write {
+                offset: 0,
+                len: 1,
+                data: Some(name.as_bytes().to_vec()),
+            };
+            let ev = Event {
+                object: Some((user_dev_to_kernel(m.dev()), m.ino())),
+                ..Event::new(src.join(name), write)
+            };
+            resolved(&mut r, ev);
+        }
+        std::fs::rename(src.join("y"), src.join("x")).unwrap();
+        assert!(
+            r.times_of_written().is_empty(),
+            "x is y's file now, y is gone"
+        );
+        let rename = Op::Rename {
+            new_path: src.join("x"),
+            flags: 0,
+        };
+        resolved(&mut r, Event::new(src.join("y"), rename));
+        let due: Vec<PathBuf> = r.times_of_written().into_iter().map(|e| e.path).collect();
+        assert_eq!(due, [PathBuf::from("x")]);
+    }
 }

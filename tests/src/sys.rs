@@ -352,11 +352,21 @@ pub fn fchownat(dirfd: i32, name: &str, uid: i32, gid: i32, flags: i32) {
 /// utimensat(dirfd, name, times, 0); `name` None is the fd form (NULL path), `times`
 /// None sets both times to now.
 pub fn utimensat(dirfd: i32, name: Option<&str>, times: Option<[libc::timespec; 2]>) {
+    utimensat_flags(dirfd, name, times, 0);
+}
+
+/// [`utimensat`] with `flags` (`AT_SYMLINK_NOFOLLOW`).
+pub fn utimensat_flags(
+    dirfd: i32,
+    name: Option<&str>,
+    times: Option<[libc::timespec; 2]>,
+    flags: i32,
+) {
     let p = name.map(cs);
     let pp = p.as_ref().map_or(std::ptr::null(), |p| p.as_ptr());
     let tp = times.as_ref().map_or(std::ptr::null(), |t| t.as_ptr());
-    let what = format!("utimensat({dirfd}, {name:?})");
-    sys!(what, libc::SYS_utimensat, dirfd, pp, tp, 0);
+    let what = format!("utimensat({dirfd}, {name:?}, {flags:#x})");
+    sys!(what, libc::SYS_utimensat, dirfd, pp, tp, flags);
 }
 
 pub fn utimes(path: &str) {

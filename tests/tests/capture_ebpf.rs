@@ -229,6 +229,31 @@ fn utimensat_path_and_fd_forms_and_utimes() {
     });
 }
 
+/// Owner and times calls by the name of a symlink: one that follows the link names the
+/// file it reached, one with `AT_SYMLINK_NOFOLLOW` (or `lchown`) names the link.
+#[test]
+fn owner_and_times_through_a_symlink_name_what_they_changed() {
+    check("symlink-attrs", |d| {
+        let (t, s) = (d.join("t"), d.join("s"));
+        let times = |a: u64, m: u64| (vec![a, 5u64], vec![m, 5u64]);
+        let (nofollow, follow) = (
+            times(1_000_000_000, 1_000_000_001),
+            times(1_200_000_000, 1_200_000_001),
+        );
+        vec![
+            create(&t, 0o644),
+            op!("symlink", s, target = "t"),
+            op!("chown", t, uid = 1000, gid = 1000),
+            op!("chown", s, uid = 2000, gid = 2000),
+            op!("chown", s, uid = 3000, gid = 3000),
+            op!("chown", t, uid = 4000, gid = 4000),
+            op!("utimes", s, atime = nofollow.0, mtime = nofollow.1),
+            op!("utimes", t, atime = follow.0, mtime = follow.1),
+            op!("utimes", t),
+        ]
+    });
+}
+
 #[test]
 fn setxattr_removexattr_families() {
     check("xattr", |d| {

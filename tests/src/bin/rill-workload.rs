@@ -80,6 +80,7 @@ fn run(scenario: &str, d: &str, p: &Params) {
         "chmod" => chmod_ops(d),
         "chown" => chown_ops(d),
         "utimes" => utimes_ops(d),
+        "symlink-attrs" => symlink_attrs(d),
         "xattr" => xattr(d),
         "dirfd" => dirfd(d),
         "cwd" => cwd(d),
@@ -315,6 +316,38 @@ fn utimes_ops(d: &str) {
     utimensat(dfd, Some("u"), Some([atime, mtime]));
     close(dfd);
     close(fd);
+}
+
+/// create t; symlink s -> t; owner and times calls by the name s, each following the
+/// link or not: chown (t), lchown (s), fchownat nofollow (s), fchownat (t), utimensat
+/// nofollow (s), utimensat (t), utimes (t).
+fn symlink_attrs(d: &str) {
+    close(new_file(&format!("{d}/t")));
+    let s = format!("{d}/s");
+    symlink("t", &s);
+    chown(&s, 1000, 1000);
+    lchown(&s, 2000, 2000);
+    let dfd = dir_fd(d);
+    fchownat(dfd, "s", 3000, 3000, libc::AT_SYMLINK_NOFOLLOW);
+    fchownat(dfd, "s", 4000, 4000, 0);
+    let t = |sec| libc::timespec {
+        tv_sec: sec,
+        tv_nsec: 5,
+    };
+    utimensat_flags(
+        dfd,
+        Some("s"),
+        Some([t(1_000_000_000), t(1_000_000_001)]),
+        libc::AT_SYMLINK_NOFOLLOW,
+    );
+    utimensat_flags(
+        dfd,
+        Some("s"),
+        Some([t(1_200_000_000), t(1_200_000_001)]),
+        0,
+    );
+    utimes(&s);
+    close(dfd);
 }
 
 /// create x; setxattr user.a; lsetxattr user.b; fsetxattr user.c; removexattr user.a;
