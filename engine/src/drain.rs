@@ -19,13 +19,12 @@
 //!   writes its log before its data file: applying the data first is a state that never
 //!   existed).
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
 use rill_driver_linux::{DirtyReason, Event, Op};
 
 use crate::repset::ReplicationSet;
+use crate::resolve::read_range;
 
 /// What the drain hands on.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -105,16 +104,17 @@ impl Drain {
             data: None,
         } = ev.op
         {
+            // Fewer bytes past the end of the file; an error if it cannot be read.
             match read_range(&ev.path, offset, len) {
-                Some(bytes) if bytes.is_empty() => return,
-                Some(bytes) => {
+                Ok(bytes) if bytes.is_empty() => return,
+                Ok(bytes) => {
                     ev.op = Op::Write {
                         offset,
                         len: bytes.len() as u64,
                         data: Some(bytes),
                     }
                 }
-                None => {
+                Err(_) => {
                     return out.push(dirty(ev.path, Some((offset, len)), DirtyReason::Modified))
                 }
             }
@@ -126,24 +126,6 @@ impl Drain {
         }
         out.push(Drained::Op(ev));
     }
-}
-
-/// Reads up to `len` bytes at `offset` (fewer past the end of the file); `None` if the
-/// file cannot be opened or read.
-fn read_range(path: &PathBuf, offset: u64, len: u64) -> Option<Vec<u8>> {
-    let file = File::open(path).ok()?;
-    let mut buf = vec![0u8; usize::try_from(len).ok()?];
-    let mut got = 0;
-    while got < buf.len() {
-        match file.read_at(&mut buf[got..], offset + got as u64) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => return None,
-        }
-    }
-    buf.truncate(got);
-    Some(buf)
 }
 
 /// Merges `next` into `prev` when both are writes to one file, `next` starts where `prev`

@@ -6,6 +6,7 @@
 //! durable change journal so the files are remirrored later. Every knob is a setting with
 //! the reference guide's name, checked against its range when read.
 
+pub mod allocator;
 pub mod apply;
 pub mod change_journal;
 pub mod codec;

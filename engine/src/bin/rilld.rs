@@ -57,6 +57,7 @@ enum Command {
 }
 
 fn main() {
+    rill_engine::allocator::tune_for_data_buffers();
     let args = Cli::parse();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let result = match args.command {
