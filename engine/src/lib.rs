@@ -1,10 +1,14 @@
-//! rill-engine: the source side of rill's replication engine (`rilld`).
+//! rill-engine: rill's replication engine (`rilld`), source and target.
 //!
-//! Operations captured by the driver are drained from its ring, numbered, matched to
-//! replication sets, and queued in memory; past a threshold the queue spills, in order, to
-//! checksummed journal segments on disk. Operations that cannot be kept become entries in a
-//! durable change journal so the files are remirrored later. Every knob is a setting with
-//! the reference guide's name, checked against its range when read.
+//! On a source, operations captured by the driver are drained from its ring (`drain`),
+//! numbered, matched to replication sets, and queued in memory; past a threshold the queue
+//! spills, in order, to checksummed journal segments on disk (`queue`, `journal`).
+//! Operations that cannot be kept become entries in a durable change journal so the files
+//! are remirrored later (`change_journal`, `mirror`). The transmit loop (`transmit`)
+//! completes them (`resolve`) and sends them over mutually authenticated TLS (`link`,
+//! `proto`). On a target, each connection's operations are queued and applied in order
+//! beneath the job's target path (`target`, `apply`) and acknowledged once durable. Every
+//! knob is a setting with the reference guide's name, checked against its range when read.
 
 pub mod allocator;
 pub mod apply;
