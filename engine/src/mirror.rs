@@ -17,6 +17,10 @@
 //! applied over it), and every change captured after the read follows it: the replica
 //! converges to the source. Values read at the walk and sent later would not: a `chown`
 //! made in between would be undone by the mirror's older owner. Data is read when sent.
+//! What does not converge that way is a `rename` or `link` captured before the read and
+//! sent after it: it moves or shares whatever the replica holds under its names by then.
+//! The transmit loop asks [`Mirror::overtook`] about each operation it sends while a
+//! mirror runs and has the names of those remirrored afterwards.
 //!
 //! Holes are kept (`EnableSparseFileMirroring`): only the data extents `SEEK_DATA` /
 //! `SEEK_HOLE` report are sent, after the file was truncated to its size.
@@ -78,6 +82,9 @@ pub struct Mirror {
     link_scope: Option<PathBuf>,
     /// The names of every multiply-linked file in `link_scope`, found on first need.
     link_names: Option<HashMap<(u64, u64), Vec<PathBuf>>>,
+    /// When (CLOCK_MONOTONIC ns) each name's latest group was handed out, for as long as
+    /// an operation captured before then may still be on its way: see [`Mirror::overtook`].
+    handed_out: HashMap<PathBuf, u64>,
     progress: MirrorProgress,
 }
 
@@ -93,6 +100,7 @@ impl Mirror {
             links: HashMap::new(),
             link_scope: None,
             link_names: None,
+            handed_out: HashMap::new(),
             progress: MirrorProgress::default(),
         }
     }
@@ -150,10 +158,12 @@ impl Mirror {
     pub fn next_group(&mut self) -> Option<Vec<Event>> {
         loop {
             if let Some(group) = self.ready.pop_front() {
+                let now = crate::link::monotonic_ns();
                 for ev in &group {
                     if let Op::Write { len, .. } = ev.op {
                         self.progress.bytes += len;
                     }
+                    self.handed_out.insert(ev.path.clone(), now);
                 }
                 return Some(group);
             }
@@ -282,6 +292,26 @@ impl Mirror {
         }
         // Read when they are handed out, after the data: see the module's doc.
         self.todo.push(Step::Attributes(p.to_path_buf()));
+    }
+
+    /// Whether `ev`, a replication operation about to be sent after this mirror's groups,
+    /// was captured before a group naming one of its paths was read, and moves or shares
+    /// a file by name (`rename`, `link`). Such an operation is applied to the mirror's
+    /// newer state of those names, not the one it was made on: the file it moves may be a
+    /// later one, and the name it replaces may hold what the mirror just rebuilt. Its
+    /// names are to be remirrored. (Operations that set values apply over the mirror's
+    /// values and are overridden again by the operations after them, so they converge.)
+    pub fn overtook(&self, ev: &Event) -> bool {
+        matches!(ev.op, Op::Rename { .. } | Op::Link { .. })
+            && ev
+                .paths()
+                .any(|p| self.handed_out.get(p).is_some_and(|&at| at > ev.ktime_ns))
+    }
+
+    /// Forgets hand-out times before `ns`: every operation captured before then has been
+    /// sent (the caller knows when that is).
+    pub fn forget_before(&mut self, ns: u64) {
+        self.handed_out.retain(|_, at| *at >= ns);
     }
 
     /// The names besides `p` that the file `key` has in the link scope (none for a walk
@@ -555,6 +585,46 @@ mod tests {
             .filter(|e| matches!(e.op, Op::Link { .. }))
             .count();
         assert_eq!(links, 2, "{ops:?}");
+    }
+
+    #[test]
+    fn a_rename_captured_before_its_names_were_mirrored_is_overtaken() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        std::fs::write(r.join("a"), b"x").unwrap();
+        let mut m = Mirror::new(vec![r.to_path_buf()], set(r), options());
+        let captured = |ktime_ns, op| Event {
+            ktime_ns,
+            ..Event::new(r.join("elsewhere"), op)
+        };
+        let rename = |ktime_ns| {
+            let to = r.join("a");
+            captured(
+                ktime_ns,
+                Op::Rename {
+                    new_path: to,
+                    flags: 0,
+                },
+            )
+        };
+        let before = crate::link::monotonic_ns();
+        while m.next_group().is_some() {}
+        assert!(
+            m.overtook(&rename(before)),
+            "made before the mirror read `a`"
+        );
+        assert!(!m.overtook(&rename(u64::MAX)), "made after it");
+        let write = Op::Write {
+            offset: 0,
+            len: 1,
+            data: None,
+        };
+        assert!(!m.overtook(&captured(before, write)), "values converge");
+        m.forget_before(u64::MAX);
+        assert!(
+            !m.overtook(&rename(before)),
+            "forgotten once all before was sent"
+        );
     }
 
     #[test]

@@ -221,10 +221,14 @@ pub fn run(settings: &Settings, job: Job, sink: &mut dyn Transmit) -> Result<()>
                             }
                         }
                         let stopping = stop.load(Ordering::Relaxed);
+                        let polled_at = crate::link::monotonic_ns();
                         if stopping {
                             capture.flush(&mut events)?;
                         } else {
                             capture.poll(Duration::from_millis(50), &mut events)?;
+                        }
+                        if events.is_empty() {
+                            control.ring_empty_ns.store(polled_at, Ordering::Relaxed);
                         }
                         drain.process(events.drain(..), &mut out);
                         for d in out.drain(..) {

@@ -67,6 +67,9 @@ pub struct JobControl {
     /// Set once the capture runs: a mirror waits for it, so that every change made after
     /// the mirror read a file is captured.
     pub capturing: Arc<AtomicBool>,
+    /// CLOCK_MONOTONIC ns when the drain thread last found the capture ring empty, with
+    /// everything it had read before queued.
+    pub ring_empty_ns: AtomicU64,
 }
 
 impl JobControl {
@@ -123,6 +126,9 @@ const FLUSH_INTERVAL: Duration = Duration::from_millis(200);
 /// How often the change journal is looked at for files to remirror.
 const REMIRROR_INTERVAL: Duration = Duration::from_secs(2);
 const MAX_REMIRROR_INTERVAL: Duration = Duration::from_secs(300);
+/// How far capture timestamps may be out of order in the ring (a record's time is taken
+/// before its slot is reserved, on whichever CPU), with a wide margin.
+const CAPTURE_SLACK_NS: u64 = 10_000_000;
 
 impl TransmitLoop<'_> {
     /// Runs until the drain thread is done and the queue is empty (or the job stops),
@@ -197,13 +203,23 @@ impl TransmitLoop<'_> {
                 };
                 match self.consumer.pop(wait)? {
                     Some(q) => {
+                        if let Some(m) = mirror.as_mut() {
+                            self.overtaken(&mut m.walk, &q.event)?;
+                        }
                         self.send(&q.event, Stream::Replication)?;
                         last = q.seq;
                         unflushed += 1;
                         since_mirror += 1;
                     }
-                    // Nothing to replicate: the mirror takes the turn.
-                    None if mirror_ready => since_mirror = ratio,
+                    // Nothing to replicate: the mirror takes the turn. Every operation
+                    // captured before the ring was last found empty has been sent.
+                    None if mirror_ready => {
+                        since_mirror = ratio;
+                        if let Some(m) = mirror.as_mut() {
+                            let empty = self.control.ring_empty_ns.load(Ordering::Relaxed);
+                            m.walk.forget_before(empty.saturating_sub(CAPTURE_SLACK_NS));
+                        }
+                    }
                     None if self.drained.load(Ordering::Acquire) => break,
                     None => {}
                 }
@@ -279,6 +295,22 @@ impl TransmitLoop<'_> {
                 Ok(())
             }
         }
+    }
+
+    /// A replication operation that a running mirror overtook (see [`Mirror::overtook`])
+    /// has its names remirrored once this mirror is done; hand-out times no operation
+    /// still to come can predate are forgotten.
+    fn overtaken(&mut self, walk: &mut Mirror, ev: &rill_driver_linux::Event) -> Result<()> {
+        if walk.overtook(ev) {
+            let at = now_ns();
+            let marks: Vec<Mark> = ev
+                .paths()
+                .map(|p| Mark::whole(p.clone(), Reason::Modified, at))
+                .collect();
+            self.changes.mark(&marks)?;
+        }
+        walk.forget_before(ev.ktime_ns.saturating_sub(CAPTURE_SLACK_NS));
+        Ok(())
     }
 
     /// Files the destination could not apply go to the change journal, to be remirrored.
