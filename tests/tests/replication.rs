@@ -268,7 +268,7 @@ fn sqlite_snapshots_of_the_replica_open_clean() {
                  COMMIT;",
             )
             .unwrap();
-            for i in 0..400u32 {
+            for i in 0..1500u32 {
                 let tx = conn.unchecked_transaction().unwrap();
                 tx.execute(
                     "INSERT INTO t(v) VALUES (?1)",
@@ -290,9 +290,9 @@ fn sqlite_snapshots_of_the_replica_open_clean() {
     let snaps = TestDir::new("rep-sqlite-snaps");
     let mut rng = Rng(42);
     let (mut taken, mut with_db) = (0, 0);
-    while !writer.is_finished() || with_db < 3 {
+    while !writer.is_finished() || with_db < 10 {
         std::thread::sleep(Duration::from_millis(20 + rng.below(150)));
-        p.target.signal(libc::SIGSTOP).unwrap();
+        p.target.freeze().unwrap();
         let snap = snaps.join(format!("s{taken}"));
         std::fs::create_dir_all(&snap).unwrap();
         for e in std::fs::read_dir(&p.dst).unwrap() {

@@ -160,6 +160,24 @@ impl Host {
         Ok(())
     }
 
+    /// Stops the process (SIGSTOP) and returns once every one of its threads has
+    /// stopped: `kill` returns before they have, and a thread may still finish the call it
+    /// is in, so what the process writes is only frozen from here on.
+    pub fn freeze(&self) -> Result<()> {
+        self.signal(libc::SIGSTOP)?;
+        let Some(pid) = self.pid() else {
+            return Ok(());
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !all_threads_stopped(pid)? {
+            if Instant::now() > deadline {
+                bail!("process {pid} did not stop within 10 s of SIGSTOP");
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(())
+    }
+
     /// The engine log (LogDir/rilld.log).
     pub fn event_log(&self) -> String {
         std::fs::read_to_string(self.dir.join("log/rilld.log")).unwrap_or_default()
@@ -239,4 +257,22 @@ pub fn in_sync(source: &Host, job: &str) -> Result<bool> {
         && s.con_ops_in_mir_queue == 0
         && s.target_data_state == rill_engine::jobs::DataState::Ok
         && s.con_state == rill_engine::mgmt::ConState::Active)
+}
+
+/// Whether every thread of `pid` is stopped (state `T` in `/proc/PID/task/TID/stat`) or
+/// has exited (`Z`, `X`).
+fn all_threads_stopped(pid: u32) -> Result<bool> {
+    let tasks = format!("/proc/{pid}/task");
+    for t in std::fs::read_dir(&tasks).with_context(|| format!("listing {tasks}"))? {
+        let stat = std::fs::read_to_string(t?.path().join("stat"))?;
+        // The state follows the command name, which is in parentheses and may hold any
+        // character: it is the first field after the last ')'.
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next());
+        if !matches!(state, Some('T' | 'Z' | 'X')) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
