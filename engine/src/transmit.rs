@@ -201,7 +201,14 @@ impl TransmitLoop<'_> {
                 } else {
                     Duration::from_millis(50)
                 };
-                match self.consumer.pop(wait)? {
+                let popped = self.consumer.pop(wait)?;
+                // Nothing queued: every operation captured before the ring was last found
+                // empty has been sent.
+                if let (None, Some(m)) = (&popped, mirror.as_mut()) {
+                    let empty = self.control.ring_empty_ns.load(Ordering::Relaxed);
+                    m.walk.forget_before(empty.saturating_sub(CAPTURE_SLACK_NS));
+                }
+                match popped {
                     Some(q) => {
                         if let Some(m) = mirror.as_mut() {
                             self.overtaken(&mut m.walk, &q.event)?;
@@ -211,15 +218,8 @@ impl TransmitLoop<'_> {
                         unflushed += 1;
                         since_mirror += 1;
                     }
-                    // Nothing to replicate: the mirror takes the turn. Every operation
-                    // captured before the ring was last found empty has been sent.
-                    None if mirror_ready => {
-                        since_mirror = ratio;
-                        if let Some(m) = mirror.as_mut() {
-                            let empty = self.control.ring_empty_ns.load(Ordering::Relaxed);
-                            m.walk.forget_before(empty.saturating_sub(CAPTURE_SLACK_NS));
-                        }
-                    }
+                    // Nothing to replicate: the mirror takes the turn.
+                    None if mirror_ready => since_mirror = ratio,
                     None if self.drained.load(Ordering::Acquire) => break,
                     None => {}
                 }
