@@ -371,30 +371,44 @@ impl<'a> Record<'a> {
         sections: [&[u8]; SECTION_COUNT],
         out: &mut [u8],
     ) -> Result<usize, DecodeError> {
-        let total: usize = sections.iter().map(|s| s.len()).sum();
-        let len = HEADER_SIZE + total;
+        let lens = sections.map(<[u8]>::len);
+        let len = HEADER_SIZE + lens.iter().sum::<usize>();
         if out.len() < len {
             return Err(DecodeError::Truncated {
                 needed: len,
                 available: out.len(),
             });
         }
-        let mut h = *header;
-        h.len = len as u32;
-        h.version = ABI_VERSION;
-        for (slot, s) in h.sections.iter_mut().zip(sections.iter()) {
-            *slot = u32::try_from(s.len()).map_err(|_| DecodeError::BadLength {
-                len: u32::MAX,
-                sections_total: total,
-            })?;
-        }
-        write_header(&h, &mut out[..HEADER_SIZE]);
+        out[..HEADER_SIZE].copy_from_slice(&Record::encode_header(header, lens)?);
         let mut at = HEADER_SIZE;
         for s in sections {
             out[at..at + s.len()].copy_from_slice(s);
             at += s.len();
         }
         Ok(len)
+    }
+
+    /// The header of a record whose sections have the lengths `lens`, to be followed by
+    /// the sections themselves: for a writer that appends a record piece by piece
+    /// instead of into a buffer made (and zeroed) for all of it.
+    pub fn encode_header(
+        header: &RecordHeader,
+        lens: [usize; SECTION_COUNT],
+    ) -> Result<[u8; HEADER_SIZE], DecodeError> {
+        let total: usize = lens.iter().sum();
+        let bad = DecodeError::BadLength {
+            len: u32::MAX,
+            sections_total: total,
+        };
+        let mut h = *header;
+        h.len = u32::try_from(HEADER_SIZE + total).map_err(|_| bad)?;
+        h.version = ABI_VERSION;
+        for (slot, l) in h.sections.iter_mut().zip(lens) {
+            *slot = u32::try_from(l).map_err(|_| bad)?;
+        }
+        let mut b = [0u8; HEADER_SIZE];
+        write_header(&h, &mut b);
+        Ok(b)
     }
 }
 

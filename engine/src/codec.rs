@@ -118,10 +118,15 @@ pub fn encode(ev: &Event, out: &mut Vec<u8>) -> Result<(), CodecError> {
         data,
     ];
     let total = rill_abi::HEADER_SIZE + sections.iter().map(|s| s.len()).sum::<usize>();
-    let start = out.len();
-    out.resize(start + total, 0);
-    Record::encode(&header, sections, &mut out[start..])
+    // Appended piece by piece: a buffer made for the whole record would first be zeroed,
+    // a pass over every byte of a write's data for nothing.
+    let head = Record::encode_header(&header, sections.map(<[u8]>::len))
         .map_err(|_| CodecError::TooLarge(total))?;
+    out.reserve(total);
+    out.extend_from_slice(&head);
+    for s in sections {
+        out.extend_from_slice(s);
+    }
     Ok(())
 }
 

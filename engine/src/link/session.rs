@@ -233,6 +233,19 @@ fn acknowledge(window: &mut VecDeque<InFlight>, seq: u64, shared: &Shared, acked
 }
 
 /// Encodes one item into its frame.
+/// Encoding a record fails only when it is too large for the abi's 32-bit lengths.
+fn record_unencodable(e: codec::CodecError) -> proto::ProtoError {
+    let len = match e {
+        codec::CodecError::TooLarge(n) => n as u64,
+        _ => 0,
+    };
+    proto::ProtoError::TooLarge {
+        what: "operation record",
+        len,
+        max: u64::from(u32::MAX),
+    }
+}
+
 fn encode(
     item: Outgoing,
     seq: u64,
@@ -245,8 +258,6 @@ fn encode(
             stream,
             captured_ns,
         } => {
-            let mut body = Vec::new();
-            codec::encode(&ev, &mut body)?;
             let data_bytes = match &ev.op {
                 rill_driver_linux::Op::Write { len, .. } => *len,
                 _ => 0,
@@ -254,7 +265,16 @@ fn encode(
             // The guide's threshold is a file size; a write's length stands for it, as
             // the file's size would cost a stat per operation.
             let policy = compression.policy(&ev.path, data_bytes);
-            Frame::encode_op(seq, stream, &body, policy, &mut frame)?;
+            if policy.zstd_level.is_some() {
+                let mut body = Vec::new();
+                codec::encode(&ev, &mut body)?;
+                Frame::encode_op(seq, stream, &body, policy, &mut frame)?;
+            } else {
+                // Uncompressed, the record is written into the frame itself.
+                Frame::encode_op_with(seq, stream, policy, &mut frame, |out| {
+                    codec::encode(&ev, out).map_err(record_unencodable)
+                })?;
+            }
             let compressed = frame
                 .first_chunk::<{ proto::HEADER_LEN }>()
                 .and_then(|h| proto::Header::parse(h, MAX_FRAME).ok())

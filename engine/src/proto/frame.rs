@@ -369,6 +369,21 @@ impl Frame {
         })
     }
 
+    /// Appends an uncompressed Op frame whose body `body` writes straight into `out`, so
+    /// a large body is not built elsewhere and copied in. On error `out` is as it was.
+    pub fn encode_op_with(
+        seq: u64,
+        stream: Stream,
+        policy: Policy,
+        out: &mut Vec<u8>,
+        body: impl FnOnce(&mut Vec<u8>) -> Result<(), ProtoError>,
+    ) -> Result<usize, ProtoError> {
+        finish(out, Kind::Op, policy, |out| {
+            payload::encode_op(seq, stream, &[], None, out)?;
+            body(out).map(|()| 0)
+        })
+    }
+
     /// Decodes the frame at the start of `buf`, accepting payloads up to `max` bytes.
     /// Returns the frame and the bytes it used; `ProtoError::Incomplete` when `buf` is a
     /// valid beginning of a frame that needs more bytes.

@@ -119,6 +119,32 @@ fn encode_op_writes_what_encode_writes() {
 }
 
 #[test]
+fn an_op_whose_body_is_written_in_place_is_the_same_frame() {
+    let body = b"0123456789".repeat(50);
+    let mut out = b"earlier".to_vec();
+    let n = Frame::encode_op_with(7, Stream::Mirror, Policy::PLAIN, &mut out, |o| {
+        o.extend_from_slice(&body);
+        Ok(())
+    })
+    .unwrap();
+    let mut plain = Vec::new();
+    Frame::encode_op(7, Stream::Mirror, &body, Policy::PLAIN, &mut plain).unwrap();
+    assert_eq!(&out[7..], plain.as_slice());
+    assert_eq!(n, plain.len());
+    // A body that fails leaves what was there.
+    let failed = Frame::encode_op_with(8, Stream::Mirror, Policy::PLAIN, &mut out, |o| {
+        o.extend_from_slice(b"half");
+        Err(ProtoError::TooLarge {
+            what: "operation record",
+            len: 0,
+            max: 0,
+        })
+    });
+    assert!(failed.is_err());
+    assert_eq!(out.len(), 7 + n);
+}
+
+#[test]
 fn encode_appends_after_what_is_there() {
     let mut out = b"earlier".to_vec();
     let n = Frame::Ack { seq: 1 }
