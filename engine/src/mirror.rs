@@ -85,6 +85,9 @@ pub struct Mirror {
     /// When (CLOCK_MONOTONIC ns) each name's latest group was handed out, for as long as
     /// an operation captured before then may still be on its way: see [`Mirror::overtook`].
     handed_out: HashMap<PathBuf, u64>,
+    /// The same hand-outs in the order they happened (so in time order), for
+    /// [`Mirror::forget_before`] to drop from the front: it runs for every operation sent.
+    hand_out_order: VecDeque<(u64, PathBuf)>,
     progress: MirrorProgress,
 }
 
@@ -101,6 +104,7 @@ impl Mirror {
             link_scope: None,
             link_names: None,
             handed_out: HashMap::new(),
+            hand_out_order: VecDeque::new(),
             progress: MirrorProgress::default(),
         }
     }
@@ -164,6 +168,7 @@ impl Mirror {
                         self.progress.bytes += len;
                     }
                     self.handed_out.insert(ev.path.clone(), now);
+                    self.hand_out_order.push_back((now, ev.path.clone()));
                 }
                 return Some(group);
             }
@@ -311,7 +316,17 @@ impl Mirror {
     /// Forgets hand-out times before `ns`: every operation captured before then has been
     /// sent (the caller knows when that is).
     pub fn forget_before(&mut self, ns: u64) {
-        self.handed_out.retain(|_, at| *at >= ns);
+        while let Some((at, _)) = self.hand_out_order.front() {
+            if *at >= ns {
+                break;
+            }
+            if let Some((at, path)) = self.hand_out_order.pop_front() {
+                // Unless the name was handed out again since.
+                if self.handed_out.get(&path) == Some(&at) {
+                    self.handed_out.remove(&path);
+                }
+            }
+        }
     }
 
     /// The names besides `p` that the file `key` has in the link scope (none for a walk
