@@ -134,25 +134,12 @@ impl Mirror {
     /// Files and bytes the roots hold (`CalculateOnConnect`): a full walk, no data read.
     pub fn calculate(roots: &[PathBuf], set: &ReplicationSet) -> MirrorProgress {
         let mut total = MirrorProgress::default();
-        let mut stack: Vec<PathBuf> = roots.to_vec();
-        while let Some(p) = stack.pop() {
-            let Ok(m) = std::fs::symlink_metadata(&p) else {
-                continue;
-            };
-            if !set.protects(&p) && !m.is_dir() {
-                continue;
+        each_protected_file(roots.to_vec(), set, |_, m| {
+            total.files += 1;
+            if m.is_file() {
+                total.bytes += m.len();
             }
-            if m.is_dir() {
-                if let Ok(rd) = std::fs::read_dir(&p) {
-                    stack.extend(rd.filter_map(|e| e.ok().map(|e| e.path())));
-                }
-            } else {
-                total.files += 1;
-                if m.is_file() {
-                    total.bytes += m.len();
-                }
-            }
-        }
+        });
         total
     }
 
@@ -426,11 +413,30 @@ enum Step {
 }
 
 /// The names of every file with more than one link beneath `scope` that the set protects,
-/// by (device, inode): one walk that follows no symlink, done once per remirror and only
-/// when it meets such a file.
+/// by (device, inode): one walk, done once per remirror and only when it meets such a file.
 fn multiply_linked(scope: &Path, set: &ReplicationSet) -> HashMap<(u64, u64), Vec<PathBuf>> {
     let mut index: HashMap<(u64, u64), Vec<PathBuf>> = HashMap::new();
-    let mut stack = vec![scope.to_path_buf()];
+    each_protected_file(vec![scope.to_path_buf()], set, |p, m| {
+        if m.nlink() > 1 {
+            index
+                .entry((m.dev(), m.ino()))
+                .or_default()
+                .push(p.to_path_buf());
+        }
+    });
+    for names in index.values_mut() {
+        names.sort();
+    }
+    index
+}
+
+/// Calls `visit` with every non-directory beneath `roots` that the set protects, walking
+/// depth first without following symlinks; what cannot be read is skipped.
+fn each_protected_file(
+    mut stack: Vec<PathBuf>,
+    set: &ReplicationSet,
+    mut visit: impl FnMut(&Path, &Metadata),
+) {
     while let Some(p) = stack.pop() {
         let Ok(m) = std::fs::symlink_metadata(&p) else {
             continue;
@@ -439,14 +445,10 @@ fn multiply_linked(scope: &Path, set: &ReplicationSet) -> HashMap<(u64, u64), Ve
             if let Ok(rd) = std::fs::read_dir(&p) {
                 stack.extend(rd.filter_map(|e| e.ok().map(|e| e.path())));
             }
-        } else if m.nlink() > 1 && set.protects(&p) {
-            index.entry((m.dev(), m.ino())).or_default().push(p);
+        } else if set.protects(&p) {
+            visit(&p, &m);
         }
     }
-    for names in index.values_mut() {
-        names.sort();
-    }
-    index
 }
 
 /// The data extents of a file, as `[start, end)` ranges, by `SEEK_DATA` / `SEEK_HOLE`.
