@@ -232,7 +232,6 @@ fn acknowledge(window: &mut VecDeque<InFlight>, seq: u64, shared: &Shared, acked
     shared.acked_items.send_replace(*acked_items);
 }
 
-/// Encodes one item into its frame.
 /// Encoding a record fails only when it is too large for the abi's 32-bit lengths.
 fn record_unencodable(e: codec::CodecError) -> proto::ProtoError {
     let len = match e {
@@ -246,6 +245,7 @@ fn record_unencodable(e: codec::CodecError) -> proto::ProtoError {
     }
 }
 
+/// Encodes one item into its frame.
 fn encode(
     item: Outgoing,
     seq: u64,

@@ -379,7 +379,7 @@ impl Frame {
         body: impl FnOnce(&mut Vec<u8>) -> Result<(), ProtoError>,
     ) -> Result<usize, ProtoError> {
         finish(out, Kind::Op, policy, |out| {
-            payload::encode_op(seq, stream, &[], None, out)?;
+            payload::encode_op_head(seq, stream, out);
             body(out).map(|()| 0)
         })
     }

@@ -99,9 +99,7 @@ pub(super) fn encode_op(
     zstd_level: Option<i32>,
     out: &mut Vec<u8>,
 ) -> Result<u8, ProtoError> {
-    let mut w = Writer::new(Kind::Op, out);
-    w.u64(seq);
-    w.u8(stream as u8);
+    encode_op_head(seq, stream, out);
     if let Some(level) = zstd_level {
         if compression::compress_into(body, level, out)? {
             return Ok(FLAG_ZSTD);
@@ -109,6 +107,13 @@ pub(super) fn encode_op(
     }
     out.extend_from_slice(body);
     Ok(0)
+}
+
+/// Appends what an Op payload holds before its body.
+pub(super) fn encode_op_head(seq: u64, stream: Stream, out: &mut Vec<u8>) {
+    let mut w = Writer::new(Kind::Op, out);
+    w.u64(seq);
+    w.u8(stream as u8);
 }
 
 /// Decodes a payload whose checksum has been checked; `max` bounds a decompressed body.
