@@ -142,8 +142,26 @@ pub fn decode(bytes: &[u8]) -> Result<Event, CodecError> {
             )));
         }
     }
-    // Stored paths are absolute and complete: no cookie is ever set, the cache stays empty.
-    to_event(&record, &mut PathCache::default()).map_err(|e| CodecError::Corrupt(e.to_string()))
+    // Stored paths are complete: no cookie is ever set, the cache stays empty.
+    let mut ev = to_event(&record, &mut PathCache::default())
+        .map_err(|e| CodecError::Corrupt(e.to_string()))?;
+    // The record format reads every name as absolute. A name stored without its leading
+    // `/` was relative (a target's queue holds its peer's names, relative to the replica,
+    // the replica itself being the empty name) and is given back as it was stored.
+    let relative = |p: &mut PathBuf, section: Section| {
+        if !record.section(section).starts_with(b"/") {
+            if let Ok(r) = p.strip_prefix("/") {
+                *p = r.to_path_buf();
+            }
+        }
+    };
+    relative(&mut ev.path, Section::PathName);
+    match &mut ev.op {
+        Op::Rename { new_path, .. } => relative(new_path, Section::Path2Name),
+        Op::Link { target } => relative(target, Section::Path2Name),
+        _ => {}
+    }
+    Ok(ev)
 }
 
 /// Decodes an operation a peer sent, whose paths must be plain names relative to the
@@ -168,19 +186,7 @@ pub fn decode_relative(bytes: &[u8]) -> Result<Event, CodecError> {
             ));
         }
     }
-    let mut ev = decode(bytes)?;
-    let relative = |p: &mut PathBuf| {
-        if let Ok(r) = p.strip_prefix("/") {
-            *p = r.to_path_buf();
-        }
-    };
-    relative(&mut ev.path);
-    match &mut ev.op {
-        Op::Rename { new_path, .. } => relative(new_path),
-        Op::Link { target } => relative(target),
-        _ => {}
-    }
-    Ok(ev)
+    decode(bytes)
 }
 
 #[cfg(test)]
@@ -191,13 +197,17 @@ mod tests {
     use std::ffi::OsString;
     use std::path::PathBuf;
 
+    /// An absolute path (a source's queue), or one relative to a replica, the replica
+    /// itself being the empty path (a target's queue).
     fn path() -> impl Strategy<Value = PathBuf> {
-        proptest::collection::vec("[a-zA-Z0-9 ._-]{1,12}", 1..6)
-            .prop_map(|c| PathBuf::from(format!("/{}", c.join("/"))))
-            .prop_filter("no dot components", |p| {
-                !p.components()
-                    .any(|c| matches!(c.as_os_str().to_str(), Some("." | "..")))
-            })
+        let names = proptest::collection::vec("[a-zA-Z0-9 ._-]{1,12}", 0..6)
+            .prop_filter("no dot components", |c| {
+                !c.iter().any(|n| n == "." || n == "..")
+            });
+        (names, any::<bool>()).prop_map(|(c, absolute)| match absolute {
+            true => PathBuf::from(format!("/{}", c.join("/"))),
+            false => PathBuf::from(c.join("/")),
+        })
     }
 
     fn op() -> impl Strategy<Value = Op> {
