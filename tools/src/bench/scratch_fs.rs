@@ -6,6 +6,12 @@
 //! driver's share. A file system made for the run starts with no deleted inodes, and
 //! unmounting it at the end deletes nothing the next run would trip over. Inode tables are
 //! initialised by mkfs, so no background `ext4lazyinit` competes with the measurements.
+//!
+//! The loop device reads and writes its image with direct I/O. A buffered loop device
+//! copies every block written back a second time, into the image's page cache, before the
+//! disk sees it: a cost a disk does not have, paid by whichever tool makes its writes
+//! durable (measured: about 0.9 s of CPU per GiB synced, on 2 vCPUs that also run the
+//! workload).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -15,9 +21,11 @@ use anyhow::{bail, Context, Result};
 pub struct ScratchFs {
     image: PathBuf,
     mount: PathBuf,
+    device: PathBuf,
 }
 
-fn run(cmd: &mut Command) -> Result<()> {
+/// Runs `cmd`; its standard output, trimmed.
+fn run(cmd: &mut Command) -> Result<String> {
     let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
     if !out.status.success() {
         bail!(
@@ -26,7 +34,7 @@ fn run(cmd: &mut Command) -> Result<()> {
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    Ok(())
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 impl ScratchFs {
@@ -45,13 +53,21 @@ impl ScratchFs {
             .arg(&image))
         .context("making the scratch file system (mkfs.ext4 from e2fsprogs)")?;
         std::fs::create_dir(&mount).with_context(|| format!("creating {}", mount.display()))?;
-        let fs = ScratchFs { image, mount };
-        run(Command::new("mount")
-            .args(["-o", "loop"])
-            .arg(&fs.image)
-            .arg(&fs.mount))
-        .context("loop-mounting the scratch file system")?;
-        Ok(fs)
+        let device = PathBuf::from(
+            run(Command::new("losetup")
+                .args(["--direct-io=on", "--find", "--show"])
+                .arg(&image))
+            .context("attaching the scratch image to a loop device (losetup from util-linux)")?,
+        );
+        if let Err(e) = run(Command::new("mount").arg(&device).arg(&mount)) {
+            let _ = run(Command::new("losetup").arg("-d").arg(&device));
+            return Err(e.context("mounting the scratch file system"));
+        }
+        Ok(ScratchFs {
+            image,
+            mount,
+            device,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -61,12 +77,19 @@ impl ScratchFs {
 
 impl Drop for ScratchFs {
     fn drop(&mut self) {
-        // The loop device is detached with the last unmount (mount -o loop sets autoclear).
         if let Err(e) = run(Command::new("umount").arg(&self.mount)) {
-            eprintln!("rill-bench: {e}; unmount {} by hand", self.mount.display());
+            eprintln!(
+                "rill-bench: {e}; unmount {} and detach {} by hand",
+                self.mount.display(),
+                self.device.display()
+            );
             return;
         }
         let _ = std::fs::remove_dir(&self.mount);
+        if let Err(e) = run(Command::new("losetup").arg("-d").arg(&self.device)) {
+            eprintln!("rill-bench: {e}; detach {} by hand", self.device.display());
+            return;
+        }
         let _ = std::fs::remove_file(&self.image);
     }
 }
