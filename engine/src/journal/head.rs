@@ -150,13 +150,15 @@ impl Head {
         self.committed
     }
 
-    /// Durably record `committed`: overwrite the older slot, then `fdatasync`.
-    pub(crate) fn write(&mut self, committed: u64) -> io::Result<()> {
+    /// Record `committed`: overwrite the older slot, then (if `durable`) `fdatasync`.
+    pub(crate) fn write(&mut self, committed: u64, durable: bool) -> io::Result<()> {
         let generation = self.generation + 1;
         let slot = encode_slot(generation, Some(committed));
         self.file
             .write_all_at(&slot, (generation % 2) * SLOT_STRIDE)?;
-        self.file.sync_data()?;
+        if durable {
+            self.file.sync_data()?;
+        }
         self.generation = generation;
         self.committed = Some(committed);
         Ok(())
@@ -177,8 +179,8 @@ mod tests {
         ));
         let mut h = Head::create(dir.path(), &dir_file).unwrap();
         assert_eq!(h.committed(), None);
-        h.write(10).unwrap();
-        h.write(20).unwrap();
+        h.write(10, true).unwrap();
+        h.write(20, true).unwrap();
         let reopen = |p: &Path| match Head::open(p).unwrap() {
             HeadState::Valid(h) => h.committed(),
             _ => panic!("head not valid"),

@@ -56,6 +56,8 @@
 //! - Otherwise [`JournalWriter::flush`] makes everything appended so far durable. A full
 //!   segment is synced before the next one is created either way, so after a crash only
 //!   the newest segment can have a torn tail; damage anywhere else is corruption.
+//! - A journal configured not `durable` (a target's queue, emptied at every start) never
+//!   syncs; the rest of this section is about durable ones.
 //! - A commit is durable before [`JournalReader::commit`] returns; only then are segments
 //!   deleted. After a crash, records at or below the committed position are never
 //!   delivered again; records above it are delivered exactly once, in order.
@@ -133,6 +135,11 @@ pub struct JournalConfig {
     /// `QLogWriteThrough`: every append durable before it returns.
     pub write_through: bool,
     pub sync_mode: SyncMode,
+    /// Whether the journal is to survive a crash at all. A queue emptied at every start
+    /// (a target's: the source resends whatever was not acknowledged) gains nothing from
+    /// syncs, which stopped its consumer for a device flush at every commit; without, no
+    /// append, rotation, commit or flush syncs, whatever `write_through` says.
+    pub durable: bool,
 }
 
 impl JournalConfig {
@@ -146,6 +153,7 @@ impl JournalConfig {
             free_space_min_bytes: 250 << 20,
             write_through: false,
             sync_mode: SyncMode::default(),
+            durable: true,
         }
     }
 }

@@ -277,7 +277,7 @@ impl JournalReader {
             }
             let head_path = self.shared.dir.join(super::head::HEAD_NAME);
             self.head
-                .write(seq)
+                .write(seq, self.shared.config.durable)
                 .map_err(io_err("write head", &head_path))?;
             let mut n = 0;
             while self.uncommitted.front().is_some_and(|&s| s <= seq) {

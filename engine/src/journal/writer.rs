@@ -141,7 +141,7 @@ impl JournalWriter {
             return Err(io_err("write", &path)(e));
         }
         let wt = &self.config;
-        if wt.write_through && wt.sync_mode == SyncMode::Fdatasync {
+        if wt.durable && wt.write_through && wt.sync_mode == SyncMode::Fdatasync {
             if let Err(e) = a.file.sync_data() {
                 let _ = a.file.set_len(a.len);
                 self.failed = true;
@@ -170,6 +170,9 @@ impl JournalWriter {
     pub fn flush(&mut self) -> Result<(), JournalError> {
         if self.failed {
             return Err(JournalError::Failed);
+        }
+        if !self.config.durable {
+            return Ok(());
         }
         if let Some(a) = &self.active {
             if let Err(e) = a.file.sync_data() {
@@ -248,7 +251,7 @@ impl JournalWriter {
         if let Some(old) = self.active.take() {
             let path = segment_path(&self.shared.dir, old.id);
             // Write-through: every record and the header are durable already.
-            if !cfg.write_through {
+            if cfg.durable && !cfg.write_through {
                 if let Err(e) = old.file.sync_data() {
                     self.failed = true;
                     return Err(io_err("fdatasync", &path)(e));
@@ -286,7 +289,7 @@ impl JournalWriter {
         let path = segment_path(&self.shared.dir, id);
         let mut opts = OpenOptions::new();
         opts.write(true).create_new(true);
-        if cfg.write_through && cfg.sync_mode == SyncMode::Dsync {
+        if cfg.durable && cfg.write_through && cfg.sync_mode == SyncMode::Dsync {
             opts.custom_flags(libc::O_DSYNC);
         }
         let file = match opts.open(&path) {
@@ -297,7 +300,7 @@ impl JournalWriter {
         self.next_id += 1;
         let header = encode_segment_header(id);
         let written = file.write_all_at(&header, 0).and_then(|()| {
-            if cfg.write_through {
+            if cfg.durable && cfg.write_through {
                 file.sync_data()?;
                 self.shared.dir_file.sync_all()
             } else {

@@ -197,6 +197,7 @@ pub(super) fn start(
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut cfg = JournalConfig::new(&dir);
     cfg.write_through = false;
+    cfg.durable = false;
     let (writer, reader, recovery) = Journal::open(cfg)?;
     let (producer, consumer) = queue(ctx.config.queue_limits, writer, reader, recovery.last_seq);
     let applier = Applier::new(target_path, ctx.config.apply)

@@ -24,6 +24,7 @@ pub(super) fn cfg(dir: &Path, segment_bytes: u64) -> JournalConfig {
         free_space_min_bytes: 0,
         write_through: false,
         sync_mode: SyncMode::default(),
+        durable: true,
     }
 }
 
@@ -106,10 +107,21 @@ pub(super) fn copy_dir(from: &Path) -> tempfile::TempDir {
     to
 }
 
+/// Durable or not (a target's queue), a journal hands back what it was given, in order.
 #[test]
 fn append_read_commit_across_segments() {
+    for durable in [true, false] {
+        append_read_commit(durable);
+    }
+}
+
+fn append_read_commit(durable: bool) {
     let dir = tempfile::tempdir().unwrap();
-    let (mut w, mut r, rec) = Journal::open(cfg(dir.path(), 256)).unwrap();
+    let config = JournalConfig {
+        durable,
+        ..cfg(dir.path(), 256)
+    };
+    let (mut w, mut r, rec) = Journal::open(config).unwrap();
     assert_eq!(rec.records, 0);
     assert_eq!(r.next().unwrap(), None);
     for seq in 1..=100u64 {

@@ -16,9 +16,13 @@
 //! directory that never follow the last component. So neither a peer's `..`, an absolute
 //! name, nor a symlink planted in the replica leads outside the root.
 //!
+//! Large writes bypass the page cache ([`direct`]).
+//!
 //! Operations are idempotent where a replay needs it (an `unlink` of a missing name, a
 //! `mkdir` of an existing directory succeed): after a crash, a target may receive again
 //! operations it applied but had not acknowledged.
+
+mod direct;
 
 use std::collections::HashMap;
 use std::ffi::{CString, OsStr};
@@ -26,7 +30,6 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -95,6 +98,7 @@ pub struct Applier {
     orphans: Removed,
     /// The last file opened through a symlink, for the op at hand only (see `writable`).
     through_link: Option<File>,
+    direct: direct::DirectWriter,
 }
 
 fn cstr(b: &[u8]) -> io::Result<CString> {
@@ -147,6 +151,7 @@ impl Applier {
             open: HashMap::new(),
             orphans: Removed::default(),
             through_link: None,
+            direct: direct::DirectWriter::default(),
         })
     }
 
@@ -213,9 +218,7 @@ impl Applier {
                 offset,
                 data: Some(d),
                 ..
-            } => self
-                .writable(rel, 0o600)
-                .and_then(|f| f.write_all_at(d, *offset)),
+            } => self.write(rel, d, *offset),
             Op::Write { data: None, .. } => return Err(unresolved("write")),
             Op::Create { mode, truncate } => self.writable(rel, *mode).and_then(|f| {
                 if *truncate {
@@ -480,6 +483,16 @@ impl Applier {
             .ok_or_else(|| io::Error::other("replica file vanished from the open set"))?;
         *used = Instant::now();
         Ok(file)
+    }
+
+    fn write(&mut self, rel: &Path, data: &[u8], offset: u64) -> io::Result<()> {
+        // Taken out for the call: `writable` borrows the applier for as long as the file.
+        let mut direct = std::mem::take(&mut self.direct);
+        let written = self
+            .writable(rel, 0o600)
+            .and_then(|f| direct.write_all_at(f, data, offset));
+        self.direct = direct;
+        written
     }
 
     fn set_times(&self, rel: &Path, t: &FileTimes) -> io::Result<()> {
