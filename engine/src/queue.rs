@@ -92,6 +92,9 @@ struct Shared {
     read_from_disk: u64,
     disk_bytes: u64,
     alert: bool,
+    /// The last sequence number queued, and the last one acknowledged.
+    pushed: u64,
+    acked: u64,
 }
 
 struct Inner {
@@ -131,6 +134,7 @@ pub fn queue(
     last_seq: Option<u64>,
 ) -> (Producer, Consumer) {
     let backlog = reader.stats().records_unread;
+    let pushed = last_seq.unwrap_or(0);
     let inner = Arc::new(Inner {
         state: Mutex::new(Shared {
             limits,
@@ -142,6 +146,8 @@ pub fn queue(
             read_from_disk: 0,
             disk_bytes: 0,
             alert: false,
+            pushed,
+            acked: pushed.saturating_sub(backlog),
         }),
         ready: Condvar::new(),
     });
@@ -190,6 +196,7 @@ impl Producer {
                     from_disk: false,
                 });
                 s.alert = s.memory_bytes * 100 >= l.memory_bytes * l.alert_percent as u64;
+                s.pushed = seq;
                 self.inner.ready.notify_one();
                 return Ok(Pushed::Memory(seq));
             }
@@ -220,6 +227,7 @@ impl Producer {
                 self.next_seq += 1;
                 s.spilling = true;
                 s.appended += 1;
+                s.pushed = seq;
                 s.disk_bytes = self.journal.stats().bytes_on_disk;
                 self.inner.ready.notify_one();
                 Ok(Pushed::Disk(seq))
@@ -311,11 +319,28 @@ impl Consumer {
         if let Some(d) = self.disk_delivered {
             self.journal.commit(d.min(seq))?;
         }
+        let mut s = self.inner.lock();
+        s.acked = s.acked.max(seq);
         Ok(())
     }
 
     pub fn stats(&self) -> QueueStats {
         stats(&self.inner)
+    }
+
+    /// A view of the queue's statistics for another thread (the daemon's status).
+    pub fn watch(&self) -> QueueWatch {
+        QueueWatch(Arc::clone(&self.inner))
+    }
+}
+
+/// The queue's statistics as they are now, from any thread.
+#[derive(Clone)]
+pub struct QueueWatch(Arc<Inner>);
+
+impl QueueWatch {
+    pub fn stats(&self) -> QueueStats {
+        stats(&self.0)
     }
 }
 
@@ -334,6 +359,9 @@ pub struct QueueStats {
     pub memory_percent: u8,
     /// At or above `QueueSizeAlertThreshold`.
     pub alert: bool,
+    /// Operations queued and not yet acknowledged: in the queue, being sent, or sent and
+    /// awaiting the checkpoint that makes them durable on the target.
+    pub ops_unacked: u64,
 }
 
 fn stats(inner: &Inner) -> QueueStats {
@@ -345,6 +373,7 @@ fn stats(inner: &Inner) -> QueueStats {
         ops_on_disk: s.appended - s.read_from_disk,
         memory_percent: (s.memory_bytes * 100 / s.limits.memory_bytes.max(1)).min(100) as u8,
         alert: s.alert,
+        ops_unacked: s.pushed.saturating_sub(s.acked),
     }
 }
 
@@ -442,16 +471,47 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_spilled_backlog_survives_reopening_and_continues_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let limits = Limits {
+    /// Queue-to-disk past 4 KiB of memory: a few 500-byte ops, then the disk.
+    fn spilling_at_4_kib() -> Limits {
+        Limits {
             memory_bytes: 4096,
             memory_ops: 1000,
             spill_percent: 100,
             alert_percent: 50,
             at_limit: AtLimit::QueueToDisk,
-        };
+        }
+    }
+
+    /// An op counts as unacknowledged from its push, through its pop, until its ack,
+    /// whether it waited in memory or on disk, and across a reopening.
+    #[test]
+    fn unacknowledged_ops_are_counted_until_their_ack() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = spilling_at_4_kib();
+        let (mut p, mut c) = open(dir.path(), limits, 4096);
+        let watch = c.watch();
+        for i in 1..=20 {
+            p.push(event(i, 500)).unwrap();
+        }
+        assert_eq!(watch.stats().ops_unacked, 20);
+        let popped: Vec<u64> = (0..12)
+            .map(|_| c.pop(Duration::ZERO).unwrap().unwrap().seq)
+            .collect();
+        assert_eq!(watch.stats().ops_unacked, 20, "popped is not acknowledged");
+        c.ack(popped[9]).unwrap();
+        assert_eq!(watch.stats().ops_unacked, 10);
+        p.flush().unwrap();
+        drop((p, c));
+        let (_p, c) = open(dir.path(), limits, 4096);
+        // The memory part (the first few ops) was acknowledged; 11 to 20 were spilled and
+        // come back from disk, still unacknowledged.
+        assert_eq!(c.stats().ops_unacked, 10);
+    }
+
+    #[test]
+    fn a_spilled_backlog_survives_reopening_and_continues_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = spilling_at_4_kib();
         let (mut p, mut c) = open(dir.path(), limits, 4096);
         let mut pushed = Vec::new();
         for i in 1..=100 {

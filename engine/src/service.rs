@@ -143,6 +143,8 @@ pub fn run(settings: &Settings, job: Job, sink: &mut dyn Transmit) -> Result<()>
     }
     let limits = limits_of(settings);
     let (mut producer, mut consumer) = queue(limits, writer, reader, recovery.last_seq);
+    // Each run of a job gets a fresh control, so this is its only queue.
+    let _ = job.control.queue.set(consumer.watch());
     let changes = Arc::new(changes);
     let counters = Arc::new(Counters::default());
     let drained = Arc::new(AtomicBool::new(false));
@@ -207,11 +209,6 @@ pub fn run(settings: &Settings, job: Job, sink: &mut dyn Transmit) -> Result<()>
                                 counters
                                     .driver_queue_percent_x100
                                     .store(x100, Ordering::Relaxed);
-                            }
-                            // The transmit thread samples the queue too, but it waits
-                            // while the link is down: this keeps status current then.
-                            if let Ok(mut q) = control.queue.lock() {
-                                *q = producer.stats();
                             }
                             sampled = Instant::now();
                         }
@@ -503,7 +500,7 @@ fn write_stats(data: &Path, c: &Counters, q: &crate::queue::QueueStats) -> Resul
         "FailedRepCount": c.failed_rep_count.load(Ordering::Relaxed),
         "autoDisConnects": c.auto_disconnects.load(Ordering::Relaxed),
         "IQAllocatorTotalBytes": q.bytes_in_memory,
-        "conOpsInRepQueue": q.ops_in_memory + q.ops_on_disk,
+        "conOpsInRepQueue": q.ops_unacked,
         "conBytesInRepQueue": q.bytes_in_memory,
         "conBytesInDiskQueue": q.bytes_on_disk,
         "QueueMemoryPercent": q.memory_percent,

@@ -13,7 +13,7 @@
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -21,7 +21,7 @@ use anyhow::Result;
 use crate::change_journal::{ChangeJournal, Entry, Mark, Reason};
 use crate::mirror::{Mirror, MirrorOptions};
 use crate::proto::{Marker, Stream};
-use crate::queue::{Consumer, QueueStats};
+use crate::queue::{Consumer, QueueStats, QueueWatch};
 use crate::repset::ReplicationSet;
 use crate::sink::{SinkError, Transmit};
 
@@ -60,8 +60,8 @@ pub struct JobControl {
     /// out so far.
     pub mirror_total_bytes: AtomicU64,
     pub mirror_sent_bytes: AtomicU64,
-    /// The source queue, as last sampled.
-    pub queue: Mutex<QueueStats>,
+    /// The source queue, live; set when the job's queue is opened.
+    pub queue: OnceLock<QueueWatch>,
     /// Files handed to the change journal for remirroring.
     pub remirrored_entries: AtomicU64,
     /// Set once the capture runs: a mirror waits for it, so that every change made after
@@ -159,11 +159,7 @@ impl TransmitLoop<'_> {
         loop {
             let stop = self.control.stop.load(Ordering::Relaxed);
             if tick_at.elapsed() >= Duration::from_secs(1) {
-                let q = self.consumer.stats();
-                if let Ok(mut s) = self.control.queue.lock() {
-                    *s = q.clone();
-                }
-                (self.on_tick)(&q)?;
+                (self.on_tick)(&self.consumer.stats())?;
                 tick_at = Instant::now();
             }
             if self.control.paused.load(Ordering::Relaxed) && !stop {
@@ -247,10 +243,6 @@ impl TransmitLoop<'_> {
                 }
                 if acked > 0 {
                     self.consumer.ack(acked)?;
-                    // Status shows the queue emptied now, not at the next sample.
-                    if let Ok(mut s) = self.control.queue.lock() {
-                        *s = self.consumer.stats();
-                    }
                 }
                 self.record_failures()?;
             }

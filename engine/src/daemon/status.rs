@@ -9,6 +9,7 @@ use crate::mgmt::{
     utc_time, ConState, JobStatus, MirrorStatus, ReplicationStatus, StatusReport, TargetCounters,
     TargetSessionStatus, TargetStatus, TransmitMode,
 };
+use crate::queue::QueueWatch;
 use crate::target::state_of_code;
 use crate::transmit::MirrorStatus as Walk;
 
@@ -173,9 +174,11 @@ fn job_status(job: &Job, runner: Option<&Runner>, driver: f64) -> JobStatus {
     } else {
         (0.0, 0)
     };
-    let q = c.queue.lock().map(|q| q.clone()).unwrap_or_default();
-    s.con_ops_in_rep_queue =
-        q.ops_in_memory + q.ops_on_disk + l.rep_ops_pending.load(Ordering::Relaxed);
+    let q = c.queue.get().map(QueueWatch::stats).unwrap_or_default();
+    // Everything queued and not yet durable on the target, sent or not: an op leaves the
+    // queue's count only when the checkpoint after it (which also carries the times of
+    // the files it wrote) is acknowledged.
+    s.con_ops_in_rep_queue = q.ops_unacked;
     s.con_bytes_in_rep_queue = q.bytes_in_memory + q.bytes_on_disk;
     s.con_bytes_in_disk_queue = q.bytes_on_disk;
     s.con_ops_in_mir_queue = l.mir_ops_pending.load(Ordering::Relaxed);
