@@ -8,6 +8,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rill_engine::mgmt::{JobAction, Request};
 use rill_tests::tree::{assert_equal_trees, equal_trees_with, snapshot_with};
 use rill_tests::{require_kernel_support, rilld_bin, TestDir};
 use rill_tools::pair::{in_sync, pair, start_job, wait_until, Host, Role};
@@ -244,6 +245,24 @@ fn a_random_workload_of_every_kind_converges() {
     for id in [" 170 ", " 4016 ", " 4019 ", " 4023 "] {
         assert!(events.contains(id), "target log lacks event{id}:\n{events}");
     }
+    // A job stopped on the source ends its connection cleanly (TLS close_notify): the
+    // target logs the disconnection (4017) and no refusal (4071).
+    p.source
+        .call(Request::Job {
+            name: "random".into(),
+            action: JobAction::Stop,
+        })
+        .unwrap();
+    let disconnected = wait_until(Duration::from_secs(20), || {
+        Ok(p.target.event_log().contains(" 4017 "))
+    })
+    .unwrap();
+    let events = p.target.event_log();
+    assert!(disconnected, "no disconnection event 4017:\n{events}");
+    assert!(
+        !events.contains(" 4071 "),
+        "a stopped job's connection was refused:\n{events}"
+    );
 }
 
 /// A database written in transactions on the source; the replica, frozen at random

@@ -138,6 +138,8 @@ pub(crate) struct Shared {
     /// Source paths of operations the target could not apply (to remirror).
     pub failed: Mutex<Vec<PathBuf>>,
     pub stop: Arc<AtomicBool>,
+    /// Wakes the session when the sink goes, so it can end the connection cleanly.
+    pub stopping: tokio::sync::Notify,
 }
 
 /// A [`Transmit`] to a target over the network.
@@ -172,6 +174,7 @@ impl NetworkSink {
             acked_items: acked_tx,
             failed: Mutex::new(Vec::new()),
             stop,
+            stopping: tokio::sync::Notify::new(),
         });
         let task = runtime.spawn(session::run(config, rx, Arc::clone(&shared)));
         NetworkSink {
@@ -301,10 +304,21 @@ impl Transmit for NetworkSink {
     }
 }
 
+/// How long a stopping session may take to send what it holds and close the connection.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
 impl Drop for NetworkSink {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::Relaxed);
+        // A permit if the session is not waiting right now: its next wait ends at once.
+        self.shared.stopping.notify_one();
         if let Some(t) = self.task.take() {
+            // Waited for from this plain thread without the runtime's timers, which would
+            // panic if the runtime were already shutting down.
+            let until = std::time::Instant::now() + CLOSE_GRACE;
+            while !t.is_finished() && std::time::Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(5));
+            }
             t.abort();
         }
     }

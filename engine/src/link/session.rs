@@ -359,11 +359,11 @@ async fn session(
         let mut bucket = Bucket::new(config.bandwidth);
         loop {
             if shared.stop.load(Ordering::Relaxed) {
-                timed(config.timeout, writer.flush()).await?;
-                return Err(LinkError::Stopped);
+                return Err(close(config, &mut writer).await);
             }
             let room = window.len() < config.pending_acks;
             tokio::select! {
+                () = shared.stopping.notified() => return Err(close(config, &mut writer).await),
                 f = frames.recv() => {
                     heard = Instant::now();
                     match f {
@@ -373,7 +373,7 @@ async fn session(
                     }
                 }
                 item = rx.recv(), if room => {
-                    let Some(item) = item else { return Err(LinkError::Stopped) };
+                    let Some(item) = item else { return Err(close(config, &mut writer).await) };
                     let seq = *next_seq;
                     *next_seq += 1;
                     let (f, compressed) = encode(item, seq, &config.compression)?;
@@ -425,6 +425,18 @@ async fn session(
     reader_task.abort();
     match result {
         Ok(()) => LinkError::Closed,
+        Err(e) => e,
+    }
+}
+
+/// Ends a session the job stopped: what is buffered is written, then TLS's close_notify,
+/// so the target sees the connection end cleanly rather than cut.
+async fn close<W: tokio::io::AsyncWrite + Unpin>(config: &LinkConfig, writer: &mut W) -> LinkError {
+    match timed(config.timeout, writer.flush()).await {
+        Ok(()) => {
+            let _ = timed(config.timeout, writer.shutdown()).await;
+            LinkError::Stopped
+        }
         Err(e) => e,
     }
 }
