@@ -167,6 +167,10 @@ impl TransmitLoop<'_> {
                 continue;
             }
             let mirror_ready = mirror.is_some() && !self.sink.mirror_paused() && !stop;
+            // Nothing left to send at once: the last operations' checkpoint (their files'
+            // times, and the mark their acknowledgement waits for) goes now, not when the
+            // interval is up.
+            let mut idle = false;
             if let (true, Some(m)) = (mirror_ready && since_mirror >= ratio, mirror.as_mut()) {
                 since_mirror = 0;
                 match m.walk.next_group() {
@@ -217,10 +221,12 @@ impl TransmitLoop<'_> {
                     // Nothing to replicate: the mirror takes the turn.
                     None if mirror_ready => since_mirror = ratio,
                     None if self.drained.load(Ordering::Acquire) => break,
-                    None => {}
+                    None => idle = mirror.is_none(),
                 }
             }
-            if unflushed > 0 && (unflushed >= FLUSH_OPS || flushed_at.elapsed() > FLUSH_INTERVAL) {
+            if unflushed > 0
+                && (idle || unflushed >= FLUSH_OPS || flushed_at.elapsed() > FLUSH_INTERVAL)
+            {
                 match self.sink.checkpoint() {
                     Ok(mark) => batches.push_back((mark, last)),
                     Err(SinkError::Stopped) => return Ok(()),
