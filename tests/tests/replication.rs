@@ -8,7 +8,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rill_engine::mgmt::{JobAction, Request};
+use rill_engine::mgmt::{JobAction, Request, Response};
 use rill_tests::tree::{assert_equal_trees, equal_trees_with, snapshot_with};
 use rill_tests::{require_kernel_support, rilld_bin, TestDir};
 use rill_tools::pair::{in_sync, pair, start_job, wait_until, Host, Role};
@@ -374,6 +374,9 @@ fn check_snapshot(dir: &Path) -> bool {
 #[test]
 fn kill_9_of_the_target_then_of_the_source_mid_stream_converges() {
     let mut p = start("rep-kill");
+    // Removed while the source is down: only the remirror's orphan removal takes it away.
+    let doomed = p.src.join("removed-while-the-source-is-down");
+    std::fs::write(&doomed, b"soon an orphan").unwrap();
     start_job(&p.source, &p.target, "k", &p.src, &p.dst, &[]).unwrap();
     p.converge("k", Duration::from_secs(60));
 
@@ -392,6 +395,7 @@ fn kill_9_of_the_target_then_of_the_source_mid_stream_converges() {
     std::thread::sleep(Duration::from_millis(300));
     p.source.kill().unwrap();
     w.join().unwrap();
+    std::fs::remove_file(&doomed).unwrap();
     // Changes made while the source was down are found by the remirror that its unclean
     // stop starts (the whole source is a Recovery entry in its change journal).
     random_workload(&p.src, 303, 500);
@@ -399,5 +403,16 @@ fn kill_9_of_the_target_then_of_the_source_mid_stream_converges() {
     p.converge("k", Duration::from_secs(120));
     let log = p.source.event_log();
     assert!(log.contains(" 4007 "), "no unclean-stop event 4007:\n{log}");
+    let Response::Status(report) = p.target.call(Request::Status { name: None }).unwrap() else {
+        panic!("no status from the target");
+    };
+    let session = report
+        .target
+        .and_then(|t| t.sessions.into_iter().find(|s| s.job == "k"))
+        .expect("the target's session for job k");
+    assert!(
+        session.orphan_files_removed >= 1 && session.orphan_bytes_removed >= 14,
+        "the orphan removed on the replica is not counted: {session:?}"
+    );
     eprintln!("ops resent after the target's restart: {resent}");
 }

@@ -90,6 +90,9 @@ impl Daemon {
                                         .bytes_in_disk_queue
                                         .load(Ordering::Relaxed),
                                 },
+                                orphan_files_removed: s.orphans[0].load(Ordering::Relaxed),
+                                orphan_directories_removed: s.orphans[1].load(Ordering::Relaxed),
+                                orphan_bytes_removed: s.orphans[2].load(Ordering::Relaxed),
                             }
                         })
                         .collect()

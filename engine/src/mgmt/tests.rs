@@ -179,6 +179,7 @@ fn report() -> StatusReport {
                     ops_remaining: 4,
                     ..TargetCounters::default()
                 },
+                orphan_files_removed: 3,
                 ..TargetSessionStatus::default()
             }],
         }),
@@ -324,6 +325,10 @@ fn responses_round_trip_with_the_guide_names() {
     let session = &v["data"]["target"]["sessions"][0];
     assert_eq!(session["targetDataState"], "OK");
     assert_eq!(session["OpsRemaining"], 4, "counters are flat: {session}");
+    assert_eq!(session["OrphanFilesRemoved"], 3);
+    for key in ["OrphanDirectoriesRemoved", "OrphanBytesRemoved"] {
+        assert!(session.get(key).is_some(), "{key} missing from {session}");
+    }
     assert_eq!(v["data"]["target"]["FailedLogins"], 1);
     assert_eq!(
         serde_json::to_string(&Response::done("x")).unwrap(),

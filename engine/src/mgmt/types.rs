@@ -397,6 +397,14 @@ pub struct TargetSessionStatus {
     pub last_applied: u64,
     #[serde(flatten)]
     pub counters: TargetCounters,
+    /// The guide's Target, Orphan Files Removed, Orphan Directories Removed and Orphan
+    /// Bytes Removed, in this connection.
+    #[serde(rename = "OrphanFilesRemoved", default)]
+    pub orphan_files_removed: u64,
+    #[serde(rename = "OrphanDirectoriesRemoved", default)]
+    pub orphan_directories_removed: u64,
+    #[serde(rename = "OrphanBytesRemoved", default)]
+    pub orphan_bytes_removed: u64,
 }
 
 /// A time as the guide's UTC statistics (ConRPT) are given: RFC 3339 to the second, UTC

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
-use rill_driver_linux::Event;
+use rill_driver_linux::{Event, Op};
 use tokio::sync::mpsc;
 
 use super::syncer::{Point, Syncer};
@@ -393,7 +393,15 @@ impl Worker {
         let mut tries = 0;
         loop {
             match self.applier.apply(ev) {
-                Ok(()) => return,
+                Ok(()) => {
+                    if matches!(ev.op, Op::Prune(_)) {
+                        let o = self.applier.orphans();
+                        for (stat, n) in self.stats.orphans.iter().zip([o.files, o.dirs, o.bytes]) {
+                            stat.store(n, Ordering::Relaxed);
+                        }
+                    }
+                    return;
+                }
                 Err(e) if e.is_transient() && tries < self.retry_limit => {
                     tries += 1;
                     self.stats.retries.fetch_add(1, Ordering::Relaxed);

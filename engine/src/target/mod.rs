@@ -60,6 +60,8 @@ pub struct SessionStats {
     pub last_applied: AtomicU64,
     pub data_state: AtomicU8,
     pub connected: AtomicBool,
+    /// Orphans the applier removed in this connection: files, directories, bytes.
+    pub orphans: [AtomicU64; 3],
 }
 
 /// The target's counters, and its sessions.

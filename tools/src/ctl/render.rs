@@ -235,6 +235,12 @@ fn target_block(t: &TargetStatus) -> String {
                 count(s.counters.ops_dropped),
                 bytes(s.counters.bytes_in_target_queue),
                 bytes(s.counters.bytes_in_target_disk_queue),
+                format!(
+                    "{} files, {} dirs, {}",
+                    count(s.orphan_files_removed),
+                    count(s.orphan_directories_removed),
+                    bytes(s.orphan_bytes_removed)
+                ),
             ]
         })
         .collect();
@@ -252,6 +258,7 @@ fn target_block(t: &TargetStatus) -> String {
             "DROPPED",
             "QUEUE",
             "DISK QUEUE",
+            "ORPHANS REMOVED",
         ],
         &rows,
     );

@@ -190,6 +190,9 @@ fn status_shows_target_sessions_as_a_table() {
                     bytes_in_target_queue: 2048,
                     ..TargetCounters::default()
                 },
+                orphan_files_removed: 1200,
+                orphan_directories_removed: 2,
+                orphan_bytes_removed: 4096,
                 ..TargetSessionStatus::default()
             }],
         }),
@@ -205,7 +208,10 @@ fn status_shows_target_sessions_as_a_table() {
         row.starts_with("  src1  abababababababab…  web  /replica     Mirror Required  12,345"),
         "{row}"
     );
-    assert!(row.ends_with("2.0 KB  0 B"), "{row}");
+    assert!(
+        row.ends_with("2.0 KB  0 B         1,200 files, 2 dirs, 4.0 KB"),
+        "{row}"
+    );
 }
 
 #[test]
