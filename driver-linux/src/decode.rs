@@ -1,5 +1,6 @@
 //! Turning capture records into [`Event`]s: joining path sections and naming the details.
 
+use bytes::Bytes;
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
@@ -54,6 +55,19 @@ fn prune(r: &Record<'_>) -> Result<Op> {
     Ok(Op::Prune(KeepRange { after, until, keep }))
 }
 
+/// `part` as a view of `backing` when it lies inside it, else as a copy.
+fn shared(backing: Option<&Bytes>, part: &[u8]) -> Bytes {
+    match backing {
+        Some(b)
+            if b.as_ptr_range().start <= part.as_ptr_range().start
+                && part.as_ptr_range().end <= b.as_ptr_range().end =>
+        {
+            b.slice_ref(part)
+        }
+        _ => Bytes::copy_from_slice(part),
+    }
+}
+
 fn text(r: &Record<'_>, s: Section) -> OsString {
     OsString::from_vec(r.section(s).to_vec())
 }
@@ -99,6 +113,16 @@ impl PathCache {
 /// a write whose cached path this reader never saw (it attached after the path was sent),
 /// with an empty path for the caller to name from the object id.
 pub fn to_event(r: &Record<'_>, cache: &mut PathCache) -> Result<Event> {
+    to_event_in(r, cache, None)
+}
+
+/// [`to_event`] for a record decoded from `backing`: a write's data becomes a view of
+/// `backing` instead of a copy. A section that is not inside `backing` is copied.
+pub fn to_event_in(
+    r: &Record<'_>,
+    cache: &mut PathCache,
+    backing: Option<&Bytes>,
+) -> Result<Event> {
     let h = &r.header;
     let cookie = if h.flags & FLAG_OBJECT_ID != 0 {
         h.args[3]
@@ -125,7 +149,8 @@ pub fn to_event(r: &Record<'_>, cache: &mut PathCache) -> Result<Event> {
             Kind::Write => Op::Write {
                 offset: h.args[0],
                 len: h.args[1],
-                data: (h.flags & FLAG_PARTIAL_MASK == 0).then(|| r.section(Section::Data).to_vec()),
+                data: (h.flags & FLAG_PARTIAL_MASK == 0)
+                    .then(|| shared(backing, r.section(Section::Data))),
             },
             Kind::Create => Op::Create {
                 mode: h.args[0] as u32,
@@ -240,7 +265,7 @@ mod tests {
             Op::Write {
                 offset: 4096,
                 len: 5,
-                data: Some(b"hello".to_vec())
+                data: Some(Bytes::from_static(b"hello"))
             }
         );
         assert_eq!(first.object, Some((7, 9)));

@@ -4,6 +4,7 @@
 //! assigned afterwards, in the order events leave the source, by [`crate::capture`]. The
 //! JSON form is the one `rill-driver capture --json` prints, one object per line.
 
+use bytes::Bytes;
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
@@ -32,10 +33,13 @@ pub struct Event {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Op {
     /// `data` holds the bytes when the driver copied them inline; `None` means range-only.
+    /// Shared (`Bytes`), because a write's data is the bulk of what is replicated and
+    /// passes through several hands (queue, sender, resend window; on a target, the frame
+    /// it arrived in): each holds a reference, none makes a copy.
     Write {
         offset: u64,
         len: u64,
-        data: Option<Vec<u8>>,
+        data: Option<Bytes>,
     },
     /// `truncate`: the open also truncated an existing file (`O_TRUNC`).
     Create {

@@ -7,9 +7,11 @@
 
 use std::os::unix::ffi::OsStrExt;
 
+use bytes::Bytes;
+
 use rill_abi::record::{FLAG_OBJECT_ID, FLAG_RANGE_ONLY, FLAG_VALUES};
 use rill_abi::{Kind, Record, RecordHeader, Section, SECTION_COUNT};
-use rill_driver_linux::decode::{to_event, PathCache};
+use rill_driver_linux::decode::{to_event_in, PathCache};
 use rill_driver_linux::{Event, Op};
 use std::path::PathBuf;
 
@@ -26,11 +28,21 @@ pub enum CodecError {
 
 /// Appends the encoding of `ev` to `out`.
 pub fn encode(ev: &Event, out: &mut Vec<u8>) -> Result<(), CodecError> {
+    let data = encode_but_data(ev, out)?;
+    out.extend_from_slice(&data);
+    Ok(())
+}
+
+/// Appends the encoding of `ev` to `out` except a write's data, which comes last in the
+/// record and is returned (shared, not copied) for the caller to send right after `out`.
+/// Empty for every other operation.
+pub fn encode_but_data(ev: &Event, out: &mut Vec<u8>) -> Result<Bytes, CodecError> {
     let mut args = [0u64; 4];
     let mut flags = 0u16;
     let none: &[u8] = &[];
     let (mut path2, mut name, mut data): (&[u8], &[u8], &[u8]) = (none, none, none);
     let names;
+    let mut write_data = Bytes::new();
     let id = |v: Option<u32>| v.map_or(u32::MAX as u64, u64::from);
     match &ev.op {
         Op::Write {
@@ -41,7 +53,7 @@ pub fn encode(ev: &Event, out: &mut Vec<u8>) -> Result<(), CodecError> {
             args[0] = *offset;
             args[1] = *len;
             match d {
-                Some(d) => data = d,
+                Some(d) => write_data = d.clone(),
                 None => flags |= FLAG_RANGE_ONLY,
             }
         }
@@ -109,6 +121,9 @@ pub fn encode(ev: &Event, out: &mut Vec<u8>) -> Result<(), CodecError> {
         args,
         ..Default::default()
     };
+    if !write_data.is_empty() {
+        data = &write_data;
+    }
     let sections: [&[u8]; SECTION_COUNT] = [
         none,
         ev.path.as_os_str().as_bytes(),
@@ -122,16 +137,25 @@ pub fn encode(ev: &Event, out: &mut Vec<u8>) -> Result<(), CodecError> {
     // a pass over every byte of a write's data for nothing.
     let head = Record::encode_header(&header, sections.map(<[u8]>::len))
         .map_err(|_| CodecError::TooLarge(total))?;
-    out.reserve(total);
+    let [before @ .., last] = sections;
+    out.reserve(total - write_data.len());
     out.extend_from_slice(&head);
-    for s in sections {
+    for s in before {
         out.extend_from_slice(s);
     }
-    Ok(())
+    if write_data.is_empty() {
+        out.extend_from_slice(last);
+    }
+    Ok(write_data)
 }
 
 /// Decodes one operation encoded by [`encode`].
 pub fn decode(bytes: &[u8]) -> Result<Event, CodecError> {
+    decode_in(bytes, None)
+}
+
+/// [`decode`], with a write's data a view of `backing` (which holds `bytes`) when given.
+fn decode_in(bytes: &[u8], backing: Option<&Bytes>) -> Result<Event, CodecError> {
     let (record, _) = Record::decode(bytes).map_err(|e| CodecError::Corrupt(e.to_string()))?;
     if record.kind == Kind::Write && record.flags() & FLAG_RANGE_ONLY == 0 {
         let len = record.section(rill_abi::Section::Data).len() as u64;
@@ -143,7 +167,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, CodecError> {
         }
     }
     // Stored paths are complete: no cookie is ever set, the cache stays empty.
-    let mut ev = to_event(&record, &mut PathCache::default())
+    let mut ev = to_event_in(&record, &mut PathCache::default(), backing)
         .map_err(|e| CodecError::Corrupt(e.to_string()))?;
     // The record format reads every name as absolute. A name stored without its leading
     // `/` was relative (a target's queue holds its peer's names, relative to the replica,
@@ -167,8 +191,9 @@ pub fn decode(bytes: &[u8]) -> Result<Event, CodecError> {
 /// Decodes an operation a peer sent, whose paths must be plain names relative to the
 /// replicated directory: no `..` or `.` component, no empty component, not absolute (the
 /// record format would otherwise resolve `..` lexically and hide the attempt). Returns the
-/// operation with relative paths (the replicated directory itself is the empty path).
-pub fn decode_relative(bytes: &[u8]) -> Result<Event, CodecError> {
+/// operation with relative paths (the replicated directory itself is the empty path). A
+/// write's data is a view of `bytes`, not a copy.
+pub fn decode_relative(bytes: &Bytes) -> Result<Event, CodecError> {
     let (record, _) = Record::decode(bytes).map_err(|e| CodecError::Corrupt(e.to_string()))?;
     for base in [Section::PathBase, Section::Path2Base] {
         if !record.section(base).is_empty() {
@@ -186,7 +211,7 @@ pub fn decode_relative(bytes: &[u8]) -> Result<Event, CodecError> {
             ));
         }
     }
-    decode(bytes)
+    decode_in(bytes, Some(bytes))
 }
 
 #[cfg(test)]
@@ -210,13 +235,48 @@ mod tests {
         })
     }
 
+    #[test]
+    fn split_encoding_is_the_encoding_and_decoding_shares_a_peers_data() {
+        let data = Bytes::from(vec![7u8; 5000]);
+        let ev = Event::new(
+            "dir/file",
+            Op::Write {
+                offset: 3,
+                len: 5000,
+                data: Some(data.clone()),
+            },
+        );
+        let mut whole = Vec::new();
+        encode(&ev, &mut whole).unwrap();
+        let mut head = Vec::new();
+        let tail = encode_but_data(&ev, &mut head).unwrap();
+        assert_eq!(
+            tail.as_ptr(),
+            data.as_ptr(),
+            "the data is handed back, not copied"
+        );
+        assert_eq!([&head[..], &tail[..]].concat(), whole);
+
+        let received = Bytes::from(whole);
+        let back = decode_relative(&received).unwrap();
+        assert_eq!(back, ev);
+        let Op::Write { data: Some(d), .. } = &back.op else {
+            panic!("{back:?}")
+        };
+        let inside = received.as_ptr_range();
+        assert!(
+            inside.contains(&d.as_ptr()),
+            "the data is a view of the bytes received"
+        );
+    }
+
     fn op() -> impl Strategy<Value = Op> {
         let bytes = proptest::collection::vec(any::<u8>(), 0..300);
         prop_oneof![
             (any::<u64>(), bytes.clone()).prop_map(|(offset, d)| Op::Write {
                 offset,
                 len: d.len() as u64,
-                data: Some(d)
+                data: Some(d.into())
             }),
             (any::<u64>(), 1u64..1 << 40).prop_map(|(offset, len)| Op::Write {
                 offset,

@@ -111,7 +111,7 @@ impl Drain {
                     ev.op = Op::Write {
                         offset,
                         len: bytes.len() as u64,
-                        data: Some(bytes),
+                        data: Some(bytes.into()),
                     }
                 }
                 Err(_) => {
@@ -149,7 +149,10 @@ fn merge(prev: &mut Event, next: &Event, max: u64) -> bool {
     if prev.path != next.path || *po + *pl != *no || *pl + *nl > max {
         return false;
     }
-    pd.extend_from_slice(nd);
+    // Taken out as a Vec: a buffer this drain made is not shared yet, so none is copied.
+    let mut merged = Vec::from(std::mem::take(pd));
+    merged.extend_from_slice(nd);
+    *pd = merged.into();
     *pl += *nl;
     prev.ktime_ns = next.ktime_ns;
     true
@@ -170,7 +173,7 @@ mod tests {
             Op::Write {
                 offset,
                 len: data.len() as u64,
-                data: Some(data.to_vec()),
+                data: Some(data.to_vec().into()),
             },
         )
     }

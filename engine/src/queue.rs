@@ -384,7 +384,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn event(i: u64, size: usize) -> Event {
-        let data = Some(vec![(i % 251) as u8; size]);
+        let data = Some(vec![(i % 251) as u8; size].into());
         let op = Op::Write {
             offset: i,
             len: size as u64,

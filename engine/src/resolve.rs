@@ -158,7 +158,7 @@ impl Resolver {
                     match read_range(&absolute, *offset, *len) {
                         Ok(bytes) => {
                             *len = bytes.len() as u64;
-                            *data = Some(bytes);
+                            *data = Some(bytes.into());
                         }
                         Err(e) if gone(&e) => return Ok(self.went_stale(ev.path)),
                         Err(e) => return Err(read("data", e)),
@@ -416,7 +416,7 @@ mod tests {
         let write = Op::Write {
             offset: 0,
             len: 4,
-            data: Some(b"data".to_vec()),
+            data: Some(b"data".to_vec().into()),
         };
         let mut r = Resolver::new(src, ResolveOptions::default());
         resolved(&mut r, Event::new(src.join("dir/a"), write));
@@ -452,7 +452,7 @@ mod tests {
             let write = Op::Write {
                 offset: 0,
                 len: 1,
-                data: Some(name.as_bytes().to_vec()),
+                data: Some(name.as_bytes().to_vec().into()),
             };
             let ev = Event {
                 object: Some((user_dev_to_kernel(m.dev()), m.ino())),

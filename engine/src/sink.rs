@@ -127,7 +127,7 @@ mod tests {
             Op::Write {
                 offset: 0,
                 len: 3,
-                data: Some(b"abc".to_vec()),
+                data: Some(b"abc".to_vec().into()),
             },
         )
     }

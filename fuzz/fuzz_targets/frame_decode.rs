@@ -16,6 +16,7 @@ fuzz_target!(|data: &[u8]| {
     assert!(used <= data.len(), "used {used} of {} bytes", data.len());
     if let Frame::Op { body, .. } = &frame {
         let _ = codec::decode(body);
+        let _ = codec::decode_relative(body);
     }
     for policy in [Policy::PLAIN, Policy::zstd(1)] {
         let mut out = Vec::new();

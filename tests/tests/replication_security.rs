@@ -416,7 +416,7 @@ fn write(data: &[u8]) -> Op {
     Op::Write {
         offset: 0,
         len: data.len() as u64,
-        data: Some(data.to_vec()),
+        data: Some(data.to_vec().into()),
     }
 }
 

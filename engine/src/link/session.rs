@@ -10,8 +10,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use rustls::pki_types::ServerName;
-use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_rustls::client::TlsStream;
@@ -48,14 +49,28 @@ pub struct LinkConfig {
 /// One operation or marker on the wire, kept until acknowledged.
 struct InFlight {
     seq: u64,
-    /// The encoded frame, resent as it is.
+    /// The encoded frame, resent as it is: `frame`, then `tail` (a write's data, shared
+    /// with the queue rather than copied in).
     frame: Vec<u8>,
+    tail: Bytes,
     stream: Option<Stream>,
     data_bytes: u64,
     captured_ns: u64,
     /// Relative paths the op names (a rename's both names), to remirror on a `Nak`.
     paths: Vec<std::path::PathBuf>,
     marker: Option<Marker>,
+}
+
+impl InFlight {
+    /// Bytes on the wire.
+    fn len(&self) -> usize {
+        self.frame.len() + self.tail.len()
+    }
+
+    async fn write_to<W: AsyncWrite + Unpin>(&self, w: &mut W) -> std::io::Result<()> {
+        w.write_all(&self.frame).await?;
+        w.write_all(&self.tail).await
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -265,14 +280,16 @@ fn encode(
             // The guide's threshold is a file size; a write's length stands for it, as
             // the file's size would cost a stat per operation.
             let policy = compression.policy(&ev.path, data_bytes);
+            let mut tail = Bytes::new();
             if policy.zstd_level.is_some() {
                 let mut body = Vec::new();
                 codec::encode(&ev, &mut body)?;
                 Frame::encode_op(seq, stream, &body, policy, &mut frame)?;
             } else {
-                // Uncompressed, the record is written into the frame itself.
-                Frame::encode_op_with(seq, stream, policy, &mut frame, |out| {
-                    codec::encode(&ev, out).map_err(record_unencodable)
+                // Uncompressed, the record is written into the frame itself, but for a
+                // write's data, which follows it on the wire without being copied.
+                (_, tail) = Frame::encode_op_with(seq, stream, policy, &mut frame, |out| {
+                    codec::encode_but_data(&ev, out).map_err(record_unencodable)
                 })?;
             }
             let compressed = frame
@@ -283,6 +300,7 @@ fn encode(
                 InFlight {
                     seq,
                     frame,
+                    tail,
                     stream: Some(stream),
                     data_bytes,
                     captured_ns,
@@ -298,6 +316,7 @@ fn encode(
                 InFlight {
                     seq,
                     frame,
+                    tail: Bytes::new(),
                     stream: None,
                     data_bytes: 0,
                     captured_ns: super::monotonic_ns(),
@@ -339,9 +358,9 @@ async fn session(
     let result = async {
         if config.auto_retransmit {
             for f in window.iter() {
-                timed(config.timeout, writer.write_all(&f.frame)).await?;
+                timed(config.timeout, f.write_to(&mut writer)).await?;
                 stats.resent.fetch_add(1, Ordering::Relaxed);
-                stats.bytes_tx.fetch_add(f.frame.len() as u64, Ordering::Relaxed);
+                stats.bytes_tx.fetch_add(f.len() as u64, Ordering::Relaxed);
             }
         } else if !window.is_empty() {
             // Without retransmission the unacknowledged operations' files are remirrored.
@@ -377,11 +396,11 @@ async fn session(
                     let seq = *next_seq;
                     *next_seq += 1;
                     let (f, compressed) = encode(item, seq, &config.compression)?;
-                    bucket.take(f.frame.len()).await;
+                    bucket.take(f.len()).await;
                     stats.ops_tx.fetch_add(1, Ordering::Relaxed);
-                    stats.bytes_tx.fetch_add(f.frame.len() as u64, Ordering::Relaxed);
+                    stats.bytes_tx.fetch_add(f.len() as u64, Ordering::Relaxed);
                     if compressed {
-                        stats.bytes_compressed_tx.fetch_add(f.frame.len() as u64, Ordering::Relaxed);
+                        stats.bytes_compressed_tx.fetch_add(f.len() as u64, Ordering::Relaxed);
                     }
                     match f.stream {
                         Some(Stream::Replication) => { stats.rep_ops_pending.fetch_add(1, Ordering::Relaxed); }
@@ -398,7 +417,7 @@ async fn session(
                     // is resent after the reconnect like every other unacknowledged one.
                     window.push_back(f);
                     if let Some(f) = window.back() {
-                        timed(config.timeout, writer.write_all(&f.frame)).await?;
+                        timed(config.timeout, f.write_to(&mut writer)).await?;
                     }
                     wrote = Instant::now();
                     // Batch frames into TLS records while more are waiting.

@@ -17,6 +17,8 @@
 
 use std::fmt;
 
+use bytes::Bytes;
+
 use super::{payload, ProtoError};
 
 /// First four bytes of every frame; lets a receiver tell a rill peer from anything else
@@ -232,10 +234,12 @@ pub enum Frame {
         message: String,
     },
     /// One operation; `body` is `codec` bytes, uncompressed here whatever went on the wire.
+    /// Decoded by a [`FrameReader`](super::FrameReader), a large body is a view of the
+    /// bytes received, not a copy.
     Op {
         seq: u64,
         stream: Stream,
-        body: Vec<u8>,
+        body: Bytes,
     },
     /// A marker in the same sequence space as ops.
     Marker {
@@ -351,7 +355,7 @@ impl Frame {
             return Frame::encode_op(*seq, *stream, body, policy, out);
         }
         finish(out, self.kind(), policy, |out| {
-            payload::encode_fields(self, out).map(|()| 0)
+            payload::encode_fields(self, out).map(|()| (0, &[][..]))
         })
     }
 
@@ -365,67 +369,100 @@ impl Frame {
         out: &mut Vec<u8>,
     ) -> Result<usize, ProtoError> {
         finish(out, Kind::Op, policy, |out| {
-            payload::encode_op(seq, stream, body, policy.zstd_level, out)
+            payload::encode_op(seq, stream, body, policy.zstd_level, out).map(|f| (f, &[][..]))
         })
     }
 
-    /// Appends an uncompressed Op frame whose body `body` writes straight into `out`, so
-    /// a large body is not built elsewhere and copied in. On error `out` is as it was.
+    /// Appends an uncompressed Op frame whose body `body` writes into `out`, all but a
+    /// tail it returns, which belongs after `out` and is not copied into it: the caller
+    /// writes it next (a write's data, shared with the queue and the resend window).
+    /// Header, length and checksum cover the tail. On error `out` is as it was.
     pub fn encode_op_with(
         seq: u64,
         stream: Stream,
         policy: Policy,
         out: &mut Vec<u8>,
-        body: impl FnOnce(&mut Vec<u8>) -> Result<(), ProtoError>,
-    ) -> Result<usize, ProtoError> {
-        finish(out, Kind::Op, policy, |out| {
+        body: impl FnOnce(&mut Vec<u8>) -> Result<Bytes, ProtoError>,
+    ) -> Result<(usize, Bytes), ProtoError> {
+        let mut tail = Bytes::new();
+        let n = finish(out, Kind::Op, policy, |out| {
             payload::encode_op_head(seq, stream, out);
-            body(out).map(|()| 0)
-        })
+            tail = body(out)?;
+            Ok((0, &tail[..]))
+        })?;
+        Ok((n, tail))
     }
 
     /// Decodes the frame at the start of `buf`, accepting payloads up to `max` bytes.
     /// Returns the frame and the bytes it used; `ProtoError::Incomplete` when `buf` is a
     /// valid beginning of a frame that needs more bytes.
     pub fn decode(buf: &[u8], max: u32) -> Result<(Frame, usize), ProtoError> {
-        check_magic(buf)?;
-        let Some((head, rest)) = buf.split_first_chunk::<HEADER_LEN>() else {
-            return Err(ProtoError::Incomplete {
-                have: buf.len(),
-                need: HEADER_LEN,
-            });
-        };
-        let header = Header::parse(head, max)?;
-        let len = header.len as usize;
-        let Some(payload) = rest.get(..len) else {
-            return Err(ProtoError::Incomplete {
-                have: buf.len(),
-                need: HEADER_LEN + len,
-            });
-        };
-        Ok((
-            Frame::from_payload(&header, payload, max)?,
-            HEADER_LEN + len,
-        ))
+        let (header, used) = extent(buf, max)?;
+        let payload = buf.get(HEADER_LEN..used).unwrap_or_default();
+        Ok((Frame::from_payload(&header, payload, max)?, used))
     }
 
     /// Decodes the payload that `header` (already checked by [`Header::parse`]) announced.
     pub fn from_payload(header: &Header, payload: &[u8], max: u32) -> Result<Frame, ProtoError> {
-        if payload.len() != header.len as usize {
-            return Err(ProtoError::Incomplete {
-                have: HEADER_LEN + payload.len(),
-                need: HEADER_LEN + header.len as usize,
-            });
-        }
-        let actual = crc32c::crc32c(payload);
-        if actual != header.crc {
-            return Err(ProtoError::Checksum {
-                expected: header.crc,
-                actual,
-            });
-        }
-        payload::decode(header.kind, header.compressed(), payload, max)
+        checked(header, payload)?;
+        payload::decode(header.kind, header.compressed(), payload, None, max)
     }
+
+    /// [`Frame::from_payload`] for a payload held in `Bytes`: an Op's body is a view of
+    /// it, not a copy.
+    pub fn from_shared_payload(
+        header: &Header,
+        payload: &Bytes,
+        max: u32,
+    ) -> Result<Frame, ProtoError> {
+        checked(header, payload)?;
+        payload::decode(
+            header.kind,
+            header.compressed(),
+            payload,
+            Some(payload),
+            max,
+        )
+    }
+}
+
+/// The header of the frame at the start of `buf` and the frame's whole length, once
+/// `buf` holds all of it; `ProtoError::Incomplete` with the length needed before that.
+pub(super) fn extent(buf: &[u8], max: u32) -> Result<(Header, usize), ProtoError> {
+    check_magic(buf)?;
+    let Some(head) = buf.first_chunk::<HEADER_LEN>() else {
+        return Err(ProtoError::Incomplete {
+            have: buf.len(),
+            need: HEADER_LEN,
+        });
+    };
+    let header = Header::parse(head, max)?;
+    let need = HEADER_LEN + header.len as usize;
+    if buf.len() < need {
+        return Err(ProtoError::Incomplete {
+            have: buf.len(),
+            need,
+        });
+    }
+    Ok((header, need))
+}
+
+/// Checks a payload's length and checksum against its header.
+fn checked(header: &Header, payload: &[u8]) -> Result<(), ProtoError> {
+    if payload.len() != header.len as usize {
+        return Err(ProtoError::Incomplete {
+            have: HEADER_LEN + payload.len(),
+            need: HEADER_LEN + header.len as usize,
+        });
+    }
+    let actual = crc32c::crc32c(payload);
+    if actual != header.crc {
+        return Err(ProtoError::Checksum {
+            expected: header.crc,
+            actual,
+        });
+    }
+    Ok(())
 }
 
 /// Judges the magic on however many of the first bytes are there, so a stray client is
@@ -439,20 +476,21 @@ pub(super) fn check_magic(buf: &[u8]) -> Result<(), ProtoError> {
     Ok(())
 }
 
-/// Writes a header placeholder, lets `fill` append the payload and return its flags,
-/// then fills the header in; undoes everything if `fill` or the size check fails.
-fn finish(
+/// Writes a header placeholder, lets `fill` append the payload and return its flags and
+/// the payload's tail (bytes the caller sends after `out`, counted but not copied), then
+/// fills the header in; undoes everything if `fill` or the size check fails.
+fn finish<'t>(
     out: &mut Vec<u8>,
     kind: Kind,
     policy: Policy,
-    fill: impl FnOnce(&mut Vec<u8>) -> Result<u8, ProtoError>,
+    fill: impl FnOnce(&mut Vec<u8>) -> Result<(u8, &'t [u8]), ProtoError>,
 ) -> Result<usize, ProtoError> {
     let start = out.len();
     out.extend_from_slice(&[0; HEADER_LEN]);
-    let result = fill(out).and_then(|flags| {
-        let len = out.len() - start - HEADER_LEN;
+    let result = fill(out).and_then(|(flags, tail)| {
+        let len = out.len() - start - HEADER_LEN + tail.len();
         match u32::try_from(len) {
-            Ok(len) if len <= policy.max_payload => Ok((flags, len)),
+            Ok(len) if len <= policy.max_payload => Ok((flags, len, tail)),
             _ => Err(ProtoError::TooLarge {
                 what: "frame payload",
                 len: len as u64,
@@ -460,7 +498,7 @@ fn finish(
             }),
         }
     });
-    let (flags, len) = match result {
+    let (flags, len, tail) = match result {
         Ok(v) => v,
         Err(e) => {
             out.truncate(start);
@@ -472,7 +510,7 @@ fn finish(
         kind,
         flags,
         len,
-        crc: crc32c::crc32c(&out[start + HEADER_LEN..]),
+        crc: crc32c::crc32c_append(crc32c::crc32c(&out[start + HEADER_LEN..]), tail),
     };
     out[start..start + HEADER_LEN].copy_from_slice(&header.to_bytes());
     Ok(HEADER_LEN + len as usize)

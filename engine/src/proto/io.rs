@@ -9,14 +9,18 @@
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::frame::{check_magic, Frame, Header, Policy, HEADER_LEN};
+use bytes::{Buf, BytesMut};
+
+use super::frame::{check_magic, extent, Frame, Header, Policy, HEADER_LEN};
 use super::ProtoError;
 
 /// Payload bytes read per step while a frame is arriving, and the least a `FrameReader`
 /// asks the socket for, so small frames arrive many to a read.
 const READ_CHUNK: usize = 64 * 1024;
-/// A `FrameReader` whose buffer grew past this for a large frame gives the memory back.
-const KEEP_CAPACITY: usize = 1024 * 1024;
+/// Frames at least this large are handed out as views of the bytes received (no copy of
+/// their body); smaller ones are copied out, so a small op kept in a queue never pins a
+/// read buffer many times its size.
+const SHARE_MIN: usize = 64 * 1024;
 
 /// Reads one frame, accepting payloads up to `max` bytes. `Ok(None)` when the stream ends
 /// cleanly between frames; ending inside a frame is an error. Not cancel-safe: use
@@ -78,7 +82,7 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(
 #[derive(Debug)]
 pub struct FrameReader<R> {
     inner: R,
-    buf: Vec<u8>,
+    buf: BytesMut,
     max: u32,
 }
 
@@ -87,7 +91,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub fn new(inner: R, max: u32) -> Self {
         FrameReader {
             inner,
-            buf: Vec::new(),
+            buf: BytesMut::new(),
             max,
         }
     }
@@ -96,19 +100,26 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// the future loses nothing: the next call resumes where this one stopped.
     pub async fn next(&mut self) -> Result<Option<Frame>, ProtoError> {
         loop {
-            let need = match Frame::decode(&self.buf, self.max) {
-                Ok((frame, used)) => {
-                    self.buf.drain(..used);
-                    if self.buf.capacity() > KEEP_CAPACITY && self.buf.len() < READ_CHUNK {
-                        self.buf.shrink_to(READ_CHUNK);
-                    }
-                    return Ok(Some(frame));
+            let need = match extent(&self.buf, self.max) {
+                Ok((header, used)) if used >= SHARE_MIN => {
+                    // The frame leaves the buffer without a copy; what follows it stays.
+                    let frame = self.buf.split_to(used).freeze();
+                    let payload = frame.slice(HEADER_LEN..);
+                    return Frame::from_shared_payload(&header, &payload, self.max).map(Some);
+                }
+                Ok((header, used)) => {
+                    let payload = self.buf.get(HEADER_LEN..used).unwrap_or_default();
+                    let frame = Frame::from_payload(&header, payload, self.max);
+                    self.buf.advance(used);
+                    return frame.map(Some);
                 }
                 Err(ProtoError::Incomplete { need, .. }) => need,
                 Err(e) => return Err(e),
             };
+            // A large frame gets a buffer of its own size (it leaves whole, see above);
+            // small ones share one of READ_CHUNK.
             let missing = need.saturating_sub(self.buf.len());
-            self.buf.reserve_exact(missing.max(READ_CHUNK));
+            self.buf.reserve(missing.max(READ_CHUNK));
             // read_buf fills only the spare capacity reserved above.
             let n = self.inner.read_buf(&mut self.buf).await?;
             if n == 0 {

@@ -19,6 +19,8 @@
 //! one encoding and a decoded frame re-encodes to the same bytes (the fuzz target checks
 //! this).
 
+use bytes::Bytes;
+
 use super::compression;
 use super::frame::{Frame, Kind, Marker, Stream, FLAG_ZSTD, MAX_PATH, MAX_STRING};
 use super::wire::{Reader, Writer};
@@ -117,10 +119,12 @@ pub(super) fn encode_op_head(seq: u64, stream: Stream, out: &mut Vec<u8>) {
 }
 
 /// Decodes a payload whose checksum has been checked; `max` bounds a decompressed body.
+/// When `shared` holds the payload, an uncompressed Op body is a view of it.
 pub(super) fn decode(
     kind: Kind,
     compressed: bool,
     payload: &[u8],
+    shared: Option<&Bytes>,
     max: u32,
 ) -> Result<Frame, ProtoError> {
     let mut r = Reader::new(kind, payload);
@@ -151,10 +155,10 @@ pub(super) fn decode(
             // The decompressed body must fit a plain frame of the same maximum, so what
             // is accepted compressed could also have been sent (and re-sent) plain.
             let cap = (max as usize).saturating_sub(OP_FIXED);
-            let body = if compressed {
-                compression::decompress(sent, cap)?
-            } else {
-                sent.to_vec()
+            let body = match shared {
+                _ if compressed => compression::decompress(sent, cap)?.into(),
+                Some(all) => all.slice_ref(sent),
+                None => Bytes::copy_from_slice(sent),
             };
             Frame::Op { seq, stream, body }
         }

@@ -19,7 +19,7 @@ use rill_engine::journal::{Journal, JournalConfig};
 use rill_engine::queue::{queue, AtLimit, Consumer, Limits, Producer, Pushed};
 
 fn event(i: u64, size: usize) -> Event {
-    let data = Some(vec![(i % 251) as u8; size]);
+    let data = Some(vec![(i % 251) as u8; size].into());
     let op = Op::Write {
         offset: i * size as u64,
         len: size as u64,

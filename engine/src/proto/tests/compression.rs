@@ -20,7 +20,7 @@ fn compressible_bodies_are_sent_compressed_and_come_back_whole() {
     let frame = Frame::Op {
         seq: 1,
         stream: Stream::Mirror,
-        body: body.clone(),
+        body: body.clone().into(),
     };
     let bytes = encoded(&frame, Policy::zstd(3));
     assert_eq!(bytes[7] & FLAG_ZSTD, FLAG_ZSTD);
@@ -42,7 +42,7 @@ fn bodies_compression_cannot_shrink_are_sent_plain() {
         let frame = Frame::Op {
             seq: 1,
             stream: Stream::Replication,
-            body,
+            body: body.into(),
         };
         let plain = encoded(&frame, Policy::PLAIN);
         let bytes = encoded(&frame, Policy::zstd(3));

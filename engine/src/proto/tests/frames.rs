@@ -1,5 +1,6 @@
 //! Round trips, exact layout, and what every cut of a frame decodes to.
 
+use bytes::Bytes;
 use proptest::prelude::*;
 
 use super::*;
@@ -111,7 +112,7 @@ fn encode_op_writes_what_encode_writes() {
         let frame = Frame::Op {
             seq: 7,
             stream: Stream::Mirror,
-            body,
+            body: body.into(),
         };
         assert_eq!(a, encoded(&frame, policy));
         assert_eq!(n, a.len());
@@ -121,17 +122,22 @@ fn encode_op_writes_what_encode_writes() {
 #[test]
 fn an_op_whose_body_is_written_in_place_is_the_same_frame() {
     let body = b"0123456789".repeat(50);
-    let mut out = b"earlier".to_vec();
-    let n = Frame::encode_op_with(7, Stream::Mirror, Policy::PLAIN, &mut out, |o| {
-        o.extend_from_slice(&body);
-        Ok(())
-    })
-    .unwrap();
     let mut plain = Vec::new();
     Frame::encode_op(7, Stream::Mirror, &body, Policy::PLAIN, &mut plain).unwrap();
-    assert_eq!(&out[7..], plain.as_slice());
-    assert_eq!(n, plain.len());
+    // Written whole, or with a tail left out of the buffer for the caller to send after
+    // it: the bytes on the wire are the same frame either way.
+    for split in [body.len(), 123, 0] {
+        let mut out = b"earlier".to_vec();
+        let (n, tail) = Frame::encode_op_with(7, Stream::Mirror, Policy::PLAIN, &mut out, |o| {
+            o.extend_from_slice(&body[..split]);
+            Ok(Bytes::copy_from_slice(&body[split..]))
+        })
+        .unwrap();
+        assert_eq!([&out[7..], &tail[..]].concat(), plain, "split at {split}");
+        assert_eq!(n, plain.len());
+    }
     // A body that fails leaves what was there.
+    let mut out = b"earlier".to_vec();
     let failed = Frame::encode_op_with(8, Stream::Mirror, Policy::PLAIN, &mut out, |o| {
         o.extend_from_slice(b"half");
         Err(ProtoError::TooLarge {
@@ -141,7 +147,17 @@ fn an_op_whose_body_is_written_in_place_is_the_same_frame() {
         })
     });
     assert!(failed.is_err());
-    assert_eq!(out.len(), 7 + n);
+    assert_eq!(out, b"earlier");
+    // A tail that takes the frame past the maximum is refused like a body would be.
+    let small = Policy {
+        zstd_level: None,
+        max_payload: 100,
+    };
+    let over = Frame::encode_op_with(9, Stream::Mirror, small, &mut out, |_| {
+        Ok(Bytes::copy_from_slice(&body))
+    });
+    assert!(matches!(over, Err(ProtoError::TooLarge { .. })), "{over:?}");
+    assert_eq!(out, b"earlier");
 }
 
 #[test]

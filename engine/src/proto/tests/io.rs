@@ -119,7 +119,7 @@ async fn a_large_frame_arrives_whole() {
     let big = Frame::Op {
         seq: 1,
         stream: Stream::Mirror,
-        body: noise(MAX_FRAME as usize - 9, 5),
+        body: noise(MAX_FRAME as usize - 9, 5).into(),
     };
     let bytes = stream_of(&[big.clone(), Frame::KeepAlive]);
     let mut r = &bytes[..];
@@ -134,6 +134,52 @@ async fn a_large_frame_arrives_whole() {
     let mut fr = FrameReader::new(&bytes[..], MAX_FRAME);
     assert_eq!(fr.next().await.unwrap(), Some(big));
     assert_eq!(fr.next().await.unwrap(), Some(Frame::KeepAlive));
+}
+
+/// Hands out `.2` bytes per read, so frames straddle reads in every way.
+struct Chunks(Vec<u8>, usize, usize);
+
+impl AsyncRead for Chunks {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let (at, step) = (self.1, self.2);
+        let end = self.0.len().min(at + step).min(at + buf.remaining());
+        if let Some(part) = self.0.get(at..end) {
+            buf.put_slice(part);
+            self.1 = end;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[tokio::test]
+async fn frames_small_and_large_come_out_equal_whatever_the_reads() {
+    // Bodies on both sides of the size from which a frame leaves the reader as a view of
+    // its buffer, mixed with small frames, so views and copies alternate.
+    let mut frames = Vec::new();
+    for (i, len) in [10, 64 * 1024 - 40, 64 * 1024, 200_000, 3, 1 << 20]
+        .into_iter()
+        .enumerate()
+    {
+        frames.push(Frame::Op {
+            seq: i as u64,
+            stream: Stream::Replication,
+            body: noise(len, i as u64).into(),
+        });
+        frames.push(Frame::Ack { seq: i as u64 });
+    }
+    let bytes = stream_of(&frames);
+    for step in [1000, 65_536, 70_001, 1 << 22] {
+        let mut fr = FrameReader::new(Chunks(bytes.clone(), 0, step), MAX_FRAME);
+        let mut got = Vec::new();
+        while let Some(f) = fr.next().await.unwrap() {
+            got.push(f);
+        }
+        assert_eq!(got, frames, "reads of {step} bytes");
+    }
 }
 
 #[tokio::test]

@@ -73,17 +73,17 @@ pub(super) fn samples() -> Vec<Frame> {
         Frame::Op {
             seq: 42,
             stream: Stream::Replication,
-            body: b"abc".repeat(100),
+            body: b"abc".repeat(100).into(),
         },
         Frame::Op {
             seq: 43,
             stream: Stream::Mirror,
-            body: noise(200, 7),
+            body: noise(200, 7).into(),
         },
         Frame::Op {
             seq: 44,
             stream: Stream::Replication,
-            body: Vec::new(),
+            body: Default::default(),
         },
         Frame::Marker {
             seq: 45,
@@ -150,7 +150,7 @@ pub(super) fn frame() -> impl Strategy<Value = Frame> {
         (any::<u64>(), stream, body()).prop_map(|(seq, stream, body)| Frame::Op {
             seq,
             stream,
-            body
+            body: body.into()
         }),
         (any::<u64>(), marker).prop_map(|(seq, marker)| Frame::Marker { seq, marker }),
         any::<u64>().prop_map(|seq| Frame::Ack { seq }),

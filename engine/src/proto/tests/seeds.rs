@@ -17,7 +17,7 @@ fn codec_ops() -> Vec<Frame> {
             Op::Write {
                 offset: 4096,
                 len: 72,
-                data: Some(b"quarterly numbers\n".repeat(4)),
+                data: Some(b"quarterly numbers\n".repeat(4).into()),
             },
         ),
         Event::new(
@@ -39,7 +39,7 @@ fn codec_ops() -> Vec<Frame> {
             Frame::Op {
                 seq: 100 + i as u64,
                 stream: Stream::Replication,
-                body,
+                body: body.into(),
             }
         })
         .collect()
