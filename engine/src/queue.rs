@@ -7,12 +7,15 @@
 //! whose own throttling then takes over), or auto-disconnect (the caller turns what it
 //! cannot keep into change-journal entries).
 //!
-//! Order across memory and disk: once spilling starts, every new operation goes to disk,
-//! behind everything still in memory; the consumer empties memory first, then the disk,
-//! and only when it has read every record appended (none in flight) does the producer go
-//! back to memory. The producer and the consumer hold the shared state only to move
-//! counters; journal I/O happens outside the lock, so reading the disk back never stalls
-//! appending.
+//! Order across memory and disk: the queue is one sequence of slots, each an operation
+//! held in memory or a run of operations in the journal (the journal is itself in order,
+//! so a run only needs its length). An operation goes to memory whenever memory has room,
+//! even behind a run on disk, and to disk only when memory is full: only the excess of a
+//! backlog pays the disk's encode, write, read and decode, not everything that arrives
+//! until the backlog is gone (which, with a producer faster than the consumer, was nearly
+//! everything). The consumer takes slots front to back. The producer and the consumer
+//! hold the shared state only to move counters and slots; journal I/O happens outside the
+//! lock, so reading the disk back never stalls appending.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -82,12 +85,19 @@ pub enum QueueError {
     Decode { seq: u64, detail: String },
 }
 
+/// One place in the queue's order.
+enum Slot {
+    Memory(Queued),
+    /// This many operations next in the journal, not yet read back.
+    Disk(u64),
+}
+
 struct Shared {
     limits: Limits,
-    memory: VecDeque<Queued>,
+    slots: VecDeque<Slot>,
+    /// Operations and bytes held in `Slot::Memory`.
+    memory_ops: u64,
     memory_bytes: u64,
-    spilling: bool,
-    appending: u64,
     appended: u64,
     read_from_disk: u64,
     disk_bytes: u64,
@@ -138,10 +148,12 @@ pub fn queue(
     let inner = Arc::new(Inner {
         state: Mutex::new(Shared {
             limits,
-            memory: VecDeque::new(),
+            slots: (backlog > 0)
+                .then_some(Slot::Disk(backlog))
+                .into_iter()
+                .collect(),
+            memory_ops: 0,
             memory_bytes: 0,
-            spilling: backlog > 0,
-            appending: 0,
             appended: backlog,
             read_from_disk: 0,
             disk_bytes: 0,
@@ -185,23 +197,23 @@ impl Producer {
             let mut s = self.inner.lock();
             let l = s.limits;
             let threshold = l.memory_bytes * l.spill_percent as u64 / 100;
-            let full = s.memory_bytes + c > threshold || s.memory.len() as u64 >= l.memory_ops;
-            if !s.spilling && !full {
+            let full = s.memory_bytes + c > threshold || s.memory_ops >= l.memory_ops;
+            if !full {
                 let seq = self.next_seq;
                 self.next_seq += 1;
                 s.memory_bytes += c;
-                s.memory.push_back(Queued {
+                s.memory_ops += 1;
+                s.slots.push_back(Slot::Memory(Queued {
                     seq,
                     event,
                     from_disk: false,
-                });
+                }));
                 s.alert = s.memory_bytes * 100 >= l.memory_bytes * l.alert_percent as u64;
                 s.pushed = seq;
                 self.inner.ready.notify_one();
                 return Ok(Pushed::Memory(seq));
             }
             match l.at_limit {
-                _ if s.spilling => true,
                 AtLimit::QueueToDisk => true,
                 AtLimit::StopDraining => false,
                 AtLimit::AutoDisconnect => {
@@ -212,7 +224,6 @@ impl Producer {
         if !to_disk {
             return Ok(Pushed::Refused(event));
         }
-        self.inner.lock().appending += 1;
         let seq = self.next_seq;
         self.buf.clear();
         let encoded = codec::encode(&event, &mut self.buf);
@@ -221,11 +232,14 @@ impl Producer {
             Err(e) => Err(JournalError::InvalidConfig(e.to_string())),
         };
         let mut s = self.inner.lock();
-        s.appending -= 1;
         match result {
             Ok(()) => {
                 self.next_seq += 1;
-                s.spilling = true;
+                // Joins the run at the back, or starts one behind what is in memory.
+                match s.slots.back_mut() {
+                    Some(Slot::Disk(n)) => *n += 1,
+                    _ => s.slots.push_back(Slot::Disk(1)),
+                }
                 s.appended += 1;
                 s.pushed = seq;
                 s.disk_bytes = self.journal.stats().bytes_on_disk;
@@ -269,7 +283,7 @@ impl Consumer {
     pub fn pop(&mut self, timeout: Duration) -> Result<Option<Queued>, QueueError> {
         {
             let mut s = self.inner.lock();
-            if s.memory.is_empty() && !s.spilling {
+            if s.slots.is_empty() {
                 s = self
                     .inner
                     .ready
@@ -277,29 +291,33 @@ impl Consumer {
                     .map(|(g, _)| g)
                     .unwrap_or_else(|e| e.into_inner().0);
             }
-            if let Some(q) = s.memory.pop_front() {
-                s.memory_bytes -= cost(&q.event);
-                return Ok(Some(q));
-            }
-            if !s.spilling {
-                return Ok(None);
+            match s.slots.pop_front() {
+                None => return Ok(None),
+                Some(Slot::Memory(q)) => {
+                    s.memory_bytes -= cost(&q.event);
+                    s.memory_ops -= 1;
+                    return Ok(Some(q));
+                }
+                // Stays in front until its last record is read.
+                Some(run @ Slot::Disk(_)) => s.slots.push_front(run),
             }
         }
-        // Memory is empty and older than anything on disk: read the disk, unlocked.
-        let seq = match self.journal.next_into(&mut self.buf)? {
-            Some(seq) => seq,
-            None => {
-                let mut s = self.inner.lock();
-                if s.appending == 0 && s.read_from_disk == s.appended {
-                    s.spilling = false;
-                    return Ok(None);
-                }
-                drop(s);
-                self.journal.wait(timeout);
-                return Ok(None);
-            }
+        // The front is a run on disk: read its next record, unlocked. The producer counts
+        // a record into a run only once it is appended, so it is there to read.
+        let Some(seq) = self.journal.next_into(&mut self.buf)? else {
+            self.journal.wait(timeout);
+            return Ok(None);
         };
-        self.inner.lock().read_from_disk += 1;
+        {
+            let mut s = self.inner.lock();
+            s.read_from_disk += 1;
+            if let Some(Slot::Disk(n)) = s.slots.front_mut() {
+                *n -= 1;
+                if *n == 0 {
+                    s.slots.pop_front();
+                }
+            }
+        }
         self.disk_delivered = Some(seq);
         let event = codec::decode(&self.buf).map_err(|e| QueueError::Decode {
             seq,
@@ -367,7 +385,7 @@ pub struct QueueStats {
 fn stats(inner: &Inner) -> QueueStats {
     let s = inner.lock();
     QueueStats {
-        ops_in_memory: s.memory.len() as u64,
+        ops_in_memory: s.memory_ops,
         bytes_in_memory: s.memory_bytes,
         bytes_on_disk: s.disk_bytes,
         ops_on_disk: s.appended - s.read_from_disk,
@@ -480,6 +498,44 @@ mod tests {
             alert_percent: 50,
             at_limit: AtLimit::QueueToDisk,
         }
+    }
+
+    /// Only what does not fit in memory goes to disk: once the consumer makes room, new
+    /// ops stay in memory behind the run on disk, and come out after it.
+    #[test]
+    fn only_the_excess_goes_to_disk_and_order_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut p, mut c) = open(dir.path(), spilling_at_4_kib(), 1 << 20);
+        let mut kinds = Vec::new();
+        for i in 1..=10 {
+            kinds.push(match p.push(event(i, 500)).unwrap() {
+                Pushed::Memory(_) => 'm',
+                Pushed::Disk(_) => 'd',
+                other => panic!("{other:?}"),
+            });
+        }
+        assert_eq!(String::from_iter(&kinds), "mmmmmmdddd");
+        for i in 1..=3 {
+            assert_eq!(c.pop(Duration::ZERO).unwrap().unwrap().event.ktime_ns, i);
+        }
+        for i in 11..=13 {
+            assert!(
+                matches!(p.push(event(i, 500)).unwrap(), Pushed::Memory(_)),
+                "op {i}"
+            );
+        }
+        assert_eq!(c.stats().ops_on_disk, 4);
+        // Memory is full again: the next op starts a second run on disk.
+        assert!(matches!(p.push(event(14, 500)).unwrap(), Pushed::Disk(_)));
+        let mut rest = Vec::new();
+        while let Some(q) = c.pop(Duration::ZERO).unwrap() {
+            rest.push((q.event.ktime_ns, q.from_disk));
+        }
+        let expected: Vec<(u64, bool)> = (4..=14)
+            .map(|i| (i, (7..=10).contains(&i) || i == 14))
+            .collect();
+        assert_eq!(rest, expected);
+        assert_eq!(c.stats().ops_on_disk, 0);
     }
 
     /// An op counts as unacknowledged from its push, through its pop, until its ack,
