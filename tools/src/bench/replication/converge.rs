@@ -1,4 +1,4 @@
-//! Waiting until a replica equals its source: a cheap check every 100 ms, then a full
+//! Waiting until a replica equals its source: a cheap check polled, then a full
 //! comparison bracketed by two metadata snapshots (see the parent module's documentation).
 
 use std::path::Path;
@@ -10,8 +10,14 @@ use super::super::{check_stop, StopFlag};
 use super::tree::{self, Snapshot};
 use super::Run;
 
-/// How often the replica is checked while waiting for it.
-pub const POLL: Duration = Duration::from_millis(100);
+/// How often a tool's status is asked while waiting (rill's `in_sync`: one request to
+/// its management API, cheap beside what is measured). The poll sets the resolution of
+/// the result, so it is kept well under the times measured.
+pub const POLL_STATUS: Duration = Duration::from_millis(10);
+/// How often a replica's metadata is walked while waiting (lsyncd, which reports nothing
+/// to ask): a walk of thousands of files costs enough to disturb what it measures if
+/// repeated more often, and lsyncd's times are tens of seconds.
+pub const POLL_WALK: Duration = Duration::from_millis(100);
 
 /// What waiting for equality found.
 pub struct Outcome {
@@ -29,8 +35,8 @@ pub struct Outcome {
 /// directory modes.
 pub const DIR_MODE_GRACE: Duration = Duration::from_secs(10);
 
-/// Polls until the replica equals the source (see the module documentation), at most
-/// until `deadline`. `cheap` is the tool's cheap check; `mtimes` adds file mtimes to the
+/// Polls every `poll` until the replica equals the source (see the module
+/// documentation), at most until `deadline`. `cheap` is the tool's cheap check; `mtimes` adds file mtimes to the
 /// metadata check that precedes the full comparison. A replica that is equal except for
 /// directory modes is noted, and waited for [`DIR_MODE_GRACE`] longer.
 #[allow(clippy::too_many_arguments)]
@@ -41,6 +47,7 @@ pub fn wait_equal(
     dst: &Path,
     src_snap: &Snapshot,
     mtimes: bool,
+    poll: Duration,
     run: &mut Run,
     stop: &StopFlag,
     mut cheap: impl FnMut() -> Result<bool>,
@@ -98,7 +105,7 @@ pub fn wait_equal(
                 }
             }
         }
-        let next = started + POLL;
+        let next = started + poll;
         let now = Instant::now();
         if next > now {
             std::thread::sleep(next - now);

@@ -22,9 +22,9 @@
 //! **Time until equal**, always from the start of the workload:
 //! - rsync: the workload, then one rsync run; its end is the time (the replica is then
 //!   compared in full, untimed, and a difference fails the run).
-//! - rill and lsyncd: after the workload, a cheap check every 100 ms (rill: `in_sync`, from
-//!   its status; lsyncd: a metadata walk of the replica equal to the source's, file mtimes
-//!   included, which rsync's `-t` sets only once a file is complete). When it passes, the
+//! - rill and lsyncd: after the workload, a cheap check (rill: `in_sync`, from its status,
+//!   every 10 ms; lsyncd: a metadata walk of the replica equal to the source's, file mtimes
+//!   included, which rsync's `-t` sets only once a file is complete, every 100 ms). When it passes, the
 //!   replica's metadata is snapshotted (the time is taken here), every file's bytes are
 //!   compared, and the snapshot is taken again: only if the contents were equal and the
 //!   replica did not change in between (same ctimes) is the first snapshot's time the
@@ -52,7 +52,7 @@ pub mod report;
 pub mod rill;
 pub mod tree;
 
-use converge::{wait_equal, Outcome, DIR_MODE_GRACE};
+use converge::{wait_equal, Outcome, DIR_MODE_GRACE, POLL_STATUS, POLL_WALK};
 use peers::{Lsyncd, LsyncdTarget, RsyncDaemon};
 use relay::{Bytes, Relay};
 use rill::{run_lag, Lag, RillJob};
@@ -482,6 +482,7 @@ fn initial_sync(env: &Env, fs: &RunFs, peer: &mut Peer, target_url: Option<&str>
             &fs.dst,
             &snap,
             false,
+            POLL_STATUS,
             &mut scratch,
             env.stop,
             || job.in_sync(),
@@ -493,6 +494,7 @@ fn initial_sync(env: &Env, fs: &RunFs, peer: &mut Peer, target_url: Option<&str>
             &fs.dst,
             &snap,
             true,
+            POLL_WALK,
             &mut scratch,
             env.stop,
             || {
@@ -699,6 +701,7 @@ fn run_on(env: &mut Env, fs: &RunFs, id: u32, tool: Tool, sc: Scenario, rep: u32
                 &fs.dst,
                 &snap,
                 false,
+                POLL_STATUS,
                 &mut run,
                 env.stop,
                 || job.in_sync(),
@@ -717,6 +720,7 @@ fn run_on(env: &mut Env, fs: &RunFs, id: u32, tool: Tool, sc: Scenario, rep: u32
                 &fs.dst,
                 &snap,
                 true,
+                POLL_WALK,
                 &mut run,
                 env.stop,
                 || {

@@ -387,8 +387,8 @@ pub fn markdown(r: &ReplicationResult) -> String {
         out,
         "Seconds from the start of the workload until the replica equals the source \
          (names, kinds, modes, owners, sizes, every file's bytes, symlink texts). rsync: the \
-         workload then one `rsync -a --delete` run. rill and lsyncd: polled every 100 ms \
-         (rill: in_sync from its status; lsyncd: metadata incl. file mtimes), then confirmed \
+         workload then one `rsync -a --delete` run. rill and lsyncd: polled (rill: in_sync \
+         from its status, every 10 ms; lsyncd: metadata incl. file mtimes, every 100 ms), then confirmed \
          by a full comparison whose own time is not counted. Each run on fresh ext4 file \
          systems for the source and the replica; `sync` before every timed part."
     );

@@ -9,7 +9,7 @@ use rill_engine::jobs::JobSpec;
 use rill_engine::mgmt::{JobAction, Request};
 use serde::Serialize;
 
-use super::converge::wait_equal;
+use super::converge::{wait_equal, POLL_STATUS};
 use super::tree::Snapshot;
 use super::{
     initial_sync, load, percentile, wait_files_closed, Env, Peer, Run, RunFs, Scenario, Tool,
@@ -155,6 +155,7 @@ fn lag_on(env: &Env, fs: &RunFs, id: u32) -> Result<Lag> {
         &fs.dst,
         &snap,
         false,
+        POLL_STATUS,
         &mut scratch,
         env.stop,
         || job.in_sync(),
