@@ -8,7 +8,7 @@ use rustls::client::ResolvesClientCert;
 use rustls::pki_types::ServerName;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use rustls::{ClientConfig, ServerConfig, SignatureScheme};
+use rustls::{CipherSuite, ClientConfig, ServerConfig, SignatureScheme};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
@@ -87,6 +87,10 @@ async fn connect(
         let mut tls = TlsConnector::from(client).connect(name, tcp).await?;
         let seen = peer_fingerprint(tls.get_ref().1)
             .ok_or_else(|| io::Error::other("no server certificate after handshake"))?;
+        let suite = tls.get_ref().1.negotiated_cipher_suite().map(|s| s.suite());
+        if suite != Some(CipherSuite::TLS13_AES_128_GCM_SHA256) {
+            return Err(io::Error::other(format!("negotiated {suite:?}")));
+        }
         let mut hello = [0u8; 5];
         tls.read_exact(&mut hello).await?;
         tls.write_all(b"ok").await?;
