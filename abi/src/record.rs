@@ -286,6 +286,15 @@ impl core::fmt::Display for DecodeError {
     }
 }
 
+impl RecordHeader {
+    /// The header at the start of `buf`, as stored, unchecked (no version, kind or length
+    /// check: [`Record::decode`] does those); `None` if `buf` is shorter than a header. For
+    /// a reader that must know a record's layout before the whole record has arrived.
+    pub fn peek(buf: &[u8]) -> Option<RecordHeader> {
+        (buf.len() >= HEADER_SIZE).then(|| read_header(buf))
+    }
+}
+
 /// A decoded record, borrowing its sections from the input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Record<'a> {

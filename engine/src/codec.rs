@@ -9,6 +9,8 @@ use std::os::unix::ffi::OsStrExt;
 
 use bytes::Bytes;
 
+use crate::proto::PAGE;
+
 use rill_abi::record::{FLAG_OBJECT_ID, FLAG_RANGE_ONLY, FLAG_VALUES};
 use rill_abi::{Kind, Record, RecordHeader, Section, SECTION_COUNT};
 use rill_driver_linux::decode::{to_event_in, PathCache};
@@ -149,6 +151,25 @@ pub fn encode_but_data(ev: &Event, out: &mut Vec<u8>) -> Result<Bytes, CodecErro
     Ok(write_data)
 }
 
+/// For an encoded write whose first bytes are `prefix` (at least its record header): the
+/// address, modulo [`PAGE`], at which the encoding should start so that every byte of the
+/// data bound for a page-aligned file offset sits at a page-aligned address. The target
+/// receives large writes so, and writes them to the disk straight from the bytes received
+/// (`apply::direct`). `None` for anything but a write carrying data.
+pub fn data_alignment(prefix: &[u8]) -> Option<usize> {
+    let h = rill_abi::RecordHeader::peek(prefix)?;
+    let data = Section::Data as usize;
+    if h.kind != Kind::Write as u8 || h.flags & FLAG_RANGE_ONLY != 0 || h.sections[data] == 0 {
+        return None;
+    }
+    let before: u64 = h.sections[..data].iter().map(|&l| u64::from(l)).sum();
+    let data_at = rill_abi::HEADER_SIZE as u64 + before;
+    let page = PAGE as u64;
+    // (start + data_at) must be congruent to the file offset: offsets and addresses then
+    // cross page boundaries together.
+    Some(((h.args[0] % page + page - data_at % page) % page) as usize)
+}
+
 /// Decodes one operation encoded by [`encode`].
 pub fn decode(bytes: &[u8]) -> Result<Event, CodecError> {
     decode_in(bytes, None)
@@ -233,6 +254,68 @@ mod tests {
             true => PathBuf::from(format!("/{}", c.join("/"))),
             false => PathBuf::from(c.join("/")),
         })
+    }
+
+    #[test]
+    fn data_alignment_puts_page_aligned_offsets_at_page_aligned_addresses() {
+        for (offset, name) in [
+            (0u64, "a"),
+            (1000, "dir/some file"),
+            (4095, ""),
+            (1 << 40, "x"),
+        ] {
+            let ev = Event::new(
+                name,
+                Op::Write {
+                    offset,
+                    len: 3 * PAGE as u64,
+                    data: Some(vec![1u8; 3 * PAGE].into()),
+                },
+            );
+            let mut enc = Vec::new();
+            encode(&ev, &mut enc).unwrap();
+            let start = data_alignment(&enc).unwrap();
+            assert!(start < PAGE);
+            // Lay the encoding out at an address congruent to `start`, decode it there,
+            // and find the byte bound for the first page-aligned offset.
+            let mut backing = vec![0u8; enc.len() + 2 * PAGE];
+            let shift = (start + PAGE - backing.as_ptr() as usize % PAGE) % PAGE;
+            backing[shift..shift + enc.len()].copy_from_slice(&enc);
+            let at = backing.as_ptr();
+            let placed = Bytes::from(backing);
+            assert_eq!(
+                placed.as_ptr(),
+                at,
+                "the bytes stayed where they were laid out"
+            );
+            let body = placed.slice(shift..shift + enc.len());
+            let back = decode_relative(&body).unwrap();
+            let Op::Write { data: Some(d), .. } = &back.op else {
+                panic!("{back:?}")
+            };
+            let to_page = (offset.next_multiple_of(PAGE as u64) - offset) as usize;
+            assert_eq!(
+                (d.as_ptr() as usize + to_page) % PAGE,
+                0,
+                "offset {offset}, name {name:?}"
+            );
+        }
+        // Not a write with data, or not enough of it to judge: no placement.
+        let mut enc = Vec::new();
+        encode(&Event::new("a", Op::Unlink), &mut enc).unwrap();
+        assert_eq!(data_alignment(&enc), None);
+        let range_only = Event::new(
+            "a",
+            Op::Write {
+                offset: 0,
+                len: 10,
+                data: None,
+            },
+        );
+        enc.clear();
+        encode(&range_only, &mut enc).unwrap();
+        assert_eq!(data_alignment(&enc), None);
+        assert_eq!(data_alignment(&[0u8; 50]), None);
     }
 
     #[test]

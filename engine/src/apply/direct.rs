@@ -15,6 +15,10 @@
 //! sync that precedes an acknowledgement commits the file system's journal and flushes
 //! the device's cache, so direct writes are covered as buffered ones are.
 //!
+//! The bytes to write directly must sit at page-aligned addresses. The target's frame
+//! reader receives a large write so that they do (`codec::data_alignment`), and then they
+//! are written where they are; otherwise they are staged through one reused aligned buffer.
+//!
 //! `O_DIRECT` is switched on for the held descriptor only around the direct part
 //! (`fcntl(F_SETFL)` may change it), so every other use of the file stays buffered. A file
 //! system that refuses direct I/O (tmpfs before Linux 6.6, some FUSE file systems) is
@@ -28,7 +32,7 @@ use std::os::unix::fs::FileExt;
 
 /// Alignment of a direct write's offset, length and memory. 4 KiB satisfies every block
 /// device with logical blocks up to 4 KiB, which is every common one.
-const ALIGN: usize = 4096;
+const ALIGN: usize = crate::proto::PAGE;
 /// The least direct part worth the device's round trip (see the module documentation).
 const DIRECT_MIN: usize = 512 * 1024;
 /// Bytes copied to the aligned buffer and written per call.
@@ -85,6 +89,11 @@ impl DirectWriter {
     }
 
     fn write_pieces(&mut self, file: &File, data: &[u8], offset: u64) -> io::Result<()> {
+        // Received page-aligned (the target's frame reader places large writes so): the
+        // device reads the bytes where they are.
+        if (data.as_ptr() as usize).is_multiple_of(ALIGN) {
+            return file.write_all_at(data, offset);
+        }
         let buf = self.buf.get_or_insert_with(AlignedBuf::new).as_mut_slice();
         for (i, piece) in data.chunks(PIECE).enumerate() {
             let staged = buf
@@ -233,5 +242,40 @@ mod tests {
         // SAFETY: a valid fd.
         let flags = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETFL) };
         assert_eq!(flags & libc::O_DIRECT, 0);
+    }
+
+    /// Bytes that arrive where offsets and addresses cross pages together (as the target's
+    /// frame reader places them) are written without the staging copy.
+    #[test]
+    fn data_placed_in_step_with_its_offset_is_written_where_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("replica");
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        let (offset, len) = (1000usize, 2 * PIECE + 123);
+        let backing: Vec<u8> = (0..len + 2 * ALIGN).map(|i| (i % 251) as u8).collect();
+        let shift = (offset % ALIGN + ALIGN - backing.as_ptr() as usize % ALIGN) % ALIGN;
+        let data = &backing[shift..shift + len];
+        let mut w = DirectWriter::default();
+        w.write_all_at(&file, data, offset as u64).unwrap();
+        assert!(!w.refused, "the test's file system takes direct I/O");
+        assert!(w.buf.is_none(), "nothing was staged");
+
+        let (head, middle) = direct_part(offset as u64, len).unwrap();
+        let first = (offset + head) / ALIGN;
+        let cached = cached_pages(&file, offset + len);
+        assert!(
+            cached[first..first + middle / ALIGN].iter().all(|&c| !c),
+            "the middle went past the page cache"
+        );
+        let mut got = Vec::new();
+        File::open(&path).unwrap().read_to_end(&mut got).unwrap();
+        assert!(got[..offset].iter().all(|&b| b == 0));
+        assert!(&got[offset..] == data, "the file holds the write");
     }
 }

@@ -429,6 +429,19 @@ impl Frame {
 /// The header of the frame at the start of `buf` and the frame's whole length, once
 /// `buf` holds all of it; `ProtoError::Incomplete` with the length needed before that.
 pub(super) fn extent(buf: &[u8], max: u32) -> Result<(Header, usize), ProtoError> {
+    let (header, need) = extent_header(buf, max)?;
+    if buf.len() < need {
+        return Err(ProtoError::Incomplete {
+            have: buf.len(),
+            need,
+        });
+    }
+    Ok((header, need))
+}
+
+/// The checked header of the frame at the start of `buf` and the frame's whole length,
+/// as soon as `buf` holds the header.
+pub(super) fn extent_header(buf: &[u8], max: u32) -> Result<(Header, usize), ProtoError> {
     check_magic(buf)?;
     let Some(head) = buf.first_chunk::<HEADER_LEN>() else {
         return Err(ProtoError::Incomplete {
@@ -437,14 +450,7 @@ pub(super) fn extent(buf: &[u8], max: u32) -> Result<(Header, usize), ProtoError
         });
     };
     let header = Header::parse(head, max)?;
-    let need = HEADER_LEN + header.len as usize;
-    if buf.len() < need {
-        return Err(ProtoError::Incomplete {
-            have: buf.len(),
-            need,
-        });
-    }
-    Ok((header, need))
+    Ok((header, HEADER_LEN + header.len as usize))
 }
 
 /// Checks a payload's length and checksum against its header.

@@ -11,7 +11,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use bytes::{Buf, BytesMut};
 
-use super::frame::{check_magic, extent, Frame, Header, Policy, HEADER_LEN};
+use super::frame::{check_magic, extent, extent_header, Frame, Header, Kind, Policy, HEADER_LEN};
+use super::payload::OP_FIXED;
 use super::ProtoError;
 
 /// Payload bytes read per step while a frame is arriving, and the least a `FrameReader`
@@ -78,12 +79,22 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(
     Ok(n)
 }
 
+/// Where an Op body should start in memory, from its first bytes: `Some(r)` asks for an
+/// address congruent to `r` modulo [`PAGE`] (see [`FrameReader::with_placement`]).
+pub type Placement = fn(&[u8]) -> Option<usize>;
+
+/// The page size placements are expressed in.
+pub const PAGE: usize = 4096;
+
 /// A cancel-safe frame reader: bytes read but not yet a whole frame stay in its buffer.
 #[derive(Debug)]
 pub struct FrameReader<R> {
     inner: R,
     buf: BytesMut,
     max: u32,
+    placement: Option<Placement>,
+    /// The frame at the front of `buf` has its own buffer, placed as asked.
+    placed: bool,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
@@ -93,7 +104,45 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             inner,
             buf: BytesMut::new(),
             max,
+            placement: None,
+            placed: false,
         }
+    }
+
+    /// Receives each large uncompressed Op frame into a buffer of its own whose body starts
+    /// where `placement` asks, once the body's first bytes have arrived (a frame whose
+    /// beginning arrives in pieces too small to judge is received as usual). The caller
+    /// knows what the body holds; the reader only moves the bytes.
+    pub fn with_placement(mut self, placement: Placement) -> Self {
+        self.placement = Some(placement);
+        self
+    }
+
+    /// Moves the partial frame at the front of the buffer (it is all the buffer holds)
+    /// into a fresh buffer with room for all `need` bytes, placed as `placement` asks.
+    fn place(&mut self, need: usize) {
+        let Some(place) = self.placement else { return };
+        let Ok((header, _)) = extent_header(&self.buf, self.max) else {
+            return;
+        };
+        let body_at = HEADER_LEN + OP_FIXED;
+        if header.kind != Kind::Op || header.compressed() {
+            self.placed = true;
+            return;
+        }
+        let Some(body_start) = self.buf.get(body_at..).and_then(place) else {
+            return;
+        };
+        // Room for the padding and a full read past the frame, so that no later reserve
+        // for this frame reallocates (and moves it).
+        let mut fresh = BytesMut::with_capacity(PAGE + need + READ_CHUNK);
+        let frame_start = (body_start % PAGE + PAGE - body_at % PAGE) % PAGE;
+        let pad = (frame_start + PAGE - fresh.as_ptr() as usize % PAGE) % PAGE;
+        fresh.resize(pad, 0);
+        fresh.advance(pad);
+        fresh.extend_from_slice(&self.buf);
+        self.buf = fresh;
+        self.placed = true;
     }
 
     /// The next frame; `Ok(None)` when the stream ends cleanly between frames. Cancelling
@@ -103,6 +152,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             let need = match extent(&self.buf, self.max) {
                 Ok((header, used)) if used >= SHARE_MIN => {
                     // The frame leaves the buffer without a copy; what follows it stays.
+                    self.placed = false;
                     let frame = self.buf.split_to(used).freeze();
                     let payload = frame.slice(HEADER_LEN..);
                     return Frame::from_shared_payload(&header, &payload, self.max).map(Some);
@@ -118,6 +168,9 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             };
             // A large frame gets a buffer of its own size (it leaves whole, see above);
             // small ones share one of READ_CHUNK.
+            if need >= SHARE_MIN && !self.placed {
+                self.place(need);
+            }
             let missing = need.saturating_sub(self.buf.len());
             self.buf.reserve(missing.max(READ_CHUNK));
             // read_buf fills only the spare capacity reserved above.

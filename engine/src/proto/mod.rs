@@ -45,5 +45,5 @@ pub use frame::{
     refuse, Frame, Header, Kind, Marker, Policy, Stream, FLAG_ZSTD, HEADER_LEN, MAGIC, MAX_FRAME,
     MAX_PATH, MAX_STRING, SUPPORTED_VERSIONS, VERSION,
 };
-pub use io::{read_frame, write_frame, FrameReader};
+pub use io::{read_frame, write_frame, FrameReader, Placement, PAGE};
 pub use seq::{SeqCheck, SeqVerdict};

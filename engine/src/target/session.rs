@@ -44,7 +44,9 @@ pub(super) async fn run(
     name: String,
 ) {
     let (reader, writer) = tokio::io::split(stream);
-    let mut reader = FrameReader::new(reader, MAX_FRAME);
+    // Large writes arrive page-aligned, so the applier writes them to the disk from the
+    // bytes received (see `apply::direct`).
+    let mut reader = FrameReader::new(reader, MAX_FRAME).with_placement(codec::data_alignment);
     let mut writer = BufWriter::new(writer);
     let who = format!("{name} ({peer})");
     let hello = tokio::time::timeout(ctx.config.timeout, reader.next()).await;

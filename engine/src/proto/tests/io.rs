@@ -182,6 +182,67 @@ async fn frames_small_and_large_come_out_equal_whatever_the_reads() {
     }
 }
 
+/// With a placement, a large write arrives with its page-aligned offsets at page-aligned
+/// addresses, however the bytes are cut into reads, and every frame is unchanged.
+#[tokio::test]
+async fn a_placed_write_arrives_in_step_with_its_file_offsets() {
+    use crate::codec;
+    use rill_driver_linux::{Event, Op};
+    let write = |offset: u64, len: usize| {
+        let ev = Event::new(
+            "dir/file",
+            Op::Write {
+                offset,
+                len: len as u64,
+                data: Some(noise(len, offset).into()),
+            },
+        );
+        let mut body = Vec::new();
+        codec::encode(&ev, &mut body).unwrap();
+        body
+    };
+    let writes = [(1000u64, 300_000usize), (0, 1 << 20), (4095, 70_000)];
+    let mut frames = vec![Frame::KeepAlive];
+    for (i, &(offset, len)) in writes.iter().enumerate() {
+        frames.push(Frame::Op {
+            seq: i as u64,
+            stream: Stream::Replication,
+            body: write(offset, len).into(),
+        });
+        frames.push(Frame::Ack { seq: i as u64 });
+    }
+    let mut bytes = Vec::new();
+    for f in &frames {
+        f.encode(Policy::PLAIN, &mut bytes).unwrap();
+    }
+    for step in [7, 1000, 65_536, 1 << 22] {
+        let reader = Chunks(bytes.clone(), 0, step);
+        let mut fr = FrameReader::new(reader, MAX_FRAME).with_placement(codec::data_alignment);
+        let mut got = Vec::new();
+        while let Some(f) = fr.next().await.unwrap() {
+            if let Frame::Op { body, .. } = &f {
+                let ev = codec::decode_relative(body).unwrap();
+                let Op::Write {
+                    offset,
+                    data: Some(d),
+                    ..
+                } = ev.op
+                else {
+                    panic!("{ev:?}")
+                };
+                let to_page = (offset.next_multiple_of(PAGE as u64) - offset) as usize;
+                assert_eq!(
+                    (d.as_ptr() as usize + to_page) % PAGE,
+                    0,
+                    "write at {offset}, reads of {step} bytes"
+                );
+            }
+            got.push(f);
+        }
+        assert_eq!(got, frames, "reads of {step} bytes");
+    }
+}
+
 #[tokio::test]
 async fn a_cancelled_next_loses_nothing() {
     let (mut tx, rx) = tokio::io::duplex(1 << 16);
