@@ -36,16 +36,20 @@ pub struct Outcome {
 pub const DIR_MODE_GRACE: Duration = Duration::from_secs(10);
 
 /// Polls every `poll` until the replica equals the source (see the module
-/// documentation), at most until `deadline`. `cheap` is the tool's cheap check; `mtimes` adds file mtimes to the
-/// metadata check that precedes the full comparison. A replica that is equal except for
-/// directory modes is noted, and waited for [`DIR_MODE_GRACE`] longer.
+/// documentation), at most until `deadline`. `cheap` is the tool's cheap check; `mtimes`
+/// adds file mtimes to the metadata check that precedes the full comparison. A replica
+/// that is equal except for directory modes is noted, and waited for [`DIR_MODE_GRACE`]
+/// longer.
+///
+/// The source is snapshotted at the first poll whose cheap check passes, not before the
+/// first poll: the source no longer changes, and a walk of thousands of files taken while
+/// the tool catches up would take CPU from it.
 #[allow(clippy::too_many_arguments)]
 pub fn wait_equal(
     t0: Instant,
     deadline: Instant,
     src: &Path,
     dst: &Path,
-    src_snap: &Snapshot,
     mtimes: bool,
     poll: Duration,
     run: &mut Run,
@@ -54,12 +58,14 @@ pub fn wait_equal(
 ) -> Result<Outcome> {
     let mut relaxed_at = None;
     let mut deadline = deadline;
+    let mut src_snap: Option<Snapshot> = None;
     loop {
         let started = Instant::now();
+        let started_wall = tree::now_ns();
         if started > deadline {
             let cheap_now = cheap()?;
             let diff = tree::full_difference(src, dst)?;
-            let modes = src_snap.mode_differences(&Snapshot::take(dst)?);
+            let modes = Snapshot::take(src)?.mode_differences(&Snapshot::take(dst)?);
             return Ok(Outcome {
                 at: None,
                 relaxed_at,
@@ -81,13 +87,20 @@ pub fn wait_equal(
         check_stop(stop)?;
         run.polls += 1;
         if cheap()? {
+            let src_snap = match &src_snap {
+                Some(s) => s,
+                None => src_snap.insert(Snapshot::take(src)?),
+            };
             let m1 = Snapshot::take(dst)?;
-            let at = t0.elapsed();
+            let at = started.duration_since(t0);
             let strict = src_snap.matches(&m1, mtimes);
             let relaxed = relaxed_at.is_none()
                 && !strict
                 && src_snap.first_difference(&m1, mtimes, false).is_none();
-            if strict || relaxed {
+            // Equal from this poll's start on only if nothing in the replica changed after
+            // it began: the walk and the comparison themselves are then not counted.
+            let settled = tree::newest_change(dst, &m1)? <= started_wall;
+            if (strict || relaxed) && settled {
                 run.full_compares += 1;
                 if tree::first_content_difference(src, dst, src_snap)?.is_none()
                     && Snapshot::take(dst)? == m1

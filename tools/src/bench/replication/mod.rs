@@ -23,12 +23,14 @@
 //! - rsync: the workload, then one rsync run; its end is the time (the replica is then
 //!   compared in full, untimed, and a difference fails the run).
 //! - rill and lsyncd: after the workload, a cheap check (rill: `in_sync`, from its status,
-//!   every 10 ms; lsyncd: a metadata walk of the replica equal to the source's, file mtimes
-//!   included, which rsync's `-t` sets only once a file is complete, every 100 ms). When it passes, the
-//!   replica's metadata is snapshotted (the time is taken here), every file's bytes are
-//!   compared, and the snapshot is taken again: only if the contents were equal and the
-//!   replica did not change in between (same ctimes) is the first snapshot's time the
-//!   result; otherwise polling goes on. The comparison's own duration is not counted.
+//!   every 10 ms; lsyncd: none, every 100 ms). When it passes, the source (the first time)
+//!   and the replica are snapshotted and compared by metadata (lsyncd: file mtimes
+//!   included, which rsync's `-t` sets only once a file is complete), every file's bytes
+//!   are compared, and the replica is snapshotted again. If all was equal, the replica did
+//!   not change during the comparison (same ctimes) and its newest ctime is older than the
+//!   poll's start, the replica was equal from that start on, and the start is the result:
+//!   the bench's own walks and comparison are not counted (rsync's run is timed without
+//!   them too). Otherwise polling goes on.
 //!
 //! **Bytes on the wire** in (c): every tool's connection goes through a counting relay
 //! ([`relay`]); the report also gives what each tool counts itself.
@@ -462,7 +464,6 @@ enum Peer<'a> {
 
 /// Waits (untimed) until the replica equals the source before a timed part.
 fn initial_sync(env: &Env, fs: &RunFs, peer: &mut Peer, target_url: Option<&str>) -> Result<()> {
-    let snap = Snapshot::take(&fs.src)?;
     let t0 = Instant::now();
     let deadline = t0 + env.cfg.timeout;
     let mut scratch = Run::new(Tool::Rill, Scenario::BigFile, 0);
@@ -480,7 +481,6 @@ fn initial_sync(env: &Env, fs: &RunFs, peer: &mut Peer, target_url: Option<&str>
             deadline,
             &fs.src,
             &fs.dst,
-            &snap,
             false,
             POLL_STATUS,
             &mut scratch,
@@ -492,7 +492,6 @@ fn initial_sync(env: &Env, fs: &RunFs, peer: &mut Peer, target_url: Option<&str>
             deadline,
             &fs.src,
             &fs.dst,
-            &snap,
             true,
             POLL_WALK,
             &mut scratch,
@@ -693,13 +692,11 @@ fn run_on(env: &mut Env, fs: &RunFs, id: u32, tool: Tool, sc: Scenario, rep: u32
             run.own_bytes_back = Some(r.bytes_received);
         }
         Peer::Rill(job) => {
-            let snap = Snapshot::take(&fs.src)?;
             let c = wait_equal(
                 t0,
                 deadline,
                 &fs.src,
                 &fs.dst,
-                &snap,
                 false,
                 POLL_STATUS,
                 &mut run,
@@ -712,13 +709,11 @@ fn run_on(env: &mut Env, fs: &RunFs, id: u32, tool: Tool, sc: Scenario, rep: u32
             }
         }
         Peer::Lsyncd(l) => {
-            let snap = Snapshot::take(&fs.src)?;
             let c = wait_equal(
                 t0,
                 deadline,
                 &fs.src,
                 &fs.dst,
-                &snap,
                 true,
                 POLL_WALK,
                 &mut run,

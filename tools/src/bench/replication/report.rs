@@ -387,9 +387,11 @@ pub fn markdown(r: &ReplicationResult) -> String {
         out,
         "Seconds from the start of the workload until the replica equals the source \
          (names, kinds, modes, owners, sizes, every file's bytes, symlink texts). rsync: the \
-         workload then one `rsync -a --delete` run. rill and lsyncd: polled (rill: in_sync \
-         from its status, every 10 ms; lsyncd: metadata incl. file mtimes, every 100 ms), then confirmed \
-         by a full comparison whose own time is not counted. Each run on fresh ext4 file \
+         workload then one `rsync -a --delete` run. rill and lsyncd: polled (rill: when \
+         in_sync from its status, every 10 ms; lsyncd: every 100 ms), then the replica compared \
+         by metadata (lsyncd: file mtimes included) and in full; the result is the start of \
+         the poll that found it equal, its newest ctime being older (the comparison's own \
+         time is not counted). Each run on fresh ext4 file \
          systems for the source and the replica; `sync` before every timed part."
     );
     let scenarios: Vec<Scenario> = Scenario::ALL

@@ -10,7 +10,6 @@ use rill_engine::mgmt::{JobAction, Request};
 use serde::Serialize;
 
 use super::converge::{wait_equal, POLL_STATUS};
-use super::tree::Snapshot;
 use super::{
     initial_sync, load, percentile, wait_files_closed, Env, Peer, Run, RunFs, Scenario, Tool,
     SETTLE,
@@ -146,14 +145,12 @@ fn lag_on(env: &Env, fs: &RunFs, id: u32) -> Result<Lag> {
     });
     let writer = writer?;
     let t_end = Instant::now();
-    let snap = Snapshot::take(&fs.src)?;
     let mut scratch = Run::new(Tool::Rill, Scenario::Overwrites, 0);
     let c = wait_equal(
         t_end,
         t_end + cfg.timeout,
         &fs.src,
         &fs.dst,
-        &snap,
         false,
         POLL_STATUS,
         &mut scratch,

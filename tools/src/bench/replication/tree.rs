@@ -213,6 +213,29 @@ impl Snapshot {
     }
 }
 
+/// Now on the clock inode change times are read from, in nanoseconds since the epoch.
+pub fn now_ns() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128)
+}
+
+/// When anything in the tree at `root` last changed: the newest inode change time among
+/// `snap` (a snapshot of it) and `root` itself (which changes when a name directly below
+/// it comes or goes). Every write, name change, mode, owner or time set moves an inode's
+/// ctime, so a tree equal now was equal from this moment on (ctimes are read from the
+/// kernel's clock, which may trail the real time by up to a tick).
+pub fn newest_change(root: &Path, snap: &Snapshot) -> Result<i128> {
+    let m =
+        std::fs::symlink_metadata(root).with_context(|| format!("reading {}", root.display()))?;
+    let own = ns(m.ctime(), m.ctime_nsec());
+    Ok(snap
+        .entries
+        .values()
+        .map(|e| e.ctime_ns)
+        .fold(own, i128::max))
+}
+
 /// Compares the bytes of every regular file of `snap` (a snapshot of `src`) under `src` and
 /// `dst`; stops at the first difference. `Ok(None)` when all are equal.
 pub fn first_content_difference(
@@ -325,5 +348,32 @@ mod tests {
         let s2 = Snapshot::take(a.path()).unwrap();
         assert!(s1.matches(&s2, false));
         assert_ne!(s1, s2);
+    }
+
+    #[test]
+    fn the_newest_change_is_the_last_write_or_removal() {
+        let a = tempfile::tempdir().unwrap();
+        std::fs::create_dir(a.path().join("d")).unwrap();
+        std::fs::write(a.path().join("d/f"), b"1").unwrap();
+        std::fs::write(a.path().join("g"), b"1").unwrap();
+        let before = now_ns();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let settled = newest_change(a.path(), &Snapshot::take(a.path()).unwrap()).unwrap();
+        assert!(
+            settled <= before,
+            "nothing changed after {before}: {settled}"
+        );
+
+        std::fs::write(a.path().join("d/f"), b"2").unwrap();
+        let written = newest_change(a.path(), &Snapshot::take(a.path()).unwrap()).unwrap();
+        assert!(written > before, "a write moves it: {written} <= {before}");
+
+        // A name removed directly below the root leaves no entry behind, only the root's
+        // own change.
+        let mid = now_ns();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::remove_file(a.path().join("g")).unwrap();
+        let removed = newest_change(a.path(), &Snapshot::take(a.path()).unwrap()).unwrap();
+        assert!(removed > mid, "a removal moves it: {removed} <= {mid}");
     }
 }
