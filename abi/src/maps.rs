@@ -106,6 +106,9 @@ impl Stat {
     pub const UNWATCHED: u32 = 29;
     /// Per-CPU count of submissions, used to pace consumer wakeups (not a statistic).
     pub const WAKE_COUNTER: u32 = 30;
+    /// Entries added to the dirty-file map: the reader lists the map only when this rose,
+    /// as listing walks every bucket of the map even when it is empty.
+    pub const DIRTY_MARKED: u32 = 31;
     /// Number of slots in the array.
     pub const COUNT: u32 = 32;
 }

@@ -49,6 +49,9 @@ struct EbpfBackend {
     lost: u64,
     /// The driver's dirty-map-full count already reported.
     dirty_map_full: u64,
+    /// The driver's count of dirty marks when the dirty map was last listed (`None`: not
+    /// yet, and a pinned map may hold marks from before this reader).
+    dirty_marked: Option<u64>,
     /// Last path seen for each (kernel dev, ino), to name dirty files.
     names: HashMap<(u64, u64), PathBuf>,
 }
@@ -219,6 +222,7 @@ impl Capture {
             maps,
             lost,
             dirty_map_full,
+            dirty_marked,
             names,
             ..
         } = &mut **b;
@@ -248,8 +252,6 @@ impl Capture {
             raw.push(synthetic(PathBuf::new(), 0, Op::Overflow { count }));
             *lost = total;
         }
-        // Read after the counters, and on every poll: an entry added after one snapshot
-        // of the counters is collected by the next poll even if no count rose since.
         let map_full = stats.get(Stat::DIRTY_MAP_FULL);
         if map_full > *dirty_map_full {
             // Dirty marks that did not fit the map: only a rescan of everything is safe.
@@ -264,6 +266,15 @@ impl Capture {
                 ));
             }
         }
+        // Listing the map walks all of its 65,536 buckets, empty or not: on every poll of a
+        // busy ring that cost the drain more than decoding the batch. Marks are rare, so
+        // it is listed only when the driver counted a new one since the last listing (the
+        // count was read above, before listing: a mark added meanwhile is listed again).
+        let marked = stats.get(Stat::DIRTY_MARKED);
+        if *dirty_marked == Some(marked) {
+            return Ok(());
+        }
+        *dirty_marked = Some(marked);
         for (key, value) in maps.dirty()? {
             let reason = DirtyReason::from_abi(value.reason);
             let paths = if key == DirtyKey::default() {
@@ -373,6 +384,7 @@ fn ebpf_backend(
         reader,
         lost: 0,
         dirty_map_full: 0,
+        dirty_marked: None,
         names: HashMap::new(),
     }))
 }

@@ -152,11 +152,12 @@ pub fn mark_dirty(key: DirtyKey, reason: u64) {
         first_ns: unsafe { bpf_ktime_get_ns() },
         count: 1,
     };
-    // EEXIST means another CPU inserted it first, which is just as good.
-    if let Err(e) = RILL_DIRTY.insert(&key, &v, BPF_NOEXIST as u64) {
-        if e != -17 {
-            stat_add(Stat::DIRTY_MAP_FULL, 1);
-        }
+    // EEXIST means another CPU inserted it first, which is just as good. The count rises
+    // after the entry is in the map, so a reader that sees it rise lists the entry.
+    match RILL_DIRTY.insert(&key, &v, BPF_NOEXIST as u64) {
+        Ok(()) => stat_add(Stat::DIRTY_MARKED, 1),
+        Err(-17) => {}
+        Err(_) => stat_add(Stat::DIRTY_MAP_FULL, 1),
     }
 }
 
