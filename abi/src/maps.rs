@@ -106,9 +106,12 @@ impl Stat {
     pub const UNWATCHED: u32 = 29;
     /// Per-CPU count of submissions, used to pace consumer wakeups (not a statistic).
     pub const WAKE_COUNTER: u32 = 30;
-    /// Entries added to the dirty-file map: the reader lists the map only when this rose,
-    /// as listing walks every bucket of the map even when it is empty.
-    pub const DIRTY_MARKED: u32 = 31;
+    /// Dirty marks made: every dropped or stopped operation, and every other record of a
+    /// file whose operations were not all sent. Raised once the mark and its counts are
+    /// in place, so a reader that sees it unchanged has nothing to collect and skips
+    /// reading the other counters and listing the dirty-file map (which walks every bucket
+    /// of the map, empty or not).
+    pub const DIRTY_MARKS: u32 = 31;
     /// Number of slots in the array.
     pub const COUNT: u32 = 32;
 }

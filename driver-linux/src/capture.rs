@@ -49,9 +49,9 @@ struct EbpfBackend {
     lost: u64,
     /// The driver's dirty-map-full count already reported.
     dirty_map_full: u64,
-    /// The driver's count of dirty marks when the dirty map was last listed (`None`: not
-    /// yet, and a pinned map may hold marks from before this reader).
-    dirty_marked: Option<u64>,
+    /// The driver's count of dirty marks when losses were last collected (`None`: not yet,
+    /// and a pinned driver may have lost operations before this reader).
+    dirty_marks: Option<u64>,
     /// Last path seen for each (kernel dev, ino), to name dirty files.
     names: HashMap<(u64, u64), PathBuf>,
 }
@@ -222,7 +222,7 @@ impl Capture {
             maps,
             lost,
             dirty_map_full,
-            dirty_marked,
+            dirty_marks,
             names,
             ..
         } = &mut **b;
@@ -243,6 +243,17 @@ impl Capture {
             }
         }
         *raw = named;
+        // Every loss is also a dirty mark, and the marks' count rises last: while it stays
+        // where it was, there is nothing to collect. Reading it alone is one system call;
+        // reading every counter and listing the dirty-file map (which walks all its 65,536
+        // buckets, empty or not) on every poll of a busy ring cost the drain about a third
+        // of its time. The count is read before what it guards, so a mark made meanwhile
+        // is collected now or by the next poll.
+        let marks = maps.stat(Stat::DIRTY_MARKS)?;
+        if *dirty_marks == Some(marks) {
+            return Ok(());
+        }
+        *dirty_marks = Some(marks);
         let stats = maps.stats()?;
         let total: u64 = (0..Category::COUNT as u32)
             .map(|c| stats.get(Stat::DROPPED_BASE + c) + stats.get(Stat::STOPPED_BASE + c))
@@ -266,15 +277,6 @@ impl Capture {
                 ));
             }
         }
-        // Listing the map walks all of its 65,536 buckets, empty or not: on every poll of a
-        // busy ring that cost the drain more than decoding the batch. Marks are rare, so
-        // it is listed only when the driver counted a new one since the last listing (the
-        // count was read above, before listing: a mark added meanwhile is listed again).
-        let marked = stats.get(Stat::DIRTY_MARKED);
-        if *dirty_marked == Some(marked) {
-            return Ok(());
-        }
-        *dirty_marked = Some(marked);
         for (key, value) in maps.dirty()? {
             let reason = DirtyReason::from_abi(value.reason);
             let paths = if key == DirtyKey::default() {
@@ -384,7 +386,7 @@ fn ebpf_backend(
         reader,
         lost: 0,
         dirty_map_full: 0,
-        dirty_marked: None,
+        dirty_marks: None,
         names: HashMap::new(),
     }))
 }

@@ -168,16 +168,19 @@ impl DriverMaps {
     }
 
     pub fn stats(&self) -> Result<Stats> {
+        (0..Stat::COUNT)
+            .map(|i| self.stat(i))
+            .collect::<Result<Vec<u64>>>()
+            .map(Stats)
+    }
+
+    /// One counter of [`Stat`], summed over the CPUs (one system call, where
+    /// [`DriverMaps::stats`] makes one per counter).
+    pub fn stat(&self, index: u32) -> Result<u64> {
         let a: PerCpuArray<&MapData, u64> =
             PerCpuArray::try_from(&self.stats).map_err(|e| ebpf_err("RILL_STATS", e))?;
-        let mut out = vec![0u64; Stat::COUNT as usize];
-        for (i, slot) in out.iter_mut().enumerate() {
-            let v = a
-                .get(&(i as u32), 0)
-                .map_err(|e| ebpf_err("RILL_STATS", e))?;
-            *slot = v.iter().sum();
-        }
-        Ok(Stats(out))
+        let v = a.get(&index, 0).map_err(|e| ebpf_err("RILL_STATS", e))?;
+        Ok(v.iter().sum())
     }
 
     /// The dirty-file map's entries, without removing them.

@@ -142,6 +142,13 @@ pub fn level(cfg: &DriverConfig) -> Level {
 /// object is unknown and every watched path must be rescanned.
 #[inline(always)]
 pub fn mark_dirty(key: DirtyKey, reason: u64) {
+    record_mark(key, reason);
+    // Last: a reader that sees the count rise finds the mark (see Stat::DIRTY_MARKS).
+    stat_add(Stat::DIRTY_MARKS, 1);
+}
+
+#[inline(always)]
+fn record_mark(key: DirtyKey, reason: u64) {
     if let Some(v) = RILL_DIRTY.get_ptr_mut(&key) {
         // SAFETY: a map value pointer; counts are advisory.
         unsafe { (*v).count += 1 };
@@ -152,12 +159,11 @@ pub fn mark_dirty(key: DirtyKey, reason: u64) {
         first_ns: unsafe { bpf_ktime_get_ns() },
         count: 1,
     };
-    // EEXIST means another CPU inserted it first, which is just as good. The count rises
-    // after the entry is in the map, so a reader that sees it rise lists the entry.
-    match RILL_DIRTY.insert(&key, &v, BPF_NOEXIST as u64) {
-        Ok(()) => stat_add(Stat::DIRTY_MARKED, 1),
-        Err(-17) => {}
-        Err(_) => stat_add(Stat::DIRTY_MAP_FULL, 1),
+    // EEXIST means another CPU inserted it first, which is just as good.
+    if let Err(e) = RILL_DIRTY.insert(&key, &v, BPF_NOEXIST as u64) {
+        if e != -17 {
+            stat_add(Stat::DIRTY_MAP_FULL, 1);
+        }
     }
 }
 
