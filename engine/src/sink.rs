@@ -167,6 +167,71 @@ mod tests {
         assert_eq!(std::fs::read(dst.path().join("real")).unwrap(), b"abc");
     }
 
+    /// A file's chown, chmod and utimes after its writes go through the descriptor held
+    /// for the writes, and land on the file; a name made anew over a held file (its
+    /// removal lost, and the name remirrored as a directory) takes them instead.
+    #[test]
+    fn attributes_reach_the_file_the_name_holds_now() {
+        use std::os::unix::fs::MetadataExt;
+        let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut sink = LocalSink::new(src.path(), dst.path()).unwrap();
+        let f = src.path().join("f");
+        let times = rill_driver_linux::FileTimes {
+            atime: (1_600_000_000, 5),
+            mtime: (1_500_000_000, 7),
+        };
+        let attributes = |p: &Path, mode: u32| {
+            [
+                op(
+                    p,
+                    Op::Chown {
+                        uid: Some(4321),
+                        gid: Some(8765),
+                    },
+                ),
+                op(p, Op::Chmod { mode }),
+                op(p, Op::Utimes { times: Some(times) }),
+            ]
+        };
+        let made = [
+            op(
+                &f,
+                Op::Create {
+                    mode: 0o600,
+                    truncate: false,
+                },
+            ),
+            write(&f),
+        ];
+        for ev in made.iter().chain(&attributes(&f, 0o640)) {
+            sink.send(ev, Stream::Replication).unwrap();
+        }
+        let m = std::fs::metadata(dst.path().join("f")).unwrap();
+        assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (4321, 8765, 0o640));
+        assert_eq!((m.mtime(), m.mtime_nsec()), (1_500_000_000, 7));
+        assert_eq!((m.atime(), m.atime_nsec()), (1_600_000_000, 5));
+
+        let held = std::fs::File::open(dst.path().join("f")).unwrap();
+        sink.send(&op(&f, Op::Mkdir { mode: 0o700 }), Stream::Replication)
+            .unwrap();
+        for ev in attributes(&f, 0o751) {
+            sink.send(&ev, Stream::Replication).unwrap();
+        }
+        let dir = std::fs::metadata(dst.path().join("f")).unwrap();
+        assert!(dir.is_dir());
+        assert_eq!(
+            (dir.uid(), dir.gid(), dir.mode() & 0o7777),
+            (4321, 8765, 0o751)
+        );
+        assert_eq!((dir.mtime(), dir.mtime_nsec()), (1_500_000_000, 7));
+        let gone = held.metadata().unwrap();
+        assert_eq!(
+            (gone.nlink(), gone.mode() & 0o7777),
+            (0, 0o640),
+            "the removed file kept what it had"
+        );
+    }
+
     #[test]
     fn nothing_escapes_the_replica_root() {
         let (src, dst, outside) = (

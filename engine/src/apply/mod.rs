@@ -213,6 +213,15 @@ impl Applier {
             path: ev.path.clone(),
         };
         let attributes = self.options.attributes;
+        if matches!(
+            ev.op,
+            Op::Mkdir { .. } | Op::Mknod { .. } | Op::Symlink { .. }
+        ) {
+            // A name made anew does not hold the file held open under it: that file's
+            // removal came first on the source (or was lost, and this is a remirror), so
+            // nothing may reach it through the name any more, attributes included.
+            self.open.remove(rel);
+        }
         let r: io::Result<()> = match &ev.op {
             Op::Write {
                 offset,
@@ -379,8 +388,6 @@ impl Applier {
                 )
             }),
             Op::Chmod { .. } | Op::Chown { .. } | Op::Utimes { .. } if !attributes => Ok(()),
-            // Symlinks have no mode of their own: chmod acts on what the name resolves to,
-            // opened beneath the root (O_PATH: no read access needed, a FIFO does not block).
             Op::Prune(range) => {
                 let dir = match self.open(rel, libc::O_RDONLY | libc::O_DIRECTORY, 0) {
                     // Nothing there, nothing to remove: the directory's own removal came
@@ -405,33 +412,8 @@ impl Applier {
                 self.orphans += removed;
                 Ok(())
             }
-            Op::Chmod { mode } => self.open(rel, libc::O_PATH, 0).and_then(|f| {
-                // SAFETY: a valid fd, an empty NUL-terminated name and AT_EMPTY_PATH.
-                cvt(unsafe {
-                    libc::syscall(
-                        libc::SYS_fchmodat2,
-                        f.as_raw_fd(),
-                        c"".as_ptr(),
-                        *mode,
-                        libc::AT_EMPTY_PATH,
-                    )
-                })
-                .map(drop)
-            }),
-            Op::Chown { uid, gid } => self.parent_or_root(rel).and_then(|(d, n)| {
-                let id = |v: Option<u32>| v.unwrap_or(u32::MAX);
-                // SAFETY: as above.
-                cvt(unsafe {
-                    libc::fchownat(
-                        d.as_raw_fd(),
-                        n.as_ptr(),
-                        id(*uid),
-                        id(*gid),
-                        libc::AT_SYMLINK_NOFOLLOW | at_empty(&n),
-                    )
-                } as libc::c_long)
-                .map(drop)
-            }),
+            Op::Chmod { mode } => self.chmod(rel, *mode),
+            Op::Chown { uid, gid } => self.chown(rel, *uid, *gid),
             Op::Utimes { times: Some(t) } => self.set_times(rel, t),
             Op::Utimes { times: None } => return Err(unresolved("utimes")),
             Op::SetXattr { .. } | Op::RemoveXattr { .. } if !self.options.xattrs => Ok(()),
@@ -461,21 +443,34 @@ impl Applier {
         }
     }
 
+    /// The descriptor held open for `rel` (see [`Applier::writable`]): the regular file
+    /// the name holds on the replica, reached without a symlink. A file's attributes are
+    /// set through it, which spares resolving the name again for each of the chown, chmod
+    /// and utimes that follow a file's writes.
+    fn held(&self, rel: &Path) -> Option<RawFd> {
+        self.open.get(rel).map(|(f, _)| f.as_raw_fd())
+    }
+
     /// The replica file for a data operation, kept open for `close_delay` after its last
     /// use so a stream of writes does not reopen it each time.
     fn writable(&mut self, rel: &Path, create_mode: u32) -> io::Result<&File> {
         if !self.open.contains_key(rel) {
-            let fd = self.open(rel, libc::O_WRONLY | libc::O_CREAT, create_mode)?;
-            // Written through a symlink (as on the source): not kept open. The cache is
-            // keyed by name, and the file behind the link can be removed or replaced by
-            // its own name, which would leave a later write here on a file no name holds.
-            let (dir, name) = self.parent_or_root(rel)?;
-            if matches!(stat_at(&dir, &name), Ok(Some(st)) if st.st_mode & libc::S_IFMT == libc::S_IFLNK)
-            {
-                return Ok(self.through_link.insert(File::from(fd)));
+            let flags = libc::O_WRONLY | libc::O_CREAT;
+            match self.open(rel, flags | libc::O_NOFOLLOW, create_mode) {
+                Ok(fd) => {
+                    self.open
+                        .insert(rel.to_path_buf(), (File::from(fd), Instant::now()));
+                }
+                // The name is a symlink: written through it (as on the source), and not
+                // kept open. The cache is keyed by name, and the file behind the link can
+                // be removed or replaced by its own name, which would leave a later write
+                // here on a file no name holds.
+                Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                    let fd = self.open(rel, flags, create_mode)?;
+                    return Ok(self.through_link.insert(File::from(fd)));
+                }
+                Err(e) => return Err(e),
             }
-            self.open
-                .insert(rel.to_path_buf(), (File::from(fd), Instant::now()));
         }
         let (file, used) = self
             .open
@@ -495,12 +490,57 @@ impl Applier {
         written
     }
 
+    fn chmod(&self, rel: &Path, mode: u32) -> io::Result<()> {
+        if let Some(fd) = self.held(rel) {
+            return fchmod(fd, mode);
+        }
+        // Symlinks have no mode of their own: chmod acts on what the name resolves to,
+        // opened beneath the root (O_PATH: no read access needed, a FIFO does not block).
+        let f = self.open(rel, libc::O_PATH, 0)?;
+        // SAFETY: a valid fd, an empty NUL-terminated name and AT_EMPTY_PATH.
+        cvt(unsafe {
+            libc::syscall(
+                libc::SYS_fchmodat2,
+                f.as_raw_fd(),
+                c"".as_ptr(),
+                mode,
+                libc::AT_EMPTY_PATH,
+            )
+        })
+        .map(drop)
+    }
+
+    fn chown(&self, rel: &Path, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> {
+        // -1 (u32::MAX) leaves an id as it is.
+        let id = |v: Option<u32>| v.unwrap_or(u32::MAX);
+        if let Some(fd) = self.held(rel) {
+            // SAFETY: a valid fd.
+            return cvt(unsafe { libc::fchown(fd, id(uid), id(gid)) } as libc::c_long).map(drop);
+        }
+        let (d, n) = self.parent_or_root(rel)?;
+        // SAFETY: a valid dirfd and NUL-terminated name.
+        cvt(unsafe {
+            libc::fchownat(
+                d.as_raw_fd(),
+                n.as_ptr(),
+                id(uid),
+                id(gid),
+                libc::AT_SYMLINK_NOFOLLOW | at_empty(&n),
+            )
+        } as libc::c_long)
+        .map(drop)
+    }
+
     fn set_times(&self, rel: &Path, t: &FileTimes) -> io::Result<()> {
         let ts = |(s, ns): (i64, u32)| libc::timespec {
             tv_sec: s,
             tv_nsec: i64::from(ns),
         };
         let times = [ts(t.atime), ts(t.mtime)];
+        if let Some(fd) = self.held(rel) {
+            // SAFETY: a valid fd and two timespecs.
+            return cvt(unsafe { libc::futimens(fd, times.as_ptr()) } as libc::c_long).map(drop);
+        }
         let (d, n) = self.parent_or_root(rel)?;
         // SAFETY: a valid dirfd, name and two timespecs.
         cvt(unsafe {
