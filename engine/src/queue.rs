@@ -105,6 +105,8 @@ struct Shared {
     /// The last sequence number queued, and the last one acknowledged.
     pushed: u64,
     acked: u64,
+    /// Whether the consumer waits on `ready`.
+    waiting: bool,
 }
 
 struct Inner {
@@ -115,6 +117,16 @@ struct Inner {
 impl Inner {
     fn lock(&self) -> MutexGuard<'_, Shared> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wakes the consumer if it waits. A condition variable's notify is a system call
+    /// whether anyone waits or not, and a busy producer pushes tens of thousands of ops a
+    /// second to a consumer that is rarely waiting; `waiting` is read under the lock the
+    /// consumer holds until it waits, so no wakeup is lost.
+    fn wake(&self, s: &Shared) {
+        if s.waiting {
+            self.ready.notify_one();
+        }
     }
 }
 
@@ -160,6 +172,7 @@ pub fn queue(
             alert: false,
             pushed,
             acked: pushed.saturating_sub(backlog),
+            waiting: false,
         }),
         ready: Condvar::new(),
     });
@@ -190,8 +203,24 @@ fn cost(ev: &Event) -> u64 {
 }
 
 impl Producer {
-    /// Queues `ev`, numbering it.
+    /// Queues `ev`, numbering it, and wakes the consumer if it waits.
     pub fn push(&mut self, event: Event) -> Result<Pushed, QueueError> {
+        self.push_then(event, true)
+    }
+
+    /// Like [`Producer::push`], but the consumer is left waiting until [`Producer::wake`].
+    /// A producer with a batch in hand wakes a consumer that keeps up once for the batch,
+    /// not once per op: each wake is a system call here and a context switch there.
+    pub fn push_quietly(&mut self, event: Event) -> Result<Pushed, QueueError> {
+        self.push_then(event, false)
+    }
+
+    /// Wakes the consumer if it waits (after [`Producer::push_quietly`]).
+    pub fn wake(&self) {
+        self.inner.wake(&self.inner.lock());
+    }
+
+    fn push_then(&mut self, event: Event, wake: bool) -> Result<Pushed, QueueError> {
         let c = cost(&event);
         let to_disk = {
             let mut s = self.inner.lock();
@@ -210,7 +239,9 @@ impl Producer {
                 }));
                 s.alert = s.memory_bytes * 100 >= l.memory_bytes * l.alert_percent as u64;
                 s.pushed = seq;
-                self.inner.ready.notify_one();
+                if wake {
+                    self.inner.wake(&s);
+                }
                 return Ok(Pushed::Memory(seq));
             }
             match l.at_limit {
@@ -243,7 +274,9 @@ impl Producer {
                 s.appended += 1;
                 s.pushed = seq;
                 s.disk_bytes = self.journal.stats().bytes_on_disk;
-                self.inner.ready.notify_one();
+                if wake {
+                    self.inner.wake(&s);
+                }
                 Ok(Pushed::Disk(seq))
             }
             Err(e @ JournalError::Full { .. }) => {
@@ -284,12 +317,14 @@ impl Consumer {
         {
             let mut s = self.inner.lock();
             if s.slots.is_empty() {
+                s.waiting = true;
                 s = self
                     .inner
                     .ready
                     .wait_timeout(s, timeout)
                     .map(|(g, _)| g)
                     .unwrap_or_else(|e| e.into_inner().0);
+                s.waiting = false;
             }
             match s.slots.pop_front() {
                 None => return Ok(None),
@@ -502,6 +537,52 @@ mod tests {
 
     /// Only what does not fit in memory goes to disk: once the consumer makes room, new
     /// ops stay in memory behind the run on disk, and come out after it.
+    /// The producer wakes the consumer only when it waits (see `Inner::wake`): a consumer
+    /// that waits for each op gets it as it is pushed, or as a quietly pushed batch is
+    /// followed by a wake, not when its wait times out.
+    #[test]
+    fn a_waiting_consumer_is_woken_by_each_push() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = Limits {
+            memory_bytes: 1 << 20,
+            memory_ops: 1000,
+            spill_percent: 100,
+            alert_percent: 50,
+            at_limit: AtLimit::QueueToDisk,
+        };
+        let (mut p, mut c) = open(dir.path(), limits, 65536);
+        const WAIT: Duration = Duration::from_secs(20);
+        let consumer = std::thread::spawn(move || {
+            (1..=60)
+                .map(|i| {
+                    let t = std::time::Instant::now();
+                    let q = c.pop(WAIT).unwrap().expect("an op before the timeout");
+                    assert_eq!(q.event.ktime_ns, i);
+                    t.elapsed()
+                })
+                .max()
+                .unwrap_or_default()
+        });
+        for i in 1..=40 {
+            // Long enough for the consumer to be waiting again most of the time.
+            std::thread::sleep(Duration::from_millis(5));
+            p.push(event(i, 64)).unwrap();
+        }
+        // Batches pushed quietly, then one wake for each.
+        for batch in (41..=60).collect::<Vec<u64>>().chunks(5) {
+            std::thread::sleep(Duration::from_millis(5));
+            for &i in batch {
+                p.push_quietly(event(i, 64)).unwrap();
+            }
+            p.wake();
+        }
+        let longest = consumer.join().unwrap();
+        assert!(
+            longest < WAIT / 2,
+            "a pop waited {longest:?}: a wakeup was lost"
+        );
+    }
+
     #[test]
     fn only_the_excess_goes_to_disk_and_order_is_kept() {
         let dir = tempfile::tempdir().unwrap();

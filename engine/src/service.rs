@@ -231,6 +231,7 @@ pub fn run(settings: &Settings, job: Job, sink: &mut dyn Transmit) -> Result<()>
                         for d in out.drain(..) {
                             keep(d, &mut producer, &changes, &counters, &stop, &log)?;
                         }
+                        producer.wake();
                         if stopping {
                             producer.flush()?;
                             return Ok(());
@@ -430,7 +431,8 @@ fn keep(
     };
     loop {
         let bytes = op_bytes(&ev);
-        match producer.push(ev)? {
+        // The batch's ops wake the consumer once, after the last (see the caller).
+        match producer.push_quietly(ev)? {
             Pushed::Memory(_) | Pushed::Disk(_) => {
                 counters.disconnected.store(false, Ordering::Relaxed);
                 counters.rep_ops_generated.fetch_add(1, Ordering::Relaxed);
@@ -443,6 +445,7 @@ fn keep(
             // driver's own throttling takes over meanwhile.
             Pushed::Refused(back) if !stop.load(Ordering::Relaxed) => {
                 ev = back;
+                producer.wake();
                 std::thread::sleep(Duration::from_millis(10));
             }
             Pushed::Refused(back) => {

@@ -187,6 +187,15 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
+    /// Whether [`FrameReader::next`] would return without reading: a whole frame (or a
+    /// malformed one) is buffered. A receiver hands on the frames of one read together.
+    pub fn frame_ready(&self) -> bool {
+        !matches!(
+            extent(&self.buf, self.max),
+            Err(ProtoError::Incomplete { .. })
+        )
+    }
+
     /// Bytes received but not yet returned as a frame.
     pub fn buffered(&self) -> &[u8] {
         &self.buf

@@ -19,7 +19,7 @@
 
 use std::collections::VecDeque;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -85,7 +85,9 @@ pub fn state_of_code(c: u8) -> DataState {
 }
 
 impl Shared {
-    pub(super) fn push(&self, entry: Entry) -> Result<()> {
+    /// Queues `entry` for the applier without waking it: the receiver wakes it once for
+    /// the frames of one read ([`Shared::wake`]), not once per op.
+    pub(super) fn push_quietly(&self, entry: Entry) -> Result<()> {
         // The pending entry is recorded under the same lock as the push, so the applier
         // never sees an op before its sequence.
         let mut pending = self
@@ -99,7 +101,7 @@ impl Shared {
                     .producer
                     .lock()
                     .map_err(|_| anyhow::anyhow!("target queue poisoned"))?;
-                let q = match producer.push(ev)? {
+                let q = match producer.push_quietly(ev)? {
                     Pushed::Memory(q) | Pushed::Disk(q) => q,
                     Pushed::Refused(_) | Pushed::NotKept(..) => {
                         anyhow::bail!("the target queue is full (memory and disk)")
@@ -121,6 +123,13 @@ impl Shared {
             .ops_remaining
             .store(pending.entries.len() as u64, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Wakes the applier if it waits for ops.
+    pub(super) fn wake(&self) {
+        if let Ok(p) = self.producer.lock() {
+            p.wake();
+        }
     }
 
     /// A `Pause` when the queue's memory reached `TGMirrorCapacityHigh`, a `Resume` once
@@ -159,7 +168,47 @@ impl Shared {
 /// durable flush (a rename or a write replayed out of its context would corrupt the
 /// replica). After a power loss the job store's flushed position, which comes after the
 /// data it covers is synced, is the one that counts.
+///
+/// The file is mapped shared and the position stored into the mapping, which is its page
+/// in the page cache: what a `pwrite` leaves behind a killed process, without a system
+/// call per op (one for each of the tens of thousands of ops a tree extraction makes).
 const APPLIED_FILE: &str = "applied";
+
+/// The mapped [`APPLIED_FILE`].
+struct AppliedPosition {
+    map: memmap2::MmapMut,
+}
+
+impl AppliedPosition {
+    fn open(path: &Path) -> Result<AppliedPosition> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        // Kept if there: the last process's position is read before a session starts.
+        if file.metadata()?.len() < 8 {
+            file.set_len(8)
+                .with_context(|| format!("sizing {}", path.display()))?;
+        }
+        // SAFETY: the file is this session's own (one applier per session); nothing else
+        // truncates it while it is mapped.
+        let map = unsafe { memmap2::MmapOptions::new().len(8).map_mut(&file) }
+            .with_context(|| format!("mapping {}", path.display()))?;
+        Ok(AppliedPosition { map })
+    }
+
+    fn record(&mut self, seq: u64) {
+        // One aligned 8-byte store (the mapping starts a page), so a process killed at any
+        // instant leaves the old position or the new one, never a mix. Little-endian, as
+        // `last_position` reads it.
+        // SAFETY: the mapping is 8 bytes, page-aligned, and only this thread writes it.
+        let slot = unsafe { AtomicU64::from_ptr(self.map.as_mut_ptr().cast::<u64>()) };
+        slot.store(seq.to_le(), Ordering::Relaxed);
+    }
+}
 
 /// Where a session keeps its queue and position.
 fn session_dir(ctx: &Context, key: &(String, String)) -> std::path::PathBuf {
@@ -206,12 +255,7 @@ pub(super) fn start(
         entries: VecDeque::new(),
     }));
     let finish = Arc::new(AtomicBool::new(false));
-    let position = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(session_dir.join(APPLIED_FILE))
-        .with_context(|| format!("opening {}", session_dir.display()))?;
+    let position = AppliedPosition::open(&session_dir.join(APPLIED_FILE))?;
     let syncer = Syncer::start(super::syncer::Reporting {
         durability: applier.durability()?,
         store: Arc::clone(&ctx.store),
@@ -262,7 +306,7 @@ pub(super) fn start(
 
 struct Worker {
     /// The exact last applied sequence, written after every op (see [`APPLIED_FILE`]).
-    position: std::fs::File,
+    position: AppliedPosition,
     applier: Applier,
     syncer: Syncer,
     consumer: Consumer,
@@ -300,7 +344,7 @@ impl Worker {
             // Markers at the front: every op before them is applied.
             while let Some((seq, marker)) = self.front_marker() {
                 self.marker(marker);
-                self.record_position(seq)?;
+                self.record_position(seq);
                 applied = seq;
                 unflushed += 1;
             }
@@ -317,10 +361,10 @@ impl Worker {
                     // Markers that arrived before this op (since the check above).
                     for (mseq, marker) in markers {
                         self.marker(marker);
-                        self.record_position(mseq)?;
+                        self.record_position(mseq);
                     }
                     self.apply(seq, &q.event);
-                    self.record_position(seq)?;
+                    self.record_position(seq);
                     (applied, last_queue) = (seq, q.seq);
                     unflushed += 1;
                 }
@@ -339,11 +383,8 @@ impl Worker {
         }
     }
 
-    fn record_position(&self, seq: u64) -> Result<()> {
-        use std::os::unix::fs::FileExt;
-        self.position
-            .write_all_at(&seq.to_le_bytes(), 0)
-            .context("recording the applied position")
+    fn record_position(&mut self, seq: u64) {
+        self.position.record(seq);
     }
 
     fn front_marker(&self) -> Option<(u64, Marker)> {
@@ -461,5 +502,31 @@ impl Worker {
             self.consumer.ack(q)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AppliedPosition;
+
+    /// The position is in the file as soon as it is recorded (no sync, no close: what a
+    /// killed process leaves), and a new session finds the last one's until it records.
+    #[test]
+    fn the_applied_position_is_in_the_file_at_once_and_kept_across_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("applied");
+        let read = || u64::from_le_bytes(std::fs::read(&path).unwrap()[..8].try_into().unwrap());
+        let mut p = AppliedPosition::open(&path).unwrap();
+        assert_eq!(read(), 0, "a new file starts at nothing applied");
+        for seq in [1, 2, 0x0102_0304_0506_0708, u64::MAX] {
+            p.record(seq);
+            assert_eq!(read(), seq);
+        }
+        p.record(77);
+        let mut again = AppliedPosition::open(&path).unwrap();
+        assert_eq!(read(), 77, "opening keeps the last position");
+        again.record(78);
+        assert_eq!(read(), 78);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 8);
     }
 }

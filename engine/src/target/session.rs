@@ -189,6 +189,9 @@ pub(super) async fn run(
                         if let Err(e) = receive(frame, &mut check, &shared, &stats) {
                             break Err(e);
                         }
+                        if !reader.frame_ready() {
+                            shared.wake();
+                        }
                         if let Some(f) = shared.flow_frame() {
                             if send(&mut writer, &f).await.is_err() { break Ok(()); }
                         }
@@ -284,7 +287,7 @@ fn receive(
             }
             stats.ops_received.fetch_add(1, Ordering::Relaxed);
             shared
-                .push(Entry::Op(seq, ev))
+                .push_quietly(Entry::Op(seq, ev))
                 .map_err(|e| (REFUSE_BUSY, format!("{e:#}")))
         }
         Frame::Marker { seq, marker } => {
@@ -292,7 +295,7 @@ fn receive(
                 return Ok(());
             }
             shared
-                .push(Entry::Marker(seq, marker))
+                .push_quietly(Entry::Marker(seq, marker))
                 .map_err(|e| (REFUSE_BUSY, format!("{e:#}")))
         }
         Frame::KeepAlive => Ok(()),

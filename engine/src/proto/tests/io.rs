@@ -243,6 +243,33 @@ async fn a_placed_write_arrives_in_step_with_its_file_offsets() {
     }
 }
 
+/// A receiver hands on the frames one read brought together, then wakes its consumer:
+/// `frame_ready` says whether another whole frame is buffered.
+#[tokio::test]
+async fn frame_ready_tells_whether_a_whole_frame_is_buffered() {
+    let (mut tx, rx) = tokio::io::duplex(1 << 16);
+    let mut fr = FrameReader::new(rx, MAX_FRAME);
+    assert!(!fr.frame_ready(), "nothing read yet");
+    let frames = samples();
+    let bytes = stream_of(&frames);
+    let last = stream_of(std::slice::from_ref(frames.last().unwrap())).len();
+    // All but the last frame's final byte arrive in one write.
+    tx.write_all(&bytes[..bytes.len() - 1]).await.unwrap();
+    for (i, f) in frames.iter().enumerate().take(frames.len() - 1) {
+        assert_eq!(fr.next().await.unwrap().as_ref(), Some(f));
+        let more = i + 2 < frames.len();
+        assert_eq!(fr.frame_ready(), more, "after frame {i}");
+    }
+    assert_eq!(fr.buffered().len(), last - 1, "the last frame is partial");
+    tx.write_all(&bytes[bytes.len() - 1..]).await.unwrap();
+    assert_eq!(fr.next().await.unwrap().as_ref(), frames.last());
+    assert!(!fr.frame_ready());
+    // A malformed frame is ready too: `next` reports it without reading on.
+    tx.write_all(&[0xff; 64]).await.unwrap();
+    assert!(fr.next().await.is_err());
+    assert!(fr.frame_ready());
+}
+
 #[tokio::test]
 async fn a_cancelled_next_loses_nothing() {
     let (mut tx, rx) = tokio::io::duplex(1 << 16);
