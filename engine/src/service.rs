@@ -47,6 +47,10 @@ pub struct Job {
     pub state_dir: Option<String>,
     /// Send a full mirror first.
     pub mirror: bool,
+    /// The job ran before and its capture has been detached since (the job was stopped,
+    /// or rilld was): nothing saw what changed meanwhile, so the whole source is marked in
+    /// the change journal and remirrored once the capture is attached again.
+    pub resync: bool,
     pub control: Arc<JobControl>,
     /// Rules beyond "the source, recursively": (absolute path or wildcard, include).
     /// All recursive, as `Rec` in the guide's replication sets.
@@ -113,6 +117,7 @@ pub fn run(settings: &Settings, job: Job, sink: &mut dyn Transmit) -> Result<()>
         Arc::new(EventLog::open(log_dir).with_context(|| format!("LogDir {}", log_dir.display()))?);
     let changes = ChangeJournal::open(&data.join("change-journal.redb"))?;
     let marker = data.join(MARKER);
+    let resync = job.resync && !marker.exists();
     if marker.exists() {
         let text = format!(
             "Auto-disconnecting {} due to an unclean stop of rilld: it is marked for remirroring",
@@ -120,6 +125,9 @@ pub fn run(settings: &Settings, job: Job, sink: &mut dyn Transmit) -> Result<()>
         );
         log.event(Level::Warning, events::AUTO_DISCONNECT, &text);
         changes.mark_subtree(&source, Reason::Recovery, now_ns())?;
+    }
+    if resync {
+        changes.mark_subtree(&source, Reason::RescanAll, now_ns())?;
     }
     std::fs::write(&marker, std::process::id().to_string())
         .with_context(|| format!("writing {}", marker.display()))?;
@@ -153,9 +161,14 @@ pub fn run(settings: &Settings, job: Job, sink: &mut dyn Transmit) -> Result<()>
         Level::Information,
         events::SOURCE_STARTED,
         &format!(
-            "Source started: {} replicating to {}",
+            "Source started: {} replicating to {}{}",
             source.display(),
-            job.target
+            job.target,
+            if resync {
+                "; what changed while it was stopped is remirrored"
+            } else {
+                ""
+            }
         ),
     );
     let mut rules = vec![Rule::new(&source.to_string_lossy(), true, true)?];

@@ -8,7 +8,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rill_engine::mgmt::{JobAction, Request, Response};
+use rill_engine::mgmt::{JobAction, MirrorState, Request, Response};
 use rill_tests::tree::{assert_equal_trees, equal_trees_with, snapshot_with};
 use rill_tests::{require_kernel_support, rilld_bin, TestDir};
 use rill_tools::pair::{in_sync, pair, start_job, wait_until, Host, Role};
@@ -32,14 +32,20 @@ fn start(tag: &str) -> Pair {
 }
 
 fn start_with(tag: &str, extra: &str) -> Pair {
+    start_each(tag, extra, extra)
+}
+
+/// Hosts with settings of their own; extended attributes are compared if the target
+/// applies them.
+fn start_each(tag: &str, source_extra: &str, target_extra: &str) -> Pair {
     require_kernel_support();
     let (s, t, data) = (
         TestDir::new(&format!("{tag}-shost")),
         TestDir::new(&format!("{tag}-thost")),
         TestDir::new(&format!("{tag}-data")),
     );
-    let source = Host::start(rilld_bin(), s.path(), Role::Source, extra).expect("source");
-    let target = Host::start(rilld_bin(), t.path(), Role::Target, extra).expect("target");
+    let source = Host::start(rilld_bin(), s.path(), Role::Source, source_extra).expect("source");
+    let target = Host::start(rilld_bin(), t.path(), Role::Target, target_extra).expect("target");
     pair(&source, &target).expect("pairing");
     let (src, dst) = (data.subdir("src"), data.join("replica"));
     Pair {
@@ -47,7 +53,7 @@ fn start_with(tag: &str, extra: &str) -> Pair {
         target,
         src,
         dst,
-        xattrs: extra.contains("ExtendedAttributes = 1"),
+        xattrs: target_extra.contains("ExtendedAttributes = 1"),
         _dirs: vec![s, t, data],
     }
 }
@@ -415,4 +421,94 @@ fn kill_9_of_the_target_then_of_the_source_mid_stream_converges() {
         "the orphan removed on the replica is not counted: {session:?}"
     );
     eprintln!("ops resent after the target's restart: {resent}");
+}
+
+/// A target setting that needs no restart, changed through the management API, reaches
+/// the job's next connection while the target keeps running: extended attributes, which
+/// the target at first does not apply, are applied once `ExtendedAttributes` is set there
+/// and the job has reconnected.
+#[test]
+fn a_target_setting_changed_through_the_api_reaches_the_next_connection() {
+    let (xattrs_on, xattrs_off) = (EXTRA, "NetworkTimeout = 6\nNetworkRetry = 1\n");
+    let mut p = start_each("rep-live", xattrs_on, xattrs_off);
+    let set_tag = |name: &str, value: &[u8]| {
+        rill_tests::sys::setxattr(&p.src.join(name).to_string_lossy(), "user.tag", value)
+    };
+    std::fs::write(p.src.join("before.txt"), b"tagged before").unwrap();
+    set_tag("before.txt", b"1");
+    start_job(&p.source, &p.target, "live", &p.src, &p.dst, &[]).unwrap();
+    p.converge("live", Duration::from_secs(60));
+    assert!(
+        !equal_trees_with(&p.src, &p.dst, true),
+        "the target applied extended attributes with ExtendedAttributes = 0"
+    );
+
+    let pid = p.target.pid();
+    let set = p.target.call(Request::SettingsSet {
+        name: "ExtendedAttributes".into(),
+        value: "1".into(),
+    });
+    match set {
+        Ok(Response::Done { message }) => assert!(
+            message.contains("connections made from now on"),
+            "{message}"
+        ),
+        other => panic!("setting ExtendedAttributes on the target: {other:?}"),
+    }
+    for action in [JobAction::Stop, JobAction::Start] {
+        let r = p.source.call(Request::Job {
+            name: "live".into(),
+            action,
+        });
+        assert!(matches!(r, Ok(Response::Done { .. })), "{action:?}: {r:?}");
+    }
+    set_tag("before.txt", b"2");
+    std::fs::write(p.src.join("after.txt"), b"tagged after").unwrap();
+    set_tag("after.txt", b"3");
+    p.xattrs = true;
+    p.converge("live", Duration::from_secs(60));
+    assert_eq!(p.target.pid(), pid, "the target was not restarted");
+}
+
+/// Nothing captures a job's source while the job is stopped, or while rilld is: what
+/// changed meanwhile (every op kind, removals and renames included) reaches the replica
+/// when the job runs again, by the remirror its start asks for.
+#[test]
+fn what_changed_while_a_job_was_stopped_reaches_the_replica_when_it_runs_again() {
+    let mut p = start("rep-stopped");
+    random_workload(&p.src, 21, 300);
+    start_job(&p.source, &p.target, "s", &p.src, &p.dst, &[]).unwrap();
+    p.converge("s", Duration::from_secs(60));
+    let job = |action| {
+        let r = p.source.call(Request::Job {
+            name: "s".into(),
+            action,
+        });
+        assert!(matches!(r, Ok(Response::Done { .. })), "{action:?}: {r:?}");
+    };
+
+    // Recorded as mirrored, so the start below sends no full mirror of its own.
+    let mirrored = wait_until(Duration::from_secs(30), || {
+        Ok(matches!(
+            p.source.call(Request::JobList)?,
+            Response::Jobs(jobs) if jobs.iter().any(|j| j.mirror == MirrorState::Complete)
+        ))
+    })
+    .unwrap();
+    assert!(mirrored, "the job's mirror was not recorded as complete");
+    job(JobAction::Stop);
+    random_workload(&p.src, 22, 500);
+    job(JobAction::Start);
+    p.converge("s", Duration::from_secs(90));
+    let restarted = p.source.event_log();
+    assert!(
+        restarted.contains("what changed while it was stopped is remirrored"),
+        "the job's start does not say it remirrors:\n{restarted}"
+    );
+
+    // A clean stop of the source's rilld: the job resumes when it starts again.
+    p.source.stop().unwrap();
+    random_workload(&p.src, 23, 500);
+    p.source.restart().unwrap();
+    p.converge("s", Duration::from_secs(90));
 }

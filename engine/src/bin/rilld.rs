@@ -120,6 +120,8 @@ fn run(
         target: target.display().to_string(),
         state_dir: None,
         mirror,
+        // `rilld run` mirrors when it is asked to (`--mirror`), as its help says.
+        resync: false,
         control: Arc::new(JobControl {
             stop,
             ..Default::default()

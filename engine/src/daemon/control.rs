@@ -60,10 +60,11 @@ impl Daemon {
                     Ok(mut s) => s.apply_live(&next),
                     Err(_) => Vec::new(),
                 };
+                self.refresh_target_config();
                 let note = if change.restart_required || !waiting.is_empty() {
                     "; takes effect when rilld restarts"
                 } else {
-                    "; in effect for jobs started from now on"
+                    "; in effect for jobs started and connections made from now on"
                 };
                 Response::done(format!(
                     "{} = {} (was {}){note}",

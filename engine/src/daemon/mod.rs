@@ -25,7 +25,7 @@ use crate::proto::Compression;
 use crate::resolve::ResolveOptions;
 use crate::service;
 use crate::settings::Settings;
-use crate::target::{TargetConfig, TargetStats};
+use crate::target::{LiveConfig, TargetConfig, TargetStats};
 use crate::tls::{Identity, TrustStore};
 use crate::transmit::JobControl;
 
@@ -47,7 +47,14 @@ pub struct Daemon {
     log: Arc<EventLog>,
     runtime: tokio::runtime::Handle,
     runners: Mutex<HashMap<String, Runner>>,
-    target: Option<Arc<TargetStats>>,
+    target: Option<TargetRole>,
+}
+
+/// The target role's state the daemon keeps: its counters, and its settings, replaced when
+/// a setting that needs no restart changes.
+struct TargetRole {
+    stats: Arc<TargetStats>,
+    config: LiveConfig,
 }
 
 /// This host's name, for certificates, hellos and the log.
@@ -88,11 +95,12 @@ pub fn serve(config: &Path, stop: Arc<AtomicBool>) -> Result<()> {
             .block_on(tokio::net::TcpListener::bind(&addr))
             .with_context(|| format!("listening for sources on {addr} (NetPort)"))?;
         let stats = Arc::new(TargetStats::default());
+        let config = Arc::new(RwLock::new(target_config(&settings, &host)));
         let tls = crate::tls::server_config(&identity, Arc::clone(&trust))?;
         runtime.spawn(crate::target::serve(
             listener,
             tls,
-            target_config(&settings, &host),
+            Arc::clone(&config),
             crate::target::Services {
                 store: Arc::clone(&store),
                 trust: Arc::clone(&trust),
@@ -106,7 +114,7 @@ pub fn serve(config: &Path, stop: Arc<AtomicBool>) -> Result<()> {
             events::TARGET_STARTED,
             &format!("Target started on port {}", settings.net_port()),
         );
-        Some(stats)
+        Some(TargetRole { stats, config })
     } else {
         None
     };
@@ -198,6 +206,17 @@ impl Daemon {
         self.settings.read().map(|s| s.clone()).unwrap_or_default()
     }
 
+    /// Hands the settings in effect to the target role, for its next connections.
+    fn refresh_target_config(&self) {
+        if let Some(target) = &self.target {
+            let next = target_config(&self.settings(), &self.host);
+            match target.config.write() {
+                Ok(mut c) => *c = next,
+                Err(poisoned) => *poisoned.into_inner() = next,
+            }
+        }
+    }
+
     /// Starts a stored job's threads (its state in the store is the caller's business).
     fn start_job(&self, job: &Job) -> Result<()> {
         let settings = self.settings();
@@ -262,6 +281,8 @@ impl Daemon {
             target: format!("{} {}", job.spec.target(), job.spec.target_path.display()),
             state_dir: Some(name.clone()),
             mirror: full_mirror,
+            // A full mirror covers it anyway.
+            resync: !full_mirror,
             control: Arc::clone(&control),
             rules,
             config: self.config.exists().then(|| self.config.clone()),

@@ -49,56 +49,63 @@ impl Daemon {
             driver_max = driver_max.max(driver);
             out.push(job_status(&job, runners.get(&job.spec.name), driver));
         }
-        let target = self.target.as_ref().map(|t| TargetStatus {
-            logins: t.logins.load(Ordering::Relaxed),
-            failed_logins: t.failed_logins.load(Ordering::Relaxed),
-            sessions: t
-                .sessions
-                .lock()
-                .map(|s| {
-                    s.values()
-                        .map(|s| {
-                            let text = |m: &std::sync::Mutex<String>| {
-                                m.lock().map(|v| v.clone()).unwrap_or_default()
-                            };
-                            TargetSessionStatus {
-                                peer_name: text(&s.peer_name),
-                                peer_fingerprint: text(&s.fingerprint),
-                                peer_address: s
-                                    .connected
-                                    .load(Ordering::Relaxed)
-                                    .then(|| text(&s.peer_address)),
-                                job: text(&s.job),
-                                target_path: s
-                                    .target_path
-                                    .lock()
-                                    .map(|p| p.display().to_string())
-                                    .unwrap_or_default(),
-                                target_data_state: if s.connected.load(Ordering::Relaxed) {
-                                    state_of_code(s.data_state.load(Ordering::Relaxed))
-                                } else {
-                                    DataState::Disconnected
-                                },
-                                last_applied: s.last_applied.load(Ordering::Relaxed),
-                                counters: TargetCounters {
-                                    ops_received: s.ops_received.load(Ordering::Relaxed),
-                                    ops_remaining: s.ops_remaining.load(Ordering::Relaxed),
-                                    retries: s.retries.load(Ordering::Relaxed),
-                                    ops_dropped: s.ops_dropped.load(Ordering::Relaxed),
-                                    bytes_in_target_queue: s.bytes_in_queue.load(Ordering::Relaxed),
-                                    bytes_in_target_disk_queue: s
-                                        .bytes_in_disk_queue
+        let target = self
+            .target
+            .as_ref()
+            .map(|t| &t.stats)
+            .map(|t| TargetStatus {
+                logins: t.logins.load(Ordering::Relaxed),
+                failed_logins: t.failed_logins.load(Ordering::Relaxed),
+                sessions: t
+                    .sessions
+                    .lock()
+                    .map(|s| {
+                        s.values()
+                            .map(|s| {
+                                let text = |m: &std::sync::Mutex<String>| {
+                                    m.lock().map(|v| v.clone()).unwrap_or_default()
+                                };
+                                TargetSessionStatus {
+                                    peer_name: text(&s.peer_name),
+                                    peer_fingerprint: text(&s.fingerprint),
+                                    peer_address: s
+                                        .connected
+                                        .load(Ordering::Relaxed)
+                                        .then(|| text(&s.peer_address)),
+                                    job: text(&s.job),
+                                    target_path: s
+                                        .target_path
+                                        .lock()
+                                        .map(|p| p.display().to_string())
+                                        .unwrap_or_default(),
+                                    target_data_state: if s.connected.load(Ordering::Relaxed) {
+                                        state_of_code(s.data_state.load(Ordering::Relaxed))
+                                    } else {
+                                        DataState::Disconnected
+                                    },
+                                    last_applied: s.last_applied.load(Ordering::Relaxed),
+                                    counters: TargetCounters {
+                                        ops_received: s.ops_received.load(Ordering::Relaxed),
+                                        ops_remaining: s.ops_remaining.load(Ordering::Relaxed),
+                                        retries: s.retries.load(Ordering::Relaxed),
+                                        ops_dropped: s.ops_dropped.load(Ordering::Relaxed),
+                                        bytes_in_target_queue: s
+                                            .bytes_in_queue
+                                            .load(Ordering::Relaxed),
+                                        bytes_in_target_disk_queue: s
+                                            .bytes_in_disk_queue
+                                            .load(Ordering::Relaxed),
+                                    },
+                                    orphan_files_removed: s.orphans[0].load(Ordering::Relaxed),
+                                    orphan_directories_removed: s.orphans[1]
                                         .load(Ordering::Relaxed),
-                                },
-                                orphan_files_removed: s.orphans[0].load(Ordering::Relaxed),
-                                orphan_directories_removed: s.orphans[1].load(Ordering::Relaxed),
-                                orphan_bytes_removed: s.orphans[2].load(Ordering::Relaxed),
-                            }
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
-        });
+                                    orphan_bytes_removed: s.orphans[2].load(Ordering::Relaxed),
+                                }
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            });
         Ok(StatusReport {
             host: self.host.clone(),
             roles: match (roles.source(), roles.target()) {

@@ -218,7 +218,7 @@ fn session_dir(ctx: &Context, key: &(String, String)) -> std::path::PathBuf {
         .filter(char::is_ascii_hexdigit)
         .take(16)
         .collect();
-    ctx.config.state_dir.join(format!("{short}-{}", key.1))
+    ctx.config().state_dir.join(format!("{short}-{}", key.1))
 }
 
 /// The position the last process of this session left in its [`APPLIED_FILE`], if any.
@@ -237,6 +237,7 @@ pub(super) fn start(
     out: mpsc::UnboundedSender<Frame>,
     cancel: Arc<AtomicBool>,
 ) -> Result<Arc<Shared>> {
+    let config = ctx.config();
     let session_dir = session_dir(ctx, key);
     let dir = session_dir.join("queue");
     // Nothing in it was acknowledged: the source sends it again.
@@ -248,8 +249,8 @@ pub(super) fn start(
     cfg.write_through = false;
     cfg.durable = false;
     let (writer, reader, recovery) = Journal::open(cfg)?;
-    let (producer, consumer) = queue(ctx.config.queue_limits, writer, reader, recovery.last_seq);
-    let applier = Applier::new(target_path, ctx.config.apply)
+    let (producer, consumer) = queue(config.queue_limits, writer, reader, recovery.last_seq);
+    let applier = Applier::new(target_path, config.apply)
         .with_context(|| format!("target path {}", target_path.display()))?;
     let pending = Arc::new(Mutex::new(Pending {
         entries: VecDeque::new(),
@@ -276,8 +277,8 @@ pub(super) fn start(
         log: Arc::clone(&ctx.log),
         key: key.clone(),
         session,
-        retry_limit: ctx.config.retry_limit,
-        retry_wait: ctx.config.retry_wait,
+        retry_limit: config.retry_limit,
+        retry_wait: config.retry_wait,
     };
     let thread = std::thread::Builder::new()
         .name("apply".into())
@@ -298,8 +299,8 @@ pub(super) fn start(
         finish,
         thread: Mutex::new(Some(thread)),
         paused: AtomicBool::new(false),
-        high: ctx.config.capacity_high,
-        low: ctx.config.capacity_low,
+        high: config.capacity_high,
+        low: config.capacity_low,
         stats,
     }))
 }

@@ -7,6 +7,10 @@
 //! applies it beneath the job's target path, acknowledging only what is durably applied.
 //! A bad peer (malformed, oversized or out-of-order frame, path outside the target) is
 //! refused and logged; the other sessions go on.
+//!
+//! The target's settings are [`LiveConfig`]: the daemon replaces them when a setting that
+//! needs no restart changes, and each connection takes them as they are when it begins,
+//! so a change reaches the next connection of every job without a restart.
 
 mod applier;
 pub use applier::{state_code, state_of_code};
@@ -17,7 +21,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -25,7 +29,7 @@ use tokio::net::TcpListener;
 use crate::events::{self, EventLog, Level};
 use crate::jobs::JobStore;
 
-/// The target's settings.
+/// The target's settings, as one connection uses them.
 #[derive(Clone, Debug)]
 pub struct TargetConfig {
     pub host: String,
@@ -41,6 +45,10 @@ pub struct TargetConfig {
     pub retry_limit: u64,
     pub retry_wait: Duration,
 }
+
+/// The target's settings as they are now, shared by the daemon (which replaces them) and
+/// the target (which copies them at the start of each connection).
+pub type LiveConfig = Arc<RwLock<TargetConfig>>;
 
 /// One session's counters, under the guide's Target names.
 #[derive(Default)]
@@ -76,7 +84,7 @@ pub struct TargetStats {
 
 /// What sessions share.
 pub(crate) struct Context {
-    pub config: TargetConfig,
+    config: LiveConfig,
     pub store: Arc<JobStore>,
     pub trust: Arc<crate::tls::TrustStore>,
     pub log: Arc<EventLog>,
@@ -100,7 +108,7 @@ pub struct Services {
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
-    config: TargetConfig,
+    config: LiveConfig,
     services: Services,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
@@ -128,7 +136,7 @@ pub async fn serve(
         let (acceptor, ctx) = (acceptor.clone(), Arc::clone(&ctx));
         tokio::spawn(async move {
             let _ = tcp.set_nodelay(true);
-            let handshake = tokio::time::timeout(ctx.config.timeout, acceptor.accept(tcp)).await;
+            let handshake = tokio::time::timeout(ctx.config().timeout, acceptor.accept(tcp)).await;
             let stream = match handshake {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
@@ -157,6 +165,17 @@ pub async fn serve(
             );
             session::run(ctx, stream, peer, fingerprint, name).await;
         });
+    }
+}
+
+impl Context {
+    /// The settings as they are now; a poisoned lock still holds whole settings (they are
+    /// replaced, never edited in place).
+    pub(crate) fn config(&self) -> TargetConfig {
+        match self.config.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
     }
 }
 

@@ -49,7 +49,9 @@ pub(super) async fn run(
     let mut reader = FrameReader::new(reader, MAX_FRAME).with_placement(codec::data_alignment);
     let mut writer = BufWriter::new(writer);
     let who = format!("{name} ({peer})");
-    let hello = tokio::time::timeout(ctx.config.timeout, reader.next()).await;
+    // Settings changed from now on reach this job's next connection.
+    let config = ctx.config();
+    let hello = tokio::time::timeout(config.timeout, reader.next()).await;
     // The hello's `mirror` flag is not used: the data state moves with the mirror's
     // markers as they are applied (and is kept across restarts), and a reconnecting
     // source announces the mirror it has finished too.
@@ -139,7 +141,7 @@ pub(super) async fn run(
         session.data_state,
     );
     let welcome = Frame::Welcome {
-        host: ctx.config.host.clone(),
+        host: config.host.clone(),
         last_applied,
     };
     if send(&mut writer, &welcome).await.is_err() {
@@ -201,12 +203,12 @@ pub(super) async fn run(
                         if send(&mut writer, &f).await.is_err() { break Ok(()); }
                     }
                     _ = tick.tick() => {
-        if heard.elapsed() > ctx.config.timeout {
+        if heard.elapsed() > config.timeout {
                             // A silent link, not a bad message: logged as a disconnection below.
                             ctx.log.event(
                                 Level::Warning,
                                 events::DISCONNECTED,
-                                &format!("No word from {who} for {:?} (NetworkTimeout)", ctx.config.timeout),
+                                &format!("No word from {who} for {:?} (NetworkTimeout)", config.timeout),
                             );
                             break Ok(());
                         }
