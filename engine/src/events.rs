@@ -8,7 +8,8 @@
 //! the change journal for remirroring), 4072 `QueueSizeAlertThreshold` exceeded; and 149,
 //! settings reloaded (after the guide's code -149, "new option applied"); the connection,
 //! mirror and target events of the guide's chapter 6 (4001/4004, 4009/4010, 4016/4017,
-//! 4019/4023, 4065, 4071); and 169/170, failed and successful logins.
+//! 4019/4023, 4065, 4071); 4052/4409, orphans removed or not; and 169/170, failed and
+//! successful logins.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -35,6 +36,11 @@ pub const MIRROR_COMPLETED: u32 = 4023;
 pub const DATA_STATE: u32 = 4065;
 /// A network message failed its checksum (or any other frame check).
 pub const BAD_MESSAGE: u32 = 4071;
+/// An orphan removed from a replica (one event each, with `LogAllOrphans`): the guide's
+/// "completed a delete orphans task".
+pub const ORPHAN_REMOVED: u32 = 4052;
+/// Orphans that could not be removed from a replica.
+pub const ORPHANS_NOT_REMOVED: u32 = 4409;
 /// A source logged in to this target. The guide has no login event (only the error codes
 /// -138 "insufficient security access" and -169 "login failed"); 169 and 170 are rill's
 /// own, after that code, outside the guide's event ranges.

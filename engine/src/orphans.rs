@@ -39,6 +39,15 @@ impl std::ops::AddAssign for Removed {
     }
 }
 
+impl std::iter::Sum for Removed {
+    fn sum<I: Iterator<Item = Removed>>(iter: I) -> Removed {
+        iter.fold(Removed::default(), |mut all, r| {
+            all += r;
+            all
+        })
+    }
+}
+
 /// The ranges covering a directory whose names are `names` (any order), at most `per_op`
 /// names each (`MaxRemoveOrphansOpSize`); one range even for an empty directory.
 pub fn keep_ranges(mut names: Vec<OsString>, per_op: usize) -> Vec<KeepRange> {
@@ -62,19 +71,19 @@ pub fn keep_ranges(mut names: Vec<OsString>, per_op: usize) -> Vec<KeepRange> {
 }
 
 /// Removes from the directory `dir` every entry the range covers and does not keep,
-/// directories with all they hold. Returns what went, and the names removed (for the
-/// caller's open-file cache).
-pub fn remove_orphans(dir: &OwnedFd, range: &KeepRange) -> io::Result<(Removed, Vec<OsString>)> {
+/// directories with all they hold. Returns each name removed with what went with it (for
+/// the caller's open-file cache, its counters and `LogAllOrphans`).
+pub fn remove_orphans(dir: &OwnedFd, range: &KeepRange) -> io::Result<Vec<(OsString, Removed)>> {
     let keep: HashSet<&[u8]> = range.keep.iter().map(|k| k.as_bytes()).collect();
-    let mut removed = Removed::default();
-    let mut names = Vec::new();
+    let mut gone = Vec::new();
     for name in entries(dir)? {
         if range.covers(&name) && !keep.contains(name.as_bytes()) {
+            let mut removed = Removed::default();
             remove_entry(dir, &name, &mut removed)?;
-            names.push(name);
+            gone.push((name, removed));
         }
     }
-    Ok((removed, names))
+    Ok(gone)
 }
 
 /// Removes `name` from `dir`, emptying it first if it is a directory.
@@ -260,15 +269,27 @@ mod tests {
             keep: names(&["keep"]),
             ..KeepRange::default()
         };
-        let (removed, mut gone) = remove_orphans(&open(r), &range).unwrap();
-        gone.sort();
-        assert_eq!(gone, names(&["gone", "link", "tree"]));
+        let mut gone = remove_orphans(&open(r), &range).unwrap();
+        gone.sort_by(|a, b| a.0.cmp(&b.0));
+        let link = symlink_len(outside.path());
+        let file = |bytes| Removed {
+            files: 1,
+            dirs: 0,
+            bytes,
+        };
+        let tree = Removed {
+            files: 2,
+            dirs: 3,
+            bytes: 3 + link,
+        };
+        let expected = [("gone", file(5)), ("link", file(link)), ("tree", tree)];
+        assert_eq!(gone, expected.map(|(n, r)| (OsString::from(n), r)).to_vec());
         assert_eq!(
-            removed,
+            gone.iter().map(|(_, r)| *r).sum::<Removed>(),
             Removed {
                 files: 4,
                 dirs: 3,
-                bytes: 8 + symlink_len(outside.path()) * 2
+                bytes: 8 + link * 2
             }
         );
         let left: Vec<_> = std::fs::read_dir(r)
@@ -294,7 +315,11 @@ mod tests {
             until: Some("c".into()),
             keep: names(&["c"]),
         };
-        let (_, gone) = remove_orphans(&open(d.path()), &range).unwrap();
-        assert_eq!(gone, names(&["b"]));
+        let gone = remove_orphans(&open(d.path()), &range).unwrap();
+        let empty_file = Removed {
+            files: 1,
+            ..Removed::default()
+        };
+        assert_eq!(gone, vec![(OsString::from("b"), empty_file)]);
     }
 }

@@ -512,3 +512,38 @@ fn what_changed_while_a_job_was_stopped_reaches_the_replica_when_it_runs_again()
     p.source.restart().unwrap();
     p.converge("s", Duration::from_secs(90));
 }
+
+/// The first mirror removes what the target path held that the source does not have, and
+/// with `LogAllOrphans` the target logs each name it removed (event 4052).
+#[test]
+fn orphans_in_the_target_path_are_removed_and_each_is_logged_with_log_all_orphans() {
+    let target_extra = format!("{EXTRA}LogAllOrphans = 1\n");
+    let p = start_each("rep-orphans", EXTRA, &target_extra);
+    std::fs::write(p.src.join("kept.txt"), b"the source's copy").unwrap();
+    std::fs::create_dir_all(p.dst.join("old-dir/sub")).unwrap();
+    std::fs::write(p.dst.join("kept.txt"), b"stale").unwrap();
+    std::fs::write(p.dst.join("stale.txt"), b"12345").unwrap();
+    std::fs::write(p.dst.join("old-dir/a"), b"1").unwrap();
+    std::fs::write(p.dst.join("old-dir/sub/b"), b"22").unwrap();
+    start_job(&p.source, &p.target, "o", &p.src, &p.dst, &[]).unwrap();
+    p.converge("o", Duration::from_secs(60));
+    let expected = [
+        "Removed orphan stale.txt (5 bytes) from the replica of job o",
+        "Removed orphan old-dir (a directory: 2 directories, 2 files, 3 bytes) from the replica of job o",
+    ];
+    let removals = || -> Vec<String> {
+        let log = p.target.event_log();
+        log.lines()
+            .filter(|l| l.split(' ').nth(6) == Some("4052"))
+            .map(str::to_string)
+            .collect()
+    };
+    let logged = wait_until(Duration::from_secs(10), || {
+        Ok(expected
+            .iter()
+            .all(|e| removals().iter().any(|l| l.ends_with(e))))
+    })
+    .unwrap();
+    assert!(logged, "expected {expected:#?}\n{}", p.logs());
+    assert_eq!(removals().len(), 2, "one event per orphan:\n{}", p.logs());
+}

@@ -96,6 +96,8 @@ pub struct Applier {
     open: HashMap<PathBuf, (File, Instant)>,
     /// Orphans removed so far.
     orphans: Removed,
+    /// The names the last orphan removal took away, with what went with each.
+    last_orphans: Vec<(PathBuf, Removed)>,
     /// The last file opened through a symlink, for the op at hand only (see `writable`).
     through_link: Option<File>,
     direct: direct::DirectWriter,
@@ -150,6 +152,7 @@ impl Applier {
             options,
             open: HashMap::new(),
             orphans: Removed::default(),
+            last_orphans: Vec::new(),
             through_link: None,
             direct: direct::DirectWriter::default(),
         })
@@ -395,21 +398,13 @@ impl Applier {
                     Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
                     other => other.map_err(err)?,
                 };
-                let (removed, names) = remove_orphans(&dir, range).map_err(err)?;
-                for n in names {
-                    let gone = rel.join(n);
+                self.last_orphans.clear();
+                for (name, removed) in remove_orphans(&dir, range).map_err(err)? {
+                    let gone = rel.join(name);
                     self.open.retain(|p, _| !p.starts_with(&gone));
+                    self.orphans += removed;
+                    self.last_orphans.push((gone, removed));
                 }
-                if removed != Removed::default() {
-                    log::info!(
-                        "removed orphans in {:?}: {} files, {} directories, {} bytes",
-                        ev.path,
-                        removed.files,
-                        removed.dirs,
-                        removed.bytes
-                    );
-                }
-                self.orphans += removed;
                 Ok(())
             }
             Op::Chmod { mode } => self.chmod(rel, *mode),
@@ -585,6 +580,12 @@ impl Applier {
     /// Orphans removed so far (the guide's Orphan Files, Directories and Bytes).
     pub fn orphans(&self) -> Removed {
         self.orphans
+    }
+
+    /// The names (beneath the root) the last orphan removal took away, with what went with
+    /// each: the success messages of `LogAllOrphans`.
+    pub fn last_orphans(&self) -> &[(PathBuf, Removed)] {
+        &self.last_orphans
     }
 
     /// Closes files not written for `close_delay` (what they hold is in the page cache

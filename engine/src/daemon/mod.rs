@@ -190,6 +190,7 @@ fn target_config(settings: &Settings, host: &str) -> TargetConfig {
         capacity_low: settings.tg_mirror_capacity_low(),
         retry_limit: settings.tg_execution_retry_limit(),
         retry_wait: settings.tg_retry_locked(),
+        log_all_orphans: settings.log_all_orphans(),
     }
 }
 

@@ -256,6 +256,11 @@ impl Settings {
         self.int(Id::MaxRemoveOrphansOpSize)
     }
 
+    /// `LogAllOrphans`: the target logs every orphan it removes.
+    pub fn log_all_orphans(&self) -> bool {
+        self.flag(Id::LogAllOrphans)
+    }
+
     /// `MirrorChunkSize`, in bytes.
     pub fn mirror_chunk_size_bytes(&self) -> u64 {
         self.int(Id::MirrorChunkSize)

@@ -395,6 +395,13 @@ settings_table! {
         restart: false,
         help: "names of a directory sent per orphan-removal operation of a mirror (0: all)",
     }
+    LogAllOrphans {
+        kind: Kind::Boolean,
+        unit: "",
+        default: Value::Bool(false),
+        restart: false,
+        help: "log each orphan the target removes (event 4052), not only count it",
+    }
     MirrorChunkSize {
         kind: int(1, 1_048_576),
         unit: "bytes",

@@ -79,7 +79,7 @@ fn the_table_has_the_settings_the_engine_uses_once_each() {
     names.sort_unstable();
     names.dedup();
     assert_eq!(names.len(), SETTINGS.len(), "a name appears twice");
-    assert_eq!(SETTINGS.len(), 42);
+    assert_eq!(SETTINGS.len(), 43);
     for def in SETTINGS {
         assert!(!def.help.is_empty(), "{}", def.name);
         let needs_unit = matches!(def.kind, Kind::Integer { .. });
@@ -388,6 +388,7 @@ fn non_default() -> Settings {
         ("EncryptNetworkData", "1"),
         ("CalculateOnConnect", "0"),
         ("MaxRemoveOrphansOpSize", "0"),
+        ("LogAllOrphans", "1"),
         ("MirrorChunkSize", "1048576"),
         ("SmallFileThreshold", "0"),
         ("MirrorZeroKFiles", "0"),

@@ -279,6 +279,7 @@ pub(super) fn start(
         session,
         retry_limit: config.retry_limit,
         retry_wait: config.retry_wait,
+        log_all_orphans: config.log_all_orphans,
     };
     let thread = std::thread::Builder::new()
         .name("apply".into())
@@ -321,6 +322,7 @@ struct Worker {
     session: TargetSession,
     retry_limit: u64,
     retry_wait: Duration,
+    log_all_orphans: bool,
 }
 
 const FLUSH_OPS: u32 = 512;
@@ -437,10 +439,7 @@ impl Worker {
             match self.applier.apply(ev) {
                 Ok(()) => {
                     if matches!(ev.op, Op::Prune(_)) {
-                        let o = self.applier.orphans();
-                        for (stat, n) in self.stats.orphans.iter().zip([o.files, o.dirs, o.bytes]) {
-                            stat.store(n, Ordering::Relaxed);
-                        }
+                        self.orphans_removed();
                     }
                     return;
                 }
@@ -450,12 +449,53 @@ impl Worker {
                     std::thread::sleep(self.retry_wait);
                 }
                 Err(e) => {
+                    if matches!(ev.op, Op::Prune(_)) {
+                        self.log.event(
+                            Level::Warning,
+                            events::ORPHANS_NOT_REMOVED,
+                            &format!(
+                                "Unable to delete some orphans in {} for job {}: {e}",
+                                ev.path.display(),
+                                self.key.1
+                            ),
+                        );
+                    }
                     self.stats.ops_dropped.fetch_add(1, Ordering::Relaxed);
                     log::warn!("job {}: op {seq} not applied: {e}", self.key.1);
                     let _ = self.out.send(Frame::nak(seq, 1, &e.to_string()));
                     return;
                 }
             }
+        }
+    }
+
+    /// Counts what an orphan removal took away and, with `LogAllOrphans`, logs each name.
+    fn orphans_removed(&self) {
+        let o = self.applier.orphans();
+        for (stat, n) in self.stats.orphans.iter().zip([o.files, o.dirs, o.bytes]) {
+            stat.store(n, Ordering::Relaxed);
+        }
+        if !self.log_all_orphans {
+            return;
+        }
+        for (path, r) in self.applier.last_orphans() {
+            let what = if r.dirs == 0 {
+                format!("{} bytes", r.bytes)
+            } else {
+                format!(
+                    "a directory: {} directories, {} files, {} bytes",
+                    r.dirs, r.files, r.bytes
+                )
+            };
+            self.log.event(
+                Level::Information,
+                events::ORPHAN_REMOVED,
+                &format!(
+                    "Removed orphan {} ({what}) from the replica of job {}",
+                    path.display(),
+                    self.key.1
+                ),
+            );
         }
     }
 

@@ -44,6 +44,8 @@ pub struct TargetConfig {
     /// `TGExecutionRetryLimit` and the wait between tries (`TGRetryLocked`).
     pub retry_limit: u64,
     pub retry_wait: Duration,
+    /// `LogAllOrphans`.
+    pub log_all_orphans: bool,
 }
 
 /// The target's settings as they are now, shared by the daemon (which replaces them) and

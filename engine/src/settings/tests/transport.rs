@@ -54,6 +54,7 @@ const GUIDE: &[(&str, &str, bool, &str)] = &[
     ),
     ("EncryptNetworkData", "0", false, "0 or 1"),
     ("CalculateOnConnect", "1", true, "0 or 1"),
+    ("LogAllOrphans", "0", false, "0 or 1"),
     ("MirrorChunkSize", "65536", false, "1 to 1048576 (bytes)"),
     (
         "SmallFileThreshold",
