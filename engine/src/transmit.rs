@@ -98,8 +98,10 @@ pub struct TransmitOptions {
 struct Running {
     walk: Mirror,
     entries: Vec<Entry>,
-    /// The job's initial (full) mirror, bracketed by markers.
-    full: bool,
+    /// Bracketed by markers, so the target's data state is Mirroring until it ends: the
+    /// job's initial mirror, and a remirror of its whole source (after an unclean stop, or
+    /// a start after a stop), which rebuilds files the replica holds.
+    marked: bool,
 }
 
 /// The loop's inputs.
@@ -340,7 +342,8 @@ impl TransmitLoop<'_> {
         }
         self.control.mirror_sent_bytes.store(0, Ordering::Relaxed);
         self.control.set_mirror(MirrorStatus::InProgress);
-        if full {
+        let marked = full || roots.contains(&self.source);
+        if marked {
             self.sink.marker(Marker::MirrorStarted)?;
         }
         let (set, options) = (self.set.clone(), self.options.mirror);
@@ -351,12 +354,12 @@ impl TransmitLoop<'_> {
                 Mirror::remirror(roots, self.source.clone(), set, options)
             },
             entries,
-            full,
+            marked,
         })
     }
 
     fn finish_mirror(&mut self, done: Running) -> Result<()> {
-        if done.full {
+        if done.marked {
             self.sink.marker(Marker::MirrorComplete)?;
         }
         // Everything the mirror sent must be durable before the entries are dropped.

@@ -505,6 +505,13 @@ fn what_changed_while_a_job_was_stopped_reaches_the_replica_when_it_runs_again()
         restarted.contains("what changed while it was stopped is remirrored"),
         "the job's start does not say it remirrors:\n{restarted}"
     );
+    // The replica was marked Mirroring while it was rebuilt: the first mirror and this.
+    let mirrors = p.target.event_log().matches(" 4019 ").count();
+    assert!(
+        mirrors >= 2,
+        "{mirrors} mirror starts (4019):\n{}",
+        p.logs()
+    );
 
     // A clean stop of the source's rilld: the job resumes when it starts again.
     p.source.stop().unwrap();
