@@ -276,13 +276,10 @@ impl Settings {
         self.flag(Id::MirrorZeroKFiles)
     }
 
-    /// `MirrorOverwrite`.
-    pub fn mirror_overwrite(&self) -> MirrorOverwrite {
-        match self.int(Id::MirrorOverwrite) {
-            0 => MirrorOverwrite::Never,
-            2 => MirrorOverwrite::IfOlder,
-            _ => MirrorOverwrite::Always,
-        }
+    /// `MirrorOverwrite`: 1 (always overwrite), the one value the table accepts: the
+    /// mirror rebuilds every file it sends.
+    pub fn mirror_overwrite(&self) -> u64 {
+        self.int(Id::MirrorOverwrite)
     }
 
     /// `EnableSparseFileMirroring`.
@@ -369,16 +366,4 @@ impl Roles {
     pub fn target(self) -> bool {
         matches!(self, Roles::Target | Roles::Both)
     }
-}
-
-/// `MirrorOverwrite`: what a mirror does with a file that exists on the target.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum MirrorOverwrite {
-    /// 0: never overwrite it.
-    Never = 0,
-    /// 1: always overwrite it.
-    Always = 1,
-    /// 2: overwrite it only if it is older than the source's.
-    IfOlder = 2,
 }

@@ -41,7 +41,7 @@ mod table;
 #[cfg(test)]
 mod tests;
 
-pub use access::{CallbackMode, MirrorOverwrite, Roles};
+pub use access::{CallbackMode, Roles};
 pub use cli::{cli, SettingsCommand};
 pub use file::set_in_file;
 pub use table::{Kind, SettingDef, Value, SETTINGS};

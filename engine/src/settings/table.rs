@@ -426,12 +426,11 @@ settings_table! {
         restart: false,
         help: "mirror empty files (0: skip them in mirrors and verifications)",
     }
+    // The guide's 0 (never overwrite) and 2 (overwrite if older) need the target to judge
+    // each file before its data is sent; rill's mirror rebuilds every file it sends, so
+    // those values are refused rather than accepted and ignored.
     MirrorOverwrite {
-        kind: Kind::Enumeration(&[
-            (0, "never overwrite"),
-            (1, "always overwrite"),
-            (2, "overwrite if older"),
-        ]),
+        kind: Kind::Enumeration(&[(1, "always overwrite")]),
         unit: "",
         default: Value::Int(1),
         restart: false,

@@ -392,7 +392,6 @@ fn non_default() -> Settings {
         ("MirrorChunkSize", "1048576"),
         ("SmallFileThreshold", "0"),
         ("MirrorZeroKFiles", "0"),
-        ("MirrorOverwrite", "2"),
         ("EnableSparseFileMirroring", "0"),
         ("DisableAttributeReplication", "1"),
         ("ExtendedAttributes", "1"),
@@ -411,7 +410,9 @@ fn non_default() -> Settings {
 #[test]
 fn to_toml_reads_back_as_the_same_settings() {
     let s = non_default();
-    for def in SETTINGS {
+    // A setting with one allowed value (MirrorOverwrite) has no other to round-trip.
+    let single = |def: &&SettingDef| matches!(def.kind, Kind::Enumeration(v) if v.len() == 1);
+    for def in SETTINGS.iter().filter(|d| !single(d)) {
         assert_ne!(
             s.get(def.name).unwrap(),
             def.default.to_string(),

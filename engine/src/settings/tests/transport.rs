@@ -63,12 +63,7 @@ const GUIDE: &[(&str, &str, bool, &str)] = &[
         "0 to 4294967295 (bytes)",
     ),
     ("MirrorZeroKFiles", "1", false, "0 or 1"),
-    (
-        "MirrorOverwrite",
-        "1",
-        false,
-        "0 (never overwrite), 1 (always overwrite), or 2 (overwrite if older)",
-    ),
+    ("MirrorOverwrite", "1", false, "1 (always overwrite)"),
     ("EnableSparseFileMirroring", "1", false, "0 or 1"),
     ("DisableAttributeReplication", "0", true, "0 or 1"),
     ("ExtendedAttributes", "0", false, "0 or 1"),
@@ -125,7 +120,7 @@ fn the_new_accessors_give_the_defaults_in_the_engine_s_units() {
     assert_eq!(d.mirror_chunk_size_bytes(), 65_536);
     assert_eq!(d.small_file_threshold_bytes(), 65_536);
     assert!(d.mirror_zero_k_files());
-    assert_eq!(d.mirror_overwrite(), MirrorOverwrite::Always);
+    assert_eq!(d.mirror_overwrite(), 1);
     assert!(d.enable_sparse_file_mirroring());
     assert!(!d.disable_attribute_replication());
     assert!(!d.extended_attributes());
@@ -149,15 +144,6 @@ fn accessors_convert_the_new_settings() {
         assert_eq!(s.load_source_target(), roles);
         assert_eq!((roles as u8).to_string(), text);
         assert_eq!((roles.source(), roles.target()), (source, target));
-    }
-    for (text, mode) in [
-        ("0", MirrorOverwrite::Never),
-        ("1", MirrorOverwrite::Always),
-        ("2", MirrorOverwrite::IfOlder),
-    ] {
-        s.set("MirrorOverwrite", text).unwrap();
-        assert_eq!(s.mirror_overwrite(), mode);
-        assert_eq!((mode as u8).to_string(), text);
     }
     s.set("NetPort", "65535").unwrap();
     assert_eq!(s.net_port(), 65_535);
@@ -278,11 +264,18 @@ fn the_new_settings_refuse_values_outside_the_guide_s_ranges() {
             "4",
             "3 (source and target)",
         ),
+        // The guide's other values are refused, not ignored.
         (
-            "MirrorOverwrite = 3",
+            "MirrorOverwrite = 2",
             "MirrorOverwrite",
-            "3",
-            "2 (overwrite if older)",
+            "2",
+            "1 (always overwrite)",
+        ),
+        (
+            "MirrorOverwrite = 0",
+            "MirrorOverwrite",
+            "0",
+            "1 (always overwrite)",
         ),
     ] {
         let e = err(text);
