@@ -287,6 +287,7 @@ pub fn run(settings: &Settings, job: Job, sink: &mut dyn Transmit) -> Result<()>
         drained: &drained,
         on_tick: &mut on_tick,
         on_failure: &mut on_failure,
+        log: &log,
         failures: 0,
     }
     .run(job.mirror);

@@ -43,6 +43,12 @@ pub trait Transmit {
     fn mirror_paused(&self) -> bool {
         false
     }
+    /// Whether, since the last call, the destination turned out to have lost operations
+    /// it had acknowledged (restored or rebuilt): nothing it holds can be trusted, so the
+    /// whole source is to be remirrored.
+    fn take_lost_state(&mut self) -> bool {
+        false
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use crate::change_journal::{ChangeJournal, Entry, Mark, Reason};
+use crate::events::{self, EventLog, Level};
 use crate::mirror::{Mirror, MirrorOptions};
 use crate::proto::{Marker, Stream};
 use crate::queue::{Consumer, QueueStats, QueueWatch};
@@ -119,6 +120,7 @@ pub struct TransmitLoop<'a> {
     pub on_tick: &'a mut dyn FnMut(&QueueStats) -> Result<()>,
     /// Called when an operation could not be sent or applied (the mark is recorded).
     pub on_failure: &'a mut dyn FnMut(&SinkError),
+    pub log: &'a EventLog,
     /// Operations the destination could not apply, so far.
     pub failures: u64,
 }
@@ -254,10 +256,11 @@ impl TransmitLoop<'_> {
                 }
                 self.record_failures()?;
             }
+            let lost = self.record_lost_state()?;
             if mirror.is_none()
                 && !stop
                 && self.options.use_change_journal
-                && remirror_at.elapsed() >= remirror_every
+                && (lost || remirror_at.elapsed() >= remirror_every)
             {
                 remirror_at = Instant::now();
                 let failed_since = self.failures > failures_then;
@@ -311,6 +314,26 @@ impl TransmitLoop<'_> {
         }
         walk.forget_before(ev.ktime_ns.saturating_sub(CAPTURE_SLACK_NS));
         Ok(())
+    }
+
+    /// A destination that lost what it had acknowledged gets the whole source again, at
+    /// once. Returns whether it did.
+    fn record_lost_state(&mut self) -> Result<bool> {
+        if !self.sink.take_lost_state() {
+            return Ok(false);
+        }
+        self.log.event(
+            Level::Warning,
+            events::DATA_STATE,
+            &format!(
+                "Target data state for {} changed because the target lost operations it had \
+                 acknowledged: the whole source is remirrored",
+                self.source.display()
+            ),
+        );
+        self.changes
+            .mark_subtree(&self.source, Reason::RescanAll, now_ns())?;
+        Ok(true)
     }
 
     /// Files the destination could not apply go to the change journal, to be remirrored.

@@ -554,3 +554,30 @@ fn orphans_in_the_target_path_are_removed_and_each_is_logged_with_log_all_orphan
     assert!(logged, "expected {expected:#?}\n{}", p.logs());
     assert_eq!(removals().len(), 2, "one event per orphan:\n{}", p.logs());
 }
+
+/// A target that loses what it acknowledged (rebuilt, or its DataPath and replica restored
+/// from an old backup) welcomes the job back with less than it acknowledged: the source
+/// remirrors its whole source instead of carrying on as if the replica were whole.
+#[test]
+fn a_target_that_lost_what_it_acknowledged_gets_the_whole_source_again() {
+    let mut p = start("rep-lost");
+    random_workload(&p.src, 31, 300);
+    start_job(&p.source, &p.target, "l", &p.src, &p.dst, &[]).unwrap();
+    p.converge("l", Duration::from_secs(60));
+    random_workload(&p.src, 32, 300);
+    p.converge("l", Duration::from_secs(60));
+
+    // The target's host loses its sessions and the replica; its identity and trust stay.
+    p.target.stop().unwrap();
+    let data = p.target.dir.join("data");
+    std::fs::remove_file(data.join("jobs.redb")).unwrap();
+    std::fs::remove_dir_all(data.join("target")).unwrap();
+    std::fs::remove_dir_all(&p.dst).unwrap();
+    p.target.restart().unwrap();
+    p.converge("l", Duration::from_secs(90));
+    let log = p.source.event_log();
+    assert!(
+        log.contains(" 4065 ") && log.contains("lost operations it had acknowledged"),
+        "no 4065 event for the target's lost state:\n{log}"
+    );
+}

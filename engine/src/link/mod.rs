@@ -84,6 +84,9 @@ pub struct LinkStats {
     pub last_error: Mutex<String>,
     /// Highest sequence number the target acknowledged.
     pub acked_seq: AtomicU64,
+    /// Set when the target welcomed the link with less than it had acknowledged: its
+    /// state was lost or restored (see [`crate::sink::Transmit::take_lost_state`]).
+    pub target_lost_state: AtomicBool,
     /// The mirror's markers acknowledged by the target.
     pub mirror_started_acked: AtomicBool,
     pub mirror_complete_acked: AtomicBool,
@@ -297,6 +300,12 @@ impl Transmit for NetworkSink {
         }
         failed.extend(self.resolver.take_stale());
         failed
+    }
+
+    fn take_lost_state(&mut self) -> bool {
+        // Asked once per operation sent: a load, and a swap only when it is set.
+        let lost = &self.shared.stats.target_lost_state;
+        lost.load(Ordering::Relaxed) && lost.swap(false, Ordering::Relaxed)
     }
 
     fn mirror_paused(&self) -> bool {

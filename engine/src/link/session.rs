@@ -130,6 +130,20 @@ pub(super) async fn run(config: LinkConfig, mut rx: mpsc::Receiver<Outgoing>, sh
                     config.job,
                     config.address
                 );
+                let acked = stats.acked_seq.load(Ordering::Relaxed);
+                if last_applied < acked {
+                    // Acknowledged means durably applied, so a target that knows less
+                    // lost its state (a rebuilt host, a DataPath restored from a backup):
+                    // what it acknowledged may be gone from the replica too.
+                    log::warn!(
+                        "job {}: the target acknowledged operations up to {acked} but now \
+                         has applied only up to {last_applied}: it lost its state, and the \
+                         whole source is remirrored",
+                        config.job
+                    );
+                    stats.acked_seq.store(last_applied, Ordering::Relaxed);
+                    stats.target_lost_state.store(true, Ordering::Relaxed);
+                }
                 next_seq = next_seq.max(last_applied + 1);
                 acknowledge(&mut window, last_applied, &shared, &mut acked_items);
                 let e = session(
