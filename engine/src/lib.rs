@@ -13,6 +13,7 @@
 pub mod allocator;
 pub mod apply;
 pub mod change_journal;
+pub mod changed_since;
 pub mod codec;
 pub mod daemon;
 mod database;

@@ -77,6 +77,9 @@ struct Counters {
 }
 
 const MARKER: &str = "rilld.running";
+/// When a cleanly stopped run's capture stopped (wall-clock ns): where the next run looks
+/// for changes from (see `changed_since`).
+const STOPPED_AT: &str = "capture-stopped-at";
 
 fn now_ns() -> u64 {
     SystemTime::now()
@@ -118,6 +121,9 @@ pub fn run(settings: &Settings, job: Job, sink: &mut dyn Transmit) -> Result<()>
     let changes = ChangeJournal::open(&data.join("change-journal.redb"))?;
     let marker = data.join(MARKER);
     let resync = job.resync && !marker.exists();
+    // Taken in any case, so a later unclean stop never finds an old one.
+    let stopped_at = take_stopped_at(&data.join(STOPPED_AT));
+    let look_since = stopped_at.filter(|_| resync);
     if marker.exists() {
         let text = format!(
             "Auto-disconnecting {} due to an unclean stop of rilld: it is marked for remirroring",
@@ -126,7 +132,7 @@ pub fn run(settings: &Settings, job: Job, sink: &mut dyn Transmit) -> Result<()>
         log.event(Level::Warning, events::AUTO_DISCONNECT, &text);
         changes.mark_subtree(&source, Reason::Recovery, now_ns())?;
     }
-    if resync {
+    if resync && look_since.is_none() {
         changes.mark_subtree(&source, Reason::RescanAll, now_ns())?;
     }
     std::fs::write(&marker, std::process::id().to_string())
@@ -156,6 +162,7 @@ pub fn run(settings: &Settings, job: Job, sink: &mut dyn Transmit) -> Result<()>
     let changes = Arc::new(changes);
     let counters = Arc::new(Counters::default());
     let drained = Arc::new(AtomicBool::new(false));
+    let capture_stopped = Arc::new(AtomicU64::new(0));
 
     log.event(
         Level::Information,
@@ -164,10 +171,12 @@ pub fn run(settings: &Settings, job: Job, sink: &mut dyn Transmit) -> Result<()>
             "Source started: {} replicating to {}{}",
             source.display(),
             job.target,
-            if resync {
-                "; what changed while it was stopped is remirrored"
-            } else {
-                ""
+            match (resync, look_since) {
+                (false, _) => "",
+                (true, None) => "; what changed while it was stopped is remirrored (all of it)",
+                (true, Some(_)) => {
+                    "; what changed while it was stopped is remirrored (if anything did)"
+                }
             }
         ),
     );
@@ -180,6 +189,7 @@ pub fn run(settings: &Settings, job: Job, sink: &mut dyn Transmit) -> Result<()>
         let set = set.clone();
         let capturing = Arc::clone(&job.control.capturing);
         let control = Arc::clone(&job.control);
+        let capture_stopped = Arc::clone(&capture_stopped);
         let (stop, drained, changes, counters, log) = (
             Arc::clone(&stop),
             Arc::clone(&drained),
@@ -233,6 +243,8 @@ pub fn run(settings: &Settings, job: Job, sink: &mut dyn Transmit) -> Result<()>
                         let stopping = stop.load(Ordering::Relaxed);
                         let polled_at = crate::link::monotonic_ns();
                         if stopping {
+                            // Before the last read: what changes after it is not drained.
+                            capture_stopped.store(now_ns(), Ordering::Relaxed);
                             capture.flush(&mut events)?;
                         } else {
                             capture.poll(Duration::from_millis(50), &mut events)?;
@@ -288,6 +300,7 @@ pub fn run(settings: &Settings, job: Job, sink: &mut dyn Transmit) -> Result<()>
         on_tick: &mut on_tick,
         on_failure: &mut on_failure,
         log: &log,
+        changed_since: look_since,
         failures: 0,
     }
     .run(job.mirror);
@@ -299,6 +312,12 @@ pub fn run(settings: &Settings, job: Job, sink: &mut dyn Transmit) -> Result<()>
         .join()
         .map_err(|_| anyhow::anyhow!("the drain thread panicked"))??;
     transmitted?;
+    let stopped_ns = capture_stopped.load(Ordering::Relaxed);
+    if stopped_ns > 0 {
+        let path = data.join(STOPPED_AT);
+        std::fs::write(&path, stopped_ns.to_string())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     std::fs::remove_file(&marker).with_context(|| format!("removing {}", marker.display()))?;
     log.event(
         Level::Information,
@@ -306,6 +325,14 @@ pub fn run(settings: &Settings, job: Job, sink: &mut dyn Transmit) -> Result<()>
         &format!("Source stopped: {}", source.display()),
     );
     Ok(())
+}
+
+/// The capture's stop time a clean run recorded, removed as it is read (a file that does
+/// not parse is no record: the caller remirrors everything).
+fn take_stopped_at(path: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let _ = std::fs::remove_file(path);
+    text.trim().parse().ok()
 }
 
 /// The transmit loop's settings.

@@ -121,6 +121,10 @@ pub struct TransmitLoop<'a> {
     /// Called when an operation could not be sent or applied (the mark is recorded).
     pub on_failure: &'a mut dyn FnMut(&SinkError),
     pub log: &'a EventLog,
+    /// The job ran before and its capture stopped cleanly at this time (wall-clock ns):
+    /// once capturing again, the whole source is remirrored if anything beneath it changed
+    /// since (`changed_since`).
+    pub changed_since: Option<u64>,
     /// Operations the destination could not apply, so far.
     pub failures: u64,
 }
@@ -143,6 +147,18 @@ impl TransmitLoop<'_> {
             && !self.control.stop.load(Ordering::Relaxed)
         {
             std::thread::sleep(Duration::from_millis(10));
+        }
+        // Only now: a change made after the walk passed its inode is captured.
+        if let Some(since) = self.changed_since {
+            if crate::changed_since::changed_since(&self.source, since) {
+                self.changes
+                    .mark_subtree(&self.source, Reason::RescanAll, now_ns())?;
+            } else {
+                log::info!(
+                    "nothing beneath {} changed while the job was stopped: no remirror",
+                    self.source.display()
+                );
+            }
         }
         let mut mirror = if full_mirror {
             Some(self.start_mirror(vec![self.source.clone()], Vec::new(), true)?)

@@ -496,6 +496,22 @@ fn what_changed_while_a_job_was_stopped_reaches_the_replica_when_it_runs_again()
     })
     .unwrap();
     assert!(mirrored, "the job's mirror was not recorded as complete");
+    let mirrors = || p.target.event_log().matches(" 4019 ").count();
+
+    // Nothing changes while it is stopped (the last change older than the slack): the
+    // start finds so and sends no remirror.
+    std::thread::sleep(Duration::from_nanos(rill_engine::changed_since::SLACK_NS) * 3 / 2);
+    job(JobAction::Stop);
+    job(JobAction::Start);
+    p.converge("s", Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        mirrors(),
+        1,
+        "a remirror with nothing changed:\n{}",
+        p.logs()
+    );
+
     job(JobAction::Stop);
     random_workload(&p.src, 22, 500);
     job(JobAction::Start);
@@ -506,12 +522,7 @@ fn what_changed_while_a_job_was_stopped_reaches_the_replica_when_it_runs_again()
         "the job's start does not say it remirrors:\n{restarted}"
     );
     // The replica was marked Mirroring while it was rebuilt: the first mirror and this.
-    let mirrors = p.target.event_log().matches(" 4019 ").count();
-    assert!(
-        mirrors >= 2,
-        "{mirrors} mirror starts (4019):\n{}",
-        p.logs()
-    );
+    assert_eq!(mirrors(), 2, "mirror starts (4019):\n{}", p.logs());
 
     // A clean stop of the source's rilld: the job resumes when it starts again.
     p.source.stop().unwrap();
