@@ -12,7 +12,9 @@
 //!
 //! The kernel stamps ctimes from a coarse clock (up to a tick behind the time read here),
 //! so the comparison allows [`SLACK_NS`]; a change that early was captured anyway, and
-//! flagging it only costs the remirror this module exists to avoid.
+//! flagging it only costs the remirror this module exists to avoid. Only setting the
+//! system clock back could date a change before the stop; a clock found behind the
+//! recorded stop counts as a change.
 
 use std::fs;
 use std::io;
@@ -26,6 +28,12 @@ pub const SLACK_NS: u64 = 1_000_000_000;
 /// `since_ns - SLACK_NS` (wall-clock nanoseconds since the Unix epoch). An error reading
 /// any part of the tree counts as a change.
 pub fn changed_since(root: &Path, since_ns: u64) -> bool {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    if now < since_ns {
+        return true;
+    }
     let from = since_ns.saturating_sub(SLACK_NS);
     walk(root, from).unwrap_or(true)
 }
@@ -97,6 +105,8 @@ mod tests {
             changed_since(&d[0].path().join("missing"), stopped),
             "a source gone"
         );
+        let later = now_ns() + 3_600_000_000_000;
+        assert!(changed_since(d[0].path(), later), "a clock set back");
     }
 
     #[test]
