@@ -101,16 +101,7 @@ fn reason(r: DirtyReason) -> Reason {
 /// and returns.
 pub fn run(settings: &Settings, job: Job, sink: &mut dyn Transmit) -> Result<()> {
     let stop = Arc::clone(&job.control.stop);
-    let (data, queue_dir) = match &job.state_dir {
-        Some(name) => (
-            settings.data_path().join("jobs").join(name),
-            settings.q_journal_dir().join(name),
-        ),
-        None => (
-            settings.data_path().to_path_buf(),
-            settings.q_journal_dir().to_path_buf(),
-        ),
-    };
+    let (data, queue_dir) = job_dirs(settings, job.state_dir.as_deref());
     let data = data.as_path();
     std::fs::create_dir_all(data)
         .with_context(|| format!("creating DataPath {}", data.display()))?;
@@ -325,6 +316,26 @@ pub fn run(settings: &Settings, job: Job, sink: &mut dyn Transmit) -> Result<()>
         &format!("Source stopped: {}", source.display()),
     );
     Ok(())
+}
+
+/// A job's state directory and queue directory (see [`Job::state_dir`]).
+fn job_dirs(settings: &Settings, state_dir: Option<&str>) -> (PathBuf, PathBuf) {
+    match state_dir {
+        Some(name) => (
+            settings.data_path().join("jobs").join(name),
+            settings.q_journal_dir().join(name),
+        ),
+        None => (
+            settings.data_path().to_path_buf(),
+            settings.q_journal_dir().to_path_buf(),
+        ),
+    }
+}
+
+/// Whether the last run of the job kept in `state_dir` stopped cleanly and recorded when
+/// its capture stopped, so a [`Job::resync`] start can look for what changed since.
+pub fn stopped_cleanly_before(settings: &Settings, state_dir: Option<&str>) -> bool {
+    job_dirs(settings, state_dir).0.join(STOPPED_AT).exists()
 }
 
 /// The capture's stop time a clean run recorded, removed as it is read (a file that does

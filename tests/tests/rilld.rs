@@ -71,10 +71,12 @@ impl Drop for Rilld {
     }
 }
 
+/// The settings of every test here. Extended attributes on: the workloads set some, and a
+/// remirror (after a crash, or of what changed while rilld was stopped) copies them only then.
 fn config(dir: &Path) -> std::path::PathBuf {
     let path = dir.join("rill.toml");
     let text = format!(
-        "DataPath = \"{0}/data\"\nQJournalDir = \"{0}/queue\"\nLogDir = \"{0}/log\"\nQJournalFreeSpaceMin = 0\nQMemoryBufferMax = 32\n",
+        "DataPath = \"{0}/data\"\nQJournalDir = \"{0}/queue\"\nLogDir = \"{0}/log\"\nQJournalFreeSpaceMin = 0\nQMemoryBufferMax = 32\nExtendedAttributes = 1\n",
         dir.display()
     );
     std::fs::write(&path, text).unwrap();
@@ -104,17 +106,7 @@ fn rilld_replicates_live_and_stops_cleanly() {
     let cfg = config(state.path());
     let rilld = Rilld::start(&cfg, src.path(), dst.path());
     run_workload("tree", src.path());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !rill_tests::tree::equal_trees(src.path(), dst.path()) {
-        assert!(
-            Instant::now() < deadline,
-            "the replica did not converge within 30 s"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    rilld.signal(libc::SIGTERM);
-    assert!(rilld.wait().success(), "rilld exits 0 on SIGTERM");
-    rill_tests::tree::assert_equal_trees(src.path(), dst.path());
+    converge_then_stop(rilld, src.path(), dst.path(), "the workload");
     assert!(
         !state.path().join("data/rilld.running").exists(),
         "a clean stop removes the marker"
@@ -132,6 +124,34 @@ fn rilld_replicates_live_and_stops_cleanly() {
         log.contains(" Information 4002 ") && log.contains(" Information 4003 "),
         "{log}"
     );
+
+    // What changes while it is stopped reaches the replica when it runs again.
+    std::fs::write(src.path().join("while-stopped.txt"), b"made while stopped").unwrap();
+    std::fs::create_dir(src.path().join("stopped-dir")).unwrap();
+    std::fs::write(src.path().join("stopped-dir/f"), b"also").unwrap();
+    let rilld = Rilld::start(&cfg, src.path(), dst.path());
+    converge_then_stop(
+        rilld,
+        src.path(),
+        dst.path(),
+        "what changed while it was stopped",
+    );
+}
+
+/// Waits (60 s at most) until the replica equals the source, then stops rilld with SIGTERM
+/// and checks that it exits 0 and the trees are still equal.
+fn converge_then_stop(rilld: Rilld, src: &Path, dst: &Path, after: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !rill_tests::tree::equal_trees(src, dst) {
+        assert!(
+            Instant::now() < deadline,
+            "the replica did not converge within 60 s after {after}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    rilld.signal(libc::SIGTERM);
+    assert!(rilld.wait().success(), "rilld exits 0 on SIGTERM");
+    rill_tests::tree::assert_equal_trees(src, dst);
 }
 
 /// The engine's event log (LogDir/rilld.log).

@@ -37,7 +37,8 @@ enum Command {
         /// Drain the pinned driver (`rill-driver load`) instead of loading a private one.
         #[arg(long)]
         pinned: bool,
-        /// Mirror the whole source first (otherwise only what changes is replicated).
+        /// Mirror the whole source first (otherwise only what changes is replicated, and,
+        /// after a clean stop, whatever changed while rilld was stopped).
         #[arg(long)]
         mirror: bool,
         /// Also protect this absolute path or wildcard (e.g. /data/keep/*.db), recursively.
@@ -120,8 +121,9 @@ fn run(
         target: target.display().to_string(),
         state_dir: None,
         mirror,
-        // `rilld run` mirrors when it is asked to (`--mirror`), as its help says.
-        resync: false,
+        // A first run replicates what changes from now on, unless asked to mirror; a run
+        // after a clean stop also remirrors the source if anything changed in between.
+        resync: !mirror && rill_engine::service::stopped_cleanly_before(&settings, None),
         control: Arc::new(JobControl {
             stop,
             ..Default::default()
