@@ -151,8 +151,7 @@ impl TransmitLoop<'_> {
         // Only now: a change made after the walk passed its inode is captured.
         if let Some(since) = self.changed_since {
             if crate::changed_since::changed_since(&self.source, since) {
-                self.changes
-                    .mark_subtree(&self.source, Reason::RescanAll, now_ns())?;
+                self.mark_whole_source()?;
             } else {
                 log::info!(
                     "nothing beneath {} changed while the job was stopped: no remirror",
@@ -347,9 +346,16 @@ impl TransmitLoop<'_> {
                 self.source.display()
             ),
         );
-        self.changes
-            .mark_subtree(&self.source, Reason::RescanAll, now_ns())?;
+        self.mark_whole_source()?;
         Ok(true)
+    }
+
+    /// Has the whole source remirrored (the next remirror takes it, bracketed by the
+    /// mirror markers).
+    fn mark_whole_source(&self) -> Result<()> {
+        Ok(self
+            .changes
+            .mark_subtree(&self.source, Reason::RescanAll, now_ns())?)
     }
 
     /// Files the destination could not apply go to the change journal, to be remirrored.
