@@ -25,6 +25,7 @@ use rill_driver_linux::capture::{Capture, Source};
 use rill_driver_linux::settings::{CaptureMode, DriverSettings};
 use rill_driver_linux::{DirtyReason, Event, Op};
 
+use crate::apply::ApplyOptions;
 use crate::change_journal::{ChangeJournal, Mark, Reason};
 use crate::drain::{Drain, Drained};
 use crate::events::{self, EventLog, Level};
@@ -32,6 +33,7 @@ use crate::journal::{Journal, JournalConfig};
 use crate::mirror::MirrorOptions;
 use crate::queue::{queue, AtLimit, Limits, NotKept, Pushed};
 use crate::repset::{ReplicationSet, Rule};
+use crate::resolve::ResolveOptions;
 use crate::settings::{CallbackMode, Settings};
 use crate::sink::Transmit;
 use crate::transmit::{JobControl, TransmitLoop, TransmitOptions};
@@ -344,6 +346,24 @@ fn take_stopped_at(path: &Path) -> Option<u64> {
     let text = std::fs::read_to_string(path).ok()?;
     let _ = std::fs::remove_file(path);
     text.trim().parse().ok()
+}
+
+/// What the source reads of each operation (`DisableAttributeReplication`,
+/// `ExtendedAttributes`).
+pub fn resolve_options(settings: &Settings) -> ResolveOptions {
+    ResolveOptions {
+        attributes: !settings.disable_attribute_replication(),
+        xattrs: settings.extended_attributes(),
+    }
+}
+
+/// What the target applies, and how long it keeps written files open (`TGCloseDelay`).
+pub fn apply_options(settings: &Settings) -> ApplyOptions {
+    ApplyOptions {
+        attributes: !settings.disable_attribute_replication(),
+        xattrs: settings.extended_attributes(),
+        close_delay: settings.tg_close_delay(),
+    }
 }
 
 /// The transmit loop's settings.

@@ -71,11 +71,18 @@ pub struct LocalSink {
 }
 
 impl LocalSink {
-    /// Replicates `source` (absolute) into the existing directory `root`.
-    pub fn new(source: &Path, root: &Path) -> io::Result<LocalSink> {
+    /// Replicates `source` (absolute) into the existing directory `root`, reading and
+    /// applying what the options (from the settings: [`crate::service::resolve_options`],
+    /// [`crate::service::apply_options`]) ask for.
+    pub fn new(
+        source: &Path,
+        root: &Path,
+        resolve: ResolveOptions,
+        apply: ApplyOptions,
+    ) -> io::Result<LocalSink> {
         Ok(LocalSink {
-            resolver: Resolver::new(source, ResolveOptions::default()),
-            applier: Applier::new(root, ApplyOptions::default())?,
+            resolver: Resolver::new(source, resolve),
+            applier: Applier::new(root, apply)?,
             resolved: Vec::new(),
             batches: 0,
         })
@@ -123,6 +130,11 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
     use std::path::PathBuf;
 
+    /// A sink with the default options: every attribute, extended ones included.
+    fn sink(src: &Path, dst: &Path) -> LocalSink {
+        LocalSink::new(src, dst, Default::default(), Default::default()).unwrap()
+    }
+
     fn op(path: &Path, op: Op) -> Event {
         Event::new(path, op)
     }
@@ -144,7 +156,7 @@ mod tests {
     #[test]
     fn writes_through_a_symlink_follow_the_file_it_names_now() {
         let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let mut sink = LocalSink::new(src.path(), dst.path()).unwrap();
+        let mut sink = sink(src.path(), dst.path());
         let (link, real) = (src.path().join("link"), src.path().join("real"));
         let create = |p: &Path| {
             op(
@@ -180,7 +192,7 @@ mod tests {
     fn attributes_reach_the_file_the_name_holds_now() {
         use std::os::unix::fs::MetadataExt;
         let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let mut sink = LocalSink::new(src.path(), dst.path()).unwrap();
+        let mut sink = sink(src.path(), dst.path());
         let f = src.path().join("f");
         let times = rill_driver_linux::FileTimes {
             atime: (1_600_000_000, 5),
@@ -245,7 +257,7 @@ mod tests {
             tempfile::tempdir().unwrap(),
             tempfile::tempdir().unwrap(),
         );
-        let mut sink = LocalSink::new(src.path(), dst.path()).unwrap();
+        let mut sink = sink(src.path(), dst.path());
         // A symlink planted in the replica, pointing out of it: not followed, as a directory
         // on the way or as the last component.
         std::os::unix::fs::symlink(outside.path(), dst.path().join("evil")).unwrap();
@@ -301,7 +313,7 @@ mod tests {
     #[test]
     fn replayed_operations_are_harmless() {
         let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let mut sink = LocalSink::new(src.path(), dst.path()).unwrap();
+        let mut sink = sink(src.path(), dst.path());
         let d = src.path().join("d");
         for _ in 0..2 {
             sink.send(&op(&d, Op::Mkdir { mode: 0o750 }), Stream::Replication)
@@ -319,7 +331,7 @@ mod tests {
     #[test]
     fn range_only_writes_times_and_xattrs_are_read_from_the_source() {
         let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let mut sink = LocalSink::new(src.path(), dst.path()).unwrap();
+        let mut sink = sink(src.path(), dst.path());
         let f = src.path().join("f");
         // Larger than one resolved write, so the range is sent in pieces.
         let content: Vec<u8> = (0..(crate::resolve::MAX_RESOLVED_WRITE as usize * 2 + 17))

@@ -37,7 +37,7 @@ impl Node {
 
 /// The extended attributes of `p` (not following a symlink). A name removed between the
 /// listing and the read is left out; a file gone is an error of kind `NotFound`.
-fn xattrs(p: &Path) -> std::io::Result<BTreeMap<String, Vec<u8>>> {
+pub fn xattrs(p: &Path) -> std::io::Result<BTreeMap<String, Vec<u8>>> {
     let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
     let mut names = vec![0u8; 4096];
     // SAFETY: a NUL-terminated path and a buffer of the given size.

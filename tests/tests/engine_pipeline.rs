@@ -77,7 +77,13 @@ fn a_captured_workload_replicates_to_an_equal_tree() {
         }
     }
     assert!(spilled > 0, "the test must exercise the disk queue");
-    let mut sink = LocalSink::new(src.path(), dst.path()).unwrap();
+    let mut sink = LocalSink::new(
+        src.path(),
+        dst.path(),
+        Default::default(),
+        Default::default(),
+    )
+    .unwrap();
     let mut last = 0;
     while let Some(q) = consumer.pop(Duration::ZERO).unwrap() {
         sink.send(&q.event, rill_engine::proto::Stream::Replication)

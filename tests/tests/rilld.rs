@@ -74,9 +74,13 @@ impl Drop for Rilld {
 /// The settings of every test here. Extended attributes on: the workloads set some, and a
 /// remirror (after a crash, or of what changed while rilld was stopped) copies them only then.
 fn config(dir: &Path) -> std::path::PathBuf {
+    config_with(dir, "ExtendedAttributes = 1\n")
+}
+
+fn config_with(dir: &Path, extra: &str) -> std::path::PathBuf {
     let path = dir.join("rill.toml");
     let text = format!(
-        "DataPath = \"{0}/data\"\nQJournalDir = \"{0}/queue\"\nLogDir = \"{0}/log\"\nQJournalFreeSpaceMin = 0\nQMemoryBufferMax = 32\nExtendedAttributes = 1\n",
+        "DataPath = \"{0}/data\"\nQJournalDir = \"{0}/queue\"\nLogDir = \"{0}/log\"\nQJournalFreeSpaceMin = 0\nQMemoryBufferMax = 32\n{extra}",
         dir.display()
     );
     std::fs::write(&path, text).unwrap();
@@ -349,4 +353,50 @@ fn excluded_paths_are_not_replicated() {
             "{gone} is excluded but was replicated"
         );
     }
+}
+
+/// `DisableAttributeReplication` and `ExtendedAttributes` hold for live replication too:
+/// with both saying no, a file's data reaches the replica but a later mode change and an
+/// extended attribute do not.
+#[test]
+fn attribute_settings_hold_for_live_replication() {
+    use std::os::unix::fs::PermissionsExt;
+    require_kernel_support();
+    let (src, dst, state) = (
+        TestDir::new("rillda-src"),
+        TestDir::new("rillda-dst"),
+        TestDir::new("rillda-state"),
+    );
+    let cfg = config_with(
+        state.path(),
+        "ExtendedAttributes = 0\nDisableAttributeReplication = 1\n",
+    );
+    let rilld = Rilld::start(&cfg, src.path(), dst.path());
+    let file = src.path().join("f");
+    std::fs::write(&file, b"data").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o751)).unwrap();
+    rill_tests::sys::setxattr(&file.display().to_string(), "user.rill", b"x");
+    // Then a file written last: once it is there, everything before it was applied.
+    std::fs::write(src.path().join("last"), b"end").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::read(dst.path().join("last")).ok().as_deref() != Some(&b"end"[..]) {
+        assert!(Instant::now() < deadline, "the files were not replicated");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    rilld.signal(libc::SIGTERM);
+    assert!(rilld.wait().success());
+    let copy = dst.path().join("f");
+    assert_eq!(std::fs::read(&copy).unwrap(), b"data");
+    let mode = std::fs::metadata(&copy).unwrap().permissions().mode() & 0o7777;
+    assert_ne!(
+        mode, 0o751,
+        "the mode was replicated with DisableAttributeReplication = 1"
+    );
+    let source_xattrs = rill_tests::tree::xattrs(&file).unwrap();
+    assert!(source_xattrs.contains_key("user.rill"), "{source_xattrs:?}");
+    let replica_xattrs = rill_tests::tree::xattrs(&copy).unwrap();
+    assert!(
+        replica_xattrs.is_empty(),
+        "extended attributes were replicated with ExtendedAttributes = 0: {replica_xattrs:?}"
+    );
 }

@@ -114,8 +114,13 @@ fn run(
     let source = source
         .canonicalize()
         .with_context(|| format!("source {}", source.display()))?;
-    let mut sink =
-        LocalSink::new(&source, &target).with_context(|| format!("target {}", target.display()))?;
+    let mut sink = LocalSink::new(
+        &source,
+        &target,
+        rill_engine::service::resolve_options(&settings),
+        rill_engine::service::apply_options(&settings),
+    )
+    .with_context(|| format!("target {}", target.display()))?;
     let job = Job {
         source,
         target: target.display().to_string(),

@@ -17,12 +17,10 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 
-use crate::apply::ApplyOptions;
 use crate::events::{self, EventLog, Level};
 use crate::jobs::{Job, JobState, JobStore, MirrorState};
 use crate::link::{LinkConfig, LinkStats, NetworkSink};
 use crate::proto::Compression;
-use crate::resolve::ResolveOptions;
 use crate::service;
 use crate::settings::Settings;
 use crate::target::{LiveConfig, TargetConfig, TargetStats};
@@ -185,20 +183,12 @@ fn target_config(settings: &Settings, host: &str) -> TargetConfig {
         state_dir: settings.data_path().join("target"),
         queue_limits: service::limits_of(settings),
         timeout: settings.network_timeout(),
-        apply: apply_options(settings),
+        apply: service::apply_options(settings),
         capacity_high: settings.tg_mirror_capacity_high(),
         capacity_low: settings.tg_mirror_capacity_low(),
         retry_limit: settings.tg_execution_retry_limit(),
         retry_wait: settings.tg_retry_locked(),
         log_all_orphans: settings.log_all_orphans(),
-    }
-}
-
-fn apply_options(settings: &Settings) -> ApplyOptions {
-    ApplyOptions {
-        attributes: !settings.disable_attribute_replication(),
-        xattrs: settings.extended_attributes(),
-        close_delay: settings.tg_close_delay(),
     }
 }
 
@@ -259,10 +249,7 @@ impl Daemon {
             bandwidth: settings.bandwidth_limit_bytes_per_sec(),
             mirror: full_mirror,
         };
-        let resolve = ResolveOptions {
-            attributes: !settings.disable_attribute_replication(),
-            xattrs: settings.extended_attributes(),
-        };
+        let resolve = service::resolve_options(&settings);
         let mut sink = NetworkSink::start(
             &self.runtime,
             &source,
