@@ -237,6 +237,7 @@ impl Daemon {
             tls: crate::tls::client_config(&self.identity, Arc::clone(&self.trust))?,
             pending_acks: settings.source_pending_acks().max(1) as usize,
             timeout: settings.network_timeout(),
+            keep_alive: settings.network_keep_alive_interval(),
             retry: settings.network_retry(),
             auto_reconnect: settings.auto_reconnect(),
             auto_retransmit: settings.auto_retransmit(),

@@ -35,6 +35,8 @@ pub struct LinkConfig {
     pub pending_acks: usize,
     /// `NetworkTimeout`: silence longer than this drops the connection.
     pub timeout: Duration,
+    /// How long the connection may stay idle before a keep-alive is sent.
+    pub keep_alive: Duration,
     /// `NetworkRetry`, `AutoReconnect`, `AutoRetransmit`.
     pub retry: Duration,
     pub auto_reconnect: bool,
@@ -385,7 +387,7 @@ async fn session(
             acknowledge(window, last, shared, acked_items);
         }
         timed(config.timeout, writer.flush()).await?;
-        let keepalive = config.timeout / 6;
+        let keepalive = config.keep_alive;
         let mut tick = tokio::time::interval(keepalive.max(Duration::from_millis(50)));
         let mut heard = Instant::now();
         let mut wrote = Instant::now();
