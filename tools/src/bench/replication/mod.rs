@@ -47,6 +47,7 @@ use super::{check_stop, StopFlag};
 use crate::pair::{pair, Host, Role};
 
 pub mod converge;
+pub mod cpu;
 pub mod load;
 pub mod peers;
 pub mod relay;
@@ -155,6 +156,12 @@ pub struct Run {
     pub rep: u32,
     /// The workload alone.
     pub workload_seconds: f64,
+    /// CPU seconds the workload used (see [`cpu`]).
+    pub workload_cpu_seconds: Option<f64>,
+    /// CPU seconds the tool's processes used from the workload's start until the replica
+    /// was found equal (rill: both rilld; rsync: the client and the daemon's side; lsyncd:
+    /// lsyncd, its rsync runs and the daemon's side).
+    pub tool_cpu_seconds: Option<f64>,
     /// From the workload's start until the replica was equal; `None`: failed or timed out.
     pub seconds: Option<f64>,
     /// When the replica was equal except for directory modes (the same as `seconds` when it
@@ -186,6 +193,8 @@ impl Run {
             scenario,
             rep,
             workload_seconds: 0.0,
+            workload_cpu_seconds: None,
+            tool_cpu_seconds: None,
             seconds: None,
             seconds_except_dir_modes: None,
             note: String::new(),
@@ -656,6 +665,9 @@ fn run_on(env: &mut Env, fs: &RunFs, id: u32, tool: Tool, sc: Scenario, rep: u32
         _ => None,
     };
 
+    let procs = tool_procs(env, &peer);
+    let tool_cpu0 = cpu::seconds_of(&procs)?;
+    let own_cpu0 = cpu::own_seconds();
     let t0 = Instant::now();
     match sc {
         Scenario::BigFile => load::dd(&env.random, &big, None)?,
@@ -671,6 +683,8 @@ fn run_on(env: &mut Env, fs: &RunFs, id: u32, tool: Tool, sc: Scenario, rep: u32
         }
     }
     run.workload_seconds = t0.elapsed().as_secs_f64();
+    let own_cpu1 = cpu::own_seconds();
+    run.workload_cpu_seconds = Some(own_cpu1 - own_cpu0);
     let deadline = t0 + cfg.timeout;
 
     match &mut peer {
@@ -726,6 +740,16 @@ fn run_on(env: &mut Env, fs: &RunFs, id: u32, tool: Tool, sc: Scenario, rep: u32
             finish(&mut run, c, cfg);
         }
     }
+    // The rsync client ran as this process's child; the daemon's side (and lsyncd's rsync
+    // runs) count once their processes are reaped.
+    let client_cpu = match tool {
+        Tool::Rsync => cpu::own_seconds() - own_cpu1,
+        _ => 0.0,
+    };
+    for p in procs.iter().filter(|p| p.with_children) {
+        p.wait_children_reaped();
+    }
+    run.tool_cpu_seconds = Some(client_cpu + cpu::seconds_of(&procs)? - tool_cpu0);
     if let (Some(r), Some(w0)) = (&relay, wire0) {
         if !(tool == Tool::Lsyncd && env.lsyncd_target == LsyncdTarget::Local) {
             run.wire = Some(r.bytes().since(&w0));
@@ -735,6 +759,29 @@ fn run_on(env: &mut Env, fs: &RunFs, id: u32, tool: Tool, sc: Scenario, rep: u32
     drop(peer);
     drop(relay);
     Ok(run)
+}
+
+/// The long-running processes whose CPU counts for a run's tool.
+fn tool_procs(env: &Env, peer: &Peer) -> Vec<cpu::Proc> {
+    let daemon = env
+        .rsyncd
+        .as_ref()
+        .map(|d| cpu::Proc::with_children(d.pid()));
+    match peer {
+        Peer::Rill(_) => [env.source.pid(), env.target.pid()]
+            .into_iter()
+            .flatten()
+            .map(cpu::Proc::alone)
+            .collect(),
+        Peer::Rsync => daemon.into_iter().collect(),
+        Peer::Lsyncd(l) => {
+            let mut procs = vec![cpu::Proc::with_children(l.pid())];
+            if env.lsyncd_target == LsyncdTarget::Daemon {
+                procs.extend(daemon);
+            }
+            procs
+        }
+    }
 }
 
 fn finish(run: &mut Run, c: Outcome, cfg: &Config) {

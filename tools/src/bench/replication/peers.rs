@@ -119,6 +119,10 @@ impl RsyncDaemon {
         }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
@@ -260,6 +264,10 @@ impl Lsyncd {
     }
 
     /// Fails if lsyncd has exited (with its output).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn check_running(&mut self) -> Result<()> {
         if let Some(status) = self.child.try_wait()? {
             bail!(

@@ -160,9 +160,9 @@ fn scenario_table(out: &mut String, r: &ReplicationResult, sc: Scenario) {
     let _ = writeln!(out, "\n### {}\n", scenario_title(r, sc));
     let _ = writeln!(
         out,
-        "| tool | until equal (median) | workload (median) | runs, s (in run order) | equal except directory modes (median) | file mtimes equal |"
+        "| tool | until equal (median) | workload (median) | runs, s (in run order) | CPU s, workload / tool (median) | equal except directory modes (median) | file mtimes equal |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|");
     for t in Tool::ALL {
         let runs = runs_of(r, sc, t);
         if runs.is_empty() {
@@ -174,6 +174,14 @@ fn scenario_table(out: &mut String, r: &ReplicationResult, sc: Scenario) {
             .collect::<Vec<_>>()
             .join(" ");
         let work = median(&runs.iter().map(|x| x.workload_seconds).collect::<Vec<_>>());
+        let cpu = |f: fn(&Run) -> Option<f64>| {
+            let v: Vec<f64> = runs.iter().filter_map(|x| f(x)).collect();
+            (!v.is_empty()).then(|| format!("{:.2}", median(&v)))
+        };
+        let cpu = match (cpu(|x| x.workload_cpu_seconds), cpu(|x| x.tool_cpu_seconds)) {
+            (Some(w), Some(t)) => format!("{w} / {t}"),
+            _ => "n/a".into(),
+        };
         let mt = runs.iter().map(|x| x.mtime_mismatches).max().unwrap_or(0);
         let mtimes = if mt == 0 {
             "yes".to_string()
@@ -182,7 +190,7 @@ fn scenario_table(out: &mut String, r: &ReplicationResult, sc: Scenario) {
         };
         let _ = writeln!(
             out,
-            "| {} | {} | {:.3} s | {raw} | {} | {mtimes} |",
+            "| {} | {} | {:.3} s | {raw} | {cpu} | {} | {mtimes} |",
             tool_label(r, t),
             median_seconds(r, sc, t).map_or("never equal".into(), |s| format!("**{s:.3} s**")),
             work,
