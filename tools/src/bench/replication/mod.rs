@@ -41,7 +41,6 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-use super::scratch_fs::ScratchFs;
 use super::workloads::{self, Tarball, TreeSpec};
 use super::{check_stop, StopFlag};
 use crate::pair::{pair, Host, Role};
@@ -53,12 +52,14 @@ pub mod peers;
 pub mod relay;
 pub mod report;
 pub mod rill;
+mod run_fs;
 pub mod tree;
 
 use converge::{wait_equal, Outcome, DIR_MODE_GRACE, POLL_STATUS, POLL_WALK};
 use peers::{Lsyncd, LsyncdTarget, RsyncDaemon};
 use relay::{Bytes, Relay};
 use rill::{run_lag, Lag, RillJob};
+use run_fs::{wait_files_closed, RunFs};
 use tree::Snapshot;
 
 /// Bytes the overwrites of (c) write: 10,000 x 4 KiB (with the default count).
@@ -430,40 +431,6 @@ fn progress(cfg: &Config, r: &Run) {
     );
 }
 
-/// A run's two file systems: the source's and the replica's (inside the rsync module).
-struct RunFs {
-    // Field order is drop order: the replica's file system first.
-    dst_fs: ScratchFs,
-    src_fs: ScratchFs,
-    src: PathBuf,
-    dst: PathBuf,
-}
-
-impl RunFs {
-    fn create(env: &Env, id: u32, bytes: u64, inodes: u64) -> Result<RunFs> {
-        let sdir = env.tmp.join("runs").join(id.to_string());
-        let ddir = env.tmp.join("rsync-root").join(id.to_string());
-        std::fs::create_dir_all(&sdir)?;
-        std::fs::create_dir_all(&ddir)?;
-        let src_fs = ScratchFs::create(&sdir, bytes, inodes)?;
-        let dst_fs = ScratchFs::create(&ddir, 2 * bytes + (256 << 20), inodes)?;
-        let src = src_fs.path().join("src");
-        let dst = dst_fs.path().join("replica");
-        std::fs::create_dir(&src)?;
-        std::fs::create_dir(&dst)?;
-        Ok(RunFs {
-            dst_fs,
-            src_fs,
-            src,
-            dst,
-        })
-    }
-
-    fn mounts(&self) -> [&Path; 2] {
-        [self.src_fs.path(), self.dst_fs.path()]
-    }
-}
-
 /// A peer kept running through a run.
 enum Peer<'a> {
     Rill(RillJob<'a>),
@@ -518,51 +485,6 @@ fn initial_sync(env: &Env, fs: &RunFs, peer: &mut Peer, target_url: Option<&str>
         );
     }
     Ok(())
-}
-
-/// Whether any process has its working directory or an open file under one of `mounts`.
-fn busy(mounts: &[&Path]) -> Option<u32> {
-    let under = |p: &Path| mounts.iter().any(|m| p.starts_with(m));
-    let rd = std::fs::read_dir("/proc").ok()?;
-    for e in rd.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
-            continue;
-        };
-        let dir = e.path();
-        if std::fs::read_link(dir.join("cwd")).is_ok_and(|p| under(&p)) {
-            return Some(pid);
-        }
-        if let Ok(fds) = std::fs::read_dir(dir.join("fd")) {
-            if fds
-                .flatten()
-                .filter_map(|f| std::fs::read_link(f.path()).ok())
-                .any(|p| under(&p))
-            {
-                return Some(pid);
-            }
-        }
-    }
-    None
-}
-
-/// Waits (at most 15 s) until no process keeps a finished run's file systems busy: the
-/// target rilld holds files open for TGCloseDelay, and the rsync daemon's children may
-/// still be exiting when the client returns.
-fn wait_files_closed(mounts: &[&Path]) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let mut last = None;
-    while Instant::now() < deadline {
-        last = busy(mounts);
-        if last.is_none() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    if let Some(pid) = last {
-        eprintln!(
-            "rill-bench: warning: process {pid} still uses a finished run's file system after 15 s"
-        );
-    }
 }
 
 fn run_one(env: &mut Env, tool: Tool, sc: Scenario, rep: u32) -> Result<Run> {
