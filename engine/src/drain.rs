@@ -12,6 +12,10 @@
 //!   are left out: whatever shortened the file (a truncate, an `O_TRUNC` open) was captured
 //!   too and follows in the stream, so the replica reaches the same size. A file that is
 //!   gone cannot be read: its range is handed to the change journal;
+//! - a write larger than [`WRITE_PIECE`] cut into pieces of that size, each read and
+//!   queued on its own: one `write(2)`, `copy_file_range(2)` or `splice(2)` can change
+//!   gigabytes, which read whole would sit in memory at once (in the queue, then in the
+//!   resend window) and would not fit a frame (16 MiB);
 //! - adjacent writes merged, up to `MaxWriteChunkSize`. A write merges only into the
 //!   operation immediately before it. Merging it into an earlier write of the same file
 //!   would move it ahead of operations on other files, and the replica is crash-consistent
@@ -25,6 +29,10 @@ use rill_driver_linux::{DirtyReason, Event, Op};
 
 use crate::repset::ReplicationSet;
 use crate::resolve::read_range;
+
+/// The largest write the drain reads and queues as one operation. A MiB keeps the
+/// common large write (`dd bs=1M`, a copy's buffer) one operation, well under a frame.
+pub const WRITE_PIECE: u64 = 1 << 20;
 
 /// What the drain hands on.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,7 +72,7 @@ impl Drain {
         }
     }
 
-    fn one(&self, mut ev: Event, out: &mut Vec<Drained>) {
+    fn one(&self, ev: Event, out: &mut Vec<Drained>) {
         let protects = |p: &PathBuf| self.set.protects(p);
         let dirty = |path: PathBuf, range, reason| Drained::Dirty {
             path,
@@ -98,33 +106,111 @@ impl Drain {
             Op::Dirty { reason } => return out.push(dirty(ev.path, None, *reason)),
             _ => {}
         }
-        if let Op::Write {
-            offset,
-            len,
-            data: None,
-        } = ev.op
-        {
-            // Fewer bytes past the end of the file; an error if it cannot be read.
-            match read_range(&ev.path, offset, len) {
-                Ok(bytes) if bytes.is_empty() => return,
-                Ok(bytes) => {
-                    ev.op = Op::Write {
-                        offset,
-                        len: bytes.len() as u64,
-                        data: Some(bytes.into()),
-                    }
+        match &ev.op {
+            Op::Write { len, .. } if *len > WRITE_PIECE => self.write_in_pieces(ev, out),
+            _ => self.fill_and_push(ev, out),
+        }
+    }
+
+    /// Queues a large write as consecutive pieces of at most [`WRITE_PIECE`] bytes. Past
+    /// the file's end there is nothing more to read; a piece that cannot be read makes the
+    /// rest of the range dirty.
+    fn write_in_pieces(&self, ev: Event, out: &mut Vec<Drained>) {
+        let Op::Write { offset, len, data } = &ev.op else {
+            return self.fill_and_push(ev, out);
+        };
+        if data.as_ref().is_some_and(|d| (d.len() as u64) < *len) {
+            // Inline data that does not cover its length: kept as it came.
+            return self.fill_and_push(ev, out);
+        }
+        let mut done = 0;
+        while done < *len {
+            let n = (len - done).min(WRITE_PIECE);
+            let piece = Event {
+                op: Op::Write {
+                    offset: offset + done,
+                    len: n,
+                    data: data
+                        .as_ref()
+                        .map(|d| d.slice(done as usize..(done + n) as usize)),
+                },
+                ..ev.clone()
+            };
+            match filled(piece) {
+                Filled::Ready(piece) => self.push(piece, out),
+                Filled::PastEnd => return,
+                Filled::Unreadable(_) => {
+                    return out.push(unreadable(ev.path, offset + done, len - done));
                 }
-                Err(_) => {
-                    return out.push(dirty(ev.path, Some((offset, len)), DirtyReason::Modified))
+            }
+            done += n;
+        }
+    }
+
+    /// Fills a range-only write with the bytes the file holds now, then queues it.
+    fn fill_and_push(&self, ev: Event, out: &mut Vec<Drained>) {
+        match filled(ev) {
+            Filled::Ready(ev) => self.push(ev, out),
+            Filled::PastEnd => {}
+            Filled::Unreadable(ev) => {
+                if let Op::Write { offset, len, .. } = ev.op {
+                    out.push(unreadable(ev.path, offset, len));
                 }
             }
         }
+    }
+
+    /// Queues an operation, merged into the write before it when it continues it.
+    fn push(&self, ev: Event, out: &mut Vec<Drained>) {
         if let Some(Drained::Op(prev)) = out.last_mut() {
             if merge(prev, &ev, self.max_chunk) {
                 return;
             }
         }
         out.push(Drained::Op(ev));
+    }
+}
+
+/// A write after [`filled`].
+enum Filled {
+    /// Its data is there (it came inline, or was read now), or it is no write.
+    Ready(Event),
+    /// Range-only, and the file now ends before the range: nothing to send. Whatever
+    /// shortened the file was captured too and follows in the stream.
+    PastEnd,
+    /// Range-only, and the file cannot be read (it is gone).
+    Unreadable(Event),
+}
+
+/// Reads a range-only write's bytes from the file (fewer past its end).
+fn filled(mut ev: Event) -> Filled {
+    if let Op::Write {
+        offset,
+        len,
+        data: None,
+    } = ev.op
+    {
+        match read_range(&ev.path, offset, len) {
+            Ok(bytes) if bytes.is_empty() => return Filled::PastEnd,
+            Ok(bytes) => {
+                ev.op = Op::Write {
+                    offset,
+                    len: bytes.len() as u64,
+                    data: Some(bytes.into()),
+                }
+            }
+            Err(_) => return Filled::Unreadable(ev),
+        }
+    }
+    Filled::Ready(ev)
+}
+
+/// A range the change journal must send again, since it could not be read now.
+fn unreadable(path: PathBuf, offset: u64, len: u64) -> Drained {
+    Drained::Dirty {
+        path,
+        range: Some((offset, len)),
+        reason: DirtyReason::Modified,
     }
 }
 
@@ -311,6 +397,63 @@ mod tests {
                     reason: DirtyReason::Modified
                 },
             ]
+        );
+    }
+
+    #[test]
+    fn large_writes_are_read_and_queued_in_pieces() {
+        const P: usize = WRITE_PIECE as usize;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_str().unwrap();
+        let f = dir.path().join("f");
+        let bytes: Vec<u8> = (0..P * 5 / 2).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&f, &bytes).unwrap();
+        let path = f.to_str().unwrap();
+        let range = |path: &str, offset: u64, len: usize| {
+            ev(
+                path,
+                Op::Write {
+                    offset,
+                    len: len as u64,
+                    data: None,
+                },
+            )
+        };
+        // The whole file in one range: three pieces, the last one short.
+        let pieces = |from: usize| {
+            (from..bytes.len())
+                .step_by(P)
+                .map(|o| Drained::Op(w(path, o as u64, &bytes[o..(o + P).min(bytes.len())])))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            ops(&drain(root), vec![range(path, 0, bytes.len())]),
+            pieces(0)
+        );
+        // A range past the end: what the file holds, in pieces, and nothing after it.
+        assert_eq!(ops(&drain(root), vec![range(path, 0, 4 * P)]), pieces(0));
+        // Inline data is cut the same way, without reading the file.
+        let inline = ev(
+            path,
+            Op::Write {
+                offset: 0,
+                len: bytes.len() as u64,
+                data: Some(bytes.clone().into()),
+            },
+        );
+        assert_eq!(ops(&drain(root), vec![inline]), pieces(0));
+        // A file that is gone: the whole range, once, for the change journal.
+        let gone = dir.path().join("gone");
+        assert_eq!(
+            ops(
+                &drain(root),
+                vec![range(gone.to_str().unwrap(), P as u64, 3 * P)]
+            ),
+            vec![Drained::Dirty {
+                path: gone,
+                range: Some((P as u64, 3 * P as u64)),
+                reason: DirtyReason::Modified
+            }]
         );
     }
 }

@@ -592,3 +592,18 @@ fn a_target_that_lost_what_it_acknowledged_gets_the_whole_source_again() {
         "no 4065 event for the target's lost state:\n{log}"
     );
 }
+
+/// One `write(2)` larger than the largest frame (a 40 MiB buffer written at once) reaches
+/// the replica whole.
+#[test]
+fn a_single_write_larger_than_a_frame_replicates() {
+    use std::io::Write;
+    let p = start("rep-bigwrite");
+    start_job(&p.source, &p.target, "big", &p.src, &p.dst, &[]).unwrap();
+    p.converge("big", Duration::from_secs(60));
+    let data = rill_tests::data_pattern(40 << 20, 7);
+    let mut f = std::fs::File::create(p.src.join("big.bin")).unwrap();
+    f.write_all(&data).unwrap();
+    drop(f);
+    p.converge("big", Duration::from_secs(90));
+}
