@@ -7,6 +7,7 @@ pub const WRITE: u64 = 1;
 pub const OPEN: u64 = 2;
 pub const PWRITE64: u64 = 18;
 pub const WRITEV: u64 = 20;
+pub const SENDFILE: u64 = 40;
 pub const TRUNCATE: u64 = 76;
 pub const FTRUNCATE: u64 = 77;
 pub const RENAME: u64 = 82;
@@ -40,10 +41,12 @@ pub const RENAMEAT: u64 = 264;
 pub const LINKAT: u64 = 265;
 pub const SYMLINKAT: u64 = 266;
 pub const FCHMODAT: u64 = 268;
+pub const SPLICE: u64 = 275;
 pub const UTIMENSAT: u64 = 280;
 pub const FALLOCATE: u64 = 285;
 pub const PWRITEV: u64 = 296;
 pub const RENAMEAT2: u64 = 316;
+pub const COPY_FILE_RANGE: u64 = 326;
 pub const PWRITEV2: u64 = 328;
 pub const OPENAT2: u64 = 437;
 pub const FCHMODAT2: u64 = 452;
@@ -52,7 +55,19 @@ pub const REMOVEXATTRAT: u64 = 466;
 
 /// Each handler program (by its name in the eBPF object) and the syscalls it handles.
 pub const FAMILIES: &[(&str, &[u64])] = &[
-    ("rill_write", &[WRITE, PWRITE64, WRITEV, PWRITEV, PWRITEV2]),
+    (
+        "rill_write",
+        &[
+            WRITE,
+            PWRITE64,
+            WRITEV,
+            PWRITEV,
+            PWRITEV2,
+            SENDFILE,
+            SPLICE,
+            COPY_FILE_RANGE,
+        ],
+    ),
     ("rill_open", &[OPEN, OPENAT, OPENAT2, CREAT]),
     ("rill_size", &[TRUNCATE, FTRUNCATE, FALLOCATE]),
     ("rill_remove", &[UNLINK, UNLINKAT, RMDIR]),

@@ -4,16 +4,16 @@
 
 use rill_abi::{
     record::{
-        FLAG_APPEND, FLAG_DATA_FAULT, FLAG_NOFOLLOW, FLAG_OBJECT_ID, FLAG_PATH_CACHED,
-        FLAG_RANGE_ONLY, FLAG_THROTTLED, FLAG_VALUES,
+        DIRTY_MODIFIED, FLAG_APPEND, FLAG_DATA_FAULT, FLAG_NOFOLLOW, FLAG_OBJECT_ID,
+        FLAG_PATH_CACHED, FLAG_RANGE_ONLY, FLAG_THROTTLED, FLAG_VALUES,
     },
     DirtyKey, DriverConfig, Kind, Section,
 };
 
 use crate::emit::{config, excluded, level, stopped, watched, Builder, Level, MAX_CHUNK};
 use crate::kernel::{
-    file_of_fd, inode_info, kread, name_base, off, path_inode, umask, uread, InodeInfo, KPath, Off,
-    Regs, AT_FDCWD,
+    file_of_fd, inode_info, kread, name_base, off, path_inode, try_uread, umask, uread, InodeInfo,
+    KPath, Off, Regs, AT_FDCWD,
 };
 use rill_abi::syscalls as nr;
 
@@ -273,13 +273,20 @@ fn two_names(c: &Call, d1: u64, p1: u64, d2: u64, p2: u64, kind: Kind, args: [u6
     b.submit(kind, n1.key, args);
 }
 
+/// Writes into a file: the `write` family, and the calls that move bytes into a file from
+/// another file or a pipe inside the kernel (`sendfile`, `splice`, `copy_file_range`:
+/// what `cp` uses), which are range-only since the data is not in the caller's memory.
 #[inline(always)]
 pub fn write(c: &Call) {
     if c.ret <= 0 {
         return;
     }
     let written = c.ret as u64;
-    let Some(f) = fd(c, c.arg(0)) else { return };
+    let out_fd = match c.nr {
+        nr::SPLICE | nr::COPY_FILE_RANGE => c.arg(2),
+        _ => c.arg(0),
+    };
+    let Some(f) = fd(c, out_fd) else { return };
     // A file whose last name is gone: its name was already recorded as removed, and
     // replaying the write under that name would bring the file back on a replica.
     if f.inode.mode & S_IFMT != S_IFREG || f.inode.nlink == 0 || !watched(c.cfg, f.inode.dev) {
@@ -294,6 +301,14 @@ pub fn write(c: &Call) {
     let explicit = match c.nr {
         nr::PWRITE64 | nr::PWRITEV => Some(c.arg(3)),
         nr::PWRITEV2 if c.arg(3) as i64 != -1 => Some(c.arg(3)),
+        // The kernel has advanced the caller's output offset past what it wrote.
+        nr::SPLICE | nr::COPY_FILE_RANGE if c.arg(3) != 0 => {
+            let Some(end) = try_uread::<u64>(c.arg(3)) else {
+                // Where the bytes went is unknown: the whole file is to be sent again.
+                return crate::emit::mark_dirty(key(&f.inode), DIRTY_MODIFIED);
+            };
+            Some(end.saturating_sub(written))
+        }
         _ => None,
     };
     let append = flags & O_APPEND != 0 || (c.nr == nr::PWRITEV2 && c.arg(5) & RWF_APPEND != 0);
@@ -338,7 +353,10 @@ pub fn write(c: &Call) {
     if lvl == Level::Throttled {
         b.flags |= FLAG_THROTTLED;
         crate::emit::stat_add(rill_abi::Stat::THROTTLED, 1);
-    } else if written > c.cfg.inline_max as u64 || written > MAX_CHUNK {
+    } else if written > c.cfg.inline_max as u64
+        || written > MAX_CHUNK
+        || matches!(c.nr, nr::SENDFILE | nr::SPLICE | nr::COPY_FILE_RANGE)
+    {
         b.flags |= FLAG_RANGE_ONLY;
         crate::emit::stat_add(rill_abi::Stat::RANGE_ONLY, 1);
     } else if !copy_data(c, &mut b, written) {

@@ -95,6 +95,21 @@ pub fn kptr(base: u64, off: u64) -> Option<u64> {
     }
 }
 
+/// Reads a `T` at `addr` in the calling process's memory; `None` if it faults.
+#[inline(always)]
+pub fn try_uread<T: Copy + Default>(addr: u64) -> Option<T> {
+    let mut v = T::default();
+    // SAFETY: the helper validates the source address and writes at most size_of::<T>().
+    let r = unsafe {
+        gen::bpf_probe_read_user(
+            &mut v as *mut T as *mut _,
+            core::mem::size_of::<T>() as u32,
+            addr as *const _,
+        )
+    };
+    (r == 0).then_some(v)
+}
+
 /// Reads a `T` at `addr` in the calling process's memory; zero if it faults.
 #[inline(always)]
 pub fn uread<T: Copy + Default>(addr: u64) -> T {

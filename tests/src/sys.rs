@@ -127,6 +127,57 @@ pub fn writev(fd: i32, bufs: &[&[u8]]) {
     full(n, total(bufs), "writev");
 }
 
+/// copy_file_range(fd_in, off_in, fd_out, off_out, len, 0); `None` offsets use (and move)
+/// the files' positions, given ones are read and advanced by the kernel. Returns the bytes
+/// copied.
+pub fn copy_file_range(
+    fd_in: i32,
+    off_in: Option<&mut i64>,
+    fd_out: i32,
+    off_out: Option<&mut i64>,
+    len: usize,
+) -> usize {
+    let ptr = |o: Option<&mut i64>| o.map_or(std::ptr::null_mut(), |o| o as *mut i64);
+    sys!(
+        "copy_file_range",
+        libc::SYS_copy_file_range,
+        fd_in,
+        ptr(off_in),
+        fd_out,
+        ptr(off_out),
+        len,
+        0
+    ) as usize
+}
+
+/// sendfile(out_fd, in_fd, offset, count): writes at `out_fd`'s position.
+pub fn sendfile(out_fd: i32, in_fd: i32, offset: Option<&mut i64>, count: usize) -> usize {
+    let off = offset.map_or(std::ptr::null_mut(), |o| o as *mut i64);
+    sys!("sendfile", libc::SYS_sendfile, out_fd, in_fd, off, count) as usize
+}
+
+/// splice(fd_in, NULL, fd_out, off_out, len, 0) from a pipe into a file.
+pub fn splice_from_pipe(pipe_r: i32, fd_out: i32, off_out: Option<&mut i64>, len: usize) -> usize {
+    let off = off_out.map_or(std::ptr::null_mut(), |o| o as *mut i64);
+    sys!(
+        "splice",
+        libc::SYS_splice,
+        pipe_r,
+        std::ptr::null_mut::<i64>(),
+        fd_out,
+        off,
+        len,
+        0
+    ) as usize
+}
+
+/// pipe2(fds, 0): (read end, write end).
+pub fn pipe() -> (i32, i32) {
+    let mut fds = [0i32; 2];
+    sys!("pipe2", libc::SYS_pipe2, fds.as_mut_ptr(), 0);
+    (fds[0], fds[1])
+}
+
 /// pwritev(fd, iov, cnt, pos_l, pos_h): on 64-bit kernels pos_l is the whole offset.
 pub fn pwritev(fd: i32, bufs: &[&[u8]], offset: i64) {
     let iov = iovecs(bufs);

@@ -100,6 +100,34 @@ fn write_pwrite64_writev_pwritev_pwritev2_offsets() {
     });
 }
 
+/// Bytes moved into a file inside the kernel (what `cp` does with copy_file_range) are
+/// range-only writes at the right offsets: the engine reads them from the file.
+#[test]
+fn copy_file_range_sendfile_and_splice_are_writes() {
+    check("copies", |d| {
+        let (input, a, b, c, e) = (
+            d.join("in"),
+            d.join("a"),
+            d.join("b"),
+            d.join("c"),
+            d.join("e"),
+        );
+        vec![
+            create(&input, 0o644),
+            write(&input, 0, 3000, true),
+            create(&a, 0o644),
+            write(&a, 0, 3000, false),
+            create(&b, 0o644),
+            write(&b, 100, 500, false),
+            create(&c, 0o644),
+            write(&c, 0, 10, true),
+            write(&c, 10, 700, false),
+            create(&e, 0o644),
+            write(&e, 50, 400, false),
+        ]
+    });
+}
+
 #[test]
 fn truncate_ftruncate_fallocate() {
     check("sizes", |d| {

@@ -593,10 +593,11 @@ fn a_target_that_lost_what_it_acknowledged_gets_the_whole_source_again() {
     );
 }
 
-/// One `write(2)` larger than the largest frame (a 40 MiB buffer written at once) reaches
-/// the replica whole.
+/// Writes the engine does not see as plain `write(2)`s of modest size reach the replica
+/// whole: one `write(2)` larger than the largest frame (40 MiB at once), and a file copied
+/// in with `cp`, which moves the bytes with copy_file_range(2) inside the kernel.
 #[test]
-fn a_single_write_larger_than_a_frame_replicates() {
+fn a_single_huge_write_and_a_cp_copy_replicate() {
     use std::io::Write;
     let p = start("rep-bigwrite");
     start_job(&p.source, &p.target, "big", &p.src, &p.dst, &[]).unwrap();
@@ -605,5 +606,14 @@ fn a_single_write_larger_than_a_frame_replicates() {
     let mut f = std::fs::File::create(p.src.join("big.bin")).unwrap();
     f.write_all(&data).unwrap();
     drop(f);
+    let outside = TestDir::new("rep-bigwrite-outside");
+    let original = outside.path().join("copied.bin");
+    std::fs::write(&original, rill_tests::data_pattern(5 << 20, 8)).unwrap();
+    let cp = std::process::Command::new("cp")
+        .arg(&original)
+        .arg(p.src.join("copied.bin"))
+        .status()
+        .unwrap();
+    assert!(cp.success());
     p.converge("big", Duration::from_secs(90));
 }

@@ -89,6 +89,7 @@ fn run(scenario: &str, d: &str, p: &Params) {
         "append" => append(d),
         "cursor" => cursor(d),
         "big-write" => big_write(d),
+        "copies" => copies(d),
         "basic" => basic(d),
         "inline-max" => inline_max(d),
         "many-files" => many_files(d, param(p, "n", 1000)),
@@ -143,6 +144,43 @@ fn data(d: &str) {
     );
     writev(fd, &[&a, &b]);
     close(fd);
+}
+
+/// Bytes moved into files inside the kernel: create in (3000 bytes, one write);
+/// copy_file_range of all of it into a at a's position (a 0+3000); copy_file_range of 500
+/// bytes from in+1000 into b at an explicit offset 100 (b 100+500); sendfile of 700 bytes
+/// from in into c at c's position, after a 10-byte write (c 0+10, c 10+700); splice of
+/// 400 bytes from a pipe into e at an explicit offset 50 (e 50+400). The last three
+/// leave the explicit offsets' files positions alone.
+fn copies(d: &str) {
+    let input = new_file(&format!("{d}/in"));
+    write(input, &rill_tests::data_pattern(3000, 9));
+    close(input);
+    let input = open(&format!("{d}/in"), O_RDONLY, 0);
+    let a = new_file(&format!("{d}/a"));
+    assert_eq!(copy_file_range(input, None, a, None, 3000), 3000);
+    close(a);
+    let b = new_file(&format!("{d}/b"));
+    let (mut from, mut to) = (1000i64, 100i64);
+    assert_eq!(
+        copy_file_range(input, Some(&mut from), b, Some(&mut to), 500),
+        500
+    );
+    close(b);
+    let c = new_file(&format!("{d}/c"));
+    write(c, b"0123456789");
+    let mut from = 0i64;
+    assert_eq!(sendfile(c, input, Some(&mut from), 700), 700);
+    close(c);
+    close(input);
+    let (r, w) = pipe();
+    write(w, &rill_tests::data_pattern(400, 10));
+    let e = new_file(&format!("{d}/e"));
+    let mut at = 50i64;
+    assert_eq!(splice_from_pipe(r, e, Some(&mut at), 400), 400);
+    close(e);
+    close(r);
+    close(w);
 }
 
 /// A small tree built with every kind of operation, for replication tests that compare
