@@ -13,8 +13,10 @@
 //! converges. A file gone by then is not an error: its removal or rename follows.
 //!
 //! Writes also move a file's times on the replica, so the resolver remembers which files
-//! were written and [`Resolver::times_of_written`] gives the source's current times for
-//! each, to be sent after them.
+//! were written ([`written`]) and [`Resolver::times_of_written`] gives the source's current
+//! times for each, to be sent after them.
+
+mod written;
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
@@ -24,7 +26,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use rill_abi::maps::user_dev_to_kernel;
 use rill_driver_linux::{Event, FileTimes, Op};
 
 /// Why an operation cannot be sent.
@@ -64,9 +65,8 @@ impl Default for ResolveOptions {
 pub struct Resolver {
     source: PathBuf,
     options: ResolveOptions,
-    /// Files written since the last `times_of_written`, relative, with the (kernel device,
-    /// inode) written when the capture said (operations on an open file).
-    written: BTreeMap<PathBuf, Option<(u64, u64)>>,
+    /// Files written since the last `times_of_written`.
+    written: written::Written,
     /// Names whose value (data, times, attribute) could not be read because the file had
     /// moved on by the time its operation was sent; see [`Resolver::take_stale`].
     stale: BTreeMap<PathBuf, ()>,
@@ -87,7 +87,7 @@ impl Resolver {
         Resolver {
             source: source.to_path_buf(),
             options,
-            written: BTreeMap::new(),
+            written: written::Written::default(),
             stale: BTreeMap::new(),
         }
     }
@@ -171,22 +171,23 @@ impl Resolver {
                 *new_path = self.relative(new_path)?;
                 // Written and stale names (or ones beneath a renamed directory) move with
                 // the rename.
-                move_beneath(&mut self.written, &ev.path, new_path);
+                self.written.renamed(&ev.path, new_path);
                 move_beneath(&mut self.stale, &ev.path, new_path);
             }
-            Op::Link { target } => *target = self.relative(target)?,
+            Op::Link { target } => {
+                *target = self.relative(target)?;
+                self.written.linked(&self.source, target, &ev.path);
+            }
             Op::Chmod { .. } | Op::Chown { .. } | Op::Utimes { .. } if !self.options.attributes => {
                 return Ok(None)
             }
             // Values the capture copied from the call: exact, nothing to read. Times set
             // after the file's writes are the ones it keeps: none need sending again.
-            Op::Utimes { times: Some(_) } => {
-                self.written.remove(&ev.path);
-            }
+            Op::Utimes { times: Some(_) } => self.written.times_set(&ev.path),
             Op::Utimes { times } => match file_times(&absolute) {
                 Ok(t) => {
                     *times = Some(t);
-                    self.written.remove(&ev.path);
+                    self.written.times_set(&ev.path);
                 }
                 Err(e) if gone(&e) => return Ok(self.went_stale(ev.path)),
                 Err(e) => return Err(read("times", e)),
@@ -206,7 +207,7 @@ impl Resolver {
                 return Err(ResolveError::NotAnOperation(ev.op.clone()))
             }
             Op::Unlink => {
-                self.written.remove(&ev.path);
+                self.written.unlinked(&ev.path);
                 self.stale.remove(&ev.path);
             }
             Op::Rmdir
@@ -250,18 +251,7 @@ impl Resolver {
     /// Remembers that the operation wrote its file, with the file's identity if the
     /// capture gave it (an operation by name leaves an identity known before in place).
     fn wrote(&mut self, ev: &Event) {
-        let known = self.written.entry(ev.path.clone()).or_insert(ev.object);
-        if ev.object.is_some() {
-            *known = ev.object;
-        }
-    }
-
-    /// Keeps a written file whose times cannot be sent yet for a later checkpoint, up to
-    /// a bound.
-    fn keep_written(&mut self, rel: PathBuf, object: Option<(u64, u64)>) {
-        if self.written.len() < MAX_STALE {
-            self.written.insert(rel, object);
-        }
+        self.written.wrote(&self.source, &ev.path, ev.object);
     }
 
     /// A `Utimes` operation with the source's current times for every file written since
@@ -271,32 +261,11 @@ impl Resolver {
             self.written.clear();
             return Vec::new();
         }
-        let mut out = Vec::new();
-        for (rel, object) in std::mem::take(&mut self.written) {
-            let m = match std::fs::symlink_metadata(self.source.join(&rel)) {
-                Ok(m) => m,
-                // Renamed since, by an operation not sent yet: kept, so that rename takes
-                // it to the name whose times are due (an unlink drops it).
-                Err(e) if gone(&e) => {
-                    self.keep_written(rel, object);
-                    continue;
-                }
-                Err(_) => continue,
-            };
-            // The name holds another file now (one renamed over it, or made anew after
-            // an unlink, by operations not sent yet): its times are not the ones due here.
-            if object.is_some_and(|o| o != (user_dev_to_kernel(m.dev()), m.ino())) {
-                self.keep_written(rel, object);
-                continue;
-            }
-            out.push(Event::new(
-                &rel,
-                Op::Utimes {
-                    times: Some(times_of(&m)),
-                },
-            ));
-        }
-        out
+        self.written
+            .take_due(&self.source)
+            .into_iter()
+            .map(|(rel, times)| Event::new(&rel, Op::Utimes { times: Some(times) }))
+            .collect()
     }
 }
 
@@ -330,8 +299,12 @@ fn gone(e: &io::Error) -> bool {
 
 /// Up to `len` bytes at `offset`; fewer when the file has shrunk since.
 pub fn read_range(path: &Path, offset: u64, len: u64) -> io::Result<Vec<u8>> {
+    read_file_range(&mut File::open(path)?, offset, len)
+}
+
+/// Up to `len` bytes at `offset` of an open file; fewer when it ends before.
+pub fn read_file_range(file: &mut File, offset: u64, len: u64) -> io::Result<Vec<u8>> {
     use std::io::{Read, Seek, SeekFrom};
-    let mut file = File::open(path)?;
     file.seek(SeekFrom::Start(offset))?;
     // read_to_end fills the spare capacity directly: no zeroing of up to 4 MiB per write.
     let mut buf = Vec::with_capacity(len as usize);
@@ -397,6 +370,7 @@ pub fn list_xattrs(path: &Path) -> io::Result<Vec<Vec<u8>>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rill_abi::maps::user_dev_to_kernel;
 
     fn resolved(r: &mut Resolver, ev: Event) -> Vec<Event> {
         let mut out = Vec::new();

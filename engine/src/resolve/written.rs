@@ -1,0 +1,245 @@
+//! Which files' times are due on the replica.
+//!
+//! Writes move a file's times on the replica (applying them sets its mtime there), so
+//! after a file's writes the source sends the times the file has on the source. The
+//! [`Written`] set remembers the files written since the last checkpoint by name, follows
+//! those names through renames not sent yet, and forgets a name whose times were set since
+//! (a `utimes` after the writes) or that was removed.
+//!
+//! A file with several names (hard links) can be written through one that is removed
+//! before its times are sent. The file lives on under another name, and the writes moved
+//! its times on the replica too, so they are due under that name. The names of such files
+//! are remembered as the stream shows them (written through, or linked), and followed
+//! through renames and removals like the written names, so the name chosen is the one the
+//! file has on the replica at that point of the stream: the source's tree as it is now may
+//! be ahead of it. Whether a written file has other names is asked once per file and
+//! checkpoint (one `statx`), when the capture said which file it wrote (an operation on
+//! an open file).
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use rill_abi::maps::user_dev_to_kernel;
+use rill_driver_linux::FileTimes;
+
+use super::{gone, move_beneath, times_of, MAX_STALE};
+
+/// Files written since the last checkpoint.
+#[derive(Default)]
+pub(super) struct Written {
+    by_name: BTreeMap<PathBuf, Entry>,
+    /// The names known in the stream of files with several names, and the file each
+    /// names: where the times of such a file go when the name it was written through is
+    /// removed.
+    aliases: BTreeMap<PathBuf, (u64, u64)>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    /// (kernel device, inode) written, when the capture said.
+    object: Option<(u64, u64)>,
+    /// The file had other names when written, or was given one since.
+    linked: bool,
+}
+
+impl Written {
+    /// `rel` (beneath `source`) was written, by an operation on `object` if known.
+    pub(super) fn wrote(&mut self, source: &Path, rel: &Path, object: Option<(u64, u64)>) {
+        if let Some(e) = self.by_name.get_mut(rel) {
+            if object.is_some() {
+                e.object = object;
+            }
+            return;
+        }
+        // A name the stream linked is known; otherwise the source is asked, which can
+        // be too late (the name already removed, or given to another file).
+        let linked = object.filter(|o| {
+            self.aliases.get(rel) == Some(o)
+                || std::fs::symlink_metadata(source.join(rel))
+                    .is_ok_and(|m| identity(&m) == *o && m.nlink() > 1)
+        });
+        if let Some(o) = linked {
+            self.alias(rel.to_path_buf(), o);
+        }
+        let entry = Entry {
+            object,
+            linked: linked.is_some(),
+        };
+        self.keep(rel.to_path_buf(), entry);
+    }
+
+    /// A `utimes` set the file's times after its writes: none are due for it any more.
+    pub(super) fn times_set(&mut self, rel: &Path) {
+        self.by_name.remove(rel);
+    }
+
+    /// `new` was made another name of the file `existing` names (a hard link). Both are
+    /// remembered if they name one file on the source now (so, almost surely, at this
+    /// point of the stream too).
+    pub(super) fn linked(&mut self, source: &Path, existing: &Path, new: &Path) {
+        let id = |rel: &Path| std::fs::symlink_metadata(source.join(rel)).map(|m| identity(&m));
+        if let (Ok(a), Ok(b)) = (id(existing), id(new)) {
+            if a == b {
+                self.alias(existing.to_path_buf(), a);
+                self.alias(new.to_path_buf(), a);
+            }
+        }
+        if let Some(e) = self.by_name.get_mut(existing) {
+            e.linked = true;
+        }
+    }
+
+    /// `rel` was removed. The times due for a file that keeps another name are due under
+    /// that name.
+    pub(super) fn unlinked(&mut self, rel: &Path) {
+        self.aliases.remove(rel);
+        if let Some(Entry {
+            object: Some(o),
+            linked: true,
+        }) = self.by_name.remove(rel)
+        {
+            let other = self.aliases.iter().find(|(_, f)| **f == o).map(|(p, _)| p);
+            if let Some(other) = other.cloned() {
+                let entry = Entry {
+                    object: Some(o),
+                    linked: true,
+                };
+                self.by_name.entry(other).or_insert(entry);
+            }
+        }
+    }
+
+    /// `from` (and what is beneath it) was renamed to `to`, replacing what `to` named.
+    pub(super) fn renamed(&mut self, from: &Path, to: &Path) {
+        self.unlinked(to);
+        move_beneath(&mut self.by_name, from, to);
+        move_beneath(&mut self.aliases, from, to);
+    }
+
+    pub(super) fn clear(&mut self) {
+        self.by_name.clear();
+        self.aliases.clear();
+    }
+
+    /// The names whose times are due now, with the files' current times on the source.
+    /// A name that is gone, or holds another file, by operations not sent yet, is kept
+    /// for a later checkpoint: those operations lead it to the name whose times are due.
+    pub(super) fn take_due(&mut self, source: &Path) -> Vec<(PathBuf, FileTimes)> {
+        let mut due = Vec::new();
+        for (rel, entry) in std::mem::take(&mut self.by_name) {
+            let m = match std::fs::symlink_metadata(source.join(&rel)) {
+                Ok(m) => m,
+                Err(e) if gone(&e) => {
+                    self.keep(rel, entry);
+                    continue;
+                }
+                Err(_) => continue,
+            };
+            if entry.object.is_some_and(|o| o != identity(&m)) {
+                self.keep(rel, entry);
+                continue;
+            }
+            due.push((rel, times_of(&m)));
+        }
+        due
+    }
+
+    /// Keeps a name, up to a bound.
+    fn keep(&mut self, rel: PathBuf, entry: Entry) {
+        if self.by_name.len() < MAX_STALE {
+            self.by_name.insert(rel, entry);
+        }
+    }
+
+    /// Remembers a name of a file with several names, up to a bound.
+    fn alias(&mut self, rel: PathBuf, file: (u64, u64)) {
+        if self.aliases.len() < MAX_STALE {
+            self.aliases.insert(rel, file);
+        }
+    }
+}
+
+/// A file's (kernel device, inode), as the capture names it.
+fn identity(m: &std::fs::Metadata) -> (u64, u64) {
+    (user_dev_to_kernel(m.dev()), m.ino())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(p: &Path) -> Option<(u64, u64)> {
+        Some(identity(&std::fs::symlink_metadata(p).unwrap()))
+    }
+
+    /// A file written through one of its names, and that name removed before the times
+    /// are sent: they are due under the name it keeps.
+    #[test]
+    fn times_of_a_file_written_through_a_removed_link_are_due_under_another_name() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path();
+        std::fs::create_dir_all(src.join("deep/er")).unwrap();
+        std::fs::write(src.join("deep/er/kept"), b"data").unwrap();
+        std::fs::hard_link(src.join("deep/er/kept"), src.join("tmp")).unwrap();
+        let mut w = Written::default();
+        w.linked(src, Path::new("deep/er/kept"), Path::new("tmp"));
+        w.wrote(src, Path::new("tmp"), object(&src.join("tmp")));
+        std::fs::remove_file(src.join("tmp")).unwrap();
+        w.unlinked(Path::new("tmp"));
+        let due: Vec<PathBuf> = w.take_due(src).into_iter().map(|(p, _)| p).collect();
+        assert_eq!(due, [PathBuf::from("deep/er/kept")]);
+        assert!(w.take_due(src).is_empty(), "due once");
+    }
+
+    /// The same through a link made after the write, and through a rename over the name.
+    #[test]
+    fn a_link_made_after_the_write_and_a_rename_over_the_name_count_too() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path();
+        std::fs::write(src.join("a"), b"data").unwrap();
+        std::fs::write(src.join("b"), b"other").unwrap();
+        let mut w = Written::default();
+        w.wrote(src, Path::new("a"), object(&src.join("a")));
+        std::fs::hard_link(src.join("a"), src.join("c")).unwrap();
+        w.linked(src, Path::new("a"), Path::new("c"));
+        std::fs::rename(src.join("b"), src.join("a")).unwrap();
+        w.renamed(Path::new("b"), Path::new("a"));
+        let due: Vec<PathBuf> = w.take_due(src).into_iter().map(|(p, _)| p).collect();
+        assert_eq!(due, [PathBuf::from("c")]);
+    }
+
+    /// A file with one name, removed: nothing is due and no walk is needed.
+    #[test]
+    fn a_removed_file_with_one_name_is_forgotten() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path();
+        std::fs::write(src.join("only"), b"data").unwrap();
+        let mut w = Written::default();
+        w.wrote(src, Path::new("only"), object(&src.join("only")));
+        std::fs::remove_file(src.join("only")).unwrap();
+        w.unlinked(Path::new("only"));
+        assert!(w.aliases.is_empty());
+        assert!(w.take_due(src).is_empty());
+    }
+
+    /// The name the times move to follows the renames the stream shows after it, and the
+    /// tree as it is now (ahead of the stream) is not consulted for it.
+    #[test]
+    fn the_other_name_follows_later_renames() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path();
+        std::fs::write(src.join("x"), b"data").unwrap();
+        std::fs::hard_link(src.join("x"), src.join("y")).unwrap();
+        let mut w = Written::default();
+        w.linked(src, Path::new("x"), Path::new("y"));
+        w.wrote(src, Path::new("y"), object(&src.join("y")));
+        std::fs::remove_file(src.join("y")).unwrap();
+        std::fs::rename(src.join("x"), src.join("z")).unwrap();
+        w.unlinked(Path::new("y"));
+        assert!(w.take_due(src).is_empty(), "x is gone on the source: kept");
+        w.renamed(Path::new("x"), Path::new("z"));
+        let due: Vec<PathBuf> = w.take_due(src).into_iter().map(|(p, _)| p).collect();
+        assert_eq!(due, [PathBuf::from("z")]);
+    }
+}
