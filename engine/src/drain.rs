@@ -23,12 +23,16 @@
 //!   writes its log before its data file: applying the data first is a state that never
 //!   existed).
 
-use std::path::PathBuf;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::{DirEntryExt, MetadataExt};
+use std::path::{Path, PathBuf};
 
+use rill_abi::maps::user_dev_to_kernel;
 use rill_driver_linux::{DirtyReason, Event, Op};
 
 use crate::repset::ReplicationSet;
-use crate::resolve::read_range;
+use crate::resolve::{read_file_range, read_range};
 
 /// The largest write the drain reads and queues as one operation. A MiB keeps the
 /// common large write (`dd bs=1M`, a copy's buffer) one operation, well under a frame.
@@ -140,7 +144,7 @@ impl Drain {
                 Filled::Ready(piece) => self.push(piece, out),
                 Filled::PastEnd => return,
                 Filled::Unreadable(_) => {
-                    return out.push(unreadable(ev.path, offset + done, len - done));
+                    return out.extend(self.unreadable(&ev, offset + done, len - done));
                 }
             }
             done += n;
@@ -154,10 +158,30 @@ impl Drain {
             Filled::PastEnd => {}
             Filled::Unreadable(ev) => {
                 if let Op::Write { offset, len, .. } = ev.op {
-                    out.push(unreadable(ev.path, offset, len));
+                    out.extend(self.unreadable(&ev, offset, len));
                 }
             }
         }
+    }
+
+    /// What the change journal must send again of a write whose bytes could not be read
+    /// under its name: the file was removed, or renamed and its name given to another.
+    /// When the capture said which file it wrote, that file is looked for under the set's
+    /// directories and its range remembered under the name it has now (none if it is
+    /// gone); otherwise the range is remembered under the name written.
+    fn unreadable(&self, ev: &Event, offset: u64, len: u64) -> Option<Drained> {
+        let path = match ev.object {
+            Some(file) => {
+                let roots = self.set.rules.iter().filter(|r| r.include);
+                find_file(roots.map(|r| r.dir.as_path()), file)?
+            }
+            None => ev.path.clone(),
+        };
+        Some(Drained::Dirty {
+            path,
+            range: Some((offset, len)),
+            reason: DirtyReason::Modified,
+        })
     }
 
     /// Queues an operation, merged into the write before it when it continues it.
@@ -178,11 +202,15 @@ enum Filled {
     /// Range-only, and the file now ends before the range: nothing to send. Whatever
     /// shortened the file was captured too and follows in the stream.
     PastEnd,
-    /// Range-only, and the file cannot be read (it is gone).
+    /// Range-only, and the file cannot be read under its name: it is gone, or the name
+    /// holds another file now.
     Unreadable(Event),
 }
 
-/// Reads a range-only write's bytes from the file (fewer past its end).
+/// Reads a range-only write's bytes from the file (fewer past its end). The name is
+/// read only if it still holds the file written, when the capture said which: a name
+/// renamed over since would give another file's bytes, which the replica would take for
+/// this one's.
 fn filled(mut ev: Event) -> Filled {
     if let Op::Write {
         offset,
@@ -190,28 +218,62 @@ fn filled(mut ev: Event) -> Filled {
         data: None,
     } = ev.op
     {
-        match read_range(&ev.path, offset, len) {
-            Ok(bytes) if bytes.is_empty() => return Filled::PastEnd,
-            Ok(bytes) => {
+        match read_range_of(&ev.path, ev.object, offset, len) {
+            Ok(Some(bytes)) if bytes.is_empty() => return Filled::PastEnd,
+            Ok(Some(bytes)) => {
                 ev.op = Op::Write {
                     offset,
                     len: bytes.len() as u64,
                     data: Some(bytes.into()),
                 }
             }
-            Err(_) => return Filled::Unreadable(ev),
+            Ok(None) | Err(_) => return Filled::Unreadable(ev),
         }
     }
     Filled::Ready(ev)
 }
 
-/// A range the change journal must send again, since it could not be read now.
-fn unreadable(path: PathBuf, offset: u64, len: u64) -> Drained {
-    Drained::Dirty {
-        path,
-        range: Some((offset, len)),
-        reason: DirtyReason::Modified,
+/// Up to `len` bytes at `offset` of the file `path` names, if it is `file` (kernel
+/// device, inode) when that is given; `None` if the name holds another file.
+fn read_range_of(
+    path: &Path,
+    file: Option<(u64, u64)>,
+    offset: u64,
+    len: u64,
+) -> io::Result<Option<Vec<u8>>> {
+    let Some(file) = file else {
+        return read_range(path, offset, len).map(Some);
+    };
+    let mut f = File::open(path)?;
+    let m = f.metadata()?;
+    if (user_dev_to_kernel(m.dev()), m.ino()) != file {
+        return Ok(None);
     }
+    read_file_range(&mut f, offset, len).map(Some)
+}
+
+/// The name, beneath one of `roots`, of the file (kernel device, inode), by a walk that
+/// does not follow symlinks and ends at the first name found.
+fn find_file<'a>(roots: impl Iterator<Item = &'a Path>, file: (u64, u64)) -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = roots.map(Path::to_path_buf).collect();
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let Ok(kind) = e.file_type() else { continue };
+            if e.ino() == file.1
+                && e.metadata()
+                    .is_ok_and(|m| (user_dev_to_kernel(m.dev()), m.ino()) == file)
+            {
+                return Some(e.path());
+            }
+            if kind.is_dir() {
+                dirs.push(e.path());
+            }
+        }
+    }
+    None
 }
 
 /// Merges `next` into `prev` when both are writes to one file, `next` starts where `prev`
@@ -455,5 +517,46 @@ mod tests {
                 reason: DirtyReason::Modified
             }]
         );
+    }
+
+    /// A range-only write read after its file was renamed and its name given to another
+    /// file: the other file's bytes are not taken for it; its range is remembered under
+    /// the name it has now, or not at all once it is gone.
+    #[test]
+    fn a_write_whose_name_now_holds_another_file_is_remembered_under_its_new_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_str().unwrap();
+        let (a, moved, b) = (
+            dir.path().join("a"),
+            dir.path().join("moved"),
+            dir.path().join("b"),
+        );
+        std::fs::write(&a, b"the file written").unwrap();
+        let m = std::fs::metadata(&a).unwrap();
+        let file = Some((user_dev_to_kernel(m.dev()), m.ino()));
+        std::fs::rename(&a, &moved).unwrap();
+        std::fs::write(&b, b"another file entirely").unwrap();
+        std::fs::rename(&b, &a).unwrap();
+        let write = Event {
+            object: file,
+            ..ev(
+                a.to_str().unwrap(),
+                Op::Write {
+                    offset: 4,
+                    len: 4,
+                    data: None,
+                },
+            )
+        };
+        assert_eq!(
+            ops(&drain(root), vec![write.clone()]),
+            vec![Drained::Dirty {
+                path: moved.clone(),
+                range: Some((4, 4)),
+                reason: DirtyReason::Modified
+            }]
+        );
+        std::fs::remove_file(&moved).unwrap();
+        assert_eq!(ops(&drain(root), vec![write]), vec![]);
     }
 }
