@@ -150,7 +150,7 @@ fn random_workload(root: &Path, seed: u64, steps: usize) {
     for _ in 0..steps {
         let p = name(&mut rng);
         let cp = c(&p);
-        let kind = rng.below(16);
+        let kind = rng.below(17);
         // Failures (a name that does not exist, a directory in the way) are part of the
         // workload: only what succeeds is captured.
         // SAFETY (all calls below): NUL-terminated paths, valid buffers, fds we opened.
@@ -222,6 +222,26 @@ fn random_workload(root: &Path, seed: u64, steps: usize) {
                         times.as_ptr(),
                         libc::AT_SYMLINK_NOFOLLOW,
                     );
+                }
+                15 => {
+                    // What `cp` does: bytes moved from one file into another in the kernel.
+                    let to = c(&name(&mut rng));
+                    let from = libc::open(cp.as_ptr(), libc::O_RDONLY);
+                    let into = libc::open(to.as_ptr(), libc::O_CREAT | libc::O_WRONLY, 0o644);
+                    if from >= 0 && into >= 0 {
+                        let mut at = rng.below(50_000) as i64;
+                        libc::copy_file_range(
+                            from,
+                            std::ptr::null_mut(),
+                            into,
+                            &mut at,
+                            1 + rng.below(30_000) as usize,
+                            0,
+                        );
+                    }
+                    for fd in [from, into].into_iter().filter(|fd| *fd >= 0) {
+                        libc::close(fd);
+                    }
                 }
                 _ => {
                     let n = c(Path::new(&format!("user.k{}", rng.below(3))));
