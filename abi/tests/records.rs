@@ -251,5 +251,7 @@ fn every_captured_syscall_has_exactly_one_handler() {
             assert!(seen.insert(*nr), "syscall {nr} is listed twice");
         }
     }
-    assert_eq!(seen.len(), 46, "DESIGN step 1's syscall families");
+    // DESIGN step 1's syscall families, and the calls that move bytes into a file inside
+    // the kernel (sendfile, splice, copy_file_range).
+    assert_eq!(seen.len(), 49);
 }
