@@ -19,7 +19,7 @@
 //! made in between would be undone by the mirror's older owner. Data is read when sent.
 //! What does not converge that way is a `rename` or `link` captured before the read and
 //! sent after it: it moves or shares whatever the replica holds under its names by then.
-//! The transmit loop asks [`Mirror::overtook`] about each operation it sends while a
+//! The transmit loop asks [`HandOuts::overtook`] about each operation it sends while a
 //! mirror runs and has the names of those remirrored afterwards.
 //!
 //! Holes are kept (`EnableSparseFileMirroring`): only the data extents `SEEK_DATA` /
@@ -82,12 +82,8 @@ pub struct Mirror {
     link_scope: Option<PathBuf>,
     /// The names of every multiply-linked file in `link_scope`, found on first need.
     link_names: Option<HashMap<(u64, u64), Vec<PathBuf>>>,
-    /// When (CLOCK_MONOTONIC ns) each name's latest group was handed out, for as long as
-    /// an operation captured before then may still be on its way: see [`Mirror::overtook`].
-    handed_out: HashMap<PathBuf, u64>,
-    /// The same hand-outs in the order they happened (so in time order), for
-    /// [`Mirror::forget_before`] to drop from the front: it runs for every operation sent.
-    hand_out_order: VecDeque<(u64, PathBuf)>,
+    /// When each name's latest group was handed out: see [`HandOuts`].
+    hand_outs: HandOuts,
     progress: MirrorProgress,
 }
 
@@ -103,8 +99,7 @@ impl Mirror {
             links: HashMap::new(),
             link_scope: None,
             link_names: None,
-            handed_out: HashMap::new(),
-            hand_out_order: VecDeque::new(),
+            hand_outs: HandOuts::default(),
             progress: MirrorProgress::default(),
         }
     }
@@ -154,8 +149,7 @@ impl Mirror {
                     if let Op::Write { len, .. } = ev.op {
                         self.progress.bytes += len;
                     }
-                    self.handed_out.insert(ev.path.clone(), now);
-                    self.hand_out_order.push_back((now, ev.path.clone()));
+                    self.hand_outs.record(now, &ev.path);
                 }
                 return Some(group);
             }
@@ -286,34 +280,10 @@ impl Mirror {
         self.todo.push(Step::Attributes(p.to_path_buf()));
     }
 
-    /// Whether `ev`, a replication operation about to be sent after this mirror's groups,
-    /// was captured before a group naming one of its paths was read, and moves or shares
-    /// a file by name (`rename`, `link`). Such an operation is applied to the mirror's
-    /// newer state of those names, not the one it was made on: the file it moves may be a
-    /// later one, and the name it replaces may hold what the mirror just rebuilt. Its
-    /// names are to be remirrored. (Operations that set values apply over the mirror's
-    /// values and are overridden again by the operations after them, so they converge.)
-    pub fn overtook(&self, ev: &Event) -> bool {
-        matches!(ev.op, Op::Rename { .. } | Op::Link { .. })
-            && ev
-                .paths()
-                .any(|p| self.handed_out.get(p).is_some_and(|&at| at > ev.ktime_ns))
-    }
-
-    /// Forgets hand-out times before `ns`: every operation captured before then has been
-    /// sent (the caller knows when that is).
-    pub fn forget_before(&mut self, ns: u64) {
-        while let Some((at, _)) = self.hand_out_order.front() {
-            if *at >= ns {
-                break;
-            }
-            if let Some((at, path)) = self.hand_out_order.pop_front() {
-                // Unless the name was handed out again since.
-                if self.handed_out.get(&path) == Some(&at) {
-                    self.handed_out.remove(&path);
-                }
-            }
-        }
+    /// The hand-outs so far. A mirror that is done hands them on: operations captured
+    /// before its last groups may still be queued (see [`HandOuts`]).
+    pub fn hand_outs(&mut self) -> &mut HandOuts {
+        &mut self.hand_outs
     }
 
     /// The names besides `p` that the file `key` has in the link scope (none for a walk
@@ -448,6 +418,69 @@ fn each_protected_file(
         } else if set.protects(&p) {
             visit(&p, &m);
         }
+    }
+}
+
+/// When (CLOCK_MONOTONIC ns) each name's latest mirror group was handed out, for as long
+/// as an operation captured before then may still be on its way.
+///
+/// Such an operation is sent after the group, and applied to the group's newer state of
+/// the name. For one that sets values that converges (the operations after it set them
+/// again), but one that moves or shares a file by name (`rename`, `link`) would move a
+/// later file, or replace what the mirror just rebuilt: see [`HandOuts::overtook`]. This
+/// holds after the mirror is done too, until every operation captured before its last
+/// group has been sent, so the transmit loop keeps the hand-outs of a finished mirror.
+#[derive(Default)]
+pub struct HandOuts {
+    at: HashMap<PathBuf, u64>,
+    /// The same hand-outs in the order they happened (so in time order), for
+    /// [`HandOuts::forget_before`] to drop from the front: it runs for every operation sent.
+    order: VecDeque<(u64, PathBuf)>,
+}
+
+impl HandOuts {
+    fn record(&mut self, now: u64, path: &Path) {
+        self.at.insert(path.to_path_buf(), now);
+        self.order.push_back((now, path.to_path_buf()));
+    }
+
+    /// Whether `ev`, a replication operation about to be sent after the groups handed
+    /// out, was captured before a group naming one of its paths was read, and moves or
+    /// shares a file by name: its names are to be remirrored.
+    pub fn overtook(&self, ev: &Event) -> bool {
+        matches!(ev.op, Op::Rename { .. } | Op::Link { .. })
+            && ev
+                .paths()
+                .any(|p| self.at.get(p).is_some_and(|&at| at > ev.ktime_ns))
+    }
+
+    /// Forgets hand-out times before `ns`: every operation captured before then has been
+    /// sent (the caller knows when that is).
+    pub fn forget_before(&mut self, ns: u64) {
+        while let Some((at, _)) = self.order.front() {
+            if *at >= ns {
+                break;
+            }
+            if let Some((at, path)) = self.order.pop_front() {
+                // Unless the name was handed out again since.
+                if self.at.get(&path) == Some(&at) {
+                    self.at.remove(&path);
+                }
+            }
+        }
+    }
+
+    /// Takes over the hand-outs of a later mirror (all of them later than these).
+    pub fn absorb(&mut self, later: HandOuts) {
+        for (at, path) in later.order {
+            if later.at.get(&path) == Some(&at) {
+                self.record(at, &path);
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
     }
 }
 
@@ -626,6 +659,7 @@ mod tests {
         };
         let before = crate::link::monotonic_ns();
         while m.next_group().is_some() {}
+        let m = m.hand_outs();
         assert!(
             m.overtook(&rename(before)),
             "made before the mirror read `a`"
@@ -637,9 +671,13 @@ mod tests {
             data: None,
         };
         assert!(!m.overtook(&captured(before, write)), "values converge");
-        m.forget_before(u64::MAX);
+        // A finished mirror's hand-outs, taken over by the transmit loop, still tell.
+        let mut kept = HandOuts::default();
+        kept.absorb(std::mem::take(m));
+        assert!(kept.overtook(&rename(before)), "after the mirror is done");
+        kept.forget_before(u64::MAX);
         assert!(
-            !m.overtook(&rename(before)),
+            !kept.overtook(&rename(before)) && kept.is_empty(),
             "forgotten once all before was sent"
         );
     }

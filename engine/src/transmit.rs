@@ -20,7 +20,7 @@ use anyhow::Result;
 
 use crate::change_journal::{ChangeJournal, Entry, Mark, Reason};
 use crate::events::{self, EventLog, Level};
-use crate::mirror::{Mirror, MirrorOptions};
+use crate::mirror::{HandOuts, Mirror, MirrorOptions};
 use crate::proto::{Marker, Stream};
 use crate::queue::{Consumer, QueueStats, QueueWatch};
 use crate::repset::ReplicationSet;
@@ -164,6 +164,9 @@ impl TransmitLoop<'_> {
         } else {
             None
         };
+        // The hand-outs of mirrors that are done, for as long as operations captured
+        // before their last groups may still be queued (see `HandOuts`).
+        let mut handed_out = HandOuts::default();
         let (mut last, mut unflushed, mut flushed_at, mut tick_at) =
             (0u64, 0u32, Instant::now(), Instant::now());
         // Batches sent and not yet durable: (the sink's mark, the last queue sequence).
@@ -205,7 +208,8 @@ impl TransmitLoop<'_> {
                     }
                     None => {
                         let done = mirror.take();
-                        if let Some(done) = done {
+                        if let Some(mut done) = done {
+                            handed_out.absorb(std::mem::take(done.walk.hand_outs()));
                             self.finish_mirror(done)?;
                         }
                         unflushed += 1;
@@ -223,14 +227,21 @@ impl TransmitLoop<'_> {
                 let popped = self.consumer.pop(wait)?;
                 // Nothing queued: every operation captured before the ring was last found
                 // empty has been sent.
-                if let (None, Some(m)) = (&popped, mirror.as_mut()) {
+                if popped.is_none() {
                     let empty = self.control.ring_empty_ns.load(Ordering::Relaxed);
-                    m.walk.forget_before(empty.saturating_sub(CAPTURE_SLACK_NS));
+                    let before = empty.saturating_sub(CAPTURE_SLACK_NS);
+                    handed_out.forget_before(before);
+                    if let Some(m) = mirror.as_mut() {
+                        m.walk.hand_outs().forget_before(before);
+                    }
                 }
                 match popped {
                     Some(q) => {
+                        if !handed_out.is_empty() {
+                            self.overtaken(&mut handed_out, &q.event)?;
+                        }
                         if let Some(m) = mirror.as_mut() {
-                            self.overtaken(&mut m.walk, &q.event)?;
+                            self.overtaken(m.walk.hand_outs(), &q.event)?;
                         }
                         self.send(&q.event, Stream::Replication)?;
                         last = q.seq;
@@ -315,11 +326,11 @@ impl TransmitLoop<'_> {
         }
     }
 
-    /// A replication operation that a running mirror overtook (see [`Mirror::overtook`])
-    /// has its names remirrored once this mirror is done; hand-out times no operation
-    /// still to come can predate are forgotten.
-    fn overtaken(&mut self, walk: &mut Mirror, ev: &rill_driver_linux::Event) -> Result<()> {
-        if walk.overtook(ev) {
+    /// A replication operation that a mirror overtook (see [`HandOuts::overtook`]) has its
+    /// names remirrored once this mirror is done; hand-out times no operation still to
+    /// come can predate are forgotten.
+    fn overtaken(&mut self, hand_outs: &mut HandOuts, ev: &rill_driver_linux::Event) -> Result<()> {
+        if hand_outs.overtook(ev) {
             let at = now_ns();
             let marks: Vec<Mark> = ev
                 .paths()
@@ -327,7 +338,7 @@ impl TransmitLoop<'_> {
                 .collect();
             self.changes.mark(&marks)?;
         }
-        walk.forget_before(ev.ktime_ns.saturating_sub(CAPTURE_SLACK_NS));
+        hand_outs.forget_before(ev.ktime_ns.saturating_sub(CAPTURE_SLACK_NS));
         Ok(())
     }
 
