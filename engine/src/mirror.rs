@@ -19,8 +19,9 @@
 //! made in between would be undone by the mirror's older owner. Data is read when sent.
 //! What does not converge that way is a `rename` or `link` captured before the read and
 //! sent after it: it moves or shares whatever the replica holds under its names by then.
-//! The transmit loop asks [`HandOuts::overtook`] about each operation it sends while a
-//! mirror runs and has the names of those remirrored afterwards.
+//! The transmit loop records when it hands out each group ([`HandOuts`]), asks
+//! [`HandOuts::overtook`] about each operation it sends after them, and has the names of
+//! those remirrored afterwards.
 //!
 //! Holes are kept (`EnableSparseFileMirroring`): only the data extents `SEEK_DATA` /
 //! `SEEK_HOLE` report are sent, after the file was truncated to its size.
@@ -82,8 +83,6 @@ pub struct Mirror {
     link_scope: Option<PathBuf>,
     /// The names of every multiply-linked file in `link_scope`, found on first need.
     link_names: Option<HashMap<(u64, u64), Vec<PathBuf>>>,
-    /// When each name's latest group was handed out: see [`HandOuts`].
-    hand_outs: HandOuts,
     progress: MirrorProgress,
 }
 
@@ -99,7 +98,6 @@ impl Mirror {
             links: HashMap::new(),
             link_scope: None,
             link_names: None,
-            hand_outs: HandOuts::default(),
             progress: MirrorProgress::default(),
         }
     }
@@ -144,12 +142,10 @@ impl Mirror {
     pub fn next_group(&mut self) -> Option<Vec<Event>> {
         loop {
             if let Some(group) = self.ready.pop_front() {
-                let now = crate::link::monotonic_ns();
                 for ev in &group {
                     if let Op::Write { len, .. } = ev.op {
                         self.progress.bytes += len;
                     }
-                    self.hand_outs.record(now, &ev.path);
                 }
                 return Some(group);
             }
@@ -278,12 +274,6 @@ impl Mirror {
         }
         // Read when they are handed out, after the data: see the module's doc.
         self.todo.push(Step::Attributes(p.to_path_buf()));
-    }
-
-    /// The hand-outs so far. A mirror that is done hands them on: operations captured
-    /// before its last groups may still be queued (see [`HandOuts`]).
-    pub fn hand_outs(&mut self) -> &mut HandOuts {
-        &mut self.hand_outs
     }
 
     /// The names besides `p` that the file `key` has in the link scope (none for a walk
@@ -429,7 +419,7 @@ fn each_protected_file(
 /// again), but one that moves or shares a file by name (`rename`, `link`) would move a
 /// later file, or replace what the mirror just rebuilt: see [`HandOuts::overtook`]. This
 /// holds after the mirror is done too, until every operation captured before its last
-/// group has been sent, so the transmit loop keeps the hand-outs of a finished mirror.
+/// group has been sent, so the record belongs to the transmit loop, not to one mirror.
 #[derive(Default)]
 pub struct HandOuts {
     at: HashMap<PathBuf, u64>,
@@ -439,9 +429,13 @@ pub struct HandOuts {
 }
 
 impl HandOuts {
-    fn record(&mut self, now: u64, path: &Path) {
-        self.at.insert(path.to_path_buf(), now);
-        self.order.push_back((now, path.to_path_buf()));
+    /// A group's names, handed out (its values read) by now.
+    pub fn record(&mut self, group: &[Event]) {
+        let now = crate::link::monotonic_ns();
+        for ev in group {
+            self.at.insert(ev.path.clone(), now);
+            self.order.push_back((now, ev.path.clone()));
+        }
     }
 
     /// Whether `ev`, a replication operation about to be sent after the groups handed
@@ -466,15 +460,6 @@ impl HandOuts {
                 if self.at.get(&path) == Some(&at) {
                     self.at.remove(&path);
                 }
-            }
-        }
-    }
-
-    /// Takes over the hand-outs of a later mirror (all of them later than these).
-    pub fn absorb(&mut self, later: HandOuts) {
-        for (at, path) in later.order {
-            if later.at.get(&path) == Some(&at) {
-                self.record(at, &path);
             }
         }
     }
@@ -658,8 +643,11 @@ mod tests {
             )
         };
         let before = crate::link::monotonic_ns();
-        while m.next_group().is_some() {}
-        let m = m.hand_outs();
+        let mut m_groups = HandOuts::default();
+        while let Some(group) = m.next_group() {
+            m_groups.record(&group);
+        }
+        let mut m = m_groups;
         assert!(
             m.overtook(&rename(before)),
             "made before the mirror read `a`"
@@ -671,13 +659,14 @@ mod tests {
             data: None,
         };
         assert!(!m.overtook(&captured(before, write)), "values converge");
-        // A finished mirror's hand-outs, taken over by the transmit loop, still tell.
-        let mut kept = HandOuts::default();
-        kept.absorb(std::mem::take(m));
-        assert!(kept.overtook(&rename(before)), "after the mirror is done");
-        kept.forget_before(u64::MAX);
+        m.forget_before(before);
         assert!(
-            !kept.overtook(&rename(before)) && kept.is_empty(),
+            m.overtook(&rename(before)),
+            "kept while all before may be queued"
+        );
+        m.forget_before(u64::MAX);
+        assert!(
+            !m.overtook(&rename(before)) && m.is_empty(),
             "forgotten once all before was sent"
         );
     }

@@ -164,8 +164,8 @@ impl TransmitLoop<'_> {
         } else {
             None
         };
-        // The hand-outs of mirrors that are done, for as long as operations captured
-        // before their last groups may still be queued (see `HandOuts`).
+        // When mirror groups were handed out, for as long as operations captured before
+        // then may still be queued, mirror done or not (see `HandOuts`).
         let mut handed_out = HandOuts::default();
         let (mut last, mut unflushed, mut flushed_at, mut tick_at) =
             (0u64, 0u32, Instant::now(), Instant::now());
@@ -198,6 +198,7 @@ impl TransmitLoop<'_> {
                 match m.walk.next_group() {
                     // Whole: its values were read just now (see `mirror`).
                     Some(group) => {
+                        handed_out.record(&group);
                         for ev in &group {
                             self.send(ev, Stream::Mirror)?;
                         }
@@ -208,8 +209,7 @@ impl TransmitLoop<'_> {
                     }
                     None => {
                         let done = mirror.take();
-                        if let Some(mut done) = done {
-                            handed_out.absorb(std::mem::take(done.walk.hand_outs()));
+                        if let Some(done) = done {
                             self.finish_mirror(done)?;
                         }
                         unflushed += 1;
@@ -231,18 +231,10 @@ impl TransmitLoop<'_> {
                     let empty = self.control.ring_empty_ns.load(Ordering::Relaxed);
                     let before = empty.saturating_sub(CAPTURE_SLACK_NS);
                     handed_out.forget_before(before);
-                    if let Some(m) = mirror.as_mut() {
-                        m.walk.hand_outs().forget_before(before);
-                    }
                 }
                 match popped {
                     Some(q) => {
-                        if !handed_out.is_empty() {
-                            self.overtaken(&mut handed_out, &q.event)?;
-                        }
-                        if let Some(m) = mirror.as_mut() {
-                            self.overtaken(m.walk.hand_outs(), &q.event)?;
-                        }
+                        self.overtaken(&mut handed_out, &q.event)?;
                         self.send(&q.event, Stream::Replication)?;
                         last = q.seq;
                         unflushed += 1;
@@ -327,8 +319,8 @@ impl TransmitLoop<'_> {
     }
 
     /// A replication operation that a mirror overtook (see [`HandOuts::overtook`]) has its
-    /// names remirrored once this mirror is done; hand-out times no operation still to
-    /// come can predate are forgotten.
+    /// names remirrored by a later mirror; hand-out times no operation still to come can
+    /// predate are forgotten.
     fn overtaken(&mut self, hand_outs: &mut HandOuts, ev: &rill_driver_linux::Event) -> Result<()> {
         if hand_outs.overtook(ev) {
             let at = now_ns();
