@@ -50,8 +50,9 @@ pub struct Job {
     /// Send a full mirror first.
     pub mirror: bool,
     /// The job ran before and its capture has been detached since (the job was stopped,
-    /// or rilld was): nothing saw what changed meanwhile, so the whole source is marked in
-    /// the change journal and remirrored once the capture is attached again.
+    /// or rilld was): nothing saw what changed meanwhile. Once the capture is attached
+    /// again the whole source is remirrored if anything beneath it changed since the
+    /// recorded stop (`changed_since`), or, without a record, in any case.
     pub resync: bool,
     pub control: Arc<JobControl>,
     /// Rules beyond "the source, recursively": (absolute path or wildcard, include).
