@@ -23,7 +23,6 @@
 //!   writes its log before its data file: applying the data first is a state that never
 //!   existed).
 
-use std::fs::File;
 use std::io;
 use std::os::unix::fs::{DirEntryExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -32,7 +31,7 @@ use rill_abi::maps::user_dev_to_kernel;
 use rill_driver_linux::{DirtyReason, Event, Op};
 
 use crate::repset::ReplicationSet;
-use crate::resolve::{read_file_range, read_range};
+use crate::resolve::{open_data, read_file_range, read_range};
 
 /// The largest write the drain reads and queues as one operation. A MiB keeps the
 /// common large write (`dd bs=1M`, a copy's buffer) one operation, well under a frame.
@@ -244,7 +243,7 @@ fn read_range_of(
     let Some(file) = file else {
         return read_range(path, offset, len).map(Some);
     };
-    let mut f = File::open(path)?;
+    let mut f = open_data(path)?;
     let m = f.metadata()?;
     if (user_dev_to_kernel(m.dev()), m.ino()) != file {
         return Ok(None);

@@ -27,7 +27,7 @@
 //! `SEEK_HOLE` report are sent, after the file was truncated to its size.
 
 use std::collections::{HashMap, VecDeque};
-use std::fs::{File, Metadata};
+use std::fs::Metadata;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStringExt;
@@ -38,7 +38,7 @@ use rill_driver_linux::{Event, Op};
 
 use crate::orphans::keep_ranges;
 use crate::repset::ReplicationSet;
-use crate::resolve::list_xattrs;
+use crate::resolve::{list_xattrs, open_data};
 
 /// How the mirror cuts and filters what it sends.
 #[derive(Clone, Copy, Debug)]
@@ -471,7 +471,7 @@ impl HandOuts {
 
 /// The data extents of a file, as `[start, end)` ranges, by `SEEK_DATA` / `SEEK_HOLE`.
 fn data_extents(p: &Path, size: u64) -> io::Result<Vec<(u64, u64)>> {
-    let f = File::open(p)?;
+    let f = open_data(p)?;
     let fd = f.as_raw_fd();
     let mut out = Vec::new();
     let mut at: i64 = 0;
@@ -675,7 +675,7 @@ mod tests {
     fn holes_are_not_sent_and_excluded_files_are_skipped() {
         let d = tempfile::tempdir().unwrap();
         let r = d.path();
-        let f = File::create(r.join("sparse")).unwrap();
+        let f = std::fs::File::create(r.join("sparse")).unwrap();
         f.write_at(b"head", 0).unwrap();
         f.write_at(b"tail", 64 << 20).unwrap();
         std::fs::write(r.join("skip.tmp"), b"x").unwrap();

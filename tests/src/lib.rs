@@ -12,12 +12,14 @@
 //! - [`events`]: parsing and exact comparison of captured events;
 //! - [`fs`]: temporary test directories and tmpfs mounts, removed on drop;
 //! - [`pinned`]: serialises tests that use the pinned driver and unloads it afterwards;
-//! - [`sys`]: raw syscalls for the workload.
+//! - [`sys`]: raw syscalls for the workload;
+//! - [`replfuzz`]: the replication fuzzer (`rill-replfuzz`).
 
 pub mod events;
 pub mod fs;
 pub mod pinned;
 pub mod process;
+pub mod replfuzz;
 pub mod sys;
 pub mod tree;
 

@@ -153,6 +153,31 @@ pub fn assert_equal_trees(source: &Path, replica: &Path) {
     }
 }
 
+/// The paths whose nodes differ between two snapshots (at most `limit`), each with both
+/// sides summarised, for a failure message.
+pub fn differences(
+    a: &BTreeMap<PathBuf, Node>,
+    b: &BTreeMap<PathBuf, Node>,
+    limit: usize,
+) -> Vec<String> {
+    let d = |n: Option<&Node>| n.map(Node::describe);
+    let mut keys: Vec<&PathBuf> = a.keys().chain(b.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .take(limit)
+        .map(|k| {
+            format!(
+                "{}:\n  source  {:?}\n  replica {:?}",
+                k.display(),
+                d(a.get(k)),
+                d(b.get(k))
+            )
+        })
+        .collect()
+}
+
 /// Whether the two trees are equal now, extended attributes counted or not.
 pub fn equal_trees_with(source: &Path, replica: &Path, with_xattrs: bool) -> bool {
     snapshot_with(source, with_xattrs) == snapshot_with(replica, with_xattrs)

@@ -9,9 +9,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rill_engine::mgmt::{JobAction, MirrorState, Request, Response};
-use rill_tests::tree::{assert_equal_trees, equal_trees_with, snapshot_with};
+use rill_tests::tree::{assert_equal_trees, differences, equal_trees_with, snapshot_with};
 use rill_tests::{require_kernel_support, rilld_bin, TestDir};
 use rill_tools::pair::{in_sync, pair, start_job, wait_until, Host, Role};
+use rill_tools::rng::Rng;
 
 /// Settings for both hosts: extended attributes replicated (the Linux default is off),
 /// short network timers so a dead peer is noticed quickly.
@@ -79,25 +80,11 @@ impl Pair {
         .unwrap_or(false);
         if !ok {
             let status = self.source.job_status(job).map(|s| format!("{s:?}"));
-            let (a, b) = (
-                snapshot_with(&self.src, self.xattrs),
-                snapshot_with(&self.dst, self.xattrs),
+            let differ = differences(
+                &snapshot_with(&self.src, self.xattrs),
+                &snapshot_with(&self.dst, self.xattrs),
+                8,
             );
-            let differ: Vec<String> = a
-                .keys()
-                .chain(b.keys())
-                .filter(|k| a.get(*k) != b.get(*k))
-                .take(8)
-                .map(|k| {
-                    let d = |n: Option<&rill_tests::tree::Node>| n.map(|n| n.describe());
-                    format!(
-                        "{}:\n  source  {:?}\n  replica {:?}",
-                        k.display(),
-                        d(a.get(k)),
-                        d(b.get(k))
-                    )
-                })
-                .collect();
             panic!(
                 "the replica did not converge within {within:?}: status {status:?}\ndiffering: {differ:#?}\n{}",
                 self.logs()
@@ -109,22 +96,6 @@ impl Pair {
     }
 }
 
-/// xorshift64*: a seeded, reproducible stream of choices.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 fn c(p: &Path) -> std::ffi::CString {
     std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap()
 }
@@ -133,7 +104,7 @@ fn c(p: &Path) -> std::ffi::CString {
 /// collide: writes at random offsets, truncates, fallocate, renames (over existing names
 /// too), hard links, symlinks, unlinks, mkdir/rmdir, chmod, chown, utimes, xattrs.
 fn random_workload(root: &Path, seed: u64, steps: usize) {
-    let mut rng = Rng(seed | 1);
+    let mut rng = Rng::new(seed);
     let dirs = [
         root.to_path_buf(),
         root.join("d1"),
@@ -248,7 +219,7 @@ fn random_workload(root: &Path, seed: u64, steps: usize) {
                     if rng.below(3) == 0 {
                         libc::removexattr(cp.as_ptr(), n.as_ptr());
                     } else {
-                        let v = format!("v{}", rng.next());
+                        let v = format!("v{}", rng.next_u64());
                         libc::setxattr(cp.as_ptr(), n.as_ptr(), v.as_ptr().cast(), v.len(), 0);
                     }
                 }
@@ -333,7 +304,7 @@ fn sqlite_snapshots_of_the_replica_open_clean() {
         })
     };
     let snaps = TestDir::new("rep-sqlite-snaps");
-    let mut rng = Rng(42);
+    let mut rng = Rng::new(42);
     let (mut taken, mut with_db) = (0, 0);
     while !writer.is_finished() || with_db < 10 {
         std::thread::sleep(Duration::from_millis(20 + rng.below(150)));

@@ -67,7 +67,11 @@ impl Host {
 
     /// Starts the process again (after `kill` or `stop`), and waits for its API.
     pub fn restart(&mut self) -> Result<()> {
-        let log = std::fs::File::create(self.dir.join("rilld.out"))?;
+        // Appended, so what a killed process said is still there after its restart.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("rilld.out"))?;
         let child = Command::new(&self.rilld)
             .arg("--config")
             .arg(&self.config)

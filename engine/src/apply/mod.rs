@@ -450,7 +450,10 @@ impl Applier {
     /// use so a stream of writes does not reopen it each time.
     fn writable(&mut self, rel: &Path, create_mode: u32) -> io::Result<&File> {
         if !self.open.contains_key(rel) {
-            let flags = libc::O_WRONLY | libc::O_CREAT;
+            // O_NONBLOCK: a FIFO under the name (the replica behind the stream after an
+            // operation it could not apply) refuses the open (ENXIO) instead of waiting
+            // for a reader forever, and the applier with it. A regular file ignores it.
+            let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_NONBLOCK;
             match self.open(rel, flags | libc::O_NOFOLLOW, create_mode) {
                 Ok(fd) => {
                     self.open
@@ -661,4 +664,41 @@ struct OpenHow {
 fn fchmod(fd: RawFd, mode: u32) -> io::Result<()> {
     // SAFETY: a valid fd.
     cvt(unsafe { libc::fchmod(fd, mode & 0o7777) } as libc::c_long).map(drop)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Runs `f` on a thread of its own and fails the test if it has not returned within
+    /// 10 s: what it calls would otherwise hang the test run.
+    pub(crate) fn within_10s<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(f()));
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the call blocked (a FIFO opened without O_NONBLOCK?)")
+    }
+
+    /// A write to a name that holds a FIFO on the replica (the replica behind the stream
+    /// after an operation it could not apply) is refused at once; it used to wait for a
+    /// reader forever, and every later operation of the job with it (found by the
+    /// replication fuzzer).
+    #[test]
+    fn a_write_to_a_fifo_on_the_replica_is_refused_not_waited_on() {
+        let d = tempfile::tempdir().unwrap();
+        let fifo = std::ffi::CString::new(d.path().join("q").as_os_str().as_bytes()).unwrap();
+        // SAFETY: a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+        let root = d.path().to_path_buf();
+        let result = within_10s(move || {
+            let mut a = Applier::new(&root, ApplyOptions::default()).unwrap();
+            let write = Op::Write {
+                offset: 0,
+                len: 3,
+                data: Some(b"abc".to_vec().into()),
+            };
+            a.apply(&Event::new("q", write)).map_err(|e| e.to_string())
+        });
+        assert!(result.is_err(), "a FIFO took a write: {result:?}");
+    }
 }

@@ -299,7 +299,28 @@ fn gone(e: &io::Error) -> bool {
 
 /// Up to `len` bytes at `offset`; fewer when the file has shrunk since.
 pub fn read_range(path: &Path, offset: u64, len: u64) -> io::Result<Vec<u8>> {
-    read_file_range(&mut File::open(path)?, offset, len)
+    read_file_range(&mut open_data(path)?, offset, len)
+}
+
+/// Opens the regular file `path` names, to read its data.
+///
+/// The name was a regular file when its operation was captured or its directory walked,
+/// but it may hold anything by now. A FIFO must not stop the reader: a plain open for
+/// reading waits for a writer, forever, and with it the drain, the transmit loop or the
+/// mirror (found by the replication fuzzer: a file renamed away, a FIFO made under its
+/// name). So the open never blocks (`O_NONBLOCK`, which changes nothing for a regular
+/// file), and a name that holds something other than a regular file now is reported as
+/// gone (`ENOENT`): the operation that replaced the file follows in the stream.
+pub fn open_data(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(io::Error::from_raw_os_error(libc::ENOENT));
+    }
+    Ok(f)
 }
 
 /// Up to `len` bytes at `offset` of an open file; fewer when it ends before.
@@ -371,6 +392,31 @@ pub fn list_xattrs(path: &Path) -> io::Result<Vec<Vec<u8>>> {
 mod tests {
     use super::*;
     use rill_abi::maps::user_dev_to_kernel;
+
+    /// A range-only write whose name holds a FIFO by the time it is read: the file went
+    /// away from that name (nothing is sent; a later operation in the stream says where),
+    /// and the read does not wait for a writer on the FIFO (found by the replication
+    /// fuzzer: the transmit loop hung there, for good).
+    #[test]
+    fn a_name_that_now_holds_a_fifo_is_read_as_gone_without_blocking() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().to_path_buf();
+        let fifo = CString::new(src.join("f").as_os_str().as_bytes()).unwrap();
+        // SAFETY: a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+        let out = crate::apply::tests::within_10s(move || {
+            let mut r = Resolver::new(&src, ResolveOptions::default());
+            let write = Op::Write {
+                offset: 0,
+                len: 10,
+                data: None,
+            };
+            resolved(&mut r, Event::new(src.join("f"), write))
+        });
+        assert!(out.is_empty(), "{out:?}");
+        let err = read_range(&d.path().join("f"), 0, 10).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
+    }
 
     fn resolved(r: &mut Resolver, ev: Event) -> Vec<Event> {
         let mut out = Vec::new();

@@ -11,37 +11,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use super::super::{check_stop, StopFlag};
+use crate::rng::Rng;
 
 /// Size of each overwrite and of each paced write.
 pub const PAGE: usize = 4096;
-
-/// xorshift64*: a seeded, reproducible stream.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        // Never zero (xorshift's fixed point); mixed so that nearby seeds differ at once.
-        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n.max(1)
-    }
-
-    pub fn fill(&mut self, buf: &mut [u8]) {
-        for chunk in buf.chunks_mut(8) {
-            let v = self.next_u64().to_le_bytes();
-            chunk.copy_from_slice(&v[..chunk.len()]);
-        }
-    }
-}
 
 /// Writes `bytes` of seeded pseudo-random data (incompressible) to `path`.
 pub fn make_random_file(path: &Path, bytes: u64, seed: u64) -> Result<()> {

@@ -49,15 +49,14 @@ pub mod converge;
 pub mod cpu;
 pub mod load;
 pub mod peers;
-pub mod relay;
 pub mod report;
 pub mod rill;
 mod run_fs;
 pub mod tree;
 
+use crate::relay::{Bytes, Relay};
 use converge::{wait_equal, Outcome, DIR_MODE_GRACE, POLL_STATUS, POLL_WALK};
 use peers::{Lsyncd, LsyncdTarget, RsyncDaemon};
-use relay::{Bytes, Relay};
 use rill::{run_lag, Lag, RillJob};
 use run_fs::{wait_files_closed, RunFs};
 use tree::Snapshot;
