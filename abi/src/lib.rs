@@ -22,6 +22,6 @@ pub mod syscalls;
 pub use maps::{DirtyKey, DirtyValue, DriverConfig, PathSeen, Stat};
 pub use path::{join_path, PathError};
 pub use record::{
-    align_up, DecodeError, Kind, Record, RecordHeader, Section, ABI_VERSION, HEADER_SIZE,
-    RECORD_ALIGN, SECTION_COUNT,
+    align_up, DecodeError, Kind, Record, RecordHeader, Section, ABI_VERSION, ABI_VERSION_MAX,
+    HEADER_SIZE, RECORD_ALIGN, SECTION_COUNT,
 };

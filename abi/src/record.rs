@@ -18,8 +18,14 @@
 //! The next record starts at `align_up(len, RECORD_ALIGN)`, so a stream of records is
 //! self-delimiting. All integers are little-endian.
 
-/// Bumped on any incompatible change to the layout below.
+/// Bumped on any incompatible change to the layout below. The version the driver writes,
+/// and every record that needs nothing newer.
 pub const ABI_VERSION: u8 = 1;
+/// The newest version this build reads and writes. Version 2 adds a `Prune`'s name rules
+/// (see [`Kind`]); only a record that uses them is written as version 2, so a reader of
+/// version 1 refuses that record (rather than removing names the rules spare) and reads
+/// every other.
+pub const ABI_VERSION_MAX: u8 = 2;
 /// Records start on this boundary.
 pub const RECORD_ALIGN: usize = 8;
 /// Size of [`RecordHeader`] in bytes.
@@ -63,6 +69,21 @@ pub const XATTR_VALUE_MAX: u64 = 65536;
 pub const PRUNE_DATA_MAX: u64 = 32 << 20;
 /// `Prune`: `args[0]` bit for a range bounded above (its data holds `until`).
 pub const PRUNE_BOUNDED: u64 = 1;
+/// The most name rules a `Prune` carries.
+pub const PRUNE_RULES_MAX: usize = 1024;
+/// The largest name section of a `Prune` (its rules): [`PRUNE_RULES_MAX`] rules of a tag
+/// byte and a NUL-terminated name of at most 255 bytes.
+pub const PRUNE_RULES_DATA_MAX: u64 = PRUNE_RULES_MAX as u64 * (1 + 255 + 1);
+/// A `Prune` rule's tag: bit 0 set for a rule that protects the names it matches
+/// (`Inc`), bits 1-2 which names it matches: [`PRUNE_MATCH_ALL`] (no name follows),
+/// [`PRUNE_MATCH_EXACT`] or [`PRUNE_MATCH_WILDCARD`] (a NUL-terminated name follows).
+pub const PRUNE_RULE_INCLUDE: u8 = 1;
+/// A `Prune` rule that matches every name.
+pub const PRUNE_MATCH_ALL: u8 = 0 << 1;
+/// A `Prune` rule that matches one name.
+pub const PRUNE_MATCH_EXACT: u8 = 1 << 1;
+/// A `Prune` rule that matches the names of a wildcard (`*`, `?`).
+pub const PRUNE_MATCH_WILDCARD: u8 = 2 << 1;
 /// The data section holds fewer bytes than `args[1]` for a reason given by another flag.
 pub const FLAG_PARTIAL_MASK: u16 = FLAG_RANGE_ONLY | FLAG_THROTTLED | FLAG_DATA_FAULT;
 
@@ -96,7 +117,7 @@ pub const DIRTY_RESCAN_ALL: u64 = 5;
 /// | Chown | uid, gid (u32::MAX: unchanged) | path |
 /// | SetXattr, RemoveXattr | flags, value size | path, name (attribute name), data (the value, with `FLAG_VALUES`) |
 /// | Dirty | reason (DIRTY_*) | path |
-/// | Prune | `PRUNE_BOUNDED` | path (a directory), data: NUL-terminated names: `after` (may be empty), `until` (if bounded), then the names kept |
+/// | Prune | `PRUNE_BOUNDED` | path (a directory), data: NUL-terminated names: `after` (may be empty), `until` (if bounded), then the names kept; version 2: name: the directory's name rules, most specific first, each a tag byte (`PRUNE_RULE_*`, `PRUNE_MATCH_*`) and for an exact or wildcard rule a NUL-terminated name |
 /// | Overflow | records lost | - |
 ///
 /// Records of operations on an open file (`FLAG_OBJECT_ID`) carry a path cookie in
@@ -278,7 +299,7 @@ impl core::fmt::Display for DecodeError {
             ),
             DecodeError::BadVersion(v) => write!(
                 f,
-                "record of ABI version {v}, this build reads version {ABI_VERSION}"
+                "record of ABI version {v}, this build reads versions {ABI_VERSION} to {ABI_VERSION_MAX}"
             ),
             DecodeError::BadKind(k) => write!(f, "corrupt record: unknown kind {k}"),
             DecodeError::BadSection(s) => write!(f, "corrupt record: section {s:?} too long"),
@@ -315,7 +336,7 @@ impl<'a> Record<'a> {
             });
         }
         let header = read_header(buf);
-        if header.version != ABI_VERSION {
+        if !(ABI_VERSION..=ABI_VERSION_MAX).contains(&header.version) {
             return Err(DecodeError::BadVersion(header.version));
         }
         let kind = Kind::from_u8(header.kind).ok_or(DecodeError::BadKind(header.kind))?;
@@ -342,6 +363,14 @@ impl<'a> Record<'a> {
         };
         if data_len > data_max {
             return Err(DecodeError::BadSection(Section::Data));
+        }
+        let name_max = match kind {
+            Kind::Prune if header.version >= 2 => PRUNE_RULES_DATA_MAX,
+            Kind::Prune => 0,
+            _ => u64::MAX,
+        };
+        if header.sections[Section::Name as usize] as u64 > name_max {
+            return Err(DecodeError::BadSection(Section::Name));
         }
         let mut sections: [&'a [u8]; SECTION_COUNT] = [&[]; SECTION_COUNT];
         let mut at = HEADER_SIZE;
@@ -411,7 +440,8 @@ impl<'a> Record<'a> {
         };
         let mut h = *header;
         h.len = u32::try_from(HEADER_SIZE + total).map_err(|_| bad)?;
-        h.version = ABI_VERSION;
+        // A writer that needs a newer version says so; every other gets the oldest.
+        h.version = header.version.clamp(ABI_VERSION, ABI_VERSION_MAX);
         for (slot, l) in h.sections.iter_mut().zip(lens) {
             *slot = u32::try_from(l).map_err(|_| bad)?;
         }

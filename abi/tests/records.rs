@@ -2,7 +2,7 @@
 use rill_abi::record::{records, FLAG_RANGE_ONLY};
 use rill_abi::{
     align_up, join_path, DecodeError, Kind, PathError, Record, RecordHeader, Section, ABI_VERSION,
-    HEADER_SIZE, RECORD_ALIGN,
+    ABI_VERSION_MAX, HEADER_SIZE, RECORD_ALIGN,
 };
 
 fn leaf_first(components: &[&str]) -> Vec<u8> {
@@ -112,12 +112,11 @@ fn corrupt_headers_are_rejected() {
     let (h, s) = sample(Kind::Write);
     let good = encode(&h, &s);
 
-    let mut bad = good.clone();
-    bad[4] = ABI_VERSION + 1;
-    assert_eq!(
-        Record::decode(&bad),
-        Err(DecodeError::BadVersion(ABI_VERSION + 1))
-    );
+    for v in [0, ABI_VERSION_MAX + 1] {
+        let mut bad = good.clone();
+        bad[4] = v;
+        assert_eq!(Record::decode(&bad), Err(DecodeError::BadVersion(v)));
+    }
 
     let mut bad = good.clone();
     bad[5] = 0;
@@ -254,4 +253,38 @@ fn every_captured_syscall_has_exactly_one_handler() {
     // DESIGN step 1's syscall families, and the calls that move bytes into a file inside
     // the kernel (sendfile, splice, copy_file_range).
     assert_eq!(seen.len(), 49);
+}
+
+#[test]
+fn only_a_version_2_prune_carries_name_rules_and_they_are_bounded() {
+    let rules = vec![rill_abi::record::PRUNE_MATCH_ALL | 1];
+    let mut s: [Vec<u8>; 6] = Default::default();
+    s[Section::PathName as usize] = b"d".to_vec();
+    s[Section::Name as usize] = rules.clone();
+    s[Section::Data as usize] = b"\0".to_vec();
+    let h = RecordHeader {
+        kind: Kind::Prune as u8,
+        ..RecordHeader::default()
+    };
+    let v1 = encode(&h, &s);
+    assert_eq!(v1[4], ABI_VERSION, "a writer that asks for nothing newer");
+    assert_eq!(
+        Record::decode(&v1),
+        Err(DecodeError::BadSection(Section::Name))
+    );
+    let h2 = RecordHeader { version: 2, ..h };
+    let v2 = encode(&h2, &s);
+    assert_eq!(v2[4], 2);
+    assert_eq!(
+        Record::decode(&v2).unwrap().0.section(Section::Name),
+        &rules
+    );
+    let huge = vec![1u8; rill_abi::record::PRUNE_RULES_DATA_MAX as usize + 1];
+    let mut out = vec![0u8; huge.len() + 4096];
+    let secs: [&[u8]; 6] = [&[], b"d", &[], &[], &huge, b"\0"];
+    let n = Record::encode(&h2, secs, &mut out).unwrap();
+    assert_eq!(
+        Record::decode(&out[..n]),
+        Err(DecodeError::BadSection(Section::Name))
+    );
 }

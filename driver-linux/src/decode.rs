@@ -14,7 +14,7 @@ use rill_abi::{
     Kind, Record, Section,
 };
 
-use crate::event::{DirtyReason, Event, FileTimes, KeepRange, Op};
+use crate::event::{DirtyReason, Event, FileTimes, KeepRange, NameMatch, NameRule, Op};
 use crate::{DriverError, Result};
 
 fn path(r: &Record<'_>, base: Section, name: Section) -> Result<PathBuf> {
@@ -52,7 +52,53 @@ fn prune(r: &Record<'_>) -> Result<Op> {
     {
         return Err(bad("a kept name is empty or holds a '/'"));
     }
-    Ok(Op::Prune(KeepRange { after, until, keep }))
+    let rules = prune_rules(r.section(Section::Name)).map_err(bad)?;
+    Ok(Op::Prune(KeepRange {
+        after,
+        until,
+        keep,
+        rules,
+    }))
+}
+
+/// A `Prune`'s name rules (version 2; the record's decoder allows none in version 1):
+/// each a tag byte, and for an exact or wildcard rule a NUL-terminated name of 1 to 255
+/// bytes without a '/'; at most `PRUNE_RULES_MAX` of them.
+fn prune_rules(mut b: &[u8]) -> std::result::Result<Vec<NameRule>, &'static str> {
+    use rill_abi::record::{
+        PRUNE_MATCH_ALL, PRUNE_MATCH_EXACT, PRUNE_MATCH_WILDCARD, PRUNE_RULES_MAX,
+        PRUNE_RULE_INCLUDE,
+    };
+    let mut rules = Vec::new();
+    while let Some((&tag, rest)) = b.split_first() {
+        if rules.len() == PRUNE_RULES_MAX {
+            return Err("too many name rules");
+        }
+        b = rest;
+        let mut name = || {
+            let end = b
+                .iter()
+                .position(|&c| c == 0)
+                .ok_or("a rule's name is not NUL-terminated")?;
+            let (n, rest) = (&b[..end], &b[end + 1..]);
+            b = rest;
+            if n.is_empty() || n.len() > 255 || n.contains(&b'/') {
+                return Err("a rule's name is empty, too long or holds a '/'");
+            }
+            Ok(OsString::from_vec(n.to_vec()))
+        };
+        let names = match tag & !PRUNE_RULE_INCLUDE {
+            PRUNE_MATCH_ALL => NameMatch::All,
+            PRUNE_MATCH_EXACT => NameMatch::Exact(name()?),
+            PRUNE_MATCH_WILDCARD => NameMatch::Wildcard(name()?),
+            _ => return Err("a rule of an unknown kind"),
+        };
+        rules.push(NameRule {
+            names,
+            include: tag & PRUNE_RULE_INCLUDE != 0,
+        });
+    }
+    Ok(rules)
 }
 
 /// `part` as a view of `backing` when it lies inside it, else as a copy.

@@ -116,6 +116,31 @@ pub struct KeepRange {
     pub after: OsString,
     pub until: Option<OsString>,
     pub keep: Vec<OsString>,
+    /// Which names of the directory the replication set protects: the first rule that
+    /// matches a name decides (most specific first); a name no rule matches is not
+    /// protected. A name not protected is never an orphan: it is not the source's to
+    /// judge. Empty: every name is protected (the plain case, a set without exclusions
+    /// there).
+    pub rules: Vec<NameRule>,
+}
+
+/// One rule of a [`KeepRange`]: which names it matches, and whether it protects them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NameRule {
+    pub names: NameMatch,
+    pub include: bool,
+}
+
+/// The names a [`NameRule`] matches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NameMatch {
+    /// Every name.
+    All,
+    /// This name exactly.
+    Exact(OsString),
+    /// The names this wildcard matches (`*` any run, `?` one character; valid UTF-8 names
+    /// only, as the replication set matches them).
+    Wildcard(OsString),
 }
 
 impl KeepRange {
@@ -293,6 +318,9 @@ impl Event {
                     put("until", lossy(u.as_bytes()));
                 }
                 put("kept", json!(r.keep.len()));
+                if !r.rules.is_empty() {
+                    put("rules", json!(r.rules.len()));
+                }
             }
             Op::Unlink | Op::Rmdir | Op::Utimes { times: None } => {}
         }

@@ -21,4 +21,4 @@ pub mod settings;
 pub mod status;
 
 pub use error::{DriverError, Result};
-pub use event::{DirtyReason, Event, FileTimes, KeepRange, Op};
+pub use event::{DirtyReason, Event, FileTimes, KeepRange, NameMatch, NameRule, Op};

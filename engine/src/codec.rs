@@ -35,6 +35,29 @@ pub fn encode(ev: &Event, out: &mut Vec<u8>) -> Result<(), CodecError> {
     Ok(())
 }
 
+/// A `Prune`'s name rules as its record's name section (see `rill_abi::Kind`).
+fn prune_rules(rules: &[rill_driver_linux::NameRule]) -> Vec<u8> {
+    use rill_abi::record::{
+        PRUNE_MATCH_ALL, PRUNE_MATCH_EXACT, PRUNE_MATCH_WILDCARD, PRUNE_RULE_INCLUDE,
+    };
+    use rill_driver_linux::NameMatch;
+    let mut b = Vec::new();
+    for r in rules {
+        let include = if r.include { PRUNE_RULE_INCLUDE } else { 0 };
+        let (kind, name) = match &r.names {
+            NameMatch::All => (PRUNE_MATCH_ALL, None),
+            NameMatch::Exact(n) => (PRUNE_MATCH_EXACT, Some(n)),
+            NameMatch::Wildcard(n) => (PRUNE_MATCH_WILDCARD, Some(n)),
+        };
+        b.push(kind | include);
+        if let Some(n) = name {
+            b.extend_from_slice(n.as_bytes());
+            b.push(0);
+        }
+    }
+    b
+}
+
 /// Appends the encoding of `ev` to `out` except a write's data, which comes last in the
 /// record and is returned (shared, not copied) for the caller to send right after `out`.
 /// Empty for every other operation.
@@ -43,7 +66,8 @@ pub fn encode_but_data(ev: &Event, out: &mut Vec<u8>) -> Result<Bytes, CodecErro
     let mut flags = 0u16;
     let none: &[u8] = &[];
     let (mut path2, mut name, mut data): (&[u8], &[u8], &[u8]) = (none, none, none);
-    let names;
+    let (names, rules);
+    let mut version = 0;
     let mut write_data = Bytes::new();
     let id = |v: Option<u32>| v.map_or(u32::MAX as u64, u64::from);
     match &ev.op {
@@ -105,6 +129,11 @@ pub fn encode_but_data(ev: &Event, out: &mut Vec<u8>) -> Result<Bytes, CodecErro
             }
             names = b;
             data = &names;
+            if !r.rules.is_empty() {
+                rules = prune_rules(&r.rules);
+                name = &rules;
+                version = 2;
+            }
         }
         Op::Unlink | Op::Rmdir | Op::Utimes { times: None } => {}
     }
@@ -121,6 +150,7 @@ pub fn encode_but_data(ev: &Event, out: &mut Vec<u8>) -> Result<Bytes, CodecErro
         dev,
         ino,
         args,
+        version,
         ..Default::default()
     };
     if !write_data.is_empty() {
@@ -414,7 +444,70 @@ mod tests {
                 reason: DirtyReason::StopLimit
             }),
             any::<u64>().prop_map(|count| Op::Overflow { count }),
+            prune(),
         ]
+    }
+
+    #[test]
+    fn only_a_prune_with_rules_needs_a_newer_record_and_bad_rules_are_errors() {
+        use rill_driver_linux::{KeepRange, NameMatch, NameRule};
+        let plain = KeepRange {
+            keep: vec!["a".into()],
+            ..KeepRange::default()
+        };
+        let mut enc = Vec::new();
+        encode(&Event::new("d", Op::Prune(plain.clone())), &mut enc).unwrap();
+        assert_eq!(enc[4], rill_abi::ABI_VERSION, "an older target reads it");
+        let ruled = KeepRange {
+            rules: vec![NameRule {
+                names: NameMatch::Wildcard("*.tmp".into()),
+                include: false,
+            }],
+            ..plain
+        };
+        let ev = Event::new("d", Op::Prune(ruled));
+        enc.clear();
+        encode(&ev, &mut enc).unwrap();
+        assert_eq!(
+            enc[4], 2,
+            "an older target refuses it, rather than ignore the rules"
+        );
+        assert_eq!(decode_relative(&Bytes::from(enc.clone())).unwrap(), ev);
+        // The rules are the name section, just before the data (`a\0` and `\0`).
+        let rules_at = enc.len() - 3 - b"\x04*.tmp\0".len();
+        assert_eq!(&enc[rules_at..rules_at + 7], b"\x04*.tmp\0");
+        // An unknown tag, a '/' in a name, a name without its NUL.
+        for (at, byte) in [(0, 0x7f), (2, b'/'), (6, b'x')] {
+            let mut bad = enc.clone();
+            bad[rules_at + at] = byte;
+            assert!(decode_relative(&Bytes::from(bad)).is_err(), "{at} {byte}");
+        }
+    }
+
+    fn prune() -> impl Strategy<Value = Op> {
+        use rill_driver_linux::{KeepRange, NameMatch, NameRule};
+        let name = || "[a-z*?.]{1,12}".prop_map(OsString::from);
+        let matcher = prop_oneof![
+            Just(NameMatch::All),
+            name().prop_map(NameMatch::Exact),
+            name().prop_map(NameMatch::Wildcard),
+        ];
+        let rule =
+            (matcher, any::<bool>()).prop_map(|(names, include)| NameRule { names, include });
+        (
+            "[a-z]{0,8}",
+            proptest::option::of(name()),
+            proptest::collection::vec(name(), 0..5),
+            proptest::collection::vec(rule, 0..5),
+        )
+            .prop_map(|(after, until, keep, rules)| {
+                Op::Prune(KeepRange {
+                    after: after.into(),
+                    until,
+                    keep,
+                    rules,
+                })
+            })
     }
 
     proptest! {

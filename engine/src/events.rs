@@ -7,7 +7,7 @@
 //! queue, a disk-queue read or write error, or an unclean stop, all of which hand files to
 //! the change journal for remirroring), 4072 `QueueSizeAlertThreshold` exceeded; and 149,
 //! settings reloaded (after the guide's code -149, "new option applied"); the connection,
-//! mirror and target events of the guide's chapter 6 (4001/4004, 4009/4010, 4016/4017,
+//! mirror and target events of the guide's chapter 6 (4001/4004, 4009/4010/4011, 4016/4017,
 //! 4019/4023, 4065, 4071); 4052/4409, orphans removed or not; and 169/170, failed and
 //! successful logins.
 
@@ -30,6 +30,9 @@ pub const DISCONNECTED: u32 = 4017;
 /// Auto-reconnecting / auto-reconnect succeeded.
 pub const RECONNECTING: u32 = 4009;
 pub const RECONNECTED: u32 = 4010;
+/// Auto-reconnect failed: a connection could not be made, or was lost (logged with its
+/// reason, once per reason, not at every retry).
+pub const RECONNECT_FAILED: u32 = 4011;
 pub const MIRROR_STARTED: u32 = 4019;
 pub const MIRROR_COMPLETED: u32 = 4023;
 /// The target data state of a connection changed.

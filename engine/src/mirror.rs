@@ -37,7 +37,7 @@ use std::path::{Path, PathBuf};
 use rill_driver_linux::{Event, Op};
 
 use crate::orphans::keep_ranges;
-use crate::repset::ReplicationSet;
+use crate::repset::{NamesProtected, ReplicationSet};
 use crate::resolve::{list_xattrs, open_data};
 
 /// How the mirror cuts and filters what it sends.
@@ -201,15 +201,22 @@ impl Mirror {
                 }
             };
             // The names read with the rest of the group: a name the replica has beyond
-            // them is an orphan (see `orphans`). Only where the set protects every name;
-            // an excluded name on the replica is not the mirror's to judge.
-            if self.set.protects_every_name_in(p) {
+            // them is an orphan (see `orphans`), unless the set does not protect it: an
+            // excluded name on the replica is not the mirror's to judge, so the ranges
+            // carry the set's rules for the directory's names (none where every name is
+            // protected).
+            let rules = match self.set.names_protected_in(p) {
+                NamesProtected::None => None,
+                NamesProtected::Every => Some(Vec::new()),
+                NamesProtected::Some(rules) => Some(rules),
+            };
+            if let Some(rules) = rules {
                 let names = children
                     .iter()
                     .filter_map(|c| c.file_name())
                     .map(Into::into);
                 let per_op = self.options.orphan_names_per_op;
-                for range in keep_ranges(names.collect(), per_op) {
+                for range in keep_ranges(names.collect(), per_op, &rules) {
                     group.push(Event::new(p, Op::Prune(range)));
                 }
             }

@@ -21,7 +21,9 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 
-use rill_driver_linux::KeepRange;
+use rill_driver_linux::{KeepRange, NameRule};
+
+use crate::repset::protected_by;
 
 /// What a pass removed (the guide's Orphan Files, Orphan Directories, Orphan Bytes).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -49,12 +51,16 @@ impl std::iter::Sum for Removed {
 }
 
 /// The ranges covering a directory whose names are `names` (any order), at most `per_op`
-/// names each (`MaxRemoveOrphansOpSize`); one range even for an empty directory.
-pub fn keep_ranges(mut names: Vec<OsString>, per_op: usize) -> Vec<KeepRange> {
+/// names each (`MaxRemoveOrphansOpSize`); one range even for an empty directory. Each
+/// carries `rules`, the directory's name rules (empty: every name is protected).
+pub fn keep_ranges(mut names: Vec<OsString>, per_op: usize, rules: &[NameRule]) -> Vec<KeepRange> {
     names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
     let mut chunks = names.chunks(per_op.max(1)).peekable();
     if chunks.peek().is_none() {
-        return vec![KeepRange::default()];
+        return vec![KeepRange {
+            rules: rules.to_vec(),
+            ..KeepRange::default()
+        }];
     }
     let mut out = Vec::new();
     let mut after = OsString::new();
@@ -64,6 +70,7 @@ pub fn keep_ranges(mut names: Vec<OsString>, per_op: usize) -> Vec<KeepRange> {
             after: std::mem::take(&mut after),
             until: until.clone(),
             keep: chunk.to_vec(),
+            rules: rules.to_vec(),
         });
         after = until.unwrap_or_default();
     }
@@ -71,13 +78,16 @@ pub fn keep_ranges(mut names: Vec<OsString>, per_op: usize) -> Vec<KeepRange> {
 }
 
 /// Removes from the directory `dir` every entry the range covers and does not keep,
-/// directories with all they hold. Returns each name removed with what went with it (for
+/// directories with all they hold, sparing the names its rules do not protect. Returns each name removed with what went with it (for
 /// the caller's open-file cache, its counters and `LogAllOrphans`).
 pub fn remove_orphans(dir: &OwnedFd, range: &KeepRange) -> io::Result<Vec<(OsString, Removed)>> {
     let keep: HashSet<&[u8]> = range.keep.iter().map(|k| k.as_bytes()).collect();
     let mut gone = Vec::new();
     for name in entries(dir)? {
-        if range.covers(&name) && !keep.contains(name.as_bytes()) {
+        if range.covers(&name)
+            && !keep.contains(name.as_bytes())
+            && protected_by(&range.rules, name.as_bytes())
+        {
             let mut removed = Removed::default();
             remove_entry(dir, &name, &mut removed)?;
             gone.push((name, removed));
@@ -241,7 +251,7 @@ mod tests {
 
     #[test]
     fn ranges_cover_every_name_once() {
-        let ranges = keep_ranges(names(&["d", "a", "c", "b", "e"]), 2);
+        let ranges = keep_ranges(names(&["d", "a", "c", "b", "e"]), 2, &[]);
         assert_eq!(ranges.len(), 3);
         assert_eq!(ranges[0].keep, names(&["a", "b"]));
         assert_eq!(ranges[2].until, None);
@@ -250,7 +260,7 @@ mod tests {
             let covering = ranges.iter().filter(|r| r.covers(n)).count();
             assert_eq!(covering, usize::from(!probe.is_empty()), "{probe}");
         }
-        assert_eq!(keep_ranges(Vec::new(), 10), vec![KeepRange::default()]);
+        assert_eq!(keep_ranges(Vec::new(), 10, &[]), vec![KeepRange::default()]);
     }
 
     #[test]
@@ -314,6 +324,7 @@ mod tests {
             after: "a".into(),
             until: Some("c".into()),
             keep: names(&["c"]),
+            ..KeepRange::default()
         };
         let gone = remove_orphans(&open(d.path()), &range).unwrap();
         let empty_file = Removed {
@@ -321,5 +332,43 @@ mod tests {
             ..Removed::default()
         };
         assert_eq!(gone, vec![(OsString::from("b"), empty_file)]);
+    }
+
+    #[test]
+    fn names_the_rules_do_not_protect_are_spared() {
+        use rill_driver_linux::NameMatch;
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        for n in ["kept", "gone", "x.tmp", "y.tmp", "cache", "cache.tmp"] {
+            std::fs::write(r.join(n), b"").unwrap();
+        }
+        std::fs::create_dir(r.join("sub")).unwrap();
+        std::fs::write(r.join("sub/a.tmp"), b"12").unwrap();
+        let rule = |names, include| NameRule { names, include };
+        // As a set with `/d` Inc, `/d/*.tmp` Exc and `/d/cache` Exc derives them; `y.tmp`
+        // is named by an Inc rule more specific than the wildcard.
+        let rules = vec![
+            rule(NameMatch::Exact("cache".into()), false),
+            rule(NameMatch::Exact("y.tmp".into()), true),
+            rule(NameMatch::Wildcard("*.tmp".into()), false),
+            rule(NameMatch::All, true),
+        ];
+        let mut ranges = keep_ranges(names(&["kept"]), 1000, &rules);
+        assert_eq!(ranges.len(), 1);
+        let mut gone = remove_orphans(&open(r), &ranges[0]).unwrap();
+        gone.sort_by(|a, b| a.0.cmp(&b.0));
+        let gone: Vec<_> = gone.into_iter().map(|(n, _)| n).collect();
+        assert_eq!(gone, names(&["gone", "sub", "y.tmp"]));
+        let mut left: Vec<_> = std::fs::read_dir(r)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        left.sort();
+        assert_eq!(left, names(&["cache", "cache.tmp", "kept", "x.tmp"]));
+        // Rules that protect nothing spare everything; none at all protect every name.
+        ranges[0].rules = vec![rule(NameMatch::Wildcard("*.tmp".into()), false)];
+        assert!(remove_orphans(&open(r), &ranges[0]).unwrap().is_empty());
+        ranges[0].rules.clear();
+        assert_eq!(remove_orphans(&open(r), &ranges[0]).unwrap().len(), 3);
     }
 }

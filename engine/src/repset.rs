@@ -8,7 +8,10 @@
 //! names fewer files), and `Exc` beats `Inc` (an administrator who wrote both meant the
 //! exception). No applicable rule means not protected.
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
+
+use rill_driver_linux::{NameMatch, NameRule};
 
 /// One rule of a replication set.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,16 +73,20 @@ impl Rule {
         })
     }
 
+    /// The rule's specificity (higher wins).
+    fn rank(&self) -> (usize, u8, u8) {
+        (
+            self.dir.components().count(),
+            u8::from(self.pattern.is_some()),
+            u8::from(!self.include),
+        )
+    }
+
     /// If the rule applies to `path`, its specificity (higher wins).
     fn applies(&self, path: &Path) -> Option<(usize, u8, u8)> {
         let parent = path.parent()?;
         let name = path.file_name()?.to_str();
-        let depth = self.dir.components().count();
-        let rank = (
-            depth,
-            u8::from(self.pattern.is_some()),
-            u8::from(!self.include),
-        );
+        let rank = self.rank();
         match &self.pattern {
             None if path == self.dir => Some(rank),
             None if parent == self.dir => Some(rank),
@@ -106,14 +113,48 @@ impl ReplicationSet {
         ReplicationSet { rules }
     }
 
-    /// Whether the set protects every name directly in the directory `dir` (absolute):
-    /// a rule includes them and no exclusion could apply to any of them.
-    pub fn protects_every_name_in(&self, dir: &Path) -> bool {
-        let any_name = dir.join("\u{1}any");
-        let excluded_beneath = self.rules.iter().any(|r| {
-            !r.include && (r.dir.starts_with(dir) || (r.recursive && dir.starts_with(&r.dir)))
-        });
-        !excluded_beneath && self.protects(&any_name)
+    /// Which names directly in the directory `dir` (absolute) the set protects, as rules
+    /// on names alone that a target can apply to the names it has there (see
+    /// [`protected_by`]): the rules that can apply to a name in `dir`, most specific
+    /// first, so that the first one matching a name is the one [`Self::protects`] would
+    /// pick for it.
+    pub fn names_protected_in(&self, dir: &Path) -> NamesProtected {
+        let mut matching: Vec<((usize, u8, u8), NameRule)> = Vec::new();
+        for r in &self.rules {
+            let here = r.dir == dir || (r.recursive && dir.starts_with(&r.dir));
+            let names = match &r.pattern {
+                // A rule on a directory applies to that directory itself, by its name.
+                None if r.dir.parent() == Some(dir) => r
+                    .dir
+                    .file_name()
+                    .map(|n| NameMatch::Exact(n.to_os_string())),
+                None => here.then_some(NameMatch::All),
+                Some(p) => here.then(|| NameMatch::Wildcard(p.into())),
+            };
+            if let Some(names) = names {
+                let include = r.include;
+                matching.push((r.rank(), NameRule { names, include }));
+            }
+        }
+        // Stable: rules of equal rank include alike (`Exc` ranks higher), so their order
+        // does not matter.
+        matching.sort_by_key(|m| std::cmp::Reverse(m.0));
+        let mut rules: Vec<NameRule> = matching.into_iter().map(|(_, r)| r).collect();
+        // Nothing after a rule for every name is ever asked; a name no rule matches is
+        // not protected, so exclusions at the end say nothing.
+        if let Some(all) = rules.iter().position(|r| r.names == NameMatch::All) {
+            rules.truncate(all + 1);
+        }
+        while rules.last().is_some_and(|r| !r.include) {
+            rules.pop();
+        }
+        match rules.as_slice() {
+            [] => NamesProtected::None,
+            [only] if only.names == NameMatch::All => NamesProtected::Every,
+            // More than a `Prune` may carry: left alone rather than judged.
+            many if many.len() > rill_abi::record::PRUNE_RULES_MAX => NamesProtected::None,
+            _ => NamesProtected::Some(rules),
+        }
     }
 
     /// Whether the set protects `path` (absolute).
@@ -124,6 +165,37 @@ impl ReplicationSet {
             .max_by_key(|(rank, _)| *rank)
             .is_some_and(|(_, include)| include)
     }
+}
+
+/// Which names of a directory a replication set protects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NamesProtected {
+    /// Every name (no exclusion can apply to a name there).
+    Every,
+    /// No name.
+    None,
+    /// The names these rules protect (see [`protected_by`]).
+    Some(Vec<NameRule>),
+}
+
+/// Whether `rules` (most specific first, as [`ReplicationSet::names_protected_in`] makes
+/// them) protect the name `name`: the first rule that matches it decides, and a name none
+/// matches is not protected. No rules at all: every name is (a set without exclusions).
+pub fn protected_by(rules: &[NameRule], name: &[u8]) -> bool {
+    if rules.is_empty() {
+        return true;
+    }
+    rules
+        .iter()
+        .find(|r| match &r.names {
+            NameMatch::All => true,
+            NameMatch::Exact(n) => n.as_bytes() == name,
+            // As `Rule::applies`: a wildcard matches only names that are valid UTF-8.
+            NameMatch::Wildcard(p) => {
+                std::str::from_utf8(name).is_ok() && wildcard(p.as_bytes(), name)
+            }
+        })
+        .is_some_and(|r| r.include)
 }
 
 /// Glob matching of one name: `*` any run of bytes, `?` exactly one. Iterative with one
@@ -167,20 +239,91 @@ mod tests {
         )
     }
 
+    /// The names protected in `dir` judged by the derived rules, checked against
+    /// `protects` for each of `names`.
+    fn judged(s: &ReplicationSet, dir: &str, names: &[&str]) -> Vec<bool> {
+        let rules = match s.names_protected_in(Path::new(dir)) {
+            NamesProtected::Every => Vec::new(),
+            NamesProtected::None => return names.iter().map(|_| false).collect(),
+            NamesProtected::Some(rules) => rules,
+        };
+        names
+            .iter()
+            .map(|n| {
+                let by_rules = protected_by(&rules, n.as_bytes());
+                let path = Path::new(dir).join(n);
+                assert_eq!(by_rules, s.protects(&path), "{}", path.display());
+                by_rules
+            })
+            .collect()
+    }
+
     #[test]
-    fn orphans_are_judged_only_where_every_name_is_protected() {
+    fn a_directorys_name_rules_protect_what_the_set_protects() {
         let s = set(&[
             ("/data", true, true),
             ("/data/logs/*.tmp", false, false),
             ("/data/cache", false, true),
+            ("/data/cache/keep", true, false),
+            ("/data/*.bak", false, true),
         ]);
-        assert!(s.protects_every_name_in(Path::new("/data/a")));
-        // An exclusion beneath, in it, or above it (recursive) could spare a name.
-        assert!(!s.protects_every_name_in(Path::new("/data")));
-        assert!(!s.protects_every_name_in(Path::new("/data/logs")));
-        assert!(!s.protects_every_name_in(Path::new("/data/cache/x")));
-        assert!(s.protects_every_name_in(Path::new("/data/logs/old")));
-        assert!(!s.protects_every_name_in(Path::new("/other")));
+        let names = ["a", "x.tmp", "x.bak", "cache", "keep", "logs", "b.tmpx"];
+        assert_eq!(
+            s.names_protected_in(Path::new("/other")),
+            NamesProtected::None
+        );
+        assert_eq!(
+            s.names_protected_in(Path::new("/data/cache/x")),
+            NamesProtected::None,
+            "beneath a recursive exclusion"
+        );
+        // Only a recursive wildcard exclusion reaches /data/logs/old: names of a
+        // directory beneath /data/logs are not what `/data/logs/*.tmp` names.
+        assert_eq!(
+            judged(&s, "/data/logs/old", &names),
+            [true, true, false, true, true, true, true]
+        );
+        assert_eq!(
+            judged(&s, "/data", &names),
+            [true, true, false, false, true, true, true]
+        );
+        assert_eq!(
+            judged(&s, "/data/logs", &names),
+            [true, false, false, true, true, true, true]
+        );
+        assert_eq!(
+            judged(&s, "/data/cache", &names),
+            [false, false, false, false, true, false, false]
+        );
+        let NamesProtected::Some(rules) = s.names_protected_in(Path::new("/data/logs")) else {
+            panic!()
+        };
+        let wild = |p: &str, include| NameRule {
+            names: NameMatch::Wildcard(p.into()),
+            include,
+        };
+        let all = NameRule {
+            names: NameMatch::All,
+            include: true,
+        };
+        assert_eq!(
+            rules,
+            [wild("*.tmp", false), wild("*.bak", false), all],
+            "most specific first"
+        );
+
+        let plain = set(&[("/data", true, true), ("/data/cache", false, true)]);
+        assert_eq!(
+            plain.names_protected_in(Path::new("/data/a")),
+            NamesProtected::Every,
+            "no exclusion can apply: as cheap as without rules"
+        );
+        assert!(!judged(&plain, "/data", &names)[3]);
+        let non_recursive = set(&[("/data", true, false)]);
+        assert_eq!(
+            non_recursive.names_protected_in(Path::new("/data/sub")),
+            NamesProtected::None
+        );
     }
 
     #[test]

@@ -8,10 +8,12 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rill_engine::mgmt::{JobAction, MirrorState, Request, Response};
+use rill_engine::mgmt::{
+    ConErrorClass, JobAction, MirrorState, Request, Response, TargetSessionStatus,
+};
 use rill_tests::tree::{assert_equal_trees, differences, equal_trees_with, snapshot_with};
 use rill_tests::{require_kernel_support, rilld_bin, TestDir};
-use rill_tools::pair::{in_sync, pair, start_job, wait_until, Host, Role};
+use rill_tools::pair::{failing, in_sync, pair, start_job, wait_until, Host, Role};
 use rill_tools::rng::Rng;
 
 /// Settings for both hosts: extended attributes replicated (the Linux default is off),
@@ -520,6 +522,189 @@ fn what_changed_while_a_job_was_stopped_reaches_the_replica_when_it_runs_again()
     random_workload(&p.src, 23, 500);
     p.source.restart().unwrap();
     p.converge("s", Duration::from_secs(90));
+}
+
+/// This host's target session of `job`, as its status reports it.
+fn target_session(target: &Host, job: &str) -> TargetSessionStatus {
+    match target.call(Request::Status { name: None }) {
+        Ok(Response::Status(r)) => r
+            .target
+            .and_then(|t| t.sessions.into_iter().find(|s| s.job == job))
+            .unwrap_or_else(|| panic!("no target session of job {job}")),
+        other => panic!("status: {other:?}"),
+    }
+}
+
+/// Deletions made while a job with exclusions was stopped reach the replica when it runs
+/// again (its remirror removes them as orphans), in the root and beneath it, while the
+/// names the exclusions match stay on the replica.
+#[test]
+fn deletions_while_a_job_with_exclusions_was_stopped_reach_the_replica() {
+    let p = start("rep-excl-orphans");
+    for d in ["sub/deep", "olddir"] {
+        std::fs::create_dir_all(p.src.join(d)).unwrap();
+    }
+    let files = [
+        "a.txt",
+        "gone.txt",
+        "sub/b.txt",
+        "sub/gone2.txt",
+        "sub/deep/gone3.txt",
+        "olddir/f",
+    ];
+    for f in files {
+        std::fs::write(p.src.join(f), f.as_bytes()).unwrap();
+    }
+    start_job(
+        &p.source,
+        &p.target,
+        "x",
+        &p.src,
+        &p.dst,
+        &["*.tmp", "cache"],
+    )
+    .unwrap();
+    let mirrored = wait_until(Duration::from_secs(60), || {
+        Ok(in_sync(&p.source, "x")?
+            && files.iter().all(|f| p.dst.join(f).exists())
+            && matches!(
+                p.source.call(Request::JobList)?,
+                Response::Jobs(jobs) if jobs.iter().any(|j| j.mirror == MirrorState::Complete)
+            ))
+    })
+    .unwrap();
+    assert!(mirrored, "the first mirror did not complete:\n{}", p.logs());
+    let job = |action| {
+        let r = p.source.call(Request::Job {
+            name: "x".into(),
+            action,
+        });
+        assert!(matches!(r, Ok(Response::Done { .. })), "{action:?}: {r:?}");
+    };
+
+    job(JobAction::Stop);
+    let gone = ["gone.txt", "sub/gone2.txt", "sub/deep/gone3.txt", "olddir"];
+    for g in &gone[..3] {
+        std::fs::remove_file(p.src.join(g)).unwrap();
+    }
+    std::fs::remove_dir_all(p.src.join("olddir")).unwrap();
+    // Names the exclusions match, on the replica only: not the source's to judge.
+    let excluded = ["keep.tmp", "sub/keep2.tmp", "sub/deep/keep3.tmp", "cache/x"];
+    std::fs::create_dir_all(p.dst.join("cache")).unwrap();
+    for e in excluded {
+        std::fs::write(p.dst.join(e), b"replica only").unwrap();
+    }
+    job(JobAction::Start);
+
+    let converged = wait_until(Duration::from_secs(60), || {
+        Ok(in_sync(&p.source, "x")? && gone.iter().all(|g| !p.dst.join(g).exists()))
+    })
+    .unwrap();
+    let left: Vec<_> = gone.iter().filter(|g| p.dst.join(g).exists()).collect();
+    assert!(
+        converged,
+        "deleted while stopped, still on the replica: {left:?}\n{}",
+        p.logs()
+    );
+    for name in excluded.iter().chain(&["a.txt", "sub/b.txt"]) {
+        assert!(p.dst.join(name).exists(), "{name} went from the replica");
+    }
+    let session = target_session(&p.target, "x");
+    assert_eq!(
+        (
+            session.orphan_files_removed,
+            session.orphan_directories_removed
+        ),
+        (4, 1),
+        "orphans removed (files, directories): {session:?}"
+    );
+    // A remirror's markers are not ops: the counters agree once it is applied.
+    target_counters_agree(&p, "x");
+}
+
+/// Once a job is in sync, its target's counters of this connection agree: every op
+/// received was applied, none remains (markers and resends count in none of them).
+fn target_counters_agree(p: &Pair, job: &str) {
+    let agree = |s: &TargetSessionStatus| {
+        let c = &s.counters;
+        c.ops_received > 0
+            && c.ops_received == s.ops_applied
+            && c.ops_remaining == 0
+            && c.ops_dropped == 0
+    };
+    let settled = wait_until(Duration::from_secs(10), || {
+        Ok(agree(&target_session(&p.target, job)))
+    })
+    .unwrap();
+    let s = target_session(&p.target, job);
+    assert!(
+        settled,
+        "received {}, applied {}, remaining {}, dropped {}: {s:?}",
+        s.counters.ops_received, s.ops_applied, s.counters.ops_remaining, s.counters.ops_dropped
+    );
+    // As the source sees them (from the target's last TargetStats).
+    let reported = wait_until(Duration::from_secs(10), || {
+        Ok(p.source
+            .job_status(job)?
+            .target_stats
+            .is_some_and(|t| t.ops_remaining == 0 && t.ops_received == s.counters.ops_received))
+    })
+    .unwrap();
+    assert!(reported, "{:?}", p.source.job_status(job));
+}
+
+/// A job whose target address has nothing listening says why in its status (class
+/// Connection Refused) and logs it once as event 4011, not at every retry; its mirror is
+/// not shown complete and its replication not Pending as if all were well.
+#[test]
+fn a_job_whose_target_refuses_connections_says_so() {
+    let p = start("rep-refused");
+    std::fs::write(p.src.join("a.txt"), b"waiting for a target").unwrap();
+    let port = rill_tools::pair::free_port().unwrap();
+    p.source
+        .call(Request::JobCreate(rill_engine::jobs::JobSpec {
+            name: "r".into(),
+            source: p.src.clone(),
+            target_host: "127.0.0.1".into(),
+            target_port: port,
+            target_path: p.dst.clone(),
+            rules: Vec::new(),
+        }))
+        .unwrap();
+    p.source
+        .call(Request::Job {
+            name: "r".into(),
+            action: JobAction::Start,
+        })
+        .unwrap();
+    // NetworkRetry = 1: several attempts within a few seconds.
+    let retried = wait_until(Duration::from_secs(30), || {
+        Ok(p.source
+            .job_status("r")?
+            .con_error
+            .is_some_and(|e| e.attempts >= 3))
+    })
+    .unwrap();
+    let job = p.source.job_status("r").unwrap();
+    assert!(retried, "{job:?}\n{}", p.logs());
+    let error = failing(&job).unwrap_or_else(|| panic!("not shown as failing: {job:?}"));
+    assert_eq!(error.class, ConErrorClass::Refused, "{job:?}");
+    assert!(error.message.contains("refused"), "{job:?}");
+    let log = p.source.event_log();
+    let failed: Vec<_> = log
+        .lines()
+        .filter(|l| l.split(' ').nth(6) == Some("4011"))
+        .collect();
+    assert_eq!(
+        failed.len(),
+        1,
+        "one event per reason, not per retry:\n{log}"
+    );
+    assert!(
+        failed[0].contains("job r") && failed[0].contains("Connection Refused"),
+        "{}",
+        failed[0]
+    );
 }
 
 /// The first mirror removes what the target path held that the source does not have, and

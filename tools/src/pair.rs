@@ -263,6 +263,21 @@ pub fn in_sync(source: &Host, job: &str) -> Result<bool> {
         && s.con_state == rill_engine::mgmt::ConState::Active)
 }
 
+/// Why the job's connection fails, if its status shows it as failing and nothing as
+/// healthy: `conState` Error, no mirror at 100%, replication neither Pending nor
+/// Replicating, no mirror In Progress. `None` if any of that does not hold.
+pub fn failing(s: &JobStatus) -> Option<rill_engine::mgmt::ConError> {
+    use rill_engine::mgmt::{ConState, MirrorStatus, ReplicationStatus};
+    let healthy_looking = matches!(
+        s.replication_status,
+        ReplicationStatus::Pending | ReplicationStatus::Replicating
+    ) || s.mirror_status == MirrorStatus::InProgress
+        || s.con_mirror_percent >= 100.0;
+    (s.con_state == ConState::Error && !healthy_looking)
+        .then(|| s.con_error.clone())
+        .flatten()
+}
+
 /// Whether every thread of `pid` is stopped (state `T` in `/proc/PID/task/TID/stat`) or
 /// has exited (`Z`, `X`).
 fn all_threads_stopped(pid: u32) -> Result<bool> {

@@ -249,6 +249,7 @@ impl Daemon {
             },
             bandwidth: settings.bandwidth_limit_bytes_per_sec(),
             mirror: full_mirror,
+            log: Some(Arc::clone(&self.log)),
         };
         let resolve = service::resolve_options(&settings);
         let mut sink = NetworkSink::start(

@@ -84,6 +84,7 @@ impl Daemon {
                                         DataState::Disconnected
                                     },
                                     last_applied: s.last_applied.load(Ordering::Relaxed),
+                                    ops_applied: s.ops_applied.load(Ordering::Relaxed),
                                     counters: TargetCounters {
                                         ops_received: s.ops_received.load(Ordering::Relaxed),
                                         ops_remaining: s.ops_remaining.load(Ordering::Relaxed),
@@ -143,11 +144,18 @@ fn job_status(job: &Job, runner: Option<&Runner>, driver: f64) -> JobStatus {
     let (l, c) = (&r.link, &r.control);
     let paused = c.paused.load(Ordering::Relaxed);
     let link = l.state();
+    // Why the last attempt failed, until one succeeds: a retry in progress does not
+    // make a failing link look healthy.
+    s.con_error = match link {
+        Link::Connected => None,
+        _ => l.error(),
+    };
+    let failing = s.con_error.is_some();
     s.con_state = match (link, paused) {
         (Link::Connected, true) => ConState::Paused,
         (Link::Connected, false) => ConState::Active,
-        (Link::Connecting, _) => ConState::None,
-        (Link::Disconnected | Link::Refused, _) => ConState::Error,
+        (Link::Connecting, _) if !failing => ConState::None,
+        (Link::Connecting | Link::Disconnected | Link::Refused, _) => ConState::Error,
     };
     s.transmit_mode = match (link, paused) {
         (_, true) => TransmitMode::Paused,
@@ -157,23 +165,32 @@ fn job_status(job: &Job, runner: Option<&Runner>, driver: f64) -> JobStatus {
     s.replication_status = match (link, job.state) {
         (_, JobState::Stopped) => ReplicationStatus::Stopped,
         (Link::Connected, _) => ReplicationStatus::Replicating,
+        // Nothing reaches the target while its link fails (`conError` says why).
+        _ if failing => ReplicationStatus::Stopped,
         _ => ReplicationStatus::Pending,
     };
     let total = c.mirror_total_bytes.load(Ordering::Relaxed);
     let handed = c.mirror_sent_bytes.load(Ordering::Relaxed);
+    // Handed to the link and not acknowledged, whether sent or waiting for a connection.
     let in_flight = l.mir_bytes_pending.load(Ordering::Relaxed);
     let acked = handed.saturating_sub(in_flight);
     let walk = c.mirror_status();
+    let complete = job.mirror == MirrorState::Complete
+        || l.mirror_complete_acked.load(Ordering::Relaxed)
+        || (walk == Walk::Complete
+            && in_flight == 0
+            && l.mir_ops_pending.load(Ordering::Relaxed) == 0);
     s.mirror_status = match walk {
         Walk::Calculating => MirrorStatus::Calculating,
+        // Held until the target is reachable again.
+        Walk::InProgress if failing => MirrorStatus::Paused,
         Walk::InProgress if l.target_paused.load(Ordering::Relaxed) => MirrorStatus::Paused,
         Walk::InProgress => MirrorStatus::InProgress,
         Walk::Paused => MirrorStatus::Paused,
+        // Walked, but not all of it is on the target yet.
+        Walk::Complete if !complete => MirrorStatus::Waiting,
         Walk::Idle | Walk::Complete => MirrorStatus::Idle,
     };
-    let complete = job.mirror == MirrorState::Complete
-        || l.mirror_complete_acked.load(Ordering::Relaxed)
-        || (walk == Walk::Complete && in_flight == 0);
     (s.con_mirror_percent, s.con_mirror_bytes_remaining) = if complete {
         (100.0, 0)
     } else if total > 0 {

@@ -16,11 +16,12 @@ mod session;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use rill_driver_linux::Event;
 use tokio::sync::{mpsc, watch};
 
+use crate::mgmt::{utc_time, ConError, ConErrorClass};
 use crate::proto::{Marker, Stream};
 use crate::resolve::{ResolveOptions, Resolver};
 use crate::sink::{SinkError, Transmit};
@@ -80,8 +81,8 @@ pub struct LinkStats {
     /// Whether the target asked for a pause of the mirror (its queue is at
     /// `TGMirrorCapacityHigh`).
     pub target_paused: AtomicBool,
-    /// The last error of the connection, for status and the log.
-    pub last_error: Mutex<String>,
+    /// Why the link is not connected, until an attempt succeeds (`conError`).
+    error: Mutex<Option<Failure>>,
     /// Highest sequence number the target acknowledged.
     pub acked_seq: AtomicU64,
     /// Set when the target welcomed the link with less than it had acknowledged: its
@@ -92,7 +93,54 @@ pub struct LinkStats {
     pub mirror_complete_acked: AtomicBool,
 }
 
+/// The reason the link's attempts fail, and since when.
+#[derive(Clone, Debug)]
+pub(crate) struct Failure {
+    pub class: ConErrorClass,
+    pub message: String,
+    pub since: SystemTime,
+    pub attempts: u64,
+}
+
 impl LinkStats {
+    /// Records a failed attempt (or a connection lost). True when its reason is not the
+    /// standing one: that is when it is logged, not at every retry.
+    pub(crate) fn failed(&self, class: ConErrorClass, message: &str) -> bool {
+        let mut e = self.error.lock().unwrap_or_else(|e| e.into_inner());
+        match e.as_mut() {
+            Some(f) if f.class == class && f.message == message => {
+                f.attempts += 1;
+                false
+            }
+            _ => {
+                *e = Some(Failure {
+                    class,
+                    message: message.to_string(),
+                    since: SystemTime::now(),
+                    attempts: 1,
+                });
+                true
+            }
+        }
+    }
+
+    /// A connection succeeded: clears the standing reason and returns it.
+    pub(crate) fn connected(&self) -> Option<Failure> {
+        self.error.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// Why the link is not connected (`conError`), `None` if nothing failed since the
+    /// last connection.
+    pub fn error(&self) -> Option<ConError> {
+        let e = self.error.lock().unwrap_or_else(|e| e.into_inner());
+        e.as_ref().map(|f| ConError {
+            class: f.class,
+            message: f.message.clone(),
+            since: utc_time(f.since),
+            attempts: f.attempts,
+        })
+    }
+
     pub fn state(&self) -> ConState {
         ConState::from_u8(self.state.load(Ordering::Relaxed))
     }
@@ -225,6 +273,33 @@ impl NetworkSink {
     }
 }
 
+impl NetworkSink {
+    /// Hands an operation to the link, counted as pending until the target acknowledges
+    /// it. Counted before it is handed over (the acknowledgement that uncounts it may come
+    /// at once), so what waits for a connection counts as not acknowledged too.
+    fn submit_op(&mut self, ev: Event, stream: Stream, captured_ns: u64) -> Result<(), SinkError> {
+        let stats = &self.shared.stats;
+        match stream {
+            Stream::Replication => {
+                stats.rep_ops_pending.fetch_add(1, Ordering::Relaxed);
+            }
+            Stream::Mirror => {
+                stats.mir_ops_pending.fetch_add(1, Ordering::Relaxed);
+                let bytes = match &ev.op {
+                    rill_driver_linux::Op::Write { len, .. } => *len,
+                    _ => 0,
+                };
+                stats.mir_bytes_pending.fetch_add(bytes, Ordering::Relaxed);
+            }
+        }
+        self.submit(Outgoing::Op {
+            ev,
+            stream,
+            captured_ns,
+        })
+    }
+}
+
 impl Transmit for NetworkSink {
     fn send(&mut self, ev: &Event, stream: Stream) -> Result<(), SinkError> {
         self.resolver.resolve(ev.clone(), &mut self.resolved)?;
@@ -236,11 +311,7 @@ impl Transmit for NetworkSink {
             } else {
                 monotonic_ns()
             };
-            self.submit(Outgoing::Op {
-                ev,
-                stream,
-                captured_ns,
-            })?;
+            self.submit_op(ev, stream, captured_ns)?;
         }
         self.resolved = resolved;
         Ok(())
@@ -274,12 +345,7 @@ impl Transmit for NetworkSink {
     /// count of items handed to the link, which the target's acknowledgements reach.
     fn checkpoint(&mut self) -> Result<u64, SinkError> {
         for ev in self.resolver.times_of_written() {
-            let captured_ns = monotonic_ns();
-            self.submit(Outgoing::Op {
-                ev,
-                stream: Stream::Replication,
-                captured_ns,
-            })?;
+            self.submit_op(ev, Stream::Replication, monotonic_ns())?;
         }
         Ok(self.submitted)
     }

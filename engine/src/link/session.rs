@@ -19,7 +19,10 @@ use tokio_rustls::client::TlsStream;
 
 use super::{ConState, Outgoing, Shared};
 use crate::codec;
+use crate::events::{self, EventLog, Level};
+use crate::mgmt::ConErrorClass;
 use crate::proto::{self, Compression, Frame, Marker, Policy, Stream, MAX_FRAME, VERSION};
+use crate::tls::HandshakeFailure;
 
 /// Where and how one job connects.
 #[derive(Clone)]
@@ -46,6 +49,9 @@ pub struct LinkConfig {
     pub bandwidth: Option<u64>,
     /// A full mirror follows the hello (the target marks its data state accordingly).
     pub mirror: bool,
+    /// Where a failed connection's reason is logged (event 4011, once per reason) and a
+    /// connection after failures (4010).
+    pub log: Option<Arc<EventLog>>,
 }
 
 /// One operation or marker on the wire, kept until acknowledged.
@@ -80,9 +86,11 @@ enum LinkError {
     #[error("connecting to {0}: {1}")]
     Connect(String, std::io::Error),
     #[error("TLS handshake with {0}: {1}")]
-    Handshake(String, String),
-    #[error("the target refused: {0}")]
-    Refused(String),
+    Handshake(String, HandshakeFailure),
+    #[error("the target refused: {message}")]
+    Refused { code: u32, message: String },
+    #[error("the target broke the protocol: {0}")]
+    Unexpected(String),
     #[error("protocol: {0}")]
     Proto(#[from] proto::ProtoError),
     #[error("network: {0}")]
@@ -95,6 +103,47 @@ enum LinkError {
     Codec(#[from] codec::CodecError),
     #[error("stopped")]
     Stopped,
+}
+
+impl LinkError {
+    /// The class `conError` reports.
+    fn class(&self) -> ConErrorClass {
+        use crate::proto::refuse;
+        let io = |e: &std::io::Error| match e.kind() {
+            std::io::ErrorKind::ConnectionRefused => ConErrorClass::Refused,
+            std::io::ErrorKind::TimedOut => ConErrorClass::TimedOut,
+            _ => ConErrorClass::Network,
+        };
+        match self {
+            LinkError::Connect(_, e) | LinkError::Io(e) => io(e),
+            LinkError::Proto(proto::ProtoError::Io(e)) => io(e),
+            LinkError::Handshake(_, HandshakeFailure::Network { .. }) => ConErrorClass::Network,
+            LinkError::Handshake(_, HandshakeFailure::Protocol { .. }) => ConErrorClass::Protocol,
+            LinkError::Handshake(..) => ConErrorClass::NotTrusted,
+            LinkError::Refused { code, .. } => match *code {
+                refuse::NOT_AUTHORIZED => ConErrorClass::NotTrusted,
+                refuse::PROTOCOL | refuse::VERSION | refuse::OUT_OF_ORDER => {
+                    ConErrorClass::Protocol
+                }
+                _ => ConErrorClass::Rejected,
+            },
+            LinkError::Proto(_) | LinkError::Codec(_) | LinkError::Unexpected(_) => {
+                ConErrorClass::Protocol
+            }
+            LinkError::Timeout(_) => ConErrorClass::TimedOut,
+            LinkError::Closed | LinkError::Stopped => ConErrorClass::Network,
+        }
+    }
+
+    /// An i/o error on the TLS stream: in TLS 1.3 a server that refuses this host's
+    /// certificate says so with an alert after the client's side of the handshake is
+    /// done, so it comes with the first read (or write) instead of from the handshake.
+    fn tls(address: &str, e: std::io::Error) -> LinkError {
+        match crate::tls::classify_handshake_error(&e) {
+            HandshakeFailure::Network { .. } => LinkError::Io(e),
+            failure => LinkError::Handshake(address.to_string(), failure),
+        }
+    }
 }
 
 /// Opens a mutually authenticated TLS connection to `address`.
@@ -132,6 +181,17 @@ pub(super) async fn run(config: LinkConfig, mut rx: mpsc::Receiver<Outgoing>, sh
                     config.job,
                     config.address
                 );
+                if let (Some(failed), Some(log)) = (stats.connected(), &config.log) {
+                    log.event(
+                        Level::Information,
+                        events::RECONNECTED,
+                        &format!(
+                            "Auto-reconnect has succeeded connecting job {} to {} after {} \
+                             failed attempts ({})",
+                            config.job, config.address, failed.attempts, failed.class
+                        ),
+                    );
+                }
                 let acked = stats.acked_seq.load(Ordering::Relaxed);
                 if last_applied < acked {
                     // Acknowledged means durably applied, so a target that knows less
@@ -165,16 +225,29 @@ pub(super) async fn run(config: LinkConfig, mut rx: mpsc::Receiver<Outgoing>, sh
             }
             Err(e) => e,
         };
-        let refused = matches!(err, LinkError::Refused(_) | LinkError::Handshake(..));
+        let refused = matches!(err, LinkError::Refused { .. } | LinkError::Handshake(..));
         stats.set_state(if refused {
             ConState::Refused
         } else {
             ConState::Disconnected
         });
         let text = err.to_string();
+        let class = err.class();
         log::warn!("job {}: {text}", config.job);
-        if let Ok(mut last) = stats.last_error.lock() {
-            *last = text;
+        if let (true, Some(log)) = (stats.failed(class, &text), &config.log) {
+            let then = if config.auto_reconnect {
+                format!("retrying every {} s", config.retry.as_secs_f64())
+            } else {
+                "not retrying (AutoReconnect = 0): restart the job".to_string()
+            };
+            log.event(
+                Level::Error,
+                events::RECONNECT_FAILED,
+                &format!(
+                    "Auto-reconnect has failed connecting job {} to {}: {class}: {text}; {then}",
+                    config.job, config.address
+                ),
+            );
         }
         if !config.auto_reconnect {
             // Stay disconnected until the job is restarted.
@@ -198,7 +271,7 @@ async fn connect(config: &LinkConfig) -> Result<(TlsStream<TcpStream>, u64), Lin
             Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
                 return Err(LinkError::Handshake(
                     config.address.clone(),
-                    crate::tls::describe_handshake_error(&e),
+                    crate::tls::classify_handshake_error(&e),
                 ))
             }
             Err(e) => return Err(LinkError::Connect(config.address.clone(), e)),
@@ -212,15 +285,17 @@ async fn connect(config: &LinkConfig) -> Result<(TlsStream<TcpStream>, u64), Lin
     };
     let mut buf = Vec::new();
     hello.encode(Policy::PLAIN, &mut buf)?;
-    stream.write_all(&buf).await?;
-    stream.flush().await?;
+    let tls = |e| LinkError::tls(&config.address, e);
+    stream.write_all(&buf).await.map_err(tls)?;
+    stream.flush().await.map_err(tls)?;
     match tokio::time::timeout(config.timeout, proto::read_frame(&mut stream, MAX_FRAME)).await {
         Err(_) => Err(LinkError::Timeout(config.timeout)),
+        Ok(Err(proto::ProtoError::Io(e))) => Err(tls(e)),
         Ok(Err(e)) => Err(e.into()),
         Ok(Ok(None)) => Err(LinkError::Closed),
         Ok(Ok(Some(Frame::Welcome { last_applied, .. }))) => Ok((stream, last_applied)),
-        Ok(Ok(Some(Frame::Refused { message, .. }))) => Err(LinkError::Refused(message)),
-        Ok(Ok(Some(other))) => Err(LinkError::Refused(format!(
+        Ok(Ok(Some(Frame::Refused { code, message }))) => Err(LinkError::Refused { code, message }),
+        Ok(Ok(Some(other))) => Err(LinkError::Unexpected(format!(
             "expected a welcome, got {:?}",
             other.kind()
         ))),
@@ -418,14 +493,6 @@ async fn session(
                     if compressed {
                         stats.bytes_compressed_tx.fetch_add(f.len() as u64, Ordering::Relaxed);
                     }
-                    match f.stream {
-                        Some(Stream::Replication) => { stats.rep_ops_pending.fetch_add(1, Ordering::Relaxed); }
-                        Some(Stream::Mirror) => {
-                            stats.mir_ops_pending.fetch_add(1, Ordering::Relaxed);
-                            stats.mir_bytes_pending.fetch_add(f.data_bytes, Ordering::Relaxed);
-                        }
-                        None => {}
-                    }
                     if window.is_empty() {
                         stats.oldest_unacked_ns.store(f.captured_ns, Ordering::Relaxed);
                     }
@@ -534,9 +601,9 @@ fn handle(
             }
         }
         Frame::KeepAlive => {}
-        Frame::Refused { message, .. } => return Err(LinkError::Refused(message)),
+        Frame::Refused { code, message } => return Err(LinkError::Refused { code, message }),
         other => {
-            return Err(LinkError::Refused(format!(
+            return Err(LinkError::Unexpected(format!(
                 "unexpected {:?} frame from the target",
                 other.kind()
             )))

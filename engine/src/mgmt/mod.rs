@@ -40,9 +40,9 @@ pub use client::{Client, ClientError, CONNECT_TIMEOUT, DEFAULT_CALL_TIMEOUT, MAX
 pub use server::{serve, serve_with, ServeOptions};
 pub use token::{load_or_create_token, read_token, token_path, TOKEN_FILE_NAME};
 pub use types::{
-    utc_time, ConState, DataState, JobAction, JobInfo, JobState, JobStatus, MirrorState,
-    MirrorStatus, ReplicationStatus, Request, Response, SettingRow, StatusReport, TargetCounters,
-    TargetSessionStatus, TargetStatus, TransmitMode, TrustedPeer,
+    utc_time, ConError, ConErrorClass, ConState, DataState, JobAction, JobInfo, JobState,
+    JobStatus, MirrorState, MirrorStatus, ReplicationStatus, Request, Response, SettingRow,
+    StatusReport, TargetCounters, TargetSessionStatus, TargetStatus, TransmitMode, TrustedPeer,
 };
 
 /// The management API's port when `ManagementPort` is not set (the guide's 6326).

@@ -347,6 +347,42 @@ pub struct JobStatus {
     /// (never connected). Not `target`, which is the address above.
     #[serde(rename = "targetStats")]
     pub target_stats: Option<TargetCounters>,
+    /// Why the job is not connected: the reason its last attempt failed, until an attempt
+    /// succeeds; `None` while connected or before the first attempt failed.
+    #[serde(rename = "conError", default)]
+    pub con_error: Option<ConError>,
+}
+
+guide_words! {
+    /// The class of a failed connection, what an administrator acts on (the guide logs
+    /// the reason only as text, in event 4011).
+    pub enum ConErrorClass {
+        /// Nothing listens at the target's address (TCP connection refused).
+        Refused => "Connection Refused",
+        /// No answer within `NetworkTimeout` (connecting, the handshake, or silence).
+        TimedOut => "Timed Out",
+        /// The TLS handshake failed on a certificate: one side does not trust the other
+        /// (`rillctl trust add`).
+        NotTrusted => "Certificate Not Trusted",
+        /// The target refused the job (unknown job, target path, busy, stopping).
+        Rejected => "Rejected By Target",
+        /// A peer broke the wire protocol (or speaks another version).
+        Protocol => "Protocol Error",
+        /// The connection failed below the protocol: unreachable, reset, closed.
+        Network => "Network Error",
+    }
+}
+
+/// Why a job's connection failed (`conError`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConError {
+    pub class: ConErrorClass,
+    /// The reason, as the log says it.
+    pub message: String,
+    /// When attempts started failing for this reason (UTC, see [`utc_time`]).
+    pub since: String,
+    /// Attempts that failed for it in a row.
+    pub attempts: u64,
 }
 
 /// The guide's Target statistics for one source job.
@@ -393,10 +429,16 @@ pub struct TargetSessionStatus {
     pub target_path: String,
     #[serde(rename = "targetDataState")]
     pub target_data_state: DataState,
+    /// The sequence number of the last operation or marker applied (numbered by the
+    /// source for the job, across connections): a position, not a count.
     #[serde(rename = "lastApplied")]
     pub last_applied: u64,
     #[serde(flatten)]
     pub counters: TargetCounters,
+    /// Operations of this connection applied: `OpsReceived` = `OpsApplied` + `OpsDropped`
+    /// + `OpsRemaining` once the ops in hand are applied (rill's; the guide has none).
+    #[serde(rename = "OpsApplied", default)]
+    pub ops_applied: u64,
     /// The guide's Target, Orphan Files Removed, Orphan Directories Removed and Orphan
     /// Bytes Removed, in this connection.
     #[serde(rename = "OrphanFilesRemoved", default)]

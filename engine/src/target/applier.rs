@@ -110,6 +110,7 @@ impl Shared {
                 // Write-through is the queue's business; the source keeps the op until
                 // it is applied anyway.
                 pending.entries.push_back((Some(q), seq, None));
+                self.stats.ops_remaining.fetch_add(1, Ordering::Relaxed);
                 let s = producer.stats();
                 self.stats
                     .bytes_in_queue
@@ -119,9 +120,6 @@ impl Shared {
                     .store(s.bytes_on_disk, Ordering::Relaxed);
             }
         }
-        self.stats
-            .ops_remaining
-            .store(pending.entries.len() as u64, Ordering::Relaxed);
         Ok(())
     }
 
@@ -366,7 +364,12 @@ impl Worker {
                         self.marker(marker);
                         self.record_position(mseq);
                     }
-                    self.apply(seq, &q.event);
+                    let counter = match self.apply(seq, &q.event) {
+                        true => &self.stats.ops_applied,
+                        false => &self.stats.ops_dropped,
+                    };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    self.stats.ops_remaining.fetch_sub(1, Ordering::Relaxed);
                     self.record_position(seq);
                     (applied, last_queue) = (seq, q.seq);
                     unflushed += 1;
@@ -420,9 +423,7 @@ impl Worker {
             match p.entries.pop_front() {
                 Some((None, seq, Some(m))) => markers.push((seq, m)),
                 Some((Some(qs), seq, _)) if qs == q => {
-                    self.stats
-                        .ops_remaining
-                        .store(p.entries.len() as u64, Ordering::Relaxed);
+                    // Counted as remaining until applied (or dropped), below.
                     return Ok((markers, seq));
                 }
                 other => {
@@ -432,8 +433,9 @@ impl Worker {
         }
     }
 
-    /// Applies one op, retrying transient failures; reports one that cannot be applied.
-    fn apply(&mut self, seq: u64, ev: &Event) {
+    /// Applies one op, retrying transient failures; reports one that cannot be applied
+    /// (and returns false).
+    fn apply(&mut self, seq: u64, ev: &Event) -> bool {
         let mut tries = 0;
         loop {
             match self.applier.apply(ev) {
@@ -441,7 +443,7 @@ impl Worker {
                     if matches!(ev.op, Op::Prune(_)) {
                         self.orphans_removed();
                     }
-                    return;
+                    return true;
                 }
                 Err(e) if e.is_transient() && tries < self.retry_limit => {
                     tries += 1;
@@ -460,10 +462,9 @@ impl Worker {
                             ),
                         );
                     }
-                    self.stats.ops_dropped.fetch_add(1, Ordering::Relaxed);
                     log::warn!("job {}: op {seq} not applied: {e}", self.key.1);
                     let _ = self.out.send(Frame::nak(seq, 1, &e.to_string()));
-                    return;
+                    return false;
                 }
             }
         }

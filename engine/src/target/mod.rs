@@ -61,7 +61,11 @@ pub struct SessionStats {
     pub fingerprint: Mutex<String>,
     pub job: Mutex<String>,
     pub target_path: Mutex<PathBuf>,
+    /// Ops of this connection received (resends of ops already applied are not), applied,
+    /// and queued to be applied: at rest `ops_received` is `ops_applied + ops_dropped +
+    /// ops_remaining`. Markers are not ops and count in none of them.
     pub ops_received: AtomicU64,
+    pub ops_applied: AtomicU64,
     pub ops_remaining: AtomicU64,
     pub retries: AtomicU64,
     pub ops_dropped: AtomicU64,

@@ -22,10 +22,10 @@ mod symlinks;
 use std::path::Path;
 use std::time::Duration;
 
-use rill_engine::mgmt::{ConState, Request, Response, TargetStatus};
+use rill_engine::mgmt::{ConErrorClass, ConState, Request, Response, TargetStatus};
 use rill_tests::tree::{assert_equal_trees, equal_trees, snapshot};
 use rill_tests::{data_pattern, require_kernel_support, rilld_bin, TestDir};
-use rill_tools::pair::{in_sync, pair, start_job, wait_until, Host, Role};
+use rill_tools::pair::{failing, in_sync, pair, start_job, wait_until, Host, Role};
 
 /// Both hosts: extended attributes replicated (so xattr ops are really applied), short
 /// network timers so a refused or dropped connection is retried quickly.
@@ -203,6 +203,17 @@ fn an_untrusted_source_is_refused_until_the_target_trusts_it() {
         "the refused job's connection is not Active: {job:?}"
     );
     assert_eq!(job.con_rpt, None, "nothing was acknowledged: {job:?}");
+    // The source says why, in its status and once in its event log (4011).
+    let error = failing(&job).unwrap_or_else(|| panic!("not shown as failing: {job:?}"));
+    assert_eq!(error.class, ConErrorClass::NotTrusted, "{job:?}");
+    assert!(error.message.contains("trust"), "{job:?}");
+    let not_trusted = events_with(&source.event_log(), 4011, "Certificate Not Trusted");
+    assert_eq!(
+        not_trusted.len(),
+        1,
+        "one event 4011 for the reason, not one per retry\n{}",
+        logs(source, target)
+    );
 
     // Trust takes effect at the next attempt, without restarting either daemon.
     let pids = (source.pid(), target.pid());
@@ -222,6 +233,13 @@ fn an_untrusted_source_is_refused_until_the_target_trusts_it() {
         Duration::from_secs(60),
     );
     assert_eq!(pids, (source.pid(), target.pid()), "no restart");
+    let job = source.job_status("untrusted").unwrap();
+    assert_eq!(job.con_error, None, "{job:?}");
+    assert!(
+        !events_with(&source.event_log(), 4010, "job untrusted").is_empty(),
+        "no event 4010 once connected\n{}",
+        logs(source, target)
+    );
     let status = target_status(target);
     assert!(status.logins >= 1, "{status:?}");
     assert!(

@@ -144,6 +144,16 @@ fn job_block(j: &JobStatus) -> String {
             format!("{} (transmit {})", j.con_state, j.transmit_mode),
         ),
     ];
+    if let Some(e) = &j.con_error {
+        let tries = match e.attempts {
+            1 => "1 attempt".to_string(),
+            n => format!("{} attempts", count(n)),
+        };
+        lines.push((
+            "failing",
+            format!("{}: {} (since {}, {tries})", e.class, e.message, e.since),
+        ));
+    }
     let mirror = match j.mirror_status {
         MirrorStatus::InProgress | MirrorStatus::Waiting => format!(
             "{}  {}",
@@ -230,6 +240,7 @@ fn target_block(t: &TargetStatus) -> String {
                 s.target_data_state.to_string(),
                 count(s.last_applied),
                 count(s.counters.ops_received),
+                count(s.ops_applied),
                 count(s.counters.ops_remaining),
                 count(s.counters.retries),
                 count(s.counters.ops_dropped),
@@ -251,8 +262,9 @@ fn target_block(t: &TargetStatus) -> String {
             "JOB",
             "TARGET PATH",
             "DATA STATE",
-            "APPLIED",
+            "LAST SEQ",
             "RECEIVED",
+            "APPLIED",
             "REMAINING",
             "RETRIES",
             "DROPPED",

@@ -5,9 +5,9 @@ use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 
 use rill_engine::mgmt::{
-    ConState, DataState, JobInfo, JobState, JobStatus, MirrorState, MirrorStatus,
-    ReplicationStatus, SettingRow, StatusReport, TargetCounters, TargetSessionStatus, TargetStatus,
-    TransmitMode, TrustedPeer,
+    ConError, ConErrorClass, ConState, DataState, JobInfo, JobState, JobStatus, MirrorState,
+    MirrorStatus, ReplicationStatus, SettingRow, StatusReport, TargetCounters, TargetSessionStatus,
+    TargetStatus, TransmitMode, TrustedPeer,
 };
 
 const TOKEN: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
@@ -168,6 +168,36 @@ fn status_shows_each_job_and_a_bar_while_mirroring() {
     assert!(
         none.contains("No jobs. Create one with `rillctl job create"),
         "{none}"
+    );
+}
+
+#[test]
+fn status_says_why_a_job_cannot_connect() {
+    let job = JobStatus {
+        name: "web".into(),
+        con_state: ConState::Error,
+        transmit_mode: TransmitMode::Error,
+        con_error: Some(ConError {
+            class: ConErrorClass::Refused,
+            message: "connecting to 10.0.0.2:1500: Connection refused (os error 111)".into(),
+            since: "2026-01-31T12:00:00Z".into(),
+            attempts: 1200,
+        }),
+        ..JobStatus::default()
+    };
+    let json = serde_json::to_value(&job).unwrap();
+    assert_eq!(json["conError"]["class"], "Connection Refused");
+    assert_eq!(json["conError"]["attempts"], 1200);
+    let text = status(&StatusReport {
+        jobs: vec![job],
+        ..StatusReport::default()
+    });
+    assert!(
+        text.contains(
+            "  failing      Connection Refused: connecting to 10.0.0.2:1500: Connection refused \
+             (os error 111) (since 2026-01-31T12:00:00Z, 1,200 attempts)\n"
+        ),
+        "{text}"
     );
 }
 

@@ -29,6 +29,29 @@ fn codec_ops() -> Vec<Frame> {
         ),
         Event::new("/srv/data/old", Op::Unlink),
         Event::new("/srv/data/big.bin", Op::Truncate { size: 1 << 30 }),
+        // A version 2 record: a directory's names with the rules that spare excluded ones.
+        Event::new(
+            "/srv/data",
+            Op::Prune(rill_driver_linux::KeepRange {
+                after: "a".into(),
+                until: Some("m".into()),
+                keep: vec!["b".into(), "cache".into()],
+                rules: vec![
+                    rill_driver_linux::NameRule {
+                        names: rill_driver_linux::NameMatch::Exact("cache".into()),
+                        include: false,
+                    },
+                    rill_driver_linux::NameRule {
+                        names: rill_driver_linux::NameMatch::Wildcard("*.tmp".into()),
+                        include: false,
+                    },
+                    rill_driver_linux::NameRule {
+                        names: rill_driver_linux::NameMatch::All,
+                        include: true,
+                    },
+                ],
+            }),
+        ),
     ];
     events
         .iter()
