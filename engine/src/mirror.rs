@@ -26,7 +26,7 @@
 //! Holes are kept (`EnableSparseFileMirroring`): only the data extents `SEEK_DATA` /
 //! `SEEK_HOLE` report are sent, after the file was truncated to its size.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fs::Metadata;
 use std::io;
 use std::os::fd::AsRawFd;
@@ -83,6 +83,8 @@ pub struct Mirror {
     link_scope: Option<PathBuf>,
     /// The names of every multiply-linked file in `link_scope`, found on first need.
     link_names: Option<HashMap<(u64, u64), Vec<PathBuf>>>,
+    /// Directories above a remirror's roots already sent (see [`Mirror::ancestors`]).
+    heads: HashSet<PathBuf>,
     progress: MirrorProgress,
 }
 
@@ -98,6 +100,7 @@ impl Mirror {
             links: HashMap::new(),
             link_scope: None,
             link_names: None,
+            heads: HashSet::new(),
             progress: MirrorProgress::default(),
         }
     }
@@ -156,7 +159,10 @@ impl Mirror {
                 Some(Step::Root(p)) if std::fs::symlink_metadata(&p).is_err() => {
                     self.ready.push_back(vec![Event::new(&p, Op::Unlink)]);
                 }
-                Some(Step::Root(p)) => self.visit(&p),
+                Some(Step::Root(p)) => {
+                    self.ancestors(&p);
+                    self.visit(&p);
+                }
                 Some(Step::Attributes(p)) => {
                     if let Ok(m) = std::fs::symlink_metadata(&p) {
                         let group = self.attributes(&p, &m, true);
@@ -173,6 +179,42 @@ impl Mirror {
                 }
                 None => return None,
             }
+        }
+    }
+
+    /// A remirror's root may lie beneath directories the replica does not have (removed
+    /// there, or never made, by operations it could not apply), and then every operation
+    /// of the root fails again, at each remirror, for good (found by the replication
+    /// fuzzer). So each directory between the scope and the root is sent first, as its
+    /// group's head alone: made if missing (or put in place of what else holds the name),
+    /// its attributes set; its names and what else it holds are left as they are. Once
+    /// per directory and remirror.
+    fn ancestors(&mut self, root: &Path) {
+        let Some(mut dir) = self.link_scope.clone() else {
+            return;
+        };
+        let Some(rel) = root.strip_prefix(&dir).ok().and_then(Path::parent) else {
+            return;
+        };
+        for c in rel.components() {
+            dir.push(c);
+            if !self.heads.insert(dir.clone()) {
+                continue;
+            }
+            let Ok(m) = std::fs::symlink_metadata(&dir) else {
+                return;
+            };
+            if !m.is_dir() {
+                return;
+            }
+            let mut group = vec![Event::new(
+                &dir,
+                Op::Mkdir {
+                    mode: m.mode() & 0o7777,
+                },
+            )];
+            group.extend(self.attributes(&dir, &m, false));
+            self.ready.push_back(group);
         }
     }
 
@@ -427,9 +469,17 @@ fn each_protected_file(
 /// later file, or replace what the mirror just rebuilt: see [`HandOuts::overtook`]. This
 /// holds after the mirror is done too, until every operation captured before its last
 /// group has been sent, so the record belongs to the transmit loop, not to one mirror.
+///
+/// A rename of a directory moves every name beneath it, so the names looked at are the
+/// operation's own and those beneath them: a group read beneath a directory after its
+/// rename was captured holds what the rename brought there, and the rename applied after
+/// it on the replica moves that away (found by the replication fuzzer: an exchange of two
+/// directories, captured while the mirror walked one of them, left the replica with the
+/// other's files).
 #[derive(Default)]
 pub struct HandOuts {
-    at: HashMap<PathBuf, u64>,
+    /// Ordered, to find the names beneath a directory.
+    at: BTreeMap<PathBuf, u64>,
     /// The same hand-outs in the order they happened (so in time order), for
     /// [`HandOuts::forget_before`] to drop from the front: it runs for every operation sent.
     order: VecDeque<(u64, PathBuf)>,
@@ -450,9 +500,12 @@ impl HandOuts {
     /// shares a file by name: its names are to be remirrored.
     pub fn overtook(&self, ev: &Event) -> bool {
         matches!(ev.op, Op::Rename { .. } | Op::Link { .. })
-            && ev
-                .paths()
-                .any(|p| self.at.get(p).is_some_and(|&at| at > ev.ktime_ns))
+            && ev.paths().any(|p| {
+                self.at
+                    .range(p.clone()..)
+                    .take_while(|(q, _)| q.starts_with(p))
+                    .any(|(_, &at)| at > ev.ktime_ns)
+            })
     }
 
     /// Forgets hand-out times before `ns`: every operation captured before then has been
@@ -627,6 +680,69 @@ mod tests {
             .filter(|e| matches!(e.op, Op::Link { .. }))
             .count();
         assert_eq!(links, 2, "{ops:?}");
+    }
+
+    /// A remirror of a file deep in the tree first makes the directories above it (heads
+    /// alone: no names judged, nothing else beneath them sent), once each, so it applies
+    /// on a replica that lost them.
+    #[test]
+    fn a_remirror_makes_the_directories_above_its_roots_first() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        std::fs::create_dir_all(r.join("a/b")).unwrap();
+        std::fs::write(r.join("a/b/f"), b"x").unwrap();
+        std::fs::write(r.join("a/b/g"), b"y").unwrap();
+        std::fs::write(r.join("a/other"), b"z").unwrap();
+        let roots = vec![r.join("a/b/f"), r.join("a/b/g")];
+        let mut m = Mirror::remirror(roots, r.to_path_buf(), set(r), options());
+        let ops: Vec<Event> = std::iter::from_fn(|| m.next_group()).flatten().collect();
+        let mkdirs: Vec<&Path> = ops
+            .iter()
+            .filter(|e| matches!(e.op, Op::Mkdir { .. }))
+            .map(|e| e.path.as_path())
+            .collect();
+        assert_eq!(mkdirs, [r.join("a"), r.join("a/b")]);
+        let made = |p: &str| {
+            ops.iter()
+                .position(|e| e.path == r.join(p) && matches!(e.op, Op::Create { .. }))
+                .unwrap()
+        };
+        let head = ops.iter().position(|e| e.path == r.join("a/b")).unwrap();
+        assert!(head < made("a/b/f") && head < made("a/b/g"));
+        assert!(!ops.iter().any(|e| matches!(e.op, Op::Prune(_))), "{ops:?}");
+        assert!(!ops.iter().any(|e| e.path.ends_with("other")));
+    }
+
+    /// A directory's rename (an exchange here) captured before the mirror read a name
+    /// beneath it is overtaken too: the group holds what the rename brought there.
+    #[test]
+    fn a_directory_rename_captured_before_a_name_beneath_it_was_mirrored_is_overtaken() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        std::fs::create_dir_all(r.join("d0")).unwrap();
+        std::fs::write(r.join("d0/f"), b"x").unwrap();
+        let before = crate::link::monotonic_ns();
+        let mut hand_outs = HandOuts::default();
+        let mut m = Mirror::new(vec![r.join("d0/f")], set(r), options());
+        while let Some(group) = m.next_group() {
+            hand_outs.record(&group);
+        }
+        let exchange = |from: &str, to: &str| Event {
+            ktime_ns: before,
+            ..Event::new(
+                r.join(from),
+                Op::Rename {
+                    new_path: r.join(to),
+                    flags: libc::RENAME_EXCHANGE,
+                },
+            )
+        };
+        assert!(hand_outs.overtook(&exchange("d0", "d5/d4")));
+        assert!(hand_outs.overtook(&exchange("d5/d4", "d0")));
+        assert!(
+            !hand_outs.overtook(&exchange("d5/d4", "d0x")),
+            "whole components"
+        );
     }
 
     #[test]

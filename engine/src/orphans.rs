@@ -97,7 +97,7 @@ pub fn remove_orphans(dir: &OwnedFd, range: &KeepRange) -> io::Result<Vec<(OsStr
 }
 
 /// Removes `name` from `dir`, emptying it first if it is a directory.
-fn remove_entry(dir: &OwnedFd, name: &OsStr, removed: &mut Removed) -> io::Result<()> {
+pub fn remove_entry(dir: &OwnedFd, name: &OsStr, removed: &mut Removed) -> io::Result<()> {
     let c = cstring(name)?;
     match stat_at(dir, &c)? {
         Some(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => {}

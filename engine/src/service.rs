@@ -295,7 +295,6 @@ pub fn run(settings: &Settings, job: Job, sink: &mut dyn Transmit) -> Result<()>
         on_failure: &mut on_failure,
         log: &log,
         changed_since: look_since,
-        failures: 0,
     }
     .run(job.mirror);
     if transmitted.is_err() {

@@ -65,6 +65,10 @@ pub struct JobControl {
     pub queue: OnceLock<QueueWatch>,
     /// Files handed to the change journal for remirroring.
     pub remirrored_entries: AtomicU64,
+    /// Change-journal entries waiting for a remirror: names the target could not apply,
+    /// files whose operations were not all kept. The target's data is not known to equal
+    /// the source's while any wait, so the job's target data state is Mirror Required.
+    pub changes_pending: AtomicU64,
     /// Set once the capture runs: a mirror waits for it, so that every change made after
     /// the mirror read a file is captured.
     pub capturing: Arc<AtomicBool>,
@@ -125,8 +129,6 @@ pub struct TransmitLoop<'a> {
     /// once capturing again, the whole source is remirrored if anything beneath it changed
     /// since (`changed_since`).
     pub changed_since: Option<u64>,
-    /// Operations the destination could not apply, so far.
-    pub failures: u64,
 }
 
 const FLUSH_OPS: u32 = 1024;
@@ -171,17 +173,14 @@ impl TransmitLoop<'_> {
             (0u64, 0u32, Instant::now(), Instant::now());
         // Batches sent and not yet durable: (the sink's mark, the last queue sequence).
         let mut batches: VecDeque<(u64, u64)> = VecDeque::new();
-        let mut remirror_at = Instant::now();
-        // Grows while remirrors keep failing (a file the target cannot take), so one bad
-        // file does not have the job remirror it in a tight loop.
-        let mut remirror_every = REMIRROR_INTERVAL;
-        let mut failures_then = 0;
+        let mut remirrors = Remirrors::new();
         let mut since_mirror = 0u64;
         let ratio = self.options.hp_queue_ratio.max(1);
         loop {
             let stop = self.control.stop.load(Ordering::Relaxed);
             if tick_at.elapsed() >= Duration::from_secs(1) {
                 (self.on_tick)(&self.consumer.stats())?;
+                self.note_pending()?;
                 tick_at = Instant::now();
             }
             if self.control.paused.load(Ordering::Relaxed) && !stop {
@@ -272,25 +271,17 @@ impl TransmitLoop<'_> {
                 if acked > 0 {
                     self.consumer.ack(acked)?;
                 }
-                self.record_failures()?;
+                if self.record_failures()? {
+                    self.note_pending()?;
+                }
             }
             let lost = self.record_lost_state()?;
             if mirror.is_none()
                 && !stop
                 && self.options.use_change_journal
-                && (lost || remirror_at.elapsed() >= remirror_every)
+                && (lost || remirrors.due())
             {
-                remirror_at = Instant::now();
-                let failed_since = self.failures > failures_then;
-                failures_then = self.failures;
-                mirror = self.remirror()?;
-                if mirror.is_some() {
-                    remirror_every = if failed_since {
-                        (remirror_every * 2).min(MAX_REMIRROR_INTERVAL)
-                    } else {
-                        REMIRROR_INTERVAL
-                    };
-                }
+                mirror = self.remirror(&mut remirrors)?;
             }
         }
         match self.sink.flush() {
@@ -362,17 +353,76 @@ impl TransmitLoop<'_> {
     }
 
     /// Files the destination could not apply go to the change journal, to be remirrored.
-    fn record_failures(&mut self) -> Result<()> {
+    /// Returns whether there were any.
+    fn record_failures(&mut self) -> Result<bool> {
         let failed = self.sink.take_failures();
-        self.failures += failed.len() as u64;
-        if !failed.is_empty() {
-            let marks: Vec<Mark> = failed
-                .into_iter()
-                .map(|p| Mark::whole(p, Reason::Modified, now_ns()))
-                .collect();
-            self.changes.mark(&marks)?;
+        if failed.is_empty() {
+            return Ok(false);
         }
+        let marks: Vec<Mark> = failed
+            .into_iter()
+            .map(|p| Mark::whole(p, Reason::Modified, now_ns()))
+            .collect();
+        self.changes.mark(&marks)?;
+        Ok(true)
+    }
+
+    /// Publishes how many change-journal entries wait for a remirror (see
+    /// `JobControl::changes_pending`) and logs the target data state's changes it makes
+    /// (4065): to Mirror Required when names start waiting, back to OK when every one has
+    /// been remirrored and acknowledged.
+    fn note_pending(&mut self) -> Result<()> {
+        let n = self.changes.len()?;
+        let before = self.control.changes_pending.swap(n, Ordering::Relaxed);
+        let text = match (before, n) {
+            (0, 1..) => format!(
+                "Target data state for {} changed to Mirror Required because {n} names wait to \
+                 be remirrored (operations the target could not apply, or not all kept): {}",
+                self.source.display(),
+                self.first_pending()?
+            ),
+            (1.., 0) => format!(
+                "Target data state for {} changed to OK: every name that waited has been \
+                 remirrored",
+                self.source.display()
+            ),
+            _ => return Ok(()),
+        };
+        let level = if n > 0 {
+            Level::Warning
+        } else {
+            Level::Information
+        };
+        self.log.event(level, events::DATA_STATE, &text);
         Ok(())
+    }
+
+    /// Remirrors keep failing on some names: says which, so an administrator can look.
+    /// They stay in the change journal and are tried again, never dropped.
+    fn report_failing(&mut self, rounds: u32) -> Result<()> {
+        let text = format!(
+            "Target data state for {} is Mirror Required: the target could not apply the \
+             last {rounds} remirrors in full; still waiting: {}",
+            self.source.display(),
+            self.first_pending()?
+        );
+        self.log.event(Level::Warning, events::DATA_STATE, &text);
+        Ok(())
+    }
+
+    /// The first few names waiting for a remirror, relative to the source, for events.
+    fn first_pending(&self) -> Result<String> {
+        const SHOWN: usize = 8;
+        let names: Vec<String> = self
+            .changes
+            .pending(SHOWN)?
+            .iter()
+            .map(|e| {
+                let rel = e.path.strip_prefix(&self.source).unwrap_or(&e.path);
+                format!("\"{}\"", rel.display())
+            })
+            .collect();
+        Ok(names.join(", "))
     }
 
     fn start_mirror(
@@ -421,14 +471,19 @@ impl TransmitLoop<'_> {
             self.control
                 .remirrored_entries
                 .fetch_add(done.entries.len() as u64, Ordering::Relaxed);
+            // What the target refused of this remirror waits again (its refusals came
+            // before the acknowledgement the flush waited for).
+            self.record_failures()?;
+            self.note_pending()?;
         }
         self.control.set_mirror(MirrorStatus::Complete);
         Ok(())
     }
 
     /// A mirror of what the change journal holds, if anything.
-    fn remirror(&mut self) -> Result<Option<Running>> {
-        let entries = self.changes.pending(256)?;
+    fn remirror(&mut self, remirrors: &mut Remirrors) -> Result<Option<Running>> {
+        remirrors.at = Instant::now();
+        let entries = self.changes.pending(REMIRROR_ENTRIES)?;
         if entries.is_empty() {
             return Ok(None);
         }
@@ -437,8 +492,63 @@ impl TransmitLoop<'_> {
             .map(|e| e.path.clone())
             .filter(|p| p.starts_with(&self.source))
             .collect();
+        if let Some(rounds) = remirrors.started(&roots) {
+            self.report_failing(rounds)?;
+        }
         log::info!("remirroring {} change-journal entries", entries.len());
         Ok(Some(self.start_mirror(roots, entries, false)?))
+    }
+}
+
+/// The most change-journal entries one remirror takes: a bounded walk, so replication
+/// keeps its turns and a remirror's completion is recorded before the next begins.
+const REMIRROR_ENTRIES: usize = 256;
+
+/// When the next remirror of the change journal's entries is due.
+///
+/// Remirrors come every `REMIRROR_INTERVAL` while they succeed. A name that a remirror
+/// could not get applied comes back to the change journal and into the next remirror:
+/// while names come back, the interval doubles (up to `MAX_REMIRROR_INTERVAL`), so a file
+/// the target cannot take does not have the job remirror it in a tight loop; and every
+/// time the rounds in a row reach a power of two (2, 4, 8...) the names still waiting are
+/// reported (event 4065). Entries are never dropped. Names failed by live operations,
+/// which a first remirror usually repairs, do not slow the next remirror down.
+struct Remirrors {
+    at: Instant,
+    every: Duration,
+    /// The roots of the last remirror.
+    last: std::collections::HashSet<PathBuf>,
+    /// Remirrors in a row that took up names of the one before.
+    rounds: u32,
+}
+
+impl Remirrors {
+    fn new() -> Remirrors {
+        Remirrors {
+            at: Instant::now(),
+            every: REMIRROR_INTERVAL,
+            last: Default::default(),
+            rounds: 0,
+        }
+    }
+
+    fn due(&self) -> bool {
+        self.at.elapsed() >= self.every
+    }
+
+    /// A remirror of `roots` starts; the number of failing rounds in a row, when it is
+    /// time to report them.
+    fn started(&mut self, roots: &[PathBuf]) -> Option<u32> {
+        let again = roots.iter().any(|r| self.last.contains(r));
+        self.last = roots.iter().cloned().collect();
+        if again {
+            self.rounds += 1;
+            self.every = (self.every * 2).min(MAX_REMIRROR_INTERVAL);
+        } else {
+            self.rounds = 0;
+            self.every = REMIRROR_INTERVAL;
+        }
+        (self.rounds >= 2 && self.rounds.is_power_of_two()).then_some(self.rounds)
     }
 }
 
@@ -446,4 +556,27 @@ fn now_ns() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remirrors_slow_down_and_report_only_while_names_come_back() {
+        let mut r = Remirrors::new();
+        let (a, b) = (vec![PathBuf::from("/s/a")], vec![PathBuf::from("/s/b")]);
+        assert_eq!(r.started(&a), None);
+        assert_eq!(r.every, REMIRROR_INTERVAL);
+        // `a` came back: twice as long to the next, reported from the second round on.
+        let reports: Vec<Option<u32>> = (0..8).map(|_| r.started(&a)).collect();
+        assert_eq!(
+            reports,
+            [None, Some(2), None, Some(4), None, None, None, Some(8)]
+        );
+        assert_eq!(r.every, MAX_REMIRROR_INTERVAL.min(REMIRROR_INTERVAL * 256));
+        // Other names: back to the short interval.
+        assert_eq!(r.started(&b), None);
+        assert_eq!((r.every, r.rounds), (REMIRROR_INTERVAL, 0));
+    }
 }

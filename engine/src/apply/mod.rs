@@ -251,8 +251,18 @@ impl Applier {
                 .map(drop)
             }),
             Op::Unlink | Op::Rmdir => {
-                self.open.remove(rel);
-                self.parent(rel).and_then(|(d, n)| {
+                // Files held open beneath it too: a directory may go with its tree (below).
+                self.open.retain(|p, _| !p.starts_with(rel));
+                let parent = match self.parent(rel) {
+                    // No directory to hold the name on the replica: nothing to remove
+                    // (a remirror of a name the source no longer has, beneath directories
+                    // the replica never got or lost).
+                    Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {
+                        return Ok(())
+                    }
+                    other => other,
+                };
+                parent.and_then(|(d, n)| {
                     let flags = if matches!(ev.op, Op::Rmdir) {
                         libc::AT_REMOVEDIR
                     } else {
@@ -262,8 +272,15 @@ impl Applier {
                     let r =
                         cvt(unsafe { libc::unlinkat(d.as_raw_fd(), n.as_ptr(), flags) }
                             as libc::c_long);
-                    // A remirror removes a name the source no longer has, whatever it is
-                    // on the replica: an (empty) directory goes too.
+                    // After the operation the source had nothing under the name, and
+                    // neither may the replica, whatever it holds there: an (empty)
+                    // directory goes too (a remirror's removal of a name the source no
+                    // longer has), and so does a directory that is not empty. The source
+                    // removed its own directory only once it was empty, so what is left in
+                    // the replica's is what operations the replica could not apply left
+                    // behind; refusing it would keep it for good, the remirror that follows
+                    // a refusal sending the same removal again (found by the replication
+                    // fuzzer: directories the source had moved away stayed on the replica).
                     let r = match r {
                         Err(e) if flags == 0 && e.raw_os_error() == Some(libc::EISDIR) => {
                             // SAFETY: as above.
@@ -273,7 +290,22 @@ impl Applier {
                         }
                         other => other,
                     };
-                    replayed(r.map(drop), libc::ENOENT)
+                    let r = match r {
+                        Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => {
+                            let name = OsStr::from_bytes(n.to_bytes());
+                            let mut removed = crate::orphans::Removed::default();
+                            crate::orphans::remove_entry(&d, name, &mut removed).map(|()| {
+                                log::warn!(
+                                    "{}: removed with what the replica held beneath it ({} files, {} directories) that the source did not",
+                                    rel.display(),
+                                    removed.files,
+                                    removed.dirs.saturating_sub(1)
+                                );
+                            })
+                        }
+                        other => other.map(drop),
+                    };
+                    replayed(r, libc::ENOENT)
                 })
             }
             // The replica root exists: a mirror's mkdir of the source directory sets its mode.
@@ -700,5 +732,46 @@ pub(crate) mod tests {
             a.apply(&Event::new("q", write)).map_err(|e| e.to_string())
         });
         assert!(result.is_err(), "a FIFO took a write: {result:?}");
+    }
+
+    fn write(data: &[u8]) -> Op {
+        Op::Write {
+            offset: 0,
+            len: data.len() as u64,
+            data: Some(data.to_vec().into()),
+        }
+    }
+
+    /// A removal of a name that holds a directory with content on the replica (left by
+    /// operations the replica could not apply) removes the tree: the source had nothing
+    /// under the name after it. Refused, it came back with every remirror and the
+    /// directory stayed for good (found by the replication fuzzer). A file held open
+    /// beneath it is let go, so a later write by the same name makes a new file. A name
+    /// beneath missing directories is removed already.
+    #[test]
+    fn removing_a_name_that_holds_a_directory_with_content_removes_the_tree() {
+        let d = tempfile::tempdir().unwrap();
+        let mut a = Applier::new(d.path(), ApplyOptions::default()).unwrap();
+        for op in [Op::Rmdir, Op::Unlink] {
+            a.apply(&Event::new("d", Op::Mkdir { mode: 0o755 }))
+                .unwrap();
+            a.apply(&Event::new("d/e", Op::Mkdir { mode: 0o755 }))
+                .unwrap();
+            a.apply(&Event::new("d/e/f", write(b"old"))).unwrap();
+            a.apply(&Event::new("d", op.clone())).unwrap();
+            assert!(!d.path().join("d").exists(), "{op:?} left the tree");
+        }
+        a.apply(&Event::new("d", Op::Mkdir { mode: 0o755 }))
+            .unwrap();
+        a.apply(&Event::new("d/e", Op::Mkdir { mode: 0o755 }))
+            .unwrap();
+        a.apply(&Event::new("d/e/f", write(b"new"))).unwrap();
+        a.flush().unwrap();
+        assert_eq!(std::fs::read(d.path().join("d/e/f")).unwrap(), b"new");
+        // Beneath directories the replica does not have, or beneath a file: nothing to
+        // remove, and nothing to refuse (a remirror would send it again, for good).
+        for gone in ["none/x/y", "d/e/f/g"] {
+            a.apply(&Event::new(gone, Op::Unlink)).unwrap();
+        }
     }
 }

@@ -221,10 +221,14 @@ fn job_status(job: &Job, runner: Option<&Runner>, driver: f64) -> JobStatus {
     }
     let t = |i: usize| l.target[i].load(Ordering::Relaxed);
     let reported = l.acked_seq.load(Ordering::Relaxed) > 0 || t(0) > 0;
-    s.target_data_state = if reported {
-        state_of_code(t(6) as u8)
-    } else {
-        DataState::Unknown
+    s.target_data_state = match (reported, state_of_code(t(6) as u8)) {
+        (false, _) => DataState::Unknown,
+        // The target applied all it was sent, but names it could not apply (or whose
+        // operations were not all kept) wait for a remirror: not OK until they are done.
+        (true, DataState::Ok) if c.changes_pending.load(Ordering::Relaxed) > 0 => {
+            DataState::MirrorRequired
+        }
+        (true, state) => state,
     };
     s.target_stats = reported.then(|| TargetCounters {
         ops_received: t(0),

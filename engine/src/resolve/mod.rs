@@ -167,12 +167,17 @@ impl Resolver {
                 self.wrote(&ev);
             }
             Op::Create { .. } | Op::Truncate { .. } | Op::Fallocate { .. } => self.wrote(&ev),
-            Op::Rename { new_path, .. } => {
+            Op::Rename { new_path, flags } => {
                 *new_path = self.relative(new_path)?;
                 // Written and stale names (or ones beneath a renamed directory) move with
-                // the rename.
-                self.written.renamed(&ev.path, new_path);
-                move_beneath(&mut self.stale, &ev.path, new_path);
+                // the rename; with an exchange, both ways.
+                if *flags & libc::RENAME_EXCHANGE != 0 {
+                    self.written.exchanged(&ev.path, new_path);
+                    swap_beneath(&mut self.stale, &ev.path, new_path);
+                } else {
+                    self.written.renamed(&ev.path, new_path);
+                    move_beneath(&mut self.stale, &ev.path, new_path);
+                }
             }
             Op::Link { target } => {
                 *target = self.relative(target)?;
@@ -273,22 +278,45 @@ impl Resolver {
 /// (replacing what was there, as the rename did). Paths order by component, so those
 /// names are the ones right from `from` on.
 fn move_beneath<V>(map: &mut BTreeMap<PathBuf, V>, from: &Path, to: &Path) {
-    let moved: Vec<PathBuf> = map
+    for (rest, v) in take_beneath(map, from) {
+        map.insert(join_rest(to, &rest), v);
+    }
+}
+
+/// What is at or beneath `a` moves to `b`, and what is at or beneath `b` to `a` (an
+/// exchange: neither holds the other, or the kernel refuses it).
+fn swap_beneath<V>(map: &mut BTreeMap<PathBuf, V>, a: &Path, b: &Path) {
+    let (at_a, at_b) = (take_beneath(map, a), take_beneath(map, b));
+    for (rest, v) in at_a {
+        map.insert(join_rest(b, &rest), v);
+    }
+    for (rest, v) in at_b {
+        map.insert(join_rest(a, &rest), v);
+    }
+}
+
+/// Removes what is at or beneath `from`, each with its path relative to `from`.
+fn take_beneath<V>(map: &mut BTreeMap<PathBuf, V>, from: &Path) -> Vec<(PathBuf, V)> {
+    let beneath: Vec<PathBuf> = map
         .range(from.to_path_buf()..)
         .take_while(|(p, _)| p.starts_with(from))
         .map(|(p, _)| p.clone())
         .collect();
-    for p in moved {
-        let (Some(v), Ok(rest)) = (map.remove(&p), p.strip_prefix(from)) else {
-            continue;
-        };
-        // `join` of an empty path would add a trailing slash.
-        let to = if rest.as_os_str().is_empty() {
-            to.to_path_buf()
-        } else {
-            to.join(rest)
-        };
-        map.insert(to, v);
+    beneath
+        .into_iter()
+        .filter_map(|p| {
+            let rest = p.strip_prefix(from).ok()?.to_path_buf();
+            map.remove(&p).map(|v| (rest, v))
+        })
+        .collect()
+}
+
+/// `to` followed by `rest` (`join` of an empty path would add a trailing slash).
+fn join_rest(to: &Path, rest: &Path) -> PathBuf {
+    if rest.as_os_str().is_empty() {
+        to.to_path_buf()
+    } else {
+        to.join(rest)
     }
 }
 
@@ -418,6 +446,23 @@ mod tests {
         assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
     }
 
+    /// Writes the file `name` beneath `src` and resolves the write, as captured (with
+    /// the file's identity).
+    fn write_file(r: &mut Resolver, src: &Path, name: &str) {
+        std::fs::write(src.join(name), name).unwrap();
+        let m = std::fs::metadata(src.join(name)).unwrap();
+        let write = Op::Write {
+            offset: 0,
+            len: 1,
+            data: Some(name.as_bytes().to_vec().into()),
+        };
+        let ev = Event {
+            object: Some((user_dev_to_kernel(m.dev()), m.ino())),
+            ..Event::new(src.join(name), write)
+        };
+        resolved(r, ev);
+    }
+
     fn resolved(r: &mut Resolver, ev: Event) -> Vec<Event> {
         let mut out = Vec::new();
         r.resolve(ev, &mut out).unwrap();
@@ -467,18 +512,7 @@ mod tests {
         let src = d.path();
         let mut r = Resolver::new(src, ResolveOptions::default());
         for name in ["x", "y"] {
-            std::fs::write(src.join(name), name).unwrap();
-            let m = std::fs::metadata(src.join(name)).unwrap();
-            let write = Op::Write {
-                offset: 0,
-                len: 1,
-                data: Some(name.as_bytes().to_vec().into()),
-            };
-            let ev = Event {
-                object: Some((user_dev_to_kernel(m.dev()), m.ino())),
-                ..Event::new(src.join(name), write)
-            };
-            resolved(&mut r, ev);
+            write_file(&mut r, src, name);
         }
         std::fs::rename(src.join("y"), src.join("x")).unwrap();
         assert!(
@@ -492,5 +526,44 @@ mod tests {
         resolved(&mut r, Event::new(src.join("y"), rename));
         let due: Vec<PathBuf> = r.times_of_written().into_iter().map(|e| e.path).collect();
         assert_eq!(due, [PathBuf::from("x")]);
+    }
+
+    /// Two written files exchanged (`RENAME_EXCHANGE`, in different directories) before
+    /// the exchange is sent: each file's times are due under the name it has after it.
+    /// The exchange was taken for a rename over the second name, whose file then lost the
+    /// times due for its writes.
+    #[test]
+    fn times_of_exchanged_files_follow_both_ways() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path();
+        std::fs::create_dir(src.join("d1")).unwrap();
+        std::fs::create_dir(src.join("d2")).unwrap();
+        let mut r = Resolver::new(src, ResolveOptions::default());
+        for name in ["d1/a", "d2/b"] {
+            write_file(&mut r, src, name);
+        }
+        let (a, b) = (
+            CString::new(src.join("d1/a").as_os_str().as_bytes()).unwrap(),
+            CString::new(src.join("d2/b").as_os_str().as_bytes()).unwrap(),
+        );
+        // SAFETY: NUL-terminated paths.
+        let exchanged = unsafe {
+            libc::renameat2(
+                libc::AT_FDCWD,
+                a.as_ptr(),
+                libc::AT_FDCWD,
+                b.as_ptr(),
+                libc::RENAME_EXCHANGE,
+            )
+        };
+        assert_eq!(exchanged, 0);
+        let exchange = Op::Rename {
+            new_path: src.join("d2/b"),
+            flags: libc::RENAME_EXCHANGE,
+        };
+        resolved(&mut r, Event::new(src.join("d1/a"), exchange));
+        let mut due: Vec<PathBuf> = r.times_of_written().into_iter().map(|e| e.path).collect();
+        due.sort();
+        assert_eq!(due, [PathBuf::from("d1/a"), PathBuf::from("d2/b")]);
     }
 }

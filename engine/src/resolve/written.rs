@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use rill_abi::maps::user_dev_to_kernel;
 use rill_driver_linux::FileTimes;
 
-use super::{gone, move_beneath, times_of, MAX_STALE};
+use super::{gone, move_beneath, swap_beneath, times_of, MAX_STALE};
 
 /// Files written since the last checkpoint.
 #[derive(Default)]
@@ -115,6 +115,15 @@ impl Written {
         self.unlinked(to);
         move_beneath(&mut self.by_name, from, to);
         move_beneath(&mut self.aliases, from, to);
+    }
+
+    /// `a` and `b` (and what is beneath them) were exchanged (`RENAME_EXCHANGE`): each
+    /// file keeps its times due, under the other name. Treated as a rename, the file that
+    /// was at `b` lost them as if removed, and kept on the replica the times of its last
+    /// write there.
+    pub(super) fn exchanged(&mut self, a: &Path, b: &Path) {
+        swap_beneath(&mut self.by_name, a, b);
+        swap_beneath(&mut self.aliases, a, b);
     }
 
     pub(super) fn clear(&mut self) {
