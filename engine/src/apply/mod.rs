@@ -100,6 +100,9 @@ pub struct Applier {
     last_orphans: Vec<(PathBuf, Removed)>,
     /// The last file opened through a symlink, for the op at hand only (see `writable`).
     through_link: Option<File>,
+    /// Whether the op at hand may reach its file through a final symlink: only a call by
+    /// name (no object identity), which followed one on the source (see `writable`).
+    by_name: bool,
     direct: direct::DirectWriter,
 }
 
@@ -154,6 +157,7 @@ impl Applier {
             orphans: Removed::default(),
             last_orphans: Vec::new(),
             through_link: None,
+            by_name: false,
             direct: direct::DirectWriter::default(),
         })
     }
@@ -205,6 +209,7 @@ impl Applier {
     /// Applies one operation. Paths are relative to the replicated source directory.
     pub fn apply(&mut self, ev: &Event) -> Result<(), ApplyError> {
         let rel = confined(&ev.path)?;
+        self.by_name = ev.object.is_none();
         let name = ev.op.kind().name();
         let err = |source| ApplyError::Apply {
             op: name,
@@ -491,11 +496,16 @@ impl Applier {
                     self.open
                         .insert(rel.to_path_buf(), (File::from(fd), Instant::now()));
                 }
-                // The name is a symlink: written through it (as on the source), and not
-                // kept open. The cache is keyed by name, and the file behind the link can
-                // be removed or replaced by its own name, which would leave a later write
-                // here on a file no name holds.
-                Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                // The name is a symlink. An operation on an open file names the file
+                // itself (the capture walks its dentry), never a link to it, so a symlink
+                // here means the replica is behind the source (an operation it could not
+                // apply): refused (and the name remirrored) rather than written through,
+                // which would change the other file the link names (found by the
+                // replication fuzzer). A call by name that followed a link on the source
+                // (`truncate`) is written through it, and not kept open: the cache is
+                // keyed by name, and the file behind the link can be removed or replaced
+                // by its own name, which would leave a later write on a file no name holds.
+                Err(e) if e.raw_os_error() == Some(libc::ELOOP) && self.by_name => {
                     let fd = self.open(rel, flags, create_mode)?;
                     return Ok(self.through_link.insert(File::from(fd)));
                 }
@@ -773,5 +783,24 @@ pub(crate) mod tests {
         for gone in ["none/x/y", "d/e/f/g"] {
             a.apply(&Event::new(gone, Op::Unlink)).unwrap();
         }
+    }
+
+    /// A write on an open file (it carries the file's identity) to a name that is a
+    /// symlink on the replica is refused, not written through to the file the link names:
+    /// on the source the capture named the file itself, so the link is a replica behind
+    /// the source, and the file behind it another one (found by the replication fuzzer).
+    #[test]
+    fn a_write_on_an_open_file_never_goes_through_a_symlink_on_the_replica() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("other"), b"keep").unwrap();
+        std::os::unix::fs::symlink("other", d.path().join("f")).unwrap();
+        let mut a = Applier::new(d.path(), ApplyOptions::default()).unwrap();
+        let on_open_file = Event {
+            object: Some((1, 2)),
+            ..Event::new("f", write(b"new"))
+        };
+        assert!(a.apply(&on_open_file).is_err());
+        a.flush().unwrap();
+        assert_eq!(std::fs::read(d.path().join("other")).unwrap(), b"keep");
     }
 }

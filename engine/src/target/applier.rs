@@ -28,6 +28,7 @@ use rill_driver_linux::{Event, Op};
 use tokio::sync::mpsc;
 
 use super::syncer::{Point, Syncer};
+use super::unsettled::Unsettled;
 use super::{Context, SessionStats};
 use crate::apply::Applier;
 use crate::events::{self, EventLog, Level};
@@ -53,6 +54,11 @@ struct Pending {
 /// The receiver's handle on the applier.
 pub(super) struct Shared {
     producer: Mutex<Producer>,
+    /// The job's record of names not up to date (see `unsettled`), shared with its
+    /// applier thread and its later connections.
+    unsettled: Arc<Mutex<Unsettled>>,
+    /// To the source: refusals repeated for resent operations.
+    out: mpsc::UnboundedSender<Frame>,
     pending: Arc<Mutex<Pending>>,
     finish: Arc<AtomicBool>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -85,6 +91,27 @@ pub fn state_of_code(c: u8) -> DataState {
 }
 
 impl Shared {
+    /// A resent operation the applier had already been through (at or below the position
+    /// the connection began at): its refusal, if it was refused, goes to the source again
+    /// (see `unsettled`).
+    pub(super) fn resent(&self, seq: u64) {
+        if let Some(why) = self
+            .unsettled
+            .lock()
+            .ok()
+            .and_then(|u| u.resent(seq).map(str::to_string))
+        {
+            let _ = self.out.send(Frame::nak(seq, 1, &why));
+        }
+    }
+
+    /// The first sequence number of a connection: refusals before it reached the source.
+    pub(super) fn starts_at(&self, seq: u64) {
+        if let Ok(mut u) = self.unsettled.lock() {
+            u.starts_at(seq);
+        }
+    }
+
     /// Queues `entry` for the applier without waking it: the receiver wakes it once for
     /// the frames of one read ([`Shared::wake`]), not once per op.
     pub(super) fn push_quietly(&self, entry: Entry) -> Result<()> {
@@ -255,6 +282,13 @@ pub(super) fn start(
     }));
     let finish = Arc::new(AtomicBool::new(false));
     let position = AppliedPosition::open(&session_dir.join(APPLIED_FILE))?;
+    let unsettled = ctx
+        .unsettled
+        .lock()
+        .map_err(|_| anyhow::anyhow!("the unsettled names' lock is poisoned"))?
+        .entry(key.clone())
+        .or_default()
+        .clone();
     let syncer = Syncer::start(super::syncer::Reporting {
         durability: applier.durability()?,
         store: Arc::clone(&ctx.store),
@@ -271,7 +305,8 @@ pub(super) fn start(
         finish: Arc::clone(&finish),
         cancel,
         stats: Arc::clone(&stats),
-        out,
+        out: out.clone(),
+        unsettled: Arc::clone(&unsettled),
         log: Arc::clone(&ctx.log),
         key: key.clone(),
         session,
@@ -294,6 +329,8 @@ pub(super) fn start(
         })?;
     Ok(Arc::new(Shared {
         producer: Mutex::new(producer),
+        unsettled,
+        out,
         pending,
         finish,
         thread: Mutex::new(Some(thread)),
@@ -314,6 +351,7 @@ struct Worker {
     finish: Arc<AtomicBool>,
     cancel: Arc<AtomicBool>,
     out: mpsc::UnboundedSender<Frame>,
+    unsettled: Arc<Mutex<Unsettled>>,
     stats: Arc<SessionStats>,
     log: Arc<EventLog>,
     key: (String, String),
@@ -443,6 +481,11 @@ impl Worker {
                     if matches!(ev.op, Op::Prune(_)) {
                         self.orphans_removed();
                     }
+                    let carried = self.unsettled().and_then(|mut u| u.applied(seq, ev));
+                    if let Some(why) = carried {
+                        log::warn!("job {}: op {seq}: {why}", self.key.1);
+                        let _ = self.out.send(Frame::nak(seq, 1, &why));
+                    }
                     return true;
                 }
                 Err(e) if e.is_transient() && tries < self.retry_limit => {
@@ -463,11 +506,19 @@ impl Worker {
                         );
                     }
                     log::warn!("job {}: op {seq} not applied: {e}", self.key.1);
-                    let _ = self.out.send(Frame::nak(seq, 1, &e.to_string()));
+                    let why = e.to_string();
+                    if let Some(mut u) = self.unsettled() {
+                        u.refused(seq, ev, &why);
+                    }
+                    let _ = self.out.send(Frame::nak(seq, 1, &why));
                     return false;
                 }
             }
         }
+    }
+
+    fn unsettled(&self) -> Option<std::sync::MutexGuard<'_, Unsettled>> {
+        self.unsettled.lock().ok()
     }
 
     /// Counts what an orphan removal took away and, with `LogAllOrphans`, logs each name.

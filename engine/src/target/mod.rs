@@ -16,6 +16,7 @@ mod applier;
 pub use applier::{state_code, state_of_code};
 mod session;
 mod syncer;
+mod unsettled;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -98,8 +99,13 @@ pub(crate) struct Context {
     /// The session currently holding each (fingerprint, job): a newer connection of the
     /// same job replaces it (the old one is a dead link the source gave up on).
     pub active: Mutex<HashMap<(String, String), Arc<AtomicBool>>>,
+    /// Each job's names the replica could not bring up to date, across its connections.
+    pub unsettled: Mutex<HashMap<JobKey, Arc<Mutex<unsettled::Unsettled>>>>,
     pub stop: Arc<AtomicBool>,
 }
+
+/// A source's job on this target: (certificate fingerprint, job name).
+pub(crate) type JobKey = (String, String);
 
 /// What the target works with, besides its settings.
 pub struct Services {
@@ -126,6 +132,7 @@ pub async fn serve(
         log: services.log,
         stats: services.stats,
         active: Mutex::new(HashMap::new()),
+        unsettled: Mutex::new(HashMap::new()),
         stop: services.stop,
     });
     while !stop.load(Ordering::Relaxed) {

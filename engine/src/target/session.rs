@@ -257,6 +257,20 @@ pub(super) async fn run(
 }
 
 /// Takes one frame from the source.
+/// Checks the order of the next sequence number; tells the job's record of unsettled
+/// names where the connection starts, and repeats a resent operation's refusal.
+fn in_order(check: &mut SeqCheck, shared: &Shared, seq: u64) -> Result<SeqVerdict, ProtoError> {
+    let first = check.previous().is_none();
+    let verdict = check.check(seq)?;
+    if first {
+        shared.starts_at(seq);
+    }
+    if verdict == SeqVerdict::Duplicate {
+        shared.resent(seq);
+    }
+    Ok(verdict)
+}
+
 fn receive(
     frame: Frame,
     check: &mut SeqCheck,
@@ -266,7 +280,7 @@ fn receive(
     let proto = |e: ProtoError| (proto_code(&e), e.to_string());
     match frame {
         Frame::Op { seq, body, .. } => {
-            if check.check(seq).map_err(proto)? == SeqVerdict::Duplicate {
+            if in_order(check, shared, seq).map_err(proto)? == SeqVerdict::Duplicate {
                 return Ok(());
             }
             let ev = codec::decode_relative(&body).map_err(|e| {
@@ -293,7 +307,7 @@ fn receive(
                 .map_err(|e| (REFUSE_BUSY, format!("{e:#}")))
         }
         Frame::Marker { seq, marker } => {
-            if check.check(seq).map_err(proto)? == SeqVerdict::Duplicate {
+            if in_order(check, shared, seq).map_err(proto)? == SeqVerdict::Duplicate {
                 return Ok(());
             }
             shared
