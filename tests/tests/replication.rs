@@ -793,3 +793,70 @@ fn a_single_huge_write_and_a_cp_copy_replicate() {
     assert!(cp.success());
     p.converge("big", Duration::from_secs(90));
 }
+
+/// Sets or clears the immutable attribute of a replica file (`chattr`), which no process,
+/// the target's applier included, can write, rename or remove while it is set.
+fn immutable(path: &Path, on: bool) {
+    let flag = if on { "+i" } else { "-i" };
+    let ok = std::process::Command::new("chattr")
+        .arg(flag)
+        .arg(path)
+        .status()
+        .unwrap_or_else(|e| panic!("running chattr (e2fsprogs): {e}"));
+    assert!(ok.success(), "chattr {flag} {}", path.display());
+}
+
+/// A name the target cannot apply (its replica file made immutable): the job never says
+/// the target's data is OK while the name is unrepaired, the remirrors that fail on it are
+/// retried and reported with the name (4065), and nothing is dropped: once the file can be
+/// written again the replica converges and the state goes back to OK.
+#[test]
+fn a_name_the_target_cannot_apply_keeps_the_data_state_from_ok_until_repaired() {
+    use rill_engine::jobs::DataState;
+    let p = start("rep-unrepaired");
+    std::fs::write(p.src.join("stuck"), b"first").unwrap();
+    std::fs::write(p.src.join("free"), b"first").unwrap();
+    start_job(&p.source, &p.target, "stuck", &p.src, &p.dst, &[]).unwrap();
+    p.converge("stuck", Duration::from_secs(60));
+    immutable(&p.dst.join("stuck"), true);
+    std::fs::write(p.src.join("stuck"), b"second, longer").unwrap();
+    std::fs::write(p.src.join("free"), b"second").unwrap();
+    let reported = wait_until(Duration::from_secs(60), || {
+        Ok(p.source
+            .event_log()
+            .contains("could not apply the last 2 remirrors"))
+    })
+    .unwrap();
+    let status = p.source.job_status("stuck").unwrap();
+    let events = p.source.event_log();
+    immutable(&p.dst.join("stuck"), false);
+    assert!(
+        reported,
+        "no report of the failing remirrors:\n{}",
+        p.logs()
+    );
+    assert_eq!(
+        status.target_data_state,
+        DataState::MirrorRequired,
+        "{status:?}"
+    );
+    assert!(!in_sync(&p.source, "stuck").unwrap());
+    let report = events
+        .lines()
+        .find(|l| l.contains(" 4065 ") && l.contains("could not apply the last"))
+        .unwrap_or_default();
+    assert!(
+        report.contains("\"stuck\""),
+        "the name is not reported: {report}"
+    );
+    assert_eq!(std::fs::read(p.dst.join("free")).unwrap(), b"second");
+    p.converge("stuck", Duration::from_secs(120));
+    assert!(
+        p.source
+            .event_log()
+            .lines()
+            .any(|l| l.contains(" 4065 ") && l.contains("changed to OK")),
+        "{}",
+        p.source.event_log()
+    );
+}

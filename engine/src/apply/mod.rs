@@ -315,18 +315,24 @@ impl Applier {
             }
             // The replica root exists: a mirror's mkdir of the source directory sets its mode.
             Op::Mkdir { mode } if rel.as_os_str().is_empty() => {
-                if !attributes {
-                    return Ok(());
-                }
                 let dir = self
                     .open(rel, libc::O_RDONLY | libc::O_DIRECTORY, 0)
                     .map_err(err)?;
+                if self.options.xattrs {
+                    clear_xattrs(&dir).map_err(err)?;
+                }
+                if !attributes {
+                    return Ok(());
+                }
                 fchmod(dir.as_raw_fd(), *mode)
             }
             Op::Mkdir { mode } => self.parent(rel).and_then(|(d, n)| {
                 // SAFETY: as above.
                 let made =
                     cvt(unsafe { libc::mkdirat(d.as_raw_fd(), n.as_ptr(), *mode) } as libc::c_long);
+                let existed = made
+                    .as_ref()
+                    .is_err_and(|e| e.raw_os_error() == Some(libc::EEXIST));
                 match made {
                     // A directory already there (a replay, a mirror over a replica) stays;
                     // anything else under the name is replaced by the directory.
@@ -341,10 +347,13 @@ impl Applier {
                     }
                     other => replayed(other.map(drop), libc::EEXIST)?,
                 }
+                let dir = self.open(rel, libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
+                if existed && self.options.xattrs {
+                    clear_xattrs(&dir)?;
+                }
                 if !attributes {
                     return Ok(());
                 }
-                let dir = self.open(rel, libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
                 fchmod(dir.as_raw_fd(), *mode)
             }),
             Op::Mknod { mode, rdev } => self.parent(rel).and_then(|(d, n)| {
@@ -703,6 +712,30 @@ struct OpenHow {
     resolve: u64,
 }
 
+/// Removes the extended attributes of a directory that a `Mkdir` found already there.
+///
+/// After a `mkdir` the source's directory had none: what the replica's holds was left by
+/// operations it could not apply (a lost `removexattr`), and a remirror of the directory,
+/// which keeps the directory itself, would never take it away (found by the replication
+/// fuzzer). The attributes the source has follow in the mirror's group. `security.` names
+/// stay: they are the target host's (its security labels), not the replication's.
+fn clear_xattrs(dir: &OwnedFd) -> io::Result<()> {
+    let mut names = vec![0u8; 65536];
+    // SAFETY: a valid fd and a buffer of the given length.
+    let n = unsafe { libc::flistxattr(dir.as_raw_fd(), names.as_mut_ptr().cast(), names.len()) };
+    let n = cvt(n as libc::c_long)? as usize;
+    for name in names[..n].split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        if name.starts_with(b"security.") {
+            continue;
+        }
+        let c = cstr(name)?;
+        // SAFETY: a valid fd and a NUL-terminated name.
+        let r = unsafe { libc::fremovexattr(dir.as_raw_fd(), c.as_ptr()) };
+        replayed(cvt(r as libc::c_long).map(drop), libc::ENODATA)?;
+    }
+    Ok(())
+}
+
 fn fchmod(fd: RawFd, mode: u32) -> io::Result<()> {
     // SAFETY: a valid fd.
     cvt(unsafe { libc::fchmod(fd, mode & 0o7777) } as libc::c_long).map(drop)
@@ -802,5 +835,35 @@ pub(crate) mod tests {
         assert!(a.apply(&on_open_file).is_err());
         a.flush().unwrap();
         assert_eq!(std::fs::read(d.path().join("other")).unwrap(), b"keep");
+    }
+
+    /// A directory made again (a mirror over a replica that has it) keeps none of the
+    /// extended attributes it had: after `mkdir` the source's had none, and the mirror
+    /// sends those it has now after it.
+    #[test]
+    fn a_directory_made_again_loses_its_stale_extended_attributes() {
+        let d = tempfile::tempdir().unwrap();
+        let options = ApplyOptions {
+            xattrs: true,
+            ..ApplyOptions::default()
+        };
+        let mut a = Applier::new(d.path(), options).unwrap();
+        for dir in ["", "d"] {
+            a.apply(&Event::new(dir, Op::Mkdir { mode: 0o755 }))
+                .unwrap();
+            let set = Op::SetXattr {
+                name: "user.stale".into(),
+                value: Some(b"v".to_vec()),
+            };
+            a.apply(&Event::new(dir, set)).unwrap();
+            a.apply(&Event::new(dir, Op::Mkdir { mode: 0o750 }))
+                .unwrap();
+            let path = d.path().join(dir);
+            let names = crate::resolve::list_xattrs(&path).unwrap();
+            assert!(
+                !names.iter().any(|n| n == b"user.stale"),
+                "{dir:?}: {names:?}"
+            );
+        }
     }
 }

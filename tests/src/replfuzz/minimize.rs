@@ -21,22 +21,35 @@ pub fn minimize(
     budget: usize,
     report: &mut dyn FnMut(usize, &Result<(), String>),
 ) -> Vec<WOp> {
-    let mut best = ops;
+    shrink(ops, budget, &mut |candidate| {
+        let failed = fails(plan, candidate, base);
+        report(candidate.len(), &failed);
+        failed.is_err()
+    })
+}
+
+/// Delta debugging: the smallest sublist (in order) of `items` found for which `fails`
+/// holds, trying at most `budget` candidates; each removes one of `chunks` equal parts,
+/// and the parts get finer when no removal keeps the failure.
+pub fn shrink<T: Clone>(
+    items: Vec<T>,
+    budget: usize,
+    fails: &mut dyn FnMut(&[T]) -> bool,
+) -> Vec<T> {
+    let mut best = items;
     let mut chunks = 2usize;
-    let mut runs = 0;
-    while runs < budget && best.len() > 1 {
+    let mut tried = 0;
+    while tried < budget && best.len() > 1 {
         let size = best.len().div_ceil(chunks);
         let mut shrunk = None;
         for i in 0..chunks {
             let (from, to) = (i * size, ((i + 1) * size).min(best.len()));
-            if runs >= budget || from >= to {
+            if tried >= budget || from >= to {
                 continue;
             }
-            let candidate: Vec<WOp> = best[..from].iter().chain(&best[to..]).cloned().collect();
-            runs += 1;
-            let failed = fails(plan, &candidate, base);
-            report(candidate.len(), &failed);
-            if failed.is_err() {
+            let candidate: Vec<T> = best[..from].iter().chain(&best[to..]).cloned().collect();
+            tried += 1;
+            if fails(&candidate) {
                 shrunk = Some(candidate);
                 break;
             }
@@ -88,4 +101,48 @@ pub fn scale(plan: &Plan, n: usize) -> Plan {
         e.at = shift(e.at);
     }
     p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::replfuzz::plan::{Disruption, Event};
+
+    #[test]
+    fn shrinking_keeps_exactly_what_the_failure_needs() {
+        let items: Vec<u32> = (0..1000).collect();
+        let mut runs = 0;
+        let needs = |c: &[u32]| c.contains(&17) && c.contains(&600) && c.contains(&601);
+        let best = shrink(items, 500, &mut |c| {
+            runs += 1;
+            needs(c)
+        });
+        assert_eq!(best, [17, 600, 601]);
+        assert!(runs < 200, "{runs} candidates");
+    }
+
+    #[test]
+    fn shrinking_stops_at_its_budget_with_a_list_that_still_fails() {
+        let items: Vec<u32> = (0..1000).collect();
+        let best = shrink(items, 5, &mut |c| c.contains(&999));
+        assert!(best.contains(&999) && best.len() < 1000);
+    }
+
+    #[test]
+    fn a_scaled_plan_keeps_its_events_among_the_same_operations() {
+        let plan = Plan {
+            seed: 1,
+            ops: 900,
+            rate: 100,
+            prefill: 100,
+            start: Start::During(300),
+            events: vec![Event {
+                at: 600,
+                what: Disruption::KillTarget,
+            }],
+        };
+        let p = scale(&plan, 100);
+        assert_eq!((p.prefill, p.ops, p.start), (10, 90, Start::During(30)));
+        assert_eq!(p.events[0].at, 60);
+    }
 }
