@@ -223,7 +223,7 @@ impl Applier {
         let attributes = self.options.attributes;
         if matches!(
             ev.op,
-            Op::Mkdir { .. } | Op::Mknod { .. } | Op::Symlink { .. }
+            Op::Mkdir { .. } | Op::Mknod { .. } | Op::Symlink { .. } | Op::Link { .. }
         ) {
             // A name made anew does not hold the file held open under it: that file's
             // removal came first on the source (or was lost, and this is a remirror), so
@@ -357,14 +357,13 @@ impl Applier {
                 fchmod(dir.as_raw_fd(), *mode)
             }),
             Op::Mknod { mode, rdev } => self.parent(rel).and_then(|(d, n)| {
-                // SAFETY: as above.
-                replayed(
-                    cvt(
-                        unsafe { libc::mknodat(d.as_raw_fd(), n.as_ptr(), *mode, *rdev) }
-                            as libc::c_long,
-                    )
-                    .map(drop),
-                    libc::EEXIST,
+                let kind = *mode & libc::S_IFMT;
+                make_new(
+                    &d,
+                    &n,
+                    // SAFETY: as above.
+                    || unsafe { libc::mknodat(d.as_raw_fd(), n.as_ptr(), *mode, *rdev) },
+                    |st| st.st_mode & libc::S_IFMT == kind && st.st_rdev == *rdev,
                 )
             }),
             Op::Rename { new_path, flags } => {
@@ -409,9 +408,12 @@ impl Applier {
                     self.parent(existing).map_err(err)?,
                     self.parent(rel).map_err(err)?,
                 );
-                // SAFETY: valid dirfds and NUL-terminated names; flags 0 never follows.
-                replayed(
-                    cvt(unsafe {
+                let file = stat_at(&ed, &ename).map_err(err)?;
+                make_new(
+                    &nd,
+                    &nname,
+                    // SAFETY: valid dirfds and NUL-terminated names; flags 0 never follows.
+                    || unsafe {
                         libc::linkat(
                             ed.as_raw_fd(),
                             ename.as_ptr(),
@@ -419,21 +421,21 @@ impl Applier {
                             nname.as_ptr(),
                             0,
                         )
-                    } as libc::c_long)
-                    .map(drop),
-                    libc::EEXIST,
+                    },
+                    |st| file.is_some_and(|f| (f.st_dev, f.st_ino) == (st.st_dev, st.st_ino)),
                 )
             }
             Op::Symlink { target } => self.parent(rel).and_then(|(d, n)| {
                 let t = cstr(target.as_bytes())?;
-                // SAFETY: as above. The link text is stored, never followed here.
-                replayed(
-                    cvt(
-                        unsafe { libc::symlinkat(t.as_ptr(), d.as_raw_fd(), n.as_ptr()) }
-                            as libc::c_long,
-                    )
-                    .map(drop),
-                    libc::EEXIST,
+                make_new(
+                    &d,
+                    &n,
+                    // SAFETY: as above. The link text is stored, never followed here.
+                    || unsafe { libc::symlinkat(t.as_ptr(), d.as_raw_fd(), n.as_ptr()) },
+                    |st| {
+                        st.st_mode & libc::S_IFMT == libc::S_IFLNK
+                            && read_link_at(&d, &n).is_ok_and(|text| text == t.as_bytes())
+                    },
                 )
             }),
             Op::Chmod { .. } | Op::Chown { .. } | Op::Utimes { .. } if !attributes => Ok(()),
@@ -691,6 +693,49 @@ impl Durability {
 }
 
 /// Whether `name` in `dir` is a directory (not following a symlink).
+/// Makes a new name with `make` (a `*at` call returning 0 or -1 with errno). On the
+/// source the call succeeded, so the name did not exist: one the replica has already is
+/// either this very operation applied before (a replay after a crash: `same` holds for
+/// it, and it stays) or something operations the replica could not apply left there,
+/// which is removed (with what it holds, if a directory) and the name made again. Taken
+/// for a replay, it stayed for good: a hard link's new name kept another file, and the
+/// writes made through that name on the source went to it on the replica (found by the
+/// replication fuzzer).
+fn make_new(
+    dir: &OwnedFd,
+    name: &CString,
+    make: impl Fn() -> libc::c_int,
+    same: impl Fn(&libc::stat) -> bool,
+) -> io::Result<()> {
+    match cvt(make() as libc::c_long) {
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+            if stat_at(dir, name)?.is_some_and(|st| same(&st)) {
+                return Ok(());
+            }
+            let mut removed = crate::orphans::Removed::default();
+            crate::orphans::remove_entry(dir, OsStr::from_bytes(name.to_bytes()), &mut removed)?;
+            cvt(make() as libc::c_long).map(drop)
+        }
+        other => other.map(drop),
+    }
+}
+
+/// The text of the symlink `name` in `dir`.
+fn read_link_at(dir: &OwnedFd, name: &CString) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; libc::PATH_MAX as usize];
+    // SAFETY: a valid dirfd, a NUL-terminated name and a buffer of the given length.
+    let n = unsafe {
+        libc::readlinkat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    buf.truncate(cvt(n as libc::c_long)? as usize);
+    Ok(buf)
+}
+
 fn is_dir_at(dir: &OwnedFd, name: &CString) -> bool {
     matches!(stat_at(dir, name), Ok(Some(st)) if st.st_mode & libc::S_IFMT == libc::S_IFDIR)
 }
@@ -865,5 +910,37 @@ pub(crate) mod tests {
                 "{dir:?}: {names:?}"
             );
         }
+    }
+
+    /// A new name (hard link, symlink, FIFO) where the replica already has something else
+    /// replaces it: on the source the name was free. The same operation applied again (a
+    /// replay) leaves the name as it is.
+    #[test]
+    fn a_new_name_replaces_what_the_replica_left_there_and_a_replay_keeps_it() {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let d = tempfile::tempdir().unwrap();
+        let at = |n: &str| d.path().join(n);
+        std::fs::write(at("f"), b"file").unwrap();
+        std::fs::write(at("stale"), b"stale").unwrap();
+        std::fs::create_dir_all(at("dir/sub")).unwrap();
+        let mut a = Applier::new(d.path(), ApplyOptions::default()).unwrap();
+        let link = Op::Link { target: "f".into() };
+        let symlink = Op::Symlink { target: "f".into() };
+        let fifo = Op::Mknod {
+            mode: libc::S_IFIFO | 0o640,
+            rdev: 0,
+        };
+        for _replayed in 0..2 {
+            a.apply(&Event::new("stale", link.clone())).unwrap();
+            a.apply(&Event::new("dir", symlink.clone())).unwrap();
+            a.apply(&Event::new("f2", fifo.clone())).unwrap();
+        }
+        let ino = |n: &str| std::fs::symlink_metadata(at(n)).unwrap().ino();
+        assert_eq!(ino("stale"), ino("f"), "the new name is the file's");
+        assert_eq!(std::fs::read_link(at("dir")).unwrap(), Path::new("f"));
+        assert!(std::fs::symlink_metadata(at("f2"))
+            .unwrap()
+            .file_type()
+            .is_fifo());
     }
 }
