@@ -24,14 +24,14 @@
 //!   existed).
 
 use std::io;
-use std::os::unix::fs::{DirEntryExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use rill_abi::maps::user_dev_to_kernel;
 use rill_driver_linux::{DirtyReason, Event, Op};
 
 use crate::repset::ReplicationSet;
-use crate::resolve::{open_data, read_file_range, read_range};
+use crate::resolve::{find_file, open_data, read_file_range, read_range};
 
 /// The largest write the drain reads and queues as one operation. A MiB keeps the
 /// common large write (`dd bs=1M`, a copy's buffer) one operation, well under a frame.
@@ -249,30 +249,6 @@ fn read_range_of(
         return Ok(None);
     }
     read_file_range(&mut f, offset, len).map(Some)
-}
-
-/// The name, beneath one of `roots`, of the file (kernel device, inode), by a walk that
-/// does not follow symlinks and ends at the first name found.
-fn find_file<'a>(roots: impl Iterator<Item = &'a Path>, file: (u64, u64)) -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = roots.map(Path::to_path_buf).collect();
-    while let Some(dir) = dirs.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let Ok(kind) = e.file_type() else { continue };
-            if e.ino() == file.1
-                && e.metadata()
-                    .is_ok_and(|m| (user_dev_to_kernel(m.dev()), m.ino()) == file)
-            {
-                return Some(e.path());
-            }
-            if kind.is_dir() {
-                dirs.push(e.path());
-            }
-        }
-    }
-    None
 }
 
 /// Merges `next` into `prev` when both are writes to one file, `next` starts where `prev`

@@ -33,6 +33,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rill_driver_linux::{Event, Op};
 
@@ -82,7 +83,7 @@ pub struct Mirror {
     /// not cover the whole tree (a remirror): see [`Mirror::remirror`].
     link_scope: Option<PathBuf>,
     /// The names of every multiply-linked file in `link_scope`, found on first need.
-    link_names: Option<HashMap<(u64, u64), Vec<PathBuf>>>,
+    link_names: Option<LinkIndex>,
     /// Directories above a remirror's roots already sent (see [`Mirror::ancestors`]).
     heads: HashSet<PathBuf>,
     progress: MirrorProgress,
@@ -290,7 +291,7 @@ impl Mirror {
             self.links.insert(key, p.to_path_buf());
             // After this name's attributes (pushed below, popped first): the other names
             // link to it once it is whole.
-            let others = self.other_names(key, p);
+            let others = self.other_names(key, p, &m);
             self.todo.extend(others.into_iter().rev().map(Step::Visit));
         }
         let make = if ft.is_symlink() {
@@ -327,15 +328,27 @@ impl Mirror {
 
     /// The names besides `p` that the file `key` has in the link scope (none for a walk
     /// of the whole tree, which comes to them by itself).
-    fn other_names(&mut self, key: (u64, u64), p: &Path) -> Vec<PathBuf> {
+    ///
+    /// The index is walked once per remirror, and again for a file whose names it does not
+    /// all hold (fewer than its link count) and whose change time (`ctime`, which a new
+    /// link sets) is not older than the last walk: a name linked since would otherwise be
+    /// left on the old file while the others are rebuilt as a new one (found by the
+    /// replication fuzzer: one name of five stood apart on the replica). Names outside the
+    /// scope never make a file walk again unless it changed during the remirror.
+    fn other_names(&mut self, key: (u64, u64), p: &Path, m: &Metadata) -> Vec<PathBuf> {
         let Some(scope) = &self.link_scope else {
             return Vec::new();
         };
-        let index = self
-            .link_names
-            .get_or_insert_with(|| multiply_linked(scope, &self.set));
-        index
-            .get(&key)
+        let ctime = (m.ctime(), m.ctime_nsec());
+        if self.link_names.as_ref().is_none_or(|index| {
+            let known = index.names.get(&key).map_or(0, Vec::len) as u64;
+            known < m.nlink() && ctime >= index.walked
+        }) {
+            self.link_names = Some(LinkIndex::walk(scope, &self.set));
+        }
+        self.link_names
+            .as_ref()
+            .and_then(|index| index.names.get(&key))
             .map(|names| names.iter().filter(|n| *n != p).cloned().collect())
             .unwrap_or_default()
     }
@@ -423,20 +436,41 @@ enum Step {
 
 /// The names of every file with more than one link beneath `scope` that the set protects,
 /// by (device, inode): one walk, done once per remirror and only when it meets such a file.
-fn multiply_linked(scope: &Path, set: &ReplicationSet) -> HashMap<(u64, u64), Vec<PathBuf>> {
-    let mut index: HashMap<(u64, u64), Vec<PathBuf>> = HashMap::new();
-    each_protected_file(vec![scope.to_path_buf()], set, |p, m| {
-        if m.nlink() > 1 {
-            index
-                .entry((m.dev(), m.ino()))
-                .or_default()
-                .push(p.to_path_buf());
+/// The names of every multiply-linked file in a tree, and when the walk that found them
+/// began (as a `ctime`: seconds and nanoseconds).
+struct LinkIndex {
+    names: HashMap<(u64, u64), Vec<PathBuf>>,
+    walked: (i64, i64),
+}
+
+/// How much earlier than the clock's reading a walk counts as begun: change times come
+/// from the kernel's coarse clock, which may lag the precise one by a tick (up to 10 ms at
+/// HZ=100), and a link made as the walk began must count as made after it.
+const CTIME_SLACK: Duration = Duration::from_millis(20);
+
+impl LinkIndex {
+    fn walk(scope: &Path, set: &ReplicationSet) -> LinkIndex {
+        let began = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .saturating_sub(CTIME_SLACK);
+        let mut names: HashMap<(u64, u64), Vec<PathBuf>> = HashMap::new();
+        each_protected_file(vec![scope.to_path_buf()], set, |p, m| {
+            if m.nlink() > 1 {
+                names
+                    .entry((m.dev(), m.ino()))
+                    .or_default()
+                    .push(p.to_path_buf());
+            }
+        });
+        for n in names.values_mut() {
+            n.sort();
         }
-    });
-    for names in index.values_mut() {
-        names.sort();
+        LinkIndex {
+            names,
+            walked: (began.as_secs() as i64, i64::from(began.subsec_nanos())),
+        }
     }
-    index
 }
 
 /// Calls `visit` with every non-directory beneath `roots` that the set protects, walking
@@ -743,6 +777,30 @@ mod tests {
             !hand_outs.overtook(&exchange("d5/d4", "d0x")),
             "whole components"
         );
+    }
+
+    /// A name linked to a file after the remirror looked for every file's names, and
+    /// before it came to that file, is linked on the replica too (the index is walked
+    /// again for a file that changed since and has names it does not hold).
+    #[test]
+    fn a_remirror_links_a_name_made_after_it_began() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        for (file, other) in [("x", "y"), ("a", "b")] {
+            std::fs::write(r.join(file), file).unwrap();
+            std::fs::hard_link(r.join(file), r.join(other)).unwrap();
+        }
+        let roots = vec![r.join("x"), r.join("a")];
+        let mut m = Mirror::remirror(roots, r.to_path_buf(), set(r), options());
+        let mut ops: Vec<Event> = m.next_group().unwrap();
+        std::fs::hard_link(r.join("a"), r.join("n")).unwrap();
+        ops.extend(std::iter::from_fn(|| m.next_group()).flatten());
+        let linked_to_a: Vec<&Path> = ops
+            .iter()
+            .filter(|e| matches!(&e.op, Op::Link { target } if target == &r.join("a")))
+            .map(|e| e.path.as_path())
+            .collect();
+        assert_eq!(linked_to_a, [r.join("b"), r.join("n")], "{ops:?}");
     }
 
     #[test]

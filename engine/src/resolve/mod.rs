@@ -23,9 +23,10 @@ use std::ffi::CString;
 use std::fs::File;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{DirEntryExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+use rill_abi::maps::user_dev_to_kernel;
 use rill_driver_linux::{Event, FileTimes, Op};
 
 /// Why an operation cannot be sent.
@@ -239,7 +240,8 @@ impl Resolver {
     }
 
     /// Stale names that exist again on the source (absolute), to be remirrored; they are
-    /// forgotten once returned.
+    /// forgotten once returned. With them, the names of written files whose names in the
+    /// stream were all removed (see `Written::take_homeless`).
     pub fn take_stale(&mut self) -> Vec<PathBuf> {
         let found: Vec<PathBuf> = self
             .stale
@@ -250,7 +252,9 @@ impl Resolver {
         for p in &found {
             self.stale.remove(p);
         }
-        found.into_iter().map(|p| self.source.join(p)).collect()
+        let mut found: Vec<PathBuf> = found.into_iter().map(|p| self.source.join(p)).collect();
+        found.extend(self.written.take_homeless(&self.source));
+        found
     }
 
     /// Remembers that the operation wrote its file, with the file's identity if the
@@ -318,6 +322,30 @@ fn join_rest(to: &Path, rest: &Path) -> PathBuf {
     } else {
         to.join(rest)
     }
+}
+
+/// The name, beneath one of `roots`, of the file (kernel device, inode), by a walk that
+/// does not follow symlinks and ends at the first name found.
+pub fn find_file<'a>(roots: impl Iterator<Item = &'a Path>, file: (u64, u64)) -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = roots.map(Path::to_path_buf).collect();
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let Ok(kind) = e.file_type() else { continue };
+            if e.ino() == file.1
+                && e.metadata()
+                    .is_ok_and(|m| (user_dev_to_kernel(m.dev()), m.ino()) == file)
+            {
+                return Some(e.path());
+            }
+            if kind.is_dir() {
+                dirs.push(e.path());
+            }
+        }
+    }
+    None
 }
 
 /// The file is gone (or a directory on its way was replaced): a later operation says so.

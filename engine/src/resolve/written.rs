@@ -14,7 +14,9 @@
 //! file has on the replica at that point of the stream: the source's tree as it is now may
 //! be ahead of it. Whether a written file has other names is asked once per file and
 //! checkpoint (one `statx`), when the capture said which file it wrote (an operation on
-//! an open file).
+//! an open file). A file whose every name the stream showed was removed, while it lives
+//! on under names the stream never showed (made before the job, or by a mirror), is found
+//! by a walk of the source and remirrored whole.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
@@ -33,6 +35,10 @@ pub(super) struct Written {
     /// names: where the times of such a file go when the name it was written through is
     /// removed.
     aliases: BTreeMap<PathBuf, (u64, u64)>,
+    /// Files with several names whose every name the stream showed was removed: their
+    /// other names are found by a walk of the source and remirrored (see
+    /// [`Written::take_homeless`]).
+    homeless: Vec<(u64, u64)>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -100,14 +106,33 @@ impl Written {
         }) = self.by_name.remove(rel)
         {
             let other = self.aliases.iter().find(|(_, f)| **f == o).map(|(p, _)| p);
-            if let Some(other) = other.cloned() {
-                let entry = Entry {
-                    object: Some(o),
-                    linked: true,
-                };
-                self.by_name.entry(other).or_insert(entry);
+            match other.cloned() {
+                Some(other) => {
+                    let entry = Entry {
+                        object: Some(o),
+                        linked: true,
+                    };
+                    self.by_name.entry(other).or_insert(entry);
+                }
+                // Its other names were made before the stream showed them (by a mirror,
+                // or before the job): dropped here, the times due for the file were lost,
+                // and the replica kept the times of its last write there (found by the
+                // replication fuzzer).
+                None if self.homeless.len() < MAX_STALE => self.homeless.push(o),
+                None => {}
             }
         }
+    }
+
+    /// The names (absolute) the files whose shown names were all removed have now on the
+    /// source, to be remirrored: rebuilt whole, with their times. One walk per file; the
+    /// case is rare (a file written through one of its names, that name removed before
+    /// the next checkpoint, its other names never in the stream).
+    pub(super) fn take_homeless(&mut self, source: &Path) -> Vec<PathBuf> {
+        std::mem::take(&mut self.homeless)
+            .into_iter()
+            .filter_map(|o| super::find_file(std::iter::once(source), o))
+            .collect()
     }
 
     /// `from` (and what is beneath it) was renamed to `to`, replacing what `to` named.
@@ -129,6 +154,7 @@ impl Written {
     pub(super) fn clear(&mut self) {
         self.by_name.clear();
         self.aliases.clear();
+        self.homeless.clear();
     }
 
     /// The names whose times are due now, with the files' current times on the source.
@@ -199,6 +225,25 @@ mod tests {
         let due: Vec<PathBuf> = w.take_due(src).into_iter().map(|(p, _)| p).collect();
         assert_eq!(due, [PathBuf::from("deep/er/kept")]);
         assert!(w.take_due(src).is_empty(), "due once");
+    }
+
+    /// A file written through one of its names whose other name the stream never showed
+    /// (made before the job, or by a mirror): once the written name is removed, the file's
+    /// names now are found by a walk and handed back to be remirrored, with its times.
+    #[test]
+    fn a_file_written_through_a_removed_name_whose_others_were_never_shown_is_found() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path();
+        std::fs::create_dir(src.join("sub")).unwrap();
+        std::fs::write(src.join("sub/kept"), b"data").unwrap();
+        std::fs::hard_link(src.join("sub/kept"), src.join("tmp")).unwrap();
+        let mut w = Written::default();
+        w.wrote(src, Path::new("tmp"), object(&src.join("tmp")));
+        std::fs::remove_file(src.join("tmp")).unwrap();
+        w.unlinked(Path::new("tmp"));
+        assert!(w.take_due(src).is_empty());
+        assert_eq!(w.take_homeless(src), [src.join("sub/kept")]);
+        assert!(w.take_homeless(src).is_empty(), "handed back once");
     }
 
     /// The same through a link made after the write, and through a rename over the name.
