@@ -11,6 +11,7 @@
 //! While the target is unreachable `send` blocks once the window is full, so operations
 //! wait in the source queue (memory, then disk), which is what the queue is for.
 
+mod carried;
 mod session;
 
 use std::path::PathBuf;

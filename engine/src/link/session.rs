@@ -17,6 +17,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_rustls::client::TlsStream;
 
+use super::carried::{self, Carry};
 use super::{ConState, Outgoing, Shared};
 use crate::codec;
 use crate::events::{self, EventLog, Level};
@@ -66,6 +67,8 @@ struct InFlight {
     captured_ns: u64,
     /// Relative paths the op names (a rename's both names), to remirror on a `Nak`.
     paths: Vec<std::path::PathBuf>,
+    /// Whether the op moves or shares what its first path names (see `carried`).
+    carry: Option<Carry>,
     marker: Option<Marker>,
 }
 
@@ -396,6 +399,7 @@ fn encode(
                     data_bytes,
                     captured_ns,
                     paths: ev.paths().cloned().collect(),
+                    carry: Carry::of(&ev.op),
                     marker: None,
                 },
                 compressed,
@@ -412,6 +416,7 @@ fn encode(
                     data_bytes: 0,
                     captured_ns: super::monotonic_ns(),
                     paths: Vec::new(),
+                    carry: None,
                     marker: Some(marker),
                 },
                 false,
@@ -572,8 +577,13 @@ fn handle(
                     "the target could not apply op {seq} ({:?}): {message}; remirroring",
                     f.paths
                 );
+                let later = window
+                    .iter()
+                    .filter(|g| g.seq > seq)
+                    .filter_map(|g| Some((g.carry?, g.paths.as_slice())));
+                let names = carried::follow(f.paths.clone(), later);
                 if let Ok(mut failed) = shared.failed.lock() {
-                    failed.extend(f.paths.iter().cloned());
+                    failed.extend(names);
                 }
             }
         }

@@ -198,6 +198,8 @@ impl Shared {
 /// in the page cache: what a `pwrite` leaves behind a killed process, without a system
 /// call per op (one for each of the tens of thousands of ops a tree extraction makes).
 const APPLIED_FILE: &str = "applied";
+/// The job's record of names not up to date and refusals to repeat (see `unsettled`).
+const UNSETTLED_FILE: &str = "unsettled";
 
 /// The mapped [`APPLIED_FILE`].
 struct AppliedPosition {
@@ -287,7 +289,10 @@ pub(super) fn start(
         .lock()
         .map_err(|_| anyhow::anyhow!("the unsettled names' lock is poisoned"))?
         .entry(key.clone())
-        .or_default()
+        .or_insert_with(|| {
+            let file = session_dir.join(UNSETTLED_FILE);
+            Arc::new(Mutex::new(Unsettled::open(file)))
+        })
         .clone();
     let syncer = Syncer::start(super::syncer::Reporting {
         durability: applier.durability()?,

@@ -18,13 +18,19 @@
 //!   acknowledgement, so it had the refusal).
 //!
 //! # State
-//! One record per job, kept across its connections (not across a restart of `rilld`).
+//! One record per job, kept across its connections and, in the job's session directory
+//! ([`Unsettled::open`]), across a restart of `rilld`: a target killed right after a
+//! refusal loses the connection that carried it, and must repeat it when the operation
+//! comes again. The file is rewritten (whole, by rename) whenever the record changes,
+//! which only refusals and the operations that touch a recorded name do, and before the
+//! applied position moves past the operation that changed it.
 //! `names` holds relative paths; a name leaves it when the replica removes it (a remirror
 //! begins each file with its removal) or makes a directory under it. Both maps are
 //! bounded by [`MAX_NAMES`]: past it new names are not followed (the refusals that named
 //! them still reach the source).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 use rill_driver_linux::{Event, Op};
@@ -37,17 +43,40 @@ pub const MAX_NAMES: usize = 1 << 18;
 pub struct Unsettled {
     names: BTreeSet<PathBuf>,
     refusals: BTreeMap<u64, String>,
+    /// Where the record is kept (none in unit tests).
+    file: Option<PathBuf>,
 }
 
 impl Unsettled {
-    /// Operation `seq` could not be applied: its names are not up to date.
+    /// The record kept in `file`, or an empty one if there is none (or it cannot be read:
+    /// then it is logged, and the refusals it held are lost as they would be without it).
+    pub fn open(file: PathBuf) -> Unsettled {
+        let mut u = Unsettled {
+            file: Some(file.clone()),
+            ..Unsettled::default()
+        };
+        match std::fs::read_to_string(&file) {
+            Ok(text) => u.parse(&text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => log::warn!("{}: {e}; starting without it", file.display()),
+        }
+        u
+    }
+
+    /// Operation `seq` could not be applied: its names are not up to date (a hard link's
+    /// new name only: the file it names is as it was).
     pub fn refused(&mut self, seq: u64, ev: &Event, why: &str) {
-        for p in ev.paths() {
+        let names: Vec<&PathBuf> = match ev.op {
+            Op::Link { .. } => vec![&ev.path],
+            _ => ev.paths().collect(),
+        };
+        for p in names {
             if self.names.len() < MAX_NAMES {
                 self.names.insert(p.clone());
             }
         }
         self.remember(seq, why);
+        self.save();
     }
 
     /// Operation `seq` was applied: names follow it. Returns why it must be refused all
@@ -58,11 +87,15 @@ impl Unsettled {
         }
         let carried = match &ev.op {
             Op::Unlink | Op::Rmdir => {
-                take_beneath(&mut self.names, &ev.path);
+                if !take_beneath(&mut self.names, &ev.path).is_empty() {
+                    self.save();
+                }
                 return None;
             }
             Op::Mkdir { .. } | Op::Prune(_) => {
-                self.names.remove(&ev.path);
+                if self.names.remove(&ev.path) {
+                    self.save();
+                }
                 return None;
             }
             Op::Rename { new_path, flags } if *flags & libc::RENAME_EXCHANGE != 0 => {
@@ -98,6 +131,7 @@ impl Unsettled {
                    they are remirrored"
             .to_string();
         self.remember(seq, &why);
+        self.save();
         Some(why)
     }
 
@@ -110,7 +144,59 @@ impl Unsettled {
     /// A connection starts with operation `seq`: the source had the acknowledgement of
     /// everything before it, so it had the refusals among them too.
     pub fn starts_at(&mut self, seq: u64) {
+        let before = self.refusals.len();
         self.refusals = self.refusals.split_off(&seq);
+        if self.refusals.len() != before {
+            self.save();
+        }
+    }
+
+    /// Writes the record to its file (a new file renamed over the old one, so a crash
+    /// leaves one or the other whole). A failure is logged: the record in memory still
+    /// serves this process.
+    fn save(&self) {
+        let Some(file) = &self.file else { return };
+        let tmp = file.with_extension("new");
+        let written =
+            std::fs::write(&tmp, self.to_text()).and_then(|()| std::fs::rename(&tmp, file));
+        if let Err(e) = written {
+            log::warn!("{}: {e}", file.display());
+        }
+    }
+
+    /// One line per name (`n` and its bytes in hex: a name may hold any byte but NUL and
+    /// `/` within a component) and per refusal (`r`, its sequence, its text in hex).
+    fn to_text(&self) -> String {
+        let mut out = String::new();
+        for n in &self.names {
+            out.push_str(&format!("n {}\n", hex(n.as_os_str().as_bytes())));
+        }
+        for (seq, why) in &self.refusals {
+            out.push_str(&format!("r {seq} {}\n", hex(why.as_bytes())));
+        }
+        out
+    }
+
+    /// The record from [`Unsettled::to_text`]'s form; a line it cannot read is skipped
+    /// (and logged), never trusted.
+    fn parse(&mut self, text: &str) {
+        for line in text.lines() {
+            let words: Vec<&str> = line.split(' ').collect();
+            let ok = match words.as_slice() {
+                ["n", name] => unhex(name).map(|b| {
+                    self.names
+                        .insert(PathBuf::from(std::ffi::OsString::from_vec(b)));
+                }),
+                ["r", seq, why] => seq.parse().ok().zip(unhex(why)).map(|(seq, b)| {
+                    self.refusals
+                        .insert(seq, String::from_utf8_lossy(&b).into_owned());
+                }),
+                _ => None,
+            };
+            if ok.is_none() {
+                log::warn!("unsettled names: skipping the line {line:?}");
+            }
+        }
     }
 
     fn remember(&mut self, seq: u64, why: &str) {
@@ -132,6 +218,20 @@ impl Unsettled {
             }
         }
     }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// Removes the names at or beneath `from`, returning them relative to it.
@@ -208,5 +308,26 @@ mod tests {
         assert!(u.applied(4, &ev("e", Op::Mkdir { mode: 0o755 })).is_none());
         assert!(u.applied(5, &rename("d", "x", 0)).is_none());
         assert!(u.applied(6, &rename("e", "y", 0)).is_none());
+    }
+
+    /// The record survives a restart: a refusal whose connection was lost is repeated by
+    /// the next process, and the names it holds are still followed.
+    #[test]
+    fn the_record_is_kept_in_its_file() {
+        let d = tempfile::tempdir().unwrap();
+        let file = d.path().join("unsettled");
+        let mut u = Unsettled::open(file.clone());
+        let odd = std::ffi::OsStr::from_bytes(b"odd \xff name");
+        u.refused(7, &ev("x", Op::Unlink), "EBUSY: busy");
+        u.refused(8, &rename("d", "e", 0), "ENOENT");
+        u.names.insert(PathBuf::from(odd));
+        u.save();
+        let again = Unsettled::open(file.clone());
+        assert_eq!(again.names, u.names);
+        assert_eq!(again.resent(7), Some("EBUSY: busy"));
+        std::fs::write(&file, "n zz\nr x y\nn 61\n").unwrap();
+        let damaged = Unsettled::open(file);
+        assert_eq!(damaged.names, BTreeSet::from([PathBuf::from("a")]));
+        assert!(damaged.refusals.is_empty());
     }
 }
