@@ -139,6 +139,16 @@ mod tests {
         Event::new(path, op)
     }
 
+    fn create(path: &Path) -> Event {
+        op(
+            path,
+            Op::Create {
+                mode: 0o644,
+                truncate: false,
+            },
+        )
+    }
+
     fn write(path: &Path) -> Event {
         op(
             path,
@@ -158,15 +168,6 @@ mod tests {
         let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let mut sink = sink(src.path(), dst.path());
         let (link, real) = (src.path().join("link"), src.path().join("real"));
-        let create = |p: &Path| {
-            op(
-                p,
-                Op::Create {
-                    mode: 0o644,
-                    truncate: false,
-                },
-            )
-        };
         for ev in [
             create(&real),
             op(
@@ -318,6 +319,8 @@ mod tests {
         for _ in 0..2 {
             sink.send(&op(&d, Op::Mkdir { mode: 0o750 }), Stream::Replication)
                 .unwrap();
+            sink.send(&create(&d.join("f")), Stream::Replication)
+                .unwrap();
             sink.send(&write(&d.join("f")), Stream::Replication)
                 .unwrap();
             sink.send(&op(&d.join("f"), Op::Unlink), Stream::Replication)
@@ -344,6 +347,7 @@ mod tests {
             len: content.len() as u64 + 100,
             data: None,
         };
+        sink.send(&create(&f), Stream::Replication).unwrap();
         sink.send(&op(&f, range), Stream::Replication).unwrap();
         xattr_set(&f, "user.k", b"v1");
         sink.send(

@@ -11,6 +11,13 @@ use rill_tests::require_kernel_support;
 
 fn replay(plan: &str) {
     require_kernel_support();
+    // The hosts log every operation sent and applied, so a failure can be traced.
+    if std::env::var_os("RILL_HOST_LOG").is_none() {
+        std::env::set_var(
+            "RILL_HOST_LOG",
+            "info,rill_engine::link::session=debug,rill_engine::target::applier=debug",
+        );
+    }
     let plan: Plan = plan.parse().expect("a valid plan");
     if let Err(f) = run(&plan, Ops::Generated, &base_dir()) {
         panic!("{plan}\n{f}");

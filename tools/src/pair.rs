@@ -76,7 +76,10 @@ impl Host {
             .arg("--config")
             .arg(&self.config)
             .arg("serve")
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("RILL_HOST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

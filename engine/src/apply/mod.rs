@@ -237,7 +237,7 @@ impl Applier {
                 ..
             } => self.write(rel, d, *offset),
             Op::Write { data: None, .. } => return Err(unresolved("write")),
-            Op::Create { mode, truncate } => self.writable(rel, *mode).and_then(|f| {
+            Op::Create { mode, truncate } => self.writable(rel, Some(*mode)).and_then(|f| {
                 if *truncate {
                     f.set_len(0)?;
                 }
@@ -247,8 +247,8 @@ impl Applier {
                     Ok(())
                 }
             }),
-            Op::Truncate { size } => self.writable(rel, 0o600).and_then(|f| f.set_len(*size)),
-            Op::Fallocate { mode, offset, len } => self.writable(rel, 0o600).and_then(|f| {
+            Op::Truncate { size } => self.writable(rel, None).and_then(|f| f.set_len(*size)),
+            Op::Fallocate { mode, offset, len } => self.writable(rel, None).and_then(|f| {
                 // SAFETY: a valid fd and plain integers.
                 cvt(unsafe {
                     libc::fallocate(f.as_raw_fd(), *mode as i32, *offset as i64, *len as i64)
@@ -496,12 +496,20 @@ impl Applier {
 
     /// The replica file for a data operation, kept open for `close_delay` after its last
     /// use so a stream of writes does not reopen it each time.
-    fn writable(&mut self, rel: &Path, create_mode: u32) -> io::Result<&File> {
+    ///
+    /// Only a `Create` makes the file (with its mode): every other data operation found
+    /// its file on the source, so a name the replica lacks is one it fell behind on, and
+    /// the operation is refused (and the name remirrored). Made by a truncate or a write,
+    /// the file was a phantom the source never had, which nothing removed (found by the
+    /// replication fuzzer: a file of zeros on the replica only).
+    fn writable(&mut self, rel: &Path, create: Option<u32>) -> io::Result<&File> {
         if !self.open.contains_key(rel) {
             // O_NONBLOCK: a FIFO under the name (the replica behind the stream after an
             // operation it could not apply) refuses the open (ENXIO) instead of waiting
             // for a reader forever, and the applier with it. A regular file ignores it.
-            let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_NONBLOCK;
+            let made = if create.is_some() { libc::O_CREAT } else { 0 };
+            let flags = libc::O_WRONLY | made | libc::O_NONBLOCK;
+            let create_mode = create.unwrap_or(0);
             match self.open(rel, flags | libc::O_NOFOLLOW, create_mode) {
                 Ok(fd) => {
                     self.open
@@ -535,7 +543,7 @@ impl Applier {
         // Taken out for the call: `writable` borrows the applier for as long as the file.
         let mut direct = std::mem::take(&mut self.direct);
         let written = self
-            .writable(rel, 0o600)
+            .writable(rel, None)
             .and_then(|f| direct.write_all_at(f, data, offset));
         self.direct = direct;
         written
@@ -822,6 +830,26 @@ pub(crate) mod tests {
         assert!(result.is_err(), "a FIFO took a write: {result:?}");
     }
 
+    fn create() -> Op {
+        Op::Create {
+            mode: 0o644,
+            truncate: false,
+        }
+    }
+
+    /// A write to a name the replica lacks is refused, not made into a file: only a
+    /// `Create` makes one (on the source every other data operation found its file).
+    #[test]
+    fn only_a_create_makes_a_file() {
+        let d = tempfile::tempdir().unwrap();
+        let mut a = Applier::new(d.path(), ApplyOptions::default()).unwrap();
+        let truncate = Op::Truncate { size: 10 };
+        for op in [write(b"x"), truncate] {
+            assert!(a.apply(&Event::new("phantom", op)).is_err());
+        }
+        assert!(!d.path().join("phantom").exists());
+    }
+
     fn write(data: &[u8]) -> Op {
         Op::Write {
             offset: 0,
@@ -845,6 +873,7 @@ pub(crate) mod tests {
                 .unwrap();
             a.apply(&Event::new("d/e", Op::Mkdir { mode: 0o755 }))
                 .unwrap();
+            a.apply(&Event::new("d/e/f", create())).unwrap();
             a.apply(&Event::new("d/e/f", write(b"old"))).unwrap();
             a.apply(&Event::new("d", op.clone())).unwrap();
             assert!(!d.path().join("d").exists(), "{op:?} left the tree");
@@ -853,6 +882,7 @@ pub(crate) mod tests {
             .unwrap();
         a.apply(&Event::new("d/e", Op::Mkdir { mode: 0o755 }))
             .unwrap();
+        a.apply(&Event::new("d/e/f", create())).unwrap();
         a.apply(&Event::new("d/e/f", write(b"new"))).unwrap();
         a.flush().unwrap();
         assert_eq!(std::fs::read(d.path().join("d/e/f")).unwrap(), b"new");

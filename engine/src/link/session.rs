@@ -367,6 +367,9 @@ fn encode(
             stream,
             captured_ns,
         } => {
+            // Every operation with its sequence, for tracing a replica's history (the
+            // replication fuzzer turns it on); nothing is formatted unless it is enabled.
+            log::debug!("op {seq} {stream:?}: {}", ev.to_text());
             let data_bytes = match &ev.op {
                 rill_driver_linux::Op::Write { len, .. } => *len,
                 _ => 0,

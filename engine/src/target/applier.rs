@@ -479,6 +479,7 @@ impl Worker {
     /// Applies one op, retrying transient failures; reports one that cannot be applied
     /// (and returns false).
     fn apply(&mut self, seq: u64, ev: &Event) -> bool {
+        log::debug!("job {}: applying op {seq}: {}", self.key.1, ev.to_text());
         let mut tries = 0;
         loop {
             match self.applier.apply(ev) {

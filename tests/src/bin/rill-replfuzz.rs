@@ -52,8 +52,16 @@ struct Args {
     dir: PathBuf,
 }
 
+/// The hosts' log filter (`RILL_HOST_LOG`, read by `rill_tools::pair`) unless one is set:
+/// every operation sent with its sequence, and every operation applied, so a failing
+/// run's history can be traced in its hosts' `rilld.out`.
+const TRACE: &str = "info,rill_engine::link::session=debug,rill_engine::target::applier=debug";
+
 fn main() -> ExitCode {
     let args = Args::parse();
+    if std::env::var_os("RILL_HOST_LOG").is_none() {
+        std::env::set_var("RILL_HOST_LOG", TRACE);
+    }
     let plan = match args.plan.as_deref().map(str::parse::<Plan>) {
         Some(Err(e)) => {
             eprintln!("rill-replfuzz: {e}");
