@@ -19,6 +19,7 @@ pub mod daemon;
 mod database;
 pub mod drain;
 pub mod events;
+pub mod followed;
 pub mod jobs;
 pub mod journal;
 pub mod link;

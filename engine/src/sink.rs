@@ -39,6 +39,10 @@ pub trait Transmit {
     fn take_failures(&mut self) -> Vec<PathBuf> {
         Vec::new()
     }
+    /// `path` (absolute) may hold a stale object on the destination from here on in the
+    /// stream, until it is rebuilt: the moves sent after now are followed from it (see
+    /// `followed`), and the names they reach come back from `take_failures`.
+    fn suspect(&mut self, _path: &Path) {}
     /// Whether the destination asked to hold the mirror back (its queue is full).
     fn mirror_paused(&self) -> bool {
         false
@@ -119,6 +123,10 @@ impl Transmit for LocalSink {
 
     fn take_failures(&mut self) -> Vec<PathBuf> {
         self.resolver.take_stale()
+    }
+
+    fn suspect(&mut self, path: &Path) {
+        self.resolver.suspect(path);
     }
 }
 

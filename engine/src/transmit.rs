@@ -320,6 +320,11 @@ impl TransmitLoop<'_> {
                 .map(|p| Mark::whole(p.clone(), Reason::Modified, at))
                 .collect();
             self.changes.mark(&marks)?;
+            // Stale on the replica once this operation is applied there, until remirrored;
+            // the moves after it carry what they hold on.
+            for p in ev.paths() {
+                self.sink.suspect(p);
+            }
         }
         hand_outs.forget_before(ev.ktime_ns.saturating_sub(CAPTURE_SLACK_NS));
         Ok(())

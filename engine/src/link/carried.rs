@@ -9,9 +9,11 @@
 //! target refuses an operation before it applies, let alone acknowledges, the ones after
 //! it), so the names are followed through them, in order, and remirrored too.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use rill_driver_linux::Op;
+
+use crate::followed::Followed;
 
 /// How an operation moves or shares what its first path names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,48 +37,37 @@ impl Carry {
     }
 }
 
-/// The most names one refusal is followed to: a bound on the work a stream of renames of
-/// a large tree could otherwise cost (the names beyond it are left to the change
-/// journal's next remirror of the refused names).
-const MAX_FOLLOWED: usize = 4096;
-
 /// `names` (a refused operation's paths) and every name the operations `later` (in stream
 /// order, with their paths) carried them to.
 pub(super) fn follow<'a>(
-    mut names: Vec<PathBuf>,
+    names: Vec<PathBuf>,
     later: impl Iterator<Item = (Carry, &'a [PathBuf])>,
 ) -> Vec<PathBuf> {
+    let mut followed = Followed::default();
+    for n in &names {
+        followed.insert(n.clone());
+    }
+    let mut all = names;
     for (carry, paths) in later {
         let [a, b] = paths else { continue };
-        let mut reached = Vec::new();
-        for n in &names {
-            match carry {
-                Carry::Rename => reached.extend(moved(n, a, b)),
-                Carry::Exchange => reached.extend(moved(n, a, b).or_else(|| moved(n, b, a))),
-                Carry::Link if n == b => reached.push(a.clone()),
-                Carry::Link => {}
-            }
-        }
-        for r in reached {
-            if names.len() >= MAX_FOLLOWED {
-                return names;
-            }
-            if !names.contains(&r) {
-                names.push(r);
+        let op = match carry {
+            Carry::Rename => Op::Rename {
+                new_path: b.clone(),
+                flags: 0,
+            },
+            Carry::Exchange => Op::Rename {
+                new_path: b.clone(),
+                flags: libc::RENAME_EXCHANGE,
+            },
+            Carry::Link => Op::Link { target: b.clone() },
+        };
+        for reached in followed.apply(a, &op) {
+            if !all.contains(&reached) {
+                all.push(reached);
             }
         }
     }
-    names
-}
-
-/// Where `n` is after what is at `from` moved to `to`, if it was at or beneath `from`.
-fn moved(n: &Path, from: &Path, to: &Path) -> Option<PathBuf> {
-    let rest = n.strip_prefix(from).ok()?;
-    Some(if rest.as_os_str().is_empty() {
-        to.to_path_buf()
-    } else {
-        to.join(rest)
-    })
+    all
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@
 mod carried;
 mod session;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -364,9 +364,16 @@ impl Transmit for NetworkSink {
             .unwrap_or_default();
         for p in &mut failed {
             *p = self.source.join(&*p);
+            // What the replica holds there is stale until the remirror rebuilds it, and the
+            // moves still to be sent would carry it on.
+            self.resolver.suspect(p);
         }
         failed.extend(self.resolver.take_stale());
         failed
+    }
+
+    fn suspect(&mut self, path: &Path) {
+        self.resolver.suspect(path);
     }
 
     fn take_lost_state(&mut self) -> bool {

@@ -29,6 +29,8 @@ use std::path::{Path, PathBuf};
 use rill_abi::maps::user_dev_to_kernel;
 use rill_driver_linux::{Event, FileTimes, Op};
 
+use crate::followed::Followed;
+
 /// Why an operation cannot be sent.
 #[derive(Debug, thiserror::Error)]
 pub enum ResolveError {
@@ -71,6 +73,12 @@ pub struct Resolver {
     /// Names whose value (data, times, attribute) could not be read because the file had
     /// moved on by the time its operation was sent; see [`Resolver::take_stale`].
     stale: BTreeMap<PathBuf, ()>,
+    /// Names whose object on the replica is stale from this point of the stream until a
+    /// remirror rebuilds them (refused, or overtaken by an older rename), followed through
+    /// the moves sent after; see [`Resolver::suspect`].
+    suspects: Followed,
+    /// Names the moves carried a suspect object to, to be remirrored (`take_stale`).
+    carried: Vec<PathBuf>,
 }
 
 /// The most bytes one resolved write carries: the bytes are read into memory to be sent.
@@ -89,6 +97,8 @@ impl Resolver {
             source: source.to_path_buf(),
             options,
             written: written::Written::default(),
+            suspects: Followed::default(),
+            carried: Vec::new(),
             stale: BTreeMap::new(),
         }
     }
@@ -225,6 +235,7 @@ impl Resolver {
             | Op::RemoveXattr { .. }
             | Op::Prune(_) => {}
         }
+        self.follow_suspects(&ev);
         Ok(Some(ev))
     }
 
@@ -240,8 +251,34 @@ impl Resolver {
     }
 
     /// Stale names that exist again on the source (absolute), to be remirrored; they are
-    /// forgotten once returned. With them, the names of written files whose names in the
-    /// stream were all removed (see `Written::take_homeless`).
+    /// forgotten once returned. With them, the names suspect objects were carried to (see
+    /// [`Resolver::suspect`]), and the names of written files whose names in the stream
+    /// were all removed (see `Written::take_homeless`).
+    /// `path` (absolute) may hold a stale object on the replica from this point of the
+    /// stream: the moves resolved from now on are followed from it, and every name they
+    /// carry it to is remirrored too (a remirror of `path` alone leaves the object where a
+    /// later rename put it: found by the replication fuzzer). It is followed until it is
+    /// removed or made again (a remirror's group begins with either).
+    pub fn suspect(&mut self, path: &Path) {
+        if let Ok(rel) = self.relative(path) {
+            self.suspects.insert(rel);
+        }
+    }
+
+    /// What `ev` (relative paths) does to the suspect names.
+    fn follow_suspects(&mut self, ev: &Event) {
+        if self.suspects.is_empty() {
+            return;
+        }
+        if matches!(ev.op, Op::Mkdir { .. }) {
+            self.suspects.remove(&ev.path);
+        }
+        let reached = self.suspects.apply(&ev.path, &ev.op);
+        if self.carried.len() < MAX_STALE {
+            self.carried.extend(reached);
+        }
+    }
+
     pub fn take_stale(&mut self) -> Vec<PathBuf> {
         let found: Vec<PathBuf> = self
             .stale
@@ -252,7 +289,11 @@ impl Resolver {
         for p in &found {
             self.stale.remove(p);
         }
-        let mut found: Vec<PathBuf> = found.into_iter().map(|p| self.source.join(p)).collect();
+        let mut found: Vec<PathBuf> = found
+            .into_iter()
+            .chain(std::mem::take(&mut self.carried))
+            .map(|p| self.source.join(p))
+            .collect();
         found.extend(self.written.take_homeless(&self.source));
         found
     }
@@ -593,5 +634,34 @@ mod tests {
         let mut due: Vec<PathBuf> = r.times_of_written().into_iter().map(|e| e.path).collect();
         due.sort();
         assert_eq!(due, [PathBuf::from("d1/a"), PathBuf::from("d2/b")]);
+    }
+
+    /// A name suspected stale on the replica (refused, or overtaken) is followed through
+    /// the renames resolved after it: the names its object reaches are handed back to be
+    /// remirrored; a name made again is no longer followed.
+    #[test]
+    fn suspect_names_are_followed_through_later_renames() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path();
+        std::fs::create_dir_all(src.join("d")).unwrap();
+        std::fs::write(src.join("d/f"), b"x").unwrap();
+        let mut r = Resolver::new(src, ResolveOptions::default());
+        r.suspect(&src.join("d/f"));
+        std::fs::rename(src.join("d"), src.join("e")).unwrap();
+        let rename = Op::Rename {
+            new_path: src.join("e"),
+            flags: 0,
+        };
+        resolved(&mut r, Event::new(src.join("d"), rename));
+        assert_eq!(r.take_stale(), [src.join("e/f")]);
+        resolved(&mut r, Event::new(src.join("e/f"), Op::Unlink));
+        std::fs::remove_file(src.join("e/f")).unwrap();
+        let again = Op::Rename {
+            new_path: src.join("g"),
+            flags: 0,
+        };
+        std::fs::rename(src.join("e"), src.join("g")).unwrap();
+        resolved(&mut r, Event::new(src.join("e"), again));
+        assert!(r.take_stale().is_empty(), "removed, no longer followed");
     }
 }

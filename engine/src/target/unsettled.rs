@@ -24,24 +24,27 @@
 //! comes again. The file is rewritten (whole, by rename) whenever the record changes,
 //! which only refusals and the operations that touch a recorded name do, and before the
 //! applied position moves past the operation that changed it.
-//! `names` holds relative paths; a name leaves it when the replica removes it (a remirror
-//! begins each file with its removal) or makes a directory under it. Both maps are
-//! bounded by [`MAX_NAMES`]: past it new names are not followed (the refusals that named
-//! them still reach the source).
+//! `names` holds relative paths ([`Followed`]); a name leaves it when the replica removes
+//! it (a remirror begins each file with its removal) or makes a directory under it.
+//! Refusals are bounded by [`MAX_NAMES`], names by [`crate::followed::MAX_FOLLOWED`]:
+//! past them new ones are not remembered (the refusals themselves still reach the
+//! source).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use rill_driver_linux::{Event, Op};
 
-/// The most names and refusals remembered per job: far beyond what a healthy replica
-/// ever holds, and small enough (about 100 bytes each) to bound the memory a bad one uses.
+use crate::followed::Followed;
+
+/// The most refusals remembered per job: far beyond what a healthy replica ever holds,
+/// and small enough (about 100 bytes each) to bound the memory a bad one uses.
 pub const MAX_NAMES: usize = 1 << 18;
 
 #[derive(Debug, Default)]
 pub struct Unsettled {
-    names: BTreeSet<PathBuf>,
+    names: Followed,
     refusals: BTreeMap<u64, String>,
     /// Where the record is kept (none in unit tests).
     file: Option<PathBuf>,
@@ -71,9 +74,7 @@ impl Unsettled {
             _ => ev.paths().collect(),
         };
         for p in names {
-            if self.names.len() < MAX_NAMES {
-                self.names.insert(p.clone());
-            }
+            self.names.insert(p.clone());
         }
         self.remember(seq, why);
         self.save();
@@ -85,46 +86,14 @@ impl Unsettled {
         if self.names.is_empty() {
             return None;
         }
-        let carried = match &ev.op {
-            Op::Unlink | Op::Rmdir => {
-                if !take_beneath(&mut self.names, &ev.path).is_empty() {
-                    self.save();
-                }
-                return None;
-            }
-            Op::Mkdir { .. } | Op::Prune(_) => {
-                if self.names.remove(&ev.path) {
-                    self.save();
-                }
-                return None;
-            }
-            Op::Rename { new_path, flags } if *flags & libc::RENAME_EXCHANGE != 0 => {
-                let (a, b) = (
-                    take_beneath(&mut self.names, &ev.path),
-                    take_beneath(&mut self.names, new_path),
-                );
-                let carried = !a.is_empty() || !b.is_empty();
-                self.put(new_path, a);
-                self.put(&ev.path, b);
-                carried
-            }
-            Op::Rename { new_path, .. } => {
-                take_beneath(&mut self.names, new_path);
-                let moved = take_beneath(&mut self.names, &ev.path);
-                let carried = !moved.is_empty();
-                self.put(new_path, moved);
-                carried
-            }
-            // The new name shares the existing file's object.
-            Op::Link { target } if self.names.contains(target) => {
-                if self.names.len() < MAX_NAMES {
-                    self.names.insert(ev.path.clone());
-                }
-                true
-            }
-            _ => false,
-        };
+        let before = self.names.len();
+        let rebuilt =
+            matches!(ev.op, Op::Mkdir { .. } | Op::Prune(_)) && self.names.remove(&ev.path);
+        let carried = !self.names.apply(&ev.path, &ev.op).is_empty();
         if !carried {
+            if rebuilt || self.names.len() != before {
+                self.save();
+            }
             return None;
         }
         let why = "applied, but it carried names the replica could not bring up to date; \
@@ -168,7 +137,7 @@ impl Unsettled {
     /// `/` within a component) and per refusal (`r`, its sequence, its text in hex).
     fn to_text(&self) -> String {
         let mut out = String::new();
-        for n in &self.names {
+        for n in self.names.iter() {
             out.push_str(&format!("n {}\n", hex(n.as_os_str().as_bytes())));
         }
         for (seq, why) in &self.refusals {
@@ -204,20 +173,6 @@ impl Unsettled {
             self.refusals.insert(seq, why.to_string());
         }
     }
-
-    /// Puts names, relative to a moved name, back under its new name.
-    fn put(&mut self, to: &Path, rests: Vec<PathBuf>) {
-        for rest in rests {
-            if self.names.len() < MAX_NAMES {
-                let name = if rest.as_os_str().is_empty() {
-                    to.to_path_buf()
-                } else {
-                    to.join(rest)
-                };
-                self.names.insert(name);
-            }
-        }
-    }
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -234,25 +189,10 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// Removes the names at or beneath `from`, returning them relative to it.
-fn take_beneath(names: &mut BTreeSet<PathBuf>, from: &Path) -> Vec<PathBuf> {
-    let beneath: Vec<PathBuf> = names
-        .range(from.to_path_buf()..)
-        .take_while(|p| p.starts_with(from))
-        .cloned()
-        .collect();
-    beneath
-        .into_iter()
-        .filter_map(|p| {
-            names.remove(&p);
-            p.strip_prefix(from).ok().map(Path::to_path_buf)
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn ev(path: &str, op: Op) -> Event {
         Event::new(path, op)
@@ -327,7 +267,7 @@ mod tests {
         assert_eq!(again.resent(7), Some("EBUSY: busy"));
         std::fs::write(&file, "n zz\nr x y\nn 61\n").unwrap();
         let damaged = Unsettled::open(file);
-        assert_eq!(damaged.names, BTreeSet::from([PathBuf::from("a")]));
+        assert_eq!(damaged.names.iter().collect::<Vec<_>>(), [Path::new("a")]);
         assert!(damaged.refusals.is_empty());
     }
 }

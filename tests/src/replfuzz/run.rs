@@ -340,10 +340,27 @@ impl Workload<'_> {
         };
         let result = op.apply(&self.root);
         self.refused += usize::from(result.is_err());
+        // The wall-clock time, to find the operation in the hosts' logs.
+        let at = humantime_utc();
         let _ = match result {
-            Ok(()) => writeln!(self.log, "{op}"),
-            Err(e) => writeln!(self.log, "{op}\t# {e}"),
+            Ok(()) => writeln!(self.log, "{op}\t# {at}"),
+            Err(e) => writeln!(self.log, "{op}\t# {at} {e}"),
         };
         true
     }
+}
+
+/// Now as `HH:MM:SS.mmm` UTC, the form the hosts' logs use.
+fn humantime_utc() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let day = now.as_secs() % 86_400;
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        day / 3600,
+        day % 3600 / 60,
+        day % 60,
+        now.subsec_millis()
+    )
 }
