@@ -358,7 +358,8 @@ fn utimes_ops(d: &str) {
 
 /// create t; symlink s -> t; owner and times calls by the name s, each following the
 /// link or not: chown (t), lchown (s), fchownat nofollow (s), fchownat (t), utimensat
-/// nofollow (s), utimensat (t), utimes (t).
+/// nofollow (s), utimensat (t), utimes (t); then chmod (t) and truncate (t) by the name s,
+/// which always follow it.
 fn symlink_attrs(d: &str) {
     close(new_file(&format!("{d}/t")));
     let s = format!("{d}/s");
@@ -385,6 +386,8 @@ fn symlink_attrs(d: &str) {
         0,
     );
     utimes(&s);
+    chmod(&s, 0o600);
+    truncate(&s, 7);
     close(dfd);
 }
 
