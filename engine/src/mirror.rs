@@ -330,27 +330,44 @@ impl Mirror {
     /// of the whole tree, which comes to them by itself).
     ///
     /// The index is walked once per remirror, and again for a file whose names it does not
-    /// all hold (fewer than its link count) and whose change time (`ctime`, which a new
-    /// link sets) is not older than the last walk: a name linked since would otherwise be
-    /// left on the old file while the others are rebuilt as a new one (found by the
-    /// replication fuzzer: one name of five stood apart on the replica). Names outside the
-    /// scope never make a file walk again unless it changed during the remirror.
+    /// all hold (fewer names that still are the file than its link count) and whose change
+    /// time (`ctime`, which a new link or a rename sets) is not older than the last walk: a
+    /// name linked or renamed since would otherwise be left on the old file while the
+    /// others are rebuilt as a new one (found by the replication fuzzer, both ways). Names
+    /// outside the scope never make a file walk again unless it changed during the
+    /// remirror.
     fn other_names(&mut self, key: (u64, u64), p: &Path, m: &Metadata) -> Vec<PathBuf> {
-        let Some(scope) = &self.link_scope else {
+        let Some(scope) = self.link_scope.clone() else {
             return Vec::new();
         };
         let ctime = (m.ctime(), m.ctime_nsec());
-        if self.link_names.as_ref().is_none_or(|index| {
-            let known = index.names.get(&key).map_or(0, Vec::len) as u64;
-            known < m.nlink() && ctime >= index.walked
-        }) {
-            self.link_names = Some(LinkIndex::walk(scope, &self.set));
-        }
-        self.link_names
+        // Only names that still are the file count: one renamed away since the walk would
+        // otherwise make up for the name it now has, which the walk never saw.
+        let names = |index: &LinkIndex| -> Vec<PathBuf> {
+            index
+                .names
+                .get(&key)
+                .into_iter()
+                .flatten()
+                .filter(|n| std::fs::symlink_metadata(n).is_ok_and(|o| (o.dev(), o.ino()) == key))
+                .cloned()
+                .collect()
+        };
+        let mut found = self.link_names.as_ref().map(names);
+        let stale = found
             .as_ref()
-            .and_then(|index| index.names.get(&key))
-            .map(|names| names.iter().filter(|n| *n != p).cloned().collect())
+            .zip(self.link_names.as_ref())
+            .is_none_or(|(f, index)| (f.len() as u64) < m.nlink() && ctime >= index.walked);
+        if stale {
+            let index = LinkIndex::walk(&scope, &self.set);
+            found = Some(names(&index));
+            self.link_names = Some(index);
+        }
+        found
             .unwrap_or_default()
+            .into_iter()
+            .filter(|n| n != p)
+            .collect()
     }
 
     /// The file's data extents, a chunk per group.
@@ -801,6 +818,29 @@ mod tests {
             .map(|e| e.path.as_path())
             .collect();
         assert_eq!(linked_to_a, [r.join("b"), r.join("n")], "{ops:?}");
+    }
+
+    /// The same for a name renamed after the walk: the walk's name for it is gone, and
+    /// the one it has now is linked.
+    #[test]
+    fn a_remirror_links_a_name_renamed_after_it_began() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        for (file, other) in [("x", "y"), ("a", "b")] {
+            std::fs::write(r.join(file), file).unwrap();
+            std::fs::hard_link(r.join(file), r.join(other)).unwrap();
+        }
+        let roots = vec![r.join("x"), r.join("a")];
+        let mut m = Mirror::remirror(roots, r.to_path_buf(), set(r), options());
+        let mut ops: Vec<Event> = m.next_group().unwrap();
+        std::fs::rename(r.join("b"), r.join("c")).unwrap();
+        ops.extend(std::iter::from_fn(|| m.next_group()).flatten());
+        let linked_to_a: Vec<&Path> = ops
+            .iter()
+            .filter(|e| matches!(&e.op, Op::Link { target } if target == &r.join("a")))
+            .map(|e| e.path.as_path())
+            .collect();
+        assert_eq!(linked_to_a, [r.join("c")], "{ops:?}");
     }
 
     #[test]
