@@ -32,10 +32,13 @@ const S_IFREG: u32 = 0o100000;
 /// `kiocb.ki_flags`: the request writes.
 const IOCB_WRITE: u32 = 1 << 18;
 
-/// Remembers a file with a shared writable mapping.
+/// Remembers a file with a shared writable mapping, by its `struct inode` address: the
+/// tracepoints give that address, so a page dirtied in any other file costs one map
+/// lookup and no kernel read. An address reused by another inode once this one is freed
+/// can only mark that file needlessly.
 #[inline(always)]
-pub fn track_mapped(key: DirtyKey) {
-    let _ = RILL_MAPPED.insert(&key, &1, 0);
+pub fn track_mapped(inode: u64) {
+    let _ = RILL_MAPPED.insert(&inode, &1, 0);
 }
 
 /// (dev, ino) of an inode.
@@ -70,14 +73,11 @@ pub fn mark_file(cfg: &DriverConfig, o: &Off, file: u64) {
 /// Marks a mapped file's inode dirty.
 #[inline(always)]
 fn mapped_changed(inode: u64) {
-    if config().is_none() {
+    // SAFETY: the value is only tested for presence.
+    if unsafe { RILL_MAPPED.get(&inode) }.is_none() || config().is_none() {
         return;
     }
-    let Some(key) = inode_key(&off(), inode) else {
-        return;
-    };
-    // SAFETY: the value is only tested for presence.
-    if unsafe { RILL_MAPPED.get(&key) }.is_some() {
+    if let Some(key) = inode_key(&off(), inode) {
         mark_dirty(key, DIRTY_MODIFIED);
     }
 }

@@ -478,8 +478,11 @@ pub fn map(c: &Call) {
                 return;
             }
             if let Some(f) = fd(c, c.arg(4) as u32 as u64) {
+                let inode = crate::kernel::kptr(f.file, c.o.RILL_OFF_FILE_INODE());
                 if f.inode.mode & S_IFMT == S_IFREG && watched(c.cfg, f.inode.dev) {
-                    crate::below::track_mapped(key(&f.inode));
+                    if let Some(inode) = inode {
+                        crate::below::track_mapped(inode);
+                    }
                 }
             }
         }

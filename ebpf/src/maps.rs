@@ -52,6 +52,6 @@ pub static RILL_GEN: Array<u64> = Array::with_max_entries(1, 0);
 
 /// Files with a shared writable mapping (recorded by `mmap` at exit): their pages change
 /// without a system call, so the second layer marks them dirty when a page of theirs is
-/// made dirty or written back (see `below`).
+/// made dirty or written back (see `below`). Keyed by `struct inode` address.
 #[map]
-pub static RILL_MAPPED: LruHashMap<DirtyKey, u8> = LruHashMap::with_max_entries(4096, 0);
+pub static RILL_MAPPED: LruHashMap<u64, u8> = LruHashMap::with_max_entries(4096, 0);
