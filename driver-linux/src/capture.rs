@@ -56,7 +56,7 @@ struct EbpfBackend {
     names: HashMap<(u64, u64), PathBuf>,
     /// Files marked changed by the second layer that a walk of the roots did not find:
     /// outside them (any file with a shared writable mapping on a watched file system is
-    /// marked). Forgotten at the next rename or link, which may bring one in.
+    /// marked). One is forgotten when a rename or link may have brought it in.
     outside: HashSet<(u64, u64)>,
 }
 
@@ -234,8 +234,8 @@ impl Capture {
         let mut namer = Namer::new(&self.roots, names);
         let mut named = Vec::with_capacity(raw.len());
         for ev in raw.drain(..) {
-            if matches!(ev.op, Op::Rename { .. } | Op::Link { .. }) {
-                outside.clear();
+            if !outside.is_empty() {
+                moved_in(&ev, outside);
             }
             match ev.object {
                 Some(id) if ev.path.as_os_str().is_empty() => {
@@ -373,6 +373,25 @@ impl<'a> Namer<'a> {
     }
 }
 
+/// Forgets, of the files known to lie outside the roots, the one a rename or link names
+/// now (every one, when that is a directory: its contents moved with it).
+fn moved_in(ev: &Event, outside: &mut HashSet<(u64, u64)>) {
+    let now = match &ev.op {
+        Op::Rename { new_path, .. } => new_path,
+        // A link record's path is the new name.
+        Op::Link { .. } => &ev.path,
+        _ => return,
+    };
+    match std::fs::symlink_metadata(now) {
+        Ok(m) if !m.is_dir() => {
+            outside.remove(&(user_dev_to_kernel(m.dev()), m.ino()));
+        }
+        // A directory, or gone already (renamed again: its next rename comes later, or
+        // it came before and then this may be anything).
+        _ => outside.clear(),
+    }
+}
+
 fn synthetic(path: PathBuf, ktime_ns: u64, op: Op) -> Event {
     Event {
         ktime_ns,
@@ -452,5 +471,43 @@ mod tests {
         assert_eq!(namer.lookup(outside), None);
         assert_eq!(namer.name(outside), roots);
         assert_eq!(namer.lookup((u64::MAX, 1)), Some(Vec::new()));
+    }
+
+    /// A file known to lie outside the roots is forgotten once a rename or link names it
+    /// (it may have come in), all of them when a directory moved; other files are kept.
+    #[test]
+    fn a_rename_or_link_forgets_what_it_may_have_brought_in() {
+        let top = tempfile::tempdir().unwrap();
+        let (a, b, d) = (
+            top.path().join("a"),
+            top.path().join("b"),
+            top.path().join("d"),
+        );
+        std::fs::write(&a, b"a").unwrap();
+        std::fs::write(&b, b"b").unwrap();
+        std::fs::create_dir(&d).unwrap();
+        let mut outside: HashSet<(u64, u64)> = [id(&a), id(&b)].into();
+        let rename = |to: &Path| {
+            Event::new(
+                top.path().join("old"),
+                Op::Rename {
+                    new_path: to.to_path_buf(),
+                    flags: 0,
+                },
+            )
+        };
+        moved_in(&rename(&a), &mut outside);
+        assert_eq!(outside, [id(&b)].into());
+        moved_in(
+            &Event::new(d.clone(), Op::Mkdir { mode: 0o755 }),
+            &mut outside,
+        );
+        assert_eq!(outside, [id(&b)].into());
+        let link = Event::new(b.clone(), Op::Link { target: a.clone() });
+        moved_in(&link, &mut outside);
+        assert!(outside.is_empty());
+        outside.insert(id(&a));
+        moved_in(&rename(&d), &mut outside);
+        assert!(outside.is_empty());
     }
 }

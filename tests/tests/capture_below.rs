@@ -157,6 +157,24 @@ fn a_mapping_never_msynced_is_marked_when_written_back() {
     });
 }
 
+/// The second layer marks any mapped file on a watched file system: one outside the
+/// capture's roots is none of its business, and names nothing (a lost operation's mark
+/// on an unknown file names every root instead, to be rescanned).
+#[test]
+fn a_mapped_file_outside_the_roots_marks_nothing() {
+    let dir = TestDir::new("below-outside");
+    let root = dir.subdir("root");
+    let file = dir.join("outside");
+    let f = clean_file(&file, 8192);
+    let c = capture(&root, || {
+        let m = Mapping::new(&f, 8192);
+        m.store(10, b"outside the roots");
+        m.msync();
+    });
+    let dirty: Vec<&Value> = c.events.iter().filter(|e| kind(e) == "dirty").collect();
+    assert!(dirty.is_empty(), "dirty marks: {dirty:?}");
+}
+
 /// Runs fio: 16 writes of 4 KiB into `file` with `engine`, `direct` or buffered.
 fn fio(file: &Path, engine: &str, direct: bool) {
     let out = Command::new("fio")
