@@ -155,15 +155,7 @@ impl Xfs {
         std::fs::File::create(&file)
             .and_then(|f| f.set_len(300 << 20))
             .expect("create the XFS image");
-        let run = |cmd: &mut std::process::Command| {
-            let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-            assert!(
-                out.status.success(),
-                "{cmd:?}: {}\n{}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
+        let run = crate::beneath::run;
         run(std::process::Command::new("mkfs.xfs")
             .args(["-q", "-m", "reflink=1"])
             .arg(&file));

@@ -13,8 +13,10 @@
 //! - [`fs`]: temporary test directories and tmpfs mounts, removed on drop;
 //! - [`pinned`]: serialises tests that use the pinned driver and unloads it afterwards;
 //! - [`sys`]: raw syscalls for the workload;
+//! - [`beneath`]: changes beneath the write-family syscalls (mappings, fio, reflinks);
 //! - [`replfuzz`]: the replication fuzzer (`rill-replfuzz`).
 
+pub mod beneath;
 pub mod events;
 pub mod fs;
 pub mod pinned;

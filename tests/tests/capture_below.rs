@@ -15,8 +15,8 @@
 use std::fs::OpenOptions;
 use std::os::fd::AsRawFd;
 use std::path::Path;
-use std::process::Command;
 
+use rill_tests::beneath::{syncfs, Mapping};
 use rill_tests::events::{kind, path, path_str};
 use rill_tests::{
     assert_ops, data_pattern, of_pid, op, require_kernel_support, CaptureProc, Captured,
@@ -63,52 +63,6 @@ fn clean_file(p: &Path, len: usize) -> std::fs::File {
     f
 }
 
-/// A shared writable mapping of the first `len` bytes of `f`.
-struct Mapping {
-    addr: *mut u8,
-    len: usize,
-}
-
-impl Mapping {
-    fn new(f: &std::fs::File, len: usize) -> Mapping {
-        // SAFETY: a fresh mapping of an open file; checked below.
-        let addr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                f.as_raw_fd(),
-                0,
-            )
-        };
-        assert_ne!(addr, libc::MAP_FAILED, "mmap");
-        Mapping {
-            addr: addr as *mut u8,
-            len,
-        }
-    }
-
-    fn store(&self, at: usize, bytes: &[u8]) {
-        assert!(at + bytes.len() <= self.len);
-        // SAFETY: inside the mapping.
-        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.addr.add(at), bytes.len()) };
-    }
-
-    fn msync(&self) {
-        // SAFETY: the whole mapping.
-        let r = unsafe { libc::msync(self.addr as *mut _, self.len, libc::MS_SYNC) };
-        assert_eq!(r, 0, "msync: {}", std::io::Error::last_os_error());
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: our own mapping.
-        unsafe { libc::munmap(self.addr as *mut _, self.len) };
-    }
-}
-
 /// A store into a clean page of a shared mapping makes the page dirty: the file is marked
 /// at once, with no msync or writeback.
 #[test]
@@ -151,10 +105,7 @@ fn a_store_into_a_dirty_page_is_marked_when_msync_writes_it_back() {
 /// that is never msynced).
 #[test]
 fn a_mapping_never_msynced_is_marked_when_written_back() {
-    store_into_a_dirty_page_then("below-syncfs", |_, f| {
-        // SAFETY: syncfs on an open fd.
-        assert_eq!(unsafe { libc::syncfs(f.as_raw_fd()) }, 0, "syncfs");
-    });
+    store_into_a_dirty_page_then("below-syncfs", |_, f| syncfs(f));
 }
 
 /// The second layer marks any mapped file on a watched file system: one outside the
@@ -175,28 +126,9 @@ fn a_mapped_file_outside_the_roots_marks_nothing() {
     assert!(dirty.is_empty(), "dirty marks: {dirty:?}");
 }
 
-/// Runs fio: 16 writes of 4 KiB into `file` with `engine`, `direct` or buffered.
+/// fio: 16 writes of 4 KiB into `file`, in order.
 fn fio(file: &Path, engine: &str, direct: bool) {
-    let out = Command::new("fio")
-        .args([
-            "--name=rill",
-            "--rw=write",
-            "--bs=4k",
-            "--size=64k",
-            "--iodepth=4",
-        ])
-        .arg(format!("--ioengine={engine}"))
-        .arg(format!("--direct={}", u8::from(direct)))
-        .arg("--fallocate=none")
-        .arg(format!("--filename={}", file.display()))
-        .output()
-        .expect("run fio (scripts/setup installs it)");
-    assert!(
-        out.status.success(),
-        "fio {engine}: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    rill_tests::beneath::fio(file, engine, direct, "write", "64k");
 }
 
 #[test]
