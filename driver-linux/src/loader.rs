@@ -169,9 +169,18 @@ pub fn load(settings: &DriverSettings, pin: bool) -> Result<Instance> {
     for (name, tracepoint) in BELOW {
         let prog: &mut RawTracePoint = program(&mut ebpf, name)?;
         prog.load().map_err(|e| refused(name, e))?;
-        let link = prog
-            .attach(tracepoint)
-            .map_err(|e| DriverError::Ebpf(format!("attaching to {tracepoint}: {e}")))?;
+        // A kernel without one of these tracepoints loses what it alone would have
+        // seen, and says so; the rest of capture goes on.
+        let link = match prog.attach(tracepoint) {
+            Ok(link) => link,
+            Err(e) => {
+                log::warn!(
+                    "tracepoint {tracepoint} unavailable ({e}): changes only it would see \
+                     are not marked dirty (see README, Known limits of capture)"
+                );
+                continue;
+            }
+        };
         if pin {
             let link: FdLink = prog
                 .take_link(link)
