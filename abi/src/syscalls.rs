@@ -5,6 +5,8 @@
 
 pub const WRITE: u64 = 1;
 pub const OPEN: u64 = 2;
+pub const MMAP: u64 = 9;
+pub const IOCTL: u64 = 16;
 pub const PWRITE64: u64 = 18;
 pub const WRITEV: u64 = 20;
 pub const SENDFILE: u64 = 40;
@@ -30,6 +32,7 @@ pub const FSETXATTR: u64 = 190;
 pub const REMOVEXATTR: u64 = 197;
 pub const LREMOVEXATTR: u64 = 198;
 pub const FREMOVEXATTR: u64 = 199;
+pub const IO_SUBMIT: u64 = 209;
 pub const UTIMES: u64 = 235;
 pub const OPENAT: u64 = 257;
 pub const MKDIRAT: u64 = 258;
@@ -69,6 +72,8 @@ pub const FAMILIES: &[(&str, &[u64])] = &[
         ],
     ),
     ("rill_open", &[OPEN, OPENAT, OPENAT2, CREAT]),
+    ("rill_ioctl", &[IOCTL]),
+    ("rill_map", &[MMAP, IO_SUBMIT]),
     ("rill_size", &[TRUNCATE, FTRUNCATE, FALLOCATE]),
     ("rill_remove", &[UNLINK, UNLINKAT, RMDIR]),
     ("rill_make", &[MKDIR, MKDIRAT, MKNOD, MKNODAT]),

@@ -25,6 +25,9 @@ const MAX_DEPTH: usize = 16;
 /// the struct, the BTF lookups and the eBPF global names cannot drift apart.
 macro_rules! kernel_offsets {
     ($($field:ident = $global:literal: $strukt:literal . $member:literal,)*) => {
+        /// How many offsets the programs read.
+        pub const OFFSET_COUNT: usize = [$($global),*].len();
+
         /// Byte offsets, in the running kernel, of the struct members the eBPF programs read.
         #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
         pub struct KernelOffsets {
@@ -42,14 +45,14 @@ macro_rules! kernel_offsets {
             }
 
             /// (global name, value) pairs for the eBPF loader, one per field, in field order.
-            pub fn globals(&self) -> [(&'static str, u64); 29] {
+            pub fn globals(&self) -> [(&'static str, u64); OFFSET_COUNT] {
                 [$(($global, self.$field),)*]
             }
         }
 
         /// (field, global, struct, member) for each field, in field order.
         #[cfg(test)]
-        const LAYOUT: [(&str, &str, &str, &str); 29] =
+        const LAYOUT: [(&str, &str, &str, &str); OFFSET_COUNT] =
             [$((stringify!($field), $global, $strukt, $member),)*];
     };
 }
@@ -84,6 +87,13 @@ kernel_offsets! {
     fs_root = "RILL_OFF_FS_ROOT": "fs_struct"."root",
     fs_pwd = "RILL_OFF_FS_PWD": "fs_struct"."pwd",
     fs_umask = "RILL_OFF_FS_UMASK": "fs_struct"."umask",
+    mapping_host = "RILL_OFF_MAPPING_HOST": "address_space"."host",
+    kiocb_filp = "RILL_OFF_KIOCB_FILP": "kiocb"."ki_filp",
+    kiocb_flags = "RILL_OFF_KIOCB_FLAGS": "kiocb"."ki_flags",
+    kiocb_complete = "RILL_OFF_KIOCB_COMPLETE": "kiocb"."ki_complete",
+    io_req_file = "RILL_OFF_IO_REQ_FILE": "io_kiocb"."file",
+    io_req_opcode = "RILL_OFF_IO_REQ_OPCODE": "io_kiocb"."opcode",
+    cqe_res = "RILL_OFF_CQE_RES": "io_uring_cqe"."res",
 }
 
 impl KernelOffsets {
@@ -263,7 +273,7 @@ mod tests {
             assert_eq!(name, format!("RILL_OFF_{}", field.to_uppercase()));
             assert!(names.insert(name), "{name} repeated");
         }
-        assert_eq!(names.len(), 29);
+        assert_eq!(names.len(), OFFSET_COUNT);
         // Each field lands in its own global, in field order.
         let o = KernelOffsets {
             task_files: 1,

@@ -6,7 +6,7 @@
 //! are assigned in the order events leave the source, and records the driver could not
 //! keep surface as an `overflow` event followed by a `dirty` event per affected file.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -54,6 +54,10 @@ struct EbpfBackend {
     dirty_marks: Option<u64>,
     /// Last path seen for each (kernel dev, ino), to name dirty files.
     names: HashMap<(u64, u64), PathBuf>,
+    /// Files marked changed by the second layer that a walk of the roots did not find:
+    /// outside them (any file with a shared writable mapping on a watched file system is
+    /// marked). One is forgotten when a rename or link may have brought it in.
+    outside: HashSet<(u64, u64)>,
 }
 
 pub struct Capture {
@@ -224,11 +228,15 @@ impl Capture {
             dirty_map_full,
             dirty_marks,
             names,
+            outside,
             ..
         } = &mut **b;
         let mut namer = Namer::new(&self.roots, names);
         let mut named = Vec::with_capacity(raw.len());
         for ev in raw.drain(..) {
+            if !outside.is_empty() {
+                moved_in(&ev, outside);
+            }
             match ev.object {
                 Some(id) if ev.path.as_os_str().is_empty() => {
                     for path in namer.name(id) {
@@ -279,11 +287,23 @@ impl Capture {
         }
         for (key, value) in maps.dirty()? {
             let reason = DirtyReason::from_abi(value.reason);
+            let id = (key.dev, key.ino);
             let paths = if key == DirtyKey::default() {
                 // An absolute name: its directory is unknown, so every root is dirty.
                 self.roots.clone()
+            } else if reason == DirtyReason::Modified {
+                // The second layer marks files by what happened to them, wherever they are
+                // on a watched file system: one not under the roots is none of ours.
+                if outside.contains(&id) {
+                    Vec::new()
+                } else {
+                    namer.lookup(id).unwrap_or_else(|| {
+                        outside.insert(id);
+                        Vec::new()
+                    })
+                }
             } else {
-                namer.name((key.dev, key.ino))
+                namer.name(id)
             };
             for path in paths {
                 raw.push(synthetic(path, value.first_ns, Op::Dirty { reason }));
@@ -315,13 +335,20 @@ impl<'a> Namer<'a> {
     }
 
     fn name(&mut self, id: (u64, u64)) -> Vec<PathBuf> {
+        self.lookup(id).unwrap_or_else(|| self.roots.to_vec())
+    }
+
+    /// The object's name, nothing when it is on another file system, or `None` when it is
+    /// on the roots' file systems but was found under none of them (or the walk stopped at
+    /// its bound before finding it).
+    fn lookup(&mut self, id: (u64, u64)) -> Option<Vec<PathBuf>> {
         // A remembered name counts only if it still is that object: inode numbers are
         // reused, and the name may have been removed or renamed since.
         if let Some(p) = self.names.get(&id) {
             if std::fs::symlink_metadata(p)
                 .is_ok_and(|m| (user_dev_to_kernel(m.dev()), m.ino()) == id)
             {
-                return vec![p.clone()];
+                return Some(vec![p.clone()]);
             }
             self.names.remove(&id);
         }
@@ -334,13 +361,34 @@ impl<'a> Namer<'a> {
                 .collect()
         });
         if !devs.contains(&id.0) {
-            return Vec::new(); // Another file system: not under these roots.
+            return Some(Vec::new()); // Another file system: not under these roots.
         }
         let index = self.index.get_or_insert_with(|| index_inodes(roots));
         match index.get(&id) {
-            Some(p) => vec![p.clone()],
-            None => roots.to_vec(),
+            Some(p) => Some(vec![p.clone()]),
+            // The walk stopped at its bound: the object may lie beyond.
+            None if index.len() >= MAX_ENTRIES => Some(roots.to_vec()),
+            None => None,
         }
+    }
+}
+
+/// Forgets, of the files known to lie outside the roots, the one a rename or link names
+/// now (every one, when that is a directory: its contents moved with it).
+fn moved_in(ev: &Event, outside: &mut HashSet<(u64, u64)>) {
+    let now = match &ev.op {
+        Op::Rename { new_path, .. } => new_path,
+        // A link record's path is the new name.
+        Op::Link { .. } => &ev.path,
+        _ => return,
+    };
+    match std::fs::symlink_metadata(now) {
+        Ok(m) if !m.is_dir() => {
+            outside.remove(&(user_dev_to_kernel(m.dev()), m.ino()));
+        }
+        // A directory, or gone already (renamed again: its next rename comes later, or
+        // it came before and then this may be anything).
+        _ => outside.clear(),
     }
 }
 
@@ -351,9 +399,11 @@ fn synthetic(path: PathBuf, ktime_ns: u64, op: Op) -> Event {
     }
 }
 
+/// Objects the walk of the roots names at most.
+const MAX_ENTRIES: usize = 500_000;
+
 /// Maps (kernel dev, ino) to a path for everything under the roots, up to a bound.
 fn index_inodes(roots: &[PathBuf]) -> HashMap<(u64, u64), PathBuf> {
-    const MAX_ENTRIES: usize = 500_000;
     let mut index = HashMap::new();
     let mut stack: Vec<PathBuf> = roots.to_vec();
     while let Some(p) = stack.pop() {
@@ -388,5 +438,76 @@ fn ebpf_backend(
         dirty_map_full: 0,
         dirty_marks: None,
         names: HashMap::new(),
+        outside: HashSet::new(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(p: &Path) -> (u64, u64) {
+        let m = std::fs::symlink_metadata(p).unwrap();
+        (user_dev_to_kernel(m.dev()), m.ino())
+    }
+
+    /// A file under the roots is named; one on their file system but outside them is
+    /// unknown to `lookup` (the second layer's marks are dropped) while `name` falls back
+    /// to the roots (a lost operation's mark: only a rescan is safe); another file
+    /// system's object names nothing.
+    #[test]
+    fn lookup_tells_objects_outside_the_roots() {
+        let top = tempfile::tempdir().unwrap();
+        let root = top.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::write(root.join("in"), b"in").unwrap();
+        std::fs::write(top.path().join("out"), b"out").unwrap();
+        let roots = vec![root.canonicalize().unwrap()];
+        let mut names = HashMap::new();
+        let mut namer = Namer::new(&roots, &mut names);
+        let inside = id(&root.join("in"));
+        let outside = id(&top.path().join("out"));
+        assert_eq!(namer.lookup(inside), Some(vec![roots[0].join("in")]));
+        assert_eq!(namer.lookup(outside), None);
+        assert_eq!(namer.name(outside), roots);
+        assert_eq!(namer.lookup((u64::MAX, 1)), Some(Vec::new()));
+    }
+
+    /// A file known to lie outside the roots is forgotten once a rename or link names it
+    /// (it may have come in), all of them when a directory moved; other files are kept.
+    #[test]
+    fn a_rename_or_link_forgets_what_it_may_have_brought_in() {
+        let top = tempfile::tempdir().unwrap();
+        let (a, b, d) = (
+            top.path().join("a"),
+            top.path().join("b"),
+            top.path().join("d"),
+        );
+        std::fs::write(&a, b"a").unwrap();
+        std::fs::write(&b, b"b").unwrap();
+        std::fs::create_dir(&d).unwrap();
+        let mut outside: HashSet<(u64, u64)> = [id(&a), id(&b)].into();
+        let rename = |to: &Path| {
+            Event::new(
+                top.path().join("old"),
+                Op::Rename {
+                    new_path: to.to_path_buf(),
+                    flags: 0,
+                },
+            )
+        };
+        moved_in(&rename(&a), &mut outside);
+        assert_eq!(outside, [id(&b)].into());
+        moved_in(
+            &Event::new(d.clone(), Op::Mkdir { mode: 0o755 }),
+            &mut outside,
+        );
+        assert_eq!(outside, [id(&b)].into());
+        let link = Event::new(b.clone(), Op::Link { target: a.clone() });
+        moved_in(&link, &mut outside);
+        assert!(outside.is_empty());
+        outside.insert(id(&a));
+        moved_in(&rename(&d), &mut outside);
+        assert!(outside.is_empty());
+    }
 }

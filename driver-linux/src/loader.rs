@@ -24,6 +24,20 @@ const TRACEFS: &str = "/sys/kernel/tracing";
 const DISPATCHER: &str = "rill_sys_exit";
 const LINK_PIN: &str = "link";
 
+/// The second layer of capture (see `ebpf/src/below.rs`): programs on subsystem
+/// tracepoints, by name in the object, and the tracepoint each attaches to. Each is pinned
+/// as `link_<tracepoint>` in a pinned load.
+pub const BELOW: &[(&str, &str)] = &[
+    ("rill_dirtied", "writeback_dirty_folio"),
+    ("rill_wrote_back", "sb_clear_inode_writeback"),
+    ("rill_uring_done", "io_uring_complete"),
+    ("rill_dio_done", "iomap_dio_complete"),
+];
+
+fn below_pin(tracepoint: &str) -> String {
+    format!("link_{tracepoint}")
+}
+
 /// Names of the maps, as pinned.
 pub const MAPS: &[&str] = &[
     "RILL_RING",
@@ -150,6 +164,33 @@ pub fn load(settings: &DriverSettings, pin: bool) -> Result<Instance> {
     }
     let mut maps = DriverMaps::take(&mut ebpf)?;
     maps.apply(settings)?;
+    // The second layer first: from the dispatcher's attachment on, a shared mapping it
+    // records is watched.
+    for (name, tracepoint) in BELOW {
+        let prog: &mut RawTracePoint = program(&mut ebpf, name)?;
+        prog.load().map_err(|e| refused(name, e))?;
+        // A kernel without one of these tracepoints loses what it alone would have
+        // seen, and says so; the rest of capture goes on.
+        let link = match prog.attach(tracepoint) {
+            Ok(link) => link,
+            Err(e) => {
+                log::warn!(
+                    "tracepoint {tracepoint} unavailable ({e}): changes only it would see \
+                     are not marked dirty (see README, Known limits of capture)"
+                );
+                continue;
+            }
+        };
+        if pin {
+            let link: FdLink = prog
+                .take_link(link)
+                .map_err(|e| DriverError::Ebpf(e.to_string()))?
+                .into();
+            let at = pin_path(&below_pin(tracepoint));
+            link.pin(&at)
+                .map_err(|e| DriverError::Ebpf(format!("pinning {}: {e}", at.display())))?;
+        }
+    }
     let dispatcher: &mut RawTracePoint = program(&mut ebpf, DISPATCHER)?;
     dispatcher.load().map_err(|e| refused(DISPATCHER, e))?;
     let link = dispatcher
@@ -171,8 +212,10 @@ pub fn unload() -> Result<bool> {
     require_root()?;
     let was = is_loaded();
     // The attachment first, so nothing writes into maps that are going away.
-    for name in std::iter::once(LINK_PIN).chain(MAPS.iter().copied()) {
-        let p = pin_path(name);
+    let below = BELOW.iter().map(|(_, tp)| below_pin(tp));
+    let links = std::iter::once(LINK_PIN.to_string()).chain(below);
+    for name in links.chain(MAPS.iter().map(|m| m.to_string())) {
+        let p = pin_path(&name);
         match std::fs::remove_file(&p) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -240,9 +283,21 @@ mod tests {
             (nr::FREMOVEXATTR, libc::SYS_fremovexattr),
             (nr::MKNODAT, libc::SYS_mknodat),
             (nr::FALLOCATE, libc::SYS_fallocate),
+            (nr::IOCTL, libc::SYS_ioctl),
+            (nr::MMAP, libc::SYS_mmap),
+            (nr::IO_SUBMIT, libc::SYS_io_submit),
         ];
         for &(ours, libc) in pairs {
             assert_eq!(ours, libc as u64);
+        }
+    }
+
+    /// The kernel keeps 15 bytes of a program's name; the pins are named by tracepoint.
+    #[test]
+    fn second_layer_program_names_fit_the_kernel() {
+        for (name, tracepoint) in super::BELOW {
+            assert!(name.starts_with("rill_") && name.len() <= 15, "{name}");
+            assert_eq!(super::below_pin(tracepoint), format!("link_{tracepoint}"));
         }
     }
 }

@@ -125,7 +125,13 @@ impl Fd {
 /// Submits an operation on an open file, with an optional string from the caller (an
 /// attribute name) in the `Name` section.
 #[inline(always)]
-fn fd_record(c: &Call, f: &Fd, kind: Kind, mut args: [u64; 4], extra: u64) {
+fn fd_record(c: &Call, f: &Fd, kind: Kind, args: [u64; 4], extra: u64) {
+    fd_record_flags(c, f, kind, args, extra, 0)
+}
+
+/// `fd_record` with record flags set from the start (`FLAG_RANGE_ONLY`).
+#[inline(always)]
+fn fd_record_flags(c: &Call, f: &Fd, kind: Kind, mut args: [u64; 4], extra: u64, flags: u16) {
     if !watched(c.cfg, f.inode.dev) {
         return;
     }
@@ -133,6 +139,7 @@ fn fd_record(c: &Call, f: &Fd, kind: Kind, mut args: [u64; 4], extra: u64) {
         return stopped(kind, key(&f.inode));
     }
     let Some(mut b) = Builder::new() else { return };
+    b.flags |= flags;
     let fp = f.path_into(c, &mut b);
     b.user_str(Section::Name, extra);
     values(c, &mut b, kind, &mut args);
@@ -373,6 +380,129 @@ fn copy_data(c: &Call, b: &mut Builder, written: u64) -> bool {
         nr::WRITE | nr::PWRITE64 => b.user_data(c.arg(1), written),
         nr::WRITEV | nr::PWRITEV | nr::PWRITEV2 => b.user_iov(c.arg(1), written),
         _ => false,
+    }
+}
+
+/// `ioctl` requests that share extents between files (reflinks): the destination's bytes
+/// change without passing through the caller's memory, so each becomes a range-only write
+/// on the destination, whose bytes the drain reads back (as for `copy_file_range`).
+const FICLONE: u64 = 0x4004_9409;
+const FICLONERANGE: u64 = 0x4020_940d;
+const FIDEDUPERANGE: u64 = 0xc018_9436;
+/// `FIDEDUPERANGE` destinations recorded per call; further ones held the same bytes
+/// already (a dedupe only shares extents whose contents are equal).
+const DEDUPE_MAX: u64 = 4;
+
+#[inline(always)]
+pub fn ioctl(c: &Call) {
+    match c.arg(1) as u32 as u64 {
+        // ioctl(dest, FICLONE, src): the whole source, so the destination's whole size.
+        FICLONE => {
+            if let Some(f) = fd(c, c.arg(0)) {
+                let size = f.inode.size as u64;
+                range_write(c, &f, 0, size);
+            }
+        }
+        // struct file_clone_range { s64 src_fd; u64 src_offset, src_length, dest_offset }
+        FICLONERANGE => {
+            let r: [u64; 4] = uread(c.arg(2));
+            if let Some(f) = fd(c, c.arg(0)) {
+                // A length of 0 clones to the source's end, which the destination's size
+                // now covers.
+                let len = if r[2] == 0 {
+                    (f.inode.size as u64).saturating_sub(r[3])
+                } else {
+                    r[2]
+                };
+                range_write(c, &f, r[3], len);
+            }
+        }
+        // struct file_dedupe_range { u64 src_offset, src_length; u16 dest_count; ...;
+        // struct { s64 dest_fd; u64 dest_offset, bytes_deduped; s32 status; u32 } info[] }
+        FIDEDUPERANGE => {
+            let arg = c.arg(2);
+            let count = uread::<u16>(arg + 16) as u64;
+            for i in 0..DEDUPE_MAX {
+                if i >= count {
+                    break;
+                }
+                let info: [u64; 4] = uread(arg + 24 + 32 * i);
+                // status 0: FILE_DEDUPE_RANGE_SAME, the range now shares the source's extents.
+                if info[3] as u32 == 0 && info[2] > 0 {
+                    if let Some(f) = fd(c, info[0]) {
+                        range_write(c, &f, info[1], info[2]);
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A range-only write of `len` bytes at `offset` on an open regular file.
+#[inline(always)]
+fn range_write(c: &Call, f: &Fd, offset: u64, len: u64) {
+    if len == 0 || f.inode.mode & S_IFMT != S_IFREG || f.inode.nlink == 0 {
+        return;
+    }
+    fd_record_flags(
+        c,
+        f,
+        Kind::Write,
+        [offset, len, 0, 0],
+        0,
+        FLAG_RANGE_ONLY | FLAG_OBJECT_ID,
+    );
+}
+
+const PROT_WRITE: u64 = 0x2;
+const MAP_SHARED: u64 = 0x1;
+const MAP_TYPE: u64 = 0xf;
+/// `struct iocb` opcodes that write (`IOCB_CMD_PWRITE`, `IOCB_CMD_PWRITEV`).
+const IOCB_CMD_PWRITE: u16 = 1;
+const IOCB_CMD_PWRITEV: u16 = 8;
+/// `io_submit` iocbs examined per call; a call submitting more marks the files of the
+/// first ones only (see README, Known limits).
+const AIO_MAX: u64 = 8;
+
+/// Calls after which a file's data changes without a system call describing it: a shared
+/// writable `mmap` (its pages are then watched by the second layer, `below`), and
+/// `io_submit` (AIO; buffered writes are done at exit, direct ones also complete in
+/// `below`). Both make dirty marks, not operations.
+#[inline(always)]
+pub fn map(c: &Call) {
+    match c.nr {
+        nr::MMAP => {
+            let shared = matches!(c.arg(3) & MAP_TYPE, MAP_SHARED | 0x3);
+            if c.arg(2) & PROT_WRITE == 0 || !shared {
+                return;
+            }
+            if let Some(f) = fd(c, c.arg(4) as u32 as u64) {
+                let inode = crate::kernel::kptr(f.file, c.o.RILL_OFF_FILE_INODE());
+                if f.inode.mode & S_IFMT == S_IFREG && watched(c.cfg, f.inode.dev) {
+                    if let Some(inode) = inode {
+                        crate::below::track_mapped(inode);
+                    }
+                }
+            }
+        }
+        nr::IO_SUBMIT => {
+            let iocbs = c.arg(2);
+            for i in 0..AIO_MAX {
+                if i >= c.ret as u64 {
+                    break;
+                }
+                let iocb: u64 = uread(iocbs + 8 * i);
+                // struct iocb: u16 aio_lio_opcode at 16, u32 aio_fildes at 20.
+                let op: u16 = uread(iocb + 16);
+                if op == IOCB_CMD_PWRITE || op == IOCB_CMD_PWRITEV {
+                    if let Some(file) = file_of_fd(&c.o, uread::<u32>(iocb + 20) as u64) {
+                        crate::below::mark_file(c.cfg, &c.o, file);
+                    }
+                }
+            }
+        }
+        _ => {}
     }
 }
 

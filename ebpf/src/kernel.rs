@@ -14,7 +14,7 @@ macro_rules! offsets {
             static $name: u64 = 0;
         )*
         /// Member offsets. Zero-sized: each accessor reads its loader-set global where it
-        /// is used, which keeps 28 offsets off the 512-byte BPF stack.
+        /// is used, which keeps the offsets off the 512-byte BPF stack.
         pub struct Off;
         #[allow(non_snake_case)]
         impl Off {
@@ -64,6 +64,13 @@ offsets!(
     RILL_OFF_FS_ROOT,
     RILL_OFF_FS_PWD,
     RILL_OFF_FS_UMASK,
+    RILL_OFF_MAPPING_HOST,
+    RILL_OFF_KIOCB_FILP,
+    RILL_OFF_KIOCB_FLAGS,
+    RILL_OFF_KIOCB_COMPLETE,
+    RILL_OFF_IO_REQ_FILE,
+    RILL_OFF_IO_REQ_OPCODE,
+    RILL_OFF_CQE_RES,
 );
 
 /// Reads a `T` at `base + off` in kernel memory; zero if the address faults.

@@ -10,6 +10,7 @@
 #![allow(internal_features)]
 #![feature(core_intrinsics)]
 
+mod below;
 mod emit;
 mod handlers;
 mod kernel;
@@ -49,6 +50,8 @@ macro_rules! handler {
 
 handler!(rill_write, handlers::write);
 handler!(rill_open, handlers::open);
+handler!(rill_ioctl, handlers::ioctl);
+handler!(rill_map, handlers::map);
 handler!(rill_size, handlers::size);
 handler!(rill_remove, handlers::remove);
 handler!(rill_make, handlers::make);

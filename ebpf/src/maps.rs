@@ -49,3 +49,9 @@ pub static RILL_PATHS: LruHashMap<u64, PathSeen> = LruHashMap::with_max_entries(
 /// generation are sent again.
 #[map]
 pub static RILL_GEN: Array<u64> = Array::with_max_entries(1, 0);
+
+/// Files with a shared writable mapping (recorded by `mmap` at exit): their pages change
+/// without a system call, so the second layer marks them dirty when a page of theirs is
+/// made dirty or written back (see `below`). Keyed by `struct inode` address.
+#[map]
+pub static RILL_MAPPED: LruHashMap<u64, u8> = LruHashMap::with_max_entries(4096, 0);

@@ -199,7 +199,9 @@ impl TransmitLoop<'_> {
                     Some(group) => {
                         handed_out.record(&group);
                         for ev in &group {
-                            self.send(ev, Stream::Mirror)?;
+                            if let Some(failed) = self.send(ev, Stream::Mirror)? {
+                                remirrors.failed([failed]);
+                            }
                         }
                         self.control
                             .mirror_sent_bytes
@@ -209,7 +211,7 @@ impl TransmitLoop<'_> {
                     None => {
                         let done = mirror.take();
                         if let Some(done) = done {
-                            self.finish_mirror(done)?;
+                            remirrors.failed(self.finish_mirror(done)?);
                         }
                         unflushed += 1;
                     }
@@ -234,7 +236,9 @@ impl TransmitLoop<'_> {
                 match popped {
                     Some(q) => {
                         self.overtaken(&mut handed_out, &q.event)?;
-                        self.send(&q.event, Stream::Replication)?;
+                        if let Some(failed) = self.send(&q.event, Stream::Replication)? {
+                            remirrors.failed([failed]);
+                        }
                         last = q.seq;
                         unflushed += 1;
                         since_mirror += 1;
@@ -271,7 +275,9 @@ impl TransmitLoop<'_> {
                 if acked > 0 {
                     self.consumer.ack(acked)?;
                 }
-                if self.record_failures()? {
+                let failed = self.record_failures()?;
+                if !failed.is_empty() {
+                    remirrors.failed(failed);
                     self.note_pending()?;
                 }
             }
@@ -296,15 +302,16 @@ impl TransmitLoop<'_> {
         (self.on_tick)(&q)
     }
 
-    fn send(&mut self, ev: &rill_driver_linux::Event, stream: Stream) -> Result<()> {
+    /// Sends one operation; the name it failed on (now in the change journal), if any.
+    fn send(&mut self, ev: &rill_driver_linux::Event, stream: Stream) -> Result<Option<PathBuf>> {
         match self.sink.send(ev, stream) {
-            Ok(()) => Ok(()),
-            Err(SinkError::Stopped) => Ok(()),
+            Ok(()) => Ok(None),
+            Err(SinkError::Stopped) => Ok(None),
             Err(e) => {
                 (self.on_failure)(&e);
                 self.changes
                     .mark(&[Mark::whole(ev.path.clone(), Reason::Modified, now_ns())])?;
-                Ok(())
+                Ok(Some(ev.path.clone()))
             }
         }
     }
@@ -358,18 +365,18 @@ impl TransmitLoop<'_> {
     }
 
     /// Files the destination could not apply go to the change journal, to be remirrored.
-    /// Returns whether there were any.
-    fn record_failures(&mut self) -> Result<bool> {
+    /// Returns their names.
+    fn record_failures(&mut self) -> Result<Vec<PathBuf>> {
         let failed = self.sink.take_failures();
         if failed.is_empty() {
-            return Ok(false);
+            return Ok(failed);
         }
         let marks: Vec<Mark> = failed
-            .into_iter()
-            .map(|p| Mark::whole(p, Reason::Modified, now_ns()))
+            .iter()
+            .map(|p| Mark::whole(p.clone(), Reason::Modified, now_ns()))
             .collect();
         self.changes.mark(&marks)?;
-        Ok(true)
+        Ok(failed)
     }
 
     /// Publishes how many change-journal entries wait for a remirror (see
@@ -461,16 +468,18 @@ impl TransmitLoop<'_> {
         })
     }
 
-    fn finish_mirror(&mut self, done: Running) -> Result<()> {
+    /// Records a finished mirror; returns the names the target refused of it.
+    fn finish_mirror(&mut self, done: Running) -> Result<Vec<PathBuf>> {
         if done.marked {
             self.sink.marker(Marker::MirrorComplete)?;
         }
         // Everything the mirror sent must be durable before the entries are dropped.
         match self.sink.flush() {
             Ok(()) => {}
-            Err(SinkError::Stopped) => return Ok(()),
+            Err(SinkError::Stopped) => return Ok(Vec::new()),
             Err(e) => return Err(e.into()),
         }
+        let mut refused = Vec::new();
         if !done.entries.is_empty() {
             self.changes.complete_entries(&done.entries)?;
             self.control
@@ -478,11 +487,11 @@ impl TransmitLoop<'_> {
                 .fetch_add(done.entries.len() as u64, Ordering::Relaxed);
             // What the target refused of this remirror waits again (its refusals came
             // before the acknowledgement the flush waited for).
-            self.record_failures()?;
+            refused = self.record_failures()?;
             self.note_pending()?;
         }
         self.control.set_mirror(MirrorStatus::Complete);
-        Ok(())
+        Ok(refused)
     }
 
     /// A mirror of what the change journal holds, if anything.
@@ -513,11 +522,15 @@ const REMIRROR_ENTRIES: usize = 256;
 ///
 /// Remirrors come every `REMIRROR_INTERVAL` while they succeed. A name that a remirror
 /// could not get applied comes back to the change journal and into the next remirror:
-/// while names come back, the interval doubles (up to `MAX_REMIRROR_INTERVAL`), so a file
+/// while names come back (in the last remirror, and failed since it started), the
+/// interval doubles (up to `MAX_REMIRROR_INTERVAL`), so a file
 /// the target cannot take does not have the job remirror it in a tight loop; and every
 /// time the rounds in a row reach a power of two (2, 4, 8...) the names still waiting are
 /// reported (event 4065). Entries are never dropped. Names failed by live operations,
-/// which a first remirror usually repairs, do not slow the next remirror down.
+/// which a first remirror usually repairs, do not slow the next remirror down; nor do
+/// names in the next remirror again because they changed again (a file written through
+/// a shared mapping is marked dirty after every few stores), which must reach the
+/// replica within seconds each time.
 struct Remirrors {
     at: Instant,
     every: Duration,
@@ -525,6 +538,8 @@ struct Remirrors {
     last: std::collections::HashSet<PathBuf>,
     /// Remirrors in a row that took up names of the one before.
     rounds: u32,
+    /// Names that failed since the last remirror started.
+    failed: std::collections::HashSet<PathBuf>,
 }
 
 impl Remirrors {
@@ -534,7 +549,13 @@ impl Remirrors {
             every: REMIRROR_INTERVAL,
             last: Default::default(),
             rounds: 0,
+            failed: Default::default(),
         }
+    }
+
+    /// Names that could not be sent or applied, just marked in the change journal.
+    fn failed(&mut self, names: impl IntoIterator<Item = PathBuf>) {
+        self.failed.extend(names);
     }
 
     fn due(&self) -> bool {
@@ -544,7 +565,10 @@ impl Remirrors {
     /// A remirror of `roots` starts; the number of failing rounds in a row, when it is
     /// time to report them.
     fn started(&mut self, roots: &[PathBuf]) -> Option<u32> {
-        let again = roots.iter().any(|r| self.last.contains(r));
+        let again = roots
+            .iter()
+            .any(|r| self.last.contains(r) && self.failed.contains(r));
+        self.failed.clear();
         self.last = roots.iter().cloned().collect();
         if again {
             self.rounds += 1;
@@ -573,8 +597,14 @@ mod tests {
         let (a, b) = (vec![PathBuf::from("/s/a")], vec![PathBuf::from("/s/b")]);
         assert_eq!(r.started(&a), None);
         assert_eq!(r.every, REMIRROR_INTERVAL);
-        // `a` came back: twice as long to the next, reported from the second round on.
-        let reports: Vec<Option<u32>> = (0..8).map(|_| r.started(&a)).collect();
+        // `a` came back, failed: twice as long to the next, reported from the second
+        // round on.
+        let reports: Vec<Option<u32>> = (0..8)
+            .map(|_| {
+                r.failed(a.clone());
+                r.started(&a)
+            })
+            .collect();
         assert_eq!(
             reports,
             [None, Some(2), None, Some(4), None, None, None, Some(8)]
@@ -582,6 +612,13 @@ mod tests {
         assert_eq!(r.every, MAX_REMIRROR_INTERVAL.min(REMIRROR_INTERVAL * 256));
         // Other names: back to the short interval.
         assert_eq!(r.started(&b), None);
+        assert_eq!((r.every, r.rounds), (REMIRROR_INTERVAL, 0));
+        // `b` again, changed again but not failed: the short interval still; a failure
+        // of a name the next remirror does not hold slows nothing either.
+        assert_eq!(r.started(&b), None);
+        r.failed(b.clone());
+        assert_eq!(r.started(&a), None);
+        assert_eq!(r.started(&a), None);
         assert_eq!((r.every, r.rounds), (REMIRROR_INTERVAL, 0));
     }
 }

@@ -138,3 +138,48 @@ impl Drop for Tmpfs {
         }
     }
 }
+
+/// An XFS with reflinks (`mkfs.xfs -m reflink=1`) in a sparse image file, loop-mounted on
+/// a fresh directory; unmounted (lazily; the loop device goes with the last reference)
+/// and its image removed on drop. Needs `xfsprogs` (`scripts/setup` installs it).
+pub struct Xfs {
+    dir: TestDir,
+    _image: TestDir,
+}
+
+impl Xfs {
+    pub fn mount(tag: &str) -> Xfs {
+        let image = TestDir::new(&format!("{tag}-image"));
+        let file = image.join("fs.xfs");
+        // 300 MiB: the smallest XFS current mkfs.xfs makes; sparse, so it costs little.
+        std::fs::File::create(&file)
+            .and_then(|f| f.set_len(300 << 20))
+            .expect("create the XFS image");
+        let run = crate::beneath::run;
+        run(std::process::Command::new("mkfs.xfs")
+            .args(["-q", "-m", "reflink=1"])
+            .arg(&file));
+        let dir = TestDir::new(tag);
+        run(std::process::Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(&file)
+            .arg(dir.path()));
+        Xfs { dir, _image: image }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn join(&self, p: impl AsRef<Path>) -> PathBuf {
+        self.dir.join(p)
+    }
+}
+
+impl Drop for Xfs {
+    fn drop(&mut self) {
+        if let Err(e) = nix::mount::umount2(self.dir.path(), nix::mount::MntFlags::MNT_DETACH) {
+            eprintln!("unmounting {}: {e}", self.dir.path().display());
+        }
+    }
+}

@@ -13,8 +13,10 @@
 //! - [`fs`]: temporary test directories and tmpfs mounts, removed on drop;
 //! - [`pinned`]: serialises tests that use the pinned driver and unloads it afterwards;
 //! - [`sys`]: raw syscalls for the workload;
+//! - [`beneath`]: changes beneath the write-family syscalls (mappings, fio, reflinks);
 //! - [`replfuzz`]: the replication fuzzer (`rill-replfuzz`).
 
+pub mod beneath;
 pub mod events;
 pub mod fs;
 pub mod pinned;
@@ -29,7 +31,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 pub use events::{assert_ops, assert_seq_increasing, of_pid, summary};
-pub use fs::{SettingsFile, TestDir, Tmpfs};
+pub use fs::{SettingsFile, TestDir, Tmpfs, Xfs};
 pub use pinned::PinnedGuard;
 pub use process::{run_driver, CaptureProc, Captured, Workload};
 

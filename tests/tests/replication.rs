@@ -794,6 +794,23 @@ fn a_single_huge_write_and_a_cp_copy_replicate() {
     p.converge("big", Duration::from_secs(90));
 }
 
+/// Every way of changing a file beneath the write-family system calls reaches the replica
+/// on another host (the source on a loop-mounted XFS with reflinks): mapped stores, msynced
+/// or written back, io_uring and libaio writes, `cp` (a reflink on XFS), FICLONERANGE,
+/// FIDEDUPERANGE, a reflink copy partly overwritten (`rill_tests::beneath::every_way`).
+#[test]
+fn writes_beneath_the_syscalls_replicate() {
+    let mut p = start("rep-beneath");
+    let xfs = rill_tests::Xfs::mount("rep-beneath-src");
+    p.src = xfs.path().to_path_buf();
+    start_job(&p.source, &p.target, "beneath", &p.src, &p.dst, &[]).unwrap();
+    p.converge("beneath", Duration::from_secs(60));
+    rill_tests::beneath::every_way(&p.src, &mut |what, limit| {
+        eprintln!("{what}");
+        p.converge("beneath", limit);
+    });
+}
+
 /// Sets or clears the immutable attribute of a replica file (`chattr`), which no process,
 /// the target's applier included, can write, rename or remove while it is set.
 fn immutable(path: &Path, on: bool) {

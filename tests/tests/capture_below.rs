@@ -1,0 +1,266 @@
+//! Changes of a file's data that no write-family system call describes, against the real
+//! kernel: `rill-driver capture --mode ebpf --json` (a private instance) while this test
+//! process (or `fio`) changes files beneath the syscalls.
+//!
+//! - Reflinks (`ioctl` FICLONE, FICLONERANGE, FIDEDUPERANGE, on a loop-mounted XFS with
+//!   reflinks) are exact: range-only writes on the destination, at the range the call
+//!   names.
+//! - Stores into a shared mapping, io_uring writes and asynchronous direct writes are
+//!   dirty marks on their file (reason `modified`), made by the second layer of capture
+//!   (`ebpf/src/below.rs`).
+//!
+//! Each of these changes went uncaptured before the second layer and the ioctl handler: no
+//! event at all named the file after its creation.
+
+use std::fs::OpenOptions;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+use rill_tests::beneath::{syncfs, Mapping};
+use rill_tests::events::{kind, path, path_str};
+use rill_tests::{
+    assert_ops, data_pattern, of_pid, op, require_kernel_support, CaptureProc, Captured,
+    SettingsFile, TestDir, Xfs,
+};
+use serde_json::Value;
+
+/// Captures `root` while `f` runs.
+fn capture(root: &Path, f: impl FnOnce()) -> Captured {
+    require_kernel_support();
+    let settings = SettingsFile::new();
+    let cap = CaptureProc::start(&settings.path(), &[root], &["--mode", "ebpf"]);
+    f();
+    cap.stop()
+}
+
+/// Panics unless the capture marked `file` dirty as modified.
+fn assert_marked(c: &Captured, file: &Path, what: &str) {
+    let want = path_str(file);
+    let marked = c
+        .events
+        .iter()
+        .any(|e| kind(e) == "dirty" && path(e) == want && e["reason"] == "modified");
+    assert!(
+        marked,
+        "{what}: no dirty mark (modified) on {want}; captured:\n{}",
+        c.events
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+/// A file of `len` bytes whose pages are clean (written back) when this returns.
+fn clean_file(p: &Path, len: usize) -> std::fs::File {
+    std::fs::write(p, data_pattern(len, 3)).expect("write the file");
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(p)
+        .expect("open the file");
+    f.sync_all().expect("fsync");
+    f
+}
+
+/// A store into a clean page of a shared mapping makes the page dirty: the file is marked
+/// at once, with no msync or writeback.
+#[test]
+fn a_store_into_a_shared_mapping_marks_the_file_dirty() {
+    let dir = TestDir::new("below-store");
+    let file = dir.join("mapped");
+    let f = clean_file(&file, 8192);
+    let c = capture(dir.path(), || {
+        let m = Mapping::new(&f, 8192);
+        m.store(5000, b"stored through the mapping");
+    });
+    assert_marked(&c, &file, "a store into a clean page");
+}
+
+/// A store into a page that is already dirty makes no dirty-page event: the mark comes
+/// when the page is written back, by `write_back`. The page is made dirty before the
+/// capture starts, through a first mapping; the capture sees a second one made, and a
+/// store through it into the dirty page.
+fn store_into_a_dirty_page_then(tag: &str, write_back: impl FnOnce(&Mapping, &std::fs::File)) {
+    let dir = TestDir::new(tag);
+    let file = dir.join("mapped");
+    let f = clean_file(&file, 8192);
+    let first = Mapping::new(&f, 8192);
+    first.store(100, b"dirty before the capture");
+    let c = capture(dir.path(), || {
+        let m = Mapping::new(&f, 8192);
+        m.store(200, b"into the dirty page");
+        write_back(&m, &f);
+    });
+    drop(first);
+    assert_marked(&c, &file, &format!("a store into a dirty page ({tag})"));
+}
+
+#[test]
+fn a_store_into_a_dirty_page_is_marked_when_msync_writes_it_back() {
+    store_into_a_dirty_page_then("below-msync", |m, _| m.msync());
+}
+
+/// Written back by syncfs instead (what background writeback or sync(1) do for a mapping
+/// that is never msynced).
+#[test]
+fn a_mapping_never_msynced_is_marked_when_written_back() {
+    store_into_a_dirty_page_then("below-syncfs", |_, f| syncfs(f));
+}
+
+/// The second layer marks any mapped file on a watched file system: one outside the
+/// capture's roots is none of its business, and names nothing (a lost operation's mark
+/// on an unknown file names every root instead, to be rescanned).
+#[test]
+fn a_mapped_file_outside_the_roots_marks_nothing() {
+    let dir = TestDir::new("below-outside");
+    let root = dir.subdir("root");
+    let file = dir.join("outside");
+    let f = clean_file(&file, 8192);
+    let c = capture(&root, || {
+        let m = Mapping::new(&f, 8192);
+        m.store(10, b"outside the roots");
+        m.msync();
+    });
+    let dirty: Vec<&Value> = c.events.iter().filter(|e| kind(e) == "dirty").collect();
+    assert!(dirty.is_empty(), "dirty marks: {dirty:?}");
+}
+
+/// fio: 16 writes of 4 KiB into `file`, in order.
+fn fio(file: &Path, engine: &str, direct: bool) {
+    rill_tests::beneath::fio(file, engine, direct, "write", "64k");
+}
+
+#[test]
+fn io_uring_buffered_and_direct_writes_mark_the_file_dirty() {
+    let dir = TestDir::new("below-uring");
+    let (buffered, direct) = (dir.join("buffered"), dir.join("direct"));
+    // The files exist first, so that fio's writes are all the capture could see of them.
+    clean_file(&buffered, 0);
+    clean_file(&direct, 0);
+    let c = capture(dir.path(), || {
+        fio(&buffered, "io_uring", false);
+        fio(&direct, "io_uring", true);
+    });
+    assert_marked(&c, &buffered, "io_uring buffered writes");
+    assert_marked(&c, &direct, "io_uring O_DIRECT writes");
+}
+
+#[test]
+fn aio_direct_writes_mark_the_file_dirty() {
+    let dir = TestDir::new("below-aio");
+    let file = dir.join("aio");
+    clean_file(&file, 0);
+    let c = capture(dir.path(), || fio(&file, "libaio", true));
+    assert_marked(&c, &file, "io_submit O_DIRECT writes");
+}
+
+const FICLONE: libc::c_ulong = 0x4004_9409;
+const FICLONERANGE: libc::c_ulong = 0x4020_940d;
+const FIDEDUPERANGE: libc::c_ulong = 0xc018_9436;
+
+#[repr(C)]
+struct CloneRange {
+    src_fd: i64,
+    src_offset: u64,
+    src_length: u64,
+    dest_offset: u64,
+}
+
+#[repr(C)]
+struct DedupeRange {
+    src_offset: u64,
+    src_length: u64,
+    dest_count: u16,
+    reserved1: u16,
+    reserved2: u32,
+    dest_fd: i64,
+    dest_offset: u64,
+    bytes_deduped: u64,
+    status: i32,
+    reserved: u32,
+}
+
+fn ioctl(fd: i32, request: libc::c_ulong, arg: usize, what: &str) {
+    // SAFETY: each request's argument is an fd or a pointer to its struct.
+    let r = unsafe { libc::ioctl(fd, request, arg) };
+    assert_eq!(r, 0, "{what}: {}", std::io::Error::last_os_error());
+}
+
+/// Reflinks are range-only writes on the destination at the range the call names; the
+/// drain reads the bytes from the file.
+#[test]
+fn ficlone_ficlonerange_and_fideduperange_are_range_only_writes() {
+    let fs = Xfs::mount("below-reflink");
+    let (src, a, b, c) = (fs.join("src"), fs.join("a"), fs.join("b"), fs.join("c"));
+    let data = data_pattern(65536, 7);
+    let open_new = |p: &Path| {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(p)
+            .expect("create")
+    };
+    let captured = capture(fs.path(), || {
+        std::fs::write(&src, &data).expect("write src");
+        let s = OpenOptions::new().read(true).open(&src).expect("open src");
+        let fa = open_new(&a);
+        ioctl(fa.as_raw_fd(), FICLONE, s.as_raw_fd() as usize, "FICLONE");
+        let fb = open_new(&b);
+        let range = CloneRange {
+            src_fd: s.as_raw_fd() as i64,
+            src_offset: 4096,
+            src_length: 8192,
+            dest_offset: 8192,
+        };
+        ioctl(
+            fb.as_raw_fd(),
+            FICLONERANGE,
+            &range as *const _ as usize,
+            "FICLONERANGE",
+        );
+        std::fs::write(&c, &data).expect("write c");
+        let fc = OpenOptions::new().read(true).write(true).open(&c).unwrap();
+        let mut dedupe = DedupeRange {
+            src_offset: 0,
+            src_length: 65536,
+            dest_count: 1,
+            reserved1: 0,
+            reserved2: 0,
+            dest_fd: fc.as_raw_fd() as i64,
+            dest_offset: 0,
+            bytes_deduped: 0,
+            status: 0,
+            reserved: 0,
+        };
+        ioctl(
+            s.as_raw_fd(),
+            FIDEDUPERANGE,
+            &mut dedupe as *mut _ as usize,
+            "FIDEDUPERANGE",
+        );
+        assert_eq!(
+            (dedupe.status, dedupe.bytes_deduped),
+            (0, 65536),
+            "dedupe result"
+        );
+    });
+    let range_only: Vec<Value> = of_pid(&captured.events, std::process::id())
+        .into_iter()
+        .filter(|e| kind(e) == "write" && e["inline"] == false)
+        .collect();
+    let write = |p: &Path, offset: u64, len: u64| {
+        op!("write", p, offset = offset, len = len, inline = false)
+    };
+    assert_ops(
+        &range_only,
+        &[
+            write(&a, 0, 65536),
+            write(&b, 8192, 8192),
+            write(&c, 0, 65536),
+        ],
+        "reflinks",
+    );
+}
