@@ -84,6 +84,9 @@ pub struct Mirror {
     link_scope: Option<PathBuf>,
     /// The names of every multiply-linked file in `link_scope`, found on first need.
     link_names: Option<LinkIndex>,
+    /// Files whose names the link index was walked again for in this mirror (see
+    /// [`Mirror::other_names`]).
+    link_rewalked: HashSet<(u64, u64)>,
     /// Directories above a remirror's roots already sent (see [`Mirror::ancestors`]).
     heads: HashSet<PathBuf>,
     progress: MirrorProgress,
@@ -101,6 +104,7 @@ impl Mirror {
             links: HashMap::new(),
             link_scope: None,
             link_names: None,
+            link_rewalked: HashSet::new(),
             heads: HashSet::new(),
             progress: MirrorProgress::default(),
         }
@@ -333,9 +337,10 @@ impl Mirror {
     /// all hold (fewer names that still are the file than its link count) and whose change
     /// time (`ctime`, which a new link or a rename sets) is not older than the last walk: a
     /// name linked or renamed since would otherwise be left on the old file while the
-    /// others are rebuilt as a new one (found by the replication fuzzer, both ways). Names
-    /// outside the scope never make a file walk again unless it changed during the
-    /// remirror.
+    /// others are rebuilt as a new one (found by the replication fuzzer, both ways). A file
+    /// missing names is also looked for again once per remirror, whatever its ctime: a
+    /// name moved with its directory leaves the file's ctime as it was. So a file with
+    /// names outside the scope costs at most one more walk per remirror.
     fn other_names(&mut self, key: (u64, u64), p: &Path, m: &Metadata) -> Vec<PathBuf> {
         let Some(scope) = self.link_scope.clone() else {
             return Vec::new();
@@ -354,11 +359,17 @@ impl Mirror {
                 .collect()
         };
         let mut found = self.link_names.as_ref().map(names);
+        // A name may also have moved with a directory renamed since the walk, which does
+        // not touch the file's ctime: a file missing names is looked for again once.
+        let first_miss = !self.link_rewalked.contains(&key);
         let stale = found
             .as_ref()
             .zip(self.link_names.as_ref())
-            .is_none_or(|(f, index)| (f.len() as u64) < m.nlink() && ctime >= index.walked);
+            .is_none_or(|(f, index)| {
+                (f.len() as u64) < m.nlink() && (first_miss || ctime >= index.walked)
+            });
         if stale {
+            self.link_rewalked.insert(key);
             let index = LinkIndex::walk(&scope, &self.set);
             found = Some(names(&index));
             self.link_names = Some(index);
@@ -841,6 +852,30 @@ mod tests {
             .map(|e| e.path.as_path())
             .collect();
         assert_eq!(linked_to_a, [r.join("c")], "{ops:?}");
+    }
+
+    /// The same for a name moved with its directory after the walk (the file's ctime
+    /// does not change).
+    #[test]
+    fn a_remirror_links_a_name_whose_directory_moved_after_it_began() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        std::fs::create_dir(r.join("dir")).unwrap();
+        for (file, other) in [("x", "y"), ("a", "dir/b")] {
+            std::fs::write(r.join(file), file).unwrap();
+            std::fs::hard_link(r.join(file), r.join(other)).unwrap();
+        }
+        let roots = vec![r.join("x"), r.join("a")];
+        let mut m = Mirror::remirror(roots, r.to_path_buf(), set(r), options());
+        let mut ops: Vec<Event> = m.next_group().unwrap();
+        std::fs::rename(r.join("dir"), r.join("moved")).unwrap();
+        ops.extend(std::iter::from_fn(|| m.next_group()).flatten());
+        let linked_to_a: Vec<&Path> = ops
+            .iter()
+            .filter(|e| matches!(&e.op, Op::Link { target } if target == &r.join("a")))
+            .map(|e| e.path.as_path())
+            .collect();
+        assert_eq!(linked_to_a, [r.join("moved/b")], "{ops:?}");
     }
 
     #[test]
