@@ -286,6 +286,13 @@ impl Mirror {
         if m.nlink() > 1 {
             let key = (m.dev(), m.ino());
             if let Some(first) = self.links.get(&key) {
+                // The very name the file was sent under (a remirror reaches a name both as
+                // a root and as another name of a file): sent already. Linked to itself, it
+                // was removed and the link refused, in every remirror (found by the
+                // replication fuzzer).
+                if first == p {
+                    return;
+                }
                 let link = Op::Link {
                     target: first.clone(),
                 };
@@ -876,6 +883,29 @@ mod tests {
             .map(|e| e.path.as_path())
             .collect();
         assert_eq!(linked_to_a, [r.join("moved/b")], "{ops:?}");
+    }
+
+    /// A remirror whose roots name a multiply-linked file twice (as itself and as the
+    /// other name of another root) sends it once and never links a name to itself.
+    #[test]
+    fn a_remirror_never_links_a_name_to_itself() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        std::fs::write(r.join("a"), b"a").unwrap();
+        std::fs::hard_link(r.join("a"), r.join("b")).unwrap();
+        let roots = vec![r.join("a"), r.join("b"), r.join("a")];
+        let mut m = Mirror::remirror(roots, r.to_path_buf(), set(r), options());
+        let ops: Vec<Event> = std::iter::from_fn(|| m.next_group()).flatten().collect();
+        assert!(
+            !ops.iter()
+                .any(|e| matches!(&e.op, Op::Link { target } if target == &e.path)),
+            "{ops:?}"
+        );
+        let creates = ops
+            .iter()
+            .filter(|e| matches!(e.op, Op::Create { .. }))
+            .count();
+        assert_eq!(creates, 1, "{ops:?}");
     }
 
     #[test]
