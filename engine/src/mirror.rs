@@ -158,7 +158,12 @@ impl Mirror {
                 return Some(group);
             }
             match self.todo.pop() {
-                Some(Step::Visit(p)) => self.visit(&p),
+                Some(Step::Visit(p)) => {
+                    // A remirror visits a hard link's other names wherever they are: the
+                    // directories above them may be missing on the replica too.
+                    self.ancestors(&p);
+                    self.visit(&p);
+                }
                 // A root the source no longer has (a remirror of a file removed since, or
                 // of a rename's old name the target could not apply): remove it there.
                 Some(Step::Root(p)) if std::fs::symlink_metadata(&p).is_err() => {
@@ -193,7 +198,8 @@ impl Mirror {
     /// fuzzer). So each directory between the scope and the root is sent first, as its
     /// group's head alone: made if missing (or put in place of what else holds the name),
     /// its attributes set; its names and what else it holds are left as they are. Once
-    /// per directory and remirror.
+    /// per directory and remirror; the same for the other names of a hard-linked file the
+    /// remirror links (found by the replication fuzzer: a link refused in every remirror).
     fn ancestors(&mut self, root: &Path) {
         let Some(mut dir) = self.link_scope.clone() else {
             return;
@@ -232,6 +238,8 @@ impl Mirror {
             return;
         }
         if ft.is_dir() {
+            // Made by this group: not to be sent again as a head (see `ancestors`).
+            self.heads.insert(p.to_path_buf());
             let mut group = vec![Event::new(
                 p,
                 Op::Mkdir {
@@ -906,6 +914,27 @@ mod tests {
             .filter(|e| matches!(e.op, Op::Create { .. }))
             .count();
         assert_eq!(creates, 1, "{ops:?}");
+    }
+
+    /// The other names a remirror links get the directories above them made first too.
+    #[test]
+    fn a_remirror_makes_the_directories_above_the_names_it_links() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        std::fs::create_dir_all(r.join("x/y")).unwrap();
+        std::fs::write(r.join("a"), b"a").unwrap();
+        std::fs::hard_link(r.join("a"), r.join("x/y/b")).unwrap();
+        let roots = vec![r.join("a"), r.join("x")];
+        let mut m = Mirror::remirror(roots, r.to_path_buf(), set(r), options());
+        let ops: Vec<Event> = std::iter::from_fn(|| m.next_group()).flatten().collect();
+        let at = |path: &Path, pred: &dyn Fn(&Op) -> bool| {
+            ops.iter()
+                .position(|e| e.path == path && pred(&e.op))
+                .unwrap()
+        };
+        let made = |p: &str| at(&r.join(p), &|o| matches!(o, Op::Mkdir { .. }));
+        let linked = at(&r.join("x/y/b"), &|o| matches!(o, Op::Link { .. }));
+        assert!(made("x") < linked && made("x/y") < linked, "{ops:?}");
     }
 
     #[test]
