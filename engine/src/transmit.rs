@@ -290,11 +290,18 @@ impl TransmitLoop<'_> {
                 mirror = self.remirror(&mut remirrors)?;
             }
         }
-        match self.sink.flush() {
-            Ok(()) | Err(SinkError::Stopped) => {}
+        // Only what the destination made durable leaves the queue. A flush the stop cut
+        // short (the link down as the job stopped) acknowledged nothing: taking the rest
+        // for acknowledged dropped it for good, and the next start, which looks only for
+        // changes made since the capture stopped, never sent it (found by the replication
+        // fuzzer: whole directories missing, the job in sync). Left unacknowledged, the
+        // stop is not a clean one (`service::run`), and the next start remirrors.
+        let flushed = match self.sink.flush() {
+            Ok(()) => true,
+            Err(SinkError::Stopped) => false,
             Err(e) => return Err(e.into()),
-        }
-        if last > 0 {
+        };
+        if last > 0 && flushed {
             self.consumer.ack(last)?;
         }
         self.record_failures()?;
