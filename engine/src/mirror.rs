@@ -830,75 +830,45 @@ mod tests {
         );
     }
 
-    /// A name linked to a file after the remirror looked for every file's names, and
-    /// before it came to that file, is linked on the replica too (the index is walked
-    /// again for a file that changed since and has names it does not hold).
-    #[test]
-    fn a_remirror_links_a_name_made_after_it_began() {
+    /// Remirrors `x` and `a` (`a` hard-linked as `other`, and `x` as `y`) and, once the
+    /// first group is out (the link index walked), changes the tree with `change`; returns
+    /// the names linked to `a`.
+    fn linked_to_a_after(other: &str, change: impl FnOnce(&Path)) -> Vec<PathBuf> {
         let d = tempfile::tempdir().unwrap();
         let r = d.path();
-        for (file, other) in [("x", "y"), ("a", "b")] {
+        if let Some(parent) = Path::new(other).parent() {
+            std::fs::create_dir_all(r.join(parent)).unwrap();
+        }
+        for (file, name) in [("x", "y"), ("a", other)] {
             std::fs::write(r.join(file), file).unwrap();
-            std::fs::hard_link(r.join(file), r.join(other)).unwrap();
+            std::fs::hard_link(r.join(file), r.join(name)).unwrap();
         }
         let roots = vec![r.join("x"), r.join("a")];
         let mut m = Mirror::remirror(roots, r.to_path_buf(), set(r), options());
         let mut ops: Vec<Event> = m.next_group().unwrap();
-        std::fs::hard_link(r.join("a"), r.join("n")).unwrap();
+        change(r);
         ops.extend(std::iter::from_fn(|| m.next_group()).flatten());
-        let linked_to_a: Vec<&Path> = ops
-            .iter()
+        ops.iter()
             .filter(|e| matches!(&e.op, Op::Link { target } if target == &r.join("a")))
-            .map(|e| e.path.as_path())
-            .collect();
-        assert_eq!(linked_to_a, [r.join("b"), r.join("n")], "{ops:?}");
+            .map(|e| e.path.strip_prefix(r).unwrap().to_path_buf())
+            .collect()
     }
 
-    /// The same for a name renamed after the walk: the walk's name for it is gone, and
-    /// the one it has now is linked.
+    /// A name linked, renamed or moved with its directory after a remirror walked its
+    /// link index, before it came to the file, is linked on the replica under the name it
+    /// has now (the index is walked again for a file whose names it does not all hold).
     #[test]
-    fn a_remirror_links_a_name_renamed_after_it_began() {
-        let d = tempfile::tempdir().unwrap();
-        let r = d.path();
-        for (file, other) in [("x", "y"), ("a", "b")] {
-            std::fs::write(r.join(file), file).unwrap();
-            std::fs::hard_link(r.join(file), r.join(other)).unwrap();
-        }
-        let roots = vec![r.join("x"), r.join("a")];
-        let mut m = Mirror::remirror(roots, r.to_path_buf(), set(r), options());
-        let mut ops: Vec<Event> = m.next_group().unwrap();
-        std::fs::rename(r.join("b"), r.join("c")).unwrap();
-        ops.extend(std::iter::from_fn(|| m.next_group()).flatten());
-        let linked_to_a: Vec<&Path> = ops
-            .iter()
-            .filter(|e| matches!(&e.op, Op::Link { target } if target == &r.join("a")))
-            .map(|e| e.path.as_path())
-            .collect();
-        assert_eq!(linked_to_a, [r.join("c")], "{ops:?}");
-    }
-
-    /// The same for a name moved with its directory after the walk (the file's ctime
-    /// does not change).
-    #[test]
-    fn a_remirror_links_a_name_whose_directory_moved_after_it_began() {
-        let d = tempfile::tempdir().unwrap();
-        let r = d.path();
-        std::fs::create_dir(r.join("dir")).unwrap();
-        for (file, other) in [("x", "y"), ("a", "dir/b")] {
-            std::fs::write(r.join(file), file).unwrap();
-            std::fs::hard_link(r.join(file), r.join(other)).unwrap();
-        }
-        let roots = vec![r.join("x"), r.join("a")];
-        let mut m = Mirror::remirror(roots, r.to_path_buf(), set(r), options());
-        let mut ops: Vec<Event> = m.next_group().unwrap();
-        std::fs::rename(r.join("dir"), r.join("moved")).unwrap();
-        ops.extend(std::iter::from_fn(|| m.next_group()).flatten());
-        let linked_to_a: Vec<&Path> = ops
-            .iter()
-            .filter(|e| matches!(&e.op, Op::Link { target } if target == &r.join("a")))
-            .map(|e| e.path.as_path())
-            .collect();
-        assert_eq!(linked_to_a, [r.join("moved/b")], "{ops:?}");
+    fn a_remirror_links_the_names_a_file_has_now() {
+        let made = |r: &Path| std::fs::hard_link(r.join("a"), r.join("n")).unwrap();
+        assert_eq!(
+            linked_to_a_after("b", made),
+            [Path::new("b"), Path::new("n")]
+        );
+        let renamed = |r: &Path| std::fs::rename(r.join("b"), r.join("c")).unwrap();
+        assert_eq!(linked_to_a_after("b", renamed), [Path::new("c")]);
+        // A directory's move leaves the file's ctime as it was.
+        let moved = |r: &Path| std::fs::rename(r.join("dir"), r.join("moved")).unwrap();
+        assert_eq!(linked_to_a_after("dir/b", moved), [Path::new("moved/b")]);
     }
 
     /// A remirror whose roots name a multiply-linked file twice (as itself and as the
