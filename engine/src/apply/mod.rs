@@ -255,64 +255,7 @@ impl Applier {
                 } as libc::c_long)
                 .map(drop)
             }),
-            Op::Unlink | Op::Rmdir => {
-                // Files held open beneath it too: a directory may go with its tree (below).
-                self.open.retain(|p, _| !p.starts_with(rel));
-                let parent = match self.parent(rel) {
-                    // No directory to hold the name on the replica: nothing to remove
-                    // (a remirror of a name the source no longer has, beneath directories
-                    // the replica never got or lost).
-                    Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {
-                        return Ok(())
-                    }
-                    other => other,
-                };
-                parent.and_then(|(d, n)| {
-                    let flags = if matches!(ev.op, Op::Rmdir) {
-                        libc::AT_REMOVEDIR
-                    } else {
-                        0
-                    };
-                    // SAFETY: a valid dirfd and NUL-terminated name.
-                    let r =
-                        cvt(unsafe { libc::unlinkat(d.as_raw_fd(), n.as_ptr(), flags) }
-                            as libc::c_long);
-                    // After the operation the source had nothing under the name, and
-                    // neither may the replica, whatever it holds there: an (empty)
-                    // directory goes too (a remirror's removal of a name the source no
-                    // longer has), and so does a directory that is not empty. The source
-                    // removed its own directory only once it was empty, so what is left in
-                    // the replica's is what operations the replica could not apply left
-                    // behind; refusing it would keep it for good, the remirror that follows
-                    // a refusal sending the same removal again (found by the replication
-                    // fuzzer: directories the source had moved away stayed on the replica).
-                    let r = match r {
-                        Err(e) if flags == 0 && e.raw_os_error() == Some(libc::EISDIR) => {
-                            // SAFETY: as above.
-                            cvt(unsafe {
-                                libc::unlinkat(d.as_raw_fd(), n.as_ptr(), libc::AT_REMOVEDIR)
-                            } as libc::c_long)
-                        }
-                        other => other,
-                    };
-                    let r = match r {
-                        Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => {
-                            let name = OsStr::from_bytes(n.to_bytes());
-                            let mut removed = crate::orphans::Removed::default();
-                            crate::orphans::remove_entry(&d, name, &mut removed).map(|()| {
-                                log::warn!(
-                                    "{}: removed with what the replica held beneath it ({} files, {} directories) that the source did not",
-                                    rel.display(),
-                                    removed.files,
-                                    removed.dirs.saturating_sub(1)
-                                );
-                            })
-                        }
-                        other => other.map(drop),
-                    };
-                    replayed(r, libc::ENOENT)
-                })
-            }
+            Op::Unlink | Op::Rmdir => self.remove_name(rel, matches!(ev.op, Op::Rmdir)),
             // The replica root exists: a mirror's mkdir of the source directory sets its mode.
             Op::Mkdir { mode } if rel.as_os_str().is_empty() => {
                 let dir = self
@@ -483,6 +426,50 @@ impl Applier {
             ))
         } else {
             self.parent(rel)
+        }
+    }
+
+    /// Removes `rel` (an `Unlink`, or an `Rmdir` when `dir`), and with it the files held
+    /// open beneath it.
+    ///
+    /// After the operation the source had nothing under the name, and neither may the
+    /// replica, whatever it holds there: an (empty) directory goes too (a remirror's
+    /// removal of a name the source no longer has), and so does a directory that is not
+    /// empty. The source removed its own directory only once it was empty, so what is left
+    /// in the replica's is what operations the replica could not apply left behind;
+    /// refusing it would keep it for good, the remirror that follows a refusal sending the
+    /// same removal again (found by the replication fuzzer: directories the source had
+    /// moved away stayed on the replica). A name beneath directories the replica does not
+    /// have is removed already.
+    fn remove_name(&mut self, rel: &Path, dir: bool) -> io::Result<()> {
+        self.open.retain(|p, _| !p.starts_with(rel));
+        let (d, n) = match self.parent(rel) {
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {
+                return Ok(())
+            }
+            other => other?,
+        };
+        let flags = if dir { libc::AT_REMOVEDIR } else { 0 };
+        // SAFETY: a valid dirfd and NUL-terminated name.
+        let r = cvt(unsafe { libc::unlinkat(d.as_raw_fd(), n.as_ptr(), flags) } as libc::c_long);
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EISDIR | libc::ENOTEMPTY)) => {
+                let mut removed = crate::orphans::Removed::default();
+                crate::orphans::remove_entry(&d, OsStr::from_bytes(n.to_bytes()), &mut removed)?;
+                if removed.files > 0 || removed.dirs > 1 {
+                    log::warn!(
+                        "{}: removed with what the replica held beneath it ({} files, {} \
+                         directories) that the source did not",
+                        rel.display(),
+                        removed.files,
+                        removed.dirs - 1
+                    );
+                }
+                Ok(())
+            }
+            Err(e) => Err(e),
         }
     }
 
