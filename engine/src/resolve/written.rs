@@ -59,17 +59,25 @@ impl Written {
             return;
         }
         // A name the stream linked is known; otherwise the source is asked, which can
-        // be too late (the name already removed, or given to another file).
-        let linked = object.filter(|o| {
-            self.aliases.get(rel) == Some(o)
-                || std::fs::symlink_metadata(source.join(rel))
-                    .is_ok_and(|m| identity(&m) == *o && m.nlink() > 1)
-        });
+        // be too late (the name already removed, or given to another file). An
+        // operation by name (`truncate(2)`) does not say which file it wrote: the name
+        // the stream linked, or the source, does. Without it, the times due for a file
+        // written by name through one of its links were dropped with that name (found
+        // by the replication fuzzer).
+        let known = self.aliases.get(rel).copied();
+        let linked = match (object, known) {
+            (Some(o), Some(k)) if o == k => Some(o),
+            (None, Some(k)) => Some(k),
+            (o, _) => std::fs::symlink_metadata(source.join(rel))
+                .ok()
+                .filter(|m| m.nlink() > 1 && o.is_none_or(|o| o == identity(m)))
+                .map(|m| identity(&m)),
+        };
         if let Some(o) = linked {
             self.alias(rel.to_path_buf(), o);
         }
         let entry = Entry {
-            object,
+            object: object.or(linked),
             linked: linked.is_some(),
         };
         self.keep(rel.to_path_buf(), entry);
@@ -244,6 +252,24 @@ mod tests {
         assert!(w.take_due(src).is_empty());
         assert_eq!(w.take_homeless(src), [src.join("sub/kept")]);
         assert!(w.take_homeless(src).is_empty(), "handed back once");
+    }
+
+    /// A file written by name (`truncate(2)`: the capture does not say which file) through
+    /// a name the stream linked, and that name removed: the times are due under the name
+    /// it keeps. They were dropped with the name.
+    #[test]
+    fn times_of_a_file_written_by_name_through_a_removed_link_are_due_under_another_name() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path();
+        std::fs::write(src.join("kept"), b"data").unwrap();
+        std::fs::hard_link(src.join("kept"), src.join("tmp")).unwrap();
+        let mut w = Written::default();
+        w.linked(src, Path::new("kept"), Path::new("tmp"));
+        std::fs::remove_file(src.join("tmp")).unwrap();
+        w.wrote(src, Path::new("tmp"), None);
+        w.unlinked(Path::new("tmp"));
+        let due: Vec<PathBuf> = w.take_due(src).into_iter().map(|(p, _)| p).collect();
+        assert_eq!(due, [PathBuf::from("kept")]);
     }
 
     /// The same through a link made after the write, and through a rename over the name.
