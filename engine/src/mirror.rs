@@ -561,13 +561,23 @@ fn each_protected_file(
 /// it on the replica moves that away (found by the replication fuzzer: an exchange of two
 /// directories, captured while the mirror walked one of them, left the replica with the
 /// other's files).
+///
+/// A directory's orphan removal (`Prune`) judges the names in it, so a name is also
+/// overtaken by a prune of its directory read after the operation was captured: the
+/// listing no longer had a name the operation renames away, the prune removed the
+/// replica's file under it, and the rename applied after it moved whatever operations in
+/// between made there (found by the replication fuzzer: a file short of all but its last
+/// write, under the name it was renamed to).
 #[derive(Default)]
 pub struct HandOuts {
     /// Ordered, to find the names beneath a directory.
     at: BTreeMap<PathBuf, u64>,
+    /// Directories whose names a prune judged, and when it was read.
+    pruned: BTreeMap<PathBuf, u64>,
     /// The same hand-outs in the order they happened (so in time order), for
-    /// [`HandOuts::forget_before`] to drop from the front: it runs for every operation sent.
-    order: VecDeque<(u64, PathBuf)>,
+    /// [`HandOuts::forget_before`] to drop from the front: it runs for every operation
+    /// sent. `true` for a prune.
+    order: VecDeque<(u64, PathBuf, bool)>,
 }
 
 impl HandOuts {
@@ -575,35 +585,50 @@ impl HandOuts {
     pub fn record(&mut self, group: &[Event]) {
         let now = crate::link::monotonic_ns();
         for ev in group {
-            self.at.insert(ev.path.clone(), now);
-            self.order.push_back((now, ev.path.clone()));
+            let prune = matches!(ev.op, Op::Prune(_));
+            let at = if prune {
+                &mut self.pruned
+            } else {
+                &mut self.at
+            };
+            if at.insert(ev.path.clone(), now) != Some(now) {
+                self.order.push_back((now, ev.path.clone(), prune));
+            }
         }
     }
 
     /// Whether `ev`, a replication operation about to be sent after the groups handed
-    /// out, was captured before a group naming one of its paths was read, and moves or
-    /// shares a file by name: its names are to be remirrored.
+    /// out, was captured before a group naming one of its paths (or pruning the directory
+    /// holding it) was read, and moves or shares a file by name: its names are to be
+    /// remirrored.
     pub fn overtook(&self, ev: &Event) -> bool {
+        let after = |at: Option<&u64>| at.is_some_and(|&at| at > ev.ktime_ns);
         matches!(ev.op, Op::Rename { .. } | Op::Link { .. })
             && ev.paths().any(|p| {
                 self.at
                     .range(p.clone()..)
                     .take_while(|(q, _)| q.starts_with(p))
-                    .any(|(_, &at)| at > ev.ktime_ns)
+                    .any(|(_, at)| after(Some(at)))
+                    || p.parent().is_some_and(|d| after(self.pruned.get(d)))
             })
     }
 
     /// Forgets hand-out times before `ns`: every operation captured before then has been
     /// sent (the caller knows when that is).
     pub fn forget_before(&mut self, ns: u64) {
-        while let Some((at, _)) = self.order.front() {
+        while let Some((at, _, _)) = self.order.front() {
             if *at >= ns {
                 break;
             }
-            if let Some((at, path)) = self.order.pop_front() {
+            if let Some((at, path, prune)) = self.order.pop_front() {
+                let map = if prune {
+                    &mut self.pruned
+                } else {
+                    &mut self.at
+                };
                 // Unless the name was handed out again since.
-                if self.at.get(&path) == Some(&at) {
-                    self.at.remove(&path);
+                if map.get(&path) == Some(&at) {
+                    map.remove(&path);
                 }
             }
         }
@@ -828,6 +853,42 @@ mod tests {
             !hand_outs.overtook(&exchange("d5/d4", "d0x")),
             "whole components"
         );
+    }
+
+    /// A rename captured before the mirror read the directory it renames a file out of:
+    /// the directory's prune (read after the file left) removed the replica's file, so
+    /// the rename applied after it moves whatever operations in between made there. It is
+    /// overtaken, though the mirror handed out neither of its names.
+    #[test]
+    fn a_rename_out_of_a_directory_pruned_after_its_capture_is_overtaken() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        std::fs::create_dir_all(r.join("d")).unwrap();
+        std::fs::create_dir_all(r.join("elsewhere")).unwrap();
+        let before = crate::link::monotonic_ns();
+        let mut hand_outs = HandOuts::default();
+        let mut m = Mirror::new(vec![r.join("d")], set(r), options());
+        while let Some(group) = m.next_group() {
+            hand_outs.record(&group);
+        }
+        let rename = |from: &str, to: &str| Event {
+            ktime_ns: before,
+            ..Event::new(
+                r.join(from),
+                Op::Rename {
+                    new_path: r.join(to),
+                    flags: 0,
+                },
+            )
+        };
+        assert!(hand_outs.overtook(&rename("d/f", "elsewhere/g")));
+        assert!(
+            !hand_outs.overtook(&rename("d/sub/f", "elsewhere/g")),
+            "only the names the prune judged"
+        );
+        hand_outs.forget_before(u64::MAX);
+        assert!(hand_outs.is_empty());
+        assert!(!hand_outs.overtook(&rename("d/f", "elsewhere/g")));
     }
 
     /// Remirrors `x` and `a` (`a` hard-linked as `other`, and `x` as `y`) and, once the
