@@ -73,6 +73,25 @@ impl Pair {
         )
     }
 
+    /// Creates the job `name` (not started) toward the target through a relay that can cut
+    /// the link, and returns the relay.
+    fn job_through_relay(&self, name: &str) -> rill_tools::relay::Relay {
+        use rill_engine::jobs::JobSpec;
+        let relay = rill_tools::relay::Relay::start(([127, 0, 0, 1], self.target.net_port).into())
+            .expect("starting the relay");
+        self.source
+            .call(Request::JobCreate(JobSpec {
+                name: name.into(),
+                source: self.src.clone(),
+                target_host: "127.0.0.1".into(),
+                target_port: relay.port,
+                target_path: self.dst.clone(),
+                rules: Vec::new(),
+            }))
+            .expect("creating the job");
+        relay
+    }
+
     /// Waits until the job is in sync and the trees are equal, then checks them in full.
     fn converge(&self, job: &str, within: Duration) {
         let ok = wait_until(within, || {
@@ -885,21 +904,10 @@ fn a_name_the_target_cannot_apply_keeps_the_data_state_from_ok_until_repaired() 
 /// (found by the replication fuzzer: whole directories missing, the job in sync).
 #[test]
 fn a_job_stopped_while_its_link_is_down_sends_what_the_target_never_got() {
-    use rill_engine::jobs::JobSpec;
-    use rill_tools::relay::{Cut, Relay};
+    use rill_tools::relay::Cut;
     let p = start("rep-stopcut");
-    let relay = Relay::start(([127, 0, 0, 1], p.target.net_port).into()).unwrap();
     std::fs::write(p.src.join("before"), b"before").unwrap();
-    p.source
-        .call(Request::JobCreate(JobSpec {
-            name: "cut".into(),
-            source: p.src.clone(),
-            target_host: "127.0.0.1".into(),
-            target_port: relay.port,
-            target_path: p.dst.clone(),
-            rules: Vec::new(),
-        }))
-        .unwrap();
+    let relay = p.job_through_relay("cut");
     let job = |action| {
         p.source
             .call(Request::Job {
@@ -922,4 +930,39 @@ fn a_job_stopped_while_its_link_is_down_sends_what_the_target_never_got() {
     std::thread::sleep(Duration::from_secs(2));
     relay.restore();
     p.converge("cut", Duration::from_secs(90));
+}
+
+/// A refusal lost with its connection: the target refused an operation (a rename of a
+/// name the replica had lost), its answer was held by a link that went deaf one way, and
+/// the next connection started past the operation, which the target had applied. The
+/// source never heard of the refusal and reported the job in sync over a replica without
+/// the renamed file (found by the replication fuzzer: a silent cut, then the target
+/// killed). The target now repeats, when a connection begins, the refusals after the last
+/// acknowledgement the source holds.
+#[test]
+fn a_refusal_lost_with_its_connection_is_repeated_by_the_next() {
+    use rill_tools::relay::Cut;
+    let p = start("rep-lostnak");
+    std::fs::write(p.src.join("f"), b"the file").unwrap();
+    let relay = p.job_through_relay("lostnak");
+    p.source
+        .call(Request::Job {
+            name: "lostnak".into(),
+            action: JobAction::Start,
+        })
+        .unwrap();
+    p.converge("lostnak", Duration::from_secs(60));
+    std::fs::remove_file(p.dst.join("f")).unwrap();
+    relay.cut(Cut::Answers);
+    std::fs::rename(p.src.join("f"), p.src.join("g")).unwrap();
+    // The target applies (refuses) the rename; its refusal and acknowledgement are held.
+    let refused = || {
+        std::fs::read_to_string(p.target.dir.join("rilld.out"))
+            .is_ok_and(|out| out.contains("not applied: applying rename to f"))
+    };
+    let applied = wait_until(Duration::from_secs(30), || Ok(refused())).unwrap_or(false);
+    assert!(applied, "the target never got the rename: {}", p.logs());
+    relay.restore();
+    p.converge("lostnak", Duration::from_secs(60));
+    assert_eq!(std::fs::read(p.dst.join("g")).unwrap(), b"the file");
 }

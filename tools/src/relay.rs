@@ -12,7 +12,9 @@
 //! either loudly ([`Cut::Reset`]: every relayed connection is shut down at once, as when a
 //! peer's host goes away) or quietly ([`Cut::Silent`]: nothing more is forwarded in either
 //! direction, as when a cable is pulled, and the connections are shut down only when the
-//! link comes back, so the peers must notice on their own timers). While cut, no new
+//! link comes back, so the peers must notice on their own timers), or one way only
+//! ([`Cut::Answers`]: the target applies what it gets, and its answers are lost, as when a
+//! return route fails). While cut, no new
 //! connection is accepted: it waits in the listen backlog, its handshake unanswered, until
 //! [`Relay::restore`].
 //!
@@ -54,6 +56,9 @@ pub enum Cut {
     Reset = 1,
     /// Nothing more is forwarded; the peers see silence until their timers expire.
     Silent = 2,
+    /// What the upstream peer sends back is no longer forwarded, what the client sends
+    /// still is: a target applies what it gets, and its answers are lost.
+    Answers = 3,
 }
 
 /// How long a cut copy thread or acceptor sleeps between looks at the link's state.
@@ -122,6 +127,12 @@ impl Relay {
 impl Shared {
     fn is_cut(&self) -> bool {
         self.cut.load(Ordering::SeqCst) != 0
+    }
+
+    /// Whether bytes read in this direction (`up`: from the client) are held.
+    fn holds(&self, up: bool) -> bool {
+        let cut = self.cut.load(Ordering::SeqCst);
+        cut == Cut::Silent as u8 || (cut == Cut::Answers as u8 && !up)
     }
 
     /// Shuts down every relayed connection (their copy threads then end).
@@ -193,7 +204,7 @@ fn copy(mut from: TcpStream, mut to: TcpStream, shared: &Shared, up: bool) {
         };
         // Read during a silent cut: held, never forwarded (the stream is shut down when
         // the link comes back, so these bytes are lost as on a dead link).
-        while shared.cut.load(Ordering::SeqCst) == Cut::Silent as u8 {
+        while shared.holds(up) {
             std::thread::sleep(CUT_POLL);
         }
         if shared.stop.load(Ordering::Relaxed) {

@@ -175,7 +175,7 @@ pub(super) async fn run(config: LinkConfig, mut rx: mpsc::Receiver<Outgoing>, sh
     let stats = Arc::clone(&shared.stats);
     while !shared.stop.load(Ordering::Relaxed) {
         stats.set_state(ConState::Connecting);
-        let result = connect(&config).await;
+        let result = connect(&config, stats.acked_seq.load(Ordering::Relaxed)).await;
         let err = match result {
             Ok((stream, last_applied)) => {
                 stats.set_state(ConState::Connected);
@@ -209,8 +209,10 @@ pub(super) async fn run(config: LinkConfig, mut rx: mpsc::Receiver<Outgoing>, sh
                     stats.acked_seq.store(last_applied, Ordering::Relaxed);
                     stats.target_lost_state.store(true, Ordering::Relaxed);
                 }
+                // Nothing up to `last_applied` is sent again, but it stays in the window
+                // until the target acknowledges it, right after repeating the refusals
+                // among it this source may not have had (see `target::unsettled`).
                 next_seq = next_seq.max(last_applied + 1);
-                acknowledge(&mut window, last_applied, &shared, &mut acked_items);
                 let e = session(
                     &config,
                     stream,
@@ -219,6 +221,7 @@ pub(super) async fn run(config: LinkConfig, mut rx: mpsc::Receiver<Outgoing>, sh
                     &shared,
                     &mut next_seq,
                     &mut acked_items,
+                    last_applied,
                 )
                 .await;
                 match e {
@@ -266,8 +269,12 @@ pub(super) async fn run(config: LinkConfig, mut rx: mpsc::Receiver<Outgoing>, sh
     }
 }
 
-/// Connects, logs in and returns the stream and the target's last applied sequence.
-async fn connect(config: &LinkConfig) -> Result<(TlsStream<TcpStream>, u64), LinkError> {
+/// Connects, logs in (telling the target the last acknowledgement this source holds) and
+/// returns the stream and the target's last applied sequence.
+async fn connect(
+    config: &LinkConfig,
+    acked: u64,
+) -> Result<(TlsStream<TcpStream>, u64), LinkError> {
     let mut stream =
         match connect_tls(&config.address, Arc::clone(&config.tls), config.timeout).await {
             Ok(s) => s,
@@ -285,6 +292,7 @@ async fn connect(config: &LinkConfig) -> Result<(TlsStream<TcpStream>, u64), Lin
         job: config.job.clone(),
         target_path: config.target_path.clone(),
         mirror: config.mirror,
+        acked,
     };
     let mut buf = Vec::new();
     hello.encode(Policy::PLAIN, &mut buf)?;
@@ -428,8 +436,10 @@ fn encode(
     }
 }
 
-/// One connected session: resend the window, then send, read acknowledgements and keep
-/// alive until something fails.
+/// One connected session: resend the window past what the target applied
+/// (`last_applied`), then send, read acknowledgements and keep alive until something
+/// fails.
+#[allow(clippy::too_many_arguments)]
 async fn session(
     config: &LinkConfig,
     stream: TlsStream<TcpStream>,
@@ -438,6 +448,7 @@ async fn session(
     shared: &Arc<Shared>,
     next_seq: &mut u64,
     acked_items: &mut u64,
+    last_applied: u64,
 ) -> LinkError {
     let stats = Arc::clone(&shared.stats);
     let (reader, writer) = tokio::io::split(stream);
@@ -456,13 +467,15 @@ async fn session(
     });
     let result = async {
         if config.auto_retransmit {
-            for f in window.iter() {
+            for f in window.iter().filter(|f| f.seq > last_applied) {
                 timed(config.timeout, f.write_to(&mut writer)).await?;
                 stats.resent.fetch_add(1, Ordering::Relaxed);
                 stats.bytes_tx.fetch_add(f.len() as u64, Ordering::Relaxed);
             }
         } else if !window.is_empty() {
-            // Without retransmission the unacknowledged operations' files are remirrored.
+            // Without retransmission the unacknowledged operations' files are remirrored,
+            // those the target applied too: a refusal among them it repeats would find
+            // them gone from the window.
             if let Ok(mut failed) = shared.failed.lock() {
                 failed.extend(window.iter().flat_map(|f| f.paths.iter().cloned()));
             }

@@ -215,12 +215,15 @@ pub enum Marker {
 pub enum Frame {
     /// Source -> target, first frame: the job and the absolute target path; `mirror` = a
     /// full mirror follows. `version` is the highest protocol version the source speaks.
+    /// `acked`: the highest sequence the source holds an acknowledgement for, so it had
+    /// every refusal up to it (a refusal travels before the acknowledgement covering it).
     Hello {
         version: u16,
         host: String,
         job: String,
         target_path: String,
         mirror: bool,
+        acked: u64,
     },
     /// Target -> source: the highest sequence durably applied for this job (0: none;
     /// sequence numbers start at 1), so the source resends only what follows.

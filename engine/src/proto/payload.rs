@@ -2,7 +2,7 @@
 //! then that many bytes of UTF-8, capped per field):
 //!
 //! ```text
-//! Hello        version u16, host str, job str, target_path str, mirror u8 (0|1)
+//! Hello        version u16, host str, job str, target_path str, mirror u8 (0|1), acked u64
 //! Welcome      host str, last_applied u64
 //! Refused      code u32, message str
 //! Op           seq u64, stream u8 (0 replication, 1 mirror), body: the rest of the payload
@@ -39,12 +39,14 @@ pub(super) fn encode_fields(frame: &Frame, out: &mut Vec<u8>) -> Result<(), Prot
             job,
             target_path,
             mirror,
+            acked,
         } => {
             w.u16(*version);
             w.string("host", host, MAX_STRING)?;
             w.string("job", job, MAX_STRING)?;
             w.string("target_path", target_path, MAX_PATH)?;
             w.bool(*mirror);
+            w.u64(*acked);
         }
         Frame::Welcome { host, last_applied } => {
             w.string("host", host, MAX_STRING)?;
@@ -135,6 +137,7 @@ pub(super) fn decode(
             job: r.string("job", MAX_STRING)?,
             target_path: r.string("target_path", MAX_PATH)?,
             mirror: r.bool("mirror")?,
+            acked: r.u64("acked")?,
         },
         Kind::Welcome => Frame::Welcome {
             host: r.string("host", MAX_STRING)?,

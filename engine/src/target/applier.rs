@@ -105,11 +105,21 @@ impl Shared {
         }
     }
 
-    /// The first sequence number of a connection: refusals before it reached the source.
-    pub(super) fn starts_at(&self, seq: u64) {
-        if let Ok(mut u) = self.unsettled.lock() {
-            u.starts_at(seq);
+    /// A connection begins, its source holding acknowledgements up to `acked`: the
+    /// refusals after that among the operations it will not send again (up to
+    /// `last_applied`) are repeated, then `last_applied` is acknowledged, which the source
+    /// waits for before it forgets those operations (it needs them to act on a refusal).
+    /// Both go before anything else this connection answers (see `unsettled`).
+    pub(super) fn connected(&self, acked: u64, last_applied: u64) {
+        let repeat = self
+            .unsettled
+            .lock()
+            .map(|mut u| u.connected(acked, last_applied))
+            .unwrap_or_default();
+        for (seq, why) in repeat {
+            let _ = self.out.send(Frame::nak(seq, 1, &why));
         }
+        let _ = self.out.send(Frame::Ack { seq: last_applied });
     }
 
     /// Queues `entry` for the applier without waking it: the receiver wakes it once for

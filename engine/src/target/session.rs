@@ -55,18 +55,19 @@ pub(super) async fn run(
     // The hello's `mirror` flag is not used: the data state moves with the mirror's
     // markers as they are applied (and is kept across restarts), and a reconnecting
     // source announces the mirror it has finished too.
-    let (job, target_path) = match hello {
+    let (job, target_path, acked) = match hello {
         Ok(Ok(Some(Frame::Hello {
             version,
             job,
             target_path,
+            acked,
             ..
         }))) => {
             if version < VERSION {
                 return refuse(&ctx, &mut writer, &who, REFUSE_VERSION, &format!("protocol version {version} is not supported (this target speaks {VERSION})")).await;
             }
             match check_job(&job).and_then(|()| check_target_path(&target_path)) {
-                Ok(path) => (job, path),
+                Ok(path) => (job, path, acked),
                 Err(why) => return refuse(&ctx, &mut writer, &who, REFUSE_PATH, &why).await,
             }
         }
@@ -173,6 +174,7 @@ pub(super) async fn run(
             return refuse(&ctx, &mut writer, &who, REFUSE_BUSY, &why).await;
         }
     };
+    shared.connected(acked, last_applied);
     let mut check = SeqCheck::new(last_applied);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut heard = Instant::now();
@@ -257,14 +259,9 @@ pub(super) async fn run(
 }
 
 /// Takes one frame from the source.
-/// Checks the order of the next sequence number; tells the job's record of unsettled
-/// names where the connection starts, and repeats a resent operation's refusal.
+/// Checks the order of the next sequence number, and repeats a resent operation's refusal.
 fn in_order(check: &mut SeqCheck, shared: &Shared, seq: u64) -> Result<SeqVerdict, ProtoError> {
-    let first = check.previous().is_none();
     let verdict = check.check(seq)?;
-    if first {
-        shared.starts_at(seq);
-    }
     if verdict == SeqVerdict::Duplicate {
         shared.resent(seq);
     }

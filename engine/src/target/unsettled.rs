@@ -12,10 +12,13 @@
 //!   refused too, its names remirrored in turn.
 //! - **A refusal lost with its connection.** A refusal travels before the acknowledgement
 //!   that covers it, on the same connection; when the connection drops between the two,
-//!   the source sends the operation again, and the target, which has applied past it,
-//!   skips it. Refusals are therefore remembered by sequence number and repeated for a
-//!   resent operation, until a connection starts past them (the source had the
-//!   acknowledgement, so it had the refusal).
+//!   the next one starts past the operation (the welcome tells the source what the target
+//!   applied, and nothing up to there is sent again). Refusals are therefore remembered by
+//!   sequence number and repeated when a connection begins, those after the last
+//!   acknowledgement the source holds (its hello says which): until then it may not have
+//!   had them (found by the replication fuzzer: a silent cut, then the target killed,
+//!   and a rename the replica refused was never remirrored). A resent operation's refusal
+//!   is repeated too.
 //!
 //! # State
 //! One record per job, kept across its connections and, in the job's session directory
@@ -110,14 +113,20 @@ impl Unsettled {
         self.refusals.get(&seq).map(String::as_str)
     }
 
-    /// A connection starts with operation `seq`: the source had the acknowledgement of
-    /// everything before it, so it had the refusals among them too.
-    pub fn starts_at(&mut self, seq: u64) {
+    /// A connection begins: the source holds the acknowledgement of everything up to
+    /// `acked`, so it had the refusals among them, which are forgotten; the refusals after
+    /// it, up to `last_applied` (which the source will not send again), are returned to be
+    /// repeated. They are kept until a later connection's source acknowledges past them.
+    pub fn connected(&mut self, acked: u64, last_applied: u64) -> Vec<(u64, String)> {
         let before = self.refusals.len();
-        self.refusals = self.refusals.split_off(&seq);
+        self.refusals = self.refusals.split_off(&acked.saturating_add(1));
         if self.refusals.len() != before {
             self.save();
         }
+        self.refusals
+            .range(..=last_applied)
+            .map(|(&seq, why)| (seq, why.clone()))
+            .collect()
     }
 
     /// Writes the record to its file (a new file renamed over the old one, so a crash
@@ -234,7 +243,15 @@ mod tests {
         assert!(u.applied(7, &rename("d", "z", 0)).is_none(), "d/g is gone");
         assert_eq!(u.resent(3), u.resent(4));
         assert!(u.resent(1).is_some() && u.resent(5).is_none());
-        u.starts_at(4);
+        let repeated = |u: &mut Unsettled, acked, applied| -> Vec<u64> {
+            u.connected(acked, applied)
+                .into_iter()
+                .map(|(s, _)| s)
+                .collect()
+        };
+        assert_eq!(repeated(&mut u, 0, 3), [1, 2, 3], "up to what was applied");
+        assert_eq!(repeated(&mut u, 0, 7), [1, 2, 3, 4]);
+        assert_eq!(repeated(&mut u, 3, 7), [4], "the source had those up to 3");
         assert!(u.resent(1).is_none() && u.resent(4).is_some());
     }
 

@@ -83,7 +83,7 @@ impl Plan {
             .filter(|_| from < ops)
             .map(|_| Event {
                 at: from + r.below((ops - from) as u64) as usize,
-                what: match r.below(5) {
+                what: match r.below(6) {
                     0 => Disruption::Stop {
                         ms: 200 + r.below(2000),
                     },
@@ -93,8 +93,12 @@ impl Plan {
                         how: Cut::Reset,
                         ms: 100 + r.below(3000),
                     },
-                    _ => Disruption::Cut {
+                    4 => Disruption::Cut {
                         how: Cut::Silent,
+                        ms: 1000 + r.below(9000),
+                    },
+                    _ => Disruption::Cut {
+                        how: Cut::Answers,
                         ms: 1000 + r.below(9000),
                     },
                 },
@@ -126,6 +130,10 @@ impl fmt::Display for Disruption {
                 how: Cut::Silent,
                 ms,
             } => write!(f, "cut-silent:{ms}"),
+            Disruption::Cut {
+                how: Cut::Answers,
+                ms,
+            } => write!(f, "cut-answers:{ms}"),
         }
     }
 }
@@ -160,7 +168,7 @@ impl fmt::Display for Plan {
 
 /// Why a plan's text is not a plan.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("plan: {0} (form: seed=N ops=N rate=N prefill=N start=before|during:N|after events=none|WHAT@N,... with WHAT one of stop:MS, kill-source, kill-target, cut-reset:MS, cut-silent:MS)")]
+#[error("plan: {0} (form: seed=N ops=N rate=N prefill=N start=before|during:N|after events=none|WHAT@N,... with WHAT one of stop:MS, kill-source, kill-target, cut-reset:MS, cut-silent:MS, cut-answers:MS)")]
 pub struct PlanError(String);
 
 fn number<T: FromStr>(what: &str, v: &str) -> Result<T, PlanError> {
@@ -183,6 +191,10 @@ fn disruption(s: &str) -> Result<Disruption, PlanError> {
         },
         ("cut-silent", Some(ms)) => Disruption::Cut {
             how: Cut::Silent,
+            ms,
+        },
+        ("cut-answers", Some(ms)) => Disruption::Cut {
+            how: Cut::Answers,
             ms,
         },
         _ => return Err(PlanError(format!("`{s}` is not a disruption"))),

@@ -57,6 +57,7 @@ impl Attack {
                     job: ROGUE_JOB.into(),
                     target_path: target_path.clone(),
                     mirror: false,
+                    acked: 0,
                 })
             }),
             needle: needle.to_string(),

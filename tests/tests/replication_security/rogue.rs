@@ -96,6 +96,7 @@ impl Rogue {
             job: ROGUE_JOB.into(),
             target_path: target_path.into(),
             mirror: false,
+            acked: 0,
         })
     }
 

@@ -263,11 +263,14 @@ fn enumerated_bytes_accept_only_their_values() {
             job: String::new(),
             target_path: String::new(),
             mirror: true,
+            acked: 0,
         },
         Policy::PLAIN,
     )[HEADER_LEN..]
         .to_vec();
-    *hello.last_mut().unwrap() = 2;
+    // The mirror byte, before `acked`'s eight.
+    let mirror = hello.len() - 9;
+    hello[mirror] = 2;
     let e = err(&framed(Kind::Hello, &hello));
     assert!(matches!(
         e,

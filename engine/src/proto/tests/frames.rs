@@ -192,12 +192,13 @@ fn ack_bytes_are_the_documented_layout() {
             job: "jb".into(),
             target_path: "/t".into(),
             mirror: true,
+            acked: 0x0102,
         },
         Policy::PLAIN,
     );
     assert_eq!(
         payload_of(&hello),
-        &[1, 0, 1, 0, b'h', 2, 0, b'j', b'b', 2, 0, b'/', b't', 1]
+        &[1, 0, 1, 0, b'h', 2, 0, b'j', b'b', 2, 0, b'/', b't', 1, 2, 1, 0, 0, 0, 0, 0, 0]
     );
 }
 
@@ -223,6 +224,7 @@ fn strings_at_their_cap_round_trip() {
         job: "j".repeat(MAX_STRING),
         target_path: "/".repeat(MAX_PATH),
         mirror: false,
+        acked: u64::MAX,
     };
     let bytes = encoded(&frame, Policy::PLAIN);
     assert_eq!(Frame::decode(&bytes, MAX_FRAME).unwrap().0, frame);

@@ -61,6 +61,7 @@ pub(super) fn samples() -> Vec<Frame> {
             job: "payroll".into(),
             target_path: "/srv/replica/payroll".into(),
             mirror: true,
+            acked: 7,
         },
         Frame::Welcome {
             host: "target.example".into(),
@@ -134,15 +135,19 @@ pub(super) fn frame() -> impl Strategy<Value = Frame> {
             text(MAX_STRING),
             text(MAX_STRING),
             text(MAX_PATH),
-            any::<bool>()
+            any::<bool>(),
+            any::<u64>()
         )
-            .prop_map(|(version, host, job, target_path, mirror)| Frame::Hello {
-                version,
-                host,
-                job,
-                target_path,
-                mirror
-            }),
+            .prop_map(
+                |(version, host, job, target_path, mirror, acked)| Frame::Hello {
+                    version,
+                    host,
+                    job,
+                    target_path,
+                    mirror,
+                    acked
+                }
+            ),
         (text(MAX_STRING), any::<u64>())
             .prop_map(|(host, last_applied)| Frame::Welcome { host, last_applied }),
         (any::<u32>(), text(MAX_STRING))
