@@ -11,7 +11,8 @@
 //!   filled by reading those bytes from the file now. Bytes past the file's current end
 //!   are left out: whatever shortened the file (a truncate, an `O_TRUNC` open) was captured
 //!   too and follows in the stream, so the replica reaches the same size. A file that is
-//!   gone cannot be read: its range is handed to the change journal;
+//!   gone cannot be read: a dirty mark takes the write's place in the stream, and the
+//!   resolver has the file remirrored wherever the renames after it take it;
 //! - a write larger than [`WRITE_PIECE`] cut into pieces of that size, each read and
 //!   queued on its own: one `write(2)`, `copy_file_range(2)` or `splice(2)` can change
 //!   gigabytes, which read whole would sit in memory at once (in the queue, then in the
@@ -31,7 +32,7 @@ use rill_abi::maps::user_dev_to_kernel;
 use rill_driver_linux::{DirtyReason, Event, Op};
 
 use crate::repset::ReplicationSet;
-use crate::resolve::{find_file, open_data, read_file_range, read_range};
+use crate::resolve::{open_data, read_file_range, read_range};
 
 /// The largest write the drain reads and queues as one operation. A MiB keeps the
 /// common large write (`dd bs=1M`, a copy's buffer) one operation, well under a frame.
@@ -142,9 +143,7 @@ impl Drain {
             match filled(piece) {
                 Filled::Ready(piece) => self.push(piece, out),
                 Filled::PastEnd => return,
-                Filled::Unreadable(_) => {
-                    return out.extend(self.unreadable(&ev, offset + done, len - done));
-                }
+                Filled::Unreadable(_) => return out.push(Self::unreadable(&ev)),
             }
             done += n;
         }
@@ -155,31 +154,25 @@ impl Drain {
         match filled(ev) {
             Filled::Ready(ev) => self.push(ev, out),
             Filled::PastEnd => {}
-            Filled::Unreadable(ev) => {
-                if let Op::Write { offset, len, .. } = ev.op {
-                    out.extend(self.unreadable(&ev, offset, len));
-                }
-            }
+            Filled::Unreadable(ev) => out.push(Self::unreadable(&ev)),
         }
     }
 
-    /// What the change journal must send again of a write whose bytes could not be read
-    /// under its name: the file was removed, or renamed and its name given to another.
-    /// When the capture said which file it wrote, that file is looked for under the set's
-    /// directories and its range remembered under the name it has now (none if it is
-    /// gone); otherwise the range is remembered under the name written.
-    fn unreadable(&self, ev: &Event, offset: u64, len: u64) -> Option<Drained> {
-        let path = match ev.object {
-            Some(file) => {
-                let roots = self.set.rules.iter().filter(|r| r.include);
-                find_file(roots.map(|r| r.dir.as_path()), file)?
-            }
-            None => ev.path.clone(),
-        };
-        Some(Drained::Dirty {
-            path,
-            range: Some((offset, len)),
-            reason: DirtyReason::Modified,
+    /// A write whose bytes could not be read under its name (the file was removed, or
+    /// renamed and its name given to another) stays in the stream as a dirty mark under
+    /// the name written: the resolver follows that name through the renames after it in
+    /// the stream and remirrors the file where they take it. A mark for the change
+    /// journal under the name the file had when the drain looked (`find_file`) went
+    /// stale as soon as a later rename moved the file again, and the remirror read
+    /// whatever the old name held by then (found by the replication fuzzer: an empty
+    /// file on the replica, its data written with `copy_file_range` just before its
+    /// directory was moved and the file exchanged with a symlink).
+    fn unreadable(ev: &Event) -> Drained {
+        Drained::Op(Event {
+            op: Op::Dirty {
+                reason: DirtyReason::Modified,
+            },
+            ..ev.clone()
         })
     }
 
@@ -428,11 +421,12 @@ mod tests {
                 Drained::Op(w(path, 2, b"234")),
                 // Past the end now: what exists is sent; the op that shortened the file follows.
                 Drained::Op(w(path, 8, b"89")),
-                Drained::Dirty {
-                    path: gone,
-                    range: Some((0, 4)),
-                    reason: DirtyReason::Modified
-                },
+                Drained::Op(ev(
+                    gone.to_str().unwrap(),
+                    Op::Dirty {
+                        reason: DirtyReason::Modified
+                    }
+                )),
             ]
         );
     }
@@ -479,26 +473,26 @@ mod tests {
             },
         );
         assert_eq!(ops(&drain(root), vec![inline]), pieces(0));
-        // A file that is gone: the whole range, once, for the change journal.
+        // A file that is gone: one dirty mark in the stream, for the whole range.
         let gone = dir.path().join("gone");
+        let gone = gone.to_str().unwrap();
         assert_eq!(
-            ops(
-                &drain(root),
-                vec![range(gone.to_str().unwrap(), P as u64, 3 * P)]
-            ),
-            vec![Drained::Dirty {
-                path: gone,
-                range: Some((P as u64, 3 * P as u64)),
-                reason: DirtyReason::Modified
-            }]
+            ops(&drain(root), vec![range(gone, P as u64, 3 * P)]),
+            vec![Drained::Op(ev(
+                gone,
+                Op::Dirty {
+                    reason: DirtyReason::Modified
+                }
+            ))]
         );
     }
 
     /// A range-only write read after its file was renamed and its name given to another
-    /// file: the other file's bytes are not taken for it; its range is remembered under
-    /// the name it has now, or not at all once it is gone.
+    /// file: the other file's bytes are not taken for it; a dirty mark under the name
+    /// written takes its place in the stream (the resolver follows it through the
+    /// renames after it).
     #[test]
-    fn a_write_whose_name_now_holds_another_file_is_remembered_under_its_new_name() {
+    fn a_write_whose_name_now_holds_another_file_becomes_a_dirty_mark_in_the_stream() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_str().unwrap();
         let (a, moved, b) = (
@@ -523,15 +517,13 @@ mod tests {
                 },
             )
         };
-        assert_eq!(
-            ops(&drain(root), vec![write.clone()]),
-            vec![Drained::Dirty {
-                path: moved.clone(),
-                range: Some((4, 4)),
-                reason: DirtyReason::Modified
-            }]
-        );
-        std::fs::remove_file(&moved).unwrap();
-        assert_eq!(ops(&drain(root), vec![write]), vec![]);
+        let mark = Event {
+            op: Op::Dirty {
+                reason: DirtyReason::Modified,
+            },
+            ..write.clone()
+        };
+        assert_eq!(ops(&drain(root), vec![write]), vec![Drained::Op(mark)]);
+        assert!(moved.exists());
     }
 }

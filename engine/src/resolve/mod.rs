@@ -74,8 +74,9 @@ pub struct Resolver {
     /// moved on by the time its operation was sent; see [`Resolver::take_stale`].
     stale: BTreeMap<PathBuf, ()>,
     /// Names whose object on the replica is stale from this point of the stream until a
-    /// remirror rebuilds them (refused, or overtaken by an older rename), followed through
-    /// the moves sent after; see [`Resolver::suspect`].
+    /// remirror rebuilds them (refused, overtaken by an older rename, or written where the
+    /// drain could not read the bytes), followed through the moves sent after; see
+    /// [`Resolver::suspect`].
     suspects: Followed,
     /// Names the moves carried a suspect object to, to be remirrored (`take_stale`).
     carried: Vec<PathBuf>,
@@ -219,9 +220,16 @@ impl Resolver {
                 Err(e) if e.raw_os_error() == Some(libc::ENODATA) => return Ok(None),
                 Err(e) => return Err(read("extended attribute", e)),
             },
-            Op::Dirty { .. } | Op::Overflow { .. } => {
-                return Err(ResolveError::NotAnOperation(ev.op.clone()))
+            // A write the drain could not read (its file gone from the name): the file
+            // is remirrored under the name and every name the moves after it take it to.
+            Op::Dirty { .. } => {
+                self.suspects.insert(ev.path.clone());
+                if self.carried.len() < MAX_STALE {
+                    self.carried.push(ev.path);
+                }
+                return Ok(None);
             }
+            Op::Overflow { .. } => return Err(ResolveError::NotAnOperation(ev.op.clone())),
             Op::Unlink => {
                 self.written.unlinked(&ev.path);
                 self.stale.remove(&ev.path);
@@ -634,6 +642,30 @@ mod tests {
         let mut due: Vec<PathBuf> = r.times_of_written().into_iter().map(|e| e.path).collect();
         due.sort();
         assert_eq!(due, [PathBuf::from("d1/a"), PathBuf::from("d2/b")]);
+    }
+
+    /// A write the drain could not read (a dirty mark in the stream): the file is
+    /// remirrored under its name and under every name the moves after it take it to, a
+    /// directory's rename and an exchange here.
+    #[test]
+    fn a_dirty_mark_in_the_stream_follows_the_file_through_later_moves() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path();
+        let mut r = Resolver::new(src, ResolveOptions::default());
+        let mark = Op::Dirty {
+            reason: rill_driver_linux::DirtyReason::Modified,
+        };
+        assert!(resolved(&mut r, Event::new(src.join("d/f"), mark)).is_empty());
+        for (from, to, flags) in [("d", "e", 0), ("e/f", "g", libc::RENAME_EXCHANGE)] {
+            let rename = Op::Rename {
+                new_path: src.join(to),
+                flags,
+            };
+            resolved(&mut r, Event::new(src.join(from), rename));
+        }
+        let remirrored = r.take_stale();
+        assert!(remirrored.contains(&src.join("d/f")), "{remirrored:?}");
+        assert!(remirrored.contains(&src.join("g")), "{remirrored:?}");
     }
 
     /// A name suspected stale on the replica (refused, or overtaken) is followed through
