@@ -89,15 +89,25 @@ impl Written {
     }
 
     /// `new` was made another name of the file `existing` names (a hard link). Both are
-    /// remembered if they name one file on the source now (so, almost surely, at this
-    /// point of the stream too).
+    /// remembered as names of the file the source has under them now, or under the one
+    /// it still has when the other is gone already (the source can be seconds ahead of
+    /// the stream, after a cut: found by the replication fuzzer, a file's times lost once
+    /// the link it was written through was removed). Two names holding different files
+    /// now say nothing about this point of the stream: neither is remembered. A name
+    /// remembered for the wrong file only costs a look: the times go by the file.
     pub(super) fn linked(&mut self, source: &Path, existing: &Path, new: &Path) {
-        let id = |rel: &Path| std::fs::symlink_metadata(source.join(rel)).map(|m| identity(&m));
-        if let (Ok(a), Ok(b)) = (id(existing), id(new)) {
-            if a == b {
-                self.alias(existing.to_path_buf(), a);
-                self.alias(new.to_path_buf(), a);
-            }
+        let id = |rel: &Path| {
+            std::fs::symlink_metadata(source.join(rel))
+                .ok()
+                .map(|m| identity(&m))
+        };
+        let file = match (id(existing), id(new)) {
+            (Some(a), Some(b)) => (a == b).then_some(a),
+            (a, b) => a.or(b),
+        };
+        if let Some(file) = file {
+            self.alias(existing.to_path_buf(), file);
+            self.alias(new.to_path_buf(), file);
         }
         if let Some(e) = self.by_name.get_mut(existing) {
             e.linked = true;
@@ -105,12 +115,13 @@ impl Written {
     }
 
     /// `rel` was removed. The times due for a file that keeps another name are due under
-    /// that name.
+    /// that name: one the stream showed, looked for even when the file did not seem
+    /// linked when written (its name was gone from the source by then).
     pub(super) fn unlinked(&mut self, rel: &Path) {
         self.aliases.remove(rel);
         if let Some(Entry {
             object: Some(o),
-            linked: true,
+            linked,
         }) = self.by_name.remove(rel)
         {
             let other = self.aliases.iter().find(|(_, f)| **f == o).map(|(p, _)| p);
@@ -122,6 +133,7 @@ impl Written {
                     };
                     self.by_name.entry(other).or_insert(entry);
                 }
+                None if !linked => {}
                 // Its other names were made before the stream showed them (by a mirror,
                 // or before the job): dropped here, the times due for the file were lost,
                 // and the replica kept the times of its last write there (found by the
@@ -183,6 +195,10 @@ impl Written {
                 self.keep(rel, entry);
                 continue;
             }
+            if m.file_type().is_symlink() {
+                due.extend(reached(source, &rel));
+                continue;
+            }
             due.push((rel, times_of(&m)));
         }
         due
@@ -201,6 +217,20 @@ impl Written {
             self.aliases.insert(rel, file);
         }
     }
+}
+
+/// The file a symlink `rel` leads to, beneath `source`, with its times. A size call by
+/// name (`truncate(2)`) follows a final symlink and changes the file it leads to; the
+/// capture names that file when the link can still be read as the call's ring record is
+/// read, and names the link when the name has moved on by then. The replica followed the
+/// same link (its times moved there), so the times due are that file's (found by the
+/// replication fuzzer: a link's times sent, its file keeping the replica's apply time).
+fn reached(source: &Path, rel: &Path) -> Option<(PathBuf, FileTimes)> {
+    let real = std::fs::canonicalize(source.join(rel)).ok()?;
+    let base = std::fs::canonicalize(source).ok()?;
+    let m = std::fs::symlink_metadata(&real).ok()?;
+    let inside = real.strip_prefix(&base).ok()?.to_path_buf();
+    Some((inside, times_of(&m)))
 }
 
 /// A file's (kernel device, inode), as the capture names it.
@@ -268,6 +298,38 @@ mod tests {
         std::fs::remove_file(src.join("tmp")).unwrap();
         w.wrote(src, Path::new("tmp"), None);
         w.unlinked(Path::new("tmp"));
+        let due: Vec<PathBuf> = w.take_due(src).into_iter().map(|(p, _)| p).collect();
+        assert_eq!(due, [PathBuf::from("kept")]);
+    }
+
+    /// A truncate by name through a symlink, named by the link (the capture could not read
+    /// it in time): the times due are those of the file the link leads to.
+    #[test]
+    fn times_of_a_file_truncated_through_a_symlink_are_due_under_its_name() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path();
+        std::fs::create_dir(src.join("d")).unwrap();
+        std::fs::write(src.join("d/file"), b"data").unwrap();
+        std::os::unix::fs::symlink("file", src.join("d/link")).unwrap();
+        let mut w = Written::default();
+        w.wrote(src, Path::new("d/link"), None);
+        let due: Vec<PathBuf> = w.take_due(src).into_iter().map(|(p, _)| p).collect();
+        assert_eq!(due, [PathBuf::from("d/file")]);
+    }
+
+    /// A link sent after its new name was removed from the source (the source ahead of
+    /// the stream, after a cut), then a write through that name, then its removal: the
+    /// times are due under the name the file keeps.
+    #[test]
+    fn a_link_whose_new_name_is_gone_already_still_names_the_file() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path();
+        std::fs::write(src.join("kept"), b"data").unwrap();
+        let file = object(&src.join("kept"));
+        let mut w = Written::default();
+        w.linked(src, Path::new("kept"), Path::new("gone"));
+        w.wrote(src, Path::new("gone"), file);
+        w.unlinked(Path::new("gone"));
         let due: Vec<PathBuf> = w.take_due(src).into_iter().map(|(p, _)| p).collect();
         assert_eq!(due, [PathBuf::from("kept")]);
     }
