@@ -20,7 +20,7 @@ use anyhow::Result;
 
 use crate::change_journal::{ChangeJournal, Entry, Mark, Reason};
 use crate::events::{self, EventLog, Level};
-use crate::mirror::{HandOuts, Mirror, MirrorOptions};
+use crate::mirror::{HandOuts, Mirror, MirrorOptions, TakeOver};
 use crate::proto::{Marker, Stream};
 use crate::queue::{Consumer, QueueStats, QueueWatch};
 use crate::repset::ReplicationSet;
@@ -236,8 +236,19 @@ impl TransmitLoop<'_> {
                 match popped {
                     Some(q) => {
                         self.overtaken(&mut handed_out, &q.event)?;
-                        if let Some(failed) = self.send(&q.event, Stream::Replication)? {
-                            remirrors.failed([failed]);
+                        // Left to a mirror that reads what it did later (`mirror::pending`);
+                        // an unfinished mirror is done again, so nothing is lost by a stop.
+                        let fate = match mirror.as_mut() {
+                            Some(m) => m.walk.takes_over(&q.event),
+                            None => TakeOver::Send {
+                                remirror: Vec::new(),
+                            },
+                        };
+                        if let TakeOver::Send { remirror } = fate {
+                            if let Some(failed) = self.send(&q.event, Stream::Replication)? {
+                                remirrors.failed([failed]);
+                            }
+                            self.stale_after(remirror.iter())?;
                         }
                         last = q.seq;
                         unflushed += 1;
@@ -328,19 +339,29 @@ impl TransmitLoop<'_> {
     /// predate are forgotten.
     fn overtaken(&mut self, hand_outs: &mut HandOuts, ev: &rill_driver_linux::Event) -> Result<()> {
         if hand_outs.overtook(ev) {
-            let at = now_ns();
-            let marks: Vec<Mark> = ev
-                .paths()
-                .map(|p| Mark::whole(p.clone(), Reason::Modified, at))
-                .collect();
-            self.changes.mark(&marks)?;
-            // Stale on the replica once this operation is applied there, until remirrored;
-            // the moves after it carry what they hold on.
-            for p in ev.paths() {
-                self.sink.suspect(p);
-            }
+            self.stale_after(ev.paths())?;
         }
         hand_outs.forget_before(ev.ktime_ns.saturating_sub(CAPTURE_SLACK_NS));
+        Ok(())
+    }
+
+    /// Names stale on the replica once the operation just sent (or about to be) is applied
+    /// there: remirrored, and followed meanwhile through the moves after it, which carry
+    /// what they hold on.
+    fn stale_after<'p>(&mut self, names: impl Iterator<Item = &'p PathBuf>) -> Result<()> {
+        let at = now_ns();
+        let names: Vec<&PathBuf> = names.collect();
+        if names.is_empty() {
+            return Ok(());
+        }
+        let marks: Vec<Mark> = names
+            .iter()
+            .map(|p| Mark::whole((*p).clone(), Reason::Modified, at))
+            .collect();
+        self.changes.mark(&marks)?;
+        for p in names {
+            self.sink.suspect(p);
+        }
         Ok(())
     }
 

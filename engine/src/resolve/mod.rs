@@ -365,7 +365,7 @@ fn take_beneath<V>(map: &mut BTreeMap<PathBuf, V>, from: &Path) -> Vec<(PathBuf,
 }
 
 /// `to` followed by `rest` (`join` of an empty path would add a trailing slash).
-fn join_rest(to: &Path, rest: &Path) -> PathBuf {
+pub(crate) fn join_rest(to: &Path, rest: &Path) -> PathBuf {
     if rest.as_os_str().is_empty() {
         to.to_path_buf()
     } else {

@@ -37,9 +37,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rill_driver_linux::{Event, Op};
 
+mod pending;
+
 use crate::orphans::keep_ranges;
 use crate::repset::{NamesProtected, ReplicationSet};
 use crate::resolve::{list_xattrs, open_data};
+use pending::Pending;
 
 /// How the mirror cuts and filters what it sends.
 #[derive(Clone, Copy, Debug)]
@@ -61,6 +64,16 @@ pub struct MirrorOptions {
     pub orphan_names_per_op: usize,
 }
 
+/// What becomes of a replication operation sent while a mirror runs
+/// ([`Mirror::takes_over`]).
+#[derive(Debug, PartialEq, Eq)]
+pub enum TakeOver {
+    /// Not sent: the mirror reads what it did.
+    Left,
+    /// Sent; these names are remirrored after it.
+    Send { remirror: Vec<PathBuf> },
+}
+
 /// How far the mirror is.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MirrorProgress {
@@ -74,7 +87,7 @@ pub struct Mirror {
     set: ReplicationSet,
     options: MirrorOptions,
     /// What is left to walk, as a stack: depth first, in name order.
-    todo: Vec<Step>,
+    todo: Pending,
     /// Groups of operations ready to hand out, each to be sent whole.
     ready: VecDeque<Vec<Event>>,
     /// First path sent for each (device, inode) with more than one link.
@@ -95,7 +108,8 @@ pub struct Mirror {
 impl Mirror {
     /// Mirrors the given roots (directories or files, absolute) of the replication set.
     pub fn new(roots: Vec<PathBuf>, set: ReplicationSet, options: MirrorOptions) -> Mirror {
-        let todo = roots.into_iter().rev().map(Step::Root).collect();
+        let mut todo = Pending::default();
+        todo.extend(roots.into_iter().rev().map(Step::Root));
         Mirror {
             set,
             options,
@@ -130,6 +144,19 @@ impl Mirror {
 
     pub fn progress(&self) -> MirrorProgress {
         self.progress
+    }
+
+    /// What becomes of replication operation `ev`, about to be sent while the mirror
+    /// runs (see `pending`): left to the mirror, which reads what it did later, or sent,
+    /// with the names it carries an object to from where the mirror has yet to read (to be
+    /// remirrored). The mirror's steps follow the names a sent operation moves.
+    pub fn takes_over(&mut self, ev: &Event) -> TakeOver {
+        if self.todo.leaves(ev) {
+            return TakeOver::Left;
+        }
+        let carried = self.todo.carried_out(ev);
+        self.todo.follow(ev);
+        TakeOver::Send { remirror: carried }
     }
 
     /// Files and bytes the roots hold (`CalculateOnConnect`): a full walk, no data read.
@@ -852,6 +879,100 @@ mod tests {
         assert!(
             !hand_outs.overtook(&exchange("d5/d4", "d0x")),
             "whole components"
+        );
+    }
+
+    /// An operation that changes only names beneath a directory the mirror has not
+    /// listed yet, or a file there with no other name, is left to the mirror; one on the
+    /// directory itself, one on a file with another name (or not known by identity), a
+    /// hard link, or one on a name outside, is sent; a rename out from beneath it has its
+    /// new name remirrored.
+    #[test]
+    fn operations_beneath_unlisted_directories_are_left_to_the_mirror() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        std::fs::create_dir_all(r.join("a")).unwrap();
+        std::fs::write(r.join("a/f"), b"x").unwrap();
+        std::fs::write(r.join("a/linked"), b"y").unwrap();
+        std::fs::hard_link(r.join("a/linked"), r.join("a/other")).unwrap();
+        let id = |p: &str| {
+            let m = std::fs::symlink_metadata(r.join(p)).unwrap();
+            Some((rill_abi::maps::user_dev_to_kernel(m.dev()), m.ino()))
+        };
+        let chmod = |p: &str, object| Event {
+            object,
+            ..Event::new(r.join(p), Op::Chmod { mode: 0o600 })
+        };
+        let rename = |from: &str, to: &str| {
+            let op = Op::Rename {
+                new_path: r.join(to),
+                flags: 0,
+            };
+            Event::new(r.join(from), op)
+        };
+        let sent = |remirror: &[&str]| TakeOver::Send {
+            remirror: remirror.iter().map(|p| r.join(p)).collect(),
+        };
+        let mut m = Mirror::new(vec![r.to_path_buf()], set(r), options());
+        assert_eq!(m.takes_over(&chmod("a/f", id("a/f"))), TakeOver::Left);
+        assert_eq!(
+            m.takes_over(&chmod("", id(""))),
+            sent(&[]),
+            "the root itself"
+        );
+        let first = m.next_group().unwrap();
+        assert!(
+            first.iter().any(|e| matches!(e.op, Op::Prune(_))),
+            "{first:?}"
+        );
+        assert_eq!(m.takes_over(&chmod("a/f", id("a/f"))), TakeOver::Left);
+        assert_eq!(m.takes_over(&chmod("a/f", None)), sent(&[]), "by name");
+        let linked = chmod("a/linked", id("a/linked"));
+        assert_eq!(m.takes_over(&linked), sent(&[]), "another name");
+        assert_eq!(m.takes_over(&rename("a/f", "a/g")), TakeOver::Left);
+        let link = Event::new(
+            r.join("a/h"),
+            Op::Link {
+                target: r.join("a/f"),
+            },
+        );
+        assert_eq!(m.takes_over(&link), sent(&[]), "a hard link");
+        assert_eq!(m.takes_over(&chmod("a", id("a"))), sent(&[]), "a itself");
+        assert_eq!(m.takes_over(&rename("a/f", "g")), sent(&["g"]), "out");
+    }
+
+    /// A directory the mirror has yet to visit, renamed: the mirror visits it under its
+    /// new name (the step follows the rename), and finds nothing left to do at the old.
+    #[test]
+    fn a_directory_renamed_before_its_visit_is_visited_where_it_went() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        std::fs::create_dir_all(r.join("a")).unwrap();
+        std::fs::write(r.join("a/f"), b"x").unwrap();
+        let mut m = Mirror::new(vec![r.to_path_buf()], set(r), options());
+        m.next_group().unwrap();
+        std::fs::rename(r.join("a"), r.join("z")).unwrap();
+        let rename = Event::new(
+            r.join("a"),
+            Op::Rename {
+                new_path: r.join("z"),
+                flags: 0,
+            },
+        );
+        let sent = TakeOver::Send {
+            remirror: Vec::new(),
+        };
+        assert_eq!(m.takes_over(&rename), sent, "it moves what the replica has");
+        let ops: Vec<Event> = std::iter::from_fn(|| m.next_group()).flatten().collect();
+        let made = |p: &str| {
+            ops.iter().any(|e| {
+                e.path == r.join(p) && matches!(e.op, Op::Create { .. } | Op::Mkdir { .. })
+            })
+        };
+        assert!(made("z") && made("z/f"), "{ops:?}");
+        assert!(
+            !ops.iter().any(|e| e.path.starts_with(r.join("a"))),
+            "{ops:?}"
         );
     }
 
