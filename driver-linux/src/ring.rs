@@ -8,10 +8,12 @@
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
 use aya::maps::{Map, MapData, RingBuf};
 use nix::fcntl::{Flock, FlockArg};
+use rill_abi::maps::user_dev_to_kernel;
 use rill_abi::record::{FLAG_NOFOLLOW, FLAG_OBJECT_ID};
 use rill_abi::{Kind, Record};
 
@@ -146,6 +148,9 @@ impl RingReader {
                     if followed_a_name(&r) {
                         name_the_file_reached(&mut ev);
                     }
+                    if r.kind == Kind::Truncate && ev.object.is_none() {
+                        identify(&mut ev);
+                    }
                     Ok(ev)
                 }) {
                 Ok(ev) => out.push(ev),
@@ -169,6 +174,18 @@ fn followed_a_name(r: &Record<'_>) -> bool {
         r.kind,
         Kind::Chown | Kind::Utimes | Kind::Chmod | Kind::Truncate
     ) && r.header.flags & (FLAG_NOFOLLOW | FLAG_OBJECT_ID) == 0
+}
+
+/// A size call by name (`truncate(2)`) says which file it changed only by the name, and
+/// the name may hold another file by the time the engine reads the file's times (an
+/// exchange later in the stream, with the source seconds ahead after a cut): the file is
+/// identified here, as close to the call as userspace gets, so the times sent are its own
+/// (found by the replication fuzzer: the times of the file exchanged with it sent instead).
+/// A name already gone is left unidentified.
+fn identify(ev: &mut Event) {
+    if let Ok(m) = std::fs::metadata(&ev.path) {
+        ev.object = Some((user_dev_to_kernel(m.dev()), m.ino()));
+    }
 }
 
 /// A call that followed a symlink changed the file the link leads to, not the link: name
