@@ -148,7 +148,7 @@ impl RingReader {
                     if followed_a_name(&r) {
                         name_the_file_reached(&mut ev);
                     }
-                    if r.kind == Kind::Truncate && ev.object.is_none() {
+                    if matches!(r.kind, Kind::Truncate | Kind::Link) && ev.object.is_none() {
                         identify(&mut ev);
                     }
                     Ok(ev)
@@ -176,14 +176,21 @@ fn followed_a_name(r: &Record<'_>) -> bool {
     ) && r.header.flags & (FLAG_NOFOLLOW | FLAG_OBJECT_ID) == 0
 }
 
-/// A size call by name (`truncate(2)`) says which file it changed only by the name, and
-/// the name may hold another file by the time the engine reads the file's times (an
-/// exchange later in the stream, with the source seconds ahead after a cut): the file is
-/// identified here, as close to the call as userspace gets, so the times sent are its own
-/// (found by the replication fuzzer: the times of the file exchanged with it sent instead).
-/// A name already gone is left unidentified.
+/// A size call by name (`truncate(2)`) and a hard link say which file they changed or
+/// named only by a name, and the name may hold another file by the time the engine looks
+/// (a rename or an exchange later in the stream, with the source seconds ahead after a
+/// cut): the file is identified here, as close to the call as userspace gets, so the
+/// engine's record of which names a written file has, and the times it sends, are that
+/// file's (found by the replication fuzzer: the times of the file exchanged with it sent
+/// instead, and a file's times lost when the name it was written through was replaced).
+/// A truncate followed a final symlink, a link's new name is the object itself. A name
+/// already gone is left unidentified.
 fn identify(ev: &mut Event) {
-    if let Ok(m) = std::fs::metadata(&ev.path) {
+    let m = match ev.op {
+        crate::event::Op::Link { .. } => std::fs::symlink_metadata(&ev.path),
+        _ => std::fs::metadata(&ev.path),
+    };
+    if let Ok(m) = m {
         ev.object = Some((user_dev_to_kernel(m.dev()), m.ino()));
     }
 }

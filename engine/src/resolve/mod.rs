@@ -193,7 +193,8 @@ impl Resolver {
             }
             Op::Link { target } => {
                 *target = self.relative(target)?;
-                self.written.linked(&self.source, target, &ev.path);
+                self.written
+                    .linked(&self.source, target, &ev.path, ev.object);
             }
             Op::Chmod { .. } | Op::Chown { .. } | Op::Utimes { .. } if !self.options.attributes => {
                 return Ok(None)

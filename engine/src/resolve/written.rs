@@ -95,16 +95,24 @@ impl Written {
     /// the link it was written through was removed). Two names holding different files
     /// now say nothing about this point of the stream: neither is remembered. A name
     /// remembered for the wrong file only costs a look: the times go by the file.
-    pub(super) fn linked(&mut self, source: &Path, existing: &Path, new: &Path) {
+    pub(super) fn linked(
+        &mut self,
+        source: &Path,
+        existing: &Path,
+        new: &Path,
+        object: Option<(u64, u64)>,
+    ) {
         let id = |rel: &Path| {
             std::fs::symlink_metadata(source.join(rel))
                 .ok()
                 .map(|m| identity(&m))
         };
-        let file = match (id(existing), id(new)) {
+        // The capture's reader identified the new name as the link was read; failing that,
+        // the source now tells.
+        let file = object.or_else(|| match (id(existing), id(new)) {
             (Some(a), Some(b)) => (a == b).then_some(a),
             (a, b) => a.or(b),
-        };
+        });
         if let Some(file) = file {
             self.alias(existing.to_path_buf(), file);
             self.alias(new.to_path_buf(), file);
@@ -256,7 +264,7 @@ mod tests {
         std::fs::write(src.join("deep/er/kept"), b"data").unwrap();
         std::fs::hard_link(src.join("deep/er/kept"), src.join("tmp")).unwrap();
         let mut w = Written::default();
-        w.linked(src, Path::new("deep/er/kept"), Path::new("tmp"));
+        w.linked(src, Path::new("deep/er/kept"), Path::new("tmp"), None);
         w.wrote(src, Path::new("tmp"), object(&src.join("tmp")));
         std::fs::remove_file(src.join("tmp")).unwrap();
         w.unlinked(Path::new("tmp"));
@@ -294,7 +302,7 @@ mod tests {
         std::fs::write(src.join("kept"), b"data").unwrap();
         std::fs::hard_link(src.join("kept"), src.join("tmp")).unwrap();
         let mut w = Written::default();
-        w.linked(src, Path::new("kept"), Path::new("tmp"));
+        w.linked(src, Path::new("kept"), Path::new("tmp"), None);
         std::fs::remove_file(src.join("tmp")).unwrap();
         w.wrote(src, Path::new("tmp"), None);
         w.unlinked(Path::new("tmp"));
@@ -327,7 +335,7 @@ mod tests {
         std::fs::write(src.join("kept"), b"data").unwrap();
         let file = object(&src.join("kept"));
         let mut w = Written::default();
-        w.linked(src, Path::new("kept"), Path::new("gone"));
+        w.linked(src, Path::new("kept"), Path::new("gone"), None);
         w.wrote(src, Path::new("gone"), file);
         w.unlinked(Path::new("gone"));
         let due: Vec<PathBuf> = w.take_due(src).into_iter().map(|(p, _)| p).collect();
@@ -344,7 +352,7 @@ mod tests {
         let mut w = Written::default();
         w.wrote(src, Path::new("a"), object(&src.join("a")));
         std::fs::hard_link(src.join("a"), src.join("c")).unwrap();
-        w.linked(src, Path::new("a"), Path::new("c"));
+        w.linked(src, Path::new("a"), Path::new("c"), None);
         std::fs::rename(src.join("b"), src.join("a")).unwrap();
         w.renamed(Path::new("b"), Path::new("a"));
         let due: Vec<PathBuf> = w.take_due(src).into_iter().map(|(p, _)| p).collect();
@@ -374,7 +382,7 @@ mod tests {
         std::fs::write(src.join("x"), b"data").unwrap();
         std::fs::hard_link(src.join("x"), src.join("y")).unwrap();
         let mut w = Written::default();
-        w.linked(src, Path::new("x"), Path::new("y"));
+        w.linked(src, Path::new("x"), Path::new("y"), None);
         w.wrote(src, Path::new("y"), object(&src.join("y")));
         std::fs::remove_file(src.join("y")).unwrap();
         std::fs::rename(src.join("x"), src.join("z")).unwrap();
@@ -383,5 +391,25 @@ mod tests {
         w.renamed(Path::new("x"), Path::new("z"));
         let due: Vec<PathBuf> = w.take_due(src).into_iter().map(|(p, _)| p).collect();
         assert_eq!(due, [PathBuf::from("z")]);
+    }
+
+    /// A link the capture identified, resolved when its existing name holds another file
+    /// already (renamed over on the source, which is ahead): the new name still names the
+    /// file, and the times written through the old name are due under it.
+    #[test]
+    fn a_link_the_capture_identified_names_its_file_whatever_the_names_hold_now() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path();
+        std::fs::write(src.join("old"), b"data").unwrap();
+        std::fs::hard_link(src.join("old"), src.join("new")).unwrap();
+        let file = object(&src.join("new"));
+        std::fs::write(src.join("other"), b"another").unwrap();
+        std::fs::rename(src.join("other"), src.join("old")).unwrap();
+        let mut w = Written::default();
+        w.linked(src, Path::new("old"), Path::new("new"), file);
+        w.wrote(src, Path::new("old"), file);
+        w.renamed(Path::new("other"), Path::new("old"));
+        let due: Vec<PathBuf> = w.take_due(src).into_iter().map(|(p, _)| p).collect();
+        assert_eq!(due, [PathBuf::from("new")]);
     }
 }
