@@ -431,7 +431,8 @@ pub fn run(cfg: &Config, stop: &StopFlag) -> Result<CaptureResult> {
     let settings = settings(cfg, tmp.path())?;
     let tarball = build_tarball(cfg, tmp.path())?;
     let scratch = scratch_fs(cfg, &tarball, tmp.path())?;
-    let mut tar = Extraction::new(&tarball, scratch.path(), cfg.delete_between)?;
+    let trees = Extractions::new(scratch.path(), cfg.delete_between, tree_room(cfg))?;
+    let mut tar = Extraction::new(&tarball, trees, stop)?;
     let mut pw = PwriteWorkload::new(tmp.path(), cfg.writes)?;
     let mut mapped = MappedWorkload::new(tmp.path(), cfg.mapped_writes)?;
     let mut uring = UringWorkload::new(tmp.path(), cfg.uring_writes)?;
@@ -490,12 +491,19 @@ fn build_tarball(cfg: &Config, dir: &Path) -> Result<Tarball> {
     Ok(tarball)
 }
 
-/// The file system workload (b) extracts onto, with room for every extraction of the run
-/// (they are moved aside, not deleted: see [`Extractions`]) and a margin for ext4's own
-/// metadata.
+/// How many extracted trees the scratch file system has room for (they are moved aside,
+/// not deleted: see [`Extractions`]): three variants a repetition and the untimed first
+/// extraction, twice over, for the attempts discarded because somebody else's capture
+/// was loaded (each extracts a tree too). Its image is sparse: room unused costs nothing
+/// but inode tables.
+fn tree_room(cfg: &Config) -> u64 {
+    2 * (Variant::ALL.len() as u64 * cfg.reps as u64 + 1)
+}
+
+/// The file system workload (b) extracts onto: room for [`tree_room`] trees, with a
+/// margin for ext4's own metadata.
 fn scratch_fs(cfg: &Config, tarball: &Tarball, dir: &Path) -> Result<ScratchFs> {
-    // Three variants a repetition, and the untimed first extraction.
-    let extractions = Variant::ALL.len() as u64 * cfg.reps as u64 + 2;
+    let extractions = tree_room(cfg);
     ScratchFs::create(
         dir,
         tarball.tar_bytes * extractions * 3 / 2 + (256 << 20),
@@ -631,15 +639,23 @@ impl Bench<'_> {
 struct Extraction<'a> {
     tarball: &'a Tarball,
     trees: Extractions,
+    stop: &'a StopFlag,
 }
 
 impl<'a> Extraction<'a> {
     /// Extracts once, untimed: warms the tarball, the tar binary and the allocator.
-    fn new(tarball: &'a Tarball, dir: &Path, delete_between: bool) -> Result<Extraction<'a>> {
-        let mut trees = Extractions::new(dir, delete_between)?;
+    fn new(
+        tarball: &'a Tarball,
+        mut trees: Extractions,
+        stop: &'a StopFlag,
+    ) -> Result<Extraction<'a>> {
         tarball.extract(&trees.dest)?;
-        trees.clear()?;
-        Ok(Extraction { tarball, trees })
+        trees.clear(stop)?;
+        Ok(Extraction {
+            tarball,
+            trees,
+            stop,
+        })
     }
 }
 
@@ -649,7 +665,7 @@ impl Workload for Extraction<'_> {
     }
 
     fn cleanup(&mut self) -> Result<()> {
-        self.trees.clear()
+        self.trees.clear(self.stop)
     }
 }
 
@@ -711,31 +727,69 @@ fn settle(cfg: &Config, stop: &StopFlag) -> Result<()> {
 struct Extractions {
     dest: PathBuf,
     trash: PathBuf,
-    moved: u32,
+    moved: u64,
+    /// How many trees the file system has room for.
+    room: u64,
     delete_between: bool,
+    /// How long to wait after deleting trees ([`RECENTLY_DELETED`]).
+    purge_wait: Duration,
 }
 
+/// How long ext4 counts a deleted inode as recently deleted once its inode table block is
+/// written back (`RECENTCY_MIN` in fs/ext4/ialloc.c), with a margin.
+const RECENTLY_DELETED: Duration = Duration::from_secs(65);
+
 impl Extractions {
-    fn new(dir: &Path, delete_between: bool) -> Result<Extractions> {
+    fn new(dir: &Path, delete_between: bool, room: u64) -> Result<Extractions> {
         let trash = dir.join("trash");
         std::fs::create_dir(&trash).with_context(|| format!("creating {}", trash.display()))?;
         Ok(Extractions {
             dest: dir.join("x"),
             trash,
             moved: 0,
+            room,
             delete_between,
+            purge_wait: RECENTLY_DELETED,
         })
     }
 
     /// Makes `dest` free for the next extraction.
-    fn clear(&mut self) -> Result<()> {
+    fn clear(&mut self, stop: &StopFlag) -> Result<()> {
         if self.delete_between || !self.dest.exists() {
             return remove_tree(&self.dest);
+        }
+        // The trees moved aside and the next one must fit.
+        if self.moved + 2 > self.room {
+            self.purge(stop)?;
         }
         self.moved += 1;
         let to = self.trash.join(self.moved.to_string());
         std::fs::rename(&self.dest, &to)
             .with_context(|| format!("moving {} to {}", self.dest.display(), to.display()))
+    }
+
+    /// Deletes the trees moved aside when there is no room for another (more attempts
+    /// were discarded than [`tree_room`] allows for), then waits until ext4 no longer
+    /// scans their inodes as recently deleted, so the extractions after it are not slowed.
+    fn purge(&mut self, stop: &StopFlag) -> Result<()> {
+        eprintln!(
+            "rill-bench: no room for another extracted tree ({} kept); deleting them and \
+             waiting {} s for ext4 to stop scanning their inodes",
+            self.moved,
+            self.purge_wait.as_secs()
+        );
+        remove_tree(&self.trash)?;
+        std::fs::create_dir(&self.trash)
+            .with_context(|| format!("creating {}", self.trash.display()))?;
+        self.moved = 0;
+        // SAFETY: sync(2) has no arguments and cannot fail.
+        unsafe { libc::sync() };
+        let t0 = std::time::Instant::now();
+        while t0.elapsed() < self.purge_wait {
+            check_stop(stop)?;
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(())
     }
 }
 
@@ -822,6 +876,22 @@ mod tests {
         assert_eq!(Variant::order(2), [Floor, Loaded, Baseline]);
         assert_eq!(Variant::order(3), [Loaded, Baseline, Floor]);
         assert_eq!(Variant::order(4), Variant::order(1));
+    }
+
+    #[test]
+    fn extracted_trees_are_moved_aside_until_the_room_is_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut trees = Extractions::new(dir.path(), false, 4).unwrap();
+        trees.purge_wait = Duration::ZERO;
+        let stop = StopFlag::new(false);
+        let kept = |t: &Extractions| std::fs::read_dir(&t.trash).unwrap().count();
+        for expect in [1, 2, 3, 1, 2, 3, 1] {
+            std::fs::create_dir(&trees.dest).unwrap();
+            trees.clear(&stop).unwrap();
+            assert!(!trees.dest.exists());
+            // With the next extraction, never more trees than there is room for.
+            assert_eq!(kept(&trees), expect);
+        }
     }
 
     #[test]

@@ -159,7 +159,7 @@ pub fn markdown(r: &CaptureResult) -> String {
     let s = &r.settings;
     let _ = writeln!(
         out,
-        "## rill-bench capture: kernel {}, {} CPUs, {} repetitions per variant (alternated), \
+        "## rill-bench capture: kernel {}, {} CPUs, {} repetitions per variant (alternated, order rotated), \
          RingSizeMB {}, InlineDataMax {}, reader RingReader (as the engine, batches of {} \
          records), extracted trees {}\n",
         r.kernel,
