@@ -5,6 +5,11 @@
 //! kernel module, until `unload`. A *private* load belongs to one process (a `capture`
 //! session that must not consume the pinned ring an engine drains) and is detached when
 //! that process drops it.
+//!
+//! The *floor* ([`load_floor`]) is a third kind of load, for `rill-bench capture`: on
+//! every attach point of the capture, a program that returns at once
+//! (`ebpf/src/floor.rs`), attached privately through the same code as the real ones, so
+//! that what the benchmark compares differs in the programs' bodies and nothing else.
 
 use std::path::{Path, PathBuf};
 
@@ -21,7 +26,11 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ri
 pub const PIN_DIR: &str = "/sys/fs/bpf/rill";
 const BPFFS: &str = "/sys/fs/bpf";
 const TRACEFS: &str = "/sys/kernel/tracing";
-const DISPATCHER: &str = "rill_sys_exit";
+/// The program on `sys_exit` of a rill capture, pinned driver or private instance: one
+/// loaded in the kernel under this name is a capture running.
+pub const DISPATCHER: &str = "rill_sys_exit";
+/// The floor's program on `sys_exit` (see [`load_floor`]).
+pub const FLOOR_EXIT: &str = "rill_floor_exit";
 const LINK_PIN: &str = "link";
 
 /// The second layer of capture (see `ebpf/src/below.rs`): programs on subsystem
@@ -32,6 +41,15 @@ pub const BELOW: &[(&str, &str)] = &[
     ("rill_wrote_back", "sb_clear_inode_writeback"),
     ("rill_uring_done", "io_uring_complete"),
     ("rill_dio_done", "iomap_dio_complete"),
+];
+
+/// The floor's programs beneath the system calls: one for each of [`BELOW`], on the same
+/// tracepoint, in the same order.
+pub const FLOOR_BELOW: &[(&str, &str)] = &[
+    ("rill_floor_dirt", "writeback_dirty_folio"),
+    ("rill_floor_wb", "sb_clear_inode_writeback"),
+    ("rill_floor_iou", "io_uring_complete"),
+    ("rill_floor_dio", "iomap_dio_complete"),
 ];
 
 fn below_pin(tracepoint: &str) -> String {
@@ -166,11 +184,39 @@ pub fn load(settings: &DriverSettings, pin: bool) -> Result<Instance> {
     maps.apply(settings)?;
     // The second layer first: from the dispatcher's attachment on, a shared mapping it
     // records is watched.
-    for (name, tracepoint) in BELOW {
-        let prog: &mut RawTracePoint = program(&mut ebpf, name)?;
+    attach_below(&mut ebpf, BELOW, pin)?;
+    attach_exit(&mut ebpf, DISPATCHER, pin)?;
+    Ok(Instance { ebpf, maps })
+}
+
+/// The floor of capture, attached: dropping it detaches the programs.
+pub struct Floor {
+    _ebpf: Ebpf,
+}
+
+/// Attaches the floor (`ebpf/src/floor.rs`): [`FLOOR_EXIT`] on `sys_exit` and
+/// [`FLOOR_BELOW`] on the second layer's tracepoints, privately, skipping a tracepoint
+/// this kernel lacks as the driver does. The programs use no map and no kernel offsets,
+/// so the object is loaded as it is (its maps are made, at their default sizes, and
+/// stay unused).
+pub fn load_floor() -> Result<Floor> {
+    require_root()?;
+    ensure_filesystems()?;
+    let mut ebpf = EbpfLoader::new()
+        .load(OBJECT)
+        .map_err(|e| DriverError::Ebpf(format!("loading the object: {e}")))?;
+    attach_below(&mut ebpf, FLOOR_BELOW, false)?;
+    attach_exit(&mut ebpf, FLOOR_EXIT, false)?;
+    Ok(Floor { _ebpf: ebpf })
+}
+
+/// Loads `programs` (name, tracepoint) and attaches each to its raw tracepoint. A
+/// tracepoint this kernel lacks is skipped with a warning: capture loses only what it
+/// alone would have seen. With `pin`, each attachment is pinned as `link_<tracepoint>`.
+fn attach_below(ebpf: &mut Ebpf, programs: &[(&str, &str)], pin: bool) -> Result<()> {
+    for &(name, tracepoint) in programs {
+        let prog: &mut RawTracePoint = program(ebpf, name)?;
         prog.load().map_err(|e| refused(name, e))?;
-        // A kernel without one of these tracepoints loses what it alone would have
-        // seen, and says so; the rest of capture goes on.
         let link = match prog.attach(tracepoint) {
             Ok(link) => link,
             Err(e) => {
@@ -191,20 +237,26 @@ pub fn load(settings: &DriverSettings, pin: bool) -> Result<Instance> {
                 .map_err(|e| DriverError::Ebpf(format!("pinning {}: {e}", at.display())))?;
         }
     }
-    let dispatcher: &mut RawTracePoint = program(&mut ebpf, DISPATCHER)?;
-    dispatcher.load().map_err(|e| refused(DISPATCHER, e))?;
-    let link = dispatcher
+    Ok(())
+}
+
+/// Loads program `name` and attaches it to the raw tracepoint `sys_exit`; with `pin`, pins
+/// the attachment as the driver's.
+fn attach_exit(ebpf: &mut Ebpf, name: &str, pin: bool) -> Result<()> {
+    let prog: &mut RawTracePoint = program(ebpf, name)?;
+    prog.load().map_err(|e| refused(name, e))?;
+    let link = prog
         .attach("sys_exit")
         .map_err(|e| DriverError::Ebpf(format!("attaching to sys_exit: {e}")))?;
     if pin {
-        let link = dispatcher
+        let link: FdLink = prog
             .take_link(link)
-            .map_err(|e| DriverError::Ebpf(e.to_string()))?;
-        let link: FdLink = link.into();
+            .map_err(|e| DriverError::Ebpf(e.to_string()))?
+            .into();
         link.pin(pin_path(LINK_PIN))
             .map_err(|e| DriverError::Ebpf(format!("pinning the attachment: {e}")))?;
     }
-    Ok(Instance { ebpf, maps })
+    Ok(())
 }
 
 /// Removes the pinned driver: detaches the programs and frees the maps. Idempotent.
@@ -298,6 +350,19 @@ mod tests {
         for (name, tracepoint) in super::BELOW {
             assert!(name.starts_with("rill_") && name.len() <= 15, "{name}");
             assert_eq!(super::below_pin(tracepoint), format!("link_{tracepoint}"));
+        }
+    }
+
+    /// The floor stands where the capture does: one program on each of its tracepoints,
+    /// with names the kernel keeps whole (the benchmark finds them by name).
+    #[test]
+    fn floor_has_the_capture_attach_points() {
+        let floor: Vec<&str> = super::FLOOR_BELOW.iter().map(|(_, tp)| *tp).collect();
+        let below: Vec<&str> = super::BELOW.iter().map(|(_, tp)| *tp).collect();
+        assert_eq!(floor, below);
+        let names = super::FLOOR_BELOW.iter().map(|(name, _)| *name);
+        for name in names.chain([super::FLOOR_EXIT, super::DISPATCHER]) {
+            assert!(name.starts_with("rill_") && name.len() <= 15, "{name}");
         }
     }
 }

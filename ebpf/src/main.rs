@@ -12,6 +12,7 @@
 
 mod below;
 mod emit;
+mod floor;
 mod handlers;
 mod kernel;
 mod maps;

@@ -28,6 +28,8 @@ pub struct Counters {
     pub writes_throttled: u64,
     pub ops_excluded: u64,
     pub dirty_map_full: u64,
+    /// Files marked dirty (the second layer's marks, and every loss).
+    pub dirty_marks: u64,
 }
 
 impl Counters {
@@ -44,6 +46,7 @@ impl Counters {
             writes_throttled: s.get(Stat::THROTTLED),
             ops_excluded: s.get(Stat::EXCLUDED),
             dirty_map_full: s.get(Stat::DIRTY_MAP_FULL),
+            dirty_marks: s.get(Stat::DIRTY_MARKS),
         })
     }
 
@@ -62,6 +65,7 @@ impl Counters {
                 .saturating_sub(before.writes_throttled),
             ops_excluded: self.ops_excluded.saturating_sub(before.ops_excluded),
             dirty_map_full: self.dirty_map_full.saturating_sub(before.dirty_map_full),
+            dirty_marks: self.dirty_marks.saturating_sub(before.dirty_marks),
         }
     }
 
@@ -79,20 +83,22 @@ impl Counters {
         self.writes_throttled += o.writes_throttled;
         self.ops_excluded += o.ops_excluded;
         self.dirty_map_full += o.dirty_map_full;
+        self.dirty_marks += o.dirty_marks;
     }
 }
 
-/// The dispatcher program every rill capture (pinned driver or private session) loads.
-const DISPATCHER: &str = "rill_sys_exit";
-
 /// How many rill captures are loaded in the kernel right now, anybody's: the pinned
-/// driver, or the private instance of a `rill-driver capture` session or a test. A
-/// baseline repetition is only valid with none, a loaded one with exactly the benchmark's.
+/// driver, the private instance of a `rill-driver capture` session or a test, or a
+/// benchmark's floor; each has one program on `sys_exit`, found by its name. A baseline
+/// repetition is only valid with none, a loaded or floor one with exactly the benchmark's.
 pub fn captures_loaded() -> usize {
     aya::programs::loaded_programs()
         // A program may vanish between being listed and being read.
         .filter_map(|p| p.ok())
-        .filter(|p| p.name_as_str() == Some(DISPATCHER))
+        .filter(|p| {
+            p.name_as_str()
+                .is_some_and(|n| n == loader::DISPATCHER || n == loader::FLOOR_EXIT)
+        })
         .count()
 }
 

@@ -6,8 +6,9 @@
 //! over minutes, and the benchmarks are built around that:
 //!
 //! - **Alternation against noise.** Baseline and measured repetitions alternate
-//!   (B L B L …) rather than running every baseline first: a slow minute then hits both
-//!   variants, not one. Results are medians, so one disturbed repetition on either side does
+//!   (B L B L …; `capture` has a third variant, the floor, and rotates the order of the
+//!   three) rather than running every baseline first: a slow minute then hits every
+//!   variant, not one. Results are medians, so one disturbed repetition on either side does
 //!   not move them, and the raw times are kept (`--json`) so the spread can be judged.
 //! - **The driver as installed.** The measured variant loads the *pinned* driver (programs
 //!   and maps under `/sys/fs/bpf/rill`, exactly what `rill-driver load` installs) with the
@@ -55,6 +56,20 @@ pub fn check_stop(stop: &StopFlag) -> anyhow::Result<()> {
     } else {
         Ok(())
     }
+}
+
+/// Runs `cmd`; its standard output, trimmed, or an error with its standard error.
+pub fn run(cmd: &mut std::process::Command) -> anyhow::Result<String> {
+    use anyhow::Context;
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "{cmd:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 pub fn interrupted() -> anyhow::Error {

@@ -48,8 +48,9 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         rounds: usize,
     },
-    /// Capture overhead and drain rate: workloads with no driver vs. with the pinned driver
-    /// loaded and drained by a separate reader, alternated, in one run. Needs root.
+    /// Capture overhead and drain rate: workloads with no program attached vs. programs that
+    /// return at once on the capture's attach points (the floor) vs. the pinned driver
+    /// loaded and drained by a separate reader, alternated, in one run. Needs root and fio.
     Capture(CaptureArgs),
     /// Time until the replica equals the source, rill vs rsync (a daemon on loopback) vs
     /// lsyncd (default.rsync), after (a) writing a 1 GiB file, (b) extracting a source
@@ -68,7 +69,15 @@ struct CaptureArgs {
     /// pwrite calls per repetition of workload (a) [default: 1000000; 50000 with --quick].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     writes: Option<u64>,
-    /// Repetitions of each variant (baseline, loaded) of each workload [default: 7; 1 with --quick].
+    /// 4 KiB stores through a shared mapping per repetition of workload (c), msynced after
+    /// each pass over 64 MiB [default: 131072; 4096 with --quick].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    mapped_writes: Option<u64>,
+    /// 4 KiB io_uring writes (fio) per repetition of workload (d) [default: 250000; 20000
+    /// with --quick].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1 << 40))]
+    uring_writes: Option<u64>,
+    /// Repetitions of each variant (baseline, floor, loaded) of each workload [default: 7; 1 with --quick].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
     reps: Option<u32>,
     /// Source tree archived for workload (b) [default: ~/.cargo/registry/src].
@@ -86,7 +95,7 @@ struct CaptureArgs {
     /// The driver's InlineDataMax (bytes) [default: the driver's default].
     #[arg(long)]
     inline_max: Option<u32>,
-    /// Small smoke run: 50k writes, 1 repetition, small tree.
+    /// Small smoke run: 50k writes, 1 repetition, small tree, short (c) and (d).
     #[arg(long)]
     quick: bool,
     /// Unload a pinned driver that is loaded at start (it is not reloaded afterwards).
@@ -280,13 +289,15 @@ fn run_replication(a: ReplicationArgs) -> Result<()> {
 fn run_capture(a: CaptureArgs) -> Result<()> {
     check_json_dir(a.json.as_ref())?;
     let stop = stop_flag()?;
-    let (writes, reps, files, mb) = if a.quick {
-        (50_000, 1, 2_000, 20)
+    let (writes, mapped, uring, reps, files, mb) = if a.quick {
+        (50_000, 4_096, 20_000, 1, 2_000, 20)
     } else {
-        (1_000_000, 7, 20_000, 150)
+        (1_000_000, 131_072, 250_000, 7, 20_000, 150)
     };
     let cfg = capture::Config {
         writes: a.writes.unwrap_or(writes),
+        mapped_writes: a.mapped_writes.unwrap_or(mapped),
+        uring_writes: a.uring_writes.unwrap_or(uring),
         reps: a.reps.unwrap_or(reps),
         tree: TreeSpec {
             root: a.tree.unwrap_or_else(TreeSpec::default_root),
