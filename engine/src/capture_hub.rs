@@ -186,26 +186,36 @@ impl CaptureHub {
             st.roots_asked += 1;
             (id, st.roots_asked, st.reader.is_some())
         };
-        let sub = Subscription {
+        let started = if running {
+            self.wait_for_roots(gen)
+        } else {
+            // No reader: nobody else subscribed (the last one's drop joined it).
+            self.start_reader(&roots, gen)
+        };
+        if let Err(e) = started {
+            // Not through `Subscription::drop`: this thread holds `start` already.
+            unsubscribe(&self.shared, id);
+            return Err(e);
+        }
+        Ok(Subscription {
             shared: Arc::clone(&self.shared),
             id,
             taken_through: 0,
-        };
-        if running {
-            self.wait_for_roots(gen)?;
-        } else {
-            // No reader: nobody else subscribed (the last one's drop joined it).
-            let capture = self.open(&roots)?;
-            let shared = Arc::clone(&self.shared);
-            let reader = std::thread::Builder::new()
-                .name("capture-hub".into())
-                .spawn(move || read(shared, capture, gen))
-                .context("starting the capture reader thread")?;
-            let mut st = lock(&self.shared.state);
-            st.roots_applied = gen;
-            st.reader = Some(reader);
-        }
-        Ok(sub)
+        })
+    }
+
+    /// Opens the session for the first subscriber and starts its reader thread.
+    fn start_reader(&self, roots: &[PathBuf], gen: u64) -> Result<()> {
+        let capture = self.open(roots)?;
+        let shared = Arc::clone(&self.shared);
+        let reader = std::thread::Builder::new()
+            .name("capture-hub".into())
+            .spawn(move || read(shared, capture, gen))
+            .context("starting the capture reader thread")?;
+        let mut st = lock(&self.shared.state);
+        st.roots_applied = gen;
+        st.reader = Some(reader);
+        Ok(())
     }
 
     /// Waits until the reader filters by the roots of subscriber set `gen` or a later one.
@@ -366,23 +376,29 @@ impl Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         let _start = lock(&self.shared.start);
-        let reader = {
-            let mut st = lock(&self.shared.state);
-            st.subs.remove(&self.id);
-            st.roots_asked += 1;
-            if st.subs.is_empty() {
-                // Whatever failed was this session's: a new one starts afresh.
-                st.failed = None;
-                st.reader.take()
-            } else {
-                None
-            }
-        };
-        // The reader sees no subscriber at its next turn and ends, dropping the session.
-        if let Some(reader) = reader {
-            if reader.join().is_err() {
-                log::warn!("the capture reader thread panicked");
-            }
+        unsubscribe(&self.shared, self.id);
+    }
+}
+
+/// Removes subscriber `id`; the last one's removal waits for the reader to end. The
+/// caller holds [`Shared::start`], so no subscriber starts a reader meanwhile.
+fn unsubscribe(shared: &Shared, id: u64) {
+    let reader = {
+        let mut st = lock(&shared.state);
+        st.subs.remove(&id);
+        st.roots_asked += 1;
+        if st.subs.is_empty() {
+            // Whatever failed was this session's: a new one starts afresh.
+            st.failed = None;
+            st.reader.take()
+        } else {
+            None
+        }
+    };
+    // The reader sees no subscriber at its next turn and ends, dropping the session.
+    if let Some(reader) = reader {
+        if reader.join().is_err() {
+            log::warn!("the capture reader thread panicked");
         }
     }
 }
@@ -679,6 +695,95 @@ mod tests {
             },
         );
         assert!(route(&elsewhere, &a).is_empty());
+    }
+
+    /// Root and BTF, or a skip (a failure in CI): the next test loads a private instance.
+    fn kernel_capture_available() -> bool {
+        let root = nix::unistd::geteuid().is_root();
+        let btf = Path::new("/sys/kernel/btf/vmlinux").exists();
+        if root && btf {
+            return true;
+        }
+        let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+        assert!(
+            !ci,
+            "CI=true: the capture hub's test needs root and kernel BTF"
+        );
+        eprintln!("skipped: needs root and kernel BTF to load the capture");
+        false
+    }
+
+    /// Runs `script` in a shell: the capture does not see this process (a private
+    /// instance excludes its reader).
+    fn sh(script: &str) {
+        let ok = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "sh -c {script}");
+    }
+
+    fn names(events: &[Event]) -> HashSet<PathBuf> {
+        events
+            .iter()
+            .flat_map(|e| e.paths().cloned())
+            .collect::<HashSet<_>>()
+    }
+
+    /// Two subscribers of one private capture: each gets the operations under its root,
+    /// both get a rename between them; a flush hands over everything done before it; one
+    /// leaving does not disturb the other; the last leaving stops the reader, and a new
+    /// subscriber starts another.
+    #[test]
+    fn subscribers_of_one_capture_get_their_own_operations() {
+        if !kernel_capture_available() {
+            return;
+        }
+        let top = tempfile::tempdir().unwrap();
+        let top = top.path().canonicalize().unwrap();
+        let (a, b) = (top.join("a"), top.join("b"));
+        std::fs::create_dir(&a).unwrap();
+        std::fs::create_dir(&b).unwrap();
+        let hub = CaptureHub::new(HubSource::Private);
+        let mut sa = hub.subscribe(std::slice::from_ref(&a)).unwrap();
+        let mut sb = hub.subscribe(std::slice::from_ref(&b)).unwrap();
+        let before = monotonic_ns();
+        let t = top.display();
+        sh(&format!(
+            "echo 1 > {t}/a/one; echo 2 > {t}/b/two; mv {t}/a/one {t}/b/moved; echo 3 > {t}/c"
+        ));
+        let (mut ea, mut eb) = (Vec::new(), Vec::new());
+        sa.flush(&mut ea).unwrap();
+        sb.flush(&mut eb).unwrap();
+        assert!(sa.caught_up_ns() >= before && sb.caught_up_ns() >= before);
+        let (na, nb) = (names(&ea), names(&eb));
+        assert!(
+            na.contains(&a.join("one")) && na.contains(&b.join("moved")),
+            "{na:?}"
+        );
+        assert!(!na.contains(&b.join("two")), "{na:?}");
+        assert!(
+            nb.contains(&b.join("two")) && nb.contains(&a.join("one")),
+            "{nb:?}"
+        );
+        assert!(!na.contains(&top.join("c")) && !nb.contains(&top.join("c")));
+        let seqs: Vec<u64> = ea.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, (1..=ea.len() as u64).collect::<Vec<_>>());
+
+        drop(sa);
+        sh(&format!("echo 4 > {t}/b/four"));
+        eb.clear();
+        sb.flush(&mut eb).unwrap();
+        assert!(names(&eb).contains(&b.join("four")), "{eb:?}");
+        drop(sb);
+        assert!(lock(&hub.shared.state).reader.is_none(), "the reader ended");
+
+        let mut again = hub.subscribe(std::slice::from_ref(&a)).unwrap();
+        sh(&format!("echo 5 > {t}/a/five"));
+        let mut e = Vec::new();
+        again.flush(&mut e).unwrap();
+        assert!(names(&e).contains(&a.join("five")), "{e:?}");
     }
 
     /// Nested roots: the session reads the outer one only.
