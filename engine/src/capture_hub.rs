@@ -479,32 +479,67 @@ fn under(p: &Path, roots: &[PathBuf]) -> bool {
     roots.iter().any(|r| is_beneath(p, r))
 }
 
-/// What a subscriber with `roots` gets of `ev`: nothing, the event, or (a dirty mark of a
-/// directory above its roots, which may hold anything beneath) the same mark for each of
-/// its roots beneath it.
-fn route(ev: &Event, roots: &[PathBuf]) -> Vec<Event> {
+/// What a subscriber gets of an event.
+#[derive(Debug, PartialEq, Eq)]
+enum Route {
+    No,
+    /// The event as it is.
+    Whole,
+    /// A dirty mark of a directory above the subscriber's roots, which may hold anything
+    /// beneath: the same mark for each of these roots.
+    Roots(Vec<PathBuf>),
+}
+
+/// What a subscriber with `roots` gets of `ev`.
+fn route(ev: &Event, roots: &[PathBuf]) -> Route {
     match &ev.op {
-        Op::Overflow { .. } => vec![ev.clone()],
-        Op::Dirty { .. } if !under(&ev.path, roots) => roots
-            .iter()
-            .filter(|r| is_beneath(r, &ev.path))
-            .map(|r| Event {
-                path: r.clone(),
-                ..ev.clone()
-            })
-            .collect(),
-        _ if ev.paths().any(|p| under(p, roots)) => vec![ev.clone()],
-        _ => Vec::new(),
+        Op::Overflow { .. } => Route::Whole,
+        Op::Dirty { .. } if !under(&ev.path, roots) => {
+            let beneath: Vec<PathBuf> = roots
+                .iter()
+                .filter(|r| is_beneath(r, &ev.path))
+                .cloned()
+                .collect();
+            if beneath.is_empty() {
+                Route::No
+            } else {
+                Route::Roots(beneath)
+            }
+        }
+        _ if ev.paths().any(|p| under(p, roots)) => Route::Whole,
+        _ => Route::No,
     }
 }
 
 /// Routes a batch to the subscribers; with `emptied_at`, the ring was found empty after
 /// it, so everything captured before that instant has now been routed.
 fn dispatch(st: &mut State, events: &mut Vec<Event>, emptied_at: Option<u64>) {
+    let mut whole = Vec::new();
     for ev in events.drain(..) {
-        for sub in st.subs.values_mut() {
-            for routed in route(&ev, &sub.roots) {
-                sub.push(routed);
+        whole.clear();
+        for (&id, sub) in st.subs.iter_mut() {
+            match route(&ev, &sub.roots) {
+                Route::No => {}
+                Route::Whole => whole.push(id),
+                Route::Roots(roots) => {
+                    for root in roots {
+                        sub.push(Event {
+                            path: root,
+                            ..ev.clone()
+                        });
+                    }
+                }
+            }
+        }
+        // Usually one job: it gets the event itself, the others a copy.
+        if let Some((&last, rest)) = whole.split_last() {
+            for id in rest {
+                if let Some(sub) = st.subs.get_mut(id) {
+                    sub.push(ev.clone());
+                }
+            }
+            if let Some(sub) = st.subs.get_mut(&last) {
+                sub.push(ev);
             }
         }
     }
@@ -665,9 +700,9 @@ mod tests {
     #[test]
     fn events_are_routed_by_the_roots_that_hold_their_names() {
         let (a, b) = (roots(&["/s/a"]), roots(&["/s/b"]));
-        assert_eq!(route(&write("/s/a/f", 1), &a).len(), 1);
-        assert!(route(&write("/s/a/f", 1), &b).is_empty());
-        assert!(route(&write("/s/ab/f", 1), &a).is_empty());
+        assert_eq!(route(&write("/s/a/f", 1), &a), Route::Whole);
+        assert_eq!(route(&write("/s/a/f", 1), &b), Route::No);
+        assert_eq!(route(&write("/s/ab/f", 1), &a), Route::No);
         let rename = ev(
             "/s/a/f",
             Op::Rename {
@@ -675,26 +710,57 @@ mod tests {
                 flags: 0,
             },
         );
-        assert_eq!(route(&rename, &a).len(), 1);
-        assert_eq!(route(&rename, &b).len(), 1);
+        assert_eq!(route(&rename, &a), Route::Whole);
+        assert_eq!(route(&rename, &b), Route::Whole);
         let overflow = ev("", Op::Overflow { count: 3 });
-        assert_eq!(route(&overflow, &a).len(), 1);
+        assert_eq!(route(&overflow, &a), Route::Whole);
         let rescan = ev(
             "/s",
             Op::Dirty {
                 reason: DirtyReason::RescanAll,
             },
         );
-        let routed = route(&rescan, &b);
-        assert_eq!(routed.len(), 1);
-        assert_eq!(routed[0].path, PathBuf::from("/s/b"));
+        assert_eq!(route(&rescan, &b), Route::Roots(roots(&["/s/b"])));
         let elsewhere = ev(
             "/t/x",
             Op::Dirty {
                 reason: DirtyReason::StopLimit,
             },
         );
-        assert!(route(&elsewhere, &a).is_empty());
+        assert_eq!(route(&elsewhere, &a), Route::No);
+    }
+
+    /// A batch routed to three subscribers: each gets what touches it, in order, and the
+    /// time the ring was found empty.
+    #[test]
+    fn a_batch_is_dispatched_to_every_subscriber_it_touches() {
+        let mut st = State::default();
+        st.subs.insert(0, Sub::new(roots(&["/s/a"])));
+        st.subs.insert(1, Sub::new(roots(&["/s/b"])));
+        st.subs.insert(2, Sub::new(roots(&["/s/c"])));
+        let rename = ev(
+            "/s/a/f",
+            Op::Rename {
+                new_path: "/s/b/f".into(),
+                flags: 0,
+            },
+        );
+        let mut batch = vec![
+            write("/s/a/1", 1),
+            rename,
+            ev("", Op::Overflow { count: 1 }),
+            write("/s/c/2", 1),
+        ];
+        dispatch(&mut st, &mut batch, Some(42));
+        let mut got = |id: u64| {
+            let mut out = Vec::new();
+            st.subs.get_mut(&id).unwrap().take(&mut out);
+            out.iter().map(|e| e.op.kind().name()).collect::<Vec<_>>()
+        };
+        assert_eq!(got(0), ["write", "rename", "overflow"]);
+        assert_eq!(got(1), ["rename", "overflow"]);
+        assert_eq!(got(2), ["overflow", "write"]);
+        assert!(st.subs.values().all(|s| s.caught_up_ns == 42));
     }
 
     /// Root and BTF, or a skip (a failure in CI): the next test loads a private instance.
