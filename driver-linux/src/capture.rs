@@ -60,6 +60,15 @@ struct EbpfBackend {
     outside: HashSet<(u64, u64)>,
 }
 
+/// What one [`Capture::poll_batch`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Polled {
+    /// Events appended.
+    pub kept: usize,
+    /// The source was found empty after them.
+    pub emptied: bool,
+}
+
 pub struct Capture {
     roots: Vec<PathBuf>,
     /// Watched file systems (kernel device numbers) and the mount table to place paths on
@@ -169,10 +178,68 @@ impl Capture {
 
     /// Waits up to `timeout` and appends the session's new events, numbered, to `out`.
     pub fn poll(&mut self, timeout: Duration, out: &mut Vec<Event>) -> Result<usize> {
-        self.poll_source(timeout, out).map(|(_, kept)| kept)
+        self.poll_batch(timeout, out).map(|b| b.kept)
     }
 
-    /// Like `poll`; also returns how many events the source gave before filtering.
+    /// Like `poll`, and says whether the source was found empty after what it gave: then
+    /// everything captured before the call has been read (a ring reader takes at most
+    /// [`RingReader::BATCH`] records at a time, so a full batch may have left more).
+    pub fn poll_batch(&mut self, timeout: Duration, out: &mut Vec<Event>) -> Result<Polled> {
+        self.poll_source(timeout, out).map(|(read, kept)| Polled {
+            kept,
+            emptied: read < RingReader::BATCH,
+        })
+    }
+
+    /// Replaces the session's roots (a capture shared by several jobs follows the jobs
+    /// that come and go). Events read from now on are filtered and named by the new roots.
+    pub fn set_roots(&mut self, roots: &[PathBuf]) -> Result<()> {
+        self.roots = roots
+            .iter()
+            .map(|r| r.canonicalize().map_err(|e| DriverError::io(r, e)))
+            .collect::<Result<Vec<_>>>()?;
+        if let Backend::Ebpf(b) = &mut self.backend {
+            // A file found outside the old roots may lie under a new one.
+            b.outside.clear();
+        }
+        Ok(())
+    }
+
+    /// Reads and drops what the driver holds from before this session: the ring's records
+    /// and the dirty marks, whose losses are counted as seen. For a reader whose consumers
+    /// learn what changed before they started by other means (a job's mirror, or its walk
+    /// of what changed since it stopped), a pinned ring left unread meanwhile holds only
+    /// what they cover already, and its marks (most of them for files outside the roots,
+    /// which a walk cannot place) would have them remirror their whole roots. Returns how
+    /// many records were dropped.
+    pub fn discard_backlog(&mut self) -> Result<u64> {
+        let Backend::Ebpf(b) = &mut self.backend else {
+            return Ok(0);
+        };
+        // Bounded as `flush` is: a busy system keeps writing.
+        const MAX_BATCHES: usize = 4096;
+        let (mut dropped, mut batch) = (0u64, Vec::new());
+        for _ in 0..MAX_BATCHES {
+            batch.clear();
+            if !b.reader.drain(&mut batch) {
+                break;
+            }
+            dropped += batch.len() as u64;
+        }
+        for (key, _) in b.maps.dirty()? {
+            b.maps.clear_dirty(&key)?;
+        }
+        // The counters last: a loss counted after this read is collected by a poll (its
+        // mark was made before it was counted), one counted before it predates the session.
+        b.dirty_marks = Some(b.maps.stat(Stat::DIRTY_MARKS)?);
+        let stats = b.maps.stats()?;
+        b.lost = lost_total(&stats);
+        b.dirty_map_full = stats.get(Stat::DIRTY_MAP_FULL);
+        Ok(dropped)
+    }
+
+    /// Like `poll`; also returns how many events the source gave (before naming, losses
+    /// and filtering).
     fn poll_source(&mut self, timeout: Duration, out: &mut Vec<Event>) -> Result<(usize, usize)> {
         let mut raw = Vec::new();
         match &mut self.backend {
@@ -183,12 +250,12 @@ impl Capture {
                 b.reader.poll(timeout, &mut raw)?;
             }
         }
+        let read = raw.len();
         self.collect_losses(&mut raw)?;
         if let Some((mounts, _)) = &mut self.watched {
             mounts.refresh()?;
         }
         let before = out.len();
-        let from_source = raw.len();
         for mut ev in raw {
             let keep = matches!(ev.op, Op::Overflow { .. }) || ev.paths().any(|p| self.wanted(p));
             if keep {
@@ -197,7 +264,7 @@ impl Capture {
                 out.push(ev);
             }
         }
-        Ok((from_source, out.len() - before))
+        Ok((read, out.len() - before))
     }
 
     /// Drains what is left in the ring (after the workload stopped) without waiting.
@@ -263,9 +330,7 @@ impl Capture {
         }
         *dirty_marks = Some(marks);
         let stats = maps.stats()?;
-        let total: u64 = (0..Category::COUNT as u32)
-            .map(|c| stats.get(Stat::DROPPED_BASE + c) + stats.get(Stat::STOPPED_BASE + c))
-            .sum();
+        let total = lost_total(&stats);
         if total > *lost {
             let count = total - *lost;
             raw.push(synthetic(PathBuf::new(), 0, Op::Overflow { count }));
@@ -390,6 +455,13 @@ fn moved_in(ev: &Event, outside: &mut HashSet<(u64, u64)>) {
         // it came before and then this may be anything).
         _ => outside.clear(),
     }
+}
+
+/// Records the driver dropped or did not keep (stop limit), over every category.
+fn lost_total(stats: &crate::maps::Stats) -> u64 {
+    (0..Category::COUNT as u32)
+        .map(|c| stats.get(Stat::DROPPED_BASE + c) + stats.get(Stat::STOPPED_BASE + c))
+        .sum()
 }
 
 fn synthetic(path: PathBuf, ktime_ns: u64, op: Op) -> Event {

@@ -1,6 +1,8 @@
 //! rill-engine: rill's replication engine (`rilld`), source and target.
 //!
-//! On a source, operations captured by the driver are drained from its ring (`drain`),
+//! On a source, one capture serves every job (`capture_hub`: the pinned driver's ring,
+//! each event handed to the jobs whose source holds its names); each job's operations are
+//! drained from it (`drain`),
 //! numbered, matched to replication sets, and queued in memory; past a threshold the queue
 //! spills, in order, to checksummed journal segments on disk (`queue`, `journal`).
 //! Operations that cannot be kept become entries in a durable change journal so the files
@@ -12,6 +14,7 @@
 
 pub mod allocator;
 pub mod apply;
+pub mod capture_hub;
 pub mod change_journal;
 pub mod changed_since;
 pub mod codec;

@@ -21,11 +21,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
-use rill_driver_linux::capture::{Capture, Source};
-use rill_driver_linux::settings::{CaptureMode, DriverSettings};
 use rill_driver_linux::{DirtyReason, Event, Op};
 
 use crate::apply::ApplyOptions;
+use crate::capture_hub::CaptureHub;
 use crate::change_journal::{ChangeJournal, Mark, Reason};
 use crate::drain::{Drain, Drained};
 use crate::events::{self, EventLog, Level};
@@ -61,8 +60,9 @@ pub struct Job {
     /// The settings file, re-read when `reload` is set (SIGHUP).
     pub config: Option<PathBuf>,
     pub reload: Arc<AtomicBool>,
-    /// Drain the pinned driver's ring (`rill-driver load`) instead of a private instance.
-    pub pinned: bool,
+    /// The capture the job subscribes to: the daemon's one for all its jobs, or `rilld
+    /// run`'s own.
+    pub capture: Arc<CaptureHub>,
 }
 
 /// Counters under the guide's statistic names.
@@ -192,7 +192,7 @@ pub fn run(settings: &Settings, job: Job, sink: &mut dyn Transmit) -> Result<()>
             Arc::clone(&log),
         );
         let mut drain = Drain::new(set, settings.max_write_chunk_size() as u64);
-        let (root, pinned) = (source.clone(), job.pinned);
+        let (root, hub) = (source.clone(), Arc::clone(&job.capture));
         let (mut current, config, reload_flag) = (
             settings.clone(),
             job.config.clone(),
@@ -202,17 +202,7 @@ pub fn run(settings: &Settings, job: Job, sink: &mut dyn Transmit) -> Result<()>
             .name("drain".into())
             .spawn(move || -> Result<()> {
                 let result = (|| {
-                    let from = if pinned {
-                        Source::Pinned
-                    } else {
-                        Source::Private
-                    };
-                    let mut capture = Capture::start(
-                        &[root],
-                        from,
-                        CaptureMode::Ebpf,
-                        &DriverSettings::default(),
-                    )?;
+                    let mut capture = hub.subscribe(&[root])?;
                     capturing.store(true, Ordering::Release);
                     eprintln!("rilld: running");
                     let mut events = Vec::new();
@@ -235,7 +225,6 @@ pub fn run(settings: &Settings, job: Job, sink: &mut dyn Transmit) -> Result<()>
                             }
                         }
                         let stopping = stop.load(Ordering::Relaxed);
-                        let polled_at = crate::link::monotonic_ns();
                         if stopping {
                             // Before the last read: what changes after it is not drained.
                             capture_stopped.store(now_ns(), Ordering::Relaxed);
@@ -243,14 +232,14 @@ pub fn run(settings: &Settings, job: Job, sink: &mut dyn Transmit) -> Result<()>
                         } else {
                             capture.poll(Duration::from_millis(50), &mut events)?;
                         }
-                        if events.is_empty() {
-                            control.ring_empty_ns.store(polled_at, Ordering::Relaxed);
-                        }
+                        let caught_up = capture.caught_up_ns();
                         drain.process(events.drain(..), &mut out);
                         for d in out.drain(..) {
                             keep(d, &mut producer, &changes, &counters, &stop, &log)?;
                         }
                         producer.wake();
+                        // Only now: what was captured before it is in the queue.
+                        control.ring_empty_ns.store(caught_up, Ordering::Release);
                         if stopping {
                             producer.flush()?;
                             return Ok(());

@@ -72,8 +72,9 @@ pub struct JobControl {
     /// Set once the capture runs: a mirror waits for it, so that every change made after
     /// the mirror read a file is captured.
     pub capturing: Arc<AtomicBool>,
-    /// CLOCK_MONOTONIC ns when the drain thread last found the capture ring empty, with
-    /// everything it had read before queued.
+    /// CLOCK_MONOTONIC ns before which everything captured under the job's source has
+    /// been handed to the job's drain thread and queued (the ring was found empty after
+    /// it; set once the operations read before are queued).
     pub ring_empty_ns: AtomicU64,
 }
 
@@ -225,11 +226,14 @@ impl TransmitLoop<'_> {
                 } else {
                     Duration::from_millis(50)
                 };
+                // Read before the pop: the drain thread sets it once what was captured
+                // before it is queued, so if the pop then finds the queue empty, all of
+                // that has been sent (read after, it could cover operations pushed since).
+                let empty = self.control.ring_empty_ns.load(Ordering::Acquire);
                 let popped = self.consumer.pop(wait)?;
                 // Nothing queued: every operation captured before the ring was last found
                 // empty has been sent.
                 if popped.is_none() {
-                    let empty = self.control.ring_empty_ns.load(Ordering::Relaxed);
                     let before = empty.saturating_sub(CAPTURE_SLACK_NS);
                     handed_out.forget_before(before);
                 }

@@ -30,6 +30,8 @@ pub struct Host {
     pub api: SocketAddr,
     rilld: PathBuf,
     child: Option<Child>,
+    /// `rilld serve --capture`: `private` unless asked (see [`Host::start_capturing`]).
+    capture: &'static str,
 }
 
 /// A free TCP port on loopback (bound and released: good enough for tests on one host).
@@ -38,8 +40,23 @@ pub fn free_port() -> Result<u16> {
 }
 
 impl Host {
-    /// Writes the host's settings (`extra` lines are appended, TOML) and starts it.
+    /// Writes the host's settings (`extra` lines are appended, TOML) and starts it, its
+    /// jobs sharing a private capture instance: hosts of several tests run side by side
+    /// on one machine, and only one process can drain the pinned driver's ring (which a
+    /// benchmark may be using, and which a host would leave loaded).
     pub fn start(rilld: &Path, dir: &Path, role: Role, extra: &str) -> Result<Host> {
+        Host::start_capturing(rilld, dir, role, extra, "private")
+    }
+
+    /// Like [`Host::start`], with `rilld serve --capture CAPTURE` (`shared`: the pinned
+    /// driver, loaded if absent and left loaded).
+    pub fn start_capturing(
+        rilld: &Path,
+        dir: &Path,
+        role: Role,
+        extra: &str,
+        capture: &'static str,
+    ) -> Result<Host> {
         std::fs::create_dir_all(dir)?;
         let (net_port, api_port) = (free_port()?, free_port()?);
         let config = dir.join("rill.toml");
@@ -60,6 +77,7 @@ impl Host {
             api: SocketAddr::from(([127, 0, 0, 1], api_port)),
             rilld: rilld.to_path_buf(),
             child: None,
+            capture,
         };
         host.restart()?;
         Ok(host)
@@ -76,6 +94,8 @@ impl Host {
             .arg("--config")
             .arg(&self.config)
             .arg("serve")
+            .arg("--capture")
+            .arg(self.capture)
             .env(
                 "RUST_LOG",
                 std::env::var("RILL_HOST_LOG").unwrap_or_else(|_| "info".into()),

@@ -7,6 +7,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use anyhow::Context;
+use rill_engine::capture_hub::{CaptureHub, HubSource};
 use rill_engine::change_journal::ChangeJournal;
 use rill_engine::service::Job;
 use rill_engine::settings::{cli, Settings, SettingsCommand, DEFAULT_SETTINGS_FILE};
@@ -50,7 +51,14 @@ enum Command {
     },
     /// Run the engine as a service: source and/or target (LoadSourceTarget), the stored
     /// jobs, and the management API that `rillctl` drives; until SIGINT or SIGTERM.
-    Serve,
+    Serve {
+        /// The capture every job shares: `shared`, the pinned driver (loaded and pinned
+        /// when absent, left loaded on exit; a private instance when another process
+        /// drains it), or `private`, an instance of this rilld's own, unloaded when it
+        /// exits (where several rilld run side by side, as in tests).
+        #[arg(long, env = "RILL_CAPTURE", default_value = "shared", value_parser = ["shared", "private"])]
+        capture: String,
+    },
     /// Print the running engine's statistics (the guide's names), as JSON.
     Stats,
     /// Print the change journal's pending entries (files to remirror), one JSON per line.
@@ -79,7 +87,7 @@ fn main() {
             run(&args.config, source, target, pinned, mirror, rules)
         }
         Command::Changes => changes(&args.config),
-        Command::Serve => serve(&args.config),
+        Command::Serve { capture } => serve(&args.config, &capture),
         Command::Stats => stats(&args.config),
     };
     match result {
@@ -133,7 +141,13 @@ fn run(
             stop,
             ..Default::default()
         }),
-        pinned,
+        // The same path as `rilld serve`'s jobs, with a capture of its own: a private
+        // instance unless asked to drain the pinned driver.
+        capture: Arc::new(CaptureHub::new(if pinned {
+            HubSource::Pinned
+        } else {
+            HubSource::Private
+        })),
         rules,
         config: config.exists().then(|| config.to_path_buf()),
         reload,
@@ -143,13 +157,17 @@ fn run(
 }
 
 /// `rilld serve`; SIGINT/SIGTERM stop it.
-fn serve(config: &std::path::Path) -> anyhow::Result<i32> {
+fn serve(config: &std::path::Path, capture: &str) -> anyhow::Result<i32> {
+    let capture = match capture {
+        "private" => HubSource::Private,
+        _ => HubSource::Shared,
+    };
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop))
             .context("installing a signal handler")?;
     }
-    rill_engine::daemon::serve(config, stop)?;
+    rill_engine::daemon::serve(config, stop, capture)?;
     Ok(0)
 }
 

@@ -4,7 +4,8 @@
 //! store, opens the job store, serves the management API on localhost, listens for
 //! sources on `NetPort` when it is a target (`LoadSourceTarget`), and starts every job
 //! whose stored state is Running, so a running job resumes after a restart. Each job is a
-//! [`service::run`] with a [`NetworkSink`] on the daemon's tokio runtime.
+//! [`service::run`] with a [`NetworkSink`] on the daemon's tokio runtime; all of them
+//! subscribe to one [`CaptureHub`] (the pinned driver, loaded when absent).
 
 mod control;
 mod status;
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 
+use crate::capture_hub::{CaptureHub, HubSource};
 use crate::events::{self, EventLog, Level};
 use crate::jobs::{Job, JobState, JobStore, MirrorState};
 use crate::link::{LinkConfig, LinkStats, NetworkSink};
@@ -46,6 +48,8 @@ pub struct Daemon {
     runtime: tokio::runtime::Handle,
     runners: Mutex<HashMap<String, Runner>>,
     target: Option<TargetRole>,
+    /// The one capture every job subscribes to.
+    capture: Arc<CaptureHub>,
 }
 
 /// The target role's state the daemon keeps: its counters, and its settings, replaced when
@@ -64,8 +68,9 @@ pub fn host_name() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-/// Runs the daemon until `stop` is set (SIGINT / SIGTERM).
-pub fn serve(config: &Path, stop: Arc<AtomicBool>) -> Result<()> {
+/// Runs the daemon until `stop` is set (SIGINT / SIGTERM); its jobs share one capture
+/// from `capture`.
+pub fn serve(config: &Path, stop: Arc<AtomicBool>, capture: HubSource) -> Result<()> {
     let settings = Settings::load_or_default(config)?;
     let data = settings.data_path().to_path_buf();
     std::fs::create_dir_all(&data)
@@ -134,6 +139,7 @@ pub fn serve(config: &Path, stop: Arc<AtomicBool>) -> Result<()> {
         runtime: runtime.handle().clone(),
         runners: Mutex::new(HashMap::new()),
         target,
+        capture: Arc::new(CaptureHub::new(capture)),
     });
     {
         let log = Arc::clone(&log);
@@ -277,7 +283,7 @@ impl Daemon {
             rules,
             config: self.config.exists().then(|| self.config.clone()),
             reload: Arc::new(AtomicBool::new(false)),
-            pinned: false,
+            capture: Arc::clone(&self.capture),
         };
         if full_mirror {
             self.store.set_mirror_state(&name, MirrorState::Mirroring)?;
