@@ -248,6 +248,9 @@ impl TransmitLoop<'_> {
                                 remirror: Vec::new(),
                             },
                         };
+                        if fate == TakeOver::Left {
+                            log::debug!("left to the mirror: {}", q.event.to_text());
+                        }
                         if let TakeOver::Send { remirror } = fate {
                             if let Some(failed) = self.send(&q.event, Stream::Replication)? {
                                 remirrors.failed([failed]);

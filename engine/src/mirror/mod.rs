@@ -703,6 +703,10 @@ mod tests {
     use crate::repset::Rule;
     use std::os::unix::fs::FileExt;
 
+    fn c(p: &Path) -> std::ffi::CString {
+        std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap()
+    }
+
     fn options() -> MirrorOptions {
         MirrorOptions {
             chunk_bytes: 4096,
@@ -939,6 +943,51 @@ mod tests {
         assert_eq!(m.takes_over(&link), sent(&[]), "a hard link");
         assert_eq!(m.takes_over(&chmod("a", id("a"))), sent(&[]), "a itself");
         assert_eq!(m.takes_over(&rename("a/f", "g")), sent(&["g"]), "out");
+    }
+
+    /// Two directories exchanged, one read by the mirror already and one not: each name
+    /// holds the other's files now, and the mirror reads both names again.
+    #[test]
+    fn an_exchange_of_a_directory_read_and_one_not_has_both_names_read() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        for (dir, file) in [("a", "x"), ("b", "y")] {
+            std::fs::create_dir_all(r.join(dir)).unwrap();
+            std::fs::write(r.join(dir).join(file), file).unwrap();
+        }
+        let mut m = Mirror::new(vec![r.to_path_buf()], set(r), options());
+        // Up to a/x's data: `a` is listed and its file handed out, `b` is not listed.
+        while let Some(group) = m.next_group() {
+            if group.iter().any(|e| e.path == r.join("a/x")) {
+                break;
+            }
+        }
+        let (a, b) = (c(&r.join("a")), c(&r.join("b")));
+        // SAFETY: NUL-terminated paths.
+        let done = unsafe {
+            libc::renameat2(
+                libc::AT_FDCWD,
+                a.as_ptr(),
+                libc::AT_FDCWD,
+                b.as_ptr(),
+                libc::RENAME_EXCHANGE,
+            )
+        };
+        assert_eq!(done, 0);
+        let exchange = Event::new(
+            r.join("a"),
+            Op::Rename {
+                new_path: r.join("b"),
+                flags: libc::RENAME_EXCHANGE,
+            },
+        );
+        assert!(matches!(m.takes_over(&exchange), TakeOver::Send { .. }));
+        let ops: Vec<Event> = std::iter::from_fn(|| m.next_group()).flatten().collect();
+        let made = |p: &str| {
+            ops.iter()
+                .any(|e| e.path == r.join(p) && matches!(e.op, Op::Create { .. }))
+        };
+        assert!(made("a/y") && made("b/x"), "{ops:?}");
     }
 
     /// A directory the mirror has yet to visit, renamed: the mirror visits it under its

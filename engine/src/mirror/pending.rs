@@ -156,7 +156,16 @@ impl Pending {
         if !(waits(from) || exchange && waits(to)) {
             return;
         }
+        // A rename takes the object, and the steps at and beneath its name, to the new
+        // name. An exchange swaps what is beneath the two names, but each name keeps a
+        // step of its own: it holds the other object now, which the walk has to read
+        // wherever that object was (found by the replication fuzzer: the step of a name
+        // exchanged went with its object, and the name, listed already, was never read
+        // again, with the object the exchange brought there).
         let moved = |p: &Path| -> Option<PathBuf> {
+            if exchange && (p == from || p == to) {
+                return None;
+            }
             if let Ok(rest) = p.strip_prefix(from) {
                 return Some(join_rest(to, rest));
             }
@@ -174,6 +183,13 @@ impl Pending {
         let unread = std::mem::take(&mut self.unread);
         for (p, n) in unread {
             *self.unread.entry(moved(&p).unwrap_or(p)).or_default() += n;
+        }
+        if exchange {
+            for name in [from, to] {
+                if !self.unread.contains_key(name) {
+                    self.push(Step::Visit(name.to_path_buf()));
+                }
+            }
         }
     }
 }

@@ -55,7 +55,8 @@ struct Args {
 /// The hosts' log filter (`RILL_HOST_LOG`, read by `rill_tools::pair`) unless one is set:
 /// every operation sent with its sequence, and every operation applied, so a failing
 /// run's history can be traced in its hosts' `rilld.out`.
-const TRACE: &str = "info,rill_engine::link::session=debug,rill_engine::target::applier=debug";
+const TRACE: &str =
+    "info,rill_engine::link::session=debug,rill_engine::target::applier=debug,rill_engine::transmit=debug";
 
 fn main() -> ExitCode {
     let args = Args::parse();
