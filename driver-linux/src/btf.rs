@@ -143,6 +143,60 @@ impl KernelOffsets {
     }
 }
 
+/// The members `ebpf/src/uring.rs` reads as a `struct filename *` to copy an io_uring
+/// request's names at submission.
+const URING_FILENAMES: &[(&str, &str)] = &[
+    ("io_rename", "oldpath"),
+    ("io_rename", "newpath"),
+    ("io_unlink", "filename"),
+    ("io_mkdir", "filename"),
+    ("io_link", "oldpath"),
+    ("io_link", "newpath"),
+    ("io_open", "filename"),
+    ("io_xattr", "filename"),
+];
+
+/// Whether every member the io_uring programs read as a `struct filename *` is one in the
+/// running kernel. Offsets alone cannot tell: a kernel that keeps something else there
+/// (an embedded struct) would have its bytes read as a pointer and, perhaps, a wrong name
+/// copied. Where this is false the loader tells the programs not to copy names, and such
+/// requests become rescan marks, which are never wrong.
+pub fn uring_filenames_are_pointers() -> Result<bool> {
+    let path = Path::new(VMLINUX_BTF);
+    let btf =
+        Btf::from_file(path).map_err(|e| layout_error(path, "valid BTF data", e.to_string()))?;
+    Ok(URING_FILENAMES
+        .iter()
+        .all(|(strukt, member)| points_to(&btf, strukt, member, "filename").unwrap_or(false)))
+}
+
+/// Whether `strukt.member` (a direct member) is a pointer to `struct target`.
+fn points_to(btf: &Btf, strukt: &str, member: &str, target: &str) -> btf_rs::Result<bool> {
+    let Some(s) = btf
+        .resolve_types_by_name(strukt)?
+        .into_iter()
+        .find_map(|ty| match ty {
+            Type::Struct(s) if !s.members.is_empty() => Some(s),
+            _ => None,
+        })
+    else {
+        return Ok(false);
+    };
+    for m in &s.members {
+        if btf.resolve_name(m)? != member {
+            continue;
+        }
+        let Type::Ptr(p) = btf.resolve_chained_type(m)? else {
+            return Ok(false);
+        };
+        return Ok(match btf.resolve_chained_type(&p)? {
+            Type::Struct(pointee) => btf.resolve_name(&pointee)? == target,
+            _ => false,
+        });
+    }
+    Ok(false)
+}
+
 fn layout_error(path: &Path, what: &str, detail: String) -> DriverError {
     DriverError::BtfLayout {
         path: path.into(),
@@ -279,6 +333,18 @@ mod tests {
         }
         // task_struct is large; files and fs are far from its start.
         assert!(o.task_files > 64 && o.task_fs > 64, "{o:?}");
+    }
+
+    /// This kernel keeps an io_uring request's names as `struct filename *`, so the
+    /// programs copy them; a member of another type, or a missing one, says no.
+    #[test]
+    fn uring_filenames_are_pointers_here() {
+        assert!(uring_filenames_are_pointers().unwrap());
+        let btf = Btf::from_file(Path::new(VMLINUX_BTF)).unwrap();
+        assert!(!points_to(&btf, "io_rename", "old_dfd", "filename").unwrap());
+        assert!(!points_to(&btf, "io_rename", "flags", "filename").unwrap());
+        assert!(!points_to(&btf, "io_rename", "no_such_member", "filename").unwrap());
+        assert!(!points_to(&btf, "io_open", "file", "filename").unwrap());
     }
 
     #[test]

@@ -162,6 +162,8 @@ pub fn load(settings: &DriverSettings, pin: bool) -> Result<Instance> {
     for (name, value) in &globals {
         loader.override_global(name, value, true);
     }
+    let uring_names = u64::from(crate::btf::uring_filenames_are_pointers()?);
+    loader.override_global("RILL_URING_NAMES", &uring_names, true);
     loader
         .map_max_entries("RILL_RING", ring_bytes)
         .map_max_entries("RILL_SCRATCH", cpus);

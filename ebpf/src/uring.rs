@@ -37,6 +37,12 @@ use crate::handlers::{fd_record, key, name_record, open_file, opened, two_names,
 use crate::kernel::{kptr, kread, off, umask, Off, AT_FDCWD};
 use crate::maps::{RILL_URING, RILL_URING_OPS, RILL_URING_TMP};
 
+/// Set by the loader when the running kernel keeps each request's names as `struct
+/// filename *` (`rill_driver_linux::btf::uring_filenames_are_pointers`); otherwise no
+/// name is copied and every such request is a rescan mark.
+#[no_mangle]
+static RILL_URING_NAMES: u64 = 0;
+
 /// io_uring opcodes (uapi `enum io_uring_op`, fixed numbers).
 pub const OP_OPENAT: u8 = 18;
 pub const OP_OPENAT2: u8 = 28;
@@ -177,7 +183,9 @@ pub fn rill_uring_sub(ctx: RawTracePointContext) -> i32 {
     }
     // Requests are recycled: whatever was copied for this address before is not this one's.
     let _ = RILL_URING.remove(&req);
-    if config().is_none() || excluded() {
+    // SAFETY: a .rodata global set by the loader; volatile so that LLVM does not fold it.
+    let readable = unsafe { core::ptr::read_volatile(&RILL_URING_NAMES) } != 0;
+    if !readable || config().is_none() || excluded() {
         return 0;
     }
     let (first, second) = names_of(&o, req, op);
