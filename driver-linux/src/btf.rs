@@ -94,6 +94,35 @@ kernel_offsets! {
     io_req_file = "RILL_OFF_IO_REQ_FILE": "io_kiocb"."file",
     io_req_opcode = "RILL_OFF_IO_REQ_OPCODE": "io_kiocb"."opcode",
     cqe_res = "RILL_OFF_CQE_RES": "io_uring_cqe"."res",
+    io_req_cqe = "RILL_OFF_IO_REQ_CQE": "io_kiocb"."cqe",
+    io_cqe_user_data = "RILL_OFF_IO_CQE_USER_DATA": "io_cqe"."user_data",
+    filename_name = "RILL_OFF_FILENAME_NAME": "filename"."name",
+    io_rename_old_dfd = "RILL_OFF_IO_RENAME_OLD_DFD": "io_rename"."old_dfd",
+    io_rename_new_dfd = "RILL_OFF_IO_RENAME_NEW_DFD": "io_rename"."new_dfd",
+    io_rename_oldpath = "RILL_OFF_IO_RENAME_OLDPATH": "io_rename"."oldpath",
+    io_rename_newpath = "RILL_OFF_IO_RENAME_NEWPATH": "io_rename"."newpath",
+    io_rename_flags = "RILL_OFF_IO_RENAME_FLAGS": "io_rename"."flags",
+    io_unlink_dfd = "RILL_OFF_IO_UNLINK_DFD": "io_unlink"."dfd",
+    io_unlink_flags = "RILL_OFF_IO_UNLINK_FLAGS": "io_unlink"."flags",
+    io_unlink_filename = "RILL_OFF_IO_UNLINK_FILENAME": "io_unlink"."filename",
+    io_mkdir_dfd = "RILL_OFF_IO_MKDIR_DFD": "io_mkdir"."dfd",
+    io_mkdir_mode = "RILL_OFF_IO_MKDIR_MODE": "io_mkdir"."mode",
+    io_mkdir_filename = "RILL_OFF_IO_MKDIR_FILENAME": "io_mkdir"."filename",
+    io_link_old_dfd = "RILL_OFF_IO_LINK_OLD_DFD": "io_link"."old_dfd",
+    io_link_new_dfd = "RILL_OFF_IO_LINK_NEW_DFD": "io_link"."new_dfd",
+    io_link_oldpath = "RILL_OFF_IO_LINK_OLDPATH": "io_link"."oldpath",
+    io_link_newpath = "RILL_OFF_IO_LINK_NEWPATH": "io_link"."newpath",
+    io_link_flags = "RILL_OFF_IO_LINK_FLAGS": "io_link"."flags",
+    io_open_dfd = "RILL_OFF_IO_OPEN_DFD": "io_open"."dfd",
+    io_open_file_slot = "RILL_OFF_IO_OPEN_FILE_SLOT": "io_open"."file_slot",
+    io_open_filename = "RILL_OFF_IO_OPEN_FILENAME": "io_open"."filename",
+    io_open_how = "RILL_OFF_IO_OPEN_HOW": "io_open"."how",
+    io_xattr_ctx = "RILL_OFF_IO_XATTR_CTX": "io_xattr"."ctx",
+    io_xattr_filename = "RILL_OFF_IO_XATTR_FILENAME": "io_xattr"."filename",
+    xattr_ctx_size = "RILL_OFF_XATTR_CTX_SIZE": "kernel_xattr_ctx"."size",
+    xattr_ctx_kname = "RILL_OFF_XATTR_CTX_KNAME": "kernel_xattr_ctx"."kname",
+    xattr_ctx_flags = "RILL_OFF_XATTR_CTX_FLAGS": "kernel_xattr_ctx"."flags",
+    xattr_name_name = "RILL_OFF_XATTR_NAME_NAME": "xattr_name"."name",
 }
 
 impl KernelOffsets {
@@ -112,6 +141,60 @@ impl KernelOffsets {
             .map_err(|e| layout_error(path, "valid BTF data", e.to_string()))?;
         Self::from_btf(&btf, path)
     }
+}
+
+/// The members `ebpf/src/uring.rs` reads as a `struct filename *` to copy an io_uring
+/// request's names at submission.
+const URING_FILENAMES: &[(&str, &str)] = &[
+    ("io_rename", "oldpath"),
+    ("io_rename", "newpath"),
+    ("io_unlink", "filename"),
+    ("io_mkdir", "filename"),
+    ("io_link", "oldpath"),
+    ("io_link", "newpath"),
+    ("io_open", "filename"),
+    ("io_xattr", "filename"),
+];
+
+/// Whether every member the io_uring programs read as a `struct filename *` is one in the
+/// running kernel. Offsets alone cannot tell: a kernel that keeps something else there
+/// (an embedded struct) would have its bytes read as a pointer and, perhaps, a wrong name
+/// copied. Where this is false the loader tells the programs not to copy names, and such
+/// requests become rescan marks, which are never wrong.
+pub fn uring_filenames_are_pointers() -> Result<bool> {
+    let path = Path::new(VMLINUX_BTF);
+    let btf =
+        Btf::from_file(path).map_err(|e| layout_error(path, "valid BTF data", e.to_string()))?;
+    Ok(URING_FILENAMES
+        .iter()
+        .all(|(strukt, member)| points_to(&btf, strukt, member, "filename").unwrap_or(false)))
+}
+
+/// Whether `strukt.member` (a direct member) is a pointer to `struct target`.
+fn points_to(btf: &Btf, strukt: &str, member: &str, target: &str) -> btf_rs::Result<bool> {
+    let Some(s) = btf
+        .resolve_types_by_name(strukt)?
+        .into_iter()
+        .find_map(|ty| match ty {
+            Type::Struct(s) if !s.members.is_empty() => Some(s),
+            _ => None,
+        })
+    else {
+        return Ok(false);
+    };
+    for m in &s.members {
+        if btf.resolve_name(m)? != member {
+            continue;
+        }
+        let Type::Ptr(p) = btf.resolve_chained_type(m)? else {
+            return Ok(false);
+        };
+        return Ok(match btf.resolve_chained_type(&p)? {
+            Type::Struct(pointee) => btf.resolve_name(&pointee)? == target,
+            _ => false,
+        });
+    }
+    Ok(false)
 }
 
 fn layout_error(path: &Path, what: &str, detail: String) -> DriverError {
@@ -250,6 +333,18 @@ mod tests {
         }
         // task_struct is large; files and fs are far from its start.
         assert!(o.task_files > 64 && o.task_fs > 64, "{o:?}");
+    }
+
+    /// This kernel keeps an io_uring request's names as `struct filename *`, so the
+    /// programs copy them; a member of another type, or a missing one, says no.
+    #[test]
+    fn uring_filenames_are_pointers_here() {
+        assert!(uring_filenames_are_pointers().unwrap());
+        let btf = Btf::from_file(Path::new(VMLINUX_BTF)).unwrap();
+        assert!(!points_to(&btf, "io_rename", "old_dfd", "filename").unwrap());
+        assert!(!points_to(&btf, "io_rename", "flags", "filename").unwrap());
+        assert!(!points_to(&btf, "io_rename", "no_such_member", "filename").unwrap());
+        assert!(!points_to(&btf, "io_open", "file", "filename").unwrap());
     }
 
     #[test]

@@ -41,6 +41,20 @@ pub const BELOW: &[(&str, &str)] = &[
     ("rill_wrote_back", "sb_clear_inode_writeback"),
     ("rill_uring_done", "io_uring_complete"),
     ("rill_dio_done", "iomap_dio_complete"),
+    ("rill_uring_sub", "io_uring_submit_req"),
+];
+
+/// The completion programs of the io_uring requests that change names or attributes
+/// (`ebpf/src/uring.rs`), by program name and the opcodes (uapi `enum io_uring_op`) each
+/// handles; `rill_uring_done` tail-calls them through `RILL_URING_OPS`. One program a
+/// family, as for the system calls, so each is verified on its own.
+pub const URING_OPS: &[(&str, &[u32])] = &[
+    // RENAMEAT, LINKAT
+    ("rill_iou_two", &[35, 39]),
+    // UNLINKAT, MKDIRAT, SYMLINKAT, SETXATTR
+    ("rill_iou_one", &[36, 37, 38, 42]),
+    // OPENAT, OPENAT2, FSETXATTR
+    ("rill_iou_file", &[18, 28, 41]),
 ];
 
 /// The floor's programs beneath the system calls: one for each of [`BELOW`], on the same
@@ -50,6 +64,7 @@ pub const FLOOR_BELOW: &[(&str, &str)] = &[
     ("rill_floor_wb", "sb_clear_inode_writeback"),
     ("rill_floor_iou", "io_uring_complete"),
     ("rill_floor_dio", "iomap_dio_complete"),
+    ("rill_floor_ius", "io_uring_submit_req"),
 ];
 
 fn below_pin(tracepoint: &str) -> String {
@@ -68,6 +83,8 @@ pub const MAPS: &[&str] = &[
     "RILL_HANDLERS",
     "RILL_PATHS",
     "RILL_GEN",
+    // A program array's entries are cleared when no file descriptor or pin holds it.
+    "RILL_URING_OPS",
 ];
 
 pub fn require_root() -> Result<()> {
@@ -145,6 +162,8 @@ pub fn load(settings: &DriverSettings, pin: bool) -> Result<Instance> {
     for (name, value) in &globals {
         loader.override_global(name, value, true);
     }
+    let uring_names = u64::from(crate::btf::uring_filenames_are_pointers()?);
+    loader.override_global("RILL_URING_NAMES", &uring_names, true);
     loader
         .map_max_entries("RILL_RING", ring_bytes)
         .map_max_entries("RILL_SCRATCH", cpus);
@@ -153,23 +172,11 @@ pub fn load(settings: &DriverSettings, pin: bool) -> Result<Instance> {
         .map_err(|e| DriverError::Ebpf(format!("loading the object: {e}")))?;
 
     for (name, nrs) in rill_abi::syscalls::FAMILIES {
-        let prog: &mut RawTracePoint = program(&mut ebpf, name)?;
-        prog.load().map_err(|e| refused(name, e))?;
-        let fd = prog
-            .fd()
-            .map_err(|e| DriverError::Ebpf(e.to_string()))?
-            .try_clone()
-            .map_err(|e| DriverError::Ebpf(e.to_string()))?;
-        let mut handlers = ProgramArray::try_from(
-            ebpf.map_mut("RILL_HANDLERS")
-                .ok_or_else(|| missing("RILL_HANDLERS"))?,
-        )
-        .map_err(|e| DriverError::Ebpf(e.to_string()))?;
-        for &nr in nrs.iter() {
-            handlers.set(nr as u32, &fd, 0).map_err(|e| {
-                DriverError::Ebpf(format!("installing {name} for syscall {nr}: {e}"))
-            })?;
-        }
+        let nrs: Vec<u32> = nrs.iter().map(|&nr| nr as u32).collect();
+        install(&mut ebpf, "RILL_HANDLERS", name, &nrs)?;
+    }
+    for (name, ops) in URING_OPS {
+        install(&mut ebpf, "RILL_URING_OPS", name, ops)?;
     }
 
     if pin {
@@ -187,6 +194,26 @@ pub fn load(settings: &DriverSettings, pin: bool) -> Result<Instance> {
     attach_below(&mut ebpf, BELOW, pin)?;
     attach_exit(&mut ebpf, DISPATCHER, pin)?;
     Ok(Instance { ebpf, maps })
+}
+
+/// Loads program `name` and installs it in the program array `map` at each of `slots`
+/// (syscall numbers, io_uring opcodes).
+fn install(ebpf: &mut Ebpf, map: &str, name: &str, slots: &[u32]) -> Result<()> {
+    let prog: &mut RawTracePoint = program(ebpf, name)?;
+    prog.load().map_err(|e| refused(name, e))?;
+    let fd = prog
+        .fd()
+        .map_err(|e| DriverError::Ebpf(e.to_string()))?
+        .try_clone()
+        .map_err(|e| DriverError::Ebpf(e.to_string()))?;
+    let mut array = ProgramArray::try_from(ebpf.map_mut(map).ok_or_else(|| missing(map))?)
+        .map_err(|e| DriverError::Ebpf(e.to_string()))?;
+    for &slot in slots {
+        array
+            .set(slot, &fd, 0)
+            .map_err(|e| DriverError::Ebpf(format!("installing {name} at {slot} of {map}: {e}")))?;
+    }
+    Ok(())
 }
 
 /// The floor of capture, attached: dropping it detaches the programs.

@@ -5,8 +5,10 @@
 //! behalf, often from a worker), and asynchronous direct I/O that completes after
 //! `io_submit` returned. These programs hang on subsystem tracepoints below the system
 //! calls and turn such a change into a dirty mark on its file (`DIRTY_MODIFIED`), which
-//! the reader names and the engine remirrors. They never make operations: what they see
-//! carries no data, and the exact operations of the syscall layer stay exact.
+//! the reader names and the engine remirrors. They make no data operations: what they
+//! see carries no data, and the exact operations of the syscall layer stay exact. (The
+//! io_uring requests that change names are the exception, see `uring`: what they did is
+//! all in the request, so they become operations.)
 //!
 //! - `writeback_dirty_folio` (a page-cache folio turned dirty) and
 //!   `sb_clear_inode_writeback` (the last page of an inode under writeback written back,
@@ -16,7 +18,10 @@
 //!   a page that is already dirty makes no event; once the page has been written back it
 //!   is write-protected again and the next store dirties it anew.
 //! - `io_uring_complete`: a request that changes its file's data (write, fallocate,
-//!   splice into it, ftruncate) completed; the bytes are in place.
+//!   splice into it, ftruncate) completed; the bytes are in place. A request that
+//!   changes names or attributes (rename, unlink, mkdir, symlink, link, open with
+//!   `O_CREAT` or `O_TRUNC`, setxattr) is handed to `uring`, which makes it the exact
+//!   operation the matching system call would have.
 //! - `iomap_dio_complete`: an asynchronous direct write completed (AIO, io_uring) on a
 //!   file system using iomap (ext4, XFS). A synchronous one is inside its system call.
 
@@ -113,10 +118,16 @@ pub fn rill_uring_done(ctx: RawTracePointContext) -> i32 {
     let cqe: u64 = ctx.arg(2);
     let Some(cfg) = config() else { return 0 };
     let o = off();
-    if req == 0 || !uring_writes(kread::<u8>(req, o.RILL_OFF_IO_REQ_OPCODE())) {
+    if req == 0 {
         return 0;
     }
-    if kread::<i32>(cqe, o.RILL_OFF_CQE_RES()) < 0 || excluded() {
+    let op: u8 = kread(req, o.RILL_OFF_IO_REQ_OPCODE());
+    let res: i32 = kread(cqe, o.RILL_OFF_CQE_RES());
+    if crate::uring::changes_names(op) && !excluded() {
+        crate::uring::completed(&ctx, req, op, res);
+        return 0;
+    }
+    if !uring_writes(op) || res < 0 || excluded() {
         return 0;
     }
     if let Some(file) = kptr(req, o.RILL_OFF_IO_REQ_FILE()) {

@@ -17,7 +17,10 @@ use aya_ebpf::{
     },
     helpers::{
         bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
-        generated::{bpf_probe_read_kernel, bpf_probe_read_user, bpf_probe_read_user_str},
+        generated::{
+            bpf_probe_read_kernel, bpf_probe_read_kernel_str, bpf_probe_read_user,
+            bpf_probe_read_user_str,
+        },
     },
 };
 use rill_abi::{
@@ -283,15 +286,21 @@ impl Builder {
         self.sections[sec as usize] = self.off.wrapping_sub(start) as u32;
     }
 
-    /// Appends a NUL-terminated string from user memory (without its NUL) to `sec`.
+    /// Appends a NUL-terminated string (without its NUL) to `sec`, from kernel memory with
+    /// `kernel`, else from user memory.
     #[inline(always)]
-    pub fn user_str(&mut self, sec: Section, ptr: u64) {
+    pub fn str(&mut self, sec: Section, ptr: u64, kernel: bool) {
         if ptr == 0 {
             return;
         }
+        let to = self.at(self.off) as *mut _;
         // SAFETY: masked offset + MAX_STR stays inside Scratch.
         let n = unsafe {
-            bpf_probe_read_user_str(self.at(self.off) as *mut _, MAX_STR, ptr as *const _)
+            if kernel {
+                bpf_probe_read_kernel_str(to, MAX_STR, ptr as *const _)
+            } else {
+                bpf_probe_read_user_str(to, MAX_STR, ptr as *const _)
+            }
         };
         if n > 1 {
             let len = (n - 1) as u64;

@@ -28,3 +28,4 @@ floor!(rill_floor_dirt, "writeback_dirty_folio");
 floor!(rill_floor_wb, "sb_clear_inode_writeback");
 floor!(rill_floor_iou, "io_uring_complete");
 floor!(rill_floor_dio, "iomap_dio_complete");
+floor!(rill_floor_ius, "io_uring_submit_req");

@@ -35,6 +35,10 @@ pub struct Call {
     pub regs: Regs,
     pub nr: u64,
     pub ret: i64,
+    /// The string arguments (names, attribute names, symlink targets) are kernel
+    /// addresses: an io_uring request's names, copied when it was submitted (`uring`).
+    /// Otherwise they are the caller's pointers.
+    pub kernel_strs: bool,
 }
 
 impl Call {
@@ -55,7 +59,24 @@ impl Call {
             nr: regs.nr(),
             regs,
             ret,
+            kernel_strs: false,
         })
+    }
+
+    /// A completed io_uring request with result `ret`, done for the current task (its
+    /// submitter or one of its io-wq workers, which share its files and working
+    /// directory). There are no registers and no system call: `nr` matches none, so
+    /// `values` copies nothing and the engine reads values from the source when sent.
+    #[inline(always)]
+    pub fn uring(cfg: &'static DriverConfig, ret: i64) -> Call {
+        Call {
+            cfg,
+            o: off(),
+            regs: Regs(0),
+            nr: u64::MAX,
+            ret,
+            kernel_strs: true,
+        }
     }
 
     #[inline(always)]
@@ -65,15 +86,20 @@ impl Call {
 }
 
 /// An open file: its `struct file`, path and inode.
-struct Fd {
+pub struct Fd {
     file: u64,
     path: KPath,
-    inode: InodeInfo,
+    pub inode: InodeInfo,
 }
 
 #[inline(always)]
-fn fd(c: &Call, fd: u64) -> Option<Fd> {
-    let file = file_of_fd(&c.o, fd)?;
+pub fn fd(c: &Call, fd: u64) -> Option<Fd> {
+    open_file(c, file_of_fd(&c.o, fd)?)
+}
+
+/// The `Fd` of a `struct file`.
+#[inline(always)]
+pub fn open_file(c: &Call, file: u64) -> Option<Fd> {
     let inode = crate::kernel::kptr(file, c.o.RILL_OFF_FILE_INODE())?;
     Some(Fd {
         file,
@@ -83,7 +109,7 @@ fn fd(c: &Call, fd: u64) -> Option<Fd> {
 }
 
 #[inline(always)]
-fn key(i: &InodeInfo) -> DirtyKey {
+pub fn key(i: &InodeInfo) -> DirtyKey {
     DirtyKey {
         dev: i.dev,
         ino: i.ino,
@@ -125,7 +151,7 @@ impl Fd {
 /// Submits an operation on an open file, with an optional string from the caller (an
 /// attribute name) in the `Name` section.
 #[inline(always)]
-fn fd_record(c: &Call, f: &Fd, kind: Kind, args: [u64; 4], extra: u64) {
+pub fn fd_record(c: &Call, f: &Fd, kind: Kind, args: [u64; 4], extra: u64) {
     fd_record_flags(c, f, kind, args, extra, 0)
 }
 
@@ -141,7 +167,7 @@ fn fd_record_flags(c: &Call, f: &Fd, kind: Kind, mut args: [u64; 4], extra: u64,
     let Some(mut b) = Builder::new() else { return };
     b.flags |= flags;
     let fp = f.path_into(c, &mut b);
-    b.user_str(Section::Name, extra);
+    b.str(Section::Name, extra, c.kernel_strs);
     values(c, &mut b, kind, &mut args);
     f.submit(b, kind, args, fp);
 }
@@ -156,7 +182,7 @@ struct Name {
 
 #[inline(always)]
 fn name(c: &Call, dirfd: u64, ptr: u64) -> Option<Name> {
-    let (base, absolute) = name_base(&c.o, dirfd as i32, ptr)?;
+    let (base, absolute) = name_base(&c.o, dirfd as i32, ptr, c.kernel_strs)?;
     let dir = inode_info(&c.o, path_inode(&c.o, &base)?)?;
     // An absolute name may lie on any file system, so it is filtered in userspace;
     // a relative one is filtered by the file system of its directory.
@@ -183,20 +209,20 @@ fn append_name(c: &Call, b: &mut Builder, n: &Name, base: Section, user: Section
     if !n.absolute || c.o.RILL_OFF_FS_ROOT() != 0 {
         b.walk(&c.o, base, n.base);
     }
-    b.user_str(user, n.ptr);
+    b.str(user, n.ptr, c.kernel_strs);
 }
 
 /// Submits an operation on one name, with an optional extra string (symlink target,
 /// attribute name).
 #[inline(always)]
-fn name_record(c: &Call, dirfd: u64, ptr: u64, kind: Kind, mut args: [u64; 4], extra: u64) {
+pub fn name_record(c: &Call, dirfd: u64, ptr: u64, kind: Kind, mut args: [u64; 4], extra: u64) {
     let Some(n) = name(c, dirfd, ptr) else { return };
     if level(c.cfg) == Level::Stopped {
         return stopped(kind, n.key);
     }
     let Some(mut b) = Builder::new() else { return };
     append_name(c, &mut b, &n, Section::PathBase, Section::PathName);
-    b.user_str(Section::Name, extra);
+    b.str(Section::Name, extra, c.kernel_strs);
     values(c, &mut b, kind, &mut args);
     b.submit(kind, n.key, args);
 }
@@ -267,7 +293,7 @@ fn times_args(t: [u64; 4], cookie: u64) -> [u64; 4] {
 
 /// Submits an operation on two names (rename, link).
 #[inline(always)]
-fn two_names(c: &Call, d1: u64, p1: u64, d2: u64, p2: u64, kind: Kind, args: [u64; 4]) {
+pub fn two_names(c: &Call, d1: u64, p1: u64, d2: u64, p2: u64, kind: Kind, args: [u64; 4]) {
     let Some(n1) = name(c, d1, p1) else { return };
     let Some(n2) = name(c, d2, p2) else { return };
     if level(c.cfg) == Level::Stopped {
@@ -515,10 +541,16 @@ pub fn open(c: &Call) {
         nr::CREAT => O_CREAT | O_WRONLY | O_TRUNC,
         _ => return,
     };
+    opened(c, c.ret as u64, flags);
+}
+
+/// A file opened as descriptor `fd` with open flags `flags`: its creation or truncation.
+#[inline(always)]
+pub fn opened(c: &Call, fd_nr: u64, flags: u64) {
     if flags & (O_CREAT | O_TRUNC) == 0 {
         return;
     }
-    let Some(f) = fd(c, c.ret as u64) else { return };
+    let Some(f) = fd(c, fd_nr) else { return };
     if f.inode.mode & S_IFMT != S_IFREG {
         return;
     }

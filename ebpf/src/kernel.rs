@@ -71,6 +71,35 @@ offsets!(
     RILL_OFF_IO_REQ_FILE,
     RILL_OFF_IO_REQ_OPCODE,
     RILL_OFF_CQE_RES,
+    RILL_OFF_IO_REQ_CQE,
+    RILL_OFF_IO_CQE_USER_DATA,
+    RILL_OFF_FILENAME_NAME,
+    RILL_OFF_IO_RENAME_OLD_DFD,
+    RILL_OFF_IO_RENAME_NEW_DFD,
+    RILL_OFF_IO_RENAME_OLDPATH,
+    RILL_OFF_IO_RENAME_NEWPATH,
+    RILL_OFF_IO_RENAME_FLAGS,
+    RILL_OFF_IO_UNLINK_DFD,
+    RILL_OFF_IO_UNLINK_FLAGS,
+    RILL_OFF_IO_UNLINK_FILENAME,
+    RILL_OFF_IO_MKDIR_DFD,
+    RILL_OFF_IO_MKDIR_MODE,
+    RILL_OFF_IO_MKDIR_FILENAME,
+    RILL_OFF_IO_LINK_OLD_DFD,
+    RILL_OFF_IO_LINK_NEW_DFD,
+    RILL_OFF_IO_LINK_OLDPATH,
+    RILL_OFF_IO_LINK_NEWPATH,
+    RILL_OFF_IO_LINK_FLAGS,
+    RILL_OFF_IO_OPEN_DFD,
+    RILL_OFF_IO_OPEN_FILE_SLOT,
+    RILL_OFF_IO_OPEN_FILENAME,
+    RILL_OFF_IO_OPEN_HOW,
+    RILL_OFF_IO_XATTR_CTX,
+    RILL_OFF_IO_XATTR_FILENAME,
+    RILL_OFF_XATTR_CTX_SIZE,
+    RILL_OFF_XATTR_CTX_KNAME,
+    RILL_OFF_XATTR_CTX_FLAGS,
+    RILL_OFF_XATTR_NAME_NAME,
 );
 
 /// Reads a `T` at `base + off` in kernel memory; zero if the address faults.
@@ -239,9 +268,10 @@ pub const AT_FDCWD: i32 = -100;
 
 /// The directory a caller's name is relative to: its root for absolute names, `dirfd`'s
 /// directory, or its working directory. Returns the path and whether the name is absolute.
+/// `name` is in kernel memory with `kernel`, else in the caller's.
 #[inline(always)]
-pub fn name_base(o: &Off, dirfd: i32, name: u64) -> Option<(KPath, bool)> {
-    let first: u8 = uread(name);
+pub fn name_base(o: &Off, dirfd: i32, name: u64, kernel: bool) -> Option<(KPath, bool)> {
+    let first: u8 = if kernel { kread(name, 0) } else { uread(name) };
     let fs = task_fs(o)?;
     if first == b'/' {
         return Some((KPath::at(o, fs + o.RILL_OFF_FS_ROOT())?, true));

@@ -16,6 +16,7 @@ mod floor;
 mod handlers;
 mod kernel;
 mod maps;
+mod uring;
 
 use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
 

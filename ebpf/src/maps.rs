@@ -8,6 +8,7 @@ use aya_ebpf::{
 use rill_abi::{DirtyKey, DirtyValue, DriverConfig, PathSeen, Stat};
 
 use crate::emit::Scratch;
+use crate::uring::UringNames;
 
 /// The capture ring (size set at load from the `RingSizeMB` setting).
 #[map]
@@ -55,3 +56,20 @@ pub static RILL_GEN: Array<u64> = Array::with_max_entries(1, 0);
 /// made dirty or written back (see `below`). Keyed by `struct inode` address.
 #[map]
 pub static RILL_MAPPED: LruHashMap<u64, u8> = LruHashMap::with_max_entries(4096, 0);
+
+/// The names of io_uring requests in flight that change the namespace or a file's
+/// attributes, copied when each is submitted, by request (`struct io_kiocb`) address:
+/// the kernel frees them before the request completes (see `uring`). An LRU map, so
+/// requests whose completion is never seen (`IOSQE_CQE_SKIP_SUCCESS`) cannot fill it.
+#[map]
+pub static RILL_URING: LruHashMap<u64, UringNames> = LruHashMap::with_max_entries(512, 0);
+
+/// Per-CPU room for one `UringNames` while it is built at submission (0) and read at
+/// completion (1): too large for the stack.
+#[map]
+pub static RILL_URING_TMP: PerCpuArray<UringNames> = PerCpuArray::with_max_entries(2, 0);
+
+/// The completion programs of the io_uring operations that change names, by opcode,
+/// filled by the loader (see `uring`).
+#[map]
+pub static RILL_URING_OPS: ProgramArray = ProgramArray::with_max_entries(64, 0);

@@ -24,6 +24,7 @@ pub mod process;
 pub mod replfuzz;
 pub mod sys;
 pub mod tree;
+pub mod uring;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -18,6 +18,7 @@ use std::path::Path;
 
 use rill_tests::beneath::{syncfs, Mapping};
 use rill_tests::events::{kind, path, path_str};
+use rill_tests::uring::{Dir, Uring};
 use rill_tests::{
     assert_ops, data_pattern, of_pid, op, require_kernel_support, CaptureProc, Captured,
     SettingsFile, TestDir, Xfs,
@@ -153,6 +154,59 @@ fn aio_direct_writes_mark_the_file_dirty() {
     clean_file(&file, 0);
     let c = capture(dir.path(), || fio(&file, "libaio", true));
     assert_marked(&c, &file, "io_submit O_DIRECT writes");
+}
+
+/// io_uring requests that change names and attributes: each is the operation the
+/// matching system call makes, in completion order, with names relative to a directory
+/// descriptor or absolute; an open into a fixed-file slot (no descriptor to find the file
+/// by) is a dirty mark by its name.
+#[test]
+fn io_uring_namespace_and_attribute_requests_are_operations() {
+    let dir = TestDir::new("below-uring-names");
+    let d = dir.path();
+    let (sub, f, g, h) = (d.join("sub"), d.join("sub/f"), d.join("sub/g"), d.join("h"));
+    let (s, n) = (d.join("sub/s"), d.join("sub/n"));
+    let c = capture(d, || {
+        let mut ring = Uring::new();
+        let at = Dir::open(d);
+        ring.mkdir(&at, "sub", 0o700);
+        let fd = ring.open(&at, "sub/f", libc::O_CREAT | libc::O_WRONLY, 0o600);
+        ring.fsetxattr(&fd, "user.by_fd", b"1");
+        ring.setxattr(&f, "user.by_path", b"22");
+        let inner = Dir::open(&sub);
+        ring.link(&inner, "f", &inner, "g");
+        ring.symlink("f", &inner, "s");
+        ring.rename(&inner, "g", &at, "h");
+        ring.unlink(&at, "h", false);
+        drop(ring.open(&inner, "f", libc::O_TRUNC | libc::O_WRONLY, 0));
+        ring.open_fixed(&inner, "n", (libc::O_CREAT | libc::O_WRONLY) as u64, 0o600);
+        ring.unlink(&inner, "s", false);
+        ring.unlink(&at, "sub/f", false);
+        ring.unlink(&inner, "n", false);
+        ring.unlink(&at, "sub", true);
+    });
+    let ops = of_pid(&c.events, std::process::id());
+    let p = |x: &Path| path_str(x);
+    assert_ops(
+        &ops,
+        &[
+            op!("mkdir", sub, mode = 0o700),
+            op!("create", f, mode = 0o600),
+            op!("setxattr", f, name = "user.by_fd"),
+            op!("setxattr", f, name = "user.by_path"),
+            op!("link", g, target = p(&f)),
+            op!("symlink", s, target = "f"),
+            op!("rename", g, new_path = p(&h), flags = 0),
+            op!("unlink", h),
+            op!("truncate", f, size = 0),
+            op!("dirty", n, reason = "modified"),
+            op!("unlink", s),
+            op!("unlink", f),
+            op!("unlink", n),
+            op!("rmdir", sub),
+        ],
+        "io_uring requests",
+    );
 }
 
 const FICLONE: libc::c_ulong = 0x4004_9409;

@@ -830,6 +830,52 @@ fn writes_beneath_the_syscalls_replicate() {
     });
 }
 
+/// Names and attributes changed through io_uring reach the replica: the system call layer
+/// sees only `io_uring_enter`, so each of these left the replica silently different before
+/// the second layer made them operations (`ebpf/src/uring.rs`). Names relative to a
+/// directory descriptor and absolute ones; a file created, written and given extended
+/// attributes by descriptor and by path; a hard link, a symlink, renames of a file and of
+/// a directory, unlinks, an rmdir, a truncating open and a create into a fixed-file slot.
+#[test]
+fn io_uring_names_and_attributes_replicate() {
+    use rill_tests::uring::{Dir, Uring};
+    let p = start("rep-uring");
+    std::fs::write(p.src.join("old"), b"made before the job").unwrap();
+    std::fs::create_dir(p.src.join("gone")).unwrap();
+    start_job(&p.source, &p.target, "uring", &p.src, &p.dst, &[]).unwrap();
+    p.converge("uring", Duration::from_secs(60));
+    let mut ring = Uring::new();
+    let at = Dir::open(&p.src);
+    ring.mkdir(&at, "d", 0o750);
+    let fd = ring.open(&at, "d/f", libc::O_CREAT | libc::O_WRONLY, 0o640);
+    ring.write(&fd, 0, &rill_tests::data_pattern(10000, 3));
+    ring.write(&fd, 65536, b"after a hole");
+    ring.fsetxattr(&fd, "user.by_fd", b"one");
+    ring.setxattr(&p.src.join("d/f"), "user.by_path", b"two");
+    drop(fd);
+    let d = Dir::open(&p.src.join("d"));
+    ring.link(&d, "f", &d, "hard");
+    ring.symlink("f", &d, "sym");
+    ring.rename(&d, "hard", &at, "moved");
+    ring.unlink(&at, "old", false);
+    ring.unlink(&at, "gone", true);
+    p.converge("uring", Duration::from_secs(30));
+    ring.mkdir(&at, "e", 0o700);
+    ring.rename(&at, "d", &at, "e/d");
+    let abs = Dir::open(Path::new("/"));
+    let moved = p.src.join("moved");
+    ring.rename(&abs, moved.to_str().unwrap(), &at, "e/moved");
+    drop(ring.open(&at, "e/d/f", libc::O_TRUNC | libc::O_WRONLY, 0));
+    ring.open_fixed(
+        &at,
+        "e/fixed",
+        (libc::O_CREAT | libc::O_WRONLY) as u64,
+        0o600,
+    );
+    ring.unlink(&at, "e/d/sym", false);
+    p.converge("uring", Duration::from_secs(30));
+}
+
 /// Sets or clears the immutable attribute of a replica file (`chattr`), which no process,
 /// the target's applier included, can write, rename or remove while it is set.
 fn immutable(path: &Path, on: bool) {
