@@ -703,10 +703,6 @@ mod tests {
     use crate::repset::Rule;
     use std::os::unix::fs::FileExt;
 
-    fn c(p: &Path) -> std::ffi::CString {
-        std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap()
-    }
-
     fn options() -> MirrorOptions {
         MirrorOptions {
             chunk_bytes: 4096,
@@ -962,18 +958,7 @@ mod tests {
                 break;
             }
         }
-        let (a, b) = (c(&r.join("a")), c(&r.join("b")));
-        // SAFETY: NUL-terminated paths.
-        let done = unsafe {
-            libc::renameat2(
-                libc::AT_FDCWD,
-                a.as_ptr(),
-                libc::AT_FDCWD,
-                b.as_ptr(),
-                libc::RENAME_EXCHANGE,
-            )
-        };
-        assert_eq!(done, 0);
+        crate::resolve::exchange_names(&r.join("a"), &r.join("b"));
         let exchange = Event::new(
             r.join("a"),
             Op::Rename {

@@ -365,6 +365,24 @@ fn take_beneath<V>(map: &mut BTreeMap<PathBuf, V>, from: &Path) -> Vec<(PathBuf,
         .collect()
 }
 
+/// `renameat2(a, b, RENAME_EXCHANGE)`, for tests.
+#[cfg(test)]
+pub(crate) fn exchange_names(a: &Path, b: &Path) {
+    let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).expect("a path without NUL");
+    let (a, b) = (c(a), c(b));
+    // SAFETY: NUL-terminated paths.
+    let done = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    assert_eq!(done, 0, "exchange: {}", std::io::Error::last_os_error());
+}
+
 /// `to` followed by `rest` (`join` of an empty path would add a trailing slash).
 pub(crate) fn join_rest(to: &Path, rest: &Path) -> PathBuf {
     if rest.as_os_str().is_empty() {
@@ -620,21 +638,7 @@ mod tests {
         for name in ["d1/a", "d2/b"] {
             write_file(&mut r, src, name);
         }
-        let (a, b) = (
-            CString::new(src.join("d1/a").as_os_str().as_bytes()).unwrap(),
-            CString::new(src.join("d2/b").as_os_str().as_bytes()).unwrap(),
-        );
-        // SAFETY: NUL-terminated paths.
-        let exchanged = unsafe {
-            libc::renameat2(
-                libc::AT_FDCWD,
-                a.as_ptr(),
-                libc::AT_FDCWD,
-                b.as_ptr(),
-                libc::RENAME_EXCHANGE,
-            )
-        };
-        assert_eq!(exchanged, 0);
+        exchange_names(&src.join("d1/a"), &src.join("d2/b"));
         let exchange = Op::Rename {
             new_path: src.join("d2/b"),
             flags: libc::RENAME_EXCHANGE,
