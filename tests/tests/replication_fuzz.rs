@@ -4,11 +4,12 @@
 //! what made each fail, so a replay brings a failure back often, not every time.
 //!
 //! They are not part of the gating run (`#[ignore]`, run them with `cargo test -p
-//! rill-tests --test replication_fuzz -- --ignored`): each still fails now and then on a
-//! divergence that is not fixed yet (README, "The replication fuzzer": status and open
-//! findings), and a gate that fails at random would hide every other result. Every cause
-//! they found and that is fixed has a deterministic test of its own (engine unit tests,
-//! listed with the findings).
+//! rill-tests --test replication_fuzz -- --ignored`): a replay repeats a plan's
+//! operations, not its timing, so it is a developer's probe for the class of failure it
+//! found, while `scripts/test` runs the fuzzer itself on fresh seeds (README, "The
+//! replication fuzzer": status and open findings). Every cause they found and that is
+//! fixed has a deterministic test of its own (engine unit tests, listed with the
+//! findings).
 
 use rill_tests::fs::base_dir;
 use rill_tests::replfuzz::{run, Ops, Plan};
