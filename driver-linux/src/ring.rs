@@ -148,7 +148,7 @@ impl RingReader {
                     if followed_a_name(&r) {
                         name_the_file_reached(&mut ev);
                     }
-                    if matches!(r.kind, Kind::Truncate | Kind::Link) && ev.object.is_none() {
+                    if r.kind == Kind::Link && ev.object.is_none() {
                         identify(&mut ev);
                     }
                     Ok(ev)
@@ -176,21 +176,19 @@ fn followed_a_name(r: &Record<'_>) -> bool {
     ) && r.header.flags & (FLAG_NOFOLLOW | FLAG_OBJECT_ID) == 0
 }
 
-/// A size call by name (`truncate(2)`) and a hard link say which file they changed or
-/// named only by a name, and the name may hold another file by the time the engine looks
-/// (a rename or an exchange later in the stream, with the source seconds ahead after a
-/// cut): the file is identified here, as close to the call as userspace gets, so the
-/// engine's record of which names a written file has, and the times it sends, are that
-/// file's (found by the replication fuzzer: the times of the file exchanged with it sent
-/// instead, and a file's times lost when the name it was written through was replaced).
-/// A truncate followed a final symlink, a link's new name is the object itself. A name
-/// already gone is left unidentified.
+/// A hard link says which file it named only by a name, and the name may hold another
+/// file by the time the engine looks (a rename or an exchange later in the stream, with
+/// the source seconds ahead after a cut): the new name is identified here, as close to
+/// the call as userspace gets, so the engine's record of which names a written file has
+/// is that file's (found by the replication fuzzer: a file's times lost when the name it
+/// was written through was replaced). A name already gone is left unidentified.
+///
+/// A truncate by name is not identified so: an operation with an identity is applied on
+/// the replica as one on an open file, never through a symlink, and a truncate that
+/// followed a link whose name was replaced before this read would be refused there (and
+/// its file's new size lost) instead of applied through the replica's link.
 fn identify(ev: &mut Event) {
-    let m = match ev.op {
-        crate::event::Op::Link { .. } => std::fs::symlink_metadata(&ev.path),
-        _ => std::fs::metadata(&ev.path),
-    };
-    if let Ok(m) = m {
+    if let Ok(m) = std::fs::symlink_metadata(&ev.path) {
         ev.object = Some((user_dev_to_kernel(m.dev()), m.ino()));
     }
 }
