@@ -26,7 +26,7 @@ use rill_tests::tree::{assert_equal_trees, equal_trees};
 use rill_tests::{
     data_pattern, require_kernel_support, rilld_bin, target_dir, workspace_dir, TestDir,
 };
-use rill_tools::pair::{free_port, in_sync, wait_until, Host, Role};
+use rill_tools::pair::{free_ports, in_sync, wait_until, Host, Role};
 
 /// Short network timers (seconds): a dead link is noticed after `NetworkTimeout` of
 /// silence and retried every `NetworkRetry`.
@@ -211,7 +211,7 @@ struct NsTarget {
 impl NsTarget {
     /// Writes the settings as `Host::start` does and starts the daemon; waits for its API.
     fn start(net: &Net, dir: &Path) -> NsTarget {
-        let (net_port, api_port) = (free_port().unwrap(), free_port().unwrap());
+        let [net_port, api_port] = free_ports().unwrap();
         let config = dir.join("rill.toml");
         std::fs::write(
             &config,

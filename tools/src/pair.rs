@@ -39,6 +39,20 @@ pub fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// `N` distinct free TCP ports on loopback: all held bound until each is chosen, as two
+/// ports bound and released one after the other can be the same one (a host refused to
+/// start with its network port equal to its management port).
+pub fn free_ports<const N: usize>() -> Result<[u16; N]> {
+    let held = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let mut ports = [0u16; N];
+    for (p, l) in ports.iter_mut().zip(&held) {
+        *p = l.local_addr()?.port();
+    }
+    Ok(ports)
+}
+
 impl Host {
     /// Writes the host's settings (`extra` lines are appended, TOML) and starts it, its
     /// jobs sharing a private capture instance: hosts of several tests run side by side
@@ -58,7 +72,7 @@ impl Host {
         capture: &'static str,
     ) -> Result<Host> {
         std::fs::create_dir_all(dir)?;
-        let (net_port, api_port) = (free_port()?, free_port()?);
+        let [net_port, api_port] = free_ports()?;
         let config = dir.join("rill.toml");
         let text = format!(
             "LoadSourceTarget = {}\nNetPort = {net_port}\nManagementPort = {api_port}\n\

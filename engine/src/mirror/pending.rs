@@ -17,8 +17,10 @@
 //! the operation was sent, so after it was captured, and its listing shows what it did.
 //!
 //! A step names a path, and the source moves on while the step waits: an operation that
-//! renames or exchanges a name with steps at or beneath it moves the steps too
-//! ([`Pending::follow`]), so the mirror reads the directory where it is now. And an
+//! renames a name with steps at or beneath it moves the steps too ([`Pending::follow`]),
+//! so the mirror reads the directory where it is now; an exchange swaps the steps beneath
+//! its two names and leaves each name a step of its own, both holding another object
+//! than before. And an
 //! operation that is sent but carries an object from beneath such a directory to a name
 //! outside (a rename, an exchange, a link) carries what the replica holds there, which
 //! may lack what the mirror was left to read: its names outside are remirrored.
@@ -29,9 +31,8 @@
 //! Every push and pop goes through this type, so the two agree.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-
 use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 
 use rill_abi::maps::user_dev_to_kernel;
 use rill_driver_linux::{Event, Op};
