@@ -240,22 +240,9 @@ impl TransmitLoop<'_> {
                 match popped {
                     Some(q) => {
                         self.overtaken(&mut handed_out, &q.event)?;
-                        // Left to a mirror that reads what it did later (`mirror::pending`);
-                        // an unfinished mirror is done again, so nothing is lost by a stop.
-                        let fate = match mirror.as_mut() {
-                            Some(m) => m.walk.takes_over(&q.event),
-                            None => TakeOver::Send {
-                                remirror: Vec::new(),
-                            },
-                        };
-                        if fate == TakeOver::Left {
-                            log::debug!("left to the mirror: {}", q.event.to_text());
-                        }
-                        if let TakeOver::Send { remirror } = fate {
-                            if let Some(failed) = self.send(&q.event, Stream::Replication)? {
-                                remirrors.failed([failed]);
-                            }
-                            self.stale_after(remirror.iter())?;
+                        let walk = mirror.as_mut().map(|m| &mut m.walk);
+                        if let Some(failed) = self.replicate(&q.event, walk)? {
+                            remirrors.failed([failed]);
                         }
                         last = q.seq;
                         unflushed += 1;
@@ -325,6 +312,27 @@ impl TransmitLoop<'_> {
         self.record_failures()?;
         let q = self.consumer.stats();
         (self.on_tick)(&q)
+    }
+
+    /// Sends one replication operation, unless the running mirror takes it over (it reads
+    /// what the operation did later: `mirror::pending`; an unfinished mirror is done
+    /// again, so nothing is lost by a stop). The name it failed on, if any.
+    fn replicate(
+        &mut self,
+        ev: &rill_driver_linux::Event,
+        mirror: Option<&mut Mirror>,
+    ) -> Result<Option<PathBuf>> {
+        let remirror = match mirror.map(|m| m.takes_over(ev)) {
+            Some(TakeOver::Left) => {
+                log::debug!("left to the mirror: {}", ev.to_text());
+                return Ok(None);
+            }
+            Some(TakeOver::Send { remirror }) => remirror,
+            None => Vec::new(),
+        };
+        let failed = self.send(ev, Stream::Replication)?;
+        self.stale_after(remirror.iter())?;
+        Ok(failed)
     }
 
     /// Sends one operation; the name it failed on (now in the change journal), if any.
