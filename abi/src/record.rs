@@ -67,6 +67,10 @@ pub const XATTR_VALUE_MAX: u64 = 65536;
 /// The largest name list of a `Prune` (131,072 names of 255 bytes and a separator, the
 /// most `MaxRemoveOrphansOpSize` allows, fit).
 pub const PRUNE_DATA_MAX: u64 = 32 << 20;
+/// `Create`: the bit of `args[1]` (the open flags) set when the open also truncated an
+/// existing file. It is Linux's `O_TRUNC`, and records carry it so whichever platform
+/// wrote them.
+pub const OPEN_TRUNC: u64 = 0o1000;
 /// `Prune`: `args[0]` bit for a range bounded above (its data holds `until`).
 pub const PRUNE_BOUNDED: u64 = 1;
 /// The most name rules a `Prune` carries.

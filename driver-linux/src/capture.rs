@@ -16,7 +16,6 @@ use rill_abi::{
     DirtyKey, Stat,
 };
 
-use crate::event::{DirtyReason, Event, Op};
 use crate::fanotify::FanotifySource;
 use crate::loader::{self, Instance};
 use crate::maps::DriverMaps;
@@ -24,6 +23,7 @@ use crate::mounts::MountTable;
 use crate::ring::{ReaderLock, RingReader};
 use crate::settings::{CaptureMode, DriverSettings};
 use crate::{DriverError, Result};
+use rill_ops::{DirtyReason, Event, Op};
 
 /// Where a session gets its events.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

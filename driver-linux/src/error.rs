@@ -62,6 +62,12 @@ pub enum DriverError {
 
 pub type Result<T> = std::result::Result<T, DriverError>;
 
+impl From<rill_ops::BadRecord> for DriverError {
+    fn from(e: rill_ops::BadRecord) -> DriverError {
+        DriverError::Record(e.0)
+    }
+}
+
 impl DriverError {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> DriverError {
         DriverError::Io {

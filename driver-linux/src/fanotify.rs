@@ -11,7 +11,7 @@
 //! `FAN_REPORT_DFID_NAME | FAN_REPORT_FID | FAN_REPORT_TARGET_FID`, one
 //! `FAN_MARK_FILESYSTEM` mark per file system):
 //!
-//! | fanotify | [`Op`](crate::event::Op) |
+//! | fanotify | [`Op`](rill_ops::Op) |
 //! |---|---|
 //! | `FAN_CREATE` | `Create`, `Mkdir` (`FAN_ONDIR`), `Symlink`, `Mknod` (type from `lstat`) |
 //! | `FAN_DELETE` | `Unlink`, `Rmdir` (`FAN_ONDIR`) |
@@ -41,8 +41,8 @@ use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::fanotify::{EventFFlags, Fanotify, InitFlags, MarkFlags, MaskFlags};
 
 use crate::error::{DriverError, Result};
-use crate::event::Event;
 use parse::{FidInfo, RawEvent};
+use rill_ops::Event;
 use translate::{translate, Loc, Resolved};
 
 /// Bytes read per `read(2)`; the largest FID event is well under 1 KiB.

@@ -12,8 +12,9 @@ use rill_driver_linux::{
     loader,
     maps::DriverMaps,
     settings::{CaptureMode, DriverSettings, DEFAULT_SETTINGS_FILE, SETTINGS},
-    status, Event, Result,
+    status, Result,
 };
+use rill_ops::Event;
 
 #[derive(Parser)]
 #[command(name = "rill-driver", version, about = "rill's Linux capture driver")]

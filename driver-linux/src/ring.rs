@@ -16,10 +16,14 @@ use nix::fcntl::{Flock, FlockArg};
 use rill_abi::maps::user_dev_to_kernel;
 use rill_abi::record::{FLAG_NOFOLLOW, FLAG_OBJECT_ID};
 use rill_abi::{Kind, Record};
+use rill_ops::decode::{to_event, PathCache};
+use rill_ops::Event;
 
-use crate::decode::{to_event, PathCache};
-use crate::event::Event;
 use crate::{DriverError, Result};
+
+// Records carry Linux's open flags as the kernel passed them; the decoder knows the
+// truncate bit by the ABI's name for it.
+const _: () = assert!(rill_abi::record::OPEN_TRUNC == libc::O_TRUNC as u64);
 
 pub const READER_LOCK: &str = "/run/rill/ring.lock";
 

@@ -65,7 +65,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use rill_driver_linux::capture::{Capture, Source};
 use rill_driver_linux::mounts::is_beneath;
 use rill_driver_linux::settings::{CaptureMode, DriverSettings, DEFAULT_SETTINGS_FILE};
-use rill_driver_linux::{loader, DirtyReason, DriverError, Event, Op};
+use rill_driver_linux::{loader, DriverError};
+use rill_ops::{DirtyReason, Event, Op};
 
 use crate::link::monotonic_ns;
 

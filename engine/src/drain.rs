@@ -29,7 +29,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use rill_abi::maps::user_dev_to_kernel;
-use rill_driver_linux::{DirtyReason, Event, Op};
+use rill_ops::{DirtyReason, Event, Op};
 
 use crate::repset::ReplicationSet;
 use crate::resolve::{open_data, read_file_range, read_range};

@@ -18,7 +18,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use rill_driver_linux::Op;
+use rill_ops::Op;
 
 /// The most names followed at once: far beyond a healthy stream, and a bound on memory
 /// and on the work a rename of a large tree full of them costs.

@@ -17,7 +17,6 @@ pub mod apply;
 pub mod capture_hub;
 pub mod change_journal;
 pub mod changed_since;
-pub mod codec;
 pub mod daemon;
 mod database;
 pub mod drain;

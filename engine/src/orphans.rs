@@ -21,7 +21,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 
-use rill_driver_linux::{KeepRange, NameRule};
+use rill_ops::{KeepRange, NameRule};
 
 use crate::repset::protected_by;
 
@@ -336,7 +336,7 @@ mod tests {
 
     #[test]
     fn names_the_rules_do_not_protect_are_spared() {
-        use rill_driver_linux::NameMatch;
+        use rill_ops::NameMatch;
         let d = tempfile::tempdir().unwrap();
         let r = d.path();
         for n in ["kept", "gone", "x.tmp", "y.tmp", "cache", "cache.tmp"] {

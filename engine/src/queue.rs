@@ -21,9 +21,8 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rill_driver_linux::{Event, Op};
+use rill_ops::{codec, Event, Op};
 
-use crate::codec;
 use crate::journal::{JournalError, JournalReader, JournalWriter};
 
 /// What happens when the memory queue reaches its threshold (`MemoryAllocatorCallbackMode`).

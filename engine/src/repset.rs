@@ -11,7 +11,7 @@
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
-use rill_driver_linux::{NameMatch, NameRule};
+use rill_ops::{NameMatch, NameRule};
 
 /// One rule of a replication set.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
-use rill_driver_linux::{DirtyReason, Event, Op};
+use rill_ops::{DirtyReason, Event, Op};
 
 use crate::apply::ApplyOptions;
 use crate::capture_hub::CaptureHub;

@@ -10,7 +10,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use rill_driver_linux::Event;
+use rill_ops::Event;
 
 use crate::apply::{Applier, ApplyError, ApplyOptions};
 use crate::proto::{Marker, Stream};
@@ -134,7 +134,7 @@ impl Transmit for LocalSink {
 mod tests {
     use super::*;
     use crate::resolve::ResolveError;
-    use rill_driver_linux::Op;
+    use rill_ops::Op;
     use std::os::unix::fs::PermissionsExt;
     use std::path::PathBuf;
 
@@ -203,7 +203,7 @@ mod tests {
         let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let mut sink = sink(src.path(), dst.path());
         let f = src.path().join("f");
-        let times = rill_driver_linux::FileTimes {
+        let times = rill_ops::FileTimes {
             atime: (1_600_000_000, 5),
             mtime: (1_500_000_000, 7),
         };

@@ -319,7 +319,7 @@ impl TransmitLoop<'_> {
     /// again, so nothing is lost by a stop). The name it failed on, if any.
     fn replicate(
         &mut self,
-        ev: &rill_driver_linux::Event,
+        ev: &rill_ops::Event,
         mirror: Option<&mut Mirror>,
     ) -> Result<Option<PathBuf>> {
         let remirror = match mirror.map(|m| m.takes_over(ev)) {
@@ -336,7 +336,7 @@ impl TransmitLoop<'_> {
     }
 
     /// Sends one operation; the name it failed on (now in the change journal), if any.
-    fn send(&mut self, ev: &rill_driver_linux::Event, stream: Stream) -> Result<Option<PathBuf>> {
+    fn send(&mut self, ev: &rill_ops::Event, stream: Stream) -> Result<Option<PathBuf>> {
         match self.sink.send(ev, stream) {
             Ok(()) => Ok(None),
             Err(SinkError::Stopped) => Ok(None),
@@ -352,7 +352,7 @@ impl TransmitLoop<'_> {
     /// A replication operation that a mirror overtook (see [`HandOuts::overtook`]) has its
     /// names remirrored by a later mirror; hand-out times no operation still to come can
     /// predate are forgotten.
-    fn overtaken(&mut self, hand_outs: &mut HandOuts, ev: &rill_driver_linux::Event) -> Result<()> {
+    fn overtaken(&mut self, hand_outs: &mut HandOuts, ev: &rill_ops::Event) -> Result<()> {
         if hand_outs.overtook(ev) {
             self.stale_after(ev.paths())?;
         }

@@ -6,8 +6,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rill_engine::codec;
 use rill_engine::proto::{Frame, Policy, MAX_FRAME};
+use rill_ops::codec;
 
 fuzz_target!(|data: &[u8]| {
     let Ok((frame, used)) = Frame::decode(data, MAX_FRAME) else {

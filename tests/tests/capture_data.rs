@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use rill_driver_linux::Op;
+use rill_ops::Op;
 use rill_tests::{data_pattern, require_kernel_support, TestDir, DATA_SIZES};
 
 const WORKLOAD: &str = env!("CARGO_BIN_EXE_rill-workload");

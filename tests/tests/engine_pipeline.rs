@@ -39,7 +39,7 @@ fn a_captured_workload_replicates_to_an_equal_tree() {
     assert!(
         events
             .iter()
-            .all(|e| !matches!(e.op, rill_driver_linux::Op::Overflow { .. })),
+            .all(|e| !matches!(e.op, rill_ops::Op::Overflow { .. })),
         "no loss"
     );
 

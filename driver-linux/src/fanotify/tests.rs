@@ -2,8 +2,8 @@
 //! and of the translation of kernel events into operations.
 
 use super::*;
-use crate::event::{DirtyReason, Op};
 use rill_abi::Kind;
+use rill_ops::{DirtyReason, Op};
 use std::ffi::CString;
 use std::os::unix::fs::MetadataExt;
 use std::process::Command;

@@ -6,7 +6,7 @@ use std::fs::Metadata;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use crate::event::{DirtyReason, Event, Op};
+use rill_ops::{DirtyReason, Event, Op};
 
 const DIRTY_MASK: u64 = libc::FAN_MODIFY | libc::FAN_ATTRIB | libc::FAN_CLOSE_WRITE;
 const MODIFIED: Op = Op::Dirty {

@@ -16,7 +16,7 @@
 //! the device's cache, so direct writes are covered as buffered ones are.
 //!
 //! The bytes to write directly must sit at page-aligned addresses. The target's frame
-//! reader receives a large write so that they do (`codec::data_alignment`), and then they
+//! reader receives a large write so that they do (`rill_ops::codec::data_alignment`), and then they
 //! are written where they are; otherwise they are staged through one reused aligned buffer.
 //!
 //! `O_DIRECT` is switched on for the held descriptor only around the direct part

@@ -33,7 +33,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rill_driver_linux::{Event, FileTimes, Op};
+use rill_ops::{Event, FileTimes, Op};
 
 use crate::orphans::{remove_orphans, stat_at, Removed};
 

@@ -72,10 +72,10 @@ impl fmt::Display for Reason {
     }
 }
 
-impl From<rill_driver_linux::DirtyReason> for Reason {
+impl From<rill_ops::DirtyReason> for Reason {
     /// The driver's reason for a dirty-file record.
-    fn from(r: rill_driver_linux::DirtyReason) -> Reason {
-        use rill_driver_linux::DirtyReason as D;
+    fn from(r: rill_ops::DirtyReason) -> Reason {
+        use rill_ops::DirtyReason as D;
         match r {
             D::RingFull => Reason::RingFull,
             D::StopLimit => Reason::StopLimit,

@@ -11,7 +11,7 @@
 
 use std::path::PathBuf;
 
-use rill_driver_linux::Op;
+use rill_ops::Op;
 
 use crate::followed::Followed;
 

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use rill_driver_linux::Event;
+use rill_ops::Event;
 use tokio::sync::{mpsc, watch};
 
 use crate::mgmt::{utc_time, ConError, ConErrorClass};
@@ -287,7 +287,7 @@ impl NetworkSink {
             Stream::Mirror => {
                 stats.mir_ops_pending.fetch_add(1, Ordering::Relaxed);
                 let bytes = match &ev.op {
-                    rill_driver_linux::Op::Write { len, .. } => *len,
+                    rill_ops::Op::Write { len, .. } => *len,
                     _ => 0,
                 };
                 stats.mir_bytes_pending.fetch_add(bytes, Ordering::Relaxed);

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use rill_ops::codec;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
@@ -19,7 +20,6 @@ use tokio_rustls::client::TlsStream;
 
 use super::carried::{self, Carry};
 use super::{ConState, Outgoing, Shared};
-use crate::codec;
 use crate::events::{self, EventLog, Level};
 use crate::mgmt::ConErrorClass;
 use crate::proto::{self, Compression, Frame, Marker, Policy, Stream, MAX_FRAME, VERSION};
@@ -379,7 +379,7 @@ fn encode(
             // replication fuzzer turns it on); nothing is formatted unless it is enabled.
             log::debug!("op {seq} {stream:?}: {}", ev.to_text());
             let data_bytes = match &ev.op {
-                rill_driver_linux::Op::Write { len, .. } => *len,
+                rill_ops::Op::Write { len, .. } => *len,
                 _ => 0,
             };
             // The guide's threshold is a file size; a write's length stands for it, as

@@ -35,7 +35,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rill_driver_linux::{Event, Op};
+use rill_ops::{Event, Op};
 
 mod pending;
 

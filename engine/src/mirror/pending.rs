@@ -35,7 +35,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use rill_abi::maps::user_dev_to_kernel;
-use rill_driver_linux::{Event, Op};
+use rill_ops::{Event, Op};
 
 use super::Step;
 use crate::resolve::join_rest;

@@ -16,10 +16,10 @@
 //!   the code says, with no dependency on a serializer's format stability; every length is
 //!   checked against a cap and the bytes at hand, so decoding never panics and never
 //!   allocates more than the frame's length (the fuzz target in `fuzz/` holds it to that).
-//! - **Op bodies are opaque `codec` bytes**, the same encoding as the disk queue, so one
-//!   decoder serves both. A write's data comes last in the record, so the sender writes
-//!   it after the frame's head without copying it in, and a receiver's decoded op holds
-//!   it as a view of the frame it arrived in (`io::FrameReader`).
+//! - **Op bodies are opaque `rill_ops::codec` bytes**, the same encoding as the disk
+//!   queue, so one decoder serves both. A write's data comes last in the record, so the
+//!   sender writes it after the frame's head without copying it in, and a receiver's
+//!   decoded op holds it as a view of the frame it arrived in (`io::FrameReader`).
 //! - **Compression per op, decided by the caller** (`compression`): only the caller knows
 //!   the file and its size (`MinCompressionFileSize`, `SkipCompressionFileExt`); a body is
 //!   sent compressed only when that makes it smaller, and decompression is capped.

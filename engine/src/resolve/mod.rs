@@ -27,7 +27,7 @@ use std::os::unix::fs::{DirEntryExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use rill_abi::maps::user_dev_to_kernel;
-use rill_driver_linux::{Event, FileTimes, Op};
+use rill_ops::{Event, FileTimes, Op};
 
 use crate::followed::Followed;
 
@@ -658,7 +658,7 @@ mod tests {
         let src = d.path();
         let mut r = Resolver::new(src, ResolveOptions::default());
         let mark = Op::Dirty {
-            reason: rill_driver_linux::DirtyReason::Modified,
+            reason: rill_ops::DirtyReason::Modified,
         };
         assert!(resolved(&mut r, Event::new(src.join("d/f"), mark)).is_empty());
         for (from, to, flags) in [("d", "e", 0), ("e/f", "g", libc::RENAME_EXCHANGE)] {

@@ -23,7 +23,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use rill_abi::maps::user_dev_to_kernel;
-use rill_driver_linux::FileTimes;
+use rill_ops::FileTimes;
 
 use super::{gone, move_beneath, swap_beneath, times_of, MAX_STALE};
 

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
-use rill_driver_linux::{Event, Op};
+use rill_ops::{Event, Op};
 use tokio::sync::mpsc;
 
 use super::syncer::{Point, Syncer};

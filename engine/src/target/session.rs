@@ -22,13 +22,12 @@ use tokio_rustls::server::TlsStream;
 use super::applier::{self, Entry, Shared};
 use super::{Context, SessionStats};
 use crate::apply::confined;
-use crate::codec;
 use crate::events::{self, Level};
 use crate::jobs::{DataState, TargetSession};
 use crate::proto::{
-    Frame, FrameReader, Policy, ProtoError, SeqCheck, SeqVerdict, MAX_FRAME, VERSION,
+    Frame, FrameReader, Policy, ProtoError, SeqCheck, SeqVerdict, MAX_FRAME, PAGE, VERSION,
 };
-use rill_driver_linux::Op;
+use rill_ops::{codec, Op};
 
 use crate::proto::refuse::{
     BUSY as REFUSE_BUSY, PROTOCOL as REFUSE_PROTOCOL, TARGET_PATH as REFUSE_PATH,
@@ -46,7 +45,8 @@ pub(super) async fn run(
     let (reader, writer) = tokio::io::split(stream);
     // Large writes arrive page-aligned, so the applier writes them to the disk from the
     // bytes received (see `apply::direct`).
-    let mut reader = FrameReader::new(reader, MAX_FRAME).with_placement(codec::data_alignment);
+    let mut reader = FrameReader::new(reader, MAX_FRAME)
+        .with_placement(|prefix| codec::data_alignment(prefix, PAGE));
     let mut writer = BufWriter::new(writer);
     let who = format!("{name} ({peer})");
     // Settings changed from now on reach this job's next connection.

@@ -37,7 +37,7 @@ use std::collections::BTreeMap;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 
-use rill_driver_linux::{Event, Op};
+use rill_ops::{Event, Op};
 
 use crate::followed::Followed;
 

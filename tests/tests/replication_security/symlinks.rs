@@ -5,7 +5,7 @@
 
 use std::ffi::OsString;
 
-use rill_driver_linux::{FileTimes, Op};
+use rill_ops::{FileTimes, Op};
 
 use crate::arena::Arena;
 use crate::rogue::{create, event, op_frame, write, Heard, Wire};

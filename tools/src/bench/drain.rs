@@ -29,8 +29,9 @@ use nix::unistd::Pid;
 use rill_driver_linux::{
     maps::DriverMaps,
     ring::{ReaderLock, RingReader},
-    status, Event, Op,
+    status,
 };
+use rill_ops::{Event, Op};
 use serde::{Deserialize, Serialize};
 
 /// What the reader saw, printed by the child as one JSON line.

@@ -14,9 +14,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use rill_driver_linux::{Event, Op};
 use rill_engine::journal::{Journal, JournalConfig};
 use rill_engine::queue::{queue, AtLimit, Consumer, Limits, Producer, Pushed};
+use rill_ops::{Event, Op};
 
 fn event(i: u64, size: usize) -> Event {
     let data = Some(vec![(i % 251) as u8; size].into());

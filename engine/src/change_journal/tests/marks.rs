@@ -134,7 +134,7 @@ fn reasons_times_and_counts_accumulate() {
 
 #[test]
 fn driver_reasons_map_one_to_one() {
-    use rill_driver_linux::DirtyReason as D;
+    use rill_ops::DirtyReason as D;
     let all = [
         D::RingFull,
         D::StopLimit,

@@ -186,8 +186,7 @@ async fn frames_small_and_large_come_out_equal_whatever_the_reads() {
 /// addresses, however the bytes are cut into reads, and every frame is unchanged.
 #[tokio::test]
 async fn a_placed_write_arrives_in_step_with_its_file_offsets() {
-    use crate::codec;
-    use rill_driver_linux::{Event, Op};
+    use rill_ops::{codec, Event, Op};
     let write = |offset: u64, len: usize| {
         let ev = Event::new(
             "dir/file",
@@ -217,7 +216,8 @@ async fn a_placed_write_arrives_in_step_with_its_file_offsets() {
     }
     for step in [7, 1000, 65_536, 1 << 22] {
         let reader = Chunks(bytes.clone(), 0, step);
-        let mut fr = FrameReader::new(reader, MAX_FRAME).with_placement(codec::data_alignment);
+        let mut fr = FrameReader::new(reader, MAX_FRAME)
+            .with_placement(|prefix| codec::data_alignment(prefix, PAGE));
         let mut got = Vec::new();
         while let Some(f) = fr.next().await.unwrap() {
             if let Frame::Op { body, .. } = &f {

@@ -4,10 +4,9 @@
 
 use std::path::PathBuf;
 
-use rill_driver_linux::{Event, Op};
+use rill_ops::{codec, Event, Op};
 
 use super::*;
-use crate::codec;
 
 /// Ops whose bodies are real `codec` records, so the fuzzer starts inside both decoders.
 fn codec_ops() -> Vec<Frame> {
@@ -32,21 +31,21 @@ fn codec_ops() -> Vec<Frame> {
         // A version 2 record: a directory's names with the rules that spare excluded ones.
         Event::new(
             "/srv/data",
-            Op::Prune(rill_driver_linux::KeepRange {
+            Op::Prune(rill_ops::KeepRange {
                 after: "a".into(),
                 until: Some("m".into()),
                 keep: vec!["b".into(), "cache".into()],
                 rules: vec![
-                    rill_driver_linux::NameRule {
-                        names: rill_driver_linux::NameMatch::Exact("cache".into()),
+                    rill_ops::NameRule {
+                        names: rill_ops::NameMatch::Exact("cache".into()),
                         include: false,
                     },
-                    rill_driver_linux::NameRule {
-                        names: rill_driver_linux::NameMatch::Wildcard("*.tmp".into()),
+                    rill_ops::NameRule {
+                        names: rill_ops::NameMatch::Wildcard("*.tmp".into()),
                         include: false,
                     },
-                    rill_driver_linux::NameRule {
-                        names: rill_driver_linux::NameMatch::All,
+                    rill_ops::NameRule {
+                        names: rill_ops::NameMatch::All,
                         include: true,
                     },
                 ],

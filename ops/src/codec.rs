@@ -1,21 +1,22 @@
-//! Operations as bytes, for the disk queue.
+//! Operations as bytes, for the disk queue and the wire.
 //!
 //! An operation is stored as a `rill-abi` capture record whose path sections hold its
-//! absolute path (an empty base and the path as the name), so the queue on disk speaks the
-//! same versioned, self-delimiting format as the driver's ring, and one decoder serves
-//! both. The sequence number is the journal's, kept beside the record.
+//! absolute path (an empty base and the path as the name), so the queue on disk and a
+//! peer's Op frames speak the same versioned, self-delimiting format as the driver's ring,
+//! and one decoder ([`crate::decode`]) serves all three. The sequence number is the
+//! journal's (or the frame's), kept beside the record.
 
 use std::os::unix::ffi::OsStrExt;
 
+use std::path::PathBuf;
+
 use bytes::Bytes;
 
-use crate::proto::PAGE;
-
-use rill_abi::record::{FLAG_OBJECT_ID, FLAG_RANGE_ONLY, FLAG_VALUES};
+use rill_abi::record::{FLAG_OBJECT_ID, FLAG_RANGE_ONLY, FLAG_VALUES, OPEN_TRUNC};
 use rill_abi::{Kind, Record, RecordHeader, Section, SECTION_COUNT};
-use rill_driver_linux::decode::{to_event_in, PathCache};
-use rill_driver_linux::{Event, Op};
-use std::path::PathBuf;
+
+use crate::decode::{to_event_in, PathCache};
+use crate::event::{Event, NameMatch, NameRule, Op};
 
 /// Why bytes are not an operation.
 #[derive(Debug, thiserror::Error)]
@@ -36,11 +37,10 @@ pub fn encode(ev: &Event, out: &mut Vec<u8>) -> Result<(), CodecError> {
 }
 
 /// A `Prune`'s name rules as its record's name section (see `rill_abi::Kind`).
-fn prune_rules(rules: &[rill_driver_linux::NameRule]) -> Vec<u8> {
+fn prune_rules(rules: &[NameRule]) -> Vec<u8> {
     use rill_abi::record::{
         PRUNE_MATCH_ALL, PRUNE_MATCH_EXACT, PRUNE_MATCH_WILDCARD, PRUNE_RULE_INCLUDE,
     };
-    use rill_driver_linux::NameMatch;
     let mut b = Vec::new();
     for r in rules {
         let include = if r.include { PRUNE_RULE_INCLUDE } else { 0 };
@@ -85,7 +85,7 @@ pub fn encode_but_data(ev: &Event, out: &mut Vec<u8>) -> Result<Bytes, CodecErro
         }
         Op::Create { mode, truncate } => {
             args[0] = *mode as u64;
-            args[1] = if *truncate { libc::O_TRUNC as u64 } else { 0 };
+            args[1] = if *truncate { OPEN_TRUNC } else { 0 };
         }
         Op::Mkdir { mode } | Op::Chmod { mode } => args[0] = *mode as u64,
         Op::Truncate { size } => args[0] = *size,
@@ -182,11 +182,11 @@ pub fn encode_but_data(ev: &Event, out: &mut Vec<u8>) -> Result<Bytes, CodecErro
 }
 
 /// For an encoded write whose first bytes are `prefix` (at least its record header): the
-/// address, modulo [`PAGE`], at which the encoding should start so that every byte of the
-/// data bound for a page-aligned file offset sits at a page-aligned address. The target
+/// address, modulo `page`, at which the encoding should start so that every byte of the
+/// data bound for a `page`-aligned file offset sits at a `page`-aligned address. A target
 /// receives large writes so, and writes them to the disk straight from the bytes received
-/// (`apply::direct`). `None` for anything but a write carrying data.
-pub fn data_alignment(prefix: &[u8]) -> Option<usize> {
+/// (the engine's `apply::direct`). `None` for anything but a write carrying data.
+pub fn data_alignment(prefix: &[u8], page: usize) -> Option<usize> {
     let h = rill_abi::RecordHeader::peek(prefix)?;
     let data = Section::Data as usize;
     if h.kind != Kind::Write as u8 || h.flags & FLAG_RANGE_ONLY != 0 || h.sections[data] == 0 {
@@ -194,7 +194,7 @@ pub fn data_alignment(prefix: &[u8]) -> Option<usize> {
     }
     let before: u64 = h.sections[..data].iter().map(|&l| u64::from(l)).sum();
     let data_at = rill_abi::HEADER_SIZE as u64 + before;
-    let page = PAGE as u64;
+    let page = page as u64;
     // (start + data_at) must be congruent to the file offset: offsets and addresses then
     // cross page boundaries together.
     Some(((h.args[0] % page + page - data_at % page) % page) as usize)
@@ -268,8 +268,8 @@ pub fn decode_relative(bytes: &Bytes) -> Result<Event, CodecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::{DirtyReason, FileTimes, KeepRange, NameMatch, NameRule};
     use proptest::prelude::*;
-    use rill_driver_linux::DirtyReason;
     use std::ffi::OsString;
     use std::path::PathBuf;
 
@@ -288,6 +288,7 @@ mod tests {
 
     #[test]
     fn data_alignment_puts_page_aligned_offsets_at_page_aligned_addresses() {
+        const PAGE: usize = 4096;
         for (offset, name) in [
             (0u64, "a"),
             (1000, "dir/some file"),
@@ -304,7 +305,7 @@ mod tests {
             );
             let mut enc = Vec::new();
             encode(&ev, &mut enc).unwrap();
-            let start = data_alignment(&enc).unwrap();
+            let start = data_alignment(&enc, PAGE).unwrap();
             assert!(start < PAGE);
             // Lay the encoding out at an address congruent to `start`, decode it there,
             // and find the byte bound for the first page-aligned offset.
@@ -333,7 +334,7 @@ mod tests {
         // Not a write with data, or not enough of it to judge: no placement.
         let mut enc = Vec::new();
         encode(&Event::new("a", Op::Unlink), &mut enc).unwrap();
-        assert_eq!(data_alignment(&enc), None);
+        assert_eq!(data_alignment(&enc, PAGE), None);
         let range_only = Event::new(
             "a",
             Op::Write {
@@ -344,8 +345,8 @@ mod tests {
         );
         enc.clear();
         encode(&range_only, &mut enc).unwrap();
-        assert_eq!(data_alignment(&enc), None);
-        assert_eq!(data_alignment(&[0u8; 50]), None);
+        assert_eq!(data_alignment(&enc, PAGE), None);
+        assert_eq!(data_alignment(&[0u8; 50], PAGE), None);
     }
 
     #[test]
@@ -411,7 +412,7 @@ mod tests {
                 0u32..1_000_000_000
             )
                 .prop_map(|(a, an, m, mn)| Op::Utimes {
-                    times: Some(rill_driver_linux::FileTimes {
+                    times: Some(FileTimes {
                         atime: (a, an),
                         mtime: (m, mn)
                     })
@@ -450,7 +451,6 @@ mod tests {
 
     #[test]
     fn only_a_prune_with_rules_needs_a_newer_record_and_bad_rules_are_errors() {
-        use rill_driver_linux::{KeepRange, NameMatch, NameRule};
         let plain = KeepRange {
             keep: vec!["a".into()],
             ..KeepRange::default()
@@ -485,7 +485,6 @@ mod tests {
     }
 
     fn prune() -> impl Strategy<Value = Op> {
-        use rill_driver_linux::{KeepRange, NameMatch, NameRule};
         let name = || "[a-z*?.]{1,12}".prop_map(OsString::from);
         let matcher = prop_oneof![
             Just(NameMatch::All),

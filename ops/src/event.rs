@@ -1,7 +1,7 @@
 //! Captured operations as userspace sees them.
 //!
 //! Every capture source (the eBPF ring, fanotify) produces [`Event`]s; sequence numbers are
-//! assigned afterwards, in the order events leave the source, by [`crate::capture`]. The
+//! assigned afterwards, in the order events leave the source, by the driver's capture. The
 //! JSON form is the one `rill-driver capture --json` prints, one object per line.
 
 use bytes::Bytes;

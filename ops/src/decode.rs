@@ -1,4 +1,7 @@
 //! Turning capture records into [`Event`]s: joining path sections and naming the details.
+//!
+//! One decoder for every reader of records: the driver's ring and the engine's queue and
+//! wire (`crate::codec`) speak the same format.
 
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -10,12 +13,19 @@ use rill_abi::{
     join_path,
     record::{
         FLAG_OBJECT_ID, FLAG_PARTIAL_MASK, FLAG_PATH_CACHED, FLAG_PATH_TRUNCATED, FLAG_VALUES,
+        OPEN_TRUNC,
     },
     Kind, Record, Section,
 };
 
 use crate::event::{DirtyReason, Event, FileTimes, KeepRange, NameMatch, NameRule, Op};
-use crate::{DriverError, Result};
+
+/// Why a capture record is not an operation: what was wrong, naming the record's kind.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadRecord(pub String);
+
+type Result<T> = std::result::Result<T, BadRecord>;
 
 fn path(r: &Record<'_>, base: Section, name: Section) -> Result<PathBuf> {
     // Each component's length byte becomes a '/', so the joined path is at most the two
@@ -23,7 +33,7 @@ fn path(r: &Record<'_>, base: Section, name: Section) -> Result<PathBuf> {
     let (b, n) = (r.section(base), r.section(name));
     let mut buf = vec![0u8; b.len() + n.len() + 2];
     let n = join_path(b, n, &mut buf)
-        .map_err(|e| DriverError::Record(format!("{} record: {e}", r.kind.name())))?;
+        .map_err(|e| BadRecord(format!("{} record: {e}", r.kind.name())))?;
     buf.truncate(n);
     Ok(PathBuf::from(OsString::from_vec(buf)))
 }
@@ -31,7 +41,7 @@ fn path(r: &Record<'_>, base: Section, name: Section) -> Result<PathBuf> {
 /// A `Prune`'s name list: NUL-terminated names, `after`, `until` if bounded, then the kept
 /// names (see [`Kind`]).
 fn prune(r: &Record<'_>) -> Result<Op> {
-    let bad = |what: &str| DriverError::Record(format!("prune record: {what}"));
+    let bad = |what: &str| BadRecord(format!("prune record: {what}"));
     let data = r.section(Section::Data);
     let body = data
         .strip_suffix(b"\0")
@@ -200,7 +210,7 @@ pub fn to_event_in(
             },
             Kind::Create => Op::Create {
                 mode: h.args[0] as u32,
-                truncate: h.args[1] & libc::O_TRUNC as u64 != 0,
+                truncate: h.args[1] & OPEN_TRUNC != 0,
             },
             Kind::Truncate => Op::Truncate { size: h.args[0] },
             Kind::Fallocate => Op::Fallocate {
