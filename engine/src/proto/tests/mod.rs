@@ -4,6 +4,7 @@ mod compression;
 mod errors;
 mod frames;
 mod io;
+mod kinds;
 mod seeds;
 mod seq;
 
