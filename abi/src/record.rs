@@ -126,6 +126,26 @@ pub const DIRTY_RESCAN_ALL: u64 = 5;
 ///
 /// Records of operations on an open file (`FLAG_OBJECT_ID`) carry a path cookie in
 /// `args[3]`, and with `FLAG_PATH_CACHED` no path section (see that flag).
+///
+/// A new kind touches (the guard `engine/src/proto/tests/kinds.rs` does not compile until
+/// the kind has a sample record there, and fails until the encodings below carry it):
+/// 1. `ebpf/src/handlers.rs` (and `ebpf/src/uring.rs` for an io_uring request): the
+///    program that writes its record; `syscalls.rs` and `driver-linux/src/loader.rs` for
+///    a syscall not attached yet.
+/// 2. This file: the variant, [`Kind::ALL`], [`Kind::name`], [`Kind::category`], the table
+///    above, and the section caps of [`Record::decode`] if it carries data or a name.
+/// 3. `ops/src/event.rs`: its `Op`, `Op::kind`, `Event::to_json`, and `Event::paths` for a
+///    second name (a target confines the names it lists).
+/// 4. `ops/src/decode.rs` (record → `Op`) and `ops/src/codec.rs` (`Op` → record; a second
+///    name given back relative in `decode_in`).
+/// 5. The source: `engine/src/resolve/mod.rs` (values read, names made relative),
+///    `engine/src/drain.rs` (which names a replication set judges) and
+///    `engine/src/mirror/pending.rs` (`leaves`: whether the mirror reads what it did).
+/// 6. The replica: `engine/src/apply/mod.rs` (and `engine/src/target/session.rs` if a
+///    target refuses it).
+/// 7. `driver-linux/src/fanotify/translate.rs` if the fallback sees it; the tests
+///    `tests/tests/capture_ebpf.rs` (exact capture) and the replication fuzzer's workload
+///    (`tests/src/replfuzz/generate.rs`, `ops.rs`).
 #[repr(u8)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kind {
