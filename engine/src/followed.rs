@@ -42,6 +42,12 @@ impl Followed {
         self.names.contains(name)
     }
 
+    /// Whether `name` is followed, or lies beneath a followed name (a directory whose
+    /// stale content is suspect with it).
+    pub fn holds(&self, name: &Path) -> bool {
+        name.ancestors().any(|a| self.names.contains(a))
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &PathBuf> {
         self.names.iter()
     }

@@ -221,14 +221,21 @@ impl Applier {
             path: ev.path.clone(),
         };
         let attributes = self.options.attributes;
-        if matches!(
-            ev.op,
-            Op::Mkdir { .. } | Op::Mknod { .. } | Op::Symlink { .. } | Op::Link { .. }
-        ) {
+        match ev.op {
             // A name made anew does not hold the file held open under it: that file's
             // removal came first on the source (or was lost, and this is a remirror), so
-            // nothing may reach it through the name any more, attributes included.
-            self.open.remove(rel);
+            // nothing may reach it through the name any more, attributes included. A
+            // directory made where one is keeps what it holds.
+            Op::Mkdir { .. } => {
+                self.open.remove(rel);
+            }
+            // These replace whatever holds the name, a directory with its content included
+            // (`make_new`): files held open beneath it are gone from the replica's names,
+            // and a later file made there must not reach them.
+            Op::Mknod { .. } | Op::Symlink { .. } | Op::Link { .. } => {
+                self.open.retain(|p, _| !p.starts_with(rel));
+            }
+            _ => {}
         }
         let r: io::Result<()> = match &ev.op {
             Op::Write {
@@ -311,29 +318,12 @@ impl Applier {
             }),
             Op::Rename { new_path, flags } => {
                 let to = confined(new_path)?;
-                // The open file keeps its data; it is synced under its new name. A file held
-                // open under the new name is replaced by the rename: later writes to that
-                // name must not reach it. A renamed directory moves what is open beneath it.
-                self.open.remove(to);
-                let moved: Vec<PathBuf> = self
-                    .open
-                    .keys()
-                    .filter(|p| p.starts_with(rel) || p.starts_with(to))
-                    .cloned()
-                    .collect();
-                for p in moved {
-                    if let Some(f) = self.open.remove(&p) {
-                        if let Ok(rest) = p.strip_prefix(rel) {
-                            self.open.insert(to.join(rest), f);
-                        }
-                    }
-                }
                 let ((fd, fname), (td, tname)) = (
                     self.parent(rel).map_err(err)?,
                     self.parent(to).map_err(err)?,
                 );
                 // SAFETY: valid dirfds and NUL-terminated names.
-                cvt(unsafe {
+                let renamed = cvt(unsafe {
                     libc::syscall(
                         libc::SYS_renameat2,
                         fd.as_raw_fd(),
@@ -342,8 +332,14 @@ impl Applier {
                         tname.as_ptr(),
                         *flags,
                     )
-                })
-                .map(drop)
+                });
+                // Only a rename that happened moves the open files: one refused leaves them
+                // under their names, and moved in this record they would take the writes
+                // meant for the names they moved to (found by the replication fuzzer).
+                if renamed.is_ok() {
+                    self.moved_open(rel, to);
+                }
+                renamed.map(drop)
             }
             Op::Link { target } => {
                 let existing = confined(target)?;
@@ -426,6 +422,30 @@ impl Applier {
             ))
         } else {
             self.parent(rel)
+        }
+    }
+
+    /// `rel` was renamed to `to` (or exchanged with it). The open file keeps its data; it
+    /// is synced under its new name. A file held open under the new name was replaced (or
+    /// moved to `rel`): later writes to that name must not reach it, and it is let go. A
+    /// renamed directory moves what is open beneath it.
+    fn moved_open(&mut self, rel: &Path, to: &Path) {
+        let moved: Vec<PathBuf> = self
+            .open
+            .keys()
+            .filter(|p| p.starts_with(rel) || p.starts_with(to))
+            .cloned()
+            .collect();
+        // All taken out first: an entry moved under `to` must not meet the removal of the
+        // one it replaces there.
+        let taken: Vec<(PathBuf, (File, Instant))> = moved
+            .into_iter()
+            .filter_map(|p| self.open.remove(&p).map(|f| (p, f)))
+            .collect();
+        for (p, f) in taken {
+            if let Ok(rest) = p.strip_prefix(rel) {
+                self.open.insert(to.join(rest), f);
+            }
         }
     }
 
@@ -822,6 +842,51 @@ pub(crate) mod tests {
             mode: 0o644,
             truncate: false,
         }
+    }
+
+    /// A rename the replica refuses moves nothing, the files held open under the old name
+    /// included: a later write by the new name must fail (and be remirrored), not reach
+    /// the file still under the old name (found by the replication fuzzer).
+    #[test]
+    fn a_refused_rename_leaves_open_files_under_their_names() {
+        let d = tempfile::tempdir().unwrap();
+        let mut a = Applier::new(d.path(), ApplyOptions::default()).unwrap();
+        a.apply(&Event::new("a", Op::Mkdir { mode: 0o755 }))
+            .unwrap();
+        a.apply(&Event::new("a/f", create())).unwrap();
+        a.apply(&Event::new("a/f", write(b"old"))).unwrap();
+        let to_missing = Op::Rename {
+            new_path: "gone/b".into(),
+            flags: 0,
+        };
+        assert!(a.apply(&Event::new("a", to_missing)).is_err());
+        assert!(a.apply(&Event::new("gone/b/f", write(b"new"))).is_err());
+        assert_eq!(std::fs::read(d.path().join("a/f")).unwrap(), b"old");
+        a.apply(&Event::new("a/f", write(b"add"))).unwrap();
+        assert_eq!(std::fs::read(d.path().join("a/f")).unwrap(), b"add");
+    }
+
+    /// A symlink, device node or hard link made where the replica has a directory
+    /// replaces it with what it holds; files held open beneath it are let go, so a file
+    /// made later under one of their names is a new file that gets its writes.
+    #[test]
+    fn a_name_made_over_a_directory_lets_go_of_the_files_open_beneath_it() {
+        let d = tempfile::tempdir().unwrap();
+        let mut a = Applier::new(d.path(), ApplyOptions::default()).unwrap();
+        let made = |a: &mut Applier| {
+            a.apply(&Event::new("d", Op::Mkdir { mode: 0o755 }))
+                .unwrap();
+            a.apply(&Event::new("d/f", create())).unwrap();
+            a.apply(&Event::new("d/f", write(b"bytes"))).unwrap();
+        };
+        made(&mut a);
+        let link = Op::Symlink {
+            target: "elsewhere".into(),
+        };
+        a.apply(&Event::new("d", link)).unwrap();
+        // A remirror's directory group, made over what the replica has under the name.
+        made(&mut a);
+        assert_eq!(std::fs::read(d.path().join("d/f")).unwrap(), b"bytes");
     }
 
     /// A write to a name the replica lacks is refused, not made into a file: only a

@@ -100,7 +100,7 @@ pub struct Mirror {
     /// Files whose names the link index was walked again for in this mirror (see
     /// [`Mirror::other_names`]).
     link_rewalked: HashSet<(u64, u64)>,
-    /// Directories above a remirror's roots already sent (see [`Mirror::ancestors`]).
+    /// Directories above a remirror's roots already sent (see [`Mirror::ancestor`]).
     heads: HashSet<PathBuf>,
     progress: MirrorProgress,
 }
@@ -185,21 +185,17 @@ impl Mirror {
                 return Some(group);
             }
             match self.todo.pop() {
-                Some(Step::Visit(p)) => {
-                    // A remirror visits a hard link's other names wherever they are: the
-                    // directories above them may be missing on the replica too.
-                    self.ancestors(&p);
-                    self.visit(&p);
-                }
                 // A root the source no longer has (a remirror of a file removed since, or
                 // of a rename's old name the target could not apply): remove it there.
                 Some(Step::Root(p)) if std::fs::symlink_metadata(&p).is_err() => {
                     self.ready.push_back(vec![Event::new(&p, Op::Unlink)]);
                 }
-                Some(Step::Root(p)) => {
-                    self.ancestors(&p);
-                    self.visit(&p);
-                }
+                // A remirror visits a hard link's other names wherever they are: the
+                // directories above them may be missing on the replica too. Each of those
+                // goes out as a group of its own, read when handed out, and the step is
+                // taken again after it.
+                Some(Step::Visit(p)) => self.take(p, Step::Visit),
+                Some(Step::Root(p)) => self.take(p, Step::Root),
                 Some(Step::Attributes(p)) => {
                     if let Ok(m) = std::fs::symlink_metadata(&p) {
                         let group = self.attributes(&p, &m, true);
@@ -219,6 +215,16 @@ impl Mirror {
         }
     }
 
+    /// Visits `p`, or readies a directory above it first and leaves the step (`again`) to
+    /// be taken after it (see [`Mirror::ancestor`]).
+    fn take(&mut self, p: PathBuf, again: fn(PathBuf) -> Step) {
+        if self.ancestor(&p) {
+            self.todo.push(again(p));
+        } else {
+            self.visit(&p);
+        }
+    }
+
     /// A remirror's root may lie beneath directories the replica does not have (removed
     /// there, or never made, by operations it could not apply), and then every operation
     /// of the root fails again, at each remirror, for good (found by the replication
@@ -227,12 +233,18 @@ impl Mirror {
     /// its attributes set; its names and what else it holds are left as they are. Once
     /// per directory and remirror; the same for the other names of a hard-linked file the
     /// remirror links (found by the replication fuzzer: a link refused in every remirror).
-    fn ancestors(&mut self, root: &Path) {
+    ///
+    /// Readies the first such directory not sent yet and returns true, or returns false
+    /// when there is none. One at a time, because a group is read when it is handed out:
+    /// the groups of all of them (and the root's own) read at once and handed out one by
+    /// one would be older than the operations sent between them (found by the replication
+    /// fuzzer: a hard link the source had removed made again by the group read before).
+    fn ancestor(&mut self, root: &Path) -> bool {
         let Some(mut dir) = self.link_scope.clone() else {
-            return;
+            return false;
         };
         let Some(rel) = root.strip_prefix(&dir).ok().and_then(Path::parent) else {
-            return;
+            return false;
         };
         for c in rel.components() {
             dir.push(c);
@@ -240,10 +252,10 @@ impl Mirror {
                 continue;
             }
             let Ok(m) = std::fs::symlink_metadata(&dir) else {
-                return;
+                return false;
             };
             if !m.is_dir() {
-                return;
+                return false;
             }
             let mut group = vec![Event::new(
                 &dir,
@@ -253,7 +265,9 @@ impl Mirror {
             )];
             group.extend(self.attributes(&dir, &m, false));
             self.ready.push_back(group);
+            return true;
         }
+        false
     }
 
     fn visit(&mut self, p: &Path) {
@@ -265,7 +279,7 @@ impl Mirror {
             return;
         }
         if ft.is_dir() {
-            // Made by this group: not to be sent again as a head (see `ancestors`).
+            // Made by this group: not to be sent again as a head (see `ancestor`).
             self.heads.insert(p.to_path_buf());
             let mut group = vec![Event::new(
                 p,
@@ -1129,6 +1143,34 @@ mod tests {
         let made = |p: &str| at(&r.join(p), &|o| matches!(o, Op::Mkdir { .. }));
         let linked = at(&r.join("x/y/b"), &|o| matches!(o, Op::Link { .. }));
         assert!(made("x") < linked && made("x/y") < linked, "{ops:?}");
+    }
+
+    /// Each group is read when it is handed out, the directories made above another name
+    /// of a file included: a name the source removed while the groups before it went out
+    /// (its removal sent between them) is not linked again (found by the replication
+    /// fuzzer: the replica kept a hard link the source had removed).
+    #[test]
+    fn a_name_removed_while_the_directories_above_it_went_out_is_not_linked() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        std::fs::create_dir_all(r.join("x/y")).unwrap();
+        std::fs::write(r.join("a"), b"a").unwrap();
+        std::fs::hard_link(r.join("a"), r.join("x/y/b")).unwrap();
+        std::fs::hard_link(r.join("a"), r.join("c")).unwrap();
+        let mut m = Mirror::remirror(vec![r.join("a")], r.to_path_buf(), set(r), options());
+        let mut ops = Vec::new();
+        while let Some(group) = m.next_group() {
+            let head_of_x = group[0].path == r.join("x");
+            ops.extend(group);
+            if head_of_x {
+                std::fs::remove_file(r.join("x/y/b")).unwrap();
+            }
+        }
+        let linked = |p: &str| {
+            ops.iter()
+                .any(|e| e.path == r.join(p) && matches!(e.op, Op::Link { .. }))
+        };
+        assert!(linked("c") && !linked("x/y/b"), "{ops:?}");
     }
 
     /// A hard link's first name renamed away while the mirror goes on: a later name of

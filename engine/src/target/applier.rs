@@ -490,6 +490,9 @@ impl Worker {
     /// (and returns false).
     fn apply(&mut self, seq: u64, ev: &Event) -> bool {
         log::debug!("job {}: applying op {seq}: {}", self.key.1, ev.to_text());
+        if let Some(why) = self.unsettled().and_then(|u| u.stale(ev)) {
+            return self.refuse(seq, ev, why);
+        }
         let mut tries = 0;
         loop {
             match self.applier.apply(ev) {
@@ -521,16 +524,21 @@ impl Worker {
                             ),
                         );
                     }
-                    log::warn!("job {}: op {seq} not applied: {e}", self.key.1);
-                    let why = e.to_string();
-                    if let Some(mut u) = self.unsettled() {
-                        u.refused(seq, ev, &why);
-                    }
-                    let _ = self.out.send(Frame::nak(seq, 1, &why));
-                    return false;
+                    return self.refuse(seq, ev, e.to_string());
                 }
             }
         }
+    }
+
+    /// Reports op `seq` refused (recorded, so its names stay unsettled and the refusal can
+    /// be repeated); returns false, as for every op not applied.
+    fn refuse(&self, seq: u64, ev: &Event, why: String) -> bool {
+        log::warn!("job {}: op {seq} not applied: {why}", self.key.1);
+        if let Some(mut u) = self.unsettled() {
+            u.refused(seq, ev, &why);
+        }
+        let _ = self.out.send(Frame::nak(seq, 1, &why));
+        false
     }
 
     fn unsettled(&self) -> Option<std::sync::MutexGuard<'_, Unsettled>> {

@@ -83,6 +83,35 @@ impl Unsettled {
         self.save();
     }
 
+    /// Why operation `ev`, which would change in place what the replica holds under its
+    /// name, must be refused instead: the name (or a directory above it) is not up to
+    /// date, so the object there is stale, and may be a file the replica also holds under
+    /// other names, which are up to date. Applied, a write or truncate meant for the file
+    /// the source has under the name changed that other file (found by the replication
+    /// fuzzer: a refused rename left a hard-linked file under its old name, the source
+    /// made a new file there, and its bytes reached the other names). The remirror that
+    /// every such name has coming rebuilds it from the source, after which the name
+    /// leaves the record (see [`Unsettled::applied`]).
+    pub fn stale(&self, ev: &Event) -> Option<String> {
+        let in_place = matches!(
+            ev.op,
+            Op::Write { .. }
+                | Op::Create { .. }
+                | Op::Truncate { .. }
+                | Op::Fallocate { .. }
+                | Op::Chmod { .. }
+                | Op::Chown { .. }
+                | Op::Utimes { .. }
+                | Op::SetXattr { .. }
+                | Op::RemoveXattr { .. }
+        );
+        (in_place && self.names.holds(&ev.path)).then(|| {
+            "not applied: the replica's object under this name is stale until it is \
+             remirrored"
+                .to_string()
+        })
+    }
+
     /// Operation `seq` was applied: names follow it. Returns why it must be refused all
     /// the same when it carried a name that is not up to date to another name.
     pub fn applied(&mut self, seq: u64, ev: &Event) -> Option<String> {
@@ -265,6 +294,56 @@ mod tests {
         assert!(u.applied(4, &ev("e", Op::Mkdir { mode: 0o755 })).is_none());
         assert!(u.applied(5, &rename("d", "x", 0)).is_none());
         assert!(u.applied(6, &rename("e", "y", 0)).is_none());
+    }
+
+    /// A refused rename leaves the replica's object under the old name, a file with
+    /// another name there. What the source then makes under the old name must not be
+    /// written into it: the replica's other name would take the new file's bytes (found by
+    /// the replication fuzzer). Refused instead, until the name's remirror removes it.
+    #[test]
+    fn an_in_place_change_of_a_stale_name_is_refused_until_it_is_rebuilt() {
+        let d = tempfile::tempdir().unwrap();
+        let mut a = crate::apply::Applier::new(d.path(), Default::default()).unwrap();
+        std::fs::create_dir(d.path().join("a")).unwrap();
+        std::fs::write(d.path().join("a/f"), b"shared").unwrap();
+        std::fs::hard_link(d.path().join("a/f"), d.path().join("other")).unwrap();
+        let mut u = Unsettled::default();
+        let moved = rename("a", "gone/b", 0);
+        assert!(
+            a.apply(&moved).is_err(),
+            "no directory gone/ on the replica"
+        );
+        u.refused(1, &moved, "ENOENT");
+        let made = [
+            ev(
+                "a/f",
+                Op::Create {
+                    mode: 0o644,
+                    truncate: true,
+                },
+            ),
+            ev(
+                "a/f",
+                Op::Write {
+                    offset: 0,
+                    len: 3,
+                    data: Some(b"new"[..].into()),
+                },
+            ),
+            ev("a/f", Op::Chmod { mode: 0o600 }),
+        ];
+        for op in &made {
+            assert!(u.stale(op).is_some(), "{op:?}");
+        }
+        assert_eq!(std::fs::read(d.path().join("other")).unwrap(), b"shared");
+        // Other names, and what makes or removes names, go on.
+        assert!(u.stale(&ev("other", Op::Chmod { mode: 0o600 })).is_none());
+        assert!(u.stale(&ev("a/g", Op::Mkdir { mode: 0o755 })).is_none());
+        // The remirror begins with the removal of the stale name: then it is rebuilt.
+        assert!(u.applied(2, &ev("a", Op::Unlink)).is_none());
+        for op in &made {
+            assert!(u.stale(op).is_none(), "{op:?}");
+        }
     }
 
     /// The record survives a restart: a refusal whose connection was lost is repeated by
