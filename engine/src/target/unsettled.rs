@@ -87,9 +87,10 @@ impl Unsettled {
     /// name, must be refused instead: the name (or a directory above it) is not up to
     /// date, so the object there is stale, and may be a file the replica also holds under
     /// other names, which are up to date. Applied, a write or truncate meant for the file
-    /// the source has under the name changed that other file (found by the replication
-    /// fuzzer: a refused rename left a hard-linked file under its old name, the source
-    /// made a new file there, and its bytes reached the other names). The remirror that
+    /// the source has under the name changed that other file (the likely cause of a
+    /// replication fuzzer run with hard-linked files of other bytes on the replica: a
+    /// refused rename left a hard-linked file under its old name, the source made a new
+    /// file there, its bytes would reach the other names). The remirror that
     /// every such name has coming rebuilds it from the source, after which the name
     /// leaves the record (see [`Unsettled::applied`]).
     pub fn stale(&self, ev: &Event) -> Option<String> {
@@ -298,8 +299,8 @@ mod tests {
 
     /// A refused rename leaves the replica's object under the old name, a file with
     /// another name there. What the source then makes under the old name must not be
-    /// written into it: the replica's other name would take the new file's bytes (found by
-    /// the replication fuzzer). Refused instead, until the name's remirror removes it.
+    /// written into it: the replica's other name would take the new file's bytes.
+    /// Refused instead, until the name's remirror removes it.
     #[test]
     fn an_in_place_change_of_a_stale_name_is_refused_until_it_is_rebuilt() {
         let d = tempfile::tempdir().unwrap();
