@@ -34,24 +34,39 @@ enum Command {
     Unload,
     /// Show the driver's state and statistics.
     Status {
+        /// One JSON object instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Print a setting's value (or every setting, with no name).
-    Get { name: Option<String> },
+    Get {
+        /// The setting's name, in any case (e.g. RingSizeMB).
+        name: Option<String>,
+    },
     /// Change a setting: saved to the settings file and applied to a loaded driver.
     Set {
+        /// The setting's name, in any case (e.g. RingSizeMB); the file gets its spelling.
         name: String,
-        /// May start with `-` (a negative number is a bad value, not a flag).
+        /// The new value, as `get` prints it. May start with `-` (a negative number is a
+        /// bad value, not a flag).
         #[arg(allow_hyphen_values = true)]
         value: String,
     },
-    /// Print every operation under DIR as it happens, until SIGINT or SIGTERM.
-    /// Load the driver and show live capture of a demo directory while a demo workload runs.
+    /// Show the driver at work: load it, print each operation of a demo workload in a fresh
+    /// temporary directory, show its status and unload it (a driver already loaded is left
+    /// alone, and a private instance captures).
     Demo,
+    /// The workload of `demo`, run by it in a child process (a capture never records its
+    /// own process).
     #[command(hide = true)]
-    DemoWorkload { dir: PathBuf },
+    DemoWorkload {
+        /// The demo's directory.
+        dir: PathBuf,
+    },
+    /// Print every operation under the given directories as it happens, until SIGINT or
+    /// SIGTERM.
     Capture {
+        /// A directory to capture beneath, recursively; repeat it for several.
         #[arg(long = "path", required = true)]
         paths: Vec<PathBuf>,
         /// One JSON object per line.

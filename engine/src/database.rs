@@ -4,9 +4,18 @@
 //! a file of another format, a damaged database, one another process holds. redb checks
 //! integrity on open and reports a damaged file as `Corrupted`; opening inside
 //! `catch_unwind` is a second guard so that no file, however mangled, panics rilld.
+//!
+//! Both must also survive being killed at any instant, including while the file is first
+//! made. redb initialises a new file in place: it sizes the file, writes its header, syncs,
+//! and only then writes the magic number. A process killed between the two writes leaves a
+//! file without the magic number, which every later open refuses ("magic number mismatch")
+//! and which cannot be told apart from a file of something else. So a new database is made
+//! under a temporary name and renamed into place only once redb has finished it.
 
+use std::fs::File;
+use std::io::ErrorKind;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use redb::{Database, DatabaseError, StorageError};
 
@@ -25,10 +34,63 @@ pub(crate) enum OpenError {
 pub(crate) fn open(path: &Path, cache_bytes: usize) -> Result<Database, OpenError> {
     match std::fs::metadata(path) {
         Ok(m) if !m.is_file() => return Err(OpenError::NotADatabase("not a regular file".into())),
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Ok(m) if m.len() > 0 => {}
+        Ok(_) => create(path, cache_bytes)?,
+        Err(e) if e.kind() == ErrorKind::NotFound => create(path, cache_bytes)?,
         Err(e) => return Err(OpenError::Io(e)),
     }
+    open_file(path, cache_bytes)
+}
+
+/// The name a new database at `path` is made under: beside it, so that the rename stays on
+/// one file system, and hidden, since it exists only while a creation is under way or after
+/// one was killed.
+fn creation_name(path: &Path) -> PathBuf {
+    let mut name = std::ffi::OsString::from(".");
+    name.push(path.file_name().unwrap_or_default());
+    name.push(".creating");
+    path.with_file_name(name)
+}
+
+/// Makes a complete, empty database at `path`, which is absent or an empty file, so that no
+/// instant of the creation leaves `path` half made (see the module doc). Creators of the
+/// same path take turns by a lock on its directory; so the temporary name can be fixed (a
+/// creation that was killed leaves it behind, and the next one starts it afresh) and the
+/// rename never replaces a database another process has just made.
+fn create(path: &Path, cache_bytes: usize) -> Result<(), OpenError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let dir = File::open(dir).map_err(OpenError::Io)?;
+    // released when `dir` is closed, on return or when the process dies
+    dir.lock().map_err(OpenError::Io)?;
+    match std::fs::metadata(path) {
+        // another process made it while this one waited for the lock; opening it reports
+        // anything wrong with it
+        Ok(m) if !m.is_file() || m.len() > 0 => return Ok(()),
+        Ok(_) => {}
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => return Err(OpenError::Io(e)),
+    }
+    let temp = creation_name(path);
+    match std::fs::remove_file(&temp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => return Err(OpenError::Io(e)),
+    }
+    // redb has synced the header and the magic number when this returns; closing it is
+    // what lets the open of `path` below lock the file
+    drop(open_file(&temp, cache_bytes)?);
+    std::fs::rename(&temp, path).map_err(OpenError::Io)?;
+    // the rename itself must survive a power loss, or the next start makes the file anew
+    // and whatever was committed to it meanwhile is lost
+    dir.sync_all().map_err(OpenError::Io)
+}
+
+/// Opens (or, in an empty or missing file, initialises) the database at `path` with redb,
+/// mapping redb's errors and panics onto [`OpenError`].
+fn open_file(path: &Path, cache_bytes: usize) -> Result<Database, OpenError> {
     let opened = catch_unwind(AssertUnwindSafe(|| {
         Database::builder()
             .set_check_integrity_on_open(true)
@@ -48,11 +110,80 @@ pub(crate) fn open(path: &Path, cache_bytes: usize) -> Result<Database, OpenErro
             "a redb database in file format {v}, which this build cannot open"
         ))),
         Ok(Err(DatabaseError::Storage(StorageError::Io(e))))
-            if e.kind() == std::io::ErrorKind::InvalidData =>
+            if e.kind() == ErrorKind::InvalidData =>
         {
             Err(OpenError::NotADatabase(e.to_string()))
         }
         Ok(Err(DatabaseError::Storage(StorageError::Io(e)))) => Err(OpenError::Io(e)),
         Ok(Err(e)) => Err(OpenError::Storage(e.into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What redb leaves when killed between its header write and its magic-number write: a
+    /// file of the initial size whose first bytes are not the magic number (here all zeros;
+    /// redb checks nothing before the magic number).
+    fn half_made_database(path: &Path) {
+        std::fs::write(path, vec![0u8; 1056768]).unwrap();
+    }
+
+    #[test]
+    fn a_creation_killed_in_redb_leaves_nothing_that_stops_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        for existing in [None, Some(&b""[..])] {
+            let path = dir.path().join(format!("db-{}", existing.is_some()));
+            if let Some(content) = existing {
+                std::fs::write(&path, content).unwrap();
+            }
+            half_made_database(&creation_name(&path));
+            let db = open(&path, 1 << 20).unwrap();
+            drop(db);
+            assert!(
+                !creation_name(&path).exists(),
+                "the leftover was not replaced"
+            );
+            // a database now, not a fresh creation each time: a commit survives a reopen
+            let def: redb::TableDefinition<u64, u64> = redb::TableDefinition::new("t");
+            let db = open(&path, 1 << 20).unwrap();
+            let tx = db.begin_write().unwrap();
+            tx.open_table(def).unwrap().insert(1, 2).unwrap();
+            tx.commit().unwrap();
+            drop(db);
+            let db = open(&path, 1 << 20).unwrap();
+            let tx = redb::ReadableDatabase::begin_read(&db).unwrap();
+            assert_eq!(
+                tx.open_table(def).unwrap().get(1).unwrap().unwrap().value(),
+                2
+            );
+        }
+    }
+
+    #[test]
+    fn a_half_made_database_at_the_path_itself_is_refused_untouched() {
+        // only a file this module made under its temporary name is known to be a killed
+        // creation; at the path, the same bytes may be someone's file, and are left alone
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        half_made_database(&path);
+        match open(&path, 1 << 20) {
+            Err(OpenError::NotADatabase(detail)) => assert!(detail.contains("magic"), "{detail}"),
+            other => panic!("expected NotADatabase, got {other:?}"),
+        }
+        assert_eq!(std::fs::read(&path).unwrap(), vec![0u8; 1056768]);
+    }
+
+    #[test]
+    fn the_temporary_name_lies_hidden_beside_the_database() {
+        assert_eq!(
+            creation_name(Path::new("jobs.redb")),
+            Path::new(".jobs.redb.creating")
+        );
+        assert_eq!(
+            creation_name(Path::new("/d/cj.redb")),
+            Path::new("/d/.cj.redb.creating")
+        );
     }
 }

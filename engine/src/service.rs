@@ -80,6 +80,8 @@ struct Counters {
 }
 
 const MARKER: &str = "rilld.running";
+/// A job's change journal, in its data directory.
+const CHANGE_JOURNAL: &str = "change-journal.redb";
 /// When a cleanly stopped run's capture stopped (wall-clock ns): where the next run looks
 /// for changes from (see `changed_since`).
 const STOPPED_AT: &str = "capture-stopped-at";
@@ -112,7 +114,7 @@ pub fn run(settings: &Settings, job: Job, sink: &mut dyn Transmit) -> Result<()>
     let log_dir = settings.log_dir();
     let log =
         Arc::new(EventLog::open(log_dir).with_context(|| format!("LogDir {}", log_dir.display()))?);
-    let changes = ChangeJournal::open(&data.join("change-journal.redb"))?;
+    let changes = ChangeJournal::open(&data.join(CHANGE_JOURNAL))?;
     let marker = data.join(MARKER);
     let resync = job.resync && !marker.exists();
     // Taken in any case, so a later unclean stop never finds an old one.
@@ -336,6 +338,11 @@ fn job_dirs(settings: &Settings, state_dir: Option<&str>) -> (PathBuf, PathBuf) 
     }
 }
 
+/// The change journal of the job kept in `state_dir` (`None`: the job of `rilld run`).
+pub fn change_journal_path(settings: &Settings, state_dir: Option<&str>) -> PathBuf {
+    job_dirs(settings, state_dir).0.join(CHANGE_JOURNAL)
+}
+
 /// Whether the last run of the job kept in `state_dir` stopped cleanly and recorded when
 /// its capture stopped, so a [`Job::resync`] start can look for what changed since.
 pub fn stopped_cleanly_before(settings: &Settings, state_dir: Option<&str>) -> bool {
@@ -428,20 +435,7 @@ fn reload(
         }
     };
     let before = current.clone();
-    let mut waiting = current.apply_live(&next);
-    // The guide applies these without a restart, but the open disk queue and change
-    // journal are not moved: a new location is used from the next start.
-    for (name, changed) in [
-        (
-            "QJournalDir",
-            current.q_journal_dir() != before.q_journal_dir(),
-        ),
-        ("DataPath", current.data_path() != before.data_path()),
-    ] {
-        if changed {
-            waiting.push(name);
-        }
-    }
+    let waiting = current.apply_live(&next);
     if *current != before {
         let mut limits = limits_of(current);
         // Memory size, spill threshold, alert and mode need a restart: keep those.

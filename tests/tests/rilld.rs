@@ -440,3 +440,97 @@ fn writes_beneath_the_syscalls_reach_the_replica() {
     assert!(rilld.wait().success(), "rilld exits 0 on SIGTERM");
     rill_tests::tree::assert_equal_trees(src.path(), dst.path());
 }
+
+/// What one meets before anything runs: a start from a bad settings file names every problem
+/// with its line, as `rilld settings check` lists them, and `rilld changes` with no journal
+/// says once where it looked and why, and makes no journal there.
+#[test]
+fn a_start_names_every_settings_problem_and_changes_says_where_it_looked() {
+    let state = TestDir::new("rilld-first-steps");
+    let rilld = |config: &Path, args: &[&str]| {
+        Command::new(rilld_bin())
+            .arg("--config")
+            .arg(config)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let bad = state.path().join("bad.toml");
+    std::fs::write(&bad, "QMemoryBufferMax = 0\nFoo = 1\n").unwrap();
+    let check = rilld(&bad, &["settings", "check"]);
+    let listed = String::from_utf8_lossy(&check.stdout).into_owned();
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+    for args in [
+        &["serve", "--capture", "private"][..],
+        &["run", "--source", "/", "--target", "/nonexistent"],
+        &["changes"],
+        &["settings", "list"],
+    ] {
+        let out = rilld(&bad, args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        for line in listed.lines() {
+            assert!(err.contains(line), "{args:?}: {line:?} missing from {err}");
+        }
+    }
+
+    let cfg = config(state.path());
+    let out = rilld(&cfg, &["changes"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let journal = state.path().join("data/change-journal.redb");
+    assert!(
+        err.starts_with(&format!(
+            "rilld: no change journal at {}",
+            journal.display()
+        )) && err.contains("`rilld run`")
+            && err.contains(&cfg.display().to_string()),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(!journal.exists(), "listing made a journal");
+}
+
+/// `rilld settings list` reads in a terminal of 100 columns: no line is wider, whatever the
+/// length of a setting's allowed values or description, and every setting is listed.
+#[test]
+fn settings_list_keeps_within_100_columns() {
+    let state = TestDir::new("rilld-list-width");
+    let cfg = config(state.path());
+    let out = Command::new(rilld_bin())
+        .arg("--config")
+        .arg(&cfg)
+        .args(["settings", "list"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let wide: Vec<String> = text
+        .lines()
+        .filter(|l| l.chars().count() > 100)
+        .map(|l| format!("{} columns: {l}", l.chars().count()))
+        .collect();
+    assert!(
+        wide.is_empty(),
+        "lines wider than 100 columns:\n{}",
+        wide.join("\n")
+    );
+    // each setting heads a block at the left margin, with its value from the file
+    let heads: Vec<&str> = text.lines().filter(|l| !l.starts_with(' ')).collect();
+    let names: Vec<&str> = heads.iter().filter_map(|h| h.split(' ').next()).collect();
+    let all: Vec<&str> = rill_engine::settings::SETTINGS
+        .iter()
+        .map(|d| d.name)
+        .collect();
+    assert_eq!(names, all, "{text}");
+    assert!(
+        heads.contains(&"QMemoryBufferMax = 32 (default 256; a change needs a restart)"),
+        "{text}"
+    );
+    let data = format!("DataPath = {}/data ", state.path().display());
+    assert!(heads.iter().any(|h| h.starts_with(&data)), "{text}");
+}

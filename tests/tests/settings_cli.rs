@@ -1,4 +1,5 @@
-//! `rill-driver get|set` and bad input on the command line, as an administrator meets it.
+//! `rill-driver get|set` and bad input on the command line, as an administrator meets it
+//! (and `rilld settings get|set` for the rule on setting names the two share).
 //!
 //! Every rejected value must exit 1 with a message naming the setting, the value and what
 //! is allowed, and must leave the settings file untouched; an unknown name must suggest the
@@ -302,4 +303,58 @@ fn an_unprivileged_user_is_told_root_is_needed() {
             "rill-driver {args:?} as nobody: {err}"
         );
     }
+}
+
+/// One rule for both binaries: a command names a setting in any case (the guide's names are
+/// case-insensitive, as Windows registry values are); what it prints and what it writes to
+/// the settings file use the guide's spelling. A name that is no setting in any case is
+/// refused with the one meant.
+#[test]
+fn setting_names_match_in_any_case_and_come_back_as_the_guide_spells_them() {
+    let dir = TestDir::new("setting-names");
+    let rilld = |args: &[&str]| {
+        std::process::Command::new(rill_tests::rilld_bin())
+            .arg("--config")
+            .arg(dir.path().join("rill.toml"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = rilld(&["settings", "set", "netport", "1600"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("NetPort: "),
+        "the change names the setting as the guide does: {}",
+        stdout(&out)
+    );
+    let text = std::fs::read_to_string(dir.path().join("rill.toml")).unwrap();
+    assert!(
+        text.contains("NetPort = 1600") && !text.contains("netport"),
+        "{text}"
+    );
+    for name in ["NetPort", "NETPORT", "nEtPoRt"] {
+        let out = rilld(&["settings", "get", name]);
+        assert_eq!(stdout(&out), "1600\n", "get {name}: {}", stderr(&out));
+    }
+    let out = rilld(&["settings", "get", "NetPrt"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("unknown setting `NetPrt` (did you mean `NetPort`?)"),
+        "{}",
+        stderr(&out)
+    );
+
+    let settings = SettingsFile::new().with("RingSizeMB", json!(8));
+    for name in ["RingSizeMB", "ringsizemb", "RINGSIZEMB"] {
+        let out = run_driver(&settings.path(), &["get", name]);
+        assert_eq!(stdout(&out), "8\n", "get {name}: {}", stderr(&out));
+    }
+    let g = PinnedGuard::acquire();
+    let out = g.driver_ok(&["set", "ringsizemb", "16"]);
+    assert!(out.starts_with("RingSizeMB = 16"), "{out}");
+    let text = std::fs::read_to_string(g.settings_file()).unwrap();
+    assert!(
+        text.contains("RingSizeMB = 16") && !text.contains("ringsizemb"),
+        "{text}"
+    );
 }

@@ -31,8 +31,11 @@ enum Command {
     Settings(SettingsCommand),
     /// Replicate SOURCE into the directory TARGET on this host until SIGINT or SIGTERM.
     Run {
+        /// The directory to replicate, with everything beneath it.
         #[arg(long)]
         source: PathBuf,
+        /// The directory its replica is kept in (made when missing); nothing outside it
+        /// is written.
         #[arg(long)]
         target: PathBuf,
         /// Drain the pinned driver (`rill-driver load`) instead of loading a private one.
@@ -61,7 +64,8 @@ enum Command {
     },
     /// Print the running engine's statistics (the guide's names), as JSON.
     Stats,
-    /// Print the change journal's pending entries (files to remirror), one JSON per line.
+    /// Print the pending entries (files to remirror) of the change journal `rilld run` keeps
+    /// in DataPath, one JSON object per line; refused while that `rilld run` is running.
     Changes,
 }
 
@@ -93,7 +97,7 @@ fn main() {
     match result {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            eprintln!("rilld: {e:#}");
+            eprintln!("rilld: {}", report(&e));
             std::process::exit(1);
         }
     }
@@ -108,7 +112,7 @@ fn run(
     mirror: bool,
     rules: Vec<(String, bool)>,
 ) -> anyhow::Result<i32> {
-    let settings = Settings::load_or_default(config)?;
+    let settings = Settings::for_start(config)?;
     let (stop, reload) = (
         Arc::new(AtomicBool::new(false)),
         Arc::new(AtomicBool::new(false)),
@@ -171,9 +175,32 @@ fn serve(config: &std::path::Path, capture: &str) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// `rilld changes`: the change journal of `rilld run`, which holds it open while it runs.
 fn changes(config: &std::path::Path) -> anyhow::Result<i32> {
-    let settings = Settings::load_or_default(config)?;
-    let journal = ChangeJournal::open(&settings.data_path().join("change-journal.redb"))?;
+    let settings = Settings::for_start(config)?;
+    let path = rill_engine::service::change_journal_path(&settings, None);
+    // Opening would make an empty journal, and the listing would then hide a wrong DataPath.
+    if !path.exists() {
+        anyhow::bail!(
+            "no change journal at {}: `rilld changes` lists the one `rilld run` keeps in \
+             DataPath (here from {}), made when it first runs; was it run with another \
+             --config? (The jobs of `rilld serve` keep theirs in DataPath/jobs/JOB.)",
+            path.display(),
+            if config.exists() {
+                format!("the settings file {}", config.display())
+            } else {
+                format!("the default: {} does not exist", config.display())
+            }
+        );
+    }
+    let journal = match ChangeJournal::open(&path) {
+        Err(rill_engine::change_journal::Error::Locked { .. }) => anyhow::bail!(
+            "{}: in use by a running `rilld run`, which alone may open it; stop it, and \
+             `rilld changes` lists what it left to remirror",
+            path.display()
+        ),
+        opened => opened?,
+    };
     for e in journal.pending(usize::MAX)? {
         println!(
             "{}",
@@ -190,7 +217,7 @@ fn changes(config: &std::path::Path) -> anyhow::Result<i32> {
 }
 
 fn stats(config: &std::path::Path) -> anyhow::Result<i32> {
-    let settings = Settings::load_or_default(config)?;
+    let settings = Settings::for_start(config)?;
     let path = settings.data_path().join("statistics.json");
     let text = std::fs::read_to_string(&path).with_context(|| {
         format!(
@@ -202,4 +229,41 @@ fn stats(config: &std::path::Path) -> anyhow::Result<i32> {
         serde_json::from_str(&text).with_context(|| format!("{}", path.display()))?;
     println!("{}", serde_json::to_string_pretty(&v)?);
     Ok(0)
+}
+
+/// `e` and its causes, as `{e:#}` gives them but without a cause its error's message already
+/// ends with: many of the engine's errors name their source in their message and also return
+/// it as their source, and `{e:#}` then said "No such file or directory" twice.
+fn report(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let cause = cause.to_string();
+        if text.is_empty() {
+            text = cause;
+        } else if !text.ends_with(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_names_each_cause_once() {
+        let io = || std::io::Error::from(std::io::ErrorKind::NotFound);
+        let path = std::path::Path::new("/nowhere/cj.redb");
+        let doubled = anyhow::Error::new(rill_engine::change_journal::Error::Io {
+            path: path.into(),
+            source: io(),
+        });
+        assert_eq!(format!("{doubled:#}"), format!("{doubled}: {}", io()));
+        assert_eq!(report(&doubled), format!("/nowhere/cj.redb: {}", io()));
+        // a context above names the cause anew: kept
+        let layered = anyhow::Error::new(io()).context("reading the queue");
+        assert_eq!(report(&layered), format!("reading the queue: {}", io()));
+    }
 }

@@ -71,7 +71,7 @@ pub fn host_name() -> String {
 /// Runs the daemon until `stop` is set (SIGINT / SIGTERM); its jobs share one capture
 /// from `capture`.
 pub fn serve(config: &Path, stop: Arc<AtomicBool>, capture: HubSource) -> Result<()> {
-    let settings = Settings::load_or_default(config)?;
+    let settings = Settings::for_start(config)?;
     let data = settings.data_path().to_path_buf();
     std::fs::create_dir_all(&data)
         .with_context(|| format!("creating DataPath {}", data.display()))?;

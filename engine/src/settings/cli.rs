@@ -5,21 +5,23 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use super::{find, set_in_file, Settings};
+use super::{find, set_in_file, FileProblems, Settings};
 
 /// `rilld settings ...`
 #[derive(Clone, Debug, PartialEq, Eq, clap::Subcommand)]
 pub enum SettingsCommand {
     /// List every setting: value, default, whether a change needs a restart, allowed values.
     List,
-    /// Print one setting's value (names are case-sensitive, as in the reference guide).
+    /// Print one setting's value.
     Get {
-        /// The setting's name, e.g. QMemoryBufferMax.
+        /// The setting's name as the reference guide spells it (any case), e.g.
+        /// QMemoryBufferMax.
         name: String,
     },
     /// Set one setting in the settings file, keeping the file's other lines and comments.
     Set {
-        /// The setting's name, e.g. QMemoryBufferMax.
+        /// The setting's name as the reference guide spells it (any case), e.g.
+        /// QMemoryBufferMax; the file gets the guide's spelling.
         name: String,
         /// The new value, as `get` prints it (e.g. 1024, unlimited, 1, /srv/queue, mp3.zip).
         #[arg(allow_hyphen_values = true)]
@@ -37,7 +39,7 @@ pub enum SettingsCommand {
 pub fn cli(cmd: SettingsCommand, config: &Path, out: &mut impl Write) -> Result<i32> {
     match cmd {
         SettingsCommand::List => {
-            let settings = load(config)?;
+            let settings = Settings::for_start(config)?;
             if !config.exists() {
                 writeln!(
                     out,
@@ -50,7 +52,7 @@ pub fn cli(cmd: SettingsCommand, config: &Path, out: &mut impl Write) -> Result<
         }
         SettingsCommand::Get { name } => {
             find(&name)?;
-            writeln!(out, "{}", load(config)?.get(&name)?)?;
+            writeln!(out, "{}", Settings::for_start(config)?.get(&name)?)?;
             Ok(0)
         }
         SettingsCommand::Set { name, value } => {
@@ -73,62 +75,63 @@ pub fn cli(cmd: SettingsCommand, config: &Path, out: &mut impl Write) -> Result<
         }
         SettingsCommand::Check { file } => {
             let file = file.as_deref().unwrap_or(config);
-            let problems = Settings::check_file_lines(file);
-            if problems.is_empty() {
+            let Some(problems) = FileProblems::of(file) else {
                 writeln!(out, "ok")?;
                 return Ok(0);
-            }
-            for p in &problems {
-                match p.line {
-                    Some(line) => writeln!(out, "{}:{line}: {}", file.display(), p.error)?,
-                    None => writeln!(out, "{}", p.error)?,
-                }
+            };
+            for line in problems.lines() {
+                writeln!(out, "{line}")?;
             }
             Ok(1)
         }
     }
 }
 
-fn load(config: &Path) -> Result<Settings> {
-    Settings::load_or_default(config).with_context(|| {
-        format!(
-            "reading the settings file {0} (`rilld settings check {0}` lists every problem)",
-            config.display()
-        )
-    })
-}
+/// The width `rilld settings list` keeps to, so that it reads in a terminal of 100 columns.
+const LIST_WIDTH: usize = 100;
 
+/// Each setting as a block: `Name = value (default ...; restart rule)`, then what it allows
+/// and what it is for beneath it, indented; every line wrapped to [`LIST_WIDTH`] (but for a
+/// single word longer than that).
 fn list(settings: &Settings, out: &mut impl Write) -> std::io::Result<()> {
-    let rows: Vec<[String; 5]> = settings
-        .list()
-        .into_iter()
-        .map(|(def, value)| {
-            [
-                def.name.to_string(),
-                value,
-                def.default.to_string(),
-                if def.restart { "yes" } else { "no" }.to_string(),
-                def.allowed(),
-            ]
-        })
-        .collect();
-    let header = ["NAME", "VALUE", "DEFAULT", "RESTART", "ALLOWED"].map(String::from);
-    let mut widths = [0; 5];
-    for row in std::iter::once(&header).chain(&rows) {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
+    for (def, value) in settings.list() {
+        let restart = if def.restart {
+            "a change needs a restart"
+        } else {
+            "a change applies on reload"
+        };
+        let head = format!(
+            "{} = {value} (default {}; {restart})",
+            def.name, def.default
+        );
+        let allowed = format!("allowed: {}", def.allowed());
+        for line in wrap(&head, "", "    ")
+            .into_iter()
+            .chain(wrap(&allowed, "    ", "      "))
+            .chain(wrap(def.help, "    ", "    "))
+        {
+            writeln!(out, "{line}")?;
         }
-    }
-    for row in std::iter::once(&header).chain(&rows) {
-        let mut line = String::new();
-        for (i, cell) in row.iter().enumerate() {
-            if i + 1 == row.len() {
-                line.push_str(cell);
-            } else {
-                line.push_str(&format!("{cell:<0$}  ", widths[i]));
-            }
-        }
-        writeln!(out, "{line}")?;
     }
     Ok(())
+}
+
+/// `text` in lines of at most [`LIST_WIDTH`] columns, broken between words: the first
+/// line starts with `first`, the others with `rest`.
+fn wrap(text: &str, first: &str, rest: &str) -> Vec<String> {
+    let mut lines = vec![first.to_string()];
+    let mut empty = true;
+    for word in text.split(' ').filter(|w| !w.is_empty()) {
+        let line = lines.last_mut().expect("starts with one line");
+        if !empty && line.chars().count() + 1 + word.chars().count() > LIST_WIDTH {
+            lines.push(format!("{rest}{word}"));
+        } else {
+            if !empty {
+                line.push(' ');
+            }
+            line.push_str(word);
+        }
+        empty = false;
+    }
+    lines
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
 
-use super::{index, Change, Result, Settings, SettingsError, SETTINGS};
+use super::{named, Change, Result, Settings, SettingsError, SETTINGS};
 
 /// Sets `name` to `value` in the settings file `path` (a missing file holds the defaults
 /// and is created) and returns the change.
@@ -20,7 +20,7 @@ use super::{index, Change, Result, Settings, SettingsError, SETTINGS};
 /// a mix; writers are serialised by a lock on the directory.
 pub fn set_in_file(path: &Path, name: &str, value: &str) -> Result<Change> {
     // An unknown name is refused before anything on disk is touched.
-    let i = index(name)?;
+    let i = named(name)?;
     // A link (say to a file kept under configuration management) stays a link.
     let path = resolve_links(path)?;
     let dir = parent(&path);

@@ -26,8 +26,8 @@
 //! [`Settings::check_file`] reports every problem of a file, not just the first.
 //!
 //! Settings whose change needs no restart are taken over by [`Settings::apply_live`]; the
-//! engine reads them at the point of use (a new `QJournalDir` holds the queue files created
-//! from then on). The others wait for the next start of the service.
+//! engine reads them at the point of use. The others (the locations of open files among
+//! them: `DataPath`, `QJournalDir`) wait for the next start of the service.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -103,11 +103,23 @@ pub enum SettingsError {
 
 type Result<T, E = SettingsError> = std::result::Result<T, E>;
 
-/// The definition of `name` (exact, case-sensitive).
+/// The definition of the setting a command names (`rilld settings`, the management API):
+/// the guide's name in any case, as `rill-driver` takes its settings' names.
 pub fn find(name: &str) -> Result<&'static SettingDef> {
-    Ok(&SETTINGS[index(name)?])
+    Ok(&SETTINGS[named(name)?])
 }
 
+/// The index of the setting a command names; see [`find`].
+fn named(name: &str) -> Result<usize> {
+    SETTINGS
+        .iter()
+        .position(|d| d.name.eq_ignore_ascii_case(name))
+        .ok_or_else(|| unknown(name))
+}
+
+/// The index of the setting a settings file's key names: exactly as the guide spells it
+/// (as in `rill-driver`'s file), so that a file reads the same to anyone searching it for
+/// the guide's names; a key in another case is refused with the name it was meant to be.
 fn index(name: &str) -> Result<usize> {
     SETTINGS
         .iter()
@@ -154,6 +166,53 @@ pub(crate) struct Problem {
     pub error: SettingsError,
 }
 
+/// Every problem of a settings file, as `rilld settings check` prints them and as a command
+/// that starts from the file refuses it: so that a refused start names every line to fix,
+/// not just the first, the same way `check` does.
+#[derive(Debug)]
+pub struct FileProblems {
+    path: PathBuf,
+    problems: Vec<Problem>,
+}
+
+impl FileProblems {
+    /// The problems of the file `path`; `None` when there is none.
+    pub fn of(path: &Path) -> Option<FileProblems> {
+        let problems = Settings::check_file_lines(path);
+        (!problems.is_empty()).then(|| FileProblems {
+            path: path.into(),
+            problems,
+        })
+    }
+
+    /// One line a problem, `FILE:LINE: problem` (or just the problem where it is not on a
+    /// line), in the order of the file.
+    pub fn lines(&self) -> impl Iterator<Item = String> + '_ {
+        self.problems.iter().map(|p| match p.line {
+            Some(line) => format!("{}:{line}: {}", self.path.display(), p.error),
+            None => p.error.to_string(),
+        })
+    }
+}
+
+impl std::fmt::Display for FileProblems {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.problems.len();
+        write!(
+            f,
+            "the settings file {} has {n} problem{}:",
+            self.path.display(),
+            if n == 1 { "" } else { "s" }
+        )?;
+        for line in self.lines() {
+            write!(f, "\n  {line}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for FileProblems {}
+
 /// The engine's settings: every value valid, alone and together.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Settings {
@@ -192,6 +251,23 @@ impl Settings {
         }
     }
 
+    /// The settings a command starts with: those of the file `path`, or the defaults when
+    /// it does not exist. A file with problems is refused with all of them.
+    pub fn for_start(path: &Path) -> Result<Settings, FileProblems> {
+        let (settings, problems) = Self::read_file(path);
+        match problems.first() {
+            None => Ok(settings),
+            Some(Problem {
+                error: SettingsError::Io { source, .. },
+                ..
+            }) if source.kind() == std::io::ErrorKind::NotFound => Ok(Settings::default()),
+            Some(_) => Err(FileProblems {
+                path: path.into(),
+                problems,
+            }),
+        }
+    }
+
     /// Parses the text of a settings file.
     pub fn from_toml_str(text: &str) -> Result<Settings> {
         Self::parse(text, Path::new("(settings text)"))
@@ -207,15 +283,24 @@ impl Settings {
     }
 
     pub(crate) fn check_file_lines(path: &Path) -> Vec<Problem> {
+        Self::read_file(path).1
+    }
+
+    /// What the file `path` gives, as [`Settings::read`]; a file that cannot be read is its
+    /// one problem.
+    fn read_file(path: &Path) -> (Settings, Vec<Problem>) {
         match std::fs::read_to_string(path) {
-            Ok(text) => Self::read(&text, path).1,
-            Err(source) => vec![Problem {
-                line: None,
-                error: SettingsError::Io {
-                    path: path.into(),
-                    source,
-                },
-            }],
+            Ok(text) => Self::read(&text, path),
+            Err(source) => (
+                Settings::default(),
+                vec![Problem {
+                    line: None,
+                    error: SettingsError::Io {
+                        path: path.into(),
+                        source,
+                    },
+                }],
+            ),
         }
     }
 
@@ -273,13 +358,13 @@ impl Settings {
 
     /// The value of `name` as text (`256`, `unlimited`, `1`, `/var/lib/rill/queue`).
     pub fn get(&self, name: &str) -> Result<String> {
-        Ok(self.values[index(name)?].to_string())
+        Ok(self.values[named(name)?].to_string())
     }
 
     /// Sets `name` from text as [`SettingDef::parse`] reads it, after checking it alone and
     /// against the other settings; nothing changes when it is refused.
     pub fn set(&mut self, name: &str, text: &str) -> Result<Change> {
-        let i = index(name)?;
+        let i = named(name)?;
         let def = &SETTINGS[i];
         let new = def.parse(text)?;
         let mut candidate = self.clone();

@@ -150,12 +150,14 @@ settings_table! {
         help: "operations the memory queue holds before queuing to disk",
     }
     // Disk queue. The guide's default is "the location specified during the installation";
-    // rill installs under /var/lib/rill.
+    // rill installs under /var/lib/rill. The guide applies a change live, but a job's disk
+    // queue is not moved while it is open (and a job started meanwhile would leave its
+    // queue apart from the others'), so a change waits for the next start.
     QJournalDir {
         kind: Kind::Path,
         unit: "",
         default: Value::Path(Cow::Borrowed("/var/lib/rill/queue")),
-        restart: false,
+        restart: true,
         help: "directory of the disk queue (best on a dedicated, fast local volume)",
     }
     QJournalFileSize {
@@ -230,12 +232,15 @@ settings_table! {
         restart: true,
         help: "track changed files so only they are remirrored after a reboot or auto-disconnect",
     }
-    // Default "the location where the files were installed": /var/lib/rill (FHS).
+    // Default "the location where the files were installed": /var/lib/rill (FHS). The guide
+    // applies a change live, but the open change journal, job store, identity and token are
+    // not moved (and a job started meanwhile would keep its state apart from the job
+    // store), so a change waits for the next start.
     DataPath {
         kind: Kind::Path,
         unit: "",
         default: Value::Path(Cow::Borrowed("/var/lib/rill")),
-        restart: false,
+        restart: true,
         help: "directory of the engine's databases (change journal, replication sets, connections)",
     }
     // Default "the location where the files were installed": /var/log/rill (FHS).

@@ -225,6 +225,18 @@ fn cli_set_says_whether_a_restart_is_needed() {
         run("TGRetryLocked", "10").unwrap(),
         (0, "TGRetryLocked: 10 -> 10 (unchanged)\n".into())
     );
+    // the engine does not move its open databases and queue: the locations wait for a start
+    for (name, value) in [
+        ("DataPath", "/srv/rill"),
+        ("QJournalDir", "/srv/rill/queue"),
+    ] {
+        let (code, out) = run(name, value).unwrap();
+        assert_eq!(code, 0);
+        assert!(
+            out.ends_with("(restart required: takes effect when rilld next starts)\n"),
+            "{out}"
+        );
+    }
     let e = run("NetPort", "80").unwrap_err();
     let msg = format!("{e:#}");
     assert!(
@@ -235,4 +247,11 @@ fn cli_set_says_whether_a_restart_is_needed() {
     let s = Settings::load(&config).unwrap();
     assert_eq!(s.net_port(), 1500);
     assert_eq!(s.tg_retry_locked(), std::time::Duration::from_secs(10));
+    // a name in another case is the setting, and the file gets the guide's spelling
+    let (_, out) = run("qlogwritethrough", "0").unwrap();
+    assert!(out.starts_with("QLogWriteThrough: 1 -> 0 "), "{out}");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("\nQLogWriteThrough = 0"), "{text}");
+    assert!(!text.contains("qlogwritethrough"), "{text}");
+    assert!(!Settings::load(&config).unwrap().q_log_write_through());
 }
