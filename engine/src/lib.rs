@@ -30,10 +30,13 @@ pub mod mirror;
 pub mod orphans;
 pub mod proto;
 pub mod queue;
-pub mod repset;
+/// Replication sets live in `rill-ops`, beside the name rules they produce, so a job's
+/// specification can be checked without the engine (`rill-mgmt`).
+pub use rill_ops::repset;
 pub mod resolve;
 pub mod service;
-pub mod settings;
+/// The settings are their own crate, `rill-settings`, which `rillctl` reads too.
+pub use rill_settings as settings;
 pub mod sink;
 pub mod target;
 pub mod tls;

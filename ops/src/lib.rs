@@ -4,7 +4,8 @@
 //! crate turns records into [`Event`]s ([`decode`]), and events into the bytes the disk
 //! queue stores and the wire carries and back ([`codec`], the same record format). The
 //! Linux driver produces these values from its ring, the engine queues, sends, resolves and
-//! applies them.
+//! applies them. A job's replication set ([`repset`]) says which of them it takes, and
+//! gives the driver the [`NameRule`]s it prunes its capture with.
 //!
 //! It is a crate of its own, depending on `rill-abi` and a few small crates only, because
 //! the model is not the Linux driver's: the Windows driver's user-mode side will produce
@@ -14,6 +15,7 @@
 pub mod codec;
 pub mod decode;
 pub mod event;
+pub mod repset;
 
 pub use decode::BadRecord;
 pub use event::{DirtyReason, Event, FileTimes, KeepRange, NameMatch, NameRule, Op};

@@ -11,7 +11,7 @@
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
-use rill_ops::{NameMatch, NameRule};
+use crate::event::{NameMatch, NameRule};
 
 /// One rule of a replication set.
 #[derive(Clone, Debug, PartialEq, Eq)]

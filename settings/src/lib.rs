@@ -28,6 +28,11 @@
 //! Settings whose change needs no restart are taken over by [`Settings::apply_live`]; the
 //! engine reads them at the point of use. The others (the locations of open files among
 //! them: `DataPath`, `QJournalDir`) wait for the next start of the service.
+//!
+//! This is a crate of its own, not a module of the engine, because `rillctl` reads the same
+//! file to find rilld (its `ManagementPort` and `DataPath`, where the management token is)
+//! and must report a bad file exactly as rilld does, without linking the engine (tokio,
+//! rustls, redb, aya). The engine re-exports it as `rill_engine::settings`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
