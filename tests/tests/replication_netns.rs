@@ -44,7 +44,7 @@ fn rillctl_bin() -> &'static Path {
             .args([
                 "build",
                 "-p",
-                "rill-tools",
+                "rill-ctl",
                 "--bin",
                 "rillctl",
                 "--target-dir",
@@ -53,7 +53,7 @@ fn rillctl_bin() -> &'static Path {
         let out = output_within(cmd, Duration::from_secs(900), "cargo build of rillctl");
         assert!(
             out.status.success(),
-            "`cargo build -p rill-tools --bin rillctl` failed ({}):\n{}",
+            "`cargo build -p rill-ctl --bin rillctl` failed ({}):\n{}",
             out.status,
             String::from_utf8_lossy(&out.stderr)
         );

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use rill_engine::mgmt::{Request, Response};
 
-use crate::ctl::render;
 use crate::pair::{in_sync, pair, start_job, Host, Role};
+use rill_ctl::render;
 
 /// Runs the demo, printing to `out`; `rilld` is the engine binary to start.
 pub fn run(rilld: &Path, out: &mut dyn Write) -> Result<()> {

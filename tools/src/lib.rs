@@ -1,7 +1,7 @@
-//! rill-tools: rill's administration, demonstration and benchmark tools.
+//! rill-tools: rill's demonstration and benchmark tools.
 //!
-//! The binaries are thin command-line shells over this library: `rillctl` ([`ctl`]) drives
-//! a running `rilld` through its management API; `rill-demo` ([`demo`]) is the main job on
+//! The binaries are thin command-line shells over this library (`rillctl` is the crate
+//! `rill-ctl`): `rill-demo` ([`demo`]) is the main job on
 //! an embedded default, a target and a source on this machine; `rill-bench`
 //! ([`mod@bench`]) measures capture overhead, the engine's queues and replication against
 //! rsync and lsyncd, side by side with baselines in the same run. [`pair`] starts and
@@ -10,7 +10,6 @@
 //! the link on demand.
 
 pub mod bench;
-pub mod ctl;
 pub mod demo;
 pub mod pair;
 pub mod relay;

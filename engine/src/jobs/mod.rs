@@ -25,10 +25,9 @@
 //! `put_session`) at most a few times a second, not once per operation.
 //!
 //! Every input is validated before it is stored ([`validate`]); what is stored is the
-//! normalised form.
-
-pub mod validate;
-pub mod words;
+//! normalised form. The specification of a job, its checks and its states are the
+//! management API's (`rill_mgmt::jobs`, re-exported here): `rillctl` checks a job before
+//! sending it, with the same code.
 
 #[cfg(test)]
 mod tests;
@@ -42,13 +41,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 use serde::{Deserialize, Serialize};
 
-use crate::repset::{ReplicationSet, Rule, RuleError};
+use crate::mgmt::JobInfo;
 
-pub use validate::{
-    check_name, check_peer, format_target, parse_target, SpecError, DEFAULT_TARGET_PORT,
-    MAX_NAME_LEN,
+pub use rill_mgmt::jobs::{
+    check_name, check_peer, format_target, parse_target, validate, DataState, JobRule, JobSpec,
+    JobState, MirrorState, SpecError, DEFAULT_TARGET_PORT, MAX_NAME_LEN,
 };
-pub use words::{DataState, JobState, MirrorState};
 
 /// Jobs by name; the value is a JSON [`Job`].
 const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("rill_jobs");
@@ -61,90 +59,6 @@ const META_FORMAT: &str = "format";
 const FORMAT: u64 = 1;
 /// A few hundred jobs and sessions at most: a small page cache is plenty.
 const CACHE_BYTES: usize = 4 << 20;
-
-/// One rule of a job's replication set, as the guide writes it: a path or wildcard, `Inc`
-/// (`include: true`) or `Exc`. Every rule of a job is recursive (`Rec`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JobRule {
-    pub pattern: String,
-    pub include: bool,
-}
-
-/// What a job replicates and where to.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JobSpec {
-    pub name: String,
-    /// The directory replicated (absolute); everything under it is included unless a rule
-    /// excludes it.
-    pub source: PathBuf,
-    /// The target's host name or address (IPv6 without brackets).
-    pub target_host: String,
-    pub target_port: u16,
-    /// Where the source's data goes on the target (absolute).
-    pub target_path: PathBuf,
-    #[serde(default)]
-    pub rules: Vec<JobRule>,
-}
-
-impl JobSpec {
-    /// The target as `host:port` (`[v6]:port`).
-    pub fn target(&self) -> String {
-        format_target(&self.target_host, self.target_port)
-    }
-
-    /// Checks every field and returns the spec normalised: paths without `//` and `.`,
-    /// relative rules made absolute under the source, an IPv6 host without brackets.
-    pub fn validated(self) -> Result<JobSpec, SpecError> {
-        check_name(&self.name)?;
-        let source = validate::check_path("source", &self.source)?;
-        let target_path = validate::check_path("target path", &self.target_path)?;
-        let host = self
-            .target_host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(&self.target_host)
-            .to_string();
-        let target = format_target(&host, self.target_port);
-        validate::check_host(&host).map_err(|why| SpecError::Target {
-            target: target.clone(),
-            why,
-        })?;
-        if self.target_port == 0 {
-            return Err(SpecError::Target {
-                target,
-                why: "port 0 is not allowed".into(),
-            });
-        }
-        let rules = self
-            .rules
-            .into_iter()
-            .map(|r| {
-                Ok(JobRule {
-                    pattern: validate::normalise_rule(&source, &r.pattern)?,
-                    include: r.include,
-                })
-            })
-            .collect::<Result<Vec<_>, SpecError>>()?;
-        Ok(JobSpec {
-            name: self.name,
-            source,
-            target_host: host,
-            target_port: self.target_port,
-            target_path,
-            rules,
-        })
-    }
-
-    /// The replication set the engine filters with: the source, included recursively,
-    /// then the rules (all recursive).
-    pub fn replication_set(&self) -> Result<ReplicationSet, RuleError> {
-        let mut rules = vec![Rule::new(&self.source.to_string_lossy(), true, true)?];
-        for r in &self.rules {
-            rules.push(Rule::new(&r.pattern, r.include, true)?);
-        }
-        Ok(ReplicationSet::new(rules))
-    }
-}
 
 /// A stored job: its spec and the state the daemon keeps for it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -160,6 +74,16 @@ pub struct Job {
     pub counters: BTreeMap<String, u64>,
     pub created_unix: u64,
     pub updated_unix: u64,
+}
+
+impl From<Job> for JobInfo {
+    fn from(job: Job) -> JobInfo {
+        JobInfo {
+            spec: job.spec,
+            state: job.state,
+            mirror: job.mirror,
+        }
+    }
 }
 
 /// The target's record of one source job.

@@ -1,55 +1,18 @@
-//! The local management API that `rillctl` drives.
+//! The server side of the local management API that `rillctl` drives.
 //!
-//! # Protocol
-//!
-//! JSON lines over TCP on the loopback address, port `ManagementPort` (the guide's 6326).
-//! A client first sends `{"token":"<64 hex digits>"}`; the server answers `{"ok":true,
-//! "version":"…"}`, or `{"error":"…"}` and closes the connection. Then each line the client
-//! sends is one [`Request`] and the server answers each with exactly one [`Response`] line,
-//! in order. A line that is not a request (bad JSON, unknown `op`, longer than
-//! [`MAX_REQUEST_LINE`]) is answered with `Response::Error` naming the problem, and the
-//! connection stays usable: a client bug should cost one request, not the session.
-//!
-//! # Why a token and not only loopback
-//!
-//! Binding to 127.0.0.1 keeps other hosts out but not other users of this host, and the API
-//! can create jobs that read any directory and trust new peers. So a client must prove it
-//! can read the token file (`DataPath/mgmt.token`, mode 0600, owned by rilld's user: root),
-//! which makes the API exactly as privileged as that file. The token is 32 random bytes,
-//! compared in constant time so that timing does not reveal how much of a guess matched.
-//! Failed logins are reported to the daemon (a callback) so it can log and count them.
-//!
-//! # Why JSON lines
-//!
-//! One request per line is trivial to drive from a shell (`nc`, `socat`) while debugging,
-//! to log, and to extend with fields that older clients ignore. The messages are small and
-//! rare; the efficiency of a binary format buys nothing here.
-//!
-//! The daemon implements [`Control`]; [`serve`] runs the protocol around it, [`Client`] is
-//! the blocking client `rillctl` uses.
+//! The protocol, its types, the token file and the blocking client are the crate
+//! `rill-mgmt` (see its documentation for the protocol and why it is its own crate), which
+//! `rillctl` is built from without the engine; they are re-exported here. What stays is the
+//! server: the daemon implements [`Control`], and [`serve`] runs the protocol around it on
+//! tokio.
 
-mod client;
 mod server;
-mod token;
-pub mod types;
 
 #[cfg(test)]
 mod tests;
 
-pub use client::{Client, ClientError, CONNECT_TIMEOUT, DEFAULT_CALL_TIMEOUT, MAX_RESPONSE_LINE};
+pub use rill_mgmt::*;
 pub use server::{serve, serve_with, ServeOptions};
-pub use token::{load_or_create_token, read_token, token_path, TOKEN_FILE_NAME};
-pub use types::{
-    utc_time, ConError, ConErrorClass, ConState, DataState, JobAction, JobInfo, JobState,
-    JobStatus, MirrorState, MirrorStatus, ReplicationStatus, Request, Response, SettingRow,
-    StatusReport, TargetCounters, TargetSessionStatus, TargetStatus, TransmitMode, TrustedPeer,
-};
-
-/// The management API's port when `ManagementPort` is not set (the guide's 6326).
-pub const DEFAULT_MANAGEMENT_PORT: u16 = 6326;
-
-/// The longest request line the server reads; longer lines are answered with an error.
-pub const MAX_REQUEST_LINE: usize = 1 << 20;
 
 /// What the daemon does with each request. Called on a blocking thread (tokio's
 /// `spawn_blocking`), so an implementation may take locks, touch the job store and do

@@ -9,8 +9,7 @@ use serde::Deserialize;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::token::same_token;
-use super::{Control, Request, Response, MAX_REQUEST_LINE};
+use super::{same_token, Control, Request, Response, MAX_REQUEST_LINE};
 
 /// Limits of [`serve_with`]; [`serve`] uses the defaults.
 #[derive(Clone, Debug)]

@@ -1,12 +1,8 @@
 use super::server::{read_line, Line};
-use super::token::same_token;
 use super::*;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -492,77 +488,4 @@ fn read_line_skips_long_lines() {
             Line::Eof,
         ]
     );
-}
-
-#[test]
-fn tokens_are_created_once_private_and_checked() {
-    let dir = tempfile::tempdir().unwrap();
-    let path: PathBuf = token_path(&dir.path().join("data"));
-    let t = load_or_create_token(&path).unwrap();
-    assert_eq!(t.len(), 64);
-    assert!(t.bytes().all(|b| b.is_ascii_hexdigit()));
-    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode, 0o600);
-    assert_eq!(load_or_create_token(&path).unwrap(), t, "created once");
-    assert_eq!(read_token(&path).unwrap(), t);
-    let other = load_or_create_token(&dir.path().join("other.token")).unwrap();
-    assert_ne!(other, t, "random");
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("data"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert_eq!(leftovers, [TOKEN_FILE_NAME], "nothing left aside");
-
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-    assert_eq!(load_or_create_token(&path).unwrap(), t);
-    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode, 0o600, "narrowed");
-
-    std::fs::write(&path, "not a token\n").unwrap();
-    let e = load_or_create_token(&path).unwrap_err();
-    assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
-    assert!(e.to_string().contains("expected 64 hex digits"), "{e}");
-    assert_eq!(
-        read_token(&path).unwrap_err().kind(),
-        std::io::ErrorKind::InvalidData
-    );
-
-    let link = dir.path().join("link.token");
-    std::os::unix::fs::symlink(&path, &link).unwrap();
-    let e = load_or_create_token(&link).unwrap_err();
-    assert!(e.to_string().contains("symbolic link"), "{e}");
-
-    let e = read_token(&dir.path().join("missing")).unwrap_err();
-    assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
-    assert!(e.to_string().contains("missing"), "names the file: {e}");
-}
-
-#[test]
-fn concurrent_creators_agree_on_one_token() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = Arc::new(dir.path().join("mgmt.token"));
-    let go = Arc::new(AtomicUsize::new(0));
-    let threads: Vec<_> = (0..8)
-        .map(|_| {
-            let (path, go) = (Arc::clone(&path), Arc::clone(&go));
-            std::thread::spawn(move || {
-                go.fetch_add(1, Ordering::SeqCst);
-                while go.load(Ordering::SeqCst) < 8 {
-                    std::hint::spin_loop();
-                }
-                load_or_create_token(&path).unwrap()
-            })
-        })
-        .collect();
-    let tokens: Vec<String> = threads.into_iter().map(|t| t.join().unwrap()).collect();
-    assert!(tokens.iter().all(|t| *t == tokens[0]), "{tokens:?}");
-}
-
-#[test]
-fn token_comparison() {
-    assert!(same_token(TOKEN, TOKEN));
-    assert!(!same_token("", TOKEN));
-    assert!(!same_token(&TOKEN[..63], TOKEN));
-    assert!(!same_token(&format!("{TOKEN}0"), TOKEN));
-    assert!(!same_token(&TOKEN.replace('f', "e"), TOKEN));
 }

@@ -4,7 +4,7 @@ use super::*;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 
-use rill_engine::mgmt::{
+use rill_mgmt::{
     ConError, ConErrorClass, ConState, DataState, JobInfo, JobState, JobStatus, MirrorState,
     MirrorStatus, ReplicationStatus, SettingRow, StatusReport, TargetCounters, TargetSessionStatus,
     TargetStatus, TransmitMode, TrustedPeer,

@@ -8,7 +8,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Component, Path, PathBuf};
 
-use crate::repset::{Rule, RuleError};
+use rill_ops::repset::{Rule, RuleError};
 
 /// The longest job name.
 pub const MAX_NAME_LEN: usize = 64;
@@ -100,7 +100,7 @@ pub fn check_path(what: &'static str, path: &Path) -> Result<PathBuf, SpecError>
 /// Checks one rule of a job whose (normalised) source is `source`, and returns its
 /// absolute, normalised pattern. A relative pattern (`*.tmp`, `cache`, `logs/*.gz`) is
 /// taken relative to the source, which is what someone typing `--exclude '*.tmp'` means.
-/// Wildcards (`*`, `?`) may appear only in the last component (see [`crate::repset`]),
+/// Wildcards (`*`, `?`) may appear only in the last component (see [`rill_ops::repset`]),
 /// and the rule must lie at or under the source: a job replicates nothing else.
 pub fn normalise_rule(source: &Path, pattern: &str) -> Result<String, SpecError> {
     let bad = |why: String| {

@@ -4,7 +4,7 @@
 //! reads here can be looked up in the guide; labels are plain English, with the guide's
 //! statistic name where a number would otherwise be ambiguous (ConRPL, ConRPT).
 
-use rill_engine::mgmt::{
+use rill_mgmt::{
     JobInfo, JobStatus, MirrorStatus, SettingRow, StatusReport, TargetStatus, TrustedPeer,
 };
 
@@ -389,7 +389,7 @@ pub fn trust(peers: &[TrustedPeer]) -> String {
             vec![
                 p.name.clone(),
                 p.fingerprint.clone(),
-                rill_engine::mgmt::utc_time(added),
+                rill_mgmt::utc_time(added),
             ]
         })
         .collect();

@@ -13,9 +13,10 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
+use rill_settings::SettingDef;
+
 use crate::jobs::words::guide_words;
-use crate::jobs::{Job, JobSpec};
-use crate::settings::SettingDef;
+use crate::jobs::JobSpec;
 
 pub use crate::jobs::{DataState, JobState, MirrorState};
 
@@ -130,16 +131,6 @@ pub struct JobInfo {
     pub spec: JobSpec,
     pub state: JobState,
     pub mirror: MirrorState,
-}
-
-impl From<Job> for JobInfo {
-    fn from(job: Job) -> JobInfo {
-        JobInfo {
-            spec: job.spec,
-            state: job.state,
-            mirror: job.mirror,
-        }
-    }
 }
 
 /// One engine setting.

@@ -1,4 +1,5 @@
-//! The management token file: created once by rilld, read by rillctl.
+//! The management token file: created once by rilld, read by rillctl, compared by the
+//! server ([`same_token`]).
 
 use std::fs::{File, OpenOptions, Permissions};
 use std::io::{self, Read, Write};
@@ -170,7 +171,7 @@ fn random_hex() -> io::Result<String> {
 
 /// Whether `given` equals `expected`, in time that depends only on `expected`'s length
 /// (which is not secret: every token has 64 digits).
-pub(crate) fn same_token(given: &str, expected: &str) -> bool {
+pub fn same_token(given: &str, expected: &str) -> bool {
     let (a, b) = (given.as_bytes(), expected.as_bytes());
     let mut diff = u8::from(a.len() != b.len());
     for (i, &y) in b.iter().enumerate() {
@@ -178,4 +179,88 @@ pub(crate) fn same_token(given: &str, expected: &str) -> bool {
     }
     // Keeps the optimiser from turning the loop into an early-exit comparison.
     std::hint::black_box(diff) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use std::os::unix::fs::PermissionsExt;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Arc;
+
+    const TOKEN: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+    #[test]
+    fn tokens_are_created_once_private_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path: PathBuf = token_path(&dir.path().join("data"));
+        let t = load_or_create_token(&path).unwrap();
+        assert_eq!(t.len(), 64);
+        assert!(t.bytes().all(|b| b.is_ascii_hexdigit()));
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(load_or_create_token(&path).unwrap(), t, "created once");
+        assert_eq!(read_token(&path).unwrap(), t);
+        let other = load_or_create_token(&dir.path().join("other.token")).unwrap();
+        assert_ne!(other, t, "random");
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("data"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(leftovers, [TOKEN_FILE_NAME], "nothing left aside");
+
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(load_or_create_token(&path).unwrap(), t);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "narrowed");
+
+        std::fs::write(&path, "not a token\n").unwrap();
+        let e = load_or_create_token(&path).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
+        assert!(e.to_string().contains("expected 64 hex digits"), "{e}");
+        assert_eq!(
+            read_token(&path).unwrap_err().kind(),
+            std::io::ErrorKind::InvalidData
+        );
+
+        let link = dir.path().join("link.token");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        let e = load_or_create_token(&link).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+
+        let e = read_token(&dir.path().join("missing")).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+        assert!(e.to_string().contains("missing"), "names the file: {e}");
+    }
+
+    #[test]
+    fn concurrent_creators_agree_on_one_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Arc::new(dir.path().join("mgmt.token"));
+        let go = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (path, go) = (Arc::clone(&path), Arc::clone(&go));
+                std::thread::spawn(move || {
+                    go.fetch_add(1, Ordering::SeqCst);
+                    while go.load(Ordering::SeqCst) < 8 {
+                        std::hint::spin_loop();
+                    }
+                    load_or_create_token(&path).unwrap()
+                })
+            })
+            .collect();
+        let tokens: Vec<String> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert!(tokens.iter().all(|t| *t == tokens[0]), "{tokens:?}");
+    }
+
+    #[test]
+    fn token_comparison() {
+        assert!(same_token(TOKEN, TOKEN));
+        assert!(!same_token("", TOKEN));
+        assert!(!same_token(&TOKEN[..63], TOKEN));
+        assert!(!same_token(&format!("{TOKEN}0"), TOKEN));
+        assert!(!same_token(&TOKEN.replace('f', "e"), TOKEN));
+    }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{Request, Response};
+use crate::{Request, Response};
 
 /// How long [`Client::connect`] waits for the TCP connection and the token's answer.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

@@ -1,7 +1,7 @@
-//! `rillctl`: administration of a running rilld through its local management API.
+//! rill-ctl: `rillctl`, administration of a running rilld through its local management API.
 //!
 //! rillctl holds no state of its own: every command is one request to rilld
-//! ([`rill_engine::mgmt`]), which validates it again and owns the job store, settings and
+//! ([`rill_mgmt`]), which validates it again and owns the job store, settings and
 //! trust. rillctl finds rilld the way rilld itself does, from the settings file: the API
 //! listens on 127.0.0.1 at `ManagementPort`, and the token that proves the caller may use
 //! it is in `DataPath/mgmt.token` (readable by root only, so rillctl is run as root).
@@ -10,6 +10,11 @@
 //! PEM files), so a typo is reported at once with what is allowed, and the daemon is only
 //! asked about things that need it. Daemon refusals are printed to stderr with exit status
 //! 1; usage errors exit with 2, as clap does.
+//!
+//! It is a crate of its own, built from `rill-mgmt` (the API's types, token and client) and
+//! `rill-settings` (to find rilld) only, so the administration tool does not link the
+//! engine: no tokio, rustls, redb or aya (`cargo tree -e normal -p rill-ctl`). The library
+//! is here for its tests and for `rill-demo`, which shows a status with [`render`].
 
 pub mod render;
 #[cfg(test)]
@@ -21,9 +26,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use rill_engine::jobs::{check_name, parse_target, JobRule, JobSpec};
-use rill_engine::mgmt::{self, Client, ClientError, JobAction, Request, Response};
-use rill_engine::settings::{Settings, DEFAULT_SETTINGS_FILE};
+use rill_mgmt::jobs::{check_name, parse_target, JobRule, JobSpec};
+use rill_mgmt::{self as mgmt, Client, ClientError, JobAction, Request, Response};
+use rill_settings::{Settings, DEFAULT_SETTINGS_FILE};
 
 /// rillctl's command line.
 #[derive(Debug, Parser)]
