@@ -1,15 +1,14 @@
-//! rill-tools: rill's demonstration and benchmark tools.
+//! rill-tools: rill's demonstration, and the two-host harness it shares with the benchmark
+//! and the end-to-end tests.
 //!
-//! The binaries are thin command-line shells over this library (`rillctl` is the crate
-//! `rill-ctl`): `rill-demo` ([`demo`]) is the main job on
-//! an embedded default, a target and a source on this machine; `rill-bench`
-//! ([`mod@bench`]) measures capture overhead, the engine's queues and replication against
-//! rsync and lsyncd, side by side with baselines in the same run. [`pair`] starts and
-//! pairs two `rilld` processes for the demo, the benchmark and the end-to-end tests;
-//! [`relay`] stands between them on loopback, counting the bytes on the wire and cutting
-//! the link on demand.
+//! `rill-demo` ([`demo`]) is the main job on an embedded default: a target and a source on
+//! this machine. [`pair`] starts and pairs two `rilld` processes for the demo, the
+//! benchmark (`rill-bench`, the crate in `benches/`) and the end-to-end tests; [`relay`]
+//! stands between them on loopback, counting the bytes on the wire and cutting the link on
+//! demand; [`rng`] is the seeded stream their workloads draw from. `rillctl` is the crate
+//! `rill-ctl`. This crate is apart from the engine because it drives `rilld` from outside,
+//! as an administrator would, through processes and the management API.
 
-pub mod bench;
 pub mod demo;
 pub mod pair;
 pub mod relay;

@@ -2,7 +2,7 @@
 //! rsync and lsyncd, measured in one run; bytes on the wire; rill's lag under a steady load.
 //!
 //! Three tools, each replicating to a target directory on this machine over loopback:
-//! - **rill**: a source and a target `rilld serve` ([`crate::pair`]), paired by their
+//! - **rill**: a source and a target `rilld serve` ([`rill_tools::pair`]), paired by their
 //!   certificates, default settings; one job per run, created and deleted around it, so no
 //!   capture is loaded while a peer runs.
 //! - **rsync**: a real `rsync --daemon` with one module; after the workload, one
@@ -43,7 +43,7 @@ use serde::Serialize;
 
 use super::workloads::{self, Tarball, TreeSpec};
 use super::{check_stop, StopFlag};
-use crate::pair::{pair, Host, Role};
+use rill_tools::pair::{pair, Host, Role};
 
 pub mod converge;
 pub mod cpu;
@@ -54,10 +54,10 @@ pub mod rill;
 mod run_fs;
 pub mod tree;
 
-use crate::relay::{Bytes, Relay};
 use converge::{wait_equal, Outcome, DIR_MODE_GRACE, POLL_STATUS, POLL_WALK};
 use peers::{Lsyncd, LsyncdTarget, RsyncDaemon};
 use rill::{run_lag, Lag, RillJob};
+use rill_tools::relay::{Bytes, Relay};
 use run_fs::{wait_files_closed, RunFs};
 use tree::Snapshot;
 
@@ -246,7 +246,7 @@ fn preflight(cfg: &Config) -> Result<()> {
     if !cfg.rilld.is_file() {
         bail!(
             "rilld not found at {}: build it beside rill-bench with \
-             `cargo build --release -p rill-engine -p rill-tools`, or give --rilld",
+             `cargo build --release -p rill-engine -p rill-bench`, or give --rilld",
             cfg.rilld.display()
         );
     }

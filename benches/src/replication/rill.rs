@@ -14,7 +14,7 @@ use super::{
     initial_sync, load, percentile, wait_files_closed, Env, Peer, Run, RunFs, Scenario, Tool,
     SETTLE,
 };
-use crate::pair::{in_sync, Host};
+use rill_tools::pair::{in_sync, Host};
 
 /// How often ConRPL is sampled during the lag measurement.
 const LAG_SAMPLE: Duration = Duration::from_millis(50);

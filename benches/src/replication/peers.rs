@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::pair::free_port;
+use rill_tools::pair::free_port;
 
 /// The rsync daemon's module name.
 pub const MODULE: &str = "bench";

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use super::super::{check_stop, StopFlag};
-use crate::rng::Rng;
+use rill_tools::rng::Rng;
 
 /// Size of each overwrite and of each paced write.
 pub const PAGE: usize = 4096;

@@ -1,4 +1,4 @@
-//! `rill-bench`: rill's benchmarks. A thin shell over `rill_tools::bench`.
+//! `rill-bench`: rill's benchmarks. A thin shell over `rill_bench`.
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use rill_tools::bench::replication::{self, Scenario, Tool};
-use rill_tools::bench::{capture, drain, report, workloads::TreeSpec};
+use rill_bench::replication::{self, Scenario, Tool};
+use rill_bench::{capture, drain, report, workloads::TreeSpec};
 
 #[derive(Parser)]
 #[command(name = "rill-bench", version, about = "rill's benchmarks")]
@@ -57,7 +57,7 @@ enum Command {
     /// tree, (c) 10,000 random 4 KiB overwrites in a 1 GiB file; bytes on the wire in (c);
     /// rill's ConRPL p50/p99 under 5,000 writes/s. Needs root, rsync and lsyncd
     /// (scripts/setup), and the rilld binary in the same directory as rill-bench (build both
-    /// with `cargo build --release -p rill-engine -p rill-tools`).
+    /// with `cargo build --release -p rill-engine -p rill-bench`).
     Replication(ReplicationArgs),
     /// (internal) The ring reader that `capture` starts as a child process.
     #[command(hide = true)]
@@ -191,12 +191,12 @@ fn main() {
             ops,
             spill_mb,
             memory_mb,
-        } => rill_tools::bench::engine::run(&dir, ops, spill_mb, memory_mb).map(|t| print!("{t}")),
+        } => rill_bench::engine::run(&dir, ops, spill_mb, memory_mb).map(|t| print!("{t}")),
         Command::Journal {
             dir,
             appends,
             rounds,
-        } => rill_tools::bench::journal::run(&dir, appends, rounds).map(|table| print!("{table}")),
+        } => rill_bench::journal::run(&dir, appends, rounds).map(|table| print!("{table}")),
     };
     if let Err(e) = result {
         eprintln!("rill-bench: {e:#}");

@@ -18,7 +18,9 @@ use rill_engine::journal::{Journal, JournalConfig};
 use rill_engine::queue::{queue, AtLimit, Consumer, Limits, Producer, Pushed};
 use rill_ops::{Event, Op};
 
-fn event(i: u64, size: usize) -> Event {
+/// The `i`th of a run of writes of `size` bytes, over 64 files (the criterion
+/// micro-benchmarks queue the same operations).
+pub fn event(i: u64, size: usize) -> Event {
     let data = Some(vec![(i % 251) as u8; size].into());
     let op = Op::Write {
         offset: i * size as u64,
@@ -28,7 +30,8 @@ fn event(i: u64, size: usize) -> Event {
     Event::new(format!("/data/file-{}", i % 64), op)
 }
 
-fn open_queue(dir: &Path, memory_bytes: u64) -> Result<(Producer, Consumer)> {
+/// A queue over a fresh journal in `dir` that spills past `memory_bytes`.
+pub fn open_queue(dir: &Path, memory_bytes: u64) -> Result<(Producer, Consumer)> {
     let mut cfg = JournalConfig::new(dir);
     cfg.segment_bytes = 64 << 20;
     cfg.free_space_min_bytes = 0;

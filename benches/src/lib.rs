@@ -1,4 +1,11 @@
-//! Benchmarks of rill, run as `rill-bench <name>`.
+//! rill-bench: rill's benchmarks, run as `rill-bench <name>`, and criterion
+//! micro-benchmarks of the hot paths (`cargo bench -p rill-bench`, in `benches/benches/`).
+//!
+//! The harness measures whole stages against their baselines (capture overhead, the
+//! engine's queues, replication against rsync and lsyncd); the micro-benchmarks time one
+//! step each (record decode, queue push and pop, frame encode and decode, apply dispatch),
+//! so a regression in one stage shows without running a replication. It is a crate of its
+//! own so that neither the engine nor the tools carry benchmark code or its dependencies.
 //!
 //! Every throughput or overhead claim must come from a measurement taken side by side with
 //! its baseline in the same run (DESIGN.md, "Measured, not assumed"). The machines rill is
