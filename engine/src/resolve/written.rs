@@ -41,12 +41,16 @@ pub(super) struct Written {
     homeless: Vec<(u64, u64)>,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Entry {
     /// (kernel device, inode) written, when the capture said.
     object: Option<(u64, u64)>,
     /// The file had other names when written, or was given one since.
     linked: bool,
+    /// For an operation by name (`truncate(2)`, which follows a final symlink), the
+    /// directory of the name it named: where a relative symlink it went through leads
+    /// from, wherever later renames take the link (see [`reached`]).
+    named_in: Option<PathBuf>,
 }
 
 impl Written {
@@ -79,6 +83,10 @@ impl Written {
         let entry = Entry {
             object: object.or(linked),
             linked: linked.is_some(),
+            named_in: object
+                .is_none()
+                .then(|| rel.parent().map(Path::to_path_buf))
+                .flatten(),
         };
         self.keep(rel.to_path_buf(), entry);
     }
@@ -130,6 +138,7 @@ impl Written {
         if let Some(Entry {
             object: Some(o),
             linked,
+            ..
         }) = self.by_name.remove(rel)
         {
             let other = self.aliases.iter().find(|(_, f)| **f == o).map(|(p, _)| p);
@@ -138,6 +147,7 @@ impl Written {
                     let entry = Entry {
                         object: Some(o),
                         linked: true,
+                        named_in: None,
                     };
                     self.by_name.entry(other).or_insert(entry);
                 }
@@ -204,7 +214,7 @@ impl Written {
                 continue;
             }
             if m.file_type().is_symlink() {
-                due.extend(reached(source, &rel));
+                due.extend(reached(source, &rel, entry.named_in.as_deref()));
                 continue;
             }
             due.push((rel, times_of(&m)));
@@ -233,8 +243,20 @@ impl Written {
 /// read, and names the link when the name has moved on by then. The replica followed the
 /// same link (its times moved there), so the times due are that file's (found by the
 /// replication fuzzer: a link's times sent, its file keeping the replica's apply time).
-fn reached(source: &Path, rel: &Path) -> Option<(PathBuf, FileTimes)> {
-    let real = std::fs::canonicalize(source.join(rel)).ok()?;
+///
+/// A relative link leads from the directory of the name the call named (`named_in`),
+/// where the call followed it, not from wherever a rename sent since has moved the link:
+/// read from there, it led to another file or none, and the truncated file kept the
+/// replica's apply time (found by the replication fuzzer).
+fn reached(source: &Path, rel: &Path, named_in: Option<&Path>) -> Option<(PathBuf, FileTimes)> {
+    let link = source.join(rel);
+    let from = match (named_in, std::fs::read_link(&link)) {
+        (Some(dir), Ok(target)) if target.is_relative() && rel.parent() != Some(dir) => {
+            source.join(dir).join(target)
+        }
+        _ => link,
+    };
+    let real = std::fs::canonicalize(from).ok()?;
     let base = std::fs::canonicalize(source).ok()?;
     let m = std::fs::symlink_metadata(&real).ok()?;
     let inside = real.strip_prefix(&base).ok()?.to_path_buf();
@@ -321,6 +343,25 @@ mod tests {
         std::os::unix::fs::symlink("file", src.join("d/link")).unwrap();
         let mut w = Written::default();
         w.wrote(src, Path::new("d/link"), None);
+        let due: Vec<PathBuf> = w.take_due(src).into_iter().map(|(p, _)| p).collect();
+        assert_eq!(due, [PathBuf::from("d/file")]);
+    }
+
+    /// The same when the link was moved to another directory before the times were due:
+    /// its relative target leads from where the truncate named it, not from where it is.
+    #[test]
+    fn times_of_a_file_truncated_through_a_symlink_moved_since_are_due_under_its_name() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path();
+        for dir in ["d", "e"] {
+            std::fs::create_dir(src.join(dir)).unwrap();
+            std::fs::write(src.join(dir).join("file"), dir).unwrap();
+        }
+        std::os::unix::fs::symlink("file", src.join("d/link")).unwrap();
+        let mut w = Written::default();
+        w.wrote(src, Path::new("d/link"), None);
+        std::fs::rename(src.join("d/link"), src.join("e/link")).unwrap();
+        w.renamed(Path::new("d/link"), Path::new("e/link"));
         let due: Vec<PathBuf> = w.take_due(src).into_iter().map(|(p, _)| p).collect();
         assert_eq!(due, [PathBuf::from("d/file")]);
     }
