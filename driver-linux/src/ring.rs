@@ -168,16 +168,21 @@ impl RingReader {
     }
 }
 
-/// Whether the record is a call by name that followed a final symlink: an owner or times
-/// call without `AT_SYMLINK_NOFOLLOW` (`chown`, `utimes`, `fchownat`, `utimensat`), or a
-/// mode or size call by name, which always follows one (`chmod`, `fchmodat`, `truncate`).
-/// Named by the link, such an operation the replica refused had its link remirrored, not
-/// the file it changed (found by the replication fuzzer: a mode lost for good).
+/// Whether the record is an owner or times call by name that followed a final symlink
+/// (`chown`, `utimes`, `fchownat`, `utimensat` without `AT_SYMLINK_NOFOLLOW`): the
+/// replica applies those to the name itself, so the name must be the file's.
+///
+/// A mode or size call by name (`chmod`, `fchmodat`, `truncate`) always follows a link,
+/// on the replica too, so it keeps the name the caller gave: at its point of the stream
+/// the replica's name leads where the source's did at the call. Named by the file the
+/// name reached when the record is read, such a call was misnamed whenever the name
+/// changed in between (found by the replication fuzzer: a file renamed over by a symlink
+/// 11 ms after its truncate, and the truncate applied on the replica to the other file
+/// the new link leads to). A replica that refuses such a call has the link's name
+/// remirrored, and with it the file the link leads to (see `Mirror::remirror`).
 fn followed_a_name(r: &Record<'_>) -> bool {
-    matches!(
-        r.kind,
-        Kind::Chown | Kind::Utimes | Kind::Chmod | Kind::Truncate
-    ) && r.header.flags & (FLAG_NOFOLLOW | FLAG_OBJECT_ID) == 0
+    matches!(r.kind, Kind::Chown | Kind::Utimes)
+        && r.header.flags & (FLAG_NOFOLLOW | FLAG_OBJECT_ID) == 0
 }
 
 /// A hard link says which file it named only by a name, and the name may hold another

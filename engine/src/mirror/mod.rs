@@ -198,8 +198,14 @@ impl Mirror {
                 // directories above them may be missing on the replica too. Each of those
                 // goes out as a group of its own, read when handed out, and the step is
                 // taken again after it.
-                Some(Step::Visit(p)) => self.take(p, Step::Visit),
-                Some(Step::Root(p)) => self.take(p, Step::Root),
+                Some(Step::Visit(p)) => {
+                    self.take(p, Step::Visit);
+                }
+                Some(Step::Root(p)) => {
+                    if self.take(p.clone(), Step::Root) {
+                        self.todo.extend(self.reached(&p).map(Step::Root));
+                    }
+                }
                 Some(Step::Attributes(p)) => {
                     if let Ok(m) = std::fs::symlink_metadata(&p) {
                         let group = self.attributes(&p, &m, true);
@@ -219,14 +225,36 @@ impl Mirror {
         }
     }
 
-    /// Visits `p`, or readies a directory above it first and leaves the step (`again`) to
-    /// be taken after it (see [`Mirror::ancestor`]).
-    fn take(&mut self, p: PathBuf, again: fn(PathBuf) -> Step) {
+    /// Visits `p` (and returns true), or readies a directory above it first and leaves
+    /// the step (`again`) to be taken after it (see [`Mirror::ancestor`]).
+    fn take(&mut self, p: PathBuf, again: fn(PathBuf) -> Step) -> bool {
         if self.ancestor(&p) {
             self.todo.push(again(p));
+            false
         } else {
             self.visit(&p);
+            true
         }
+    }
+
+    /// The file a remirror's root leads to when the root is a symlink, if the set
+    /// protects it: a call by name that follows a link (`chmod`, `truncate`) is named by
+    /// the link, and when the replica refused it, rebuilding the link alone would leave
+    /// the file it changed as it was (a mode lost for good).
+    fn reached(&self, root: &Path) -> Option<PathBuf> {
+        let scope = self.link_scope.as_ref()?;
+        if !std::fs::symlink_metadata(root)
+            .ok()?
+            .file_type()
+            .is_symlink()
+        {
+            return None;
+        }
+        let real = std::fs::canonicalize(root).ok()?;
+        let scope = std::fs::canonicalize(scope).ok()?;
+        let inside = real.strip_prefix(&scope).ok()?;
+        let real = self.link_scope.as_ref()?.join(inside);
+        self.set.protects(&real).then_some(real)
     }
 
     /// A remirror's root may lie beneath directories the replica does not have (removed
@@ -1350,6 +1378,33 @@ mod tests {
         assert!(!dst.join("a").exists());
         assert_eq!(ino("b"), ino("y"), "one file on the replica");
         assert_eq!(ino("z/c"), ino("y"), "one file on the replica");
+    }
+
+    /// A remirror of a symlink's name (a `chmod` through it the replica refused) rebuilds
+    /// the file it leads to as well, with that file's mode; a link leading out of the
+    /// source is left at that.
+    #[test]
+    fn a_remirror_of_a_symlink_rebuilds_the_file_it_leads_to() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path().join("src");
+        std::fs::create_dir_all(r.join("d")).unwrap();
+        std::fs::write(r.join("d/file"), b"data").unwrap();
+        std::os::unix::fs::symlink("d/file", r.join("link")).unwrap();
+        std::os::unix::fs::symlink("../outside", r.join("out")).unwrap();
+        std::fs::write(d.path().join("outside"), b"not ours").unwrap();
+        let roots = vec![r.join("link"), r.join("out")];
+        let mut m = Mirror::remirror(roots, r.clone(), set(&r), options());
+        let ops: Vec<Event> = std::iter::from_fn(|| m.next_group()).flatten().collect();
+        let made = |p: &Path| {
+            ops.iter()
+                .any(|e| e.path == p && matches!(e.op, Op::Create { .. } | Op::Symlink { .. }))
+        };
+        assert!(made(&r.join("link")) && made(&r.join("d/file")), "{ops:?}");
+        assert!(made(&r.join("out")), "{ops:?}");
+        assert!(
+            ops.iter().all(|e| e.path.starts_with(&r)),
+            "nothing outside the source: {ops:?}"
+        );
     }
 
     /// A hard link's first name renamed away while the mirror goes on: a later name of
