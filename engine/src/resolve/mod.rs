@@ -184,10 +184,10 @@ impl Resolver {
                 // Written and stale names (or ones beneath a renamed directory) move with
                 // the rename; with an exchange, both ways.
                 if *flags & libc::RENAME_EXCHANGE != 0 {
-                    self.written.exchanged(&ev.path, new_path);
+                    self.written.exchanged(&ev.path, new_path, ev.ktime_ns);
                     swap_beneath(&mut self.stale, &ev.path, new_path);
                 } else {
-                    self.written.renamed(&ev.path, new_path);
+                    self.written.renamed(&ev.path, new_path, ev.ktime_ns);
                     move_beneath(&mut self.stale, &ev.path, new_path);
                 }
             }

@@ -51,6 +51,9 @@ struct Entry {
     /// directory of the name it named: where a relative symlink it went through leads
     /// from, wherever later renames take the link (see [`reached`]).
     named_in: Option<PathBuf>,
+    /// When (CLOCK_MONOTONIC ns) `object` was looked up on the source, for an operation
+    /// by name that did not say which file it wrote: see [`Written::moved`].
+    looked_up: Option<u64>,
 }
 
 impl Written {
@@ -80,9 +83,12 @@ impl Written {
         if let Some(o) = linked {
             self.alias(rel.to_path_buf(), o);
         }
+        let looked_up = (object.is_none() && known.is_none() && linked.is_some())
+            .then(crate::link::monotonic_ns);
         let entry = Entry {
             object: object.or(linked),
             linked: linked.is_some(),
+            looked_up,
             named_in: object
                 .is_none()
                 .then(|| rel.parent().map(Path::to_path_buf))
@@ -148,6 +154,7 @@ impl Written {
                         object: Some(o),
                         linked: true,
                         named_in: None,
+                        looked_up: None,
                     };
                     self.by_name.entry(other).or_insert(entry);
                 }
@@ -173,20 +180,44 @@ impl Written {
             .collect()
     }
 
-    /// `from` (and what is beneath it) was renamed to `to`, replacing what `to` named.
-    pub(super) fn renamed(&mut self, from: &Path, to: &Path) {
+    /// `from` (and what is beneath it) was renamed to `to`, replacing what `to` named, by
+    /// an operation captured at `captured` (CLOCK_MONOTONIC ns).
+    pub(super) fn renamed(&mut self, from: &Path, to: &Path, captured: u64) {
         self.unlinked(to);
         move_beneath(&mut self.by_name, from, to);
         move_beneath(&mut self.aliases, from, to);
+        self.moved(to, captured);
     }
 
     /// `a` and `b` (and what is beneath them) were exchanged (`RENAME_EXCHANGE`): each
     /// file keeps its times due, under the other name. Treated as a rename, the file that
     /// was at `b` lost them as if removed, and kept on the replica the times of its last
     /// write there.
-    pub(super) fn exchanged(&mut self, a: &Path, b: &Path) {
+    pub(super) fn exchanged(&mut self, a: &Path, b: &Path, captured: u64) {
         swap_beneath(&mut self.by_name, a, b);
         swap_beneath(&mut self.aliases, a, b);
+        self.moved(a, captured);
+        self.moved(b, captured);
+    }
+
+    /// The names now at `to` or beneath it were moved there by an operation captured at
+    /// `captured`. A file looked up by name on the source after that (the source ahead of
+    /// the stream) was the file the move brought to the name, not the one written: that
+    /// identity is dropped, and the times go by the name. Kept, it never matched the file
+    /// the name leads to after the move, and the times were held back for good (found by
+    /// the replication fuzzer: a truncate, then an exchange 35 ms later, resolved after
+    /// both; the file's mtime was the replica's apply time).
+    fn moved(&mut self, to: &Path, captured: u64) {
+        let beneath = self
+            .by_name
+            .range_mut(to.to_path_buf()..)
+            .take_while(|(p, _)| p.starts_with(to));
+        for (_, e) in beneath {
+            if e.looked_up.is_some_and(|at| at > captured) {
+                e.object = None;
+                e.looked_up = None;
+            }
+        }
     }
 
     pub(super) fn clear(&mut self) {
@@ -361,9 +392,46 @@ mod tests {
         let mut w = Written::default();
         w.wrote(src, Path::new("d/link"), None);
         std::fs::rename(src.join("d/link"), src.join("e/link")).unwrap();
-        w.renamed(Path::new("d/link"), Path::new("e/link"));
+        w.renamed(Path::new("d/link"), Path::new("e/link"), 0);
         let due: Vec<PathBuf> = w.take_due(src).into_iter().map(|(p, _)| p).collect();
         assert_eq!(due, [PathBuf::from("d/file")]);
+    }
+
+    /// A truncate by name resolved after an exchange that followed it on the source: the
+    /// name held the other file, which has two names, by then. Once the stream's exchange
+    /// carries the name to where the truncated file went, its times are due there.
+    #[test]
+    fn a_file_looked_up_after_a_later_exchange_is_not_taken_for_the_one_written() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path();
+        std::fs::write(src.join("a"), b"written").unwrap();
+        std::fs::write(src.join("b"), b"other").unwrap();
+        std::fs::hard_link(src.join("b"), src.join("b2")).unwrap();
+        let captured = crate::link::monotonic_ns();
+        // The source ahead of the stream: the exchange is done when the truncate of `a`
+        // is resolved.
+        exchange(&src.join("a"), &src.join("b"));
+        let mut w = Written::default();
+        w.wrote(src, Path::new("a"), None);
+        w.exchanged(Path::new("a"), Path::new("b"), captured);
+        let due: Vec<PathBuf> = w.take_due(src).into_iter().map(|(p, _)| p).collect();
+        assert_eq!(due, [PathBuf::from("b")]);
+    }
+
+    fn exchange(a: &Path, b: &Path) {
+        let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+        let (a, b) = (c(a), c(b));
+        // SAFETY: NUL-terminated paths.
+        let r = unsafe {
+            libc::renameat2(
+                libc::AT_FDCWD,
+                a.as_ptr(),
+                libc::AT_FDCWD,
+                b.as_ptr(),
+                libc::RENAME_EXCHANGE,
+            )
+        };
+        assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
     }
 
     /// A link sent after its new name was removed from the source (the source ahead of
@@ -395,7 +463,7 @@ mod tests {
         std::fs::hard_link(src.join("a"), src.join("c")).unwrap();
         w.linked(src, Path::new("a"), Path::new("c"), None);
         std::fs::rename(src.join("b"), src.join("a")).unwrap();
-        w.renamed(Path::new("b"), Path::new("a"));
+        w.renamed(Path::new("b"), Path::new("a"), 0);
         let due: Vec<PathBuf> = w.take_due(src).into_iter().map(|(p, _)| p).collect();
         assert_eq!(due, [PathBuf::from("c")]);
     }
@@ -429,7 +497,7 @@ mod tests {
         std::fs::rename(src.join("x"), src.join("z")).unwrap();
         w.unlinked(Path::new("y"));
         assert!(w.take_due(src).is_empty(), "x is gone on the source: kept");
-        w.renamed(Path::new("x"), Path::new("z"));
+        w.renamed(Path::new("x"), Path::new("z"), 0);
         let due: Vec<PathBuf> = w.take_due(src).into_iter().map(|(p, _)| p).collect();
         assert_eq!(due, [PathBuf::from("z")]);
     }
@@ -449,7 +517,7 @@ mod tests {
         let mut w = Written::default();
         w.linked(src, Path::new("old"), Path::new("new"), file);
         w.wrote(src, Path::new("old"), file);
-        w.renamed(Path::new("other"), Path::new("old"));
+        w.renamed(Path::new("other"), Path::new("old"), 0);
         let due: Vec<PathBuf> = w.take_due(src).into_iter().map(|(p, _)| p).collect();
         assert_eq!(due, [PathBuf::from("new")]);
     }
