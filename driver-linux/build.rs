@@ -1,5 +1,5 @@
 //! Builds the eBPF programs from source (../ebpf) with the nightly toolchain and
-//! bpf-linker, as EBPF-TOOLCHAIN.md describes, so the driver always embeds programs that
+//! bpf-linker (`scripts/setup` installs both), so the driver always embeds programs that
 //! match this checkout's rill-abi. `RILL_EBPF_OBJECT` may name a prebuilt object instead.
 
 use std::{env, path::PathBuf, process::Command};

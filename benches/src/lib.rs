@@ -8,7 +8,7 @@
 //! own so that neither the engine nor the tools carry benchmark code or its dependencies.
 //!
 //! Every throughput or overhead claim must come from a measurement taken side by side with
-//! its baseline in the same run (DESIGN.md, "Measured, not assumed"). The machines rill is
+//! its baseline in the same run, never assumed or carried over from another run. The machines rill is
 //! developed on are small, shared virtual machines whose speed drifts by tens of percent
 //! over minutes, and the benchmarks are built around that:
 //!
