@@ -17,7 +17,7 @@ use rill_abi::maps::user_dev_to_kernel;
 use rill_abi::record::{FLAG_NOFOLLOW, FLAG_OBJECT_ID};
 use rill_abi::{Kind, Record};
 use rill_ops::decode::{to_event, PathCache};
-use rill_ops::Event;
+use rill_ops::{Event, Op};
 
 use crate::{DriverError, Result};
 
@@ -196,9 +196,25 @@ fn followed_a_name(r: &Record<'_>) -> bool {
 /// the replica as one on an open file, never through a symlink, and a truncate that
 /// followed a link whose name was replaced before this read would be refused there (and
 /// its file's new size lost) instead of applied through the replica's link.
+///
+/// The two names the link joined must still be one file: a name renamed over or exchanged
+/// between the call and this read holds another file, which the identity would then name
+/// (found by the replication fuzzer: a link's new name exchanged 46 ms after the call, the
+/// file identified was the other one, and the times due for writes through the link were
+/// held back for good). Then the link is left unidentified, as one whose name is gone.
 fn identify(ev: &mut Event) {
-    if let Ok(m) = std::fs::symlink_metadata(&ev.path) {
-        ev.object = Some((user_dev_to_kernel(m.dev()), m.ino()));
+    let id = |p: &std::path::Path| {
+        std::fs::symlink_metadata(p)
+            .ok()
+            .map(|m| (user_dev_to_kernel(m.dev()), m.ino()))
+    };
+    let Op::Link { target } = &ev.op else {
+        return;
+    };
+    if let (Some(new), Some(existing)) = (id(&ev.path), id(target)) {
+        if new == existing {
+            ev.object = Some(new);
+        }
     }
 }
 
@@ -213,5 +229,37 @@ fn name_the_file_reached(ev: &mut Event) {
         if let Ok(real) = std::fs::canonicalize(&ev.path) {
             ev.path = real;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(dir: &std::path::Path, existing: &str, new: &str) -> Event {
+        let op = Op::Link {
+            target: dir.join(existing),
+        };
+        Event::new(dir.join(new), op)
+    }
+
+    /// A link whose two names are still one file is identified; one whose new name holds
+    /// another file by the time the record is read (renamed over since) is not.
+    #[test]
+    fn a_link_is_identified_only_while_its_names_are_one_file() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path();
+        std::fs::write(p.join("a"), b"file").unwrap();
+        std::fs::hard_link(p.join("a"), p.join("b")).unwrap();
+        let mut ev = link(p, "a", "b");
+        identify(&mut ev);
+        let ino = std::fs::metadata(p.join("a")).unwrap().ino();
+        assert_eq!(ev.object.map(|o| o.1), Some(ino));
+
+        std::fs::write(p.join("other"), b"another").unwrap();
+        std::fs::rename(p.join("other"), p.join("b")).unwrap();
+        let mut ev = link(p, "a", "b");
+        identify(&mut ev);
+        assert_eq!(ev.object, None, "b holds another file now");
     }
 }
