@@ -202,7 +202,10 @@ impl Shared {
 /// after the very op it applied last instead of applying again ops after the last
 /// durable flush (a rename or a write replayed out of its context would corrupt the
 /// replica). After a power loss the job store's flushed position, which comes after the
-/// data it covers is synced, is the one that counts.
+/// data it covers is synced, is the one that counts: the page of this file may have been
+/// written back before the data of the ops it counts, which the power loss then lost. So
+/// the file also holds the boot it was written in (`boot_id`), and a position from
+/// another boot is not read.
 ///
 /// The file is mapped shared and the position stored into the mapping, which is its page
 /// in the page cache: what a `pwrite` leaves behind a killed process, without a system
@@ -226,14 +229,21 @@ impl AppliedPosition {
             .open(path)
             .with_context(|| format!("opening {}", path.display()))?;
         // Kept if there: the last process's position is read before a session starts.
-        if file.metadata()?.len() < 8 {
-            file.set_len(8)
+        if file.metadata()?.len() < POSITION_FILE_LEN {
+            file.set_len(POSITION_FILE_LEN)
                 .with_context(|| format!("sizing {}", path.display()))?;
         }
         // SAFETY: the file is this session's own (one applier per session); nothing else
         // truncates it while it is mapped.
-        let map = unsafe { memmap2::MmapOptions::new().len(8).map_mut(&file) }
-            .with_context(|| format!("mapping {}", path.display()))?;
+        let mut map = unsafe {
+            memmap2::MmapOptions::new()
+                .len(POSITION_FILE_LEN as usize)
+                .map_mut(&file)
+        }
+        .with_context(|| format!("mapping {}", path.display()))?;
+        // Before any position of this process is stored: one from an earlier boot, left
+        // with this boot's mark, would be read as this boot's.
+        map[8..16].copy_from_slice(&boot_mark().to_le_bytes());
         Ok(AppliedPosition { map })
     }
 
@@ -258,10 +268,37 @@ fn session_dir(ctx: &Context, key: &(String, String)) -> std::path::PathBuf {
     ctx.config().state_dir.join(format!("{short}-{}", key.1))
 }
 
+/// The [`APPLIED_FILE`]'s length: the position (8 bytes, little-endian), then the mark of
+/// the boot it was written in (8 bytes, see [`boot_mark`]).
+const POSITION_FILE_LEN: u64 = 16;
+
 /// The position the last process of this session left in its [`APPLIED_FILE`], if any.
 pub(super) fn last_position(ctx: &Context, key: &(String, String)) -> Option<u64> {
-    let bytes = std::fs::read(session_dir(ctx, key).join(APPLIED_FILE)).ok()?;
-    Some(u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?))
+    read_position(&session_dir(ctx, key).join(APPLIED_FILE))
+}
+
+/// The position in an [`APPLIED_FILE`], unless it was written in another boot (the host
+/// lost power or was reset since: the position may count ops whose data never reached
+/// the disk). A file of an earlier version (8 bytes, no mark) is read as it was.
+fn read_position(path: &Path) -> Option<u64> {
+    let bytes = std::fs::read(path).ok()?;
+    let word = |at: usize| Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?));
+    match word(8) {
+        Some(mark) if mark != boot_mark() => None,
+        _ => word(0),
+    }
+}
+
+/// This boot, as 8 bytes of the kernel's random `boot_id` (a new one at every boot); 0
+/// when it cannot be read, which then matches only a file written without it either.
+fn boot_mark() -> u64 {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .and_then(|id| {
+            let hex = id.trim().replace('-', "");
+            u64::from_str_radix(hex.get(..16)?, 16).ok()
+        })
+        .unwrap_or(0)
 }
 
 /// Opens the session's queue and starts its applier thread.
@@ -624,7 +661,7 @@ impl Worker {
 
 #[cfg(test)]
 mod tests {
-    use super::AppliedPosition;
+    use super::{boot_mark, read_position, AppliedPosition};
 
     /// The position is in the file as soon as it is recorded (no sync, no close: what a
     /// killed process leaves), and a new session finds the last one's until it records.
@@ -644,6 +681,28 @@ mod tests {
         assert_eq!(read(), 77, "opening keeps the last position");
         again.record(78);
         assert_eq!(read(), 78);
-        assert_eq!(std::fs::metadata(&path).unwrap().len(), 8);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 16);
+        assert_eq!(read_position(&path), Some(78));
+    }
+
+    /// A position written in another boot is not read: the host lost power or was reset
+    /// since, and the page holding it may have reached the disk before the data of the ops
+    /// it counts. One of an earlier version, without a boot's mark, is read as it was.
+    #[test]
+    fn a_position_from_another_boot_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("applied");
+        assert_ne!(boot_mark(), 0, "the kernel's boot_id is readable");
+        let file = |seq: u64, mark: Option<u64>| {
+            let mut bytes = seq.to_le_bytes().to_vec();
+            bytes.extend(mark.map(u64::to_le_bytes).into_iter().flatten());
+            std::fs::write(&path, bytes).unwrap();
+        };
+        file(90, Some(boot_mark()));
+        assert_eq!(read_position(&path), Some(90));
+        file(90, Some(boot_mark() ^ 1));
+        assert_eq!(read_position(&path), None);
+        file(90, None);
+        assert_eq!(read_position(&path), Some(90));
     }
 }
