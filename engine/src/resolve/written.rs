@@ -59,6 +59,16 @@ struct Entry {
 impl Written {
     /// `rel` (beneath `source`) was written, by an operation on `object` if known.
     pub(super) fn wrote(&mut self, source: &Path, rel: &Path, object: Option<(u64, u64)>) {
+        // A call by name through a symlink (`truncate(2)`) wrote the file the link leads
+        // to: its times are due under that file's name, which the moves later in the
+        // stream carry on. Kept under the link's name, they were read at the checkpoint
+        // from whatever the link led to by then (found by the replication fuzzer: the file
+        // exchanged away after the truncate, the times sent were the other file's).
+        let reached = match object {
+            None => reached_name(source, rel, None),
+            Some(_) => None,
+        };
+        let rel = reached.as_deref().unwrap_or(rel);
         if let Some(e) = self.by_name.get_mut(rel) {
             if object.is_some() {
                 e.object = object;
@@ -280,18 +290,26 @@ impl Written {
 /// read from there, it led to another file or none, and the truncated file kept the
 /// replica's apply time (found by the replication fuzzer).
 fn reached(source: &Path, rel: &Path, named_in: Option<&Path>) -> Option<(PathBuf, FileTimes)> {
+    let inside = reached_name(source, rel, named_in)?;
+    let m = std::fs::symlink_metadata(source.join(&inside)).ok()?;
+    Some((inside, times_of(&m)))
+}
+
+/// The name (beneath `source`) of the file the symlink `rel` leads to, read from
+/// `named_in` for a relative link when given (see [`reached`]); `None` when `rel` is not
+/// a symlink, or leads nowhere or out of the source.
+fn reached_name(source: &Path, rel: &Path, named_in: Option<&Path>) -> Option<PathBuf> {
     let link = source.join(rel);
-    let from = match (named_in, std::fs::read_link(&link)) {
-        (Some(dir), Ok(target)) if target.is_relative() && rel.parent() != Some(dir) => {
+    let target = std::fs::read_link(&link).ok()?;
+    let from = match named_in {
+        Some(dir) if target.is_relative() && rel.parent() != Some(dir) => {
             source.join(dir).join(target)
         }
         _ => link,
     };
     let real = std::fs::canonicalize(from).ok()?;
     let base = std::fs::canonicalize(source).ok()?;
-    let m = std::fs::symlink_metadata(&real).ok()?;
-    let inside = real.strip_prefix(&base).ok()?.to_path_buf();
-    Some((inside, times_of(&m)))
+    Some(real.strip_prefix(&base).ok()?.to_path_buf())
 }
 
 /// A file's (kernel device, inode), as the capture names it.
@@ -376,6 +394,27 @@ mod tests {
         w.wrote(src, Path::new("d/link"), None);
         let due: Vec<PathBuf> = w.take_due(src).into_iter().map(|(p, _)| p).collect();
         assert_eq!(due, [PathBuf::from("d/file")]);
+    }
+
+    /// A truncate through a symlink whose file an exchange later in the stream moves
+    /// away: the times are due under the name the exchange gives the file, and are that
+    /// file's, not those of the file the link leads to by then.
+    #[test]
+    fn times_of_a_file_truncated_through_a_symlink_follow_the_file() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path();
+        std::fs::create_dir(src.join("d")).unwrap();
+        std::fs::write(src.join("d/file"), b"truncated").unwrap();
+        std::fs::write(src.join("other"), b"other").unwrap();
+        std::os::unix::fs::symlink("file", src.join("d/link")).unwrap();
+        let file = object(&src.join("d/file"));
+        let mut w = Written::default();
+        w.wrote(src, Path::new("d/link"), None);
+        exchange(&src.join("d/file"), &src.join("other"));
+        w.exchanged(Path::new("d/file"), Path::new("other"), 0);
+        let due: Vec<PathBuf> = w.take_due(src).into_iter().map(|(p, _)| p).collect();
+        assert_eq!(due, [PathBuf::from("other")]);
+        assert_eq!(object(&src.join("other")), file);
     }
 
     /// The same when the link was moved to another directory before the times were due:
