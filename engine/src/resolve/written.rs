@@ -141,8 +141,15 @@ impl Written {
             self.alias(existing.to_path_buf(), file);
             self.alias(new.to_path_buf(), file);
         }
+        // The file written by name under `existing` is the one the link joined: known now,
+        // its times follow it to the new name when `existing` is removed (found by the
+        // replication fuzzer: a file truncated by name with one name, linked, the first
+        // name removed, its times dropped with it).
         if let Some(e) = self.by_name.get_mut(existing) {
             e.linked = true;
+            if e.object.is_none() {
+                e.object = file;
+            }
         }
     }
 
@@ -394,6 +401,23 @@ mod tests {
         w.wrote(src, Path::new("d/link"), None);
         let due: Vec<PathBuf> = w.take_due(src).into_iter().map(|(p, _)| p).collect();
         assert_eq!(due, [PathBuf::from("d/file")]);
+    }
+
+    /// A file written by name while it had one name, then linked, then removed under
+    /// the name it was written through: the times are due under the link.
+    #[test]
+    fn a_file_written_by_name_then_linked_keeps_its_times_under_the_link() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path();
+        std::fs::write(src.join("a"), b"data").unwrap();
+        let mut w = Written::default();
+        w.wrote(src, Path::new("a"), None);
+        std::fs::hard_link(src.join("a"), src.join("b")).unwrap();
+        w.linked(src, Path::new("a"), Path::new("b"), None);
+        std::fs::remove_file(src.join("a")).unwrap();
+        w.unlinked(Path::new("a"));
+        let due: Vec<PathBuf> = w.take_due(src).into_iter().map(|(p, _)| p).collect();
+        assert_eq!(due, [PathBuf::from("b")]);
     }
 
     /// A truncate through a symlink whose file an exchange later in the stream moves
