@@ -33,7 +33,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rill_ops::{Event, FileTimes, Op};
+use rill_ops::{Event, FileTimes, KeepRange, Op};
 
 use crate::orphans::{remove_orphans, stat_at, Removed};
 
@@ -207,9 +207,14 @@ impl Applier {
     }
 
     /// Applies one operation. Paths are relative to the replicated source directory.
+    ///
+    /// Each operation has a method of its own; this only confines the names, lets go of
+    /// the open files the operation replaces, and names the operation and its path in the
+    /// error of a call that failed.
     pub fn apply(&mut self, ev: &Event) -> Result<(), ApplyError> {
         let rel = confined(&ev.path)?;
         self.by_name = ev.object.is_none();
+        self.let_go_of_replaced(rel, &ev.op);
         let name = ev.op.kind().name();
         let err = |source| ApplyError::Apply {
             op: name,
@@ -221,22 +226,6 @@ impl Applier {
             path: ev.path.clone(),
         };
         let attributes = self.options.attributes;
-        match ev.op {
-            // A name made anew does not hold the file held open under it: that file's
-            // removal came first on the source (or was lost, and this is a remirror), so
-            // nothing may reach it through the name any more, attributes included. A
-            // directory made where one is keeps what it holds.
-            Op::Mkdir { .. } => {
-                self.open.remove(rel);
-            }
-            // These replace whatever holds the name, a directory with its content included
-            // (`make_new`): files held open beneath it are gone from the replica's names,
-            // and a later file made there must not reach them.
-            Op::Mknod { .. } | Op::Symlink { .. } | Op::Link { .. } => {
-                self.open.retain(|p, _| !p.starts_with(rel));
-            }
-            _ => {}
-        }
         let r: io::Result<()> = match &ev.op {
             Op::Write {
                 offset,
@@ -244,156 +233,24 @@ impl Applier {
                 ..
             } => self.write(rel, d, *offset),
             Op::Write { data: None, .. } => return Err(unresolved("write")),
-            Op::Create { mode, truncate } => self.writable(rel, Some(*mode)).and_then(|f| {
-                if *truncate {
-                    f.set_len(0)?;
-                }
-                if attributes {
-                    fchmod(f.as_raw_fd(), *mode)
-                } else {
-                    Ok(())
-                }
-            }),
+            Op::Create { mode, truncate } => self.create(rel, *mode, *truncate),
             Op::Truncate { size } => self.writable(rel, None).and_then(|f| f.set_len(*size)),
-            Op::Fallocate { mode, offset, len } => self.writable(rel, None).and_then(|f| {
-                // SAFETY: a valid fd and plain integers.
-                cvt(unsafe {
-                    libc::fallocate(f.as_raw_fd(), *mode as i32, *offset as i64, *len as i64)
-                } as libc::c_long)
-                .map(drop)
-            }),
+            Op::Fallocate { mode, offset, len } => self.fallocate(rel, *mode, *offset, *len),
             Op::Unlink | Op::Rmdir => self.remove_name(rel, matches!(ev.op, Op::Rmdir)),
-            // The replica root exists: a mirror's mkdir of the source directory sets its mode.
-            Op::Mkdir { mode } if rel.as_os_str().is_empty() => {
-                let dir = self
-                    .open(rel, libc::O_RDONLY | libc::O_DIRECTORY, 0)
-                    .map_err(err)?;
-                if self.options.xattrs {
-                    clear_xattrs(&dir).map_err(err)?;
-                }
-                if !attributes {
-                    return Ok(());
-                }
-                fchmod(dir.as_raw_fd(), *mode)
-            }
-            Op::Mkdir { mode } => self.parent(rel).and_then(|(d, n)| {
-                // SAFETY: as above.
-                let made =
-                    cvt(unsafe { libc::mkdirat(d.as_raw_fd(), n.as_ptr(), *mode) } as libc::c_long);
-                let existed = made
-                    .as_ref()
-                    .is_err_and(|e| e.raw_os_error() == Some(libc::EEXIST));
-                match made {
-                    // A directory already there (a replay, a mirror over a replica) stays;
-                    // anything else under the name is replaced by the directory.
-                    Err(e) if e.raw_os_error() == Some(libc::EEXIST) && !is_dir_at(&d, &n) => {
-                        // SAFETY: as above.
-                        cvt(
-                            unsafe { libc::unlinkat(d.as_raw_fd(), n.as_ptr(), 0) } as libc::c_long
-                        )?;
-                        // SAFETY: as above.
-                        cvt(unsafe { libc::mkdirat(d.as_raw_fd(), n.as_ptr(), *mode) }
-                            as libc::c_long)?;
-                    }
-                    other => replayed(other.map(drop), libc::EEXIST)?,
-                }
-                let dir = self.open(rel, libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
-                if existed && self.options.xattrs {
-                    clear_xattrs(&dir)?;
-                }
-                if !attributes {
-                    return Ok(());
-                }
-                fchmod(dir.as_raw_fd(), *mode)
-            }),
-            Op::Mknod { mode, rdev } => self.parent(rel).and_then(|(d, n)| {
-                let kind = *mode & libc::S_IFMT;
-                make_new(
-                    &d,
-                    &n,
-                    // SAFETY: as above.
-                    || unsafe { libc::mknodat(d.as_raw_fd(), n.as_ptr(), *mode, *rdev) },
-                    |st| st.st_mode & libc::S_IFMT == kind && st.st_rdev == *rdev,
-                )
-            }),
+            Op::Mkdir { mode } if rel.as_os_str().is_empty() => self.mkdir_root(rel, *mode),
+            Op::Mkdir { mode } => self.mkdir(rel, *mode),
+            Op::Mknod { mode, rdev } => self.mknod(rel, *mode, *rdev),
             Op::Rename { new_path, flags } => {
                 let to = confined(new_path)?;
-                let ((fd, fname), (td, tname)) = (
-                    self.parent(rel).map_err(err)?,
-                    self.parent(to).map_err(err)?,
-                );
-                // SAFETY: valid dirfds and NUL-terminated names.
-                let renamed = cvt(unsafe {
-                    libc::syscall(
-                        libc::SYS_renameat2,
-                        fd.as_raw_fd(),
-                        fname.as_ptr(),
-                        td.as_raw_fd(),
-                        tname.as_ptr(),
-                        *flags,
-                    )
-                });
-                // Only a rename that happened moves the open files: one refused leaves them
-                // under their names, and moved in this record they would take the writes
-                // meant for the names they moved to (found by the replication fuzzer).
-                if renamed.is_ok() {
-                    self.moved_open(rel, to);
-                }
-                renamed.map(drop)
+                self.rename(rel, to, *flags)
             }
             Op::Link { target } => {
                 let existing = confined(target)?;
-                let ((ed, ename), (nd, nname)) = (
-                    self.parent(existing).map_err(err)?,
-                    self.parent(rel).map_err(err)?,
-                );
-                let file = stat_at(&ed, &ename).map_err(err)?;
-                make_new(
-                    &nd,
-                    &nname,
-                    // SAFETY: valid dirfds and NUL-terminated names; flags 0 never follows.
-                    || unsafe {
-                        libc::linkat(
-                            ed.as_raw_fd(),
-                            ename.as_ptr(),
-                            nd.as_raw_fd(),
-                            nname.as_ptr(),
-                            0,
-                        )
-                    },
-                    |st| file.is_some_and(|f| (f.st_dev, f.st_ino) == (st.st_dev, st.st_ino)),
-                )
+                self.link(rel, existing)
             }
-            Op::Symlink { target } => self.parent(rel).and_then(|(d, n)| {
-                let t = cstr(target.as_bytes())?;
-                make_new(
-                    &d,
-                    &n,
-                    // SAFETY: as above. The link text is stored, never followed here.
-                    || unsafe { libc::symlinkat(t.as_ptr(), d.as_raw_fd(), n.as_ptr()) },
-                    |st| {
-                        st.st_mode & libc::S_IFMT == libc::S_IFLNK
-                            && read_link_at(&d, &n).is_ok_and(|text| text == t.as_bytes())
-                    },
-                )
-            }),
+            Op::Symlink { target } => self.symlink(rel, target),
             Op::Chmod { .. } | Op::Chown { .. } | Op::Utimes { .. } if !attributes => Ok(()),
-            Op::Prune(range) => {
-                let dir = match self.open(rel, libc::O_RDONLY | libc::O_DIRECTORY, 0) {
-                    // Nothing there, nothing to remove: the directory's own removal came
-                    // first in the stream.
-                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
-                    other => other.map_err(err)?,
-                };
-                self.last_orphans.clear();
-                for (name, removed) in remove_orphans(&dir, range).map_err(err)? {
-                    let gone = rel.join(name);
-                    self.open.retain(|p, _| !p.starts_with(&gone));
-                    self.orphans += removed;
-                    self.last_orphans.push((gone, removed));
-                }
-                Ok(())
-            }
+            Op::Prune(range) => self.prune(rel, range),
             Op::Chmod { mode } => self.chmod(rel, *mode),
             Op::Chown { uid, gid } => self.chown(rel, *uid, *gid),
             Op::Utimes { times: Some(t) } => self.set_times(rel, t),
@@ -410,6 +267,190 @@ impl Applier {
             }
         };
         r.map_err(err)
+    }
+
+    /// Lets go of the open files an operation that makes a name replaces.
+    fn let_go_of_replaced(&mut self, rel: &Path, op: &Op) {
+        match op {
+            // A name made anew does not hold the file held open under it: that file's
+            // removal came first on the source (or was lost, and this is a remirror), so
+            // nothing may reach it through the name any more, attributes included. A
+            // directory made where one is keeps what it holds.
+            Op::Mkdir { .. } => {
+                self.open.remove(rel);
+            }
+            // These replace whatever holds the name, a directory with its content included
+            // (`make_new`): files held open beneath it are gone from the replica's names,
+            // and a later file made there must not reach them.
+            Op::Mknod { .. } | Op::Symlink { .. } | Op::Link { .. } => {
+                self.open.retain(|p, _| !p.starts_with(rel));
+            }
+            _ => {}
+        }
+    }
+
+    /// `Create`: the only operation that makes a file (see [`Applier::writable`]), with
+    /// its mode, emptied if the source's open truncated it.
+    fn create(&mut self, rel: &Path, mode: u32, truncate: bool) -> io::Result<()> {
+        let attributes = self.options.attributes;
+        let f = self.writable(rel, Some(mode))?;
+        if truncate {
+            f.set_len(0)?;
+        }
+        if attributes {
+            fchmod(f.as_raw_fd(), mode)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// `Fallocate`, with the source's mode bits (space, holes, zero ranges).
+    fn fallocate(&mut self, rel: &Path, mode: u32, offset: u64, len: u64) -> io::Result<()> {
+        let f = self.writable(rel, None)?;
+        // SAFETY: a valid fd and plain integers.
+        cvt(
+            unsafe { libc::fallocate(f.as_raw_fd(), mode as i32, offset as i64, len as i64) }
+                as libc::c_long,
+        )
+        .map(drop)
+    }
+
+    /// `Mkdir` of the replica root, which exists: a mirror's mkdir of the source
+    /// directory sets its mode (and clears extended attributes the source's does not have).
+    fn mkdir_root(&mut self, rel: &Path, mode: u32) -> io::Result<()> {
+        let dir = self.open(rel, libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
+        if self.options.xattrs {
+            clear_xattrs(&dir)?;
+        }
+        if !self.options.attributes {
+            return Ok(());
+        }
+        fchmod(dir.as_raw_fd(), mode)
+    }
+
+    /// `Mkdir`. A directory already there (a replay, a mirror over a replica) stays, its
+    /// stale extended attributes cleared; anything else under the name is replaced by the
+    /// directory.
+    fn mkdir(&mut self, rel: &Path, mode: u32) -> io::Result<()> {
+        let (d, n) = self.parent(rel)?;
+        // SAFETY: a valid dirfd and a NUL-terminated name.
+        let made = cvt(unsafe { libc::mkdirat(d.as_raw_fd(), n.as_ptr(), mode) } as libc::c_long);
+        let existed = made
+            .as_ref()
+            .is_err_and(|e| e.raw_os_error() == Some(libc::EEXIST));
+        match made {
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) && !is_dir_at(&d, &n) => {
+                // SAFETY: as above.
+                cvt(unsafe { libc::unlinkat(d.as_raw_fd(), n.as_ptr(), 0) } as libc::c_long)?;
+                // SAFETY: as above.
+                cvt(unsafe { libc::mkdirat(d.as_raw_fd(), n.as_ptr(), mode) } as libc::c_long)?;
+            }
+            other => replayed(other.map(drop), libc::EEXIST)?,
+        }
+        let dir = self.open(rel, libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
+        if existed && self.options.xattrs {
+            clear_xattrs(&dir)?;
+        }
+        if !self.options.attributes {
+            return Ok(());
+        }
+        fchmod(dir.as_raw_fd(), mode)
+    }
+
+    /// `Mknod`: a device, FIFO or socket node, replacing what holds the name unless it is
+    /// the same node already (`make_new`).
+    fn mknod(&mut self, rel: &Path, mode: u32, rdev: u64) -> io::Result<()> {
+        let (d, n) = self.parent(rel)?;
+        let kind = mode & libc::S_IFMT;
+        make_new(
+            &d,
+            &n,
+            // SAFETY: a valid dirfd and a NUL-terminated name.
+            || unsafe { libc::mknodat(d.as_raw_fd(), n.as_ptr(), mode, rdev) },
+            |st| st.st_mode & libc::S_IFMT == kind && st.st_rdev == rdev,
+        )
+    }
+
+    /// `Rename` of `rel` to `to` (both confined), with the source's `renameat2` flags.
+    fn rename(&mut self, rel: &Path, to: &Path, flags: u32) -> io::Result<()> {
+        let ((fd, fname), (td, tname)) = (self.parent(rel)?, self.parent(to)?);
+        // SAFETY: valid dirfds and NUL-terminated names.
+        let renamed = cvt(unsafe {
+            libc::syscall(
+                libc::SYS_renameat2,
+                fd.as_raw_fd(),
+                fname.as_ptr(),
+                td.as_raw_fd(),
+                tname.as_ptr(),
+                flags,
+            )
+        });
+        // Only a rename that happened moves the open files: one refused leaves them under
+        // their names, and moved in this record they would take the writes meant for the
+        // names they moved to (found by the replication fuzzer).
+        if renamed.is_ok() {
+            self.moved_open(rel, to);
+        }
+        renamed.map(drop)
+    }
+
+    /// `Link`: `rel` made a hard link of the confined `existing`, replacing what holds the
+    /// name unless it is that file already (`make_new`).
+    fn link(&mut self, rel: &Path, existing: &Path) -> io::Result<()> {
+        let ((ed, ename), (nd, nname)) = (self.parent(existing)?, self.parent(rel)?);
+        let file = stat_at(&ed, &ename)?;
+        make_new(
+            &nd,
+            &nname,
+            // SAFETY: valid dirfds and NUL-terminated names; flags 0 never follows.
+            || unsafe {
+                libc::linkat(
+                    ed.as_raw_fd(),
+                    ename.as_ptr(),
+                    nd.as_raw_fd(),
+                    nname.as_ptr(),
+                    0,
+                )
+            },
+            |st| file.is_some_and(|f| (f.st_dev, f.st_ino) == (st.st_dev, st.st_ino)),
+        )
+    }
+
+    /// `Symlink`: `rel` made a symlink holding `target`, replacing what holds the name
+    /// unless it is that link already (`make_new`).
+    fn symlink(&mut self, rel: &Path, target: &OsStr) -> io::Result<()> {
+        let (d, n) = self.parent(rel)?;
+        let t = cstr(target.as_bytes())?;
+        make_new(
+            &d,
+            &n,
+            // SAFETY: a valid dirfd and NUL-terminated strings. The link text is stored,
+            // never followed here.
+            || unsafe { libc::symlinkat(t.as_ptr(), d.as_raw_fd(), n.as_ptr()) },
+            |st| {
+                st.st_mode & libc::S_IFMT == libc::S_IFLNK
+                    && read_link_at(&d, &n).is_ok_and(|text| text == t.as_bytes())
+            },
+        )
+    }
+
+    /// `Prune`: removes the orphans of directory `rel` (the names `range` does not keep),
+    /// and lets go of the files open beneath them.
+    fn prune(&mut self, rel: &Path, range: &KeepRange) -> io::Result<()> {
+        let dir = match self.open(rel, libc::O_RDONLY | libc::O_DIRECTORY, 0) {
+            // Nothing there, nothing to remove: the directory's own removal came first in
+            // the stream.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+            other => other?,
+        };
+        self.last_orphans.clear();
+        for (name, removed) in remove_orphans(&dir, range)? {
+            let gone = rel.join(name);
+            self.open.retain(|p, _| !p.starts_with(&gone));
+            self.orphans += removed;
+            self.last_orphans.push((gone, removed));
+        }
+        Ok(())
     }
 
     /// Like [`Applier::parent`], but the root itself (an empty name) is the root with an
