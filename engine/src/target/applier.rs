@@ -29,7 +29,7 @@ use tokio::sync::mpsc;
 
 use super::syncer::{Point, Syncer};
 use super::unsettled::Unsettled;
-use super::{Context, SessionStats};
+use super::{Context, Holding, SessionStats};
 use crate::apply::Applier;
 use crate::events::{self, EventLog, Level};
 use crate::jobs::{DataState, TargetSession};
@@ -309,7 +309,7 @@ pub(super) fn start(
     session: TargetSession,
     stats: Arc<SessionStats>,
     out: mpsc::UnboundedSender<Frame>,
-    cancel: Arc<AtomicBool>,
+    holding: Holding,
 ) -> Result<Arc<Shared>> {
     let config = ctx.config();
     let session_dir = session_dir(ctx, key);
@@ -355,7 +355,7 @@ pub(super) fn start(
         consumer,
         pending: Arc::clone(&pending),
         finish: Arc::clone(&finish),
-        cancel,
+        cancel: Arc::clone(&holding.cancel),
         stats: Arc::clone(&stats),
         out: out.clone(),
         unsettled: Arc::clone(&unsettled),
@@ -378,6 +378,10 @@ pub(super) fn start(
                     &format!("applying job {}: {e:#}", worker.key.1),
                 );
             }
+            // Its position file, queue and syncer closed first: a session that replaces
+            // this one reads the position once the holding is gone.
+            drop(worker);
+            drop(holding);
         })?;
     Ok(Arc::new(Shared {
         producer: Mutex::new(producer),

@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use crate::events::{self, EventLog, Level};
 use crate::jobs::JobStore;
@@ -98,7 +99,7 @@ pub(crate) struct Context {
     pub stats: Arc<TargetStats>,
     /// The session currently holding each (fingerprint, job): a newer connection of the
     /// same job replaces it (the old one is a dead link the source gave up on).
-    pub active: Mutex<HashMap<(String, String), Arc<AtomicBool>>>,
+    pub active: Mutex<HashMap<JobKey, Hold>>,
     /// Each job's names the replica could not bring up to date, across its connections.
     pub unsettled: Mutex<HashMap<JobKey, Arc<Mutex<unsettled::Unsettled>>>>,
     pub stop: Arc<AtomicBool>,
@@ -106,6 +107,52 @@ pub(crate) struct Context {
 
 /// A source's job on this target: (certificate fingerprint, job name).
 pub(crate) type JobKey = (String, String);
+
+/// A session's hold on its job, as a newer connection of the job sees it: how to stop the
+/// session, and how to learn that it has finished.
+#[derive(Clone)]
+pub(crate) struct Hold {
+    pub cancel: Arc<AtomicBool>,
+    /// Closed once the session's [`Holding`] is dropped.
+    finished: watch::Receiver<()>,
+}
+
+/// The session's own side of its [`Hold`], kept by the session until its applier starts
+/// and then by the applier thread until it has stopped: dropped once nothing of the
+/// session can apply an operation or record a position any more.
+pub(crate) struct Holding {
+    pub cancel: Arc<AtomicBool>,
+    _running: watch::Sender<()>,
+}
+
+/// A new session's hold on its job, and its side of it.
+pub(crate) fn hold() -> (Hold, Holding) {
+    let cancel = Arc::new(AtomicBool::new(false));
+    let (running, finished) = watch::channel(());
+    (
+        Hold {
+            cancel: Arc::clone(&cancel),
+            finished,
+        },
+        Holding {
+            cancel,
+            _running: running,
+        },
+    )
+}
+
+impl Hold {
+    /// Returns once the session has finished (its [`Holding`] is dropped).
+    pub async fn finished(mut self) {
+        // Nothing is ever sent: the only change is the sender going away.
+        while self.finished.changed().await.is_ok() {}
+    }
+
+    /// Whether `other` is the same session's hold.
+    pub fn is(&self, other: &Hold) -> bool {
+        Arc::ptr_eq(&self.cancel, &other.cancel)
+    }
+}
 
 /// What the target works with, besides its settings.
 pub struct Services {
@@ -200,3 +247,6 @@ fn failed_login(ctx: &Context, peer: SocketAddr, why: &str) {
         &format!("Failed login from {peer}: {why}"),
     );
 }
+
+#[cfg(test)]
+mod tests;
