@@ -18,24 +18,26 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
-use rill_ops::{DirtyReason, Event, Op};
 
 use crate::apply::ApplyOptions;
 use crate::capture_hub::CaptureHub;
-use crate::change_journal::{ChangeJournal, Mark, Reason};
-use crate::drain::{Drain, Drained};
+use crate::change_journal::{ChangeJournal, Reason};
+use crate::drain::Drain;
 use crate::events::{self, EventLog, Level};
 use crate::journal::{Journal, JournalConfig};
 use crate::mirror::MirrorOptions;
-use crate::queue::{queue, AtLimit, Limits, NotKept, Pushed};
+use crate::queue::{queue, AtLimit, Consumer, Limits, Producer};
 use crate::repset::{ReplicationSet, Rule};
 use crate::resolve::ResolveOptions;
 use crate::settings::{CallbackMode, Settings};
 use crate::sink::Transmit;
 use crate::transmit::{JobControl, TransmitLoop, TransmitOptions};
+
+mod drain_thread;
+use drain_thread::DrainThread;
 
 /// One job: a source directory replicated (recursively) to a sink.
 pub struct Job {
@@ -92,18 +94,12 @@ fn now_ns() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
-fn reason(r: DirtyReason) -> Reason {
-    match r {
-        DirtyReason::RingFull => Reason::RingFull,
-        DirtyReason::StopLimit => Reason::StopLimit,
-        DirtyReason::PathUnknown => Reason::PathUnknown,
-        DirtyReason::Modified => Reason::Modified,
-        DirtyReason::RescanAll => Reason::RescanAll,
-    }
-}
-
 /// Runs `job` until its control's `stop` is set, then drains what was captured, flushes
 /// and returns.
+///
+/// In named steps: what the last run left behind ([`begin`]), the source queue
+/// ([`open_queue`]), the drain thread ([`DrainThread`]) and the transmit loop, joined by the
+/// queue, and the record of a clean stop ([`end`]).
 pub fn run(settings: &Settings, job: Job, sink: &mut dyn Transmit) -> Result<()> {
     let stop = Arc::clone(&job.control.stop);
     let (data, queue_dir) = job_dirs(settings, job.state_dir.as_deref());
@@ -114,144 +110,38 @@ pub fn run(settings: &Settings, job: Job, sink: &mut dyn Transmit) -> Result<()>
     let log_dir = settings.log_dir();
     let log =
         Arc::new(EventLog::open(log_dir).with_context(|| format!("LogDir {}", log_dir.display()))?);
-    let changes = ChangeJournal::open(&data.join(CHANGE_JOURNAL))?;
-    let marker = data.join(MARKER);
-    let resync = job.resync && !marker.exists();
-    // Taken in any case, so a later unclean stop never finds an old one.
-    let stopped_at = take_stopped_at(&data.join(STOPPED_AT));
-    let look_since = stopped_at.filter(|_| resync);
-    if marker.exists() {
-        let text = format!(
-            "Auto-disconnecting {} due to an unclean stop of rilld: it is marked for remirroring",
-            source.display()
-        );
-        log.event(Level::Warning, events::AUTO_DISCONNECT, &text);
-        changes.mark_subtree(&source, Reason::Recovery, now_ns())?;
-    }
-    if resync && look_since.is_none() {
-        changes.mark_subtree(&source, Reason::RescanAll, now_ns())?;
-    }
-    std::fs::write(&marker, std::process::id().to_string())
-        .with_context(|| format!("writing {}", marker.display()))?;
-
-    let mut cfg = JournalConfig::new(&queue_dir);
-    cfg.segment_bytes = settings.q_journal_file_size_bytes();
-    cfg.space_max_bytes = settings.disk_queue_limit_bytes();
-    cfg.free_space_min_bytes = settings.q_journal_free_space_min_bytes();
-    cfg.write_through = settings.q_log_write_through();
-    let (writer, reader, recovery) = Journal::open(cfg)?;
-    if recovery.torn_tail.is_some() || !recovery.corrupt.is_empty() {
-        let text = format!(
-            "Auto-disconnecting {} due to a disk queue read/write error (torn tail {:?}, \
-             corrupt segments {:?}): it is marked for remirroring",
-            source.display(),
-            recovery.torn_tail,
-            recovery.corrupt
-        );
-        log.event(Level::Warning, events::AUTO_DISCONNECT, &text);
-        changes.mark_subtree(&source, Reason::QueueCorrupt, now_ns())?;
-    }
-    let limits = limits_of(settings);
-    let (mut producer, mut consumer) = queue(limits, writer, reader, recovery.last_seq);
+    let Start {
+        changes,
+        marker,
+        resync,
+        look_since,
+    } = begin(data, &source, job.resync, &log)?;
+    let (producer, mut consumer) = open_queue(settings, &queue_dir, &source, &changes, &log)?;
     // Each run of a job gets a fresh control, so this is its only queue.
     let _ = job.control.queue.set(consumer.watch());
     let changes = Arc::new(changes);
     let counters = Arc::new(Counters::default());
     let drained = Arc::new(AtomicBool::new(false));
     let capture_stopped = Arc::new(AtomicU64::new(0));
-
-    log.event(
-        Level::Information,
-        events::SOURCE_STARTED,
-        &format!(
-            "Source started: {} replicating to {}{}",
-            source.display(),
-            job.target,
-            match (resync, look_since) {
-                (false, _) => "",
-                (true, None) => "; what changed while it was stopped is remirrored (all of it)",
-                (true, Some(_)) => {
-                    "; what changed while it was stopped is remirrored (if anything did)"
-                }
-            }
-        ),
-    );
-    let mut rules = vec![Rule::new(&source.to_string_lossy(), true, true)?];
-    for (path, include) in &job.rules {
-        rules.push(Rule::new(path, *include, true)?);
+    log_started(&log, &source, &job.target, resync, look_since);
+    let set = replication_set(&source, &job.rules)?;
+    let drain_thread = DrainThread {
+        hub: Arc::clone(&job.capture),
+        root: source.clone(),
+        drain: Drain::new(set.clone(), settings.max_write_chunk_size() as u64),
+        producer,
+        changes: Arc::clone(&changes),
+        counters: Arc::clone(&counters),
+        control: Arc::clone(&job.control),
+        log: Arc::clone(&log),
+        stop: Arc::clone(&stop),
+        drained: Arc::clone(&drained),
+        capture_stopped: Arc::clone(&capture_stopped),
+        settings: settings.clone(),
+        config: job.config.clone(),
+        reload: Arc::clone(&job.reload),
     }
-    let set = ReplicationSet::new(rules);
-    let drain_thread = {
-        let set = set.clone();
-        let capturing = Arc::clone(&job.control.capturing);
-        let control = Arc::clone(&job.control);
-        let capture_stopped = Arc::clone(&capture_stopped);
-        let (stop, drained, changes, counters, log) = (
-            Arc::clone(&stop),
-            Arc::clone(&drained),
-            Arc::clone(&changes),
-            Arc::clone(&counters),
-            Arc::clone(&log),
-        );
-        let mut drain = Drain::new(set, settings.max_write_chunk_size() as u64);
-        let (root, hub) = (source.clone(), Arc::clone(&job.capture));
-        let (mut current, config, reload_flag) = (
-            settings.clone(),
-            job.config.clone(),
-            Arc::clone(&job.reload),
-        );
-        std::thread::Builder::new()
-            .name("drain".into())
-            .spawn(move || -> Result<()> {
-                let result = (|| {
-                    let mut capture = hub.subscribe(&[root])?;
-                    capturing.store(true, Ordering::Release);
-                    eprintln!("rilld: running");
-                    let mut events = Vec::new();
-                    let mut out = Vec::new();
-                    let mut sampled = Instant::now();
-                    loop {
-                        // Sampled, not per batch: reading it maps two pages of the ring.
-                        if sampled.elapsed() >= Duration::from_millis(100) {
-                            if let Some(p) = capture.driver_queue_percent()? {
-                                let x100 = (p * 100.0) as u64;
-                                counters
-                                    .driver_queue_percent_x100
-                                    .store(x100, Ordering::Relaxed);
-                            }
-                            sampled = Instant::now();
-                        }
-                        if reload_flag.swap(false, Ordering::Relaxed) {
-                            if let Some(config) = &config {
-                                reload(&mut current, config, &mut producer, &mut drain, &log);
-                            }
-                        }
-                        let stopping = stop.load(Ordering::Relaxed);
-                        if stopping {
-                            // Before the last read: what changes after it is not drained.
-                            capture_stopped.store(now_ns(), Ordering::Relaxed);
-                            capture.flush(&mut events)?;
-                        } else {
-                            capture.poll(Duration::from_millis(50), &mut events)?;
-                        }
-                        let caught_up = capture.caught_up_ns();
-                        drain.process(events.drain(..), &mut out);
-                        for d in out.drain(..) {
-                            keep(d, &mut producer, &changes, &counters, &stop, &log)?;
-                        }
-                        producer.wake();
-                        // Only now: what was captured before it is in the queue.
-                        control.ring_empty_ns.store(caught_up, Ordering::Release);
-                        if stopping {
-                            producer.flush()?;
-                            return Ok(());
-                        }
-                    }
-                })();
-                drained.store(true, Ordering::Release);
-                result
-            })?
-    };
+    .spawn()?;
 
     let mut alerted = false;
     let mut on_tick = |q: &crate::queue::QueueStats| -> Result<()> {
@@ -297,12 +187,131 @@ pub fn run(settings: &Settings, job: Job, sink: &mut dyn Transmit) -> Result<()>
         .map_err(|_| anyhow::anyhow!("the drain thread panicked"))??;
     transmitted?;
     let stopped_ns = capture_stopped.load(Ordering::Relaxed);
-    // A stop is clean only if the target acknowledged everything captured before it: what
-    // it did not (the link was down when the job stopped) is not kept for the next run,
-    // and a look for what changed after the capture stopped would not find it again
-    // (found by the replication fuzzer: whole directories missing, the job in sync).
-    // Without the record, the next start remirrors the source.
     let unacked = consumer.stats().ops_unacked;
+    end(data, &source, &marker, stopped_ns, unacked, &log)
+}
+
+/// What the job's last run left behind, as this run begins.
+struct Start {
+    changes: ChangeJournal,
+    /// The marker of a run in progress (see [`MARKER`]).
+    marker: PathBuf,
+    /// What changed while the job was stopped is looked for and remirrored.
+    resync: bool,
+    /// When the last run's capture stopped, if it stopped cleanly and the job resyncs:
+    /// only what changed since is remirrored.
+    look_since: Option<u64>,
+}
+
+/// Opens the job's change journal and reads what its last run left: an unclean stop (the
+/// marker is still there) marks the whole source for remirroring, as does a resync
+/// without a record of when the capture stopped. Then marks this run as in progress.
+fn begin(data: &Path, source: &Path, resync: bool, log: &EventLog) -> Result<Start> {
+    let changes = ChangeJournal::open(&data.join(CHANGE_JOURNAL))?;
+    let marker = data.join(MARKER);
+    let resync = resync && !marker.exists();
+    // Taken in any case, so a later unclean stop never finds an old one.
+    let stopped_at = take_stopped_at(&data.join(STOPPED_AT));
+    let look_since = stopped_at.filter(|_| resync);
+    if marker.exists() {
+        let text = format!(
+            "Auto-disconnecting {} due to an unclean stop of rilld: it is marked for remirroring",
+            source.display()
+        );
+        log.event(Level::Warning, events::AUTO_DISCONNECT, &text);
+        changes.mark_subtree(source, Reason::Recovery, now_ns())?;
+    }
+    if resync && look_since.is_none() {
+        changes.mark_subtree(source, Reason::RescanAll, now_ns())?;
+    }
+    std::fs::write(&marker, std::process::id().to_string())
+        .with_context(|| format!("writing {}", marker.display()))?;
+    Ok(Start {
+        changes,
+        marker,
+        resync,
+        look_since,
+    })
+}
+
+/// Opens the source queue over the disk queue in `queue_dir`. A disk queue the last run
+/// left damaged (a torn tail, corrupt segments) lost operations: the whole source is
+/// marked for remirroring.
+fn open_queue(
+    settings: &Settings,
+    queue_dir: &Path,
+    source: &Path,
+    changes: &ChangeJournal,
+    log: &EventLog,
+) -> Result<(Producer, Consumer)> {
+    let mut cfg = JournalConfig::new(queue_dir);
+    cfg.segment_bytes = settings.q_journal_file_size_bytes();
+    cfg.space_max_bytes = settings.disk_queue_limit_bytes();
+    cfg.free_space_min_bytes = settings.q_journal_free_space_min_bytes();
+    cfg.write_through = settings.q_log_write_through();
+    let (writer, reader, recovery) = Journal::open(cfg)?;
+    if recovery.torn_tail.is_some() || !recovery.corrupt.is_empty() {
+        let text = format!(
+            "Auto-disconnecting {} due to a disk queue read/write error (torn tail {:?}, \
+             corrupt segments {:?}): it is marked for remirroring",
+            source.display(),
+            recovery.torn_tail,
+            recovery.corrupt
+        );
+        log.event(Level::Warning, events::AUTO_DISCONNECT, &text);
+        changes.mark_subtree(source, Reason::QueueCorrupt, now_ns())?;
+    }
+    Ok(queue(
+        limits_of(settings),
+        writer,
+        reader,
+        recovery.last_seq,
+    ))
+}
+
+fn log_started(log: &EventLog, source: &Path, target: &str, resync: bool, since: Option<u64>) {
+    log.event(
+        Level::Information,
+        events::SOURCE_STARTED,
+        &format!(
+            "Source started: {} replicating to {target}{}",
+            source.display(),
+            match (resync, since) {
+                (false, _) => "",
+                (true, None) => "; what changed while it was stopped is remirrored (all of it)",
+                (true, Some(_)) => {
+                    "; what changed while it was stopped is remirrored (if anything did)"
+                }
+            }
+        ),
+    );
+}
+
+/// The job's replication set: its source, recursively, and its own rules.
+fn replication_set(source: &Path, extra: &[(String, bool)]) -> Result<ReplicationSet> {
+    let mut rules = vec![Rule::new(&source.to_string_lossy(), true, true)?];
+    for (path, include) in extra {
+        rules.push(Rule::new(path, *include, true)?);
+    }
+    Ok(ReplicationSet::new(rules))
+}
+
+/// The run is over: records when the capture stopped, if the stop was clean, and removes
+/// the marker of a run in progress.
+///
+/// A stop is clean only if the target acknowledged everything captured before it: what
+/// it did not (the link was down when the job stopped) is not kept for the next run, and
+/// a look for what changed after the capture stopped would not find it again (found by
+/// the replication fuzzer: whole directories missing, the job in sync). Without the
+/// record, the next start remirrors the source.
+fn end(
+    data: &Path,
+    source: &Path,
+    marker: &Path,
+    stopped_ns: u64,
+    unacked: u64,
+    log: &EventLog,
+) -> Result<()> {
     if unacked > 0 {
         log::warn!(
             "{}: stopped with {unacked} operations the target had not acknowledged; the next \
@@ -315,7 +324,7 @@ pub fn run(settings: &Settings, job: Job, sink: &mut dyn Transmit) -> Result<()>
         std::fs::write(&path, stopped_ns.to_string())
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    std::fs::remove_file(&marker).with_context(|| format!("removing {}", marker.display()))?;
+    std::fs::remove_file(marker).with_context(|| format!("removing {}", marker.display()))?;
     log.event(
         Level::Information,
         events::SOURCE_STOPPED,
@@ -410,156 +419,6 @@ pub fn limits_of(settings: &Settings) -> Limits {
             CallbackMode::QueueToDisk if !settings.disk_queue_enabled() => AtLimit::AutoDisconnect,
             CallbackMode::QueueToDisk => AtLimit::QueueToDisk,
         },
-    }
-}
-
-/// Re-reads the settings file: settings that need no restart take effect now (queue and
-/// disk-queue limits, write-through, the write chunk size); the others are reported as
-/// waiting for a restart. A file that does not check out changes nothing.
-fn reload(
-    current: &mut Settings,
-    config: &Path,
-    producer: &mut crate::queue::Producer,
-    drain: &mut Drain,
-    log: &EventLog,
-) {
-    let next = match Settings::load(config) {
-        Ok(s) => s,
-        Err(e) => {
-            log.event(
-                Level::Warning,
-                events::SETTINGS,
-                &format!("settings not reloaded: {e}"),
-            );
-            return;
-        }
-    };
-    let before = current.clone();
-    let waiting = current.apply_live(&next);
-    if *current != before {
-        let mut limits = limits_of(current);
-        // Memory size, spill threshold, alert and mode need a restart: keep those.
-        let running = producer.limits();
-        (
-            limits.memory_bytes,
-            limits.spill_percent,
-            limits.alert_percent,
-            limits.at_limit,
-        ) = (
-            running.memory_bytes,
-            running.spill_percent,
-            running.alert_percent,
-            running.at_limit,
-        );
-        producer.set_limits(limits);
-        producer.journal().set_limits(
-            current.q_journal_file_size_bytes(),
-            current.disk_queue_limit_bytes(),
-            current.q_journal_free_space_min_bytes(),
-            current.q_log_write_through(),
-        );
-        drain.set_max_write_chunk(current.max_write_chunk_size() as u64);
-        log.event(
-            Level::Information,
-            events::SETTINGS,
-            "settings reloaded; changes that need no restart are in effect",
-        );
-    }
-    if !waiting.is_empty() {
-        log.event(
-            Level::Warning,
-            events::SETTINGS,
-            &format!("take effect at the next start: {}", waiting.join(", ")),
-        );
-    }
-}
-
-/// Queues one drained item, or hands it to the change journal.
-fn keep(
-    d: Drained,
-    producer: &mut crate::queue::Producer,
-    changes: &ChangeJournal,
-    counters: &Counters,
-    stop: &AtomicBool,
-    log: &EventLog,
-) -> Result<()> {
-    let mut ev = match d {
-        Drained::Op(ev) => ev,
-        Drained::Dirty {
-            path,
-            range,
-            reason: r,
-        } => {
-            let m = match range {
-                Some((off, len)) => Mark::range(path, off, len, reason(r), now_ns()),
-                None => Mark::whole(path, reason(r), now_ns()),
-            };
-            return mark(changes, counters, m);
-        }
-    };
-    loop {
-        let bytes = op_bytes(&ev);
-        // The batch's ops wake the consumer once, after the last (see the caller).
-        match producer.push_quietly(ev)? {
-            Pushed::Memory(_) | Pushed::Disk(_) => {
-                counters.disconnected.store(false, Ordering::Relaxed);
-                counters.rep_ops_generated.fetch_add(1, Ordering::Relaxed);
-                counters
-                    .rep_bytes_generated
-                    .fetch_add(bytes, Ordering::Relaxed);
-                return Ok(());
-            }
-            // StopDraining: hold it and stop reading the driver until there is room; the
-            // driver's own throttling takes over meanwhile.
-            Pushed::Refused(back) if !stop.load(Ordering::Relaxed) => {
-                ev = back;
-                producer.wake();
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Pushed::Refused(back) => {
-                return mark(
-                    changes,
-                    counters,
-                    Mark::whole(back.path, Reason::AutoDisconnect, now_ns()),
-                )
-            }
-            Pushed::NotKept(back, why) => {
-                // One event per episode: the first operation not kept after some were.
-                if !counters.disconnected.swap(true, Ordering::Relaxed) {
-                    counters.auto_disconnects.fetch_add(1, Ordering::Relaxed);
-                    let why = match &why {
-                        NotKept::AutoDisconnect => {
-                            "the memory queue reached MemoryQueueToDiskThreshold".to_string()
-                        }
-                        NotKept::DiskFull(e) => format!("the source disk queue is full ({e})"),
-                    };
-                    log.event(
-                        Level::Warning,
-                        events::AUTO_DISCONNECT,
-                        &format!("Auto-disconnecting due to {why}: operations are recorded in the change journal for remirroring"),
-                    );
-                }
-                return mark(
-                    changes,
-                    counters,
-                    Mark::whole(back.path, Reason::AutoDisconnect, now_ns()),
-                );
-            }
-        }
-    }
-}
-
-fn mark(changes: &ChangeJournal, counters: &Counters, m: Mark) -> Result<()> {
-    counters
-        .change_journal_marks
-        .fetch_add(1, Ordering::Relaxed);
-    Ok(changes.mark(&[m])?)
-}
-
-fn op_bytes(ev: &Event) -> u64 {
-    match &ev.op {
-        Op::Write { len, .. } => *len,
-        _ => 0,
     }
 }
 
