@@ -132,6 +132,42 @@ pub struct TransmitLoop<'a> {
     pub changed_since: Option<u64>,
 }
 
+/// The loop's state from one pass to the next.
+struct Progress {
+    mirror: Option<Running>,
+    /// When mirror groups were handed out, for as long as operations captured before
+    /// then may still be queued, mirror done or not (see `HandOuts`).
+    handed_out: HandOuts,
+    /// The queue sequence of the last operation sent.
+    last: u64,
+    /// Operations and groups sent since the last checkpoint, and when that was.
+    unflushed: u32,
+    flushed_at: Instant,
+    /// When the statistics were last passed on.
+    tick_at: Instant,
+    /// Batches sent and not yet durable: (the sink's mark, the last queue sequence).
+    batches: VecDeque<(u64, u64)>,
+    remirrors: Remirrors,
+    /// Replication operations sent since the mirror's last turn.
+    since_mirror: u64,
+}
+
+impl Progress {
+    fn new(mirror: Option<Running>) -> Progress {
+        Progress {
+            mirror,
+            handed_out: HandOuts::default(),
+            last: 0,
+            unflushed: 0,
+            flushed_at: Instant::now(),
+            tick_at: Instant::now(),
+            batches: VecDeque::new(),
+            remirrors: Remirrors::new(),
+            since_mirror: 0,
+        }
+    }
+}
+
 const FLUSH_OPS: u32 = 1024;
 const FLUSH_INTERVAL: Duration = Duration::from_millis(200);
 /// How often the change journal is looked at for files to remirror.
@@ -144,163 +180,222 @@ const CAPTURE_SLACK_NS: u64 = 10_000_000;
 impl TransmitLoop<'_> {
     /// Runs until the drain thread is done and the queue is empty (or the job stops),
     /// with a full mirror first when `full_mirror`.
+    ///
+    /// Each pass of the loop: the second's statistics, a turn of the mirror or of
+    /// replication (`HPQueueRatio` replication operations to a mirror group), a
+    /// checkpoint when one is due, the queue acknowledged up to what the destination made
+    /// durable, and a remirror of what the change journal holds when one is due.
     pub fn run(mut self, full_mirror: bool) -> Result<()> {
+        self.wait_for_capture();
+        self.look_for_changes_while_stopped()?;
+        let mirror = if full_mirror {
+            Some(self.start_mirror(vec![self.source.clone()], Vec::new(), true)?)
+        } else {
+            None
+        };
+        let mut p = Progress::new(mirror);
+        let ratio = self.options.hp_queue_ratio.max(1);
+        loop {
+            let stop = self.control.stop.load(Ordering::Relaxed);
+            if p.tick_at.elapsed() >= Duration::from_secs(1) {
+                (self.on_tick)(&self.consumer.stats())?;
+                self.note_pending()?;
+                p.tick_at = Instant::now();
+            }
+            if self.control.paused.load(Ordering::Relaxed) && !stop {
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+            let mirror_ready = p.mirror.is_some() && !self.sink.mirror_paused() && !stop;
+            // Nothing left to send at once: the last operations' checkpoint (their files'
+            // times, and the mark their acknowledgement waits for) goes now, not when the
+            // interval is up.
+            let idle = if mirror_ready && p.since_mirror >= ratio {
+                self.mirror_turn(&mut p)?;
+                false
+            } else {
+                match self.replication_turn(&mut p, mirror_ready, ratio)? {
+                    Some(idle) => idle,
+                    None => break,
+                }
+            };
+            if !self.checkpoint_if_due(&mut p, idle)? {
+                return Ok(());
+            }
+            self.settle_durable(&mut p)?;
+            let lost = self.record_lost_state()?;
+            if p.mirror.is_none()
+                && !stop
+                && self.options.use_change_journal
+                && (lost || p.remirrors.due())
+            {
+                p.mirror = self.remirror(&mut p.remirrors)?;
+            }
+        }
+        self.finish(p.last)
+    }
+
+    /// Waits until the capture runs (or the drain thread is done, or the job stops): a
+    /// mirror must not read a file before changes made after it are captured.
+    fn wait_for_capture(&self) {
         while !self.control.capturing.load(Ordering::Acquire)
             && !self.drained.load(Ordering::Acquire)
             && !self.control.stop.load(Ordering::Relaxed)
         {
             std::thread::sleep(Duration::from_millis(10));
         }
-        // Only now: a change made after the walk passed its inode is captured.
-        if let Some(since) = self.changed_since {
-            if crate::changed_since::changed_since(&self.source, since) {
-                self.mark_whole_source()?;
-            } else {
-                log::info!(
-                    "nothing beneath {} changed while the job was stopped: no remirror",
-                    self.source.display()
-                );
-            }
-        }
-        let mut mirror = if full_mirror {
-            Some(self.start_mirror(vec![self.source.clone()], Vec::new(), true)?)
-        } else {
-            None
+    }
+
+    /// A job whose capture stopped cleanly remirrors its whole source if anything beneath
+    /// it changed since. Only once capturing: a change made after the walk passed its
+    /// inode is captured.
+    fn look_for_changes_while_stopped(&mut self) -> Result<()> {
+        let Some(since) = self.changed_since else {
+            return Ok(());
         };
-        // When mirror groups were handed out, for as long as operations captured before
-        // then may still be queued, mirror done or not (see `HandOuts`).
-        let mut handed_out = HandOuts::default();
-        let (mut last, mut unflushed, mut flushed_at, mut tick_at) =
-            (0u64, 0u32, Instant::now(), Instant::now());
-        // Batches sent and not yet durable: (the sink's mark, the last queue sequence).
-        let mut batches: VecDeque<(u64, u64)> = VecDeque::new();
-        let mut remirrors = Remirrors::new();
-        let mut since_mirror = 0u64;
-        let ratio = self.options.hp_queue_ratio.max(1);
-        loop {
-            let stop = self.control.stop.load(Ordering::Relaxed);
-            if tick_at.elapsed() >= Duration::from_secs(1) {
-                (self.on_tick)(&self.consumer.stats())?;
-                self.note_pending()?;
-                tick_at = Instant::now();
-            }
-            if self.control.paused.load(Ordering::Relaxed) && !stop {
-                std::thread::sleep(Duration::from_millis(50));
-                continue;
-            }
-            let mirror_ready = mirror.is_some() && !self.sink.mirror_paused() && !stop;
-            // Nothing left to send at once: the last operations' checkpoint (their files'
-            // times, and the mark their acknowledgement waits for) goes now, not when the
-            // interval is up.
-            let mut idle = false;
-            if let (true, Some(m)) = (mirror_ready && since_mirror >= ratio, mirror.as_mut()) {
-                since_mirror = 0;
-                match m.walk.next_group() {
-                    // Whole: its values were read just now (see `mirror`).
-                    Some(group) => {
-                        handed_out.record(&group);
-                        for ev in &group {
-                            if let Some(failed) = self.send(ev, Stream::Mirror)? {
-                                remirrors.failed([failed]);
-                            }
-                        }
-                        self.control
-                            .mirror_sent_bytes
-                            .store(m.walk.progress().bytes, Ordering::Relaxed);
-                        unflushed += group.len() as u32;
-                    }
-                    None => {
-                        let done = mirror.take();
-                        if let Some(done) = done {
-                            remirrors.failed(self.finish_mirror(done)?);
-                        }
-                        unflushed += 1;
+        if crate::changed_since::changed_since(&self.source, since) {
+            self.mark_whole_source()?;
+        } else {
+            log::info!(
+                "nothing beneath {} changed while the job was stopped: no remirror",
+                self.source.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// The mirror's turn: its next group is sent whole (its values were read just now, see
+    /// `mirror`), or, when the walk is done, the mirror is finished.
+    fn mirror_turn(&mut self, p: &mut Progress) -> Result<()> {
+        p.since_mirror = 0;
+        let Some(m) = p.mirror.as_mut() else {
+            return Ok(());
+        };
+        match m.walk.next_group() {
+            Some(group) => {
+                p.handed_out.record(&group);
+                for ev in &group {
+                    if let Some(failed) = self.send(ev, Stream::Mirror)? {
+                        p.remirrors.failed([failed]);
                     }
                 }
-            } else {
-                // Short while a batch awaits its acknowledgement, so it is noticed soon.
-                let wait = if mirror_ready {
-                    Duration::ZERO
-                } else if !batches.is_empty() {
-                    Duration::from_millis(2)
-                } else {
-                    Duration::from_millis(50)
-                };
-                // Read before the pop: the drain thread sets it once what was captured
-                // before it is queued, so if the pop then finds the queue empty, all of
-                // that has been sent (read after, it could cover operations pushed since).
-                let empty = self.control.ring_empty_ns.load(Ordering::Acquire);
-                let popped = self.consumer.pop(wait)?;
-                // Nothing queued: every operation captured before the ring was last found
-                // empty has been sent.
-                if popped.is_none() {
-                    let before = empty.saturating_sub(CAPTURE_SLACK_NS);
-                    handed_out.forget_before(before);
-                }
-                match popped {
-                    Some(q) => {
-                        self.overtaken(&mut handed_out, &q.event)?;
-                        let walk = mirror.as_mut().map(|m| &mut m.walk);
-                        if let Some(failed) = self.replicate(&q.event, walk)? {
-                            remirrors.failed([failed]);
-                        }
-                        last = q.seq;
-                        unflushed += 1;
-                        since_mirror += 1;
-                    }
-                    // Nothing to replicate: the mirror takes the turn.
-                    None if mirror_ready => since_mirror = ratio,
-                    None if self.drained.load(Ordering::Acquire) => break,
-                    None => idle = mirror.is_none(),
-                }
+                self.control
+                    .mirror_sent_bytes
+                    .store(m.walk.progress().bytes, Ordering::Relaxed);
+                p.unflushed += group.len() as u32;
             }
-            if unflushed > 0
-                && (idle || unflushed >= FLUSH_OPS || flushed_at.elapsed() > FLUSH_INTERVAL)
-            {
-                match self.sink.checkpoint() {
-                    Ok(mark) => batches.push_back((mark, last)),
-                    Err(SinkError::Stopped) => return Ok(()),
-                    Err(e) => return Err(e.into()),
+            None => {
+                if let Some(done) = p.mirror.take() {
+                    p.remirrors.failed(self.finish_mirror(done)?);
                 }
-                (unflushed, flushed_at) = (0, Instant::now());
-            }
-            if batches
-                .front()
-                .is_some_and(|&(mark, _)| mark <= self.sink.durable())
-            {
-                let durable = self.sink.durable();
-                let mut acked = 0;
-                while let Some(&(mark, seq)) = batches.front() {
-                    if mark > durable {
-                        break;
-                    }
-                    acked = acked.max(seq);
-                    batches.pop_front();
-                }
-                if acked > 0 {
-                    self.consumer.ack(acked)?;
-                }
-                let failed = self.record_failures()?;
-                if !failed.is_empty() {
-                    remirrors.failed(failed);
-                    self.note_pending()?;
-                }
-            }
-            let lost = self.record_lost_state()?;
-            if mirror.is_none()
-                && !stop
-                && self.options.use_change_journal
-                && (lost || remirrors.due())
-            {
-                mirror = self.remirror(&mut remirrors)?;
+                p.unflushed += 1;
             }
         }
-        // Only what the destination made durable leaves the queue. A flush the stop cut
-        // short (the link down as the job stopped) acknowledged nothing: taking the rest
-        // for acknowledged dropped it for good, and the next start, which looks only for
-        // changes made since the capture stopped, never sent it (found by the replication
-        // fuzzer: whole directories missing, the job in sync). Left unacknowledged, the
-        // stop is not a clean one (`service::run`), and the next start remirrors.
+        Ok(())
+    }
+
+    /// Replication's turn: the next queued operation is sent (or left to the running
+    /// mirror). Whether the loop is idle (nothing to send at once), or `None` once the
+    /// drain thread is done and everything queued has been sent.
+    fn replication_turn(
+        &mut self,
+        p: &mut Progress,
+        mirror_ready: bool,
+        ratio: u64,
+    ) -> Result<Option<bool>> {
+        // Short while a batch awaits its acknowledgement, so it is noticed soon.
+        let wait = if mirror_ready {
+            Duration::ZERO
+        } else if !p.batches.is_empty() {
+            Duration::from_millis(2)
+        } else {
+            Duration::from_millis(50)
+        };
+        // Read before the pop: the drain thread sets it once what was captured before it
+        // is queued, so if the pop then finds the queue empty, all of that has been sent
+        // (read after, it could cover operations pushed since).
+        let empty = self.control.ring_empty_ns.load(Ordering::Acquire);
+        let popped = self.consumer.pop(wait)?;
+        // Nothing queued: every operation captured before the ring was last found empty
+        // has been sent.
+        if popped.is_none() {
+            let before = empty.saturating_sub(CAPTURE_SLACK_NS);
+            p.handed_out.forget_before(before);
+        }
+        match popped {
+            Some(q) => {
+                self.overtaken(&mut p.handed_out, &q.event)?;
+                let walk = p.mirror.as_mut().map(|m| &mut m.walk);
+                if let Some(failed) = self.replicate(&q.event, walk)? {
+                    p.remirrors.failed([failed]);
+                }
+                p.last = q.seq;
+                p.unflushed += 1;
+                p.since_mirror += 1;
+            }
+            // Nothing to replicate: the mirror takes the turn.
+            None if mirror_ready => p.since_mirror = ratio,
+            None if self.drained.load(Ordering::Acquire) => return Ok(None),
+            None => return Ok(Some(p.mirror.is_none())),
+        }
+        Ok(Some(false))
+    }
+
+    /// Asks the sink for a checkpoint of what was sent, when one is due (a full batch,
+    /// the interval, or nothing more to send at once). False when the sink has stopped.
+    fn checkpoint_if_due(&mut self, p: &mut Progress, idle: bool) -> Result<bool> {
+        if p.unflushed > 0
+            && (idle || p.unflushed >= FLUSH_OPS || p.flushed_at.elapsed() > FLUSH_INTERVAL)
+        {
+            match self.sink.checkpoint() {
+                Ok(mark) => p.batches.push_back((mark, p.last)),
+                Err(SinkError::Stopped) => return Ok(false),
+                Err(e) => return Err(e.into()),
+            }
+            (p.unflushed, p.flushed_at) = (0, Instant::now());
+        }
+        Ok(true)
+    }
+
+    /// Acknowledges the queue up to the last batch the destination made durable, and
+    /// records the failures it reported.
+    fn settle_durable(&mut self, p: &mut Progress) -> Result<()> {
+        let Some(&(first, _)) = p.batches.front() else {
+            return Ok(());
+        };
+        if first > self.sink.durable() {
+            return Ok(());
+        }
+        let durable = self.sink.durable();
+        let mut acked = 0;
+        while let Some(&(mark, seq)) = p.batches.front() {
+            if mark > durable {
+                break;
+            }
+            acked = acked.max(seq);
+            p.batches.pop_front();
+        }
+        if acked > 0 {
+            self.consumer.ack(acked)?;
+        }
+        let failed = self.record_failures()?;
+        if !failed.is_empty() {
+            p.remirrors.failed(failed);
+            self.note_pending()?;
+        }
+        Ok(())
+    }
+
+    /// The loop is over: flushes the sink and acknowledges the queue up to `last` if the
+    /// flush went through.
+    ///
+    /// Only what the destination made durable leaves the queue. A flush the stop cut short
+    /// (the link down as the job stopped) acknowledged nothing: taking the rest for
+    /// acknowledged dropped it for good, and the next start, which looks only for changes
+    /// made since the capture stopped, never sent it (found by the replication fuzzer:
+    /// whole directories missing, the job in sync). Left unacknowledged, the stop is not a
+    /// clean one (`service::run`), and the next start remirrors.
+    fn finish(&mut self, last: u64) -> Result<()> {
         let flushed = match self.sink.flush() {
             Ok(()) => true,
             Err(SinkError::Stopped) => false,
