@@ -8,8 +8,9 @@
 //! the change journal for remirroring), 4072 `QueueSizeAlertThreshold` exceeded; and 149,
 //! settings reloaded (after the guide's code -149, "new option applied"); the connection,
 //! mirror and target events of the guide's chapter 6 (4001/4004, 4009/4010/4011, 4016/4017,
-//! 4019/4023, 4065, 4071); 4052/4409, orphans removed or not; and 169/170, failed and
-//! successful logins.
+//! 4019/4023, 4065, 4071); 4052/4409, orphans removed or not; the target's retries of
+//! writes that failed for a reason that may pass (4110/4111/4113, 4120, 4150); and
+//! 169/170, failed and successful logins.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -37,6 +38,14 @@ pub const MIRROR_STARTED: u32 = 4019;
 pub const MIRROR_COMPLETED: u32 = 4023;
 /// The target data state of a connection changed.
 pub const DATA_STATE: u32 = 4065;
+/// A target write that failed for a reason that may pass (the guide's 4110 disk full,
+/// 4111 sharing violation, 4113 unknown reason) and is retried per
+/// `TGExecutionRetryLimit`; 4120 when it then succeeded, 4150 when the retries ran out.
+pub const RETRY_DISK_FULL: u32 = 4110;
+pub const RETRY_BUSY: u32 = 4111;
+pub const RETRY_UNKNOWN: u32 = 4113;
+pub const RETRY_SUCCEEDED: u32 = 4120;
+pub const RETRY_DISCARDED: u32 = 4150;
 /// A network message failed its checksum (or any other frame check).
 pub const BAD_MESSAGE: u32 = 4071;
 /// An orphan removed from a replica (one event each, with `LogAllOrphans`): the guide's

@@ -57,12 +57,17 @@ impl ApplyError {
     /// Whether trying again later may succeed (a busy or locked file, a full disk), as
     /// opposed to an operation that can never apply (a path outside the replica).
     pub fn is_transient(&self) -> bool {
+        matches!(
+            self.os_error(),
+            Some(libc::EBUSY | libc::ETXTBSY | libc::EAGAIN | libc::ENOSPC | libc::EDQUOT)
+        )
+    }
+
+    /// The system's error number, for an operation the file system refused.
+    pub fn os_error(&self) -> Option<i32> {
         match self {
-            ApplyError::Apply { source, .. } => matches!(
-                source.raw_os_error(),
-                Some(libc::EBUSY | libc::ETXTBSY | libc::EAGAIN | libc::ENOSPC | libc::EDQUOT)
-            ),
-            _ => false,
+            ApplyError::Apply { source, .. } => source.raw_os_error(),
+            _ => None,
         }
     }
 }

@@ -538,6 +538,14 @@ impl Worker {
         loop {
             match self.applier.apply(ev) {
                 Ok(()) => {
+                    if tries > 0 {
+                        let text = format!(
+                            "Target write to {} was completed successfully after {tries} retries",
+                            ev.path.display()
+                        );
+                        self.log
+                            .event(Level::Information, events::RETRY_SUCCEEDED, &text);
+                    }
                     if matches!(ev.op, Op::Prune(_)) {
                         self.orphans_removed();
                     }
@@ -548,12 +556,22 @@ impl Worker {
                     }
                     return true;
                 }
-                Err(e) if e.is_transient() && tries < self.retry_limit => {
+                Err(e) if e.is_transient() && self.may_retry(tries) => {
+                    if tries == 0 {
+                        self.retrying(ev, &e);
+                    }
                     tries += 1;
                     self.stats.retries.fetch_add(1, Ordering::Relaxed);
                     std::thread::sleep(self.retry_wait);
                 }
                 Err(e) => {
+                    if tries > 0 {
+                        let text = format!(
+                            "Target write {} failed after {tries} retries and will be discarded: {e}",
+                            ev.path.display()
+                        );
+                        self.log.event(Level::Error, events::RETRY_DISCARDED, &text);
+                    }
                     if matches!(ev.op, Op::Prune(_)) {
                         self.log.event(
                             Level::Warning,
@@ -569,6 +587,34 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// Whether an op that failed for a reason that may pass, `tries` times retried so
+    /// far, is tried again: up to `TGExecutionRetryLimit` times, or until it is applied
+    /// when that is 0 (the guide's default), unless the session is being replaced or
+    /// stopped (then it is refused, and its name remirrored after the next connection).
+    fn may_retry(&self, tries: u64) -> bool {
+        (self.retry_limit == 0 || tries < self.retry_limit) && !self.cancel.load(Ordering::Relaxed)
+    }
+
+    /// Logs the first retry of op `ev` with the guide's event for its cause.
+    fn retrying(&self, ev: &Event, e: &crate::apply::ApplyError) {
+        let (id, cause) = match e.os_error() {
+            Some(libc::ENOSPC | libc::EDQUOT) => {
+                (events::RETRY_DISK_FULL, "target disk being full")
+            }
+            Some(libc::EBUSY | libc::ETXTBSY) => (events::RETRY_BUSY, "a sharing violation"),
+            _ => (events::RETRY_UNKNOWN, "an unknown reason"),
+        };
+        let times = match self.retry_limit {
+            0 => "forever".to_string(),
+            n => format!("{n} times"),
+        };
+        let text = format!(
+            "Target can not write {} due to {cause} ({e}). Operation will be retried ({times})",
+            ev.path.display()
+        );
+        self.log.event(Level::Warning, id, &text);
     }
 
     /// Reports op `seq` refused (recorded, so its names stay unsettled and the refusal can

@@ -48,6 +48,7 @@ struct Scene {
     state_dir: PathBuf,
     stats: Arc<TargetStats>,
     stop: Arc<AtomicBool>,
+    log_dir: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -55,6 +56,11 @@ impl Scene {
     /// A target whose applier retries a failed operation once, `retry_wait` later, and
     /// whose connections may stay silent for `timeout`.
     fn start(retry_wait: Duration, timeout: Duration) -> Scene {
+        Scene::with_retries(1, retry_wait, timeout)
+    }
+
+    /// The same, retrying a failed operation `retry_limit` times (`TGExecutionRetryLimit`).
+    fn with_retries(retry_limit: u64, retry_wait: Duration, timeout: Duration) -> Scene {
         let dir = tempfile::tempdir().unwrap();
         let home = |name: &str| dir.path().join(name);
         let target_id = Identity::load_or_create(&home("target-id"), "target").unwrap();
@@ -79,7 +85,7 @@ impl Scene {
             apply: crate::apply::ApplyOptions::default(),
             capacity_high: 90,
             capacity_low: 50,
-            retry_limit: 1,
+            retry_limit,
             retry_wait,
             log_all_orphans: false,
         };
@@ -117,6 +123,7 @@ impl Scene {
             state_dir,
             stats,
             stop,
+            log_dir: home("log"),
             _dir: dir,
         }
     }
@@ -239,6 +246,42 @@ impl Drop for Running {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// With `TGExecutionRetryLimit` 0 (the guide's default) an operation that fails for a
+/// reason that may pass is retried until it is applied, with the guide's events for the
+/// retries (4111, sharing violation) and for their success (4120).
+#[test]
+fn an_operation_is_retried_until_applied_when_the_limit_is_zero() {
+    let scene = Scene::with_retries(0, Duration::from_millis(50), Duration::from_secs(30));
+    let running = Running::start(&scene.target_path);
+    let (mut conn, _) = scene.session();
+    scene.send_op(&mut conn, 1, BUSY, Op::Truncate { size: 7 });
+    wait_for("the session", || scene.session_stats().is_some());
+    let stats = scene.session_stats().unwrap();
+    wait_for("several retries", || {
+        stats.retries.load(Ordering::Relaxed) >= 5
+    });
+    assert_eq!(
+        stats.ops_dropped.load(Ordering::Relaxed),
+        0,
+        "not discarded"
+    );
+    drop(running);
+    wait_for("operation 1 applied", || {
+        stats.ops_applied.load(Ordering::Relaxed) == 1
+    });
+    let size = std::fs::metadata(scene.target_path.join(BUSY))
+        .unwrap()
+        .len();
+    assert_eq!(size, 7);
+    let log = std::fs::read_to_string(scene.log_dir.join("rilld.log")).unwrap();
+    assert!(
+        log.contains(" 4111 ") && log.contains("retried (forever)"),
+        "{log}"
+    );
+    assert!(log.contains(" 4120 "), "{log}");
+    drop(conn);
 }
 
 /// Waits (up to [`STEP`]) for `done`.
