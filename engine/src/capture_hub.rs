@@ -68,7 +68,7 @@ use rill_driver_linux::settings::{CaptureMode, DriverSettings, DEFAULT_SETTINGS_
 use rill_driver_linux::{loader, DriverError};
 use rill_ops::{DirtyReason, Event, Op};
 
-use crate::link::monotonic_ns;
+use crate::clock::monotonic_ns;
 
 /// How long the reader waits for the ring at a time: also how soon it notices a new
 /// subscriber's roots, a flush request or that the last subscriber left.

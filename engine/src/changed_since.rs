@@ -70,14 +70,7 @@ fn ctime_ns(m: &fs::Metadata) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-    fn now_ns() -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64
-    }
+    use std::time::Duration;
 
     /// `n` trees made, then a stop time past the slack: unchanged until something is
     /// touched.
@@ -94,7 +87,7 @@ mod tests {
             })
             .collect();
         std::thread::sleep(Duration::from_nanos(SLACK_NS) + Duration::from_millis(50));
-        (trees, now_ns())
+        (trees, crate::clock::wall_ns())
     }
 
     #[test]
@@ -105,7 +98,7 @@ mod tests {
             changed_since(&d[0].path().join("missing"), stopped),
             "a source gone"
         );
-        let later = now_ns() + 3_600_000_000_000;
+        let later = crate::clock::wall_ns() + 3_600_000_000_000;
         assert!(changed_since(d[0].path(), later), "a clock set back");
     }
 

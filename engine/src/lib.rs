@@ -17,6 +17,7 @@ pub mod apply;
 pub mod capture_hub;
 pub mod change_journal;
 pub mod changed_since;
+pub mod clock;
 pub mod daemon;
 mod database;
 pub mod drain;

@@ -18,7 +18,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 
@@ -87,12 +86,6 @@ const CHANGE_JOURNAL: &str = "change-journal.redb";
 /// When a cleanly stopped run's capture stopped (wall-clock ns): where the next run looks
 /// for changes from (see `changed_since`).
 const STOPPED_AT: &str = "capture-stopped-at";
-
-fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
-}
 
 /// Runs `job` until its control's `stop` is set, then drains what was captured, flushes
 /// and returns.
@@ -219,10 +212,10 @@ fn begin(data: &Path, source: &Path, resync: bool, log: &EventLog) -> Result<Sta
             source.display()
         );
         log.event(Level::Warning, events::AUTO_DISCONNECT, &text);
-        changes.mark_subtree(source, Reason::Recovery, now_ns())?;
+        changes.mark_subtree(source, Reason::Recovery, crate::clock::wall_ns())?;
     }
     if resync && look_since.is_none() {
-        changes.mark_subtree(source, Reason::RescanAll, now_ns())?;
+        changes.mark_subtree(source, Reason::RescanAll, crate::clock::wall_ns())?;
     }
     std::fs::write(&marker, std::process::id().to_string())
         .with_context(|| format!("writing {}", marker.display()))?;
@@ -259,7 +252,7 @@ fn open_queue(
             recovery.corrupt
         );
         log.event(Level::Warning, events::AUTO_DISCONNECT, &text);
-        changes.mark_subtree(source, Reason::QueueCorrupt, now_ns())?;
+        changes.mark_subtree(source, Reason::QueueCorrupt, crate::clock::wall_ns())?;
     }
     Ok(queue(
         limits_of(settings),

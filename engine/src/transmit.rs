@@ -437,8 +437,11 @@ impl TransmitLoop<'_> {
             Err(SinkError::Stopped) => Ok(None),
             Err(e) => {
                 (self.on_failure)(&e);
-                self.changes
-                    .mark(&[Mark::whole(ev.path.clone(), Reason::Modified, now_ns())])?;
+                self.changes.mark(&[Mark::whole(
+                    ev.path.clone(),
+                    Reason::Modified,
+                    crate::clock::wall_ns(),
+                )])?;
                 Ok(Some(ev.path.clone()))
             }
         }
@@ -459,7 +462,7 @@ impl TransmitLoop<'_> {
     /// there: remirrored, and followed meanwhile through the moves after it, which carry
     /// what they hold on.
     fn stale_after<'p>(&mut self, names: impl Iterator<Item = &'p PathBuf>) -> Result<()> {
-        let at = now_ns();
+        let at = crate::clock::wall_ns();
         let names: Vec<&PathBuf> = names.collect();
         if names.is_empty() {
             return Ok(());
@@ -499,7 +502,7 @@ impl TransmitLoop<'_> {
     fn mark_whole_source(&self) -> Result<()> {
         Ok(self
             .changes
-            .mark_subtree(&self.source, Reason::RescanAll, now_ns())?)
+            .mark_subtree(&self.source, Reason::RescanAll, crate::clock::wall_ns())?)
     }
 
     /// Files the destination could not apply go to the change journal, to be remirrored.
@@ -511,7 +514,7 @@ impl TransmitLoop<'_> {
         }
         let marks: Vec<Mark> = failed
             .iter()
-            .map(|p| Mark::whole(p.clone(), Reason::Modified, now_ns()))
+            .map(|p| Mark::whole(p.clone(), Reason::Modified, crate::clock::wall_ns()))
             .collect();
         self.changes.mark(&marks)?;
         Ok(failed)
@@ -717,12 +720,6 @@ impl Remirrors {
         }
         (self.rounds >= 2 && self.rounds.is_power_of_two()).then_some(self.rounds)
     }
-}
-
-fn now_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 #[cfg(test)]

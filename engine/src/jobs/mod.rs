@@ -36,7 +36,6 @@ use crate::database::OpenError;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 use serde::{Deserialize, Serialize};
@@ -244,7 +243,7 @@ impl JobStore {
     /// (normalised). Refused if the spec is invalid or the name is taken.
     pub fn create(&self, spec: JobSpec) -> Result<Job> {
         let spec = spec.validated()?;
-        let now = now_unix();
+        let now = crate::clock::wall_secs();
         let job = Job {
             spec,
             state: JobState::Stopped,
@@ -345,7 +344,7 @@ impl JobStore {
                 }
             };
             let out = change(&mut job);
-            job.updated_unix = now_unix();
+            job.updated_unix = crate::clock::wall_secs();
             let bytes = self.encode(&job_key(name), &job)?;
             jobs.insert(name, bytes.as_slice()).db(&self.path)?;
             out
@@ -376,7 +375,7 @@ impl JobStore {
         check_name(job)?;
         let mut session = session.clone();
         session.target_path = validate::check_path("target path", &session.target_path)?;
-        session.updated_unix = now_unix();
+        session.updated_unix = crate::clock::wall_secs();
         let bytes = self.encode(&session_key(peer, job), &session)?;
         let tx = self.db.begin_write().db(&self.path)?;
         {
@@ -444,12 +443,6 @@ fn job_key(name: &str) -> String {
 /// How a target session's record is named in errors.
 fn session_key(peer: &str, job: &str) -> String {
     format!("the target session of job `{job}` from peer {peer}")
-}
-
-fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// Attaches the store's path to a redb error.

@@ -22,6 +22,7 @@ use std::time::{Duration, SystemTime};
 use rill_ops::Event;
 use tokio::sync::{mpsc, watch};
 
+use crate::clock::monotonic_ns;
 use crate::mgmt::{utc_time, ConError, ConErrorClass};
 use crate::proto::{Marker, Stream};
 use crate::resolve::{ResolveOptions, Resolver};
@@ -158,17 +159,6 @@ impl LinkStats {
             t => monotonic_ns().saturating_sub(t) as f64 / 1e9,
         }
     }
-}
-
-/// CLOCK_MONOTONIC in nanoseconds, the clock of capture timestamps.
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid timespec to fill.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// What the transmit thread hands the link task.

@@ -425,7 +425,7 @@ fn encode(
                     tail: Bytes::new(),
                     stream: None,
                     data_bytes: 0,
-                    captured_ns: super::monotonic_ns(),
+                    captured_ns: crate::clock::monotonic_ns(),
                     paths: Vec::new(),
                     carry: None,
                     marker: Some(marker),

@@ -721,7 +721,7 @@ pub struct HandOuts {
 impl HandOuts {
     /// A group's names, handed out (its values read) by now.
     pub fn record(&mut self, group: &[Event]) {
-        let now = crate::link::monotonic_ns();
+        let now = crate::clock::monotonic_ns();
         for ev in group {
             let prune = matches!(ev.op, Op::Prune(_));
             let at = if prune {
@@ -969,7 +969,7 @@ mod tests {
         let r = d.path();
         std::fs::create_dir_all(r.join("d0")).unwrap();
         std::fs::write(r.join("d0/f"), b"x").unwrap();
-        let before = crate::link::monotonic_ns();
+        let before = crate::clock::monotonic_ns();
         let mut hand_outs = HandOuts::default();
         let mut m = Mirror::new(vec![r.join("d0/f")], set(r), options());
         while let Some(group) = m.next_group() {
@@ -1131,7 +1131,7 @@ mod tests {
         let r = d.path();
         std::fs::create_dir_all(r.join("d")).unwrap();
         std::fs::create_dir_all(r.join("elsewhere")).unwrap();
-        let before = crate::link::monotonic_ns();
+        let before = crate::clock::monotonic_ns();
         let mut hand_outs = HandOuts::default();
         let mut m = Mirror::new(vec![r.join("d")], set(r), options());
         while let Some(group) = m.next_group() {
@@ -1453,7 +1453,7 @@ mod tests {
                 },
             )
         };
-        let before = crate::link::monotonic_ns();
+        let before = crate::clock::monotonic_ns();
         let mut m_groups = HandOuts::default();
         while let Some(group) = m.next_group() {
             m_groups.record(&group);

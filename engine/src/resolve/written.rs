@@ -94,7 +94,7 @@ impl Written {
             self.alias(rel.to_path_buf(), o);
         }
         let looked_up = (object.is_none() && known.is_none() && linked.is_some())
-            .then(crate::link::monotonic_ns);
+            .then(crate::clock::monotonic_ns);
         let entry = Entry {
             object: object.or(linked),
             linked: linked.is_some(),
@@ -470,7 +470,7 @@ mod tests {
         std::fs::write(src.join("a"), b"written").unwrap();
         std::fs::write(src.join("b"), b"other").unwrap();
         std::fs::hard_link(src.join("b"), src.join("b2")).unwrap();
-        let captured = crate::link::monotonic_ns();
+        let captured = crate::clock::monotonic_ns();
         // The source ahead of the stream: the exchange is done when the truncate of `a`
         // is resolved.
         exchange(&src.join("a"), &src.join("b"));

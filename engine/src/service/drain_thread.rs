@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use rill_ops::{DirtyReason, Event, Op};
 
-use super::{limits_of, now_ns, Counters};
+use super::{limits_of, Counters};
 use crate::capture_hub::{CaptureHub, Subscription};
 use crate::change_journal::{ChangeJournal, Mark, Reason};
 use crate::drain::{Drain, Drained};
@@ -127,7 +127,8 @@ impl DrainThread {
         let stopping = self.stop.load(Ordering::Relaxed);
         if stopping {
             // Before the last read: what changes after it is not drained.
-            self.capture_stopped.store(now_ns(), Ordering::Relaxed);
+            self.capture_stopped
+                .store(crate::clock::wall_ns(), Ordering::Relaxed);
             capture.flush(events)?;
         } else {
             capture.poll(POLL, events)?;
@@ -244,8 +245,8 @@ fn keep(
             reason: r,
         } => {
             let m = match range {
-                Some((off, len)) => Mark::range(path, off, len, reason(r), now_ns()),
-                None => Mark::whole(path, reason(r), now_ns()),
+                Some((off, len)) => Mark::range(path, off, len, reason(r), crate::clock::wall_ns()),
+                None => Mark::whole(path, reason(r), crate::clock::wall_ns()),
             };
             return mark(changes, counters, m);
         }
@@ -273,7 +274,7 @@ fn keep(
                 return mark(
                     changes,
                     counters,
-                    Mark::whole(back.path, Reason::AutoDisconnect, now_ns()),
+                    Mark::whole(back.path, Reason::AutoDisconnect, crate::clock::wall_ns()),
                 )
             }
             Pushed::NotKept(back, why) => {
@@ -295,7 +296,7 @@ fn keep(
                 return mark(
                     changes,
                     counters,
-                    Mark::whole(back.path, Reason::AutoDisconnect, now_ns()),
+                    Mark::whole(back.path, Reason::AutoDisconnect, crate::clock::wall_ns()),
                 );
             }
         }
