@@ -399,10 +399,18 @@ impl Mirror {
                     // through a second name, made between the first name's data and the
                     // link, lost). So the file's data and attributes follow the link,
                     // read again.
+                    // Only a regular file has data to read again: a symlink's or a node's
+                    // would be read, and written, through the link or node (found by the
+                    // replication fuzzer: a symlink with three names, each linked name
+                    // followed by the file it led to, written through it).
                     sent.read = ctime_clock();
-                    let size = Event::new(p, Op::Truncate { size: m.len() });
-                    self.ready.push_back(vec![unlink, link, size]);
-                    self.file_data(p, m.len());
+                    if ft.is_file() {
+                        let size = Event::new(p, Op::Truncate { size: m.len() });
+                        self.ready.push_back(vec![unlink, link, size]);
+                        self.file_data(p, m.len());
+                    } else {
+                        self.ready.push_back(vec![unlink, link]);
+                    }
                     self.todo.push(Step::Attributes(p.to_path_buf()));
                     return;
                 }
@@ -1342,6 +1350,36 @@ mod tests {
             ino(dst.join("b")),
             "linked on the replica"
         );
+    }
+
+    /// A symlink with several names, changed after its first name was read: the names
+    /// linked later carry no data (read through the link, it would be the file the link
+    /// leads to, written through it on the replica).
+    #[test]
+    fn a_changed_symlink_with_several_names_is_linked_without_data() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        std::fs::write(r.join("target"), vec![b'x'; 5000]).unwrap();
+        std::os::unix::fs::symlink("target", r.join("a")).unwrap();
+        std::fs::hard_link(r.join("a"), r.join("b")).unwrap();
+        let mut m = Mirror::new(vec![r.to_path_buf()], set(r), options());
+        let mut ops: Vec<Event> = Vec::new();
+        while !ops.iter().any(|e| e.path == r.join("a")) {
+            ops.extend(m.next_group().unwrap());
+        }
+        // A new owner changes the link's ctime.
+        std::os::unix::fs::lchown(r.join("a"), Some(1), Some(1)).unwrap();
+        ops.extend(std::iter::from_fn(|| m.next_group()).flatten());
+        let linked = ops
+            .iter()
+            .any(|e| e.path == r.join("b") && matches!(e.op, Op::Link { .. }));
+        assert!(linked, "{ops:?}");
+        let data = |n: &str| {
+            ops.iter().any(|e| {
+                e.path == r.join(n) && matches!(e.op, Op::Write { .. } | Op::Truncate { .. })
+            })
+        };
+        assert!(!data("a") && !data("b"), "{ops:?}");
     }
 
     /// A file sent again under a later name (its first name moved away) is one file on
