@@ -439,8 +439,16 @@ impl<'a> Namer<'a> {
 }
 
 /// Forgets, of the files known to lie outside the roots, the one a rename or link names
-/// now (every one, when that is a directory: its contents moved with it).
+/// now (every one, when that is a directory: its contents moved with it), and the one a
+/// record names with its path: the file found outside may have been removed and its
+/// inode number given to a file made since, perhaps under the roots (whose later dirty
+/// marks would otherwise be dropped as none of ours).
 fn moved_in(ev: &Event, outside: &mut HashSet<(u64, u64)>) {
+    if let Some(id) = ev.object {
+        if !ev.path.as_os_str().is_empty() {
+            outside.remove(&id);
+        }
+    }
     let now = match &ev.op {
         Op::Rename { new_path, .. } => new_path,
         // A link record's path is the new name.
@@ -548,7 +556,7 @@ mod tests {
     /// A file known to lie outside the roots is forgotten once a rename or link names it
     /// (it may have come in), all of them when a directory moved; other files are kept.
     #[test]
-    fn a_rename_or_link_forgets_what_it_may_have_brought_in() {
+    fn a_rename_link_or_named_record_forgets_what_it_may_have_brought_in() {
         let top = tempfile::tempdir().unwrap();
         let (a, b, d) = (
             top.path().join("a"),
@@ -581,5 +589,23 @@ mod tests {
         outside.insert(id(&a));
         moved_in(&rename(&d), &mut outside);
         assert!(outside.is_empty());
+        // A record naming an object with its path (a create, say, that was given the
+        // inode number of a file found outside and removed since) forgets that object; a
+        // record by path cookie (no path) names one seen with its path before.
+        outside.extend([id(&a), id(&b)]);
+        let made = |path: PathBuf, object| Event {
+            object: Some(object),
+            ..Event::new(
+                path,
+                Op::Create {
+                    mode: 0o644,
+                    truncate: false,
+                },
+            )
+        };
+        moved_in(&made(PathBuf::new(), id(&a)), &mut outside);
+        assert_eq!(outside, [id(&a), id(&b)].into());
+        moved_in(&made(d.join("new"), id(&a)), &mut outside);
+        assert_eq!(outside, [id(&b)].into());
     }
 }
