@@ -123,6 +123,42 @@ kernel_offsets! {
     xattr_ctx_kname = "RILL_OFF_XATTR_CTX_KNAME": "kernel_xattr_ctx"."kname",
     xattr_ctx_flags = "RILL_OFF_XATTR_CTX_FLAGS": "kernel_xattr_ctx"."flags",
     xattr_name_name = "RILL_OFF_XATTR_NAME_NAME": "xattr_name"."name",
+    files_count = "RILL_OFF_FILES_COUNT": "files_struct"."count",
+    dentry_hash = "RILL_OFF_DENTRY_HASH": "dentry"."d_hash",
+    hlist_bl_pprev = "RILL_OFF_HLIST_BL_PPREV": "hlist_bl_node"."pprev",
+}
+
+/// Where `struct file` keeps its reference count, and the raw value that means exactly one
+/// reference: the write handler reads it to tell whether another task may use the same
+/// open file description (`ebpf/src/handlers.rs`, `Fd::shared`). Since Linux 6.13 it is
+/// `f_ref`, a `file_ref_t` whose raw counter is the count less one (`FILE_REF_ONEREF` is
+/// 0, and `file_needs_f_pos_lock` compares against it); before, `f_count`, an
+/// `atomic_long_t` holding the count itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileRefCount {
+    pub offset: u64,
+    /// The raw value of one reference (0 for `f_ref`, 1 for `f_count`).
+    pub one: u64,
+}
+
+impl FileRefCount {
+    /// Reads the running kernel's BTF.
+    pub fn from_kernel() -> Result<FileRefCount> {
+        let path = Path::new(VMLINUX_BTF);
+        let btf = Btf::from_file(path)
+            .map_err(|e| layout_error(path, "valid BTF data", e.to_string()))?;
+        Self::from_btf(&btf, path)
+    }
+
+    fn from_btf(btf: &Btf, path: &Path) -> Result<FileRefCount> {
+        match member_offset(btf, path, "file", "f_ref") {
+            Ok(offset) => Ok(FileRefCount { offset, one: 0 }),
+            Err(_) => Ok(FileRefCount {
+                offset: member_offset(btf, path, "file", "f_count")?,
+                one: 1,
+            }),
+        }
+    }
 }
 
 impl KernelOffsets {
@@ -333,6 +369,19 @@ mod tests {
         }
         // task_struct is large; files and fs are far from its start.
         assert!(o.task_files > 64 && o.task_fs > 64, "{o:?}");
+    }
+
+    /// This kernel (6.13 or later) counts a file's references in `f_ref`, from 0; an
+    /// older one's `f_count` is also an 8-byte member, counting from 1.
+    #[test]
+    fn file_reference_count_is_found() {
+        let r = FileRefCount::from_kernel().unwrap();
+        let btf = Btf::from_file(Path::new(VMLINUX_BTF)).unwrap();
+        match member_offset(&btf, Path::new(VMLINUX_BTF), "file", "f_ref") {
+            Ok(offset) => assert_eq!(r, FileRefCount { offset, one: 0 }),
+            Err(_) => assert_eq!(r.one, 1),
+        }
+        assert!(r.offset.is_multiple_of(8) && r.offset > 0, "{r:?}");
     }
 
     /// This kernel keeps an io_uring request's names as `struct filename *`, so the

@@ -162,6 +162,9 @@ pub fn load(settings: &DriverSettings, pin: bool) -> Result<Instance> {
     for (name, value) in &globals {
         loader.override_global(name, value, true);
     }
+    let file_ref = crate::btf::FileRefCount::from_kernel()?;
+    loader.override_global("RILL_OFF_FILE_REF", &file_ref.offset, true);
+    loader.override_global("RILL_FILE_REF_ONE", &file_ref.one, true);
     let uring_names = u64::from(crate::btf::uring_filenames_are_pointers()?);
     loader.override_global("RILL_URING_NAMES", &uring_names, true);
     loader

@@ -12,8 +12,8 @@ use rill_abi::{
 
 use crate::emit::{config, excluded, level, stopped, watched, Builder, Level, MAX_CHUNK};
 use crate::kernel::{
-    file_of_fd, inode_info, kread, name_base, off, path_inode, try_uread, umask, uread, InodeInfo,
-    KPath, Off, Regs, AT_FDCWD,
+    file_of_fd, file_ref_one, inode_info, kptr, kread, name_base, off, path_inode, try_uread,
+    umask, uread, InodeInfo, KPath, Off, Regs, AT_FDCWD,
 };
 use rill_abi::syscalls as nr;
 
@@ -124,6 +124,47 @@ struct FilePath {
 }
 
 impl Fd {
+    /// Whether the name the file was opened by has stopped being its name: its dentry is
+    /// unhashed. The kernel unhashes (`__d_drop`) the dentry of a name unlinked while the
+    /// file is open (`d_delete` turns it negative only when nobody else holds it), of a
+    /// name a rename replaced, and never hashes an `O_TMPFILE`'s. The file may still have
+    /// other names (hard links, a `linkat` of the temporary file): a record walked from
+    /// this dentry would name the removed one, so the caller marks the file dirty by its
+    /// inode instead, and the reader names it by a name it has (`capture.rs`). A read that
+    /// faults gives 0 too, which marks: never wrong, only less exact.
+    #[inline(always)]
+    fn name_is_stale(&self, o: &Off) -> bool {
+        kread::<u64>(
+            self.path.dentry,
+            o.RILL_OFF_DENTRY_HASH() + o.RILL_OFF_HLIST_BL_PPREV(),
+        ) == 0
+    }
+
+    /// Whether another task may use this open file description, read at the call's exit:
+    /// the test the kernel makes before it takes the description's `f_pos_lock`
+    /// (`file_needs_f_pos_lock` in `fs/file.c`: a reference count other than one), with
+    /// the reference the call itself held already dropped. A task whose files table is
+    /// shared (threads) takes a reference of its own for each call (`fdget` clones when
+    /// `files->count` is above 1), so another thread of ours can reach the description at
+    /// any time even when its count reads one now: a shared table counts as shared too.
+    /// An unshared description in an unshared table is reachable by this task alone,
+    /// which is inside this call. Not seen: a sharer that let go of its every reference
+    /// between the end of the call and this read (another process closing its copy right
+    /// after writing through it, a thread exiting right after its write), in the window
+    /// from the kernel's unlock to this program (short, unless the task is preempted).
+    #[inline(always)]
+    fn shared(&self, o: &Off) -> bool {
+        if kread::<u64>(self.file, o.RILL_OFF_FILE_REF()) != file_ref_one() {
+            return true;
+        }
+        // SAFETY: a helper without arguments.
+        let task = unsafe { aya_ebpf::helpers::bpf_get_current_task() };
+        match kptr(task, o.RILL_OFF_TASK_FILES()) {
+            Some(files) => kread::<u32>(files, o.RILL_OFF_FILES_COUNT()) != 1,
+            None => true,
+        }
+    }
+
     /// Starts a record on this file: the object id and its path, or the cached flag.
     #[inline(always)]
     fn path_into(&self, c: &Call, b: &mut Builder) -> FilePath {
@@ -163,6 +204,16 @@ fn fd_record_flags(c: &Call, f: &Fd, kind: Kind, mut args: [u64; 4], extra: u64,
     }
     if level(c.cfg) == Level::Stopped {
         return stopped(kind, key(&f.inode));
+    }
+    // A file with no name left: what was done through it stays with it, and its last
+    // name was recorded as removed (a record under that name would apply to whatever
+    // the replica holds there now).
+    if f.inode.nlink == 0 {
+        return;
+    }
+    // Opened by a name it no longer has: the record would name the wrong file.
+    if f.name_is_stale(&c.o) {
+        return crate::emit::mark_dirty(key(&f.inode), DIRTY_MODIFIED);
     }
     let Some(mut b) = Builder::new() else { return };
     b.flags |= flags;
@@ -320,14 +371,21 @@ pub fn write(c: &Call) {
         _ => c.arg(0),
     };
     let Some(f) = fd(c, out_fd) else { return };
-    // A file whose last name is gone: its name was already recorded as removed, and
-    // replaying the write under that name would bring the file back on a replica.
+    // A file whose last name is gone has nothing to replicate: its name was already
+    // recorded as removed, and replaying the write under that name would bring the file
+    // back on a replica (or write into whatever holds that name there now).
     if f.inode.mode & S_IFMT != S_IFREG || f.inode.nlink == 0 || !watched(c.cfg, f.inode.dev) {
         return;
     }
     let lvl = level(c.cfg);
     if lvl == Level::Stopped {
         return stopped(Kind::Write, key(&f.inode));
+    }
+    // Written through a name it no longer has while other names remain (a hard link kept
+    // it alive): a write record would name the removed name, so the file is marked by
+    // its inode and remirrored under the names it has.
+    if f.name_is_stale(&c.o) {
+        return crate::emit::mark_dirty(key(&f.inode), DIRTY_MODIFIED);
     }
     let flags: u32 = kread(f.file, c.o.RILL_OFF_FILE_FLAGS());
     let pos: i64 = kread(f.file, c.o.RILL_OFF_FILE_POS());
@@ -345,6 +403,21 @@ pub fn write(c: &Call) {
         _ => None,
     };
     let append = flags & O_APPEND != 0 || (c.nr == nr::PWRITEV2 && c.arg(5) & RWF_APPEND != 0);
+    // Where the write went is read after the call: the description's position (a write
+    // without an offset) or the file's size (an append). The kernel advances the position
+    // under the description's `f_pos_lock` and the size under the inode's lock, and both
+    // are released before the call returns, so another task using the same description
+    // may have moved them by now (two threads writing one descriptor). When it may
+    // (`Fd::shared`), the offset is not knowable here, not even as [pos - written, pos):
+    // the file is marked dirty (the whole file, remirrored) *instead of* a write record.
+    // Not in addition: a record at a wrong offset would put bytes on the replica where the
+    // source never had them, and if the remirror were read before that record was sent
+    // (the mark is collected as soon as the reader polls, the record may wait in the
+    // queue), the wrong bytes would be the replica's last word. A write at an explicit
+    // offset (pwrite) does not depend on either and stays an exact record.
+    if (append || explicit.is_none()) && f.shared(&c.o) {
+        return crate::emit::mark_dirty(key(&f.inode), DIRTY_MODIFIED);
+    }
     // Appends land at end-of-file whatever the offset argument says (pwrite on an
     // O_APPEND file included), and the size read here is the size after this write.
     let offset = if append {

@@ -100,7 +100,23 @@ offsets!(
     RILL_OFF_XATTR_CTX_KNAME,
     RILL_OFF_XATTR_CTX_FLAGS,
     RILL_OFF_XATTR_NAME_NAME,
+    RILL_OFF_FILES_COUNT,
+    RILL_OFF_DENTRY_HASH,
+    RILL_OFF_HLIST_BL_PPREV,
+    // Not from the table in `rill_driver_linux::btf` (`FileRefCount`: `f_ref` or `f_count`).
+    RILL_OFF_FILE_REF,
 );
+
+/// The raw value of `struct file`'s reference count that means one reference (see
+/// `rill_driver_linux::btf::FileRefCount`), set by the loader.
+#[no_mangle]
+static RILL_FILE_REF_ONE: u64 = 0;
+
+#[inline(always)]
+pub fn file_ref_one() -> u64 {
+    // SAFETY: a .rodata global set by the loader; volatile so that LLVM does not fold it.
+    unsafe { core::ptr::read_volatile(&RILL_FILE_REF_ONE) }
+}
 
 /// Reads a `T` at `base + off` in kernel memory; zero if the address faults.
 ///

@@ -104,6 +104,10 @@ pub fn close(fd: i32) {
     sys!(format!("close({fd})"), libc::SYS_close, fd);
 }
 
+pub fn dup(fd: i32) -> i32 {
+    sys!(format!("dup({fd})"), libc::SYS_dup, fd) as i32
+}
+
 pub fn write(fd: i32, buf: &[u8]) {
     let n = sys!("write", libc::SYS_write, fd, buf.as_ptr(), buf.len());
     full(n, buf.len() as c_long, "write");

@@ -26,7 +26,10 @@ const WORKLOAD: &str = env!("CARGO_BIN_EXE_rill-workload");
 /// One scenario run under a private eBPF capture of its directory.
 struct Run {
     dir: TestDir,
+    /// The workload's own events.
     events: Vec<Value>,
+    /// Everything the capture printed, dirty marks (which carry no pid) included.
+    all: Vec<Value>,
     workload: WorkloadResult,
 }
 
@@ -39,6 +42,7 @@ fn run_with(scenario: &str, settings: SettingsFile, params: &[&str]) -> Run {
     assert_seq_increasing(&captured.events);
     Run {
         events: of_pid(&captured.events, workload.pid),
+        all: captured.events,
         dir,
         workload,
     }
@@ -455,6 +459,92 @@ fn two_threads_pwriting_one_file_keep_every_write_and_each_threads_order() {
             &format!("writes of thread {t} (tid {tid})"),
         );
     }
+}
+
+/// The dirty marks (reason `modified`) the capture printed for `file`.
+fn marks_on<'a>(events: &'a [Value], file: &Path) -> Vec<&'a Value> {
+    let want = rill_tests::events::path_str(file);
+    events
+        .iter()
+        .filter(|e| e["kind"] == "dirty" && path(e) == want && e["reason"] == "modified")
+        .collect()
+}
+
+/// Two threads write(2) through one descriptor: where each write went is the shared file
+/// position, read after the call, and the other thread may have moved it by then. No
+/// write is recorded at an offset that may be wrong; the file is marked dirty instead
+/// (the engine remirrors it). Before, each write was recorded at the position read after
+/// it, which two racing threads could both read past their own bytes.
+#[test]
+fn two_threads_writing_one_descriptor_mark_the_file_dirty_instead_of_guessing_offsets() {
+    let r = run_with("shared-fd", SettingsFile::new(), &["n=200"]);
+    let sh = r.dir.join("sh");
+    assert_ops(&r.events, &[create(&sh, 0o644)], "shared-fd");
+    assert!(
+        !marks_on(&r.all, &sh).is_empty(),
+        "no dirty mark on {}: {:#?}",
+        sh.display(),
+        r.all
+    );
+    assert_eq!(r.workload.tids.len(), 2, "workload reports two writer tids");
+}
+
+/// A file with two names, opened by one, that name unlinked, then written, truncated and
+/// chmodded through the descriptor: the descriptor's name is gone, so no record may name
+/// it (on a replica it would act on whatever holds that name, or be refused and leave the
+/// other name stale). The file is marked dirty by its inode and named by the name it
+/// has. Before, all three were recorded under the removed name.
+#[test]
+fn changes_through_a_name_unlinked_while_open_mark_the_file_by_its_remaining_name() {
+    let r = run("unlinked-link");
+    let (ul1, ul2) = (r.dir.join("ul1"), r.dir.join("ul2"));
+    assert_ops(
+        &r.events,
+        &[
+            create(&ul1, 0o644),
+            op!("link", ul2, target = rill_tests::events::path_str(&ul1)),
+            op!("unlink", ul1),
+        ],
+        "unlinked-link",
+    );
+    assert!(
+        !marks_on(&r.all, &ul2).is_empty(),
+        "no dirty mark on {}: {:#?}",
+        ul2.display(),
+        r.all
+    );
+    let on_removed: Vec<&Value> = r
+        .all
+        .iter()
+        .filter(|e| path(e) == rill_tests::events::path_str(&ul1))
+        .filter(|e| !matches!(e["kind"].as_str(), Some("create" | "link" | "unlink")))
+        .collect();
+    assert!(
+        on_removed.is_empty(),
+        "events on the removed name: {on_removed:#?}"
+    );
+}
+
+/// The guard against marking too much: one thread, a descriptor whose copy (dup) was
+/// closed again, and a second description of the same file with O_APPEND: each
+/// description has one reference in an unshared table, so every write is an exact record
+/// and nothing is marked.
+#[test]
+fn writes_through_unshared_descriptions_stay_exact_records() {
+    let r = run("unshared");
+    let un = r.dir.join("un");
+    assert_ops(
+        &r.events,
+        &[
+            create(&un, 0o644),
+            write(&un, 0, 4, true),
+            write(&un, 4, 6, true),
+            write(&un, 10, 2, true),
+        ],
+        "unshared",
+    );
+    let dirty: Vec<&Value> = r.all.iter().filter(|e| e["kind"] == "dirty").collect();
+    assert!(dirty.is_empty(), "dirty marks: {dirty:#?}");
 }
 
 #[test]

@@ -830,6 +830,51 @@ fn writes_beneath_the_syscalls_replicate() {
     });
 }
 
+/// Writes whose place the capture cannot read exactly reach the replica: two threads
+/// writing through one shared descriptor (the file position, read after each call, may
+/// have been moved by the other thread), and a file written, truncated and chmodded
+/// through a name unlinked while it was open, the file living on under a hard link. Each
+/// is a dirty mark of the file, remirrored under the name it has. Before, the second was
+/// recorded under the removed name, which the replica no longer had: its other name kept
+/// the old contents.
+#[test]
+fn writes_through_a_shared_descriptor_or_an_unlinked_name_replicate() {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let p = start("rep-shared-fd");
+    std::fs::write(p.src.join("h1"), rill_tests::data_pattern(5000, 1)).unwrap();
+    std::fs::hard_link(p.src.join("h1"), p.src.join("h2")).unwrap();
+    start_job(&p.source, &p.target, "fd", &p.src, &p.dst, &[]).unwrap();
+    p.converge("fd", Duration::from_secs(60));
+
+    let shared = std::fs::File::create(p.src.join("shared")).unwrap();
+    std::thread::scope(|s| {
+        for t in 0..2u8 {
+            let f = &shared;
+            s.spawn(move || {
+                for i in 0..2000usize {
+                    let block = rill_tests::data_pattern(1 + (i * 7 + t as usize) % 64, t);
+                    (&*f).write_all(&block).unwrap();
+                }
+            });
+        }
+    });
+    drop(shared);
+
+    let mut h1 = std::fs::OpenOptions::new()
+        .write(true)
+        .open(p.src.join("h1"))
+        .unwrap();
+    std::fs::remove_file(p.src.join("h1")).unwrap();
+    h1.write_all(b"written after the name was unlinked")
+        .unwrap();
+    h1.set_len(3000).unwrap();
+    h1.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .unwrap();
+    drop(h1);
+    p.converge("fd", Duration::from_secs(60));
+}
+
 /// Names and attributes changed through io_uring reach the replica: the system call layer
 /// sees only `io_uring_enter`, so each of these left the replica silently different before
 /// the second layer made them operations (`ebpf/src/uring.rs`). Names relative to a

@@ -386,7 +386,15 @@ fn attribute_settings_hold_for_live_replication() {
     );
     let rilld = Rilld::start(&cfg, src.path(), dst.path());
     let file = src.path().join("f");
-    std::fs::write(&file, b"data").unwrap();
+    // Written by a process of one thread: a write of this (multi-threaded) test process
+    // through a descriptor without an offset is a dirty mark, and the remirror it asks
+    // for creates the replica's file with the source's mode, attributes off or not.
+    let written = std::process::Command::new("sh")
+        .args(["-c", "printf data > \"$0\""])
+        .arg(&file)
+        .status()
+        .unwrap();
+    assert!(written.success());
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o751)).unwrap();
     rill_tests::sys::setxattr(&file.display().to_string(), "user.rill", b"x");
     // Then a file written last: once it is there, everything before it was applied.

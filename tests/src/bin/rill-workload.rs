@@ -54,6 +54,7 @@ fn main() {
     umask(0o022);
     let (tids, extra) = match scenario {
         "threads" => (threads(dir, param(&params, "n", 50)), Value::Null),
+        "shared-fd" => (shared_fd(dir, param(&params, "n", 50)), Value::Null),
         "reuse" => (vec![gettid()], reuse(dir, param(&params, "k", 20))),
         _ => {
             run(scenario, dir, &params);
@@ -89,6 +90,8 @@ fn run(scenario: &str, d: &str, p: &Params) {
         "append" => append(d),
         "cursor" => cursor(d),
         "big-write" => big_write(d),
+        "unlinked-link" => unlinked_link(d),
+        "unshared" => unshared(d),
         "copies" => copies(d),
         "basic" => basic(d),
         "inline-max" => inline_max(d),
@@ -503,16 +506,39 @@ fn big_write(d: &str) {
 /// at offset (2i + t) * 16. Returns the threads' tids, thread 0 first.
 fn threads(d: &str, n: usize) -> Vec<u32> {
     let fd = new_file(&format!("{d}/th"));
+    let tids = two_threads(|t| {
+        for i in 0..n {
+            pwrite64(fd, &[b'0' + t as u8; 16], ((2 * i + t) * 16) as i64);
+        }
+    });
+    close(fd);
+    tids
+}
+
+/// create sh; two threads each write(2) `n` 16-byte blocks through the one descriptor
+/// (no offset: each lands where the shared file position is). Returns the threads' tids.
+fn shared_fd(d: &str, n: usize) -> Vec<u32> {
+    let fd = new_file(&format!("{d}/sh"));
+    let tids = two_threads(|t| {
+        for _ in 0..n {
+            write(fd, &[b'0' + t as u8; 16]);
+        }
+    });
+    close(fd);
+    tids
+}
+
+/// Runs `each(t)` on two threads (t = 0, 1) released together; returns their tids,
+/// thread 0 first.
+fn two_threads(each: impl Fn(usize) + Sync) -> Vec<u32> {
     let barrier = std::sync::Barrier::new(2);
-    let tids = std::thread::scope(|s| {
+    std::thread::scope(|s| {
         let handles: Vec<_> = (0..2)
             .map(|t| {
-                let barrier = &barrier;
+                let (barrier, each) = (&barrier, &each);
                 s.spawn(move || {
                     barrier.wait();
-                    for i in 0..n {
-                        pwrite64(fd, &[b'0' + t as u8; 16], ((2 * i + t) * 16) as i64);
-                    }
+                    each(t);
                     gettid()
                 })
             })
@@ -521,9 +547,36 @@ fn threads(d: &str, n: usize) -> Vec<u32> {
             .into_iter()
             .map(|h| h.join().expect("writer thread"))
             .collect()
-    });
+    })
+}
+
+/// create ul1; link ul1 → ul2; unlink ul1 (the descriptor keeps ul1's dentry, now
+/// unhashed); then through the descriptor: write 6 bytes, ftruncate 3, fchmod 0600. None
+/// of these may name ul1.
+fn unlinked_link(d: &str) {
+    let (ul1, ul2) = (format!("{d}/ul1"), format!("{d}/ul2"));
+    let fd = new_file(&ul1);
+    link(&ul1, &ul2);
+    unlink(&ul1);
+    write(fd, b"after!");
+    ftruncate(fd, 3);
+    fchmod(fd, 0o600);
     close(fd);
-    tids
+}
+
+/// create un; dup the descriptor and close the copy (its description is back to one
+/// reference); write 0+4; writev 4+6; open un again with O_APPEND and write 10+2 through
+/// it (two descriptions of one file, each unshared).
+fn unshared(d: &str) {
+    let path = format!("{d}/un");
+    let fd = new_file(&path);
+    close(dup(fd));
+    write(fd, b"abcd");
+    writev(fd, &[b"ef", b"ghij"]);
+    let ap = open(&path, O_WRONLY | O_APPEND, 0);
+    write(ap, b"kl");
+    close(ap);
+    close(fd);
 }
 
 /// create f (absolute open); write 0+4; mkdir d; rename f → d/f; fchmodat(dirfd d, "f",
