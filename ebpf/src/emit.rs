@@ -493,7 +493,7 @@ fn direct<const SLOT: usize, const CAP: u64>(
     account(Kind::Write, key, true, len)
 }
 
-/// Per-record wakeups cost a self-interrupt each (EBPF-TOOLCHAIN.md measured ~9 us), so
+/// Per-record wakeups cost a self-interrupt each (about 9 us measured on this kind of VM), so
 /// the consumer is woken every `wakeup_every` records of a CPU, and every 8th while the
 /// ring is over a quarter full (a reader that is behind is awake anyway; one that sleeps
 /// must not sleep long); between wakeups it polls on a short timeout.
