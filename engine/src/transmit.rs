@@ -26,10 +26,11 @@ use crate::queue::{Consumer, QueueStats, QueueWatch};
 use crate::repset::ReplicationSet;
 use crate::sink::{SinkError, Transmit};
 
-/// `mirrorStatus`, as the guide words it.
+/// How far a job's mirror walk is (the management API turns it into the guide's
+/// `mirrorStatus`, which also depends on the target and the connection).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
-pub enum MirrorStatus {
+pub enum MirrorPhase {
     Idle = 0,
     Calculating = 1,
     InProgress = 2,
@@ -37,14 +38,14 @@ pub enum MirrorStatus {
     Paused = 4,
 }
 
-impl MirrorStatus {
-    pub fn from_u8(v: u8) -> MirrorStatus {
+impl MirrorPhase {
+    pub fn from_u8(v: u8) -> MirrorPhase {
         match v {
-            1 => MirrorStatus::Calculating,
-            2 => MirrorStatus::InProgress,
-            3 => MirrorStatus::Complete,
-            4 => MirrorStatus::Paused,
-            _ => MirrorStatus::Idle,
+            1 => MirrorPhase::Calculating,
+            2 => MirrorPhase::InProgress,
+            3 => MirrorPhase::Complete,
+            4 => MirrorPhase::Paused,
+            _ => MirrorPhase::Idle,
         }
     }
 }
@@ -79,11 +80,11 @@ pub struct JobControl {
 }
 
 impl JobControl {
-    pub fn mirror_status(&self) -> MirrorStatus {
-        MirrorStatus::from_u8(self.mirror_status.load(Ordering::Relaxed))
+    pub fn mirror_status(&self) -> MirrorPhase {
+        MirrorPhase::from_u8(self.mirror_status.load(Ordering::Relaxed))
     }
 
-    fn set_mirror(&self, s: MirrorStatus) {
+    fn set_mirror(&self, s: MirrorPhase) {
         self.mirror_status.store(s as u8, Ordering::Relaxed);
     }
 }
@@ -585,14 +586,14 @@ impl TransmitLoop<'_> {
         full: bool,
     ) -> Result<Running> {
         if self.options.calculate {
-            self.control.set_mirror(MirrorStatus::Calculating);
+            self.control.set_mirror(MirrorPhase::Calculating);
             let total = Mirror::calculate(&roots, &self.set);
             self.control
                 .mirror_total_bytes
                 .store(total.bytes, Ordering::Relaxed);
         }
         self.control.mirror_sent_bytes.store(0, Ordering::Relaxed);
-        self.control.set_mirror(MirrorStatus::InProgress);
+        self.control.set_mirror(MirrorPhase::InProgress);
         let marked = full || roots.contains(&self.source);
         if marked {
             self.sink.marker(Marker::MirrorStarted)?;
@@ -631,7 +632,7 @@ impl TransmitLoop<'_> {
             refused = self.record_failures()?;
             self.note_pending()?;
         }
-        self.control.set_mirror(MirrorStatus::Complete);
+        self.control.set_mirror(MirrorPhase::Complete);
         Ok(refused)
     }
 

@@ -4,14 +4,14 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use crate::jobs::{DataState, Job, JobState, MirrorState};
-use crate::link::ConState as Link;
+use crate::link::LinkState as Link;
 use crate::mgmt::{
     utc_time, ConState, JobStatus, MirrorStatus, ReplicationStatus, StatusReport, TargetCounters,
     TargetSessionStatus, TargetStatus, TransmitMode,
 };
 use crate::queue::QueueWatch;
 use crate::target::state_of_code;
-use crate::transmit::MirrorStatus as Walk;
+use crate::transmit::MirrorPhase as Walk;
 
 use super::{Daemon, Runner};
 

@@ -30,10 +30,11 @@ use crate::sink::{SinkError, Transmit};
 
 pub use session::{connect_tls, LinkConfig};
 
-/// The connection's state, as `conState` names it.
+/// The state of a job's connection to its target (the management API turns it into the
+/// guide's `conState`, which also depends on the job).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
-pub enum ConState {
+pub enum LinkState {
     Disconnected = 0,
     Connecting = 1,
     Connected = 2,
@@ -41,22 +42,22 @@ pub enum ConState {
     Refused = 3,
 }
 
-impl ConState {
-    fn from_u8(v: u8) -> ConState {
+impl LinkState {
+    fn from_u8(v: u8) -> LinkState {
         match v {
-            1 => ConState::Connecting,
-            2 => ConState::Connected,
-            3 => ConState::Refused,
-            _ => ConState::Disconnected,
+            1 => LinkState::Connecting,
+            2 => LinkState::Connected,
+            3 => LinkState::Refused,
+            _ => LinkState::Disconnected,
         }
     }
 
     pub fn word(self) -> &'static str {
         match self {
-            ConState::Disconnected => "Disconnected",
-            ConState::Connecting => "Connecting",
-            ConState::Connected => "Connected",
-            ConState::Refused => "Refused",
+            LinkState::Disconnected => "Disconnected",
+            LinkState::Connecting => "Connecting",
+            LinkState::Connected => "Connected",
+            LinkState::Refused => "Refused",
         }
     }
 }
@@ -143,11 +144,11 @@ impl LinkStats {
         })
     }
 
-    pub fn state(&self) -> ConState {
-        ConState::from_u8(self.state.load(Ordering::Relaxed))
+    pub fn state(&self) -> LinkState {
+        LinkState::from_u8(self.state.load(Ordering::Relaxed))
     }
 
-    pub(crate) fn set_state(&self, s: ConState) {
+    pub(crate) fn set_state(&self, s: LinkState) {
         self.state.store(s as u8, Ordering::Relaxed);
     }
 

@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio_rustls::client::TlsStream;
 
 use super::carried::{self, Carry};
-use super::{ConState, Outgoing, Shared};
+use super::{LinkState, Outgoing, Shared};
 use crate::events::{self, EventLog, Level};
 use crate::mgmt::ConErrorClass;
 use crate::proto::{self, Compression, Frame, Marker, Policy, Stream, MAX_FRAME, VERSION};
@@ -174,11 +174,11 @@ pub(super) async fn run(config: LinkConfig, mut rx: mpsc::Receiver<Outgoing>, sh
     let mut acked_items: u64 = 0;
     let stats = Arc::clone(&shared.stats);
     while !shared.stop.load(Ordering::Relaxed) {
-        stats.set_state(ConState::Connecting);
+        stats.set_state(LinkState::Connecting);
         let result = connect(&config, stats.acked_seq.load(Ordering::Relaxed)).await;
         let err = match result {
             Ok((stream, last_applied)) => {
-                stats.set_state(ConState::Connected);
+                stats.set_state(LinkState::Connected);
                 log::info!(
                     "job {}: connected to {} (last applied {last_applied})",
                     config.job,
@@ -233,9 +233,9 @@ pub(super) async fn run(config: LinkConfig, mut rx: mpsc::Receiver<Outgoing>, sh
         };
         let refused = matches!(err, LinkError::Refused { .. } | LinkError::Handshake(..));
         stats.set_state(if refused {
-            ConState::Refused
+            LinkState::Refused
         } else {
-            ConState::Disconnected
+            LinkState::Disconnected
         });
         let text = err.to_string();
         let class = err.class();
