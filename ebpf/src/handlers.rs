@@ -415,7 +415,14 @@ pub fn write(c: &Call) {
     // (the mark is collected as soon as the reader polls, the record may wait in the
     // queue), the wrong bytes would be the replica's last word. A write at an explicit
     // offset (pwrite) does not depend on either and stays an exact record.
-    if (append || explicit.is_none()) && f.shared(&c.o) {
+    //
+    // An append stays a record too: its place is the file's size, which any writer of the
+    // file can move in that window, through this description or another (the limit the
+    // README states), so a shared description does not make it less exact. Marked, the
+    // appends of every threaded program went through remirrors, which name a file by one
+    // of its names: one removed before the remirror read it left the file's other names
+    // without the bytes (found by the replication fuzzer).
+    if !append && explicit.is_none() && f.shared(&c.o) {
         return crate::emit::mark_dirty(key(&f.inode), DIRTY_MODIFIED);
     }
     // Appends land at end-of-file whatever the offset argument says (pwrite on an
