@@ -3,9 +3,11 @@
 //! A *job* is what an administrator creates on a source: a replication set (a source
 //! directory and its Inc/Exc rules), a target `host:port` and the path on the target. Its
 //! [`JobState`] is what the administrator asked for (a `Running` job is started again when
-//! rilld restarts), its [`MirrorState`] whether the target has been fully mirrored, and
-//! `last_acked` the highest sequence the target acknowledged, so a restarted source
-//! resumes where it was instead of remirroring everything.
+//! rilld restarts), and its [`MirrorState`] whether the target has been fully mirrored. A
+//! restarted source resumes where it was from its own disk queue and the position the
+//! target's welcome names, not from this store: `last_acked` is kept in the record (old
+//! stores have it, and `set_last_acked` records it) but nothing in the engine sets or
+//! reads it today.
 //!
 //! A *target session* is the target's side of a job: keyed by the source's certificate
 //! fingerprint and the job's name, it records where the job's data goes, the highest
@@ -21,8 +23,8 @@
 //! file is locked against a second rilld. Reads are MVCC snapshots, so status queries never
 //! wait for a writer. Records are JSON (serde): they are small and rarely written, and
 //! JSON lets a newer rilld add fields with defaults without a migration. A commit costs a
-//! sync of the file, so the daemon should record progress (`set_last_acked`,
-//! `put_session`) at most a few times a second, not once per operation.
+//! sync of the file, so progress (`put_session`) is recorded at most a few times a second,
+//! not once per operation.
 //!
 //! Every input is validated before it is stored ([`validate`]); what is stored is the
 //! normalised form. The specification of a job, its checks and its states are the
@@ -65,7 +67,8 @@ pub struct Job {
     pub spec: JobSpec,
     pub state: JobState,
     pub mirror: MirrorState,
-    /// The highest sequence the target acknowledged as durably applied or queued.
+    /// The highest sequence the target acknowledged as durably applied or queued, when
+    /// recorded (see the module's doc: the engine does not use it today).
     #[serde(default)]
     pub last_acked: u64,
     /// Progress counters the daemon keeps across restarts, by its own names.
