@@ -434,7 +434,7 @@ mod tests {
         let file = object(&src.join("d/file"));
         let mut w = Written::default();
         w.wrote(src, Path::new("d/link"), None);
-        exchange(&src.join("d/file"), &src.join("other"));
+        crate::resolve::exchange_names(&src.join("d/file"), &src.join("other"));
         w.exchanged(Path::new("d/file"), Path::new("other"), 0);
         let due: Vec<PathBuf> = w.take_due(src).into_iter().map(|(p, _)| p).collect();
         assert_eq!(due, [PathBuf::from("other")]);
@@ -473,28 +473,12 @@ mod tests {
         let captured = crate::clock::monotonic_ns();
         // The source ahead of the stream: the exchange is done when the truncate of `a`
         // is resolved.
-        exchange(&src.join("a"), &src.join("b"));
+        crate::resolve::exchange_names(&src.join("a"), &src.join("b"));
         let mut w = Written::default();
         w.wrote(src, Path::new("a"), None);
         w.exchanged(Path::new("a"), Path::new("b"), captured);
         let due: Vec<PathBuf> = w.take_due(src).into_iter().map(|(p, _)| p).collect();
         assert_eq!(due, [PathBuf::from("b")]);
-    }
-
-    fn exchange(a: &Path, b: &Path) {
-        let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
-        let (a, b) = (c(a), c(b));
-        // SAFETY: NUL-terminated paths.
-        let r = unsafe {
-            libc::renameat2(
-                libc::AT_FDCWD,
-                a.as_ptr(),
-                libc::AT_FDCWD,
-                b.as_ptr(),
-                libc::RENAME_EXCHANGE,
-            )
-        };
-        assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
     }
 
     /// A link sent after its new name was removed from the source (the source ahead of
