@@ -364,69 +364,8 @@ impl Mirror {
         // would keep data where the source has holes, a symlink would be written through,
         // and a name that exists would make `symlink` or `link` a no-op.
         let unlink = Event::new(p, Op::Unlink);
-        if m.nlink() > 1 {
-            let key = (m.dev(), m.ino());
-            let ctime = (m.ctime(), m.ctime_nsec());
-            let mut resent = false;
-            if let Some(sent) = self.links.get_mut(&key) {
-                // The very name the file was sent under (a remirror reaches a name both as
-                // a root and as another name of a file): sent already. Linked to itself, it
-                // was removed and the link refused, in every remirror (found by the
-                // replication fuzzer).
-                if sent.first == p {
-                    return;
-                }
-                // The first name may have been renamed or removed since it was sent (a
-                // long mirror interleaves with the stream): a link to it would reach
-                // nothing, or another file (found by the replication fuzzer: a file 3 KB
-                // short). Then this name is sent whole and becomes the first.
-                let still =
-                    std::fs::symlink_metadata(&sent.first).is_ok_and(|f| (f.dev(), f.ino()) == key);
-                if still {
-                    let link = Event::new(
-                        p,
-                        Op::Link {
-                            target: sent.first.clone(),
-                        },
-                    );
-                    if ctime < sent.read {
-                        self.ready.push_back(vec![unlink, link]);
-                        return;
-                    }
-                    // Changed since it was sent: a change made through this name before
-                    // now reached the replica's object under it, which the link replaces,
-                    // not the copy linked to (found by the replication fuzzer: a write
-                    // through a second name, made between the first name's data and the
-                    // link, lost). So the file's data and attributes follow the link,
-                    // read again.
-                    // Only a regular file has data to read again: a symlink's or a node's
-                    // would be read, and written, through the link or node (found by the
-                    // replication fuzzer: a symlink with three names, each linked name
-                    // followed by the file it led to, written through it).
-                    sent.read = ctime_clock();
-                    if ft.is_file() {
-                        let size = Event::new(p, Op::Truncate { size: m.len() });
-                        self.ready.push_back(vec![unlink, link, size]);
-                        self.file_data(p, m.len());
-                    } else {
-                        self.ready.push_back(vec![unlink, link]);
-                    }
-                    self.todo.push(Step::Attributes(p.to_path_buf()));
-                    return;
-                }
-                resent = true;
-            }
-            self.links.insert(
-                key,
-                Sent {
-                    first: p.to_path_buf(),
-                    read: ctime_clock(),
-                },
-            );
-            // After this name's attributes (pushed below, popped first): the other names
-            // link to it once it is whole.
-            let others = self.other_names(key, p, &m, resent);
-            self.todo.extend(others.into_iter().rev().map(Step::Visit));
+        if m.nlink() > 1 && self.linked_name(p, &m, &unlink) {
+            return;
         }
         let make = if ft.is_symlink() {
             let Ok(target) = std::fs::read_link(p) else {
@@ -458,6 +397,76 @@ impl Mirror {
         }
         // Read when they are handed out, after the data: see the module's doc.
         self.todo.push(Step::Attributes(p.to_path_buf()));
+    }
+
+    /// A name of a file with several links: linked to the name the file was sent under
+    /// (returns true: nothing more to send for it), or, for the first name the file is
+    /// sent under, remembered as that, with the file's other names to visit after it
+    /// (returns false: the caller sends the file whole).
+    fn linked_name(&mut self, p: &Path, m: &Metadata, unlink: &Event) -> bool {
+        let key = (m.dev(), m.ino());
+        let ctime = (m.ctime(), m.ctime_nsec());
+        let mut resent = false;
+        if let Some(sent) = self.links.get_mut(&key) {
+            // The very name the file was sent under (a remirror reaches a name both as
+            // a root and as another name of a file): sent already. Linked to itself, it
+            // was removed and the link refused, in every remirror (found by the
+            // replication fuzzer).
+            if sent.first == p {
+                return true;
+            }
+            // The first name may have been renamed or removed since it was sent (a
+            // long mirror interleaves with the stream): a link to it would reach
+            // nothing, or another file (found by the replication fuzzer: a file 3 KB
+            // short). Then this name is sent whole and becomes the first.
+            let still =
+                std::fs::symlink_metadata(&sent.first).is_ok_and(|f| (f.dev(), f.ino()) == key);
+            if still {
+                let link = Event::new(
+                    p,
+                    Op::Link {
+                        target: sent.first.clone(),
+                    },
+                );
+                if ctime < sent.read {
+                    self.ready.push_back(vec![unlink.clone(), link]);
+                    return true;
+                }
+                // Changed since it was sent: a change made through this name before
+                // now reached the replica's object under it, which the link replaces,
+                // not the copy linked to (found by the replication fuzzer: a write
+                // through a second name, made between the first name's data and the
+                // link, lost). So the file's data and attributes follow the link,
+                // read again.
+                // Only a regular file has data to read again: a symlink's or a node's
+                // would be read, and written, through the link or node (found by the
+                // replication fuzzer: a symlink with three names, each linked name
+                // followed by the file it led to, written through it).
+                sent.read = ctime_clock();
+                if m.file_type().is_file() {
+                    let size = Event::new(p, Op::Truncate { size: m.len() });
+                    self.ready.push_back(vec![unlink.clone(), link, size]);
+                    self.file_data(p, m.len());
+                } else {
+                    self.ready.push_back(vec![unlink.clone(), link]);
+                }
+                self.todo.push(Step::Attributes(p.to_path_buf()));
+                return true;
+            }
+            resent = true;
+        }
+        self.links.insert(
+            key,
+            Sent {
+                first: p.to_path_buf(),
+                read: ctime_clock(),
+            },
+        );
+        // After this name's attributes (pushed below, popped first): the other names
+        // link to it once it is whole.
+        let others = self.other_names(key, p, m, resent);
+        self.todo.extend(others.into_iter().rev().map(Step::Visit));
+        false
     }
 
     /// The names besides `p` that the file `key` has in the link scope (none for a walk
