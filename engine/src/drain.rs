@@ -25,10 +25,8 @@
 //!   existed).
 
 use std::io;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use rill_abi::maps::user_dev_to_kernel;
 use rill_ops::{DirtyReason, Event, Op};
 
 use crate::repset::ReplicationSet;
@@ -238,7 +236,7 @@ fn read_range_of(
     };
     let mut f = open_data(path)?;
     let m = f.metadata()?;
-    if (user_dev_to_kernel(m.dev()), m.ino()) != file {
+    if crate::resolve::identity(&m) != file {
         return Ok(None);
     }
     read_file_range(&mut f, offset, len).map(Some)
@@ -502,7 +500,7 @@ mod tests {
         );
         std::fs::write(&a, b"the file written").unwrap();
         let m = std::fs::metadata(&a).unwrap();
-        let file = Some((user_dev_to_kernel(m.dev()), m.ino()));
+        let file = Some(crate::resolve::identity(&m));
         std::fs::rename(&a, &moved).unwrap();
         std::fs::write(&b, b"another file entirely").unwrap();
         std::fs::rename(&b, &a).unwrap();

@@ -232,6 +232,34 @@ impl Op {
             Op::Prune(_) => Kind::Prune,
         }
     }
+
+    /// Whether the operation changes the object under its name rather than the names (a
+    /// write, a truncate, an attribute, a create that may truncate an existing file). On a
+    /// file with hard links such a change reaches every name, not only the one it was
+    /// made through.
+    pub fn changes_in_place(&self) -> bool {
+        match self {
+            Op::Write { .. }
+            | Op::Create { .. }
+            | Op::Truncate { .. }
+            | Op::Fallocate { .. }
+            | Op::Chmod { .. }
+            | Op::Chown { .. }
+            | Op::Utimes { .. }
+            | Op::SetXattr { .. }
+            | Op::RemoveXattr { .. } => true,
+            Op::Unlink
+            | Op::Rmdir
+            | Op::Mkdir { .. }
+            | Op::Mknod { .. }
+            | Op::Rename { .. }
+            | Op::Link { .. }
+            | Op::Symlink { .. }
+            | Op::Dirty { .. }
+            | Op::Overflow { .. }
+            | Op::Prune(_) => false,
+        }
+    }
 }
 
 fn lossy(b: &[u8]) -> Value {

@@ -1057,3 +1057,34 @@ fn a_refusal_lost_with_its_connection_is_repeated_by_the_next() {
     p.converge("lostnak", Duration::from_secs(60));
     assert_eq!(std::fs::read(p.dst.join("g")).unwrap(), b"the file");
 }
+
+/// A refused write through one name of a file with two, that name then removed: the
+/// write reaches the file's other name. The source remirrored the names the refused
+/// write named, and by then the one it was made through was gone, so the file's other
+/// name kept its old bytes on a replica the job called in sync (found by the replication
+/// fuzzer: a write through a symlink to a hard link's name the replica did not hold, the
+/// name removed just after). The file the write changed is now remirrored wherever its
+/// names are.
+#[test]
+fn a_refused_write_through_a_removed_hard_link_reaches_the_other_name() {
+    use std::os::unix::fs::FileExt;
+    let p = start("rep-refusedlink");
+    std::fs::write(p.src.join("a"), vec![b'a'; 64 << 10]).unwrap();
+    start_job(&p.source, &p.target, "refusedlink", &p.src, &p.dst, &[]).unwrap();
+    p.converge("refusedlink", Duration::from_secs(60));
+    // Linked while the job runs, so the stream shows both names of the file.
+    std::fs::hard_link(p.src.join("a"), p.src.join("b")).unwrap();
+    p.converge("refusedlink", Duration::from_secs(60));
+    // The replica loses `b`: the write through it is refused there.
+    std::fs::remove_file(p.dst.join("b")).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(p.src.join("b"))
+        .unwrap();
+    f.write_all_at(b"written through b", 1000).unwrap();
+    drop(f);
+    std::fs::remove_file(p.src.join("b")).unwrap();
+    p.converge("refusedlink", Duration::from_secs(60));
+    let replica = std::fs::read(p.dst.join("a")).unwrap();
+    assert_eq!(&replica[1000..1017], b"written through b", "{}", p.logs());
+}

@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, watch};
 use crate::clock::monotonic_ns;
 use crate::mgmt::{utc_time, ConError, ConErrorClass};
 use crate::proto::{Marker, Stream};
-use crate::resolve::{ResolveOptions, Resolver};
+use crate::resolve::{file_at, ResolveOptions, Resolver};
 use crate::sink::{SinkError, Transmit};
 
 pub use session::{connect_tls, LinkConfig};
@@ -173,13 +173,46 @@ pub(crate) enum Outgoing {
     Marker(Marker),
 }
 
+/// What the target could not apply (or, without retransmission, may not have applied),
+/// to remirror.
+#[derive(Default)]
+pub(crate) struct Failed {
+    /// Relative paths the operations named, and the names later operations carried what
+    /// they held to.
+    pub names: Vec<PathBuf>,
+    /// The files (kernel device, inode) that refused in-place changes (writes, truncates,
+    /// attributes) were made to. A file with hard links has names the operation did not
+    /// name, and by the time the remirror reads, the name it did may be gone or hold
+    /// another file: the change then reached the replica under none of the file's names
+    /// (found by the replication fuzzer: a write through a symlink to a hard link's name,
+    /// refused, that name then removed; the file's other name kept other bytes).
+    pub files: Vec<(u64, u64)>,
+}
+
+impl Failed {
+    /// Remembers the operation's names, and its file if it changed one in place.
+    pub fn add(&mut self, paths: &[PathBuf], file: Option<(u64, u64)>) {
+        self.names.extend(paths.iter().cloned());
+        if let Some(f) = file {
+            if self.files.len() < MAX_FAILED_FILES && !self.files.contains(&f) {
+                self.files.push(f);
+            }
+        }
+    }
+}
+
+/// The most files remembered for a remirror by identity at once: each costs a walk of the
+/// source only when its names moved on, and past this many a healthy link never gets;
+/// the names are remirrored all the same.
+const MAX_FAILED_FILES: usize = 4096;
+
 /// State shared by the sink and its link task.
 pub(crate) struct Shared {
     pub stats: Arc<LinkStats>,
     /// Count of items handed to the link and acknowledged by the target.
     pub acked_items: watch::Sender<u64>,
-    /// Source paths of operations the target could not apply (to remirror).
-    pub failed: Mutex<Vec<PathBuf>>,
+    /// What the target could not apply, to remirror.
+    pub failed: Mutex<Failed>,
     pub stop: Arc<AtomicBool>,
     /// Wakes the session when the sink goes, so it can end the connection cleanly.
     pub stopping: tokio::sync::Notify,
@@ -215,7 +248,7 @@ impl NetworkSink {
         let shared = Arc::new(Shared {
             stats,
             acked_items: acked_tx,
-            failed: Mutex::new(Vec::new()),
+            failed: Mutex::new(Failed::default()),
             stop,
             stopping: tokio::sync::Notify::new(),
         });
@@ -347,7 +380,10 @@ impl Transmit for NetworkSink {
     }
 
     fn take_failures(&mut self) -> Vec<PathBuf> {
-        let mut failed = self
+        let Failed {
+            names: mut failed,
+            files,
+        } = self
             .shared
             .failed
             .lock()
@@ -359,6 +395,12 @@ impl Transmit for NetworkSink {
             // moves still to be sent would carry it on.
             self.resolver.suspect(p);
         }
+        // A file changed in place is remirrored under a name it has now, unless one of the
+        // names above still holds it (the remirror of a name with hard links brings the
+        // file's other names along).
+        let held: Vec<(u64, u64)> = failed.iter().filter_map(|p| file_at(p)).collect();
+        let moved: Vec<(u64, u64)> = files.into_iter().filter(|f| !held.contains(f)).collect();
+        failed.extend(self.resolver.names_of(&moved));
         failed.extend(self.resolver.take_stale());
         failed
     }

@@ -69,6 +69,9 @@ struct InFlight {
     paths: Vec<std::path::PathBuf>,
     /// Whether the op moves or shares what its first path names (see `carried`).
     carry: Option<Carry>,
+    /// The file an in-place change (write, truncate, attribute) was made to, when the
+    /// capture said: remirrored wherever its names are by then, on a `Nak`.
+    file: Option<(u64, u64)>,
     marker: Option<Marker>,
 }
 
@@ -411,6 +414,7 @@ fn encode(
                     captured_ns,
                     paths: ev.paths().cloned().collect(),
                     carry: Carry::of(&ev.op),
+                    file: ev.object.filter(|_| ev.op.changes_in_place()),
                     marker: None,
                 },
                 compressed,
@@ -428,6 +432,7 @@ fn encode(
                     captured_ns: crate::clock::monotonic_ns(),
                     paths: Vec::new(),
                     carry: None,
+                    file: None,
                     marker: Some(marker),
                 },
                 false,
@@ -477,7 +482,9 @@ async fn session(
             // those the target applied too: a refusal among them it repeats would find
             // them gone from the window.
             if let Ok(mut failed) = shared.failed.lock() {
-                failed.extend(window.iter().flat_map(|f| f.paths.iter().cloned()));
+                for f in window.iter() {
+                    failed.add(&f.paths, f.file);
+                }
             }
             let last = window.back().map_or(0, |f| f.seq);
             acknowledge(window, last, shared, acked_items);
@@ -599,7 +606,7 @@ fn handle(
                     .filter_map(|g| Some((g.carry?, g.paths.as_slice())));
                 let names = carried::follow(f.paths.clone(), later);
                 if let Ok(mut failed) = shared.failed.lock() {
-                    failed.extend(names);
+                    failed.add(&names, f.file);
                 }
             }
         }

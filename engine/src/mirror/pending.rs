@@ -34,7 +34,6 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use rill_abi::maps::user_dev_to_kernel;
 use rill_ops::{Event, Op};
 
 use super::Step;
@@ -201,7 +200,6 @@ fn no_other_name(path: &Path, object: Option<(u64, u64)>) -> bool {
     let Some(object) = object else {
         return false;
     };
-    std::fs::symlink_metadata(path).is_ok_and(|m| {
-        (user_dev_to_kernel(m.dev()), m.ino()) == object && (m.is_dir() || m.nlink() == 1)
-    })
+    std::fs::symlink_metadata(path)
+        .is_ok_and(|m| crate::resolve::identity(&m) == object && (m.is_dir() || m.nlink() == 1))
 }

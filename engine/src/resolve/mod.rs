@@ -259,10 +259,6 @@ impl Resolver {
         None
     }
 
-    /// Stale names that exist again on the source (absolute), to be remirrored; they are
-    /// forgotten once returned. With them, the names suspect objects were carried to (see
-    /// [`Resolver::suspect`]), and the names of written files whose names in the stream
-    /// were all removed (see `Written::take_homeless`).
     /// `path` (absolute) may hold a stale object on the replica from this point of the
     /// stream: the moves resolved from now on are followed from it, and every name they
     /// carry it to is remirrored too (a remirror of `path` alone leaves the object where a
@@ -288,6 +284,22 @@ impl Resolver {
         }
     }
 
+    /// A name (absolute) that each of `files` (kernel device, inode) has now on the
+    /// source, found by one walk of it; a file with no name left has none.
+    pub fn names_of(&self, files: &[(u64, u64)]) -> Vec<PathBuf> {
+        if files.is_empty() {
+            return Vec::new();
+        }
+        find_files(std::iter::once(self.source.as_path()), files)
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect()
+    }
+
+    /// Stale names that exist again on the source (absolute), to be remirrored; they are
+    /// forgotten once returned. With them, the names suspect objects were carried to (see
+    /// [`Resolver::suspect`]), and the names of written files whose names in the stream
+    /// were all removed (see `Written::take_homeless`).
     pub fn take_stale(&mut self) -> Vec<PathBuf> {
         let found: Vec<PathBuf> = self
             .stale
@@ -392,9 +404,24 @@ pub(crate) fn join_rest(to: &Path, rest: &Path) -> PathBuf {
     }
 }
 
-/// The name, beneath one of `roots`, of the file (kernel device, inode), by a walk that
-/// does not follow symlinks and ends at the first name found.
-pub fn find_file<'a>(roots: impl Iterator<Item = &'a Path>, file: (u64, u64)) -> Option<PathBuf> {
+/// A file's (kernel device, inode), as the capture names it.
+pub(crate) fn identity(m: &std::fs::Metadata) -> (u64, u64) {
+    (user_dev_to_kernel(m.dev()), m.ino())
+}
+
+/// The file (kernel device, inode) that `path` names now, without following a final
+/// symlink.
+pub(crate) fn file_at(path: &Path) -> Option<(u64, u64)> {
+    std::fs::symlink_metadata(path).ok().map(|m| identity(&m))
+}
+
+/// A name of each of `files` (kernel device, inode) beneath one of `roots`, by one walk
+/// that does not follow symlinks and ends when each has one; files not found have none.
+pub fn find_files<'a>(
+    roots: impl Iterator<Item = &'a Path>,
+    files: &[(u64, u64)],
+) -> Vec<((u64, u64), PathBuf)> {
+    let mut found = Vec::new();
     let mut dirs: Vec<PathBuf> = roots.map(Path::to_path_buf).collect();
     while let Some(dir) = dirs.pop() {
         let Ok(entries) = std::fs::read_dir(&dir) else {
@@ -402,18 +429,23 @@ pub fn find_file<'a>(roots: impl Iterator<Item = &'a Path>, file: (u64, u64)) ->
         };
         for e in entries.flatten() {
             let Ok(kind) = e.file_type() else { continue };
-            if e.ino() == file.1
-                && e.metadata()
-                    .is_ok_and(|m| (user_dev_to_kernel(m.dev()), m.ino()) == file)
+            let wanted = files.iter().any(|f| f.1 == e.ino());
+            if let Some(file) = wanted
+                .then(|| e.metadata().ok().map(|m| identity(&m)))
+                .flatten()
+                .filter(|f| files.contains(f) && !found.iter().any(|(g, _)| g == f))
             {
-                return Some(e.path());
+                found.push((file, e.path()));
+                if found.len() == files.len() {
+                    return found;
+                }
             }
             if kind.is_dir() {
                 dirs.push(e.path());
             }
         }
     }
-    None
+    found
 }
 
 /// The file is gone (or a directory on its way was replaced): a later operation says so.

@@ -22,10 +22,9 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use rill_abi::maps::user_dev_to_kernel;
 use rill_ops::FileTimes;
 
-use super::{gone, move_beneath, swap_beneath, times_of, MAX_STALE};
+use super::{gone, identity, move_beneath, swap_beneath, times_of, MAX_STALE};
 
 /// Files written since the last checkpoint.
 #[derive(Default)]
@@ -191,9 +190,13 @@ impl Written {
     /// case is rare (a file written through one of its names, that name removed before
     /// the next checkpoint, its other names never in the stream).
     pub(super) fn take_homeless(&mut self, source: &Path) -> Vec<PathBuf> {
-        std::mem::take(&mut self.homeless)
+        let homeless = std::mem::take(&mut self.homeless);
+        if homeless.is_empty() {
+            return Vec::new();
+        }
+        super::find_files(std::iter::once(source), &homeless)
             .into_iter()
-            .filter_map(|o| super::find_file(std::iter::once(source), o))
+            .map(|(_, p)| p)
             .collect()
     }
 
@@ -317,11 +320,6 @@ fn reached_name(source: &Path, rel: &Path, named_in: Option<&Path>) -> Option<Pa
     let real = std::fs::canonicalize(from).ok()?;
     let base = std::fs::canonicalize(source).ok()?;
     Some(real.strip_prefix(&base).ok()?.to_path_buf())
-}
-
-/// A file's (kernel device, inode), as the capture names it.
-fn identity(m: &std::fs::Metadata) -> (u64, u64) {
-    (user_dev_to_kernel(m.dev()), m.ino())
 }
 
 #[cfg(test)]

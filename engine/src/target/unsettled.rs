@@ -94,19 +94,7 @@ impl Unsettled {
     /// every such name has coming rebuilds it from the source, after which the name
     /// leaves the record (see [`Unsettled::applied`]).
     pub fn stale(&self, ev: &Event) -> Option<String> {
-        let in_place = matches!(
-            ev.op,
-            Op::Write { .. }
-                | Op::Create { .. }
-                | Op::Truncate { .. }
-                | Op::Fallocate { .. }
-                | Op::Chmod { .. }
-                | Op::Chown { .. }
-                | Op::Utimes { .. }
-                | Op::SetXattr { .. }
-                | Op::RemoveXattr { .. }
-        );
-        (in_place && self.names.holds(&ev.path)).then(|| {
+        (ev.op.changes_in_place() && self.names.holds(&ev.path)).then(|| {
             "not applied: the replica's object under this name is stale until it is \
              remirrored"
                 .to_string()
