@@ -387,6 +387,23 @@ pub fn write(c: &Call) {
     if f.name_is_stale(&c.o) {
         return crate::emit::mark_dirty(key(&f.inode), DIRTY_MODIFIED);
     }
+    match placed(c, &f, written) {
+        Some(p) => submit_write(c, &f, lvl, written, p),
+        None => crate::emit::mark_dirty(key(&f.inode), DIRTY_MODIFIED),
+    }
+}
+
+/// Where a write's bytes went in the file.
+struct Placed {
+    offset: u64,
+    /// An append: placed at the size read after the call (see [`placed`]).
+    append: bool,
+}
+
+/// Where the `written` bytes of the call went, or `None` when that is not knowable here
+/// and the file is to be marked dirty instead.
+#[inline(always)]
+fn placed(c: &Call, f: &Fd, written: u64) -> Option<Placed> {
     let flags: u32 = kread(f.file, c.o.RILL_OFF_FILE_FLAGS());
     let pos: i64 = kread(f.file, c.o.RILL_OFF_FILE_POS());
     let explicit = match c.nr {
@@ -396,7 +413,7 @@ pub fn write(c: &Call) {
         nr::SPLICE | nr::COPY_FILE_RANGE if c.arg(3) != 0 => {
             let Some(end) = try_uread::<u64>(c.arg(3)) else {
                 // Where the bytes went is unknown: the whole file is to be sent again.
-                return crate::emit::mark_dirty(key(&f.inode), DIRTY_MODIFIED);
+                return None;
             };
             Some(end.saturating_sub(written))
         }
@@ -423,7 +440,7 @@ pub fn write(c: &Call) {
     // of its names: one removed before the remirror read it left the file's other names
     // without the bytes (found by the replication fuzzer).
     if !append && explicit.is_none() && f.shared(&c.o) {
-        return crate::emit::mark_dirty(key(&f.inode), DIRTY_MODIFIED);
+        return None;
     }
     // Appends land at end-of-file whatever the offset argument says (pwrite on an
     // O_APPEND file included), and the size read here is the size after this write.
@@ -434,6 +451,14 @@ pub fn write(c: &Call) {
     } else {
         (pos as u64).saturating_sub(written)
     };
+    Some(Placed { offset, append })
+}
+
+/// Records a write placed at `p`: straight into a ring slot when it can, else through a
+/// builder, with its bytes inline or as a range the drain reads back.
+#[inline(always)]
+fn submit_write(c: &Call, f: &Fd, lvl: Level, written: u64, p: Placed) {
+    let Placed { offset, append } = p;
     let mut flags = FLAG_OBJECT_ID;
     if append {
         flags |= FLAG_APPEND;
@@ -460,9 +485,6 @@ pub fn write(c: &Call) {
     let Some(mut b) = Builder::new() else { return };
     b.flags |= flags;
     let fp = f.path_into(c, &mut b);
-    if append {
-        b.flags |= FLAG_APPEND;
-    }
     if lvl == Level::Throttled {
         b.flags |= FLAG_THROTTLED;
         crate::emit::stat_add(rill_abi::Stat::THROTTLED, 1);
