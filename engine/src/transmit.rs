@@ -187,6 +187,10 @@ impl TransmitLoop<'_> {
     /// checkpoint when one is due, the queue acknowledged up to what the destination made
     /// durable, and a remirror of what the change journal holds when one is due.
     pub fn run(mut self, full_mirror: bool) -> Result<()> {
+        // What the last run left to remirror (an unclean stop marks the whole source) is
+        // pending from the start: the status must not call the target's data OK until it
+        // is done, however long the first pass takes.
+        self.note_pending()?;
         self.wait_for_capture();
         self.look_for_changes_while_stopped()?;
         let mirror = if full_mirror {

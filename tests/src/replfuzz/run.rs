@@ -296,6 +296,7 @@ fn settle(rig: &Rig, dir: &Path) -> Result<(), Failure> {
             // and the walk is not a divergence, so it must stay so for a while.
             let since = *synced_since.get_or_insert_with(Instant::now);
             if since.elapsed() > SILENT_AFTER {
+                keep_evidence(rig);
                 return Err(Failure::Silent {
                     differing: differences(&a, &b, 12),
                     dir: dir.to_path_buf(),
@@ -305,6 +306,7 @@ fn settle(rig: &Rig, dir: &Path) -> Result<(), Failure> {
             synced_since = None;
         }
         if Instant::now() > deadline {
+            keep_evidence(rig);
             let status = rig
                 .source
                 .job_status(JOB)
@@ -316,6 +318,35 @@ fn settle(rig: &Rig, dir: &Path) -> Result<(), Failure> {
             });
         }
         std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Keeps, beside each host's logs, what a failed run's processes were doing: the job's
+/// status as the source reports it, and every thread's stack (by `gdb`, when installed),
+/// since a job that claims to be in sync while it sends nothing is stuck somewhere its
+/// logs do not say.
+fn keep_evidence(rig: &Rig) {
+    let status = rig
+        .source
+        .job_status(JOB)
+        .map_or_else(|e| e.to_string(), |s| format!("{s:#?}"));
+    let _ = std::fs::write(rig.source.dir.join("status.txt"), status);
+    for host in [&rig.source, &rig.target] {
+        let Some(pid) = host.pid() else { continue };
+        let out = std::process::Command::new("gdb")
+            .args([
+                "-p",
+                &pid.to_string(),
+                "-batch",
+                "-ex",
+                "thread apply all bt",
+            ])
+            .output();
+        let text = match out {
+            Ok(o) => String::from_utf8_lossy(&o.stdout).into_owned(),
+            Err(e) => format!("gdb: {e}"),
+        };
+        let _ = std::fs::write(host.dir.join("stacks.txt"), text);
     }
 }
 
