@@ -171,6 +171,33 @@ fn open_existing(path: &Path, write: bool) -> io::Result<File> {
 }
 
 impl WOp {
+    /// The name of the object the operation changed or made, once it is done, and whether
+    /// the operation followed a symlink there (opened the file by name): what `ops.txt`
+    /// gives the inode of, so a file can be followed through names and links.
+    pub fn changed(&self) -> Option<(&Path, bool)> {
+        use WOp::*;
+        match self {
+            Write { path, .. }
+            | Append { path, .. }
+            | Writev { path, .. }
+            | CreateTrunc { path }
+            | Truncate { path, .. }
+            | Ftruncate { path, .. }
+            | Fallocate { path, .. }
+            | Chmod { path, .. } => Some((path, true)),
+            Copy { to, .. } => Some((to, true)),
+            Rename { to, .. } | Link { to, .. } => Some((to, false)),
+            Symlink { path, .. }
+            | Mkdir { path, .. }
+            | Mkfifo { path }
+            | Chown { path, .. }
+            | Utimes { path, .. }
+            | SetXattr { path, .. }
+            | RemoveXattr { path, .. } => Some((path, false)),
+            Unlink { .. } | Rmdir { .. } => None,
+        }
+    }
+
     /// Performs the operation beneath `root`.
     pub fn apply(&self, root: &Path) -> io::Result<()> {
         let at = |p: &Path| root.join(p);

@@ -374,10 +374,28 @@ impl Workload<'_> {
         // The wall-clock time, to find the operation in the hosts' logs.
         let at = humantime_utc();
         let _ = match result {
-            Ok(()) => writeln!(self.log, "{op}\t# {at}"),
+            Ok(()) => writeln!(self.log, "{op}\t# {at}{}", self.inode(&op)),
             Err(e) => writeln!(self.log, "{op}\t# {at} {e}"),
         };
         true
+    }
+}
+
+impl Workload<'_> {
+    /// ` ino=N`: the inode the operation changed or made, to follow a file through its
+    /// names, links and the symlinks written through when a run is looked at.
+    fn inode(&self, op: &WOp) -> String {
+        use std::os::unix::fs::MetadataExt;
+        let Some((path, follows)) = op.changed() else {
+            return String::new();
+        };
+        let path = self.root.join(path);
+        let m = if follows {
+            std::fs::metadata(&path)
+        } else {
+            std::fs::symlink_metadata(&path)
+        };
+        m.map_or_else(|_| String::new(), |m| format!(" ino={}", m.ino()))
     }
 }
 
