@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, watch};
 use crate::clock::monotonic_ns;
 use crate::mgmt::{utc_time, ConError, ConErrorClass};
 use crate::proto::{Marker, Stream};
-use crate::resolve::{file_at, ResolveOptions, Resolver};
+use crate::resolve::{ResolveOptions, Resolver};
 use crate::sink::{SinkError, Transmit};
 
 pub use session::{connect_tls, LinkConfig};
@@ -186,7 +186,7 @@ pub(crate) struct Failed {
     /// another file: the change then reached the replica under none of the file's names
     /// (found by the replication fuzzer: a write through a symlink to a hard link's name,
     /// refused, that name then removed; the file's other name kept other bytes).
-    pub files: Vec<(u64, u64)>,
+    pub files: std::collections::BTreeSet<(u64, u64)>,
 }
 
 impl Failed {
@@ -194,16 +194,17 @@ impl Failed {
     pub fn add(&mut self, paths: &[PathBuf], file: Option<(u64, u64)>) {
         self.names.extend(paths.iter().cloned());
         if let Some(f) = file {
-            if self.files.len() < MAX_FAILED_FILES && !self.files.contains(&f) {
-                self.files.push(f);
+            if self.files.len() < MAX_FAILED_FILES {
+                self.files.insert(f);
             }
         }
     }
 }
 
-/// The most files remembered for a remirror by identity at once: each costs a walk of the
-/// source only when its names moved on, and past this many a healthy link never gets;
-/// the names are remirrored all the same.
+/// The most files remembered for a remirror by identity at once: a bound on memory far
+/// past what a healthy link sees (together they cost one walk of the source, and none
+/// when the refused names still hold them as their only names); past it, only the names
+/// are remirrored.
 const MAX_FAILED_FILES: usize = 4096;
 
 /// State shared by the sink and its link task.
@@ -395,12 +396,10 @@ impl Transmit for NetworkSink {
             // moves still to be sent would carry it on.
             self.resolver.suspect(p);
         }
-        // A file changed in place is remirrored under a name it has now, unless one of the
-        // names above still holds it (the remirror of a name with hard links brings the
-        // file's other names along).
-        let held: Vec<(u64, u64)> = failed.iter().filter_map(|p| file_at(p)).collect();
-        let moved: Vec<(u64, u64)> = files.into_iter().filter(|f| !held.contains(f)).collect();
-        failed.extend(self.resolver.names_of(&moved));
+        // A file changed in place is remirrored under the names it has now.
+        let files: Vec<(u64, u64)> = files.into_iter().collect();
+        let names = self.resolver.names_of(&files, &failed);
+        failed.extend(names);
         failed.extend(self.resolver.take_stale());
         failed
     }

@@ -80,6 +80,14 @@ pub struct Resolver {
     suspects: Followed,
     /// Names the moves carried a suspect object to, to be remirrored (`take_stale`).
     carried: Vec<PathBuf>,
+    /// The files (kernel device, inode) whose change could not be read under the name it
+    /// was made through (the name moved on, or the drain could not read the bytes): a
+    /// file with hard links is remirrored under every name it has (`take_stale`), since
+    /// the names followed from the one written through may all be gone by the remirror
+    /// while the file lives on under another (found by the replication fuzzer: a
+    /// `copy_file_range` into one name of a file, the name moved, then removed; the
+    /// file's other name never got the bytes).
+    unread: std::collections::BTreeSet<(u64, u64)>,
 }
 
 /// The most bytes one resolved write carries: the bytes are read into memory to be sent.
@@ -100,6 +108,7 @@ impl Resolver {
             written: written::Written::default(),
             suspects: Followed::default(),
             carried: Vec::new(),
+            unread: Default::default(),
             stale: BTreeMap::new(),
         }
     }
@@ -172,7 +181,7 @@ impl Resolver {
                             *len = bytes.len() as u64;
                             *data = Some(bytes.into());
                         }
-                        Err(e) if gone(&e) => return Ok(self.went_stale(ev.path)),
+                        Err(e) if gone(&e) => return Ok(self.went_stale(ev.path, ev.object)),
                         Err(e) => return Err(read("data", e)),
                     }
                 }
@@ -207,7 +216,7 @@ impl Resolver {
                     *times = Some(t);
                     self.written.times_set(&ev.path);
                 }
-                Err(e) if gone(&e) => return Ok(self.went_stale(ev.path)),
+                Err(e) if gone(&e) => return Ok(self.went_stale(ev.path, ev.object)),
                 Err(e) => return Err(read("times", e)),
             },
             Op::SetXattr { .. } | Op::RemoveXattr { .. } if !self.options.xattrs => {
@@ -216,7 +225,7 @@ impl Resolver {
             Op::SetXattr { value: Some(_), .. } => {}
             Op::SetXattr { name, value } => match get_xattr(&absolute, name.as_bytes()) {
                 Ok(v) => *value = Some(v),
-                Err(e) if gone(&e) => return Ok(self.went_stale(ev.path)),
+                Err(e) if gone(&e) => return Ok(self.went_stale(ev.path, ev.object)),
                 // Removed since: the removal follows in the stream.
                 Err(e) if e.raw_os_error() == Some(libc::ENODATA) => return Ok(None),
                 Err(e) => return Err(read("extended attribute", e)),
@@ -224,6 +233,7 @@ impl Resolver {
             // A write the drain could not read (its file gone from the name): the file
             // is remirrored under the name and every name the moves after it take it to.
             Op::Dirty { .. } => {
+                self.unread_file(ev.object);
                 self.suspects.insert(ev.path.clone());
                 if self.carried.len() < MAX_STALE {
                     self.carried.push(ev.path);
@@ -252,11 +262,20 @@ impl Resolver {
     /// value it set travels with the file under its new name, which a later rename in
     /// the stream tells. The name is followed through renames until the file is found
     /// again, and then remirrored (see [`Resolver::take_stale`]).
-    fn went_stale(&mut self, rel: PathBuf) -> Option<Event> {
+    fn went_stale(&mut self, rel: PathBuf, object: Option<(u64, u64)>) -> Option<Event> {
         if self.stale.len() < MAX_STALE {
             self.stale.insert(rel, ());
         }
+        self.unread_file(object);
         None
+    }
+
+    fn unread_file(&mut self, object: Option<(u64, u64)>) {
+        if let Some(o) = object {
+            if self.unread.len() < MAX_STALE {
+                self.unread.insert(o);
+            }
+        }
     }
 
     /// `path` (absolute) may hold a stale object on the replica from this point of the
@@ -284,15 +303,29 @@ impl Resolver {
         }
     }
 
-    /// A name (absolute) that each of `files` (kernel device, inode) has now on the
-    /// source, found by one walk of it; a file with no name left has none.
-    pub fn names_of(&self, files: &[(u64, u64)]) -> Vec<PathBuf> {
+    /// The names (absolute) to remirror, besides `named`, so that changes to `files`
+    /// (kernel device, inode) that did not reach the replica under the names they were
+    /// made through reach it under every name the files have now: none for a file one of
+    /// `named` holds as its only name; for any other, every name it has, found by one walk
+    /// of the source. A file with hard links needs them all: the name that a remirror
+    /// reads it through may be removed before it does (see [`Resolver::take_stale`]).
+    pub fn names_of(&self, files: &[(u64, u64)], named: &[PathBuf]) -> Vec<PathBuf> {
         if files.is_empty() {
             return Vec::new();
         }
-        find_files(std::iter::once(self.source.as_path()), files)
+        let alone: Vec<(u64, u64)> = named.iter().filter_map(|p| lone_file_at(p)).collect();
+        let wanted: Vec<(u64, u64)> = files
+            .iter()
+            .filter(|f| !alone.contains(f))
+            .copied()
+            .collect();
+        if wanted.is_empty() {
+            return Vec::new();
+        }
+        find_files(std::iter::once(self.source.as_path()), &wanted)
             .into_iter()
             .map(|(_, p)| p)
+            .filter(|p| !named.contains(p))
             .collect()
     }
 
@@ -316,6 +349,9 @@ impl Resolver {
             .map(|p| self.source.join(p))
             .collect();
         found.extend(self.written.take_homeless(&self.source));
+        let unread: Vec<(u64, u64)> = std::mem::take(&mut self.unread).into_iter().collect();
+        let names = self.names_of(&unread, &found);
+        found.extend(names);
         found
     }
 
@@ -409,14 +445,17 @@ pub(crate) fn identity(m: &std::fs::Metadata) -> (u64, u64) {
     (user_dev_to_kernel(m.dev()), m.ino())
 }
 
-/// The file (kernel device, inode) that `path` names now, without following a final
-/// symlink.
-pub(crate) fn file_at(path: &Path) -> Option<(u64, u64)> {
-    std::fs::symlink_metadata(path).ok().map(|m| identity(&m))
+/// The file (kernel device, inode) that `path` names now (without following a final
+/// symlink), if that is its only name.
+fn lone_file_at(path: &Path) -> Option<(u64, u64)> {
+    std::fs::symlink_metadata(path)
+        .ok()
+        .filter(|m| m.nlink() == 1)
+        .map(|m| identity(&m))
 }
 
-/// A name of each of `files` (kernel device, inode) beneath one of `roots`, by one walk
-/// that does not follow symlinks and ends when each has one; files not found have none.
+/// Every name beneath `roots` of each of `files` (kernel device, inode), by one walk that
+/// does not follow symlinks; files not found have none.
 pub fn find_files<'a>(
     roots: impl Iterator<Item = &'a Path>,
     files: &[(u64, u64)],
@@ -429,15 +468,11 @@ pub fn find_files<'a>(
         };
         for e in entries.flatten() {
             let Ok(kind) = e.file_type() else { continue };
-            let wanted = files.iter().any(|f| f.1 == e.ino());
-            if let Some(file) = wanted
-                .then(|| e.metadata().ok().map(|m| identity(&m)))
-                .flatten()
-                .filter(|f| files.contains(f) && !found.iter().any(|(g, _)| g == f))
-            {
-                found.push((file, e.path()));
-                if found.len() == files.len() {
-                    return found;
+            if files.iter().any(|f| f.1 == e.ino()) {
+                if let Some(file) = e.metadata().ok().map(|m| identity(&m)) {
+                    if files.contains(&file) {
+                        found.push((file, e.path()));
+                    }
                 }
             }
             if kind.is_dir() {
@@ -703,6 +738,49 @@ mod tests {
         let remirrored = r.take_stale();
         assert!(remirrored.contains(&src.join("d/f")), "{remirrored:?}");
         assert!(remirrored.contains(&src.join("g")), "{remirrored:?}");
+    }
+
+    /// A write the drain could not read, made through one name of a file with two, that
+    /// name moved and then removed: the file is remirrored under the name it lives on
+    /// under, which no move in the stream led to (found by the replication fuzzer).
+    #[test]
+    fn an_unread_write_reaches_the_names_its_file_lives_on_under() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path();
+        std::fs::write(src.join("a"), b"the file").unwrap();
+        std::fs::hard_link(src.join("a"), src.join("b")).unwrap();
+        let object = Some(identity(&std::fs::metadata(src.join("a")).unwrap()));
+        let mut r = Resolver::new(src, ResolveOptions::default());
+        let mark = Op::Dirty {
+            reason: rill_ops::DirtyReason::Modified,
+        };
+        let unread = Event {
+            object,
+            ..Event::new(src.join("b"), mark)
+        };
+        assert!(resolved(&mut r, unread).is_empty());
+        std::fs::rename(src.join("b"), src.join("c")).unwrap();
+        let rename = Op::Rename {
+            new_path: src.join("c"),
+            flags: 0,
+        };
+        resolved(&mut r, Event::new(src.join("b"), rename));
+        std::fs::remove_file(src.join("c")).unwrap();
+        resolved(&mut r, Event::new(src.join("c"), Op::Unlink));
+        let remirrored = r.take_stale();
+        assert!(remirrored.contains(&src.join("a")), "{remirrored:?}");
+        // A file the names followed still hold as their only name needs no walk.
+        let unread = Event {
+            object,
+            ..Event::new(
+                src.join("a"),
+                Op::Dirty {
+                    reason: rill_ops::DirtyReason::Modified,
+                },
+            )
+        };
+        resolved(&mut r, unread);
+        assert_eq!(r.take_stale(), [src.join("a")]);
     }
 
     /// A name suspected stale on the replica (refused, or overtaken) is followed through
