@@ -1087,4 +1087,23 @@ fn a_refused_write_through_a_removed_hard_link_reaches_the_other_name() {
     p.converge("refusedlink", Duration::from_secs(60));
     let replica = std::fs::read(p.dst.join("a")).unwrap();
     assert_eq!(&replica[1000..1017], b"written through b", "{}", p.logs());
+    // The same with a change by name, which does not say which file it made: an
+    // extended attribute set through `b`.
+    std::fs::hard_link(p.src.join("a"), p.src.join("b")).unwrap();
+    p.converge("refusedlink", Duration::from_secs(60));
+    std::fs::remove_file(p.dst.join("b")).unwrap();
+    let (name, value) = (c(Path::new("user.through")), b"b");
+    // SAFETY: NUL-terminated path and name, a value alive for the call.
+    let set = unsafe {
+        libc::lsetxattr(
+            c(&p.src.join("b")).as_ptr(),
+            name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    assert_eq!(set, 0, "{}", std::io::Error::last_os_error());
+    std::fs::remove_file(p.src.join("b")).unwrap();
+    p.converge("refusedlink", Duration::from_secs(60));
 }

@@ -169,6 +169,9 @@ pub(crate) enum Outgoing {
         stream: Stream,
         /// When it was captured (CLOCK_MONOTONIC ns), for `ConRPL`.
         captured_ns: u64,
+        /// The file an in-place change was made to, to remirror under every name it has
+        /// if the target refuses the change (see [`Failed::files`]).
+        file: Option<(u64, u64)>,
     },
     Marker(Marker),
 }
@@ -318,10 +321,17 @@ impl NetworkSink {
                 stats.mir_bytes_pending.fetch_add(bytes, Ordering::Relaxed);
             }
         }
+        let file = match stream {
+            Stream::Replication if ev.op.changes_in_place() => ev
+                .object
+                .or_else(|| self.resolver.file_changed_by_name(&ev.path)),
+            _ => None,
+        };
         self.submit(Outgoing::Op {
             ev,
             stream,
             captured_ns,
+            file,
         })
     }
 }

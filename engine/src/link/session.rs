@@ -69,8 +69,8 @@ struct InFlight {
     paths: Vec<std::path::PathBuf>,
     /// Whether the op moves or shares what its first path names (see `carried`).
     carry: Option<Carry>,
-    /// The file an in-place change (write, truncate, attribute) was made to, when the
-    /// capture said: remirrored wherever its names are by then, on a `Nak`.
+    /// The file an in-place change (write, truncate, attribute) was made to, when known:
+    /// remirrored wherever its names are by then, on a `Nak`.
     file: Option<(u64, u64)>,
     marker: Option<Marker>,
 }
@@ -377,6 +377,7 @@ fn encode(
             ev,
             stream,
             captured_ns,
+            file,
         } => {
             // Every operation with its sequence, for tracing a replica's history (the
             // replication fuzzer turns it on); nothing is formatted unless it is enabled.
@@ -414,7 +415,7 @@ fn encode(
                     captured_ns,
                     paths: ev.paths().cloned().collect(),
                     carry: Carry::of(&ev.op),
-                    file: ev.object.filter(|_| ev.op.changes_in_place()),
+                    file,
                     marker: None,
                 },
                 compressed,

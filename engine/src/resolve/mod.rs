@@ -303,6 +303,16 @@ impl Resolver {
         }
     }
 
+    /// The file a change by name to `rel` was made to, which such an operation does not
+    /// say: the one the stream showed under that name as one of a file's several names
+    /// (right at this point of the stream, as the source may be ahead of it), or else
+    /// the one the name holds on the source now.
+    pub fn file_changed_by_name(&self, rel: &Path) -> Option<(u64, u64)> {
+        self.written
+            .file_named(rel)
+            .or_else(|| named_file(&self.source.join(rel)))
+    }
+
     /// The names (absolute) to remirror, besides `named`, so that changes to `files`
     /// (kernel device, inode) that did not reach the replica under the names they were
     /// made through reach it under every name the files have now: none for a file one of
@@ -443,6 +453,17 @@ pub(crate) fn join_rest(to: &Path, rest: &Path) -> PathBuf {
 /// A file's (kernel device, inode), as the capture names it.
 pub(crate) fn identity(m: &std::fs::Metadata) -> (u64, u64) {
     (user_dev_to_kernel(m.dev()), m.ino())
+}
+
+/// The file (kernel device, inode) a change by name to `path` was made to, as it names
+/// one now: through a symlink, the file it leads to (`chmod`, `truncate` and user
+/// extended attributes reach only that).
+fn named_file(path: &Path) -> Option<(u64, u64)> {
+    let m = std::fs::symlink_metadata(path).ok()?;
+    if m.file_type().is_symlink() {
+        return std::fs::metadata(path).ok().map(|m| identity(&m));
+    }
+    Some(identity(&m))
 }
 
 /// The file (kernel device, inode) that `path` names now (without following a final

@@ -106,6 +106,12 @@ impl Written {
         self.keep(rel.to_path_buf(), entry);
     }
 
+    /// The file the stream last showed under `rel`, if it showed it as one of several
+    /// names of a file.
+    pub(super) fn file_named(&self, rel: &Path) -> Option<(u64, u64)> {
+        self.aliases.get(rel).copied()
+    }
+
     /// A `utimes` set the file's times after its writes: none are due for it any more.
     pub(super) fn times_set(&mut self, rel: &Path) {
         self.by_name.remove(rel);
