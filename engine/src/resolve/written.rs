@@ -68,6 +68,18 @@ impl Written {
             Some(_) => None,
         };
         let rel = reached.as_deref().unwrap_or(rel);
+        // The capture's word on which file a name holds is certain; a name the stream
+        // showed as one of a file's several names can have been given to another file by
+        // what the stream does not show (a mirror's rebuild of the name). Left in place,
+        // the next change by name there took that file for the one written, which the
+        // name never held again: its times were kept waiting for it and never sent
+        // (found by the replication fuzzer: a truncate through a symlink, the file's
+        // mtime on the replica the time the truncate was applied).
+        if let Some(o) = object {
+            if self.aliases.get(rel).is_some_and(|k| *k != o) {
+                self.aliases.remove(rel);
+            }
+        }
         if let Some(e) = self.by_name.get_mut(rel) {
             if object.is_some() {
                 e.object = object;
@@ -334,6 +346,32 @@ mod tests {
 
     fn object(p: &Path) -> Option<(u64, u64)> {
         Some(identity(&std::fs::symlink_metadata(p).unwrap()))
+    }
+
+    /// A name the stream showed as a hard link, given to another file the stream did not
+    /// show (a mirror rebuilt it): a write the capture names the new file for corrects
+    /// it, so a later change by name (which does not say which file) has its times sent.
+    #[test]
+    fn a_name_given_to_another_file_is_not_taken_for_the_linked_one() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path();
+        std::fs::write(src.join("a"), b"linked").unwrap();
+        std::fs::hard_link(src.join("a"), src.join("b")).unwrap();
+        let mut w = Written::default();
+        w.linked(src, Path::new("a"), Path::new("b"), None);
+        std::fs::remove_file(src.join("a")).unwrap();
+        std::fs::write(src.join("a"), b"another file").unwrap();
+        w.wrote(src, Path::new("a"), object(&src.join("a")));
+        let due: Vec<PathBuf> = w.take_due(src).into_iter().map(|(p, _)| p).collect();
+        assert_eq!(due, [PathBuf::from("a")]);
+        // A truncate by name, which does not say which file it changed.
+        w.wrote(src, Path::new("a"), None);
+        let due: Vec<PathBuf> = w.take_due(src).into_iter().map(|(p, _)| p).collect();
+        assert_eq!(
+            due,
+            [PathBuf::from("a")],
+            "the times of a by-name change are sent"
+        );
     }
 
     /// A file written through one of its names, and that name removed before the times
