@@ -22,7 +22,7 @@ use rill_abi::record::FLAG_OBJECT_ID;
 use rill_abi::{Kind, Record, RecordHeader, Section, SECTION_COUNT};
 use rill_bench::engine::{event, open_queue};
 use rill_engine::apply::{Applier, ApplyOptions};
-use rill_engine::proto::{Frame, Policy, Stream, MAX_FRAME};
+use rill_engine::net::proto::{Frame, Policy, Stream, MAX_FRAME};
 use rill_ops::decode::{to_event, PathCache};
 use rill_ops::{codec, Event, Op};
 

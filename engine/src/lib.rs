@@ -25,11 +25,10 @@ pub mod events;
 pub mod followed;
 pub mod jobs;
 pub mod journal;
-pub mod link;
+pub mod net;
 pub mod mgmt;
 pub mod mirror;
 pub mod orphans;
-pub mod proto;
 pub mod queue;
 /// Replication sets live in `rill-ops`, beside the name rules they produce, so a job's
 /// specification can be checked without the engine (`rill-mgmt`).
@@ -40,5 +39,4 @@ pub mod service;
 pub use rill_settings as settings;
 pub mod sink;
 pub mod target;
-pub mod tls;
 pub mod transmit;

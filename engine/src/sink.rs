@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use rill_ops::Event;
 
 use crate::apply::{Applier, ApplyError, ApplyOptions};
-use crate::proto::{Marker, Stream};
+use crate::net::proto::{Marker, Stream};
 use crate::resolve::{ResolveError, ResolveOptions, Resolver};
 
 /// Where operations go, in order. `send` returns once the operation is applied or on its

@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rill_engine::proto::{Frame, Policy, MAX_FRAME};
+use rill_engine::net::proto::{Frame, Policy, MAX_FRAME};
 use rill_ops::codec;
 
 fuzz_target!(|data: &[u8]| {

@@ -86,7 +86,7 @@ fn a_captured_workload_replicates_to_an_equal_tree() {
     .unwrap();
     let mut last = 0;
     while let Some(q) = consumer.pop(Duration::ZERO).unwrap() {
-        sink.send(&q.event, rill_engine::proto::Stream::Replication)
+        sink.send(&q.event, rill_engine::net::proto::Stream::Replication)
             .unwrap_or_else(|e| panic!("op {}: {e}", q.seq));
         last = q.seq;
     }

@@ -32,7 +32,7 @@ use std::os::unix::fs::FileExt;
 
 /// Alignment of a direct write's offset, length and memory. 4 KiB satisfies every block
 /// device with logical blocks up to 4 KiB, which is every common one.
-const ALIGN: usize = crate::proto::PAGE;
+const ALIGN: usize = crate::net::proto::PAGE;
 /// The least direct part worth the device's round trip (see the module documentation).
 const DIRECT_MIN: usize = 512 * 1024;
 /// Bytes copied to the aligned buffer and written per call.

@@ -21,12 +21,12 @@ use anyhow::{Context as _, Result};
 use crate::capture_hub::{CaptureHub, HubSource};
 use crate::events::{self, EventLog, Level};
 use crate::jobs::{Job, JobState, JobStore, MirrorState};
-use crate::link::{LinkConfig, LinkStats, NetworkSink};
-use crate::proto::Compression;
+use crate::net::link::{LinkConfig, LinkStats, NetworkSink};
+use crate::net::proto::Compression;
 use crate::service;
 use crate::settings::Settings;
 use crate::target::{LiveConfig, TargetConfig, TargetStats};
-use crate::tls::{Identity, TrustStore};
+use crate::net::tls::{Identity, TrustStore};
 use crate::transmit::JobControl;
 
 /// A job running in this daemon.
@@ -99,7 +99,7 @@ pub fn serve(config: &Path, stop: Arc<AtomicBool>, capture: HubSource) -> Result
             .with_context(|| format!("listening for sources on {addr} (NetPort)"))?;
         let stats = Arc::new(TargetStats::default());
         let config = Arc::new(RwLock::new(target_config(&settings, &host)));
-        let tls = crate::tls::server_config(&identity, Arc::clone(&trust))?;
+        let tls = crate::net::tls::server_config(&identity, Arc::clone(&trust))?;
         runtime.spawn(crate::target::serve(
             listener,
             tls,
@@ -240,7 +240,7 @@ impl Daemon {
             job: name.clone(),
             target_path: job.spec.target_path.to_string_lossy().into_owned(),
             host: self.host.clone(),
-            tls: crate::tls::client_config(&self.identity, Arc::clone(&self.trust))?,
+            tls: crate::net::tls::client_config(&self.identity, Arc::clone(&self.trust))?,
             pending_acks: settings.source_pending_acks().max(1) as usize,
             timeout: settings.network_timeout(),
             keep_alive: settings.network_keep_alive_interval(),

@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use crate::jobs::{DataState, Job, JobState, MirrorState};
-use crate::link::LinkState as Link;
+use crate::net::link::LinkState as Link;
 use crate::mgmt::{
     utc_time, ConState, JobStatus, MirrorStatus, ReplicationStatus, StatusReport, TargetCounters,
     TargetSessionStatus, TargetStatus, TransmitMode,

@@ -34,7 +34,7 @@ use crate::apply::Applier;
 use crate::events::{self, EventLog, Level};
 use crate::jobs::{DataState, TargetSession};
 use crate::journal::{Journal, JournalConfig};
-use crate::proto::{Frame, Marker};
+use crate::net::proto::{Frame, Marker};
 use crate::queue::{queue, Consumer, Producer, Pushed};
 
 /// What the receiver hands the applier, in order.

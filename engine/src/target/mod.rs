@@ -94,7 +94,7 @@ pub struct TargetStats {
 pub(crate) struct Context {
     config: LiveConfig,
     pub store: Arc<JobStore>,
-    pub trust: Arc<crate::tls::TrustStore>,
+    pub trust: Arc<crate::net::tls::TrustStore>,
     pub log: Arc<EventLog>,
     pub stats: Arc<TargetStats>,
     /// The session currently holding each (fingerprint, job): a newer connection of the
@@ -157,7 +157,7 @@ impl Hold {
 /// What the target works with, besides its settings.
 pub struct Services {
     pub store: Arc<JobStore>,
-    pub trust: Arc<crate::tls::TrustStore>,
+    pub trust: Arc<crate::net::tls::TrustStore>,
     pub log: Arc<EventLog>,
     pub stats: Arc<TargetStats>,
     pub stop: Arc<AtomicBool>,
@@ -200,7 +200,7 @@ pub async fn serve(
             let stream = match handshake {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
-                    return failed_login(&ctx, peer, &crate::tls::describe_handshake_error(&e))
+                    return failed_login(&ctx, peer, &crate::net::tls::describe_handshake_error(&e))
                 }
                 Err(_) => return failed_login(&ctx, peer, "TLS handshake timed out"),
             };
@@ -209,7 +209,7 @@ pub async fn serve(
                 .1
                 .peer_certificates()
                 .and_then(|c| c.first())
-                .map(|c| crate::tls::fingerprint_of_der(c.as_ref()));
+                .map(|c| crate::net::tls::fingerprint_of_der(c.as_ref()));
             let Some(fingerprint) = fingerprint else {
                 return failed_login(&ctx, peer, "no client certificate");
             };

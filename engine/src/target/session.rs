@@ -24,12 +24,12 @@ use super::{hold, Context, Holding, JobKey, SessionStats, TargetConfig};
 use crate::apply::confined;
 use crate::events::{self, Level};
 use crate::jobs::{DataState, TargetSession};
-use crate::proto::{
+use crate::net::proto::{
     Frame, FrameReader, Policy, ProtoError, SeqCheck, SeqVerdict, MAX_FRAME, PAGE, VERSION,
 };
 use rill_ops::{codec, Op};
 
-use crate::proto::refuse::{
+use crate::net::proto::refuse::{
     BUSY as REFUSE_BUSY, PROTOCOL as REFUSE_PROTOCOL, TARGET_PATH as REFUSE_PATH,
     VERSION as REFUSE_VERSION,
 };

@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use super::SessionStats;
 use crate::apply::Durability;
 use crate::jobs::{JobStore, TargetSession};
-use crate::proto::Frame;
+use crate::net::proto::Frame;
 
 /// A position to make durable.
 #[derive(Clone, Debug)]

@@ -24,9 +24,9 @@ use tokio::net::{TcpListener, TcpStream};
 use super::{serve, Services, SessionStats, TargetConfig, TargetStats};
 use crate::events::EventLog;
 use crate::jobs::JobStore;
-use crate::proto::{read_frame, Frame, Policy, Stream, MAX_FRAME, VERSION};
+use crate::net::proto::{read_frame, Frame, Policy, Stream, MAX_FRAME, VERSION};
 use crate::queue::{AtLimit, Limits};
-use crate::tls::{client_config, server_config, Identity, TrustStore};
+use crate::net::tls::{client_config, server_config, Identity, TrustStore};
 
 type Conn = tokio_rustls::client::TlsStream<TcpStream>;
 
@@ -367,7 +367,7 @@ fn a_new_session_is_refused_as_busy_while_the_replaced_one_does_not_finish() {
     });
     match scene.hello() {
         (_, Frame::Refused { code, message }) => {
-            assert_eq!(code, crate::proto::refuse::BUSY, "{message}");
+            assert_eq!(code, crate::net::proto::refuse::BUSY, "{message}");
             assert!(message.contains("previous connection"), "{message}");
         }
         (_, other) => panic!("expected the connection refused as busy, got {other:?}"),
@@ -378,7 +378,7 @@ fn a_new_session_is_refused_as_busy_while_the_replaced_one_does_not_finish() {
     let last_applied = loop {
         match scene.hello() {
             (_, Frame::Welcome { last_applied, .. }) => break last_applied,
-            (_, Frame::Refused { code, .. }) if code == crate::proto::refuse::BUSY => {
+            (_, Frame::Refused { code, .. }) if code == crate::net::proto::refuse::BUSY => {
                 assert!(Instant::now() < deadline, "never welcomed");
             }
             (_, other) => panic!("expected a welcome or a busy refusal, got {other:?}"),

@@ -7,7 +7,7 @@ use std::ffi::OsString;
 use std::time::Duration;
 
 use rill_abi::{Record, RecordHeader, SECTION_COUNT};
-use rill_engine::proto::{refuse, Frame, Header, Kind, HEADER_LEN, MAX_FRAME, VERSION};
+use rill_engine::net::proto::{refuse, Frame, Header, Kind, HEADER_LEN, MAX_FRAME, VERSION};
 use rill_ops::Op;
 use rill_tools::pair::wait_until;
 

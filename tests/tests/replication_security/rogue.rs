@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use rill_abi::{Record, RecordHeader, SECTION_COUNT};
 use rill_engine::mgmt::Request;
-use rill_engine::proto::{read_frame, Frame, Policy, Stream, MAX_FRAME, VERSION};
-use rill_engine::tls::{client_config, Identity, TrustStore};
+use rill_engine::net::proto::{read_frame, Frame, Policy, Stream, MAX_FRAME, VERSION};
+use rill_engine::net::tls::{client_config, Identity, TrustStore};
 use rill_ops::{codec, Event, Op};
 use rill_tools::pair::Host;
 use tokio::io::AsyncWriteExt;

@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::clock::monotonic_ns;
 use crate::mgmt::{utc_time, ConError, ConErrorClass};
-use crate::proto::{Marker, Stream};
+use crate::net::proto::{Marker, Stream};
 use crate::resolve::{ResolveOptions, Resolver};
 use crate::sink::{SinkError, Transmit};
 

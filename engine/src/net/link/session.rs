@@ -22,8 +22,8 @@ use super::carried::{self, Carry};
 use super::{LinkState, Outgoing, Shared};
 use crate::events::{self, EventLog, Level};
 use crate::mgmt::ConErrorClass;
-use crate::proto::{self, Compression, Frame, Marker, Policy, Stream, MAX_FRAME, VERSION};
-use crate::tls::HandshakeFailure;
+use crate::net::proto::{self, Compression, Frame, Marker, Policy, Stream, MAX_FRAME, VERSION};
+use crate::net::tls::HandshakeFailure;
 
 /// Where and how one job connects.
 #[derive(Clone)]
@@ -114,7 +114,7 @@ enum LinkError {
 impl LinkError {
     /// The class `conError` reports.
     fn class(&self) -> ConErrorClass {
-        use crate::proto::refuse;
+        use crate::net::proto::refuse;
         let io = |e: &std::io::Error| match e.kind() {
             std::io::ErrorKind::ConnectionRefused => ConErrorClass::Refused,
             std::io::ErrorKind::TimedOut => ConErrorClass::TimedOut,
@@ -145,7 +145,7 @@ impl LinkError {
     /// certificate says so with an alert after the client's side of the handshake is
     /// done, so it comes with the first read (or write) instead of from the handshake.
     fn tls(address: &str, e: std::io::Error) -> LinkError {
-        match crate::tls::classify_handshake_error(&e) {
+        match crate::net::tls::classify_handshake_error(&e) {
             HandshakeFailure::Network { .. } => LinkError::Io(e),
             failure => LinkError::Handshake(address.to_string(), failure),
         }
@@ -284,7 +284,7 @@ async fn connect(
             Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
                 return Err(LinkError::Handshake(
                     config.address.clone(),
-                    crate::tls::classify_handshake_error(&e),
+                    crate::net::tls::classify_handshake_error(&e),
                 ))
             }
             Err(e) => return Err(LinkError::Connect(config.address.clone(), e)),

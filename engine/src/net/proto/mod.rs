@@ -4,7 +4,7 @@
 //! highest sequence it has durably applied (or `Refused`), then the source streams `Op`
 //! and `Marker` frames in one sequence order while the target answers with cumulative
 //! `Ack`s, `Nak`s for ops it could not apply, flow control (`Pause`/`Resume`),
-//! `KeepAlive`s and `TargetStats`. The connection underneath is mutual TLS (`crate::tls`);
+//! `KeepAlive`s and `TargetStats`. The connection underneath is mutual TLS (`crate::net::tls`);
 //! this module only turns frames into bytes and back.
 //!
 //! Why it looks the way it does:
