@@ -14,8 +14,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use rill_engine::journal::{Journal, JournalConfig};
-use rill_engine::queue::{queue, AtLimit, Consumer, Limits, Producer, Pushed};
+use rill_engine::storage::disk_queue::{Journal, JournalConfig};
+use rill_engine::storage::queue::{queue, AtLimit, Consumer, Limits, Producer, Pushed};
 use rill_ops::{Event, Op};
 
 /// The `i`th of a run of writes of `size` bytes, over 64 files (the criterion

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use rill_engine::journal::{Journal, JournalConfig, SyncMode};
+use rill_engine::storage::disk_queue::{Journal, JournalConfig, SyncMode};
 
 use super::report::median;
 

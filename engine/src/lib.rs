@@ -15,21 +15,17 @@
 pub mod allocator;
 pub mod apply;
 pub mod capture_hub;
-pub mod change_journal;
 pub mod changed_since;
 pub mod clock;
 pub mod daemon;
-mod database;
 pub mod drain;
 pub mod events;
 pub mod followed;
-pub mod jobs;
-pub mod journal;
 pub mod net;
+pub mod storage;
 pub mod mgmt;
 pub mod mirror;
 pub mod orphans;
-pub mod queue;
 /// Replication sets live in `rill-ops`, beside the name rules they produce, so a job's
 /// specification can be checked without the engine (`rill-mgmt`).
 pub use rill_ops::repset;

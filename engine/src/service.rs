@@ -23,12 +23,12 @@ use anyhow::{Context, Result};
 
 use crate::apply::ApplyOptions;
 use crate::capture_hub::CaptureHub;
-use crate::change_journal::{ChangeJournal, Reason};
+use crate::storage::change_journal::{ChangeJournal, Reason};
 use crate::drain::Drain;
 use crate::events::{self, EventLog, Level};
-use crate::journal::{Journal, JournalConfig};
+use crate::storage::disk_queue::{Journal, JournalConfig};
 use crate::mirror::MirrorOptions;
-use crate::queue::{queue, AtLimit, Consumer, Limits, Producer};
+use crate::storage::queue::{queue, AtLimit, Consumer, Limits, Producer};
 use crate::repset::{ReplicationSet, Rule};
 use crate::resolve::ResolveOptions;
 use crate::settings::{CallbackMode, Settings};
@@ -137,7 +137,7 @@ pub fn run(settings: &Settings, job: Job, sink: &mut dyn Transmit) -> Result<()>
     .spawn()?;
 
     let mut alerted = false;
-    let mut on_tick = |q: &crate::queue::QueueStats| -> Result<()> {
+    let mut on_tick = |q: &crate::storage::queue::QueueStats| -> Result<()> {
         if q.alert && !alerted {
             let pct = settings.queue_size_alert_threshold();
             log.event(
@@ -415,7 +415,7 @@ pub fn limits_of(settings: &Settings) -> Limits {
     }
 }
 
-fn write_stats(data: &Path, c: &Counters, q: &crate::queue::QueueStats) -> Result<()> {
+fn write_stats(data: &Path, c: &Counters, q: &crate::storage::queue::QueueStats) -> Result<()> {
     let v = serde_json::json!({
         "DriverQueuePercent": c.driver_queue_percent_x100.load(Ordering::Relaxed) as f64 / 100.0,
         "RepOpsGenerated": c.rep_ops_generated.load(Ordering::Relaxed),

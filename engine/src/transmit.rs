@@ -18,11 +18,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use crate::change_journal::{ChangeJournal, Entry, Mark, Reason};
+use crate::storage::change_journal::{ChangeJournal, Entry, Mark, Reason};
 use crate::events::{self, EventLog, Level};
 use crate::mirror::{HandOuts, Mirror, MirrorOptions, TakeOver};
 use crate::net::proto::{Marker, Stream};
-use crate::queue::{Consumer, QueueStats, QueueWatch};
+use crate::storage::queue::{Consumer, QueueStats, QueueWatch};
 use crate::repset::ReplicationSet;
 use crate::sink::{SinkError, Transmit};
 

@@ -6,8 +6,8 @@
 use std::time::{Duration, Instant};
 
 use rill_engine::drain::{Drain, Drained};
-use rill_engine::journal::{Journal, JournalConfig};
-use rill_engine::queue::{queue, AtLimit, Limits, Pushed};
+use rill_engine::storage::disk_queue::{Journal, JournalConfig};
+use rill_engine::storage::queue::{queue, AtLimit, Limits, Pushed};
 use rill_engine::repset::{ReplicationSet, Rule};
 use rill_engine::sink::{LocalSink, Transmit};
 use rill_tests::{require_kernel_support, TestDir};

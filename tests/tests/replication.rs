@@ -76,7 +76,7 @@ impl Pair {
     /// Creates the job `name` (not started) toward the target through a relay that can cut
     /// the link, and returns the relay.
     fn job_through_relay(&self, name: &str) -> rill_tools::relay::Relay {
-        use rill_engine::jobs::JobSpec;
+        use rill_engine::storage::job_store::JobSpec;
         let relay = rill_tools::relay::Relay::start(([127, 0, 0, 1], self.target.net_port).into())
             .expect("starting the relay");
         self.source
@@ -681,7 +681,7 @@ fn a_job_whose_target_refuses_connections_says_so() {
     std::fs::write(p.src.join("a.txt"), b"waiting for a target").unwrap();
     let port = rill_tools::pair::free_port().unwrap();
     p.source
-        .call(Request::JobCreate(rill_engine::jobs::JobSpec {
+        .call(Request::JobCreate(rill_engine::storage::job_store::JobSpec {
             name: "r".into(),
             source: p.src.clone(),
             target_host: "127.0.0.1".into(),
@@ -939,7 +939,7 @@ fn immutable(path: &Path, on: bool) {
 /// written again the replica converges and the state goes back to OK.
 #[test]
 fn a_name_the_target_cannot_apply_keeps_the_data_state_from_ok_until_repaired() {
-    use rill_engine::jobs::DataState;
+    use rill_engine::storage::job_store::DataState;
     let p = start("rep-unrepaired");
     std::fs::write(p.src.join("stuck"), b"first").unwrap();
     std::fs::write(p.src.join("free"), b"first").unwrap();

@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use rill_engine::jobs::{JobRule, JobSpec};
+use rill_engine::storage::job_store::{JobRule, JobSpec};
 use rill_engine::mgmt::{Client, JobAction, JobStatus, Request, Response};
 
 /// Which half a host runs (`LoadSourceTarget`).
@@ -296,7 +296,7 @@ pub fn in_sync(source: &Host, job: &str) -> Result<bool> {
     Ok(s.con_mirror_percent >= 100.0
         && s.con_ops_in_rep_queue == 0
         && s.con_ops_in_mir_queue == 0
-        && s.target_data_state == rill_engine::jobs::DataState::Ok
+        && s.target_data_state == rill_engine::storage::job_store::DataState::Ok
         && s.con_state == rill_engine::mgmt::ConState::Active)
 }
 

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use rill_engine::jobs::JobSpec;
+use rill_engine::storage::job_store::JobSpec;
 use rill_engine::mgmt::{JobAction, Request};
 use serde::Serialize;
 

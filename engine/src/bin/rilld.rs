@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use rill_engine::capture_hub::{CaptureHub, HubSource};
-use rill_engine::change_journal::ChangeJournal;
+use rill_engine::storage::change_journal::ChangeJournal;
 use rill_engine::service::Job;
 use rill_engine::settings::{cli, Settings, SettingsCommand, DEFAULT_SETTINGS_FILE};
 use rill_engine::sink::LocalSink;
@@ -194,7 +194,7 @@ fn changes(config: &std::path::Path) -> anyhow::Result<i32> {
         );
     }
     let journal = match ChangeJournal::open(&path) {
-        Err(rill_engine::change_journal::Error::Locked { .. }) => anyhow::bail!(
+        Err(rill_engine::storage::change_journal::Error::Locked { .. }) => anyhow::bail!(
             "{}: in use by a running `rilld run`, which alone may open it; stop it, and \
              `rilld changes` lists what it left to remirror",
             path.display()
@@ -256,7 +256,7 @@ mod tests {
     fn a_report_names_each_cause_once() {
         let io = || std::io::Error::from(std::io::ErrorKind::NotFound);
         let path = std::path::Path::new("/nowhere/cj.redb");
-        let doubled = anyhow::Error::new(rill_engine::change_journal::Error::Io {
+        let doubled = anyhow::Error::new(rill_engine::storage::change_journal::Error::Io {
             path: path.into(),
             source: io(),
         });

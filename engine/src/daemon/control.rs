@@ -2,7 +2,7 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::jobs::JobState;
+use crate::storage::job_store::JobState;
 use crate::mgmt::{Control, JobAction, JobInfo, Request, Response, SettingRow, TrustedPeer};
 use crate::settings::{find, set_in_file, Settings};
 

@@ -20,7 +20,7 @@ use anyhow::{Context as _, Result};
 
 use crate::capture_hub::{CaptureHub, HubSource};
 use crate::events::{self, EventLog, Level};
-use crate::jobs::{Job, JobState, JobStore, MirrorState};
+use crate::storage::job_store::{Job, JobState, JobStore, MirrorState};
 use crate::net::link::{LinkConfig, LinkStats, NetworkSink};
 use crate::net::proto::Compression;
 use crate::service;

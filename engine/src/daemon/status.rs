@@ -3,13 +3,13 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
-use crate::jobs::{DataState, Job, JobState, MirrorState};
+use crate::storage::job_store::{DataState, Job, JobState, MirrorState};
 use crate::net::link::LinkState as Link;
 use crate::mgmt::{
     utc_time, ConState, JobStatus, MirrorStatus, ReplicationStatus, StatusReport, TargetCounters,
     TargetSessionStatus, TargetStatus, TransmitMode,
 };
-use crate::queue::QueueWatch;
+use crate::storage::queue::QueueWatch;
 use crate::target::state_of_code;
 use crate::transmit::MirrorPhase as Walk;
 

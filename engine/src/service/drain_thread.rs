@@ -18,10 +18,10 @@ use rill_ops::{DirtyReason, Event, Op};
 
 use super::{limits_of, Counters};
 use crate::capture_hub::{CaptureHub, Subscription};
-use crate::change_journal::{ChangeJournal, Mark, Reason};
+use crate::storage::change_journal::{ChangeJournal, Mark, Reason};
 use crate::drain::{Drain, Drained};
 use crate::events::{self, EventLog, Level};
-use crate::queue::{NotKept, Producer, Pushed};
+use crate::storage::queue::{NotKept, Producer, Pushed};
 use crate::settings::Settings;
 use crate::transmit::JobControl;
 

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use rill_ops::{codec, Event, Op};
 
-use crate::journal::{JournalError, JournalReader, JournalWriter};
+use crate::storage::disk_queue::{JournalError, JournalReader, JournalWriter};
 
 /// What happens when the memory queue reaches its threshold (`MemoryAllocatorCallbackMode`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -432,7 +432,7 @@ fn stats(inner: &Inner) -> QueueStats {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::{Journal, JournalConfig};
+    use crate::storage::disk_queue::{Journal, JournalConfig};
     use proptest::prelude::*;
 
     fn event(i: u64, size: usize) -> Event {

@@ -32,10 +32,10 @@ use super::unsettled::Unsettled;
 use super::{Context, Holding, SessionStats};
 use crate::apply::Applier;
 use crate::events::{self, EventLog, Level};
-use crate::jobs::{DataState, TargetSession};
-use crate::journal::{Journal, JournalConfig};
+use crate::storage::job_store::{DataState, TargetSession};
+use crate::storage::disk_queue::{Journal, JournalConfig};
 use crate::net::proto::{Frame, Marker};
-use crate::queue::{queue, Consumer, Producer, Pushed};
+use crate::storage::queue::{queue, Consumer, Producer, Pushed};
 
 /// What the receiver hands the applier, in order.
 pub(super) enum Entry {

@@ -29,7 +29,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::events::{self, EventLog, Level};
-use crate::jobs::JobStore;
+use crate::storage::job_store::JobStore;
 
 /// The target's settings, as one connection uses them.
 #[derive(Clone, Debug)]
@@ -37,7 +37,7 @@ pub struct TargetConfig {
     pub host: String,
     /// Where per-session queues live (`DataPath/target`).
     pub state_dir: PathBuf,
-    pub queue_limits: crate::queue::Limits,
+    pub queue_limits: crate::storage::queue::Limits,
     pub timeout: Duration,
     pub apply: crate::apply::ApplyOptions,
     /// `TGMirrorCapacityHigh` / `TGMirrorCapacityLow`, percent of the queue's memory.

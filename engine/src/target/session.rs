@@ -23,7 +23,7 @@ use super::applier::{self, Entry, Shared};
 use super::{hold, Context, Holding, JobKey, SessionStats, TargetConfig};
 use crate::apply::confined;
 use crate::events::{self, Level};
-use crate::jobs::{DataState, TargetSession};
+use crate::storage::job_store::{DataState, TargetSession};
 use crate::net::proto::{
     Frame, FrameReader, Policy, ProtoError, SeqCheck, SeqVerdict, MAX_FRAME, PAGE, VERSION,
 };
@@ -547,12 +547,12 @@ fn sync_tree(dir: &Path) -> std::io::Result<()> {
 }
 
 fn check_job(job: &str) -> Result<(), String> {
-    crate::jobs::validate::check_name(job).map_err(|e| e.to_string())
+    crate::storage::job_store::validate::check_name(job).map_err(|e| e.to_string())
 }
 
 /// The target path a source asked for: absolute, without `..`, not the root.
 fn check_target_path(path: &str) -> Result<PathBuf, String> {
-    let p = crate::jobs::validate::check_path("target path", Path::new(path))
+    let p = crate::storage::job_store::validate::check_path("target path", Path::new(path))
         .map_err(|e| e.to_string())?;
     if p.parent().is_none() {
         return Err("the target path may not be the root directory".into());

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 
 use super::SessionStats;
 use crate::apply::Durability;
-use crate::jobs::{JobStore, TargetSession};
+use crate::storage::job_store::{JobStore, TargetSession};
 use crate::net::proto::Frame;
 
 /// A position to make durable.

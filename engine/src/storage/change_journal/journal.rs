@@ -15,7 +15,7 @@ use super::codec::Rec;
 use super::keys::{is_at_or_under, key_of, parent_key};
 use super::store::{Db, Table, CACHE_BYTES, FILES, SUBTREES};
 use super::{Entry, Error, Mark, Options, Reason, Result};
-use crate::database::OpenError;
+use crate::storage::database::OpenError;
 
 /// The durable change journal. All methods take `&self`; write transactions are serialised
 /// by redb, so one journal may be shared between threads.
@@ -41,7 +41,7 @@ impl ChangeJournal {
     }
 
     pub fn open_with(path: &Path, options: Options) -> Result<ChangeJournal> {
-        let db = match crate::database::open(path, CACHE_BYTES) {
+        let db = match crate::storage::database::open(path, CACHE_BYTES) {
             Ok(db) => db,
             Err(OpenError::NotADatabase(detail)) => {
                 return Err(Error::NotAJournal {

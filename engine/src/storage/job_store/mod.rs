@@ -16,7 +16,7 @@
 //!
 //! # Why redb, and how
 //!
-//! The same reasons as the change journal ([`crate::change_journal`]): every change is one
+//! The same reasons as the change journal ([`crate::storage::change_journal`]): every change is one
 //! redb write transaction committed with the default immediate durability, so when a
 //! method returns `Ok` the change survives a crash or power loss, and a crash at any
 //! instant leaves the last committed state, without a recovery procedure of our own. The
@@ -34,7 +34,7 @@
 #[cfg(test)]
 mod tests;
 
-use crate::database::OpenError;
+use crate::storage::database::OpenError;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -164,7 +164,7 @@ impl JobStore {
     /// Opens the store at `path`, creating it if it does not exist (or is empty). The
     /// directory must exist.
     pub fn open(path: &Path) -> Result<JobStore> {
-        let db = match crate::database::open(path, CACHE_BYTES) {
+        let db = match crate::storage::database::open(path, CACHE_BYTES) {
             Ok(db) => db,
             Err(OpenError::NotADatabase(detail)) => {
                 return Err(Error::NotAStore {

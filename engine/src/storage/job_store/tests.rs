@@ -151,7 +151,7 @@ fn other_files_are_not_taken_for_a_store() {
     assert!(e.to_string().contains("not a regular file"), "{e}");
     // A change journal is a redb database too, but not a job store.
     let cj = dir.path().join("cj.redb");
-    drop(crate::change_journal::ChangeJournal::open(&cj).unwrap());
+    drop(crate::storage::change_journal::ChangeJournal::open(&cj).unwrap());
     let e = JobStore::open(&cj).unwrap_err();
     assert!(e.to_string().contains("something else"), "{e}");
 }
