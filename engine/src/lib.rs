@@ -13,7 +13,6 @@
 //! knob is a setting with the reference guide's name, checked against its range when read.
 
 pub mod allocator;
-pub mod apply;
 pub mod capture_hub;
 pub mod changed_since;
 pub mod clock;
@@ -22,10 +21,10 @@ pub mod drain;
 pub mod events;
 pub mod followed;
 pub mod net;
+pub mod replica;
 pub mod storage;
 pub mod mgmt;
 pub mod mirror;
-pub mod orphans;
 /// Replication sets live in `rill-ops`, beside the name rules they produce, so a job's
 /// specification can be checked without the engine (`rill-mgmt`).
 pub use rill_ops::repset;
@@ -34,5 +33,4 @@ pub mod service;
 /// The settings are their own crate, `rill-settings`, which `rillctl` reads too.
 pub use rill_settings as settings;
 pub mod sink;
-pub mod target;
 pub mod transmit;

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
-use crate::apply::ApplyOptions;
+use crate::replica::apply::ApplyOptions;
 use crate::capture_hub::CaptureHub;
 use crate::storage::change_journal::{ChangeJournal, Reason};
 use crate::drain::Drain;

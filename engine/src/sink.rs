@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use rill_ops::Event;
 
-use crate::apply::{Applier, ApplyError, ApplyOptions};
+use crate::replica::apply::{Applier, ApplyError, ApplyOptions};
 use crate::net::proto::{Marker, Stream};
 use crate::resolve::{ResolveError, ResolveOptions, Resolver};
 
@@ -393,7 +393,7 @@ mod tests {
         matches!(
             r,
             Err(SinkError::Resolve(ResolveError::Outside(_)))
-                | Err(SinkError::Apply(crate::apply::ApplyError::Outside(_)))
+                | Err(SinkError::Apply(crate::replica::apply::ApplyError::Outside(_)))
         )
     }
 

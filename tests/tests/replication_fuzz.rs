@@ -21,7 +21,7 @@ fn replay(plan: &str) {
     if std::env::var_os("RILL_HOST_LOG").is_none() {
         std::env::set_var(
             "RILL_HOST_LOG",
-            "info,rill_engine::net::link::session=debug,rill_engine::target::applier=debug",
+            "info,rill_engine::net::link::session=debug,rill_engine::replica::apply_thread=debug",
         );
     }
     let plan: Plan = plan.parse().expect("a valid plan");

@@ -25,7 +25,7 @@ use crate::net::link::{LinkConfig, LinkStats, NetworkSink};
 use crate::net::proto::Compression;
 use crate::service;
 use crate::settings::Settings;
-use crate::target::{LiveConfig, TargetConfig, TargetStats};
+use crate::replica::{LiveConfig, TargetConfig, TargetStats};
 use crate::net::tls::{Identity, TrustStore};
 use crate::transmit::JobControl;
 
@@ -100,11 +100,11 @@ pub fn serve(config: &Path, stop: Arc<AtomicBool>, capture: HubSource) -> Result
         let stats = Arc::new(TargetStats::default());
         let config = Arc::new(RwLock::new(target_config(&settings, &host)));
         let tls = crate::net::tls::server_config(&identity, Arc::clone(&trust))?;
-        runtime.spawn(crate::target::serve(
+        runtime.spawn(crate::replica::serve(
             listener,
             tls,
             Arc::clone(&config),
-            crate::target::Services {
+            crate::replica::Services {
                 store: Arc::clone(&store),
                 trust: Arc::clone(&trust),
                 log: Arc::clone(&log),

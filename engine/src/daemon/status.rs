@@ -10,7 +10,7 @@ use crate::mgmt::{
     TargetSessionStatus, TargetStatus, TransmitMode,
 };
 use crate::storage::queue::QueueWatch;
-use crate::target::state_of_code;
+use crate::replica::state_of_code;
 use crate::transmit::MirrorPhase as Walk;
 
 use super::{Daemon, Runner};

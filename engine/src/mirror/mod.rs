@@ -39,7 +39,7 @@ use rill_ops::{Event, Op};
 
 mod pending;
 
-use crate::orphans::keep_ranges;
+use crate::replica::orphans::keep_ranges;
 use crate::repset::{NamesProtected, ReplicationSet};
 use crate::resolve::{list_xattrs, open_data};
 use pending::Pending;
@@ -1291,7 +1291,7 @@ mod tests {
     /// at a time (each operation resolved when it is sent, then applied), and after each
     /// group the replication operations `between` makes, given the groups sent so far.
     fn mirror_into(src: &Path, dst: &Path, mut between: impl FnMut(&[Event]) -> Vec<Event>) {
-        use crate::apply::{Applier, ApplyOptions};
+        use crate::replica::apply::{Applier, ApplyOptions};
         use crate::resolve::{ResolveOptions, Resolver};
         let mut m = Mirror::new(vec![src.to_path_buf()], set(src), options());
         let mut resolver = Resolver::new(src, ResolveOptions::default());

@@ -30,7 +30,7 @@ use tokio::sync::mpsc;
 use super::syncer::{Point, Syncer};
 use super::unsettled::Unsettled;
 use super::{Context, Holding, SessionStats};
-use crate::apply::Applier;
+use crate::replica::apply::Applier;
 use crate::events::{self, EventLog, Level};
 use crate::storage::job_store::{DataState, TargetSession};
 use crate::storage::disk_queue::{Journal, JournalConfig};
@@ -598,7 +598,7 @@ impl Worker {
     }
 
     /// Logs the first retry of op `ev` with the guide's event for its cause.
-    fn retrying(&self, ev: &Event, e: &crate::apply::ApplyError) {
+    fn retrying(&self, ev: &Event, e: &crate::replica::apply::ApplyError) {
         let (id, cause) = match e.os_error() {
             Some(libc::ENOSPC | libc::EDQUOT) => {
                 (events::RETRY_DISK_FULL, "target disk being full")

@@ -1,4 +1,11 @@
-//! The target role: accept sources, apply their operations in order, acknowledge.
+//! The replica side (the target role): accept sources, apply their operations in order
+//! beneath each job's target path, acknowledge only what is durable.
+//!
+//! Each connection is a session with two threads behind its queue: the apply thread
+//! (`apply_thread`) applies in received order through [`apply::Applier`], and the syncer
+//! makes batches durable before they are acknowledged. The file-system work itself is
+//! `apply` and `orphans`, kept apart from the session so that `rilld run`'s local replica
+//! and the mirror's orphan ranges use the same confined calls without a connection.
 //!
 //! [`serve`] accepts TCP connections on `NetPort`, completes a mutual TLS handshake
 //! (only pinned sources get through; every failure is a counted, logged failed login) and
@@ -12,8 +19,10 @@
 //! needs no restart changes, and each connection takes them as they are when it begins,
 //! so a change reaches the next connection of every job without a restart.
 
-mod applier;
-pub use applier::{state_code, state_of_code};
+pub mod apply;
+mod apply_thread;
+pub use apply_thread::{state_code, state_of_code};
+pub(crate) mod orphans;
 mod session;
 mod syncer;
 mod unsettled;
@@ -39,7 +48,7 @@ pub struct TargetConfig {
     pub state_dir: PathBuf,
     pub queue_limits: crate::storage::queue::Limits,
     pub timeout: Duration,
-    pub apply: crate::apply::ApplyOptions,
+    pub apply: crate::replica::apply::ApplyOptions,
     /// `TGMirrorCapacityHigh` / `TGMirrorCapacityLow`, percent of the queue's memory.
     pub capacity_high: u8,
     pub capacity_low: u8,

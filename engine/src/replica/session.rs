@@ -19,9 +19,9 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
 
-use super::applier::{self, Entry, Shared};
+use super::apply_thread::{self, Entry, Shared};
 use super::{hold, Context, Holding, JobKey, SessionStats, TargetConfig};
-use crate::apply::confined;
+use crate::replica::apply::confined;
 use crate::events::{self, Level};
 use crate::storage::job_store::{DataState, TargetSession};
 use crate::net::proto::{
@@ -165,7 +165,7 @@ impl Link {
         // `out`.
         let (out_tx, out) = mpsc::unbounded_channel::<Frame>();
         let cancel = Arc::clone(&holding.cancel);
-        let shared = applier::start(
+        let shared = apply_thread::start(
             &self.ctx,
             &key,
             &target_path,
@@ -280,7 +280,7 @@ impl Link {
         let last_applied = match &stored {
             Some(s) if s.target_path == target_path => s
                 .last_applied
-                .max(applier::last_position(&self.ctx, key).unwrap_or(0)),
+                .max(apply_thread::last_position(&self.ctx, key).unwrap_or(0)),
             _ => 0,
         };
         if stored
@@ -527,7 +527,7 @@ fn session_stats(
     stats.last_applied.store(last_applied, Ordering::Relaxed);
     stats
         .data_state
-        .store(applier::state_code(state), Ordering::Relaxed);
+        .store(apply_thread::state_code(state), Ordering::Relaxed);
     stats.connected.store(true, Ordering::Relaxed);
     if let Ok(mut s) = ctx.stats.sessions.lock() {
         s.insert(key.clone(), Arc::clone(&stats));

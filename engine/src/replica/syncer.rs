@@ -17,7 +17,7 @@ use anyhow::{anyhow, Result};
 use tokio::sync::mpsc;
 
 use super::SessionStats;
-use crate::apply::Durability;
+use crate::replica::apply::Durability;
 use crate::storage::job_store::{JobStore, TargetSession};
 use crate::net::proto::Frame;
 

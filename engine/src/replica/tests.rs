@@ -82,7 +82,7 @@ impl Scene {
                 at_limit: AtLimit::QueueToDisk,
             },
             timeout,
-            apply: crate::apply::ApplyOptions::default(),
+            apply: crate::replica::apply::ApplyOptions::default(),
             capacity_high: 90,
             capacity_low: 50,
             retry_limit,

@@ -292,7 +292,7 @@ mod tests {
     #[test]
     fn an_in_place_change_of_a_stale_name_is_refused_until_it_is_rebuilt() {
         let d = tempfile::tempdir().unwrap();
-        let mut a = crate::apply::Applier::new(d.path(), Default::default()).unwrap();
+        let mut a = crate::replica::apply::Applier::new(d.path(), Default::default()).unwrap();
         std::fs::create_dir(d.path().join("a")).unwrap();
         std::fs::write(d.path().join("a/f"), b"shared").unwrap();
         std::fs::hard_link(d.path().join("a/f"), d.path().join("other")).unwrap();

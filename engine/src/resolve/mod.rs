@@ -616,7 +616,7 @@ mod tests {
         let fifo = CString::new(src.join("f").as_os_str().as_bytes()).unwrap();
         // SAFETY: a NUL-terminated path.
         assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
-        let out = crate::apply::tests::within_10s(move || {
+        let out = crate::replica::apply::tests::within_10s(move || {
             let mut r = Resolver::new(&src, ResolveOptions::default());
             let write = Op::Write {
                 offset: 0,

@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use rill_ops::{Event, FileTimes, KeepRange, Op};
 
-use crate::orphans::{remove_orphans, stat_at, Removed};
+use crate::replica::orphans::{remove_orphans, stat_at, Removed};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -522,8 +522,8 @@ impl Applier {
             Ok(_) => Ok(()),
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
             Err(e) if matches!(e.raw_os_error(), Some(libc::EISDIR | libc::ENOTEMPTY)) => {
-                let mut removed = crate::orphans::Removed::default();
-                crate::orphans::remove_entry(&d, OsStr::from_bytes(n.to_bytes()), &mut removed)?;
+                let mut removed = crate::replica::orphans::Removed::default();
+                crate::replica::orphans::remove_entry(&d, OsStr::from_bytes(n.to_bytes()), &mut removed)?;
                 if removed.files > 0 || removed.dirs > 1 {
                     log::warn!(
                         "{}: removed with what the replica held beneath it ({} files, {} \
@@ -773,8 +773,8 @@ fn make_new(
             if stat_at(dir, name)?.is_some_and(|st| same(&st)) {
                 return Ok(());
             }
-            let mut removed = crate::orphans::Removed::default();
-            crate::orphans::remove_entry(dir, OsStr::from_bytes(name.to_bytes()), &mut removed)?;
+            let mut removed = crate::replica::orphans::Removed::default();
+            crate::replica::orphans::remove_entry(dir, OsStr::from_bytes(name.to_bytes()), &mut removed)?;
             cvt(make() as libc::c_long).map(drop)
         }
         other => other.map(drop),
