@@ -13,24 +13,17 @@
 //! knob is a setting with the reference guide's name, checked against its range when read.
 
 pub mod allocator;
-pub mod capture_hub;
-pub mod changed_since;
 pub mod clock;
 pub mod daemon;
-pub mod drain;
 pub mod events;
 pub mod followed;
 pub mod net;
 pub mod replica;
+pub mod source;
 pub mod storage;
 pub mod mgmt;
-pub mod mirror;
 /// Replication sets live in `rill-ops`, beside the name rules they produce, so a job's
 /// specification can be checked without the engine (`rill-mgmt`).
 pub use rill_ops::repset;
-pub mod resolve;
-pub mod service;
 /// The settings are their own crate, `rill-settings`, which `rillctl` reads too.
 pub use rill_settings as settings;
-pub mod sink;
-pub mod transmit;

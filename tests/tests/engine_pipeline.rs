@@ -5,11 +5,11 @@
 
 use std::time::{Duration, Instant};
 
-use rill_engine::drain::{Drain, Drained};
+use rill_engine::source::drain::{Drain, Drained};
 use rill_engine::storage::disk_queue::{Journal, JournalConfig};
 use rill_engine::storage::queue::{queue, AtLimit, Limits, Pushed};
 use rill_engine::repset::{ReplicationSet, Rule};
-use rill_engine::sink::{LocalSink, Transmit};
+use rill_engine::source::destination::{LocalSink, Transmit};
 use rill_tests::{require_kernel_support, TestDir};
 
 const WORKLOAD: &str = env!("CARGO_BIN_EXE_rill-workload");

@@ -512,7 +512,7 @@ fn what_changed_while_a_job_was_stopped_reaches_the_replica_when_it_runs_again()
 
     // Nothing changes while it is stopped (the last change older than the slack): the
     // start finds so and sends no remirror.
-    std::thread::sleep(Duration::from_nanos(rill_engine::changed_since::SLACK_NS) * 3 / 2);
+    std::thread::sleep(Duration::from_nanos(rill_engine::source::changed_since::SLACK_NS) * 3 / 2);
     job(JobAction::Stop);
     job(JobAction::Start);
     p.converge("s", Duration::from_secs(60));

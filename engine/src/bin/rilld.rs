@@ -7,12 +7,12 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use anyhow::Context;
-use rill_engine::capture_hub::{CaptureHub, HubSource};
+use rill_engine::source::capture_hub::{CaptureHub, HubSource};
 use rill_engine::storage::change_journal::ChangeJournal;
-use rill_engine::service::Job;
+use rill_engine::source::job::Job;
 use rill_engine::settings::{cli, Settings, SettingsCommand, DEFAULT_SETTINGS_FILE};
-use rill_engine::sink::LocalSink;
-use rill_engine::transmit::JobControl;
+use rill_engine::source::destination::LocalSink;
+use rill_engine::source::transmit::JobControl;
 
 #[derive(Parser)]
 #[command(name = "rilld", version, about = "rill's replication engine")]
@@ -129,8 +129,8 @@ fn run(
     let mut sink = LocalSink::new(
         &source,
         &target,
-        rill_engine::service::resolve_options(&settings),
-        rill_engine::service::apply_options(&settings),
+        rill_engine::source::job::resolve_options(&settings),
+        rill_engine::source::job::apply_options(&settings),
     )
     .with_context(|| format!("target {}", target.display()))?;
     let job = Job {
@@ -140,7 +140,7 @@ fn run(
         mirror,
         // A first run replicates what changes from now on, unless asked to mirror; a run
         // after a clean stop also remirrors the source if anything changed in between.
-        resync: !mirror && rill_engine::service::stopped_cleanly_before(&settings, None),
+        resync: !mirror && rill_engine::source::job::stopped_cleanly_before(&settings, None),
         control: Arc::new(JobControl {
             stop,
             ..Default::default()
@@ -156,7 +156,7 @@ fn run(
         config: config.exists().then(|| config.to_path_buf()),
         reload,
     };
-    rill_engine::service::run(&settings, job, &mut sink)?;
+    rill_engine::source::job::run(&settings, job, &mut sink)?;
     Ok(0)
 }
 
@@ -178,7 +178,7 @@ fn serve(config: &std::path::Path, capture: &str) -> anyhow::Result<i32> {
 /// `rilld changes`: the change journal of `rilld run`, which holds it open while it runs.
 fn changes(config: &std::path::Path) -> anyhow::Result<i32> {
     let settings = Settings::for_start(config)?;
-    let path = rill_engine::service::change_journal_path(&settings, None);
+    let path = rill_engine::source::job::change_journal_path(&settings, None);
     // Opening would make an empty journal, and the listing would then hide a wrong DataPath.
     if !path.exists() {
         anyhow::bail!(

@@ -106,7 +106,7 @@ impl Daemon {
             .store
             .get(name)?
             .ok_or_else(|| anyhow::anyhow!("no job named `{name}`"))?;
-        let runner_control = |f: &dyn Fn(&crate::transmit::JobControl)| {
+        let runner_control = |f: &dyn Fn(&crate::source::transmit::JobControl)| {
             if let Ok(r) = self.runners.lock() {
                 if let Some(r) = r.get(name) {
                     f(&r.control);

@@ -4,7 +4,7 @@
 //! store, opens the job store, serves the management API on localhost, listens for
 //! sources on `NetPort` when it is a target (`LoadSourceTarget`), and starts every job
 //! whose stored state is Running, so a running job resumes after a restart. Each job is a
-//! [`service::run`] with a [`NetworkSink`] on the daemon's tokio runtime; all of them
+//! [`job::run`] with a [`NetworkSink`] on the daemon's tokio runtime; all of them
 //! subscribe to one [`CaptureHub`] (the pinned driver, loaded when absent).
 
 mod control;
@@ -18,16 +18,16 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 
-use crate::capture_hub::{CaptureHub, HubSource};
+use crate::source::capture_hub::{CaptureHub, HubSource};
 use crate::events::{self, EventLog, Level};
 use crate::storage::job_store::{Job, JobState, JobStore, MirrorState};
 use crate::net::link::{LinkConfig, LinkStats, NetworkSink};
 use crate::net::proto::Compression;
-use crate::service;
+use crate::source::job;
 use crate::settings::Settings;
 use crate::replica::{LiveConfig, TargetConfig, TargetStats};
 use crate::net::tls::{Identity, TrustStore};
-use crate::transmit::JobControl;
+use crate::source::transmit::JobControl;
 
 /// A job running in this daemon.
 struct Runner {
@@ -187,9 +187,9 @@ fn target_config(settings: &Settings, host: &str) -> TargetConfig {
     TargetConfig {
         host: host.to_string(),
         state_dir: settings.data_path().join("target"),
-        queue_limits: service::limits_of(settings),
+        queue_limits: job::limits_of(settings),
         timeout: settings.network_timeout(),
-        apply: service::apply_options(settings),
+        apply: job::apply_options(settings),
         capacity_high: settings.tg_mirror_capacity_high(),
         capacity_low: settings.tg_mirror_capacity_low(),
         retry_limit: settings.tg_execution_retry_limit(),
@@ -257,7 +257,7 @@ impl Daemon {
             mirror: full_mirror,
             log: Some(Arc::clone(&self.log)),
         };
-        let resolve = service::resolve_options(&settings);
+        let resolve = job::resolve_options(&settings);
         let mut sink = NetworkSink::start(
             &self.runtime,
             &source,
@@ -272,7 +272,7 @@ impl Daemon {
             .iter()
             .map(|r| (r.pattern.clone(), r.include))
             .collect();
-        let run = service::Job {
+        let run = job::Job {
             source,
             target: format!("{} {}", job.spec.target(), job.spec.target_path.display()),
             state_dir: Some(name.clone()),
@@ -290,7 +290,7 @@ impl Daemon {
         }
         let thread = std::thread::Builder::new()
             .name(format!("job-{name}"))
-            .spawn(move || service::run(&settings, run, &mut sink))?;
+            .spawn(move || job::run(&settings, run, &mut sink))?;
         if let Ok(mut r) = self.runners.lock() {
             r.insert(
                 name,

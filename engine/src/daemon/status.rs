@@ -11,7 +11,7 @@ use crate::mgmt::{
 };
 use crate::storage::queue::QueueWatch;
 use crate::replica::state_of_code;
-use crate::transmit::MirrorPhase as Walk;
+use crate::source::transmit::MirrorPhase as Walk;
 
 use super::{Daemon, Runner};
 

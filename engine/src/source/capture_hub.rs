@@ -5,7 +5,7 @@
 //! for all of them, the pinned driver's ring (loaded and pinned by the hub when it is
 //! absent, and left loaded when `rilld` exits, as an installed driver stays), and hands
 //! each event to the job or jobs whose source root holds one of its names. A rename or
-//! link between two jobs' sources goes to both: each job's [`crate::drain::Drain`] turns
+//! link between two jobs' sources goes to both: each job's [`crate::source::drain::Drain`] turns
 //! a rename across its set's boundary into what it means there (a removal, or content to
 //! mirror). Losses that name no single job (`overflow`; `dirty` marks of a directory above
 //! a job's root, such as a rescan of a root that holds another) go to every job they may

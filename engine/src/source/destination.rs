@@ -14,7 +14,7 @@ use rill_ops::Event;
 
 use crate::replica::apply::{Applier, ApplyError, ApplyOptions};
 use crate::net::proto::{Marker, Stream};
-use crate::resolve::{ResolveError, ResolveOptions, Resolver};
+use crate::source::resolve::{ResolveError, ResolveOptions, Resolver};
 
 /// Where operations go, in order. `send` returns once the operation is applied or on its
 /// way; `flush` returns once everything sent is durable at the destination, and the caller
@@ -76,8 +76,8 @@ pub struct LocalSink {
 
 impl LocalSink {
     /// Replicates `source` (absolute) into the existing directory `root`, reading and
-    /// applying what the options (from the settings: [`crate::service::resolve_options`],
-    /// [`crate::service::apply_options`]) ask for.
+    /// applying what the options (from the settings: [`crate::source::job::resolve_options`],
+    /// [`crate::source::job::apply_options`]) ask for.
     pub fn new(
         source: &Path,
         root: &Path,
@@ -133,7 +133,7 @@ impl Transmit for LocalSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resolve::ResolveError;
+    use crate::source::resolve::ResolveError;
     use rill_ops::Op;
     use std::os::unix::fs::PermissionsExt;
     use std::path::PathBuf;
@@ -345,7 +345,7 @@ mod tests {
         let mut sink = sink(src.path(), dst.path());
         let f = src.path().join("f");
         // Larger than one resolved write, so the range is sent in pieces.
-        let content: Vec<u8> = (0..(crate::resolve::MAX_RESOLVED_WRITE as usize * 2 + 17))
+        let content: Vec<u8> = (0..(crate::source::resolve::MAX_RESOLVED_WRITE as usize * 2 + 17))
             .map(|i| (i % 251) as u8)
             .collect();
         std::fs::write(&f, &content).unwrap();
@@ -379,12 +379,12 @@ mod tests {
         let replica = dst.path().join("f");
         assert_eq!(std::fs::read(&replica).unwrap(), content);
         assert_eq!(
-            crate::resolve::get_xattr(&replica, b"user.k").unwrap(),
+            crate::source::resolve::get_xattr(&replica, b"user.k").unwrap(),
             b"v1"
         );
         let (a, b) = (
-            crate::resolve::file_times(&f).unwrap(),
-            crate::resolve::file_times(&replica).unwrap(),
+            crate::source::resolve::file_times(&f).unwrap(),
+            crate::source::resolve::file_times(&replica).unwrap(),
         );
         assert_eq!(a.mtime, b.mtime);
     }

@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use rill_ops::{DirtyReason, Event, Op};
 
 use crate::repset::ReplicationSet;
-use crate::resolve::{open_data, read_file_range, read_range};
+use crate::source::resolve::{open_data, read_file_range, read_range};
 
 /// The largest write the drain reads and queues as one operation. A MiB keeps the
 /// common large write (`dd bs=1M`, a copy's buffer) one operation, well under a frame.

@@ -22,18 +22,18 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 
 use crate::replica::apply::ApplyOptions;
-use crate::capture_hub::CaptureHub;
+use crate::source::capture_hub::CaptureHub;
 use crate::storage::change_journal::{ChangeJournal, Reason};
-use crate::drain::Drain;
+use crate::source::drain::Drain;
 use crate::events::{self, EventLog, Level};
 use crate::storage::disk_queue::{Journal, JournalConfig};
-use crate::mirror::MirrorOptions;
+use crate::source::mirror::MirrorOptions;
 use crate::storage::queue::{queue, AtLimit, Consumer, Limits, Producer};
 use crate::repset::{ReplicationSet, Rule};
-use crate::resolve::ResolveOptions;
+use crate::source::resolve::ResolveOptions;
 use crate::settings::{CallbackMode, Settings};
-use crate::sink::Transmit;
-use crate::transmit::{JobControl, TransmitLoop, TransmitOptions};
+use crate::source::destination::Transmit;
+use crate::source::transmit::{JobControl, TransmitLoop, TransmitOptions};
 
 mod drain_thread;
 use drain_thread::DrainThread;
@@ -149,7 +149,7 @@ pub fn run(settings: &Settings, job: Job, sink: &mut dyn Transmit) -> Result<()>
         alerted = q.alert;
         write_stats(data, &counters, q)
     };
-    let mut on_failure = |e: &crate::sink::SinkError| {
+    let mut on_failure = |e: &crate::source::destination::SinkError| {
         log::warn!("{e}; recorded in the change journal");
         counters.failed_rep_count.fetch_add(1, Ordering::Relaxed);
         counters

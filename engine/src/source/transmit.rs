@@ -20,11 +20,11 @@ use anyhow::Result;
 
 use crate::storage::change_journal::{ChangeJournal, Entry, Mark, Reason};
 use crate::events::{self, EventLog, Level};
-use crate::mirror::{HandOuts, Mirror, MirrorOptions, TakeOver};
+use crate::source::mirror::{HandOuts, Mirror, MirrorOptions, TakeOver};
 use crate::net::proto::{Marker, Stream};
 use crate::storage::queue::{Consumer, QueueStats, QueueWatch};
 use crate::repset::ReplicationSet;
-use crate::sink::{SinkError, Transmit};
+use crate::source::destination::{SinkError, Transmit};
 
 /// How far a job's mirror walk is (the management API turns it into the guide's
 /// `mirrorStatus`, which also depends on the target and the connection).
@@ -258,7 +258,7 @@ impl TransmitLoop<'_> {
         let Some(since) = self.changed_since else {
             return Ok(());
         };
-        if crate::changed_since::changed_since(&self.source, since) {
+        if crate::source::changed_since::changed_since(&self.source, since) {
             self.mark_whole_source()?;
         } else {
             log::info!(
@@ -399,7 +399,7 @@ impl TransmitLoop<'_> {
     /// acknowledged dropped it for good, and the next start, which looks only for changes
     /// made since the capture stopped, never sent it (found by the replication fuzzer:
     /// whole directories missing, the job in sync). Left unacknowledged, the stop is not a
-    /// clean one (`service::run`), and the next start remirrors.
+    /// clean one (`job::run`), and the next start remirrors.
     fn finish(&mut self, last: u64) -> Result<()> {
         let flushed = match self.sink.flush() {
             Ok(()) => true,

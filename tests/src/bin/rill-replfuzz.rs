@@ -56,7 +56,7 @@ struct Args {
 /// every operation sent with its sequence, and every operation applied, so a failing
 /// run's history can be traced in its hosts' `rilld.out`.
 const TRACE: &str =
-    "info,rill_engine::net::link::session=debug,rill_engine::replica::apply_thread=debug,rill_engine::transmit=debug";
+    "info,rill_engine::net::link::session=debug,rill_engine::replica::apply_thread=debug,rill_engine::source::transmit=debug";
 
 fn main() -> ExitCode {
     let args = Args::parse();

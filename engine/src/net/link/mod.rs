@@ -1,7 +1,7 @@
 //! The source's connection to a target: a [`Transmit`] over the network.
 //!
 //! [`NetworkSink`] is what the job's transmit thread calls, synchronously, exactly as it
-//! calls the local sink: `send` resolves an operation (see [`crate::resolve`]) and hands
+//! calls the local sink: `send` resolves an operation (see [`crate::source::resolve`]) and hands
 //! it to the link task; `flush` returns once the target has acknowledged everything sent
 //! so far, which is when the source queue may drop it. The link task ([`session`]) runs on
 //! the daemon's tokio runtime: it connects with mutual TLS, says which job it carries,
@@ -25,8 +25,8 @@ use tokio::sync::{mpsc, watch};
 use crate::clock::monotonic_ns;
 use crate::mgmt::{utc_time, ConError, ConErrorClass};
 use crate::net::proto::{Marker, Stream};
-use crate::resolve::{ResolveOptions, Resolver};
-use crate::sink::{SinkError, Transmit};
+use crate::source::resolve::{ResolveOptions, Resolver};
+use crate::source::destination::{SinkError, Transmit};
 
 pub use session::{connect_tls, LinkConfig};
 
@@ -89,7 +89,7 @@ pub struct LinkStats {
     /// Highest sequence number the target acknowledged.
     pub acked_seq: AtomicU64,
     /// Set when the target welcomed the link with less than it had acknowledged: its
-    /// state was lost or restored (see [`crate::sink::Transmit::take_lost_state`]).
+    /// state was lost or restored (see [`crate::source::destination::Transmit::take_lost_state`]).
     pub target_lost_state: AtomicBool,
     /// The mirror's markers acknowledged by the target.
     pub mirror_started_acked: AtomicBool,

@@ -1,7 +1,7 @@
 //! Applying operations beneath a replica root: the target's half of replication.
 //!
 //! An [`Applier`] takes operations whose paths are relative to the replicated source
-//! directory and whose values were read on the source (see [`crate::resolve`]), and
+//! directory and whose values were read on the source (see [`crate::source::resolve`]), and
 //! applies them beneath one root directory. It never reads anything but the replica, so it
 //! serves the target of a network connection and a local replica alike.
 //!
@@ -1032,7 +1032,7 @@ pub(crate) mod tests {
             a.apply(&Event::new(dir, Op::Mkdir { mode: 0o750 }))
                 .unwrap();
             let path = d.path().join(dir);
-            let names = crate::resolve::list_xattrs(&path).unwrap();
+            let names = crate::source::resolve::list_xattrs(&path).unwrap();
             assert!(
                 !names.iter().any(|n| n == b"user.stale"),
                 "{dir:?}: {names:?}"

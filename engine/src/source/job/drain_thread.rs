@@ -17,13 +17,13 @@ use anyhow::Result;
 use rill_ops::{DirtyReason, Event, Op};
 
 use super::{limits_of, Counters};
-use crate::capture_hub::{CaptureHub, Subscription};
+use crate::source::capture_hub::{CaptureHub, Subscription};
 use crate::storage::change_journal::{ChangeJournal, Mark, Reason};
-use crate::drain::{Drain, Drained};
+use crate::source::drain::{Drain, Drained};
 use crate::events::{self, EventLog, Level};
 use crate::storage::queue::{NotKept, Producer, Pushed};
 use crate::settings::Settings;
-use crate::transmit::JobControl;
+use crate::source::transmit::JobControl;
 
 /// How often `DriverQueuePercent` is read: sampled, not per batch, since reading it maps
 /// two pages of the ring.

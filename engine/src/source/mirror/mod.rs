@@ -41,7 +41,7 @@ mod pending;
 
 use crate::replica::orphans::keep_ranges;
 use crate::repset::{NamesProtected, ReplicationSet};
-use crate::resolve::{list_xattrs, open_data};
+use crate::source::resolve::{list_xattrs, open_data};
 use pending::Pending;
 
 /// How the mirror cuts and filters what it sends.
@@ -1086,7 +1086,7 @@ mod tests {
                 break;
             }
         }
-        crate::resolve::exchange_names(&r.join("a"), &r.join("b"));
+        crate::source::resolve::exchange_names(&r.join("a"), &r.join("b"));
         let exchange = Event::new(
             r.join("a"),
             Op::Rename {
@@ -1292,7 +1292,7 @@ mod tests {
     /// group the replication operations `between` makes, given the groups sent so far.
     fn mirror_into(src: &Path, dst: &Path, mut between: impl FnMut(&[Event]) -> Vec<Event>) {
         use crate::replica::apply::{Applier, ApplyOptions};
-        use crate::resolve::{ResolveOptions, Resolver};
+        use crate::source::resolve::{ResolveOptions, Resolver};
         let mut m = Mirror::new(vec![src.to_path_buf()], set(src), options());
         let mut resolver = Resolver::new(src, ResolveOptions::default());
         let mut applier = Applier::new(dst, ApplyOptions::default()).unwrap();

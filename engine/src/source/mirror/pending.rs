@@ -37,7 +37,7 @@ use std::path::{Path, PathBuf};
 use rill_ops::{Event, Op};
 
 use super::Step;
-use crate::resolve::join_rest;
+use crate::source::resolve::join_rest;
 
 #[derive(Default)]
 pub(super) struct Pending {

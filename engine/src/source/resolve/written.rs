@@ -476,7 +476,7 @@ mod tests {
         let file = object(&src.join("d/file"));
         let mut w = Written::default();
         w.wrote(src, Path::new("d/link"), None);
-        crate::resolve::exchange_names(&src.join("d/file"), &src.join("other"));
+        crate::source::resolve::exchange_names(&src.join("d/file"), &src.join("other"));
         w.exchanged(Path::new("d/file"), Path::new("other"), 0);
         let due: Vec<PathBuf> = w.take_due(src).into_iter().map(|(p, _)| p).collect();
         assert_eq!(due, [PathBuf::from("other")]);
@@ -515,7 +515,7 @@ mod tests {
         let captured = crate::clock::monotonic_ns();
         // The source ahead of the stream: the exchange is done when the truncate of `a`
         // is resolved.
-        crate::resolve::exchange_names(&src.join("a"), &src.join("b"));
+        crate::source::resolve::exchange_names(&src.join("a"), &src.join("b"));
         let mut w = Written::default();
         w.wrote(src, Path::new("a"), None);
         w.exchanged(Path::new("a"), Path::new("b"), captured);
