@@ -14,7 +14,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use rill_engine::storage::disk_queue::{Journal, JournalConfig};
+use rill_engine::storage::disk_queue::{DiskQueue, DiskQueueConfig};
 use rill_engine::storage::queue::{queue, AtLimit, Consumer, Limits, Producer, Pushed};
 use rill_ops::{Event, Op};
 
@@ -32,10 +32,10 @@ pub fn event(i: u64, size: usize) -> Event {
 
 /// A queue over a fresh journal in `dir` that spills past `memory_bytes`.
 pub fn open_queue(dir: &Path, memory_bytes: u64) -> Result<(Producer, Consumer)> {
-    let mut cfg = JournalConfig::new(dir);
+    let mut cfg = DiskQueueConfig::new(dir);
     cfg.segment_bytes = 64 << 20;
     cfg.free_space_min_bytes = 0;
-    let (w, r, rec) = Journal::open(cfg)?;
+    let (w, r, rec) = DiskQueue::open(cfg)?;
     let limits = Limits {
         memory_bytes,
         memory_ops: u64::MAX,

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use rill_engine::storage::disk_queue::{Journal, JournalConfig, SyncMode};
+use rill_engine::storage::disk_queue::{DiskQueue, DiskQueueConfig, SyncMode};
 
 use super::report::median;
 
@@ -26,14 +26,14 @@ fn journal_rate(
     free_floor: bool,
 ) -> Result<f64> {
     let dir = tempfile::tempdir_in(dir).context("creating a journal directory")?;
-    let mut c = JournalConfig::new(dir.path());
+    let mut c = DiskQueueConfig::new(dir.path());
     c.segment_bytes = 64 << 20;
     c.space_max_bytes = 0;
     // Non-zero: one statvfs per append, the cost of QJournalFreeSpaceMin.
     c.free_space_min_bytes = u64::from(free_floor);
     c.write_through = write_through;
     c.sync_mode = mode;
-    let (mut w, _r, _) = Journal::open(c)?;
+    let (mut w, _r, _) = DiskQueue::open(c)?;
     let payload = vec![0x5a; PAYLOAD];
     w.append(0, &payload)?; // creates the segment outside the timing
     let t = Instant::now();

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use rill_engine::source::drain::{Drain, Drained};
-use rill_engine::storage::disk_queue::{Journal, JournalConfig};
+use rill_engine::storage::disk_queue::{DiskQueue, DiskQueueConfig};
 use rill_engine::storage::queue::{queue, AtLimit, Limits, Pushed};
 use rill_engine::repset::{ReplicationSet, Rule};
 use rill_engine::source::destination::{LocalSink, Transmit};
@@ -50,9 +50,9 @@ fn a_captured_workload_replicates_to_an_equal_tree() {
     Drain::new(set, 65536).process(events, &mut drained);
 
     let qdir = tempfile::tempdir().unwrap();
-    let mut cfg = JournalConfig::new(qdir.path());
+    let mut cfg = DiskQueueConfig::new(qdir.path());
     cfg.free_space_min_bytes = 0;
-    let (w, r, rec) = Journal::open(cfg).unwrap();
+    let (w, r, rec) = DiskQueue::open(cfg).unwrap();
     // A small memory queue, so part of the stream goes through the disk journal.
     let limits = Limits {
         memory_bytes: 64 << 10,

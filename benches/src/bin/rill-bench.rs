@@ -37,7 +37,7 @@ enum Command {
     },
     /// What write-through costs the engine's disk queue: O_DSYNC vs fdatasync appends,
     /// beside buffered appends and raw preallocated writes, alternated, in one run.
-    Journal {
+    DiskQueue {
         /// Directory on the file system to measure (a temporary directory is made in it).
         #[arg(long, default_value = "/var/tmp")]
         dir: std::path::PathBuf,
@@ -192,7 +192,7 @@ fn main() {
             spill_mb,
             memory_mb,
         } => rill_bench::engine::run(&dir, ops, spill_mb, memory_mb).map(|t| print!("{t}")),
-        Command::Journal {
+        Command::DiskQueue {
             dir,
             appends,
             rounds,

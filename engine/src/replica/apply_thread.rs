@@ -33,7 +33,7 @@ use super::{Context, Holding, SessionStats};
 use crate::replica::apply::Applier;
 use crate::events::{self, EventLog, Level};
 use crate::storage::job_store::{DataState, TargetSession};
-use crate::storage::disk_queue::{Journal, JournalConfig};
+use crate::storage::disk_queue::{DiskQueue, DiskQueueConfig};
 use crate::net::proto::{Frame, Marker};
 use crate::storage::queue::{queue, Consumer, Producer, Pushed};
 
@@ -319,10 +319,10 @@ pub(super) fn start(
         std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut cfg = JournalConfig::new(&dir);
+    let mut cfg = DiskQueueConfig::new(&dir);
     cfg.write_through = false;
     cfg.durable = false;
-    let (writer, reader, recovery) = Journal::open(cfg)?;
+    let (writer, reader, recovery) = DiskQueue::open(cfg)?;
     let (producer, consumer) = queue(config.queue_limits, writer, reader, recovery.last_seq);
     let applier = Applier::new(target_path, config.apply)
         .with_context(|| format!("target path {}", target_path.display()))?;

@@ -26,7 +26,7 @@ use crate::source::capture_hub::CaptureHub;
 use crate::storage::change_journal::{ChangeJournal, Reason};
 use crate::source::drain::Drain;
 use crate::events::{self, EventLog, Level};
-use crate::storage::disk_queue::{Journal, JournalConfig};
+use crate::storage::disk_queue::{DiskQueue, DiskQueueConfig};
 use crate::source::mirror::MirrorOptions;
 use crate::storage::queue::{queue, AtLimit, Consumer, Limits, Producer};
 use crate::repset::{ReplicationSet, Rule};
@@ -237,12 +237,12 @@ fn open_queue(
     changes: &ChangeJournal,
     log: &EventLog,
 ) -> Result<(Producer, Consumer)> {
-    let mut cfg = JournalConfig::new(queue_dir);
+    let mut cfg = DiskQueueConfig::new(queue_dir);
     cfg.segment_bytes = settings.q_journal_file_size_bytes();
     cfg.space_max_bytes = settings.disk_queue_limit_bytes();
     cfg.free_space_min_bytes = settings.q_journal_free_space_min_bytes();
     cfg.write_through = settings.q_log_write_through();
-    let (writer, reader, recovery) = Journal::open(cfg)?;
+    let (writer, reader, recovery) = DiskQueue::open(cfg)?;
     if recovery.torn_tail.is_some() || !recovery.corrupt.is_empty() {
         let text = format!(
             "Auto-disconnecting {} due to a disk queue read/write error (torn tail {:?}, \

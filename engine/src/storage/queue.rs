@@ -1,4 +1,8 @@
-//! The source queue: operations in memory, spilling in order to the disk journal.
+//! The engine's queue: operations in memory, spilling in order to the disk queue.
+//!
+//! It lives in `storage` and not with the source because both roles use it: a source job
+//! queues what it captured, and each replica session queues what it received (with a disk
+//! queue that never syncs), so on both sides the producer can run ahead of the consumer.
 //!
 //! Operations are numbered as they enter. While the memory queue is below
 //! `MemoryQueueToDiskThreshold` percent of `QMemoryBufferMax` (and under `OpBufferSize`
@@ -8,13 +12,13 @@
 //! cannot keep into change-journal entries).
 //!
 //! Order across memory and disk: the queue is one sequence of slots, each an operation
-//! held in memory or a run of operations in the journal (the journal is itself in order,
+//! held in memory or a run of operations in the disk queue (which is itself in order,
 //! so a run only needs its length). An operation goes to memory whenever memory has room,
 //! even behind a run on disk, and to disk only when memory is full: only the excess of a
 //! backlog pays the disk's encode, write, read and decode, not everything that arrives
 //! until the backlog is gone (which, with a producer faster than the consumer, was nearly
 //! everything). The consumer takes slots front to back. The producer and the consumer
-//! hold the shared state only to move counters and slots; journal I/O happens outside the
+//! hold the shared state only to move counters and slots; disk queue I/O happens outside the
 //! lock, so reading the disk back never stalls appending.
 
 use std::collections::VecDeque;
@@ -23,7 +27,7 @@ use std::time::Duration;
 
 use rill_ops::{codec, Event, Op};
 
-use crate::storage::disk_queue::{JournalError, JournalReader, JournalWriter};
+use crate::storage::disk_queue::{DiskQueueError, DiskQueueReader, DiskQueueWriter};
 
 /// What happens when the memory queue reaches its threshold (`MemoryAllocatorCallbackMode`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,7 +58,7 @@ pub struct Limits {
 pub struct Queued {
     pub seq: u64,
     pub event: Event,
-    /// Whether it came back from the disk journal (its `ack` commits the journal).
+    /// Whether it came back from the disk queue (its `ack` commits the disk queue).
     pub from_disk: bool,
 }
 
@@ -79,7 +83,7 @@ pub enum NotKept {
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     #[error(transparent)]
-    Journal(#[from] JournalError),
+    DiskQueue(#[from] DiskQueueError),
     #[error("disk queue record {seq}: {detail}")]
     Decode { seq: u64, detail: String },
 }
@@ -87,7 +91,7 @@ pub enum QueueError {
 /// One place in the queue's order.
 enum Slot {
     Memory(Queued),
-    /// This many operations next in the journal, not yet read back.
+    /// This many operations next in the disk queue, not yet read back.
     Disk(u64),
 }
 
@@ -132,7 +136,7 @@ impl Inner {
 /// The producer's end (the drain).
 pub struct Producer {
     inner: Arc<Inner>,
-    journal: JournalWriter,
+    disk: DiskQueueWriter,
     next_seq: u64,
     buf: Vec<u8>,
 }
@@ -140,18 +144,18 @@ pub struct Producer {
 /// The consumer's end (transmit).
 pub struct Consumer {
     inner: Arc<Inner>,
-    journal: JournalReader,
+    disk: DiskQueueReader,
     buf: Vec<u8>,
     /// Highest sequence number read back from disk and not yet committed.
     disk_delivered: Option<u64>,
 }
 
-/// A queue over an opened journal. Sequence numbers continue after `last_seq` (the
-/// journal's recovered last sequence number, or what the caller persisted).
+/// A queue over an opened disk queue. Sequence numbers continue after `last_seq` (the
+/// disk queue's recovered last sequence number, or what the caller persisted).
 pub fn queue(
     limits: Limits,
-    writer: JournalWriter,
-    reader: JournalReader,
+    writer: DiskQueueWriter,
+    reader: DiskQueueReader,
     last_seq: Option<u64>,
 ) -> (Producer, Consumer) {
     let backlog = reader.stats().records_unread;
@@ -179,13 +183,13 @@ pub fn queue(
     (
         Producer {
             inner: Arc::clone(&inner),
-            journal: writer,
+            disk: writer,
             next_seq,
             buf: Vec::new(),
         },
         Consumer {
             inner,
-            journal: reader,
+            disk: reader,
             buf: Vec::new(),
             disk_delivered: None,
         },
@@ -258,8 +262,8 @@ impl Producer {
         self.buf.clear();
         let encoded = codec::encode(&event, &mut self.buf);
         let result = match encoded {
-            Ok(()) => self.journal.append(seq, &self.buf),
-            Err(e) => Err(JournalError::InvalidConfig(e.to_string())),
+            Ok(()) => self.disk.append(seq, &self.buf),
+            Err(e) => Err(DiskQueueError::InvalidConfig(e.to_string())),
         };
         let mut s = self.inner.lock();
         match result {
@@ -272,13 +276,13 @@ impl Producer {
                 }
                 s.appended += 1;
                 s.pushed = seq;
-                s.disk_bytes = self.journal.stats().bytes_on_disk;
+                s.disk_bytes = self.disk.stats().bytes_on_disk;
                 if wake {
                     self.inner.wake(&s);
                 }
                 Ok(Pushed::Disk(seq))
             }
-            Err(e @ JournalError::Full { .. }) => {
+            Err(e @ DiskQueueError::Full { .. }) => {
                 Ok(Pushed::NotKept(event, NotKept::DiskFull(e.to_string())))
             }
             Err(e) => Err(e.into()),
@@ -290,9 +294,9 @@ impl Producer {
         self.inner.lock().limits = limits;
     }
 
-    /// The disk journal's writer, to change its limits while running.
-    pub fn journal(&mut self) -> &mut JournalWriter {
-        &mut self.journal
+    /// The disk queue's writer, to change its limits while running.
+    pub fn disk_queue(&mut self) -> &mut DiskQueueWriter {
+        &mut self.disk
     }
 
     /// The limits in force.
@@ -300,9 +304,9 @@ impl Producer {
         self.inner.lock().limits
     }
 
-    /// Makes every spilled operation durable (when the journal is not write-through).
+    /// Makes every spilled operation durable (when the disk queue is not write-through).
     pub fn flush(&mut self) -> Result<(), QueueError> {
-        Ok(self.journal.flush()?)
+        Ok(self.disk.flush()?)
     }
 
     pub fn stats(&self) -> QueueStats {
@@ -338,8 +342,8 @@ impl Consumer {
         }
         // The front is a run on disk: read its next record, unlocked. The producer counts
         // a record into a run only once it is appended, so it is there to read.
-        let Some(seq) = self.journal.next_into(&mut self.buf)? else {
-            self.journal.wait(timeout);
+        let Some(seq) = self.disk.next_into(&mut self.buf)? else {
+            self.disk.wait(timeout);
             return Ok(None);
         };
         {
@@ -365,11 +369,11 @@ impl Consumer {
     }
 
     /// Everything up to `seq` has been handed on: spilled records up to it are committed
-    /// (and their segments freed). Commits write the journal's head durably, so callers
+    /// (and their segments freed). Commits write the disk queue's head durably, so callers
     /// acknowledge in batches.
     pub fn ack(&mut self, seq: u64) -> Result<(), QueueError> {
         if let Some(d) = self.disk_delivered {
-            self.journal.commit(d.min(seq))?;
+            self.disk.commit(d.min(seq))?;
         }
         let mut s = self.inner.lock();
         s.acked = s.acked.max(seq);
@@ -432,7 +436,7 @@ fn stats(inner: &Inner) -> QueueStats {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::disk_queue::{Journal, JournalConfig};
+    use crate::storage::disk_queue::{DiskQueue, DiskQueueConfig};
     use proptest::prelude::*;
 
     fn event(i: u64, size: usize) -> Event {
@@ -452,10 +456,10 @@ mod tests {
     }
 
     fn open(dir: &std::path::Path, limits: Limits, segment: u64) -> (Producer, Consumer) {
-        let mut cfg = JournalConfig::new(dir);
+        let mut cfg = DiskQueueConfig::new(dir);
         cfg.segment_bytes = segment;
         cfg.free_space_min_bytes = 0;
-        let (w, r, rec) = Journal::open(cfg).unwrap();
+        let (w, r, rec) = DiskQueue::open(cfg).unwrap();
         queue(limits, w, r, rec.last_seq)
     }
 

@@ -206,7 +206,7 @@ fn reload(
             running.at_limit,
         );
         producer.set_limits(limits);
-        producer.journal().set_limits(
+        producer.disk_queue().set_limits(
             current.q_journal_file_size_bytes(),
             current.disk_queue_limit_bytes(),
             current.q_journal_free_space_min_bytes(),

@@ -1,9 +1,14 @@
-//! The disk queue journal: where the memory queue spills, in order, when it fills.
+//! The disk queue: where the memory queue spills, in order, when it fills.
 //!
-//! A producer ([`JournalWriter`]) appends opaque payloads, each with a caller-assigned,
-//! strictly increasing `u64` sequence number; a consumer ([`JournalReader`]) reads them back
+//! An append-only log of checksummed segments rather than a database, because the queue
+//! is only ever appended at one end and consumed at the other: a `pwrite` per record and
+//! an `fdatasync` per policy is all it needs, and a torn tail is cut at the first bad
+//! checksum. (It was named `journal`; the settings keep the guide's `QJournal*` names.)
+//!
+//! A producer ([`DiskQueueWriter`]) appends opaque payloads, each with a caller-assigned,
+//! strictly increasing `u64` sequence number; a consumer ([`DiskQueueReader`]) reads them back
 //! in the same order while the producer keeps appending, and acknowledges with
-//! [`JournalReader::commit`]. Both halves come from one [`Journal::open`], which also
+//! [`DiskQueueReader::commit`]. Both halves come from one [`DiskQueue::open`], which also
 //! recovers whatever a crash left behind and says what it found ([`Recovery`]).
 //!
 //! # Files in `QJournalDir`
@@ -53,12 +58,12 @@
 //!   both modes. For scale: buffered appends 120,000-180,000/s, unchanged by the `statvfs`
 //!   a free-space floor adds per append; raw `pwrite`+`fdatasync` into preallocated,
 //!   zero-filled blocks 21,900-26,600/s (see Scope).
-//! - Otherwise [`JournalWriter::flush`] makes everything appended so far durable. A full
+//! - Otherwise [`DiskQueueWriter::flush`] makes everything appended so far durable. A full
 //!   segment is synced before the next one is created either way, so after a crash only
 //!   the newest segment can have a torn tail; damage anywhere else is corruption.
 //! - A journal configured not `durable` (a target's queue, emptied at every start) never
 //!   syncs; the rest of this section is about durable ones.
-//! - A commit is durable before [`JournalReader::commit`] returns; only then are segments
+//! - A commit is durable before [`DiskQueueReader::commit`] returns; only then are segments
 //!   deleted. After a crash, records at or below the committed position are never
 //!   delivered again; records above it are delivered exactly once, in order.
 //!
@@ -107,9 +112,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 
-pub use reader::{JournalReader, Record};
+pub use reader::{DiskQueueReader, Record};
 pub use record::{Damage, MAX_PAYLOAD};
-pub use writer::JournalWriter;
+pub use writer::DiskQueueWriter;
 
 /// How write-through appends are made durable.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -123,7 +128,7 @@ pub enum SyncMode {
 
 /// Where and how big the journal is.
 #[derive(Clone, Debug)]
-pub struct JournalConfig {
+pub struct DiskQueueConfig {
     /// `QJournalDir`; created if missing.
     pub dir: PathBuf,
     /// `QJournalFileSize`: bytes per segment file.
@@ -142,11 +147,11 @@ pub struct JournalConfig {
     pub durable: bool,
 }
 
-impl JournalConfig {
+impl DiskQueueConfig {
     /// The reference guide's defaults: 5 MB segments, no space limit, 250 MB kept free,
     /// not write-through.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        JournalConfig {
+        DiskQueueConfig {
             dir: dir.into(),
             segment_bytes: 5 << 20,
             space_max_bytes: 0,
@@ -177,7 +182,7 @@ impl fmt::Display for FullReason {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum JournalError {
+pub enum DiskQueueError {
     /// The append was refused and nothing was written. For `SpaceMax`, `available` is what
     /// is left under `limit` = `QJournalSpaceMax`; for `FreeSpace`, `available` is the file
     /// system's free space and `limit` = `QJournalFreeSpaceMin`.
@@ -218,9 +223,9 @@ pub enum JournalError {
     },
 }
 
-pub(crate) fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> JournalError {
+pub(crate) fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> DiskQueueError {
     let path = path.to_path_buf();
-    move |source| JournalError::Io { op, path, source }
+    move |source| DiskQueueError::Io { op, path, source }
 }
 
 /// A torn tail found at open and truncated.
@@ -268,7 +273,7 @@ pub struct Recovery {
 
 /// Statistics for the Source category.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct JournalStats {
+pub struct DiskQueueStats {
     /// Bytes of all segment files.
     pub bytes_on_disk: u64,
     /// Records not yet committed.
@@ -280,13 +285,13 @@ pub struct JournalStats {
 }
 
 /// Opens journals.
-pub struct Journal;
+pub struct DiskQueue;
 
-impl Journal {
+impl DiskQueue {
     /// Open (creating if needed) the journal in `config.dir`, recovering from any crash.
     pub fn open(
-        config: JournalConfig,
-    ) -> Result<(JournalWriter, JournalReader, Recovery), JournalError> {
+        config: DiskQueueConfig,
+    ) -> Result<(DiskQueueWriter, DiskQueueReader, Recovery), DiskQueueError> {
         recovery::open(config)
     }
 }
@@ -320,7 +325,7 @@ impl State {
 pub(crate) struct Shared {
     pub dir: PathBuf,
     pub dir_file: File,
-    pub config: JournalConfig,
+    pub config: DiskQueueConfig,
     state: Mutex<State>,
     /// Signalled whenever the writer publishes a record or a segment.
     pub data_ready: Condvar,
@@ -341,10 +346,10 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn stats(&self) -> JournalStats {
+    pub fn stats(&self) -> DiskQueueStats {
         let st = self.lock();
         let queued = self.queued.load(Ordering::Acquire);
-        JournalStats {
+        DiskQueueStats {
             bytes_on_disk: self.bytes_on_disk.load(Ordering::Acquire),
             records_queued: queued.saturating_sub(self.committed_records.load(Ordering::Acquire)),
             records_unread: queued.saturating_sub(self.delivered.load(Ordering::Acquire)),

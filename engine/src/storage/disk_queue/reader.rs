@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use super::head::Head;
 use super::record::{Damage, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
 use super::segment::{read_record, segment_path, Step, Window};
-use super::{io_err, CorruptSegment, JournalError, JournalStats, Shared, State};
+use super::{io_err, CorruptSegment, DiskQueueError, DiskQueueStats, Shared, State};
 
 /// One record read back.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,7 +38,7 @@ struct Cursor {
 }
 
 /// Reads and commits records. One per journal; may move to another thread.
-pub struct JournalReader {
+pub struct DiskQueueReader {
     shared: Arc<Shared>,
     head: Head,
     cur: Option<Cursor>,
@@ -53,10 +53,10 @@ pub struct JournalReader {
     uncommitted: VecDeque<u64>,
 }
 
-impl JournalReader {
+impl DiskQueueReader {
     pub(crate) fn new(shared: Arc<Shared>, head: Head) -> Self {
         let committed = head.committed();
-        JournalReader {
+        DiskQueueReader {
             shared,
             head,
             cur: None,
@@ -68,7 +68,7 @@ impl JournalReader {
         }
     }
 
-    pub fn stats(&self) -> JournalStats {
+    pub fn stats(&self) -> DiskQueueStats {
         self.shared.stats()
     }
 
@@ -85,7 +85,7 @@ impl JournalReader {
     /// The next record, or `None` when the reader has caught up with the writer.
     // Not an `Iterator`: that would have to hide I/O errors or wrap every item in a Result.
     #[allow(clippy::should_implement_trait)]
-    pub fn next(&mut self) -> Result<Option<Record>, JournalError> {
+    pub fn next(&mut self) -> Result<Option<Record>, DiskQueueError> {
         let mut payload = Vec::new();
         Ok(self
             .next_into(&mut payload)?
@@ -95,10 +95,10 @@ impl JournalReader {
     /// Like `next`, but copies the payload into `out` (replacing its contents) and returns
     /// the sequence number, so a consumer can reuse one buffer.
     ///
-    /// [`JournalError::Corrupt`] means a segment was found damaged while reading (it was
+    /// [`DiskQueueError::Corrupt`] means a segment was found damaged while reading (it was
     /// fine when written or scanned); the rest of that segment is skipped and the next
     /// call continues with the following segment.
-    pub fn next_into(&mut self, out: &mut Vec<u8>) -> Result<Option<u64>, JournalError> {
+    pub fn next_into(&mut self, out: &mut Vec<u8>) -> Result<Option<u64>, DiskQueueError> {
         loop {
             if self.cur.is_none() && !self.open_next()? {
                 return Ok(None);
@@ -150,7 +150,7 @@ impl JournalReader {
     }
 
     /// Open the first segment at or after `next_id`; false when there is none yet.
-    fn open_next(&mut self) -> Result<bool, JournalError> {
+    fn open_next(&mut self) -> Result<bool, DiskQueueError> {
         loop {
             let meta = {
                 let st = self.shared.lock();
@@ -198,9 +198,9 @@ impl JournalReader {
         self.next_id = id + 1;
     }
 
-    fn damaged_while_reading(&mut self, damage: Damage) -> JournalError {
+    fn damaged_while_reading(&mut self, damage: Damage) -> DiskQueueError {
         let Some(c) = self.cur.take() else {
-            return JournalError::Failed;
+            return DiskQueueError::Failed;
         };
         {
             let mut st = self.shared.lock();
@@ -218,7 +218,7 @@ impl JournalReader {
             c.off
         );
         self.next_id = c.id + 1;
-        JournalError::Corrupt(CorruptSegment {
+        DiskQueueError::Corrupt(CorruptSegment {
             segment: c.id,
             path: segment_path(&self.shared.dir, c.id),
             first_bad_offset: c.off,
@@ -266,11 +266,11 @@ impl JournalReader {
     /// Everything up to and including `seq` has been handed on: make that durable, then
     /// delete the segments holding nothing above it. `seq` must not exceed the last
     /// sequence number read; committing at or below the committed position is a no-op.
-    pub fn commit(&mut self, seq: u64) -> Result<(), JournalError> {
+    pub fn commit(&mut self, seq: u64) -> Result<(), DiskQueueError> {
         let committed = self.head.committed();
         if committed.is_none_or(|c| seq > c) {
             if self.last_delivered.is_none_or(|d| seq > d) {
-                return Err(JournalError::CommitBeyondDelivered {
+                return Err(DiskQueueError::CommitBeyondDelivered {
                     seq,
                     delivered: self.last_delivered,
                 });
@@ -329,9 +329,9 @@ impl JournalReader {
     }
 }
 
-impl std::fmt::Debug for JournalReader {
+impl std::fmt::Debug for DiskQueueReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JournalReader")
+        f.debug_struct("DiskQueueReader")
             .field("segment", &self.cur.as_ref().map(|c| (c.id, c.off)))
             .field("last_delivered", &self.last_delivered)
             .field("committed", &self.head.committed())

@@ -22,7 +22,7 @@ use super::head::{Head, HeadState, HEAD_NAME};
 use super::record::SEGMENT_HEADER_LEN;
 use super::segment::{parse_segment_name, scan, segment_path, Scan};
 use super::{
-    io_err, CorruptSegment, JournalConfig, JournalError, JournalReader, JournalWriter, Recovery,
+    io_err, CorruptSegment, DiskQueueConfig, DiskQueueError, DiskQueueReader, DiskQueueWriter, Recovery,
     SegMeta, Shared, State, TornTail,
 };
 
@@ -32,7 +32,7 @@ const LOCK_PATIENCE: Duration = Duration::from_millis(500);
 /// Smallest `segment_bytes` accepted: a header and a record with a few bytes of payload.
 const MIN_SEGMENT_BYTES: u64 = 64;
 
-fn lock_dir(dir: &Path) -> Result<File, JournalError> {
+fn lock_dir(dir: &Path) -> Result<File, DiskQueueError> {
     let path = dir.join(LOCK_NAME);
     let f = OpenOptions::new()
         .write(true)
@@ -55,7 +55,7 @@ fn lock_dir(dir: &Path) -> Result<File, JournalError> {
             return Err(io_err("lock", &path)(e));
         }
         if Instant::now() >= deadline {
-            return Err(JournalError::Locked(dir.to_path_buf()));
+            return Err(DiskQueueError::Locked(dir.to_path_buf()));
         }
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -72,10 +72,10 @@ struct Found {
 /// directory, list its segments, read the head, scan every segment (cutting a torn
 /// tail), report damage, drop what holds nothing to deliver, and hand out the halves.
 pub(crate) fn open(
-    config: JournalConfig,
-) -> Result<(JournalWriter, JournalReader, Recovery), JournalError> {
+    config: DiskQueueConfig,
+) -> Result<(DiskQueueWriter, DiskQueueReader, Recovery), DiskQueueError> {
     if config.segment_bytes < MIN_SEGMENT_BYTES {
-        return Err(JournalError::InvalidConfig(format!(
+        return Err(DiskQueueError::InvalidConfig(format!(
             "segment size {} bytes is below the minimum of {MIN_SEGMENT_BYTES}",
             config.segment_bytes
         )));
@@ -118,14 +118,14 @@ pub(crate) fn open(
         committed_records: AtomicU64::new(0),
         _lock: lock,
     });
-    let writer = JournalWriter::new(Arc::clone(&shared), next_id, rec.last_seq);
-    let reader = JournalReader::new(shared, head);
+    let writer = DiskQueueWriter::new(Arc::clone(&shared), next_id, rec.last_seq);
+    let reader = DiskQueueReader::new(shared, head);
     Ok((writer, reader, rec))
 }
 
 /// The segment ids in `dir`, in order. Anything else but the head and the lock is listed
 /// in `rec.ignored_files` (and logged), never touched.
-fn list_segments(dir: &Path, rec: &mut Recovery) -> Result<Vec<u64>, JournalError> {
+fn list_segments(dir: &Path, rec: &mut Recovery) -> Result<Vec<u64>, DiskQueueError> {
     let mut ids = Vec::new();
     for entry in fs::read_dir(dir).map_err(io_err("list", dir))? {
         let entry = entry.map_err(io_err("list", dir))?;
@@ -149,15 +149,15 @@ fn list_segments(dir: &Path, rec: &mut Recovery) -> Result<Vec<u64>, JournalErro
 
 /// The head (the committed position): made for a new journal, an error when segments
 /// are there without it or it does not check out (what was committed is not known).
-fn open_head(dir: &Path, dir_file: &File, ids: &[u64]) -> Result<Head, JournalError> {
+fn open_head(dir: &Path, dir_file: &File, ids: &[u64]) -> Result<Head, DiskQueueError> {
     let head_path = dir.join(HEAD_NAME);
     match Head::open(dir).map_err(io_err("read", &head_path))? {
         HeadState::Valid(h) => Ok(h),
         HeadState::Missing if ids.is_empty() => {
             Head::create(dir, dir_file).map_err(io_err("create", &head_path))
         }
-        HeadState::Missing => Err(JournalError::HeadMissing(head_path)),
-        HeadState::Corrupt => Err(JournalError::HeadCorrupt(head_path)),
+        HeadState::Missing => Err(DiskQueueError::HeadMissing(head_path)),
+        HeadState::Corrupt => Err(DiskQueueError::HeadCorrupt(head_path)),
     }
 }
 
@@ -168,7 +168,7 @@ fn scan_segments(
     ids: &[u64],
     committed: Option<u64>,
     rec: &mut Recovery,
-) -> Result<(Vec<Found>, Option<u64>), JournalError> {
+) -> Result<(Vec<Found>, Option<u64>), DiskQueueError> {
     // `prev` is the highest sequence number seen so far.
     let mut prev: Option<u64> = None;
     let mut found: Vec<Found> = Vec::with_capacity(ids.len());
@@ -203,7 +203,7 @@ fn cut_torn_tail(
     id: u64,
     s: &mut Scan,
     rec: &mut Recovery,
-) -> Result<(), JournalError> {
+) -> Result<(), DiskQueueError> {
     let Some(d) = s.damage.clone() else {
         return Ok(());
     };
@@ -288,7 +288,7 @@ fn keep_pending(
     dir: &Path,
     found: Vec<Found>,
     rec: &mut Recovery,
-) -> Result<(VecDeque<SegMeta>, u64, u64), JournalError> {
+) -> Result<(VecDeque<SegMeta>, u64, u64), DiskQueueError> {
     let mut segments = VecDeque::with_capacity(found.len());
     let mut bytes = 0u64;
     let mut pending = 0u64;

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use super::record::{encode_record, encode_segment_header, record_size, SEGMENT_HEADER_LEN};
 use super::segment::segment_path;
 use super::{
-    io_err, FullReason, JournalError, JournalStats, SegMeta, Shared, SyncMode, MAX_PAYLOAD,
+    io_err, FullReason, DiskQueueError, DiskQueueStats, SegMeta, Shared, SyncMode, MAX_PAYLOAD,
 };
 
 struct Active {
@@ -27,10 +27,10 @@ struct Active {
 }
 
 /// Appends records. One per journal; may move to another thread.
-pub struct JournalWriter {
+pub struct DiskQueueWriter {
     shared: Arc<Shared>,
     /// The writer's own copy of the limits, changeable while running ([`Self::set_limits`]).
-    config: super::JournalConfig,
+    config: super::DiskQueueConfig,
     active: Option<Active>,
     next_id: u64,
     last_seq: Option<u64>,
@@ -44,9 +44,9 @@ fn is_no_space(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
 }
 
-impl JournalWriter {
+impl DiskQueueWriter {
     pub(crate) fn new(shared: Arc<Shared>, next_id: u64, last_seq: Option<u64>) -> Self {
-        JournalWriter {
+        DiskQueueWriter {
             config: shared.config.clone(),
             shared,
             active: None,
@@ -80,26 +80,26 @@ impl JournalWriter {
         self.last_seq
     }
 
-    pub fn stats(&self) -> JournalStats {
+    pub fn stats(&self) -> DiskQueueStats {
         self.shared.stats()
     }
 
     /// Append one record. In write-through mode it is durable when this returns.
     ///
-    /// Errors: [`JournalError::Full`] when a limit would be crossed (nothing written),
-    /// [`JournalError::SeqNotIncreasing`], [`JournalError::RecordTooLarge`], I/O errors,
-    /// and [`JournalError::Failed`] after a failed sync.
-    pub fn append(&mut self, seq: u64, payload: &[u8]) -> Result<(), JournalError> {
+    /// Errors: [`DiskQueueError::Full`] when a limit would be crossed (nothing written),
+    /// [`DiskQueueError::SeqNotIncreasing`], [`DiskQueueError::RecordTooLarge`], I/O errors,
+    /// and [`DiskQueueError::Failed`] after a failed sync.
+    pub fn append(&mut self, seq: u64, payload: &[u8]) -> Result<(), DiskQueueError> {
         if self.failed {
-            return Err(JournalError::Failed);
+            return Err(DiskQueueError::Failed);
         }
         if let Some(last) = self.last_seq {
             if seq <= last {
-                return Err(JournalError::SeqNotIncreasing { seq, last });
+                return Err(DiskQueueError::SeqNotIncreasing { seq, last });
             }
         }
         if payload.len() > MAX_PAYLOAD {
-            return Err(JournalError::RecordTooLarge {
+            return Err(DiskQueueError::RecordTooLarge {
                 len: payload.len(),
                 max: MAX_PAYLOAD,
             });
@@ -124,7 +124,7 @@ impl JournalWriter {
             self.rotate()?;
         }
         let Some(a) = self.active.as_mut() else {
-            return Err(JournalError::Failed);
+            return Err(DiskQueueError::Failed);
         };
         encode_record(&mut self.buf, seq, payload);
         let path = segment_path(&self.shared.dir, a.id);
@@ -167,9 +167,9 @@ impl JournalWriter {
 
     /// Make everything appended so far durable (a no-op in write-through mode, apart from
     /// nothing being left to sync).
-    pub fn flush(&mut self) -> Result<(), JournalError> {
+    pub fn flush(&mut self) -> Result<(), DiskQueueError> {
         if self.failed {
-            return Err(JournalError::Failed);
+            return Err(DiskQueueError::Failed);
         }
         if !self.config.durable {
             return Ok(());
@@ -194,8 +194,8 @@ impl JournalWriter {
 
     /// The file system said ENOSPC although the free-space check passed (someone else
     /// filled it, or no floor is configured).
-    fn out_of_space(&self, needed: u64) -> JournalError {
-        JournalError::Full {
+    fn out_of_space(&self, needed: u64) -> DiskQueueError {
+        DiskQueueError::Full {
             reason: FullReason::FreeSpace,
             needed,
             available: free_bytes(&self.shared.dir_file).unwrap_or(0),
@@ -212,7 +212,7 @@ impl JournalWriter {
         }
     }
 
-    fn check_space(&self, needed: u64, reclaim: u64) -> Result<(), JournalError> {
+    fn check_space(&self, needed: u64, reclaim: u64) -> Result<(), DiskQueueError> {
         let cfg = &self.config;
         if cfg.space_max_bytes > 0 {
             let used = self
@@ -221,7 +221,7 @@ impl JournalWriter {
                 .load(Ordering::Acquire)
                 .saturating_sub(reclaim);
             if used + needed > cfg.space_max_bytes {
-                return Err(JournalError::Full {
+                return Err(DiskQueueError::Full {
                     reason: FullReason::SpaceMax,
                     needed,
                     available: cfg.space_max_bytes.saturating_sub(used),
@@ -233,7 +233,7 @@ impl JournalWriter {
             let free =
                 free_bytes(&self.shared.dir_file).map_err(io_err("statvfs", &self.shared.dir))?;
             if free < needed.saturating_add(cfg.free_space_min_bytes) {
-                return Err(JournalError::Full {
+                return Err(DiskQueueError::Full {
                     reason: FullReason::FreeSpace,
                     needed,
                     available: free,
@@ -246,7 +246,7 @@ impl JournalWriter {
 
     /// Seal the active segment (synced, so only the newest segment can ever be torn) and
     /// start the next one.
-    fn rotate(&mut self) -> Result<(), JournalError> {
+    fn rotate(&mut self) -> Result<(), DiskQueueError> {
         let cfg = &self.config;
         if let Some(old) = self.active.take() {
             let path = segment_path(&self.shared.dir, old.id);
@@ -353,7 +353,7 @@ fn free_bytes(dir: &File) -> io::Result<u64> {
     Ok((s.f_bavail as u64).saturating_mul(s.f_frsize as u64))
 }
 
-impl Drop for JournalWriter {
+impl Drop for DiskQueueWriter {
     fn drop(&mut self) {
         // Wake a reader waiting for data so it can notice the producer is gone.
         self.shared.data_ready.notify_all();

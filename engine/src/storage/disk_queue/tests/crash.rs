@@ -13,7 +13,7 @@ const DIR_VAR: &str = "RILL_JOURNAL_CRASH_DIR";
 const MAX_LEN: usize = 3000;
 const SEGMENT: u64 = 16 * 1024;
 
-fn child_config(dir: &Path) -> JournalConfig {
+fn child_config(dir: &Path) -> DiskQueueConfig {
     let mut c = cfg(dir, SEGMENT);
     c.write_through = true;
     c
@@ -26,7 +26,7 @@ fn crash_child() {
         return;
     };
     let dir = PathBuf::from(dir);
-    let (mut w, mut r, _) = Journal::open(child_config(&dir)).unwrap();
+    let (mut w, mut r, _) = DiskQueue::open(child_config(&dir)).unwrap();
     let say = |line: String| {
         let mut o = std::io::stdout().lock();
         writeln!(o, "{line}").unwrap();
@@ -148,7 +148,7 @@ fn kill_9_loses_nothing_acknowledged() {
             cut_unacknowledged(dir.path(), acked.last().copied(), &mut rand);
         }
 
-        let (w, mut r, rec) = Journal::open(child_config(dir.path())).unwrap();
+        let (w, mut r, rec) = DiskQueue::open(child_config(dir.path())).unwrap();
         assert!(rec.corrupt.is_empty(), "trial {trial}: {:?}", rec.corrupt);
         torn += rec.torn_tail.is_some() as usize;
         // Every acknowledged commit is durable, and commits only move forward.
@@ -181,7 +181,7 @@ fn kill_9_loses_nothing_acknowledged() {
         assert!(w.last_seq() >= acked.last().copied());
         drop((w, r));
         // A torn tail was cut off: the next open finds none.
-        let (_, _, again) = Journal::open(child_config(dir.path())).unwrap();
+        let (_, _, again) = DiskQueue::open(child_config(dir.path())).unwrap();
         assert!(again.torn_tail.is_none() && again.corrupt.is_empty());
     }
     eprintln!(

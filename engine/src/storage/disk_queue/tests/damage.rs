@@ -14,7 +14,7 @@ use super::*;
 /// A journal of `n` records (seqs 1..=n, payloads from `payload_for(seq, max_len)`).
 fn build(n: u64, segment_bytes: u64, max_len: usize) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let (mut w, _r, _) = Journal::open(cfg(dir.path(), segment_bytes)).unwrap();
+    let (mut w, _r, _) = DiskQueue::open(cfg(dir.path(), segment_bytes)).unwrap();
     for seq in 1..=n {
         w.append(seq, &payload_for(seq, max_len)).unwrap();
     }
@@ -60,7 +60,7 @@ fn torn_tail_at_every_byte_of_the_last_record() {
                 // What a crash in ext4 writeback mode can leave: size grown, data not.
                 f.set_len(start + size).unwrap();
             }
-            let (mut w, mut r, rec) = Journal::open(cfg(dir.path(), 600)).unwrap();
+            let (mut w, mut r, rec) = DiskQueue::open(cfg(dir.path(), 600)).unwrap();
             // Zeroing only the (already zero) padding leaves the record whole.
             let intact = zero_fill
                 && orig[cut as usize..(start + size) as usize]
@@ -91,7 +91,7 @@ fn torn_tail_at_every_byte_of_the_last_record() {
             w.append(N + 1, b"again").unwrap();
             assert_eq!(r.next().unwrap().unwrap().payload, b"again");
             drop((w, r));
-            let (_, _, rec) = Journal::open(cfg(dir.path(), 600)).unwrap();
+            let (_, _, rec) = DiskQueue::open(cfg(dir.path(), 600)).unwrap();
             assert!(rec.torn_tail.is_none() && rec.corrupt.is_empty());
             assert_eq!(rec.records, kept + 1);
             intact_seen += intact as usize;
@@ -107,7 +107,7 @@ fn a_torn_segment_header_removes_the_segment() {
     for cut in 0..SEGMENT_HEADER_LEN {
         let dir = copy_dir(src.path());
         let (_, seg) = seg_files(dir.path()).pop().unwrap();
-        let before = drain(&mut Journal::open(cfg(src.path(), 256)).unwrap().1).len() as u64;
+        let before = drain(&mut DiskQueue::open(cfg(src.path(), 256)).unwrap().1).len() as u64;
         let in_last = record_spans(&seg).len() as u64;
         OpenOptions::new()
             .write(true)
@@ -115,7 +115,7 @@ fn a_torn_segment_header_removes_the_segment() {
             .unwrap()
             .set_len(cut)
             .unwrap();
-        let (_, mut r, rec) = Journal::open(cfg(dir.path(), 256)).unwrap();
+        let (_, mut r, rec) = DiskQueue::open(cfg(dir.path(), 256)).unwrap();
         assert!(!seg.exists());
         assert!(rec.corrupt.is_empty());
         assert_eq!(
@@ -158,7 +158,7 @@ fn a_flipped_byte_in_a_middle_segment_is_reported_and_later_segments_still_deliv
         f.write_all_at(&[b[0] ^ 0x20], at).unwrap();
         for round in 0..2 {
             // Reported on every open until committed past.
-            let (_, mut r, rec) = Journal::open(cfg(dir.path(), 1024)).unwrap();
+            let (_, mut r, rec) = DiskQueue::open(cfg(dir.path(), 1024)).unwrap();
             assert!(rec.torn_tail.is_none());
             assert_eq!(rec.corrupt.len(), 1, "flip at {at}, round {round}");
             let c = &rec.corrupt[0];
@@ -184,7 +184,7 @@ fn a_flipped_byte_in_a_middle_segment_is_reported_and_later_segments_still_deliv
                 r.commit(N).unwrap();
             }
         }
-        let (_, _, rec) = Journal::open(cfg(dir.path(), 1024)).unwrap();
+        let (_, _, rec) = DiskQueue::open(cfg(dir.path(), 1024)).unwrap();
         assert!(rec.corrupt.is_empty() && rec.records == 0, "{rec:?}");
         assert!(!path.exists());
     }
@@ -209,7 +209,7 @@ fn a_record_out_of_order_is_corruption() {
     }
     let f = OpenOptions::new().write(true).open(&path).unwrap();
     f.write_all_at(&frame, start).unwrap();
-    let (_, mut r, rec) = Journal::open(cfg(src.path(), 100_000)).unwrap();
+    let (_, mut r, rec) = DiskQueue::open(cfg(src.path(), 100_000)).unwrap();
     assert_eq!(rec.corrupt.len(), 1, "{rec:?}");
     let c = &rec.corrupt[0];
     assert_eq!((c.segment, c.first_bad_offset), (id, start));
@@ -226,7 +226,7 @@ fn a_record_out_of_order_is_corruption() {
 #[test]
 fn damage_found_while_reading_is_reported_and_skipped() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut w, mut r, _) = Journal::open(cfg(dir.path(), 4 << 20)).unwrap();
+    let (mut w, mut r, _) = DiskQueue::open(cfg(dir.path(), 4 << 20)).unwrap();
     for seq in 1..=1000 {
         w.append(seq, &[seq as u8; 1000]).unwrap();
     }
@@ -247,7 +247,7 @@ fn damage_found_while_reading_is_reported_and_skipped() {
         }
     };
     match err {
-        JournalError::Corrupt(c) => {
+        DiskQueueError::Corrupt(c) => {
             assert_eq!((c.segment, c.first_bad_offset), (id, start));
             assert_eq!(c.damage, Damage::BadChecksum);
             assert_eq!(c.seqs_lost_from, 600);
@@ -271,8 +271,8 @@ fn damage_found_while_reading_is_reported_and_skipped() {
 #[test]
 fn the_halves_can_move_between_threads() {
     fn send<T: Send>() {}
-    send::<JournalWriter>();
-    send::<JournalReader>();
+    send::<DiskQueueWriter>();
+    send::<DiskQueueReader>();
 }
 
 #[derive(Clone, Debug)]
@@ -371,7 +371,7 @@ proptest! {
         let dir = build(n, 700, 200);
         {
             // Commit part of it so the head has a position.
-            let (_, mut r, _) = Journal::open(cfg(dir.path(), 700)).unwrap();
+            let (_, mut r, _) = DiskQueue::open(cfg(dir.path(), 700)).unwrap();
             let got = drain(&mut r);
             if let Some(rec) = got.get(got.len() / 3) {
                 r.commit(rec.seq).unwrap();
@@ -380,7 +380,7 @@ proptest! {
         for m in &mutations {
             apply(dir.path(), m);
         }
-        if let Ok((mut w, mut r, rec)) = Journal::open(cfg(dir.path(), 700)) {
+        if let Ok((mut w, mut r, rec)) = DiskQueue::open(cfg(dir.path(), 700)) {
             let mut prev = rec.committed;
             let mut buf = Vec::new();
             for _ in 0..10_000 {

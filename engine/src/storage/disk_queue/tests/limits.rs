@@ -88,7 +88,7 @@ fn space_max_refuses_then_commits_make_room() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = cfg(dir.path(), 4096);
     c.space_max_bytes = 16 * 1024;
-    let (mut w, mut r, _) = Journal::open(c.clone()).unwrap();
+    let (mut w, mut r, _) = DiskQueue::open(c.clone()).unwrap();
     let payload = vec![0xab; 1000];
     let mut seq = 0;
     let err = loop {
@@ -98,7 +98,7 @@ fn space_max_refuses_then_commits_make_room() {
         }
     };
     match err {
-        JournalError::Full {
+        DiskQueueError::Full {
             reason: FullReason::SpaceMax,
             needed,
             available,
@@ -117,7 +117,7 @@ fn space_max_refuses_then_commits_make_room() {
     // Refused again, and nothing written.
     assert!(matches!(
         w.append(seq + 1, &payload),
-        Err(JournalError::Full { .. })
+        Err(DiskQueueError::Full { .. })
     ));
     assert_eq!(sizes(dir.path()), before);
     // Consume and commit half: room again.
@@ -137,7 +137,7 @@ fn space_max_refuses_then_commits_make_room() {
     assert_eq!(got, (full / 2 + 1..=seq).collect::<Vec<_>>());
     r.commit(seq).unwrap();
     drop((w, r));
-    let (_, _, rec) = Journal::open(c).unwrap();
+    let (_, _, rec) = DiskQueue::open(c).unwrap();
     assert_eq!((rec.records, rec.committed), (0, Some(seq)));
 }
 
@@ -156,7 +156,7 @@ fn free_space_min_on_a_small_ext4() {
     );
     let mut c = cfg(&jdir, 64 * 1024);
     c.free_space_min_bytes = free - (1 << 20);
-    let (mut w, mut r, _) = Journal::open(c.clone()).unwrap();
+    let (mut w, mut r, _) = DiskQueue::open(c.clone()).unwrap();
     let payload = vec![7u8; 4096];
     let mut seq = 0;
     fill_until_free_space_floor(&mut w, &mut seq, |_| payload.clone());
@@ -168,7 +168,7 @@ fn free_space_min_on_a_small_ext4() {
     assert!(free_bytes(&m.mnt) >= c.free_space_min_bytes);
     assert_eq!(drain(&mut r).len() as u64, seq);
     drop((w, r));
-    let (_, mut r, rec) = Journal::open(c).unwrap();
+    let (_, mut r, rec) = DiskQueue::open(c).unwrap();
     assert_eq!(rec.records, seq);
     assert_eq!(drain(&mut r).len() as u64, seq);
 }
@@ -184,7 +184,7 @@ fn a_really_full_file_system_is_full_not_torn() {
     let m = LoopMount::new();
     let jdir = m.mnt.join("queue");
     let c = cfg(&jdir, 1 << 20);
-    let (mut w, _r, _) = Journal::open(c.clone()).unwrap();
+    let (mut w, _r, _) = DiskQueue::open(c.clone()).unwrap();
     let mut seq = 0;
     fill_until_free_space_floor(&mut w, &mut seq, |seq| payload_for(seq, 20_000));
     assert!(seq > 1000, "only {seq} appends on 32 MiB");
@@ -193,7 +193,7 @@ fn a_really_full_file_system_is_full_not_torn() {
     w.flush().unwrap();
     drop(w);
     drop(_r);
-    let (_, mut r, rec) = Journal::open(c).unwrap();
+    let (_, mut r, rec) = DiskQueue::open(c).unwrap();
     assert!(rec.torn_tail.is_none() && rec.corrupt.is_empty(), "{rec:?}");
     let got = drain(&mut r);
     assert!(got.len() as u64 >= seq);
@@ -206,7 +206,7 @@ fn a_really_full_file_system_is_full_not_torn() {
 /// Appends until the journal refuses, which must be for the free-space floor; `seq` ends
 /// at the last sequence number appended.
 fn fill_until_free_space_floor(
-    w: &mut JournalWriter,
+    w: &mut DiskQueueWriter,
     seq: &mut u64,
     payload: impl Fn(u64) -> Vec<u8>,
 ) {
@@ -219,7 +219,7 @@ fn fill_until_free_space_floor(
     assert!(
         matches!(
             err,
-            JournalError::Full {
+            DiskQueueError::Full {
                 reason: FullReason::FreeSpace,
                 ..
             }

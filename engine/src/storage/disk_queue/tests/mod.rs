@@ -1,4 +1,4 @@
-//! Journal tests: basic behaviour here; properties, damage, limits and a real crash test
+//! DiskQueue tests: basic behaviour here; properties, damage, limits and a real crash test
 //! in the submodules. The write-through cost is measured by `rill-bench journal`.
 
 mod crash;
@@ -16,8 +16,8 @@ use super::segment::parse_segment_name;
 use super::*;
 
 /// A configuration with no space limits and small segments.
-pub(super) fn cfg(dir: &Path, segment_bytes: u64) -> JournalConfig {
-    JournalConfig {
+pub(super) fn cfg(dir: &Path, segment_bytes: u64) -> DiskQueueConfig {
+    DiskQueueConfig {
         dir: dir.to_path_buf(),
         segment_bytes,
         space_max_bytes: 0,
@@ -87,7 +87,7 @@ pub(super) fn record_spans_seqs(path: &Path) -> Vec<(u64, u64, u64)> {
 }
 
 /// Read until the reader has caught up.
-pub(super) fn drain(r: &mut JournalReader) -> Vec<Record> {
+pub(super) fn drain(r: &mut DiskQueueReader) -> Vec<Record> {
     let mut v = Vec::new();
     while let Some(rec) = r.next().unwrap() {
         v.push(rec);
@@ -117,11 +117,11 @@ fn append_read_commit_across_segments() {
 
 fn append_read_commit(durable: bool) {
     let dir = tempfile::tempdir().unwrap();
-    let config = JournalConfig {
+    let config = DiskQueueConfig {
         durable,
         ..cfg(dir.path(), 256)
     };
-    let (mut w, mut r, rec) = Journal::open(config).unwrap();
+    let (mut w, mut r, rec) = DiskQueue::open(config).unwrap();
     assert_eq!(rec.records, 0);
     assert_eq!(r.next().unwrap(), None);
     for seq in 1..=100u64 {
@@ -152,7 +152,7 @@ fn append_read_commit(durable: bool) {
 fn reopen_continues_after_the_committed_position() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let (mut w, mut r, _) = Journal::open(cfg(dir.path(), 512)).unwrap();
+        let (mut w, mut r, _) = DiskQueue::open(cfg(dir.path(), 512)).unwrap();
         for seq in 1..=40 {
             w.append(seq, &payload_for(seq, 100)).unwrap();
         }
@@ -161,7 +161,7 @@ fn reopen_continues_after_the_committed_position() {
         }
         r.commit(17).unwrap();
     }
-    let (mut w, mut r, rec) = Journal::open(cfg(dir.path(), 512)).unwrap();
+    let (mut w, mut r, rec) = DiskQueue::open(cfg(dir.path(), 512)).unwrap();
     assert_eq!(
         (rec.records, rec.committed, rec.last_seq),
         (23, Some(17), Some(40))
@@ -170,7 +170,7 @@ fn reopen_continues_after_the_committed_position() {
     assert_eq!(w.last_seq(), Some(40));
     assert!(matches!(
         w.append(40, b"x"),
-        Err(JournalError::SeqNotIncreasing { seq: 40, last: 40 })
+        Err(DiskQueueError::SeqNotIncreasing { seq: 40, last: 40 })
     ));
     w.append(41, &payload_for(41, 100)).unwrap();
     let got: Vec<u64> = drain(&mut r).iter().map(|r| r.seq).collect();
@@ -178,7 +178,7 @@ fn reopen_continues_after_the_committed_position() {
     // Commit everything: the next open starts empty but remembers the position.
     r.commit(41).unwrap();
     drop((w, r));
-    let (w, mut r, rec) = Journal::open(cfg(dir.path(), 512)).unwrap();
+    let (w, mut r, rec) = DiskQueue::open(cfg(dir.path(), 512)).unwrap();
     assert_eq!((rec.records, rec.committed, rec.segments), (0, Some(41), 0));
     assert_eq!(w.last_seq(), Some(41));
     assert_eq!(r.next().unwrap(), None);
@@ -187,28 +187,28 @@ fn reopen_continues_after_the_committed_position() {
 #[test]
 fn misuse_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut w, mut r, _) = Journal::open(cfg(dir.path(), 1024)).unwrap();
+    let (mut w, mut r, _) = DiskQueue::open(cfg(dir.path(), 1024)).unwrap();
     assert!(matches!(
-        Journal::open(cfg(dir.path(), 1024)),
-        Err(JournalError::Locked(_))
+        DiskQueue::open(cfg(dir.path(), 1024)),
+        Err(DiskQueueError::Locked(_))
     ));
     assert!(matches!(
-        Journal::open(cfg(&dir.path().join("x"), 10)),
-        Err(JournalError::InvalidConfig(_))
+        DiskQueue::open(cfg(&dir.path().join("x"), 10)),
+        Err(DiskQueueError::InvalidConfig(_))
     ));
     w.append(5, b"five").unwrap();
     assert!(matches!(
         w.append(5, b"again"),
-        Err(JournalError::SeqNotIncreasing { .. })
+        Err(DiskQueueError::SeqNotIncreasing { .. })
     ));
     assert!(matches!(
         r.commit(5),
-        Err(JournalError::CommitBeyondDelivered { .. })
+        Err(DiskQueueError::CommitBeyondDelivered { .. })
     ));
     assert_eq!(r.next().unwrap().unwrap().seq, 5);
     assert!(matches!(
         r.commit(6),
-        Err(JournalError::CommitBeyondDelivered { .. })
+        Err(DiskQueueError::CommitBeyondDelivered { .. })
     ));
     r.commit(5).unwrap();
     r.commit(3).unwrap(); // below the committed position: a no-op
@@ -218,7 +218,7 @@ fn misuse_is_refused() {
 #[test]
 fn a_record_larger_than_a_segment_gets_its_own() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut w, mut r, _) = Journal::open(cfg(dir.path(), 256)).unwrap();
+    let (mut w, mut r, _) = DiskQueue::open(cfg(dir.path(), 256)).unwrap();
     w.append(1, &[1; 10]).unwrap();
     w.append(2, &[2; 5000]).unwrap();
     w.append(3, &[3; 10]).unwrap();
@@ -226,7 +226,7 @@ fn a_record_larger_than_a_segment_gets_its_own() {
     let got = drain(&mut r);
     assert_eq!(got[1].payload, vec![2; 5000]);
     drop((w, r));
-    let (_, mut r, rec) = Journal::open(cfg(dir.path(), 256)).unwrap();
+    let (_, mut r, rec) = DiskQueue::open(cfg(dir.path(), 256)).unwrap();
     assert_eq!(rec.records, 3);
     assert_eq!(drain(&mut r).len(), 3);
 }
@@ -234,7 +234,7 @@ fn a_record_larger_than_a_segment_gets_its_own() {
 #[test]
 fn reader_and_writer_on_two_threads() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut w, mut r, _) = Journal::open(cfg(dir.path(), 4096)).unwrap();
+    let (mut w, mut r, _) = DiskQueue::open(cfg(dir.path(), 4096)).unwrap();
     const N: u64 = 20_000;
     let done = Arc::new(AtomicBool::new(false));
     let done_w = Arc::clone(&done);
@@ -274,7 +274,7 @@ fn reader_and_writer_on_two_threads() {
 #[test]
 fn wait_wakes_on_append() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut w, r, _) = Journal::open(cfg(dir.path(), 4096)).unwrap();
+    let (mut w, r, _) = DiskQueue::open(cfg(dir.path(), 4096)).unwrap();
     assert!(!r.wait(Duration::from_millis(10)));
     let t = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(50));

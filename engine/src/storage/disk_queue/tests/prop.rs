@@ -42,7 +42,7 @@ fn content(seq: u64, len: usize) -> Vec<u8> {
 fn run(segment_bytes: u64, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().unwrap();
     let config = cfg(dir.path(), segment_bytes);
-    let (mut w, mut r, _) = Journal::open(config.clone()).unwrap();
+    let (mut w, mut r, _) = DiskQueue::open(config.clone()).unwrap();
     // The model: everything appended, how far it was read, how far committed.
     let mut appended: Vec<(u64, usize)> = Vec::new();
     let mut read = 0usize;
@@ -81,7 +81,7 @@ fn run(segment_bytes: u64, ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Reopen => {
                 drop((w, r));
                 let rec;
-                (w, r, rec) = Journal::open(config.clone()).unwrap();
+                (w, r, rec) = DiskQueue::open(config.clone()).unwrap();
                 prop_assert_eq!(rec.records as usize, appended.len() - committed);
                 prop_assert!(rec.torn_tail.is_none(), "{:?}", rec.torn_tail);
                 prop_assert!(rec.corrupt.is_empty(), "{:?}", rec.corrupt);
