@@ -1,5 +1,5 @@
 //! Capture to replica on one host: the real driver captures a workload of every kind of
-//! operation, the engine's drain and queue carry it, and the local sink applies it to
+//! operation, the engine's drain and queue carry it, and the local destination applies it to
 //! another directory; then the two trees must be equal in content, type, mode, owner,
 //! extended attributes, symlink targets, hard links, and file times.
 
@@ -9,7 +9,7 @@ use rill_engine::source::drain::{Drain, Drained};
 use rill_engine::storage::disk_queue::{DiskQueue, DiskQueueConfig};
 use rill_engine::storage::queue::{queue, AtLimit, Limits, Pushed};
 use rill_engine::repset::{ReplicationSet, Rule};
-use rill_engine::source::destination::{LocalSink, Transmit};
+use rill_engine::source::destination::{LocalDestination, Destination};
 use rill_tests::{require_kernel_support, TestDir};
 
 const WORKLOAD: &str = env!("CARGO_BIN_EXE_rill-workload");
@@ -77,7 +77,7 @@ fn a_captured_workload_replicates_to_an_equal_tree() {
         }
     }
     assert!(spilled > 0, "the test must exercise the disk queue");
-    let mut sink = LocalSink::new(
+    let mut destination = LocalDestination::new(
         src.path(),
         dst.path(),
         Default::default(),
@@ -86,11 +86,11 @@ fn a_captured_workload_replicates_to_an_equal_tree() {
     .unwrap();
     let mut last = 0;
     while let Some(q) = consumer.pop(Duration::ZERO).unwrap() {
-        sink.send(&q.event, rill_engine::net::proto::Stream::Replication)
+        destination.send(&q.event, rill_engine::net::proto::Stream::Replication)
             .unwrap_or_else(|e| panic!("op {}: {e}", q.seq));
         last = q.seq;
     }
-    sink.flush().unwrap();
+    destination.flush().unwrap();
     consumer.ack(last).unwrap();
 
     rill_tests::tree::assert_equal_trees(src.path(), dst.path());

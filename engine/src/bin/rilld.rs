@@ -11,7 +11,7 @@ use rill_engine::source::capture_hub::{CaptureHub, HubSource};
 use rill_engine::storage::change_journal::ChangeJournal;
 use rill_engine::source::job::Job;
 use rill_engine::settings::{cli, Settings, SettingsCommand, DEFAULT_SETTINGS_FILE};
-use rill_engine::source::destination::LocalSink;
+use rill_engine::source::destination::LocalDestination;
 use rill_engine::source::transmit::JobControl;
 
 #[derive(Parser)]
@@ -126,7 +126,7 @@ fn run(
     let source = source
         .canonicalize()
         .with_context(|| format!("source {}", source.display()))?;
-    let mut sink = LocalSink::new(
+    let mut destination = LocalDestination::new(
         &source,
         &target,
         rill_engine::source::job::resolve_options(&settings),
@@ -156,7 +156,7 @@ fn run(
         config: config.exists().then(|| config.to_path_buf()),
         reload,
     };
-    rill_engine::source::job::run(&settings, job, &mut sink)?;
+    rill_engine::source::job::run(&settings, job, &mut destination)?;
     Ok(0)
 }
 

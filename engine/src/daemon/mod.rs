@@ -4,7 +4,7 @@
 //! store, opens the job store, serves the management API on localhost, listens for
 //! sources on `NetPort` when it is a target (`LoadSourceTarget`), and starts every job
 //! whose stored state is Running, so a running job resumes after a restart. Each job is a
-//! [`job::run`] with a [`NetworkSink`] on the daemon's tokio runtime; all of them
+//! [`job::run`] with a [`NetworkDestination`] on the daemon's tokio runtime; all of them
 //! subscribe to one [`CaptureHub`] (the pinned driver, loaded when absent).
 
 mod control;
@@ -21,7 +21,7 @@ use anyhow::{Context as _, Result};
 use crate::source::capture_hub::{CaptureHub, HubSource};
 use crate::events::{self, EventLog, Level};
 use crate::storage::job_store::{Job, JobState, JobStore, MirrorState};
-use crate::net::link::{LinkConfig, LinkStats, NetworkSink};
+use crate::net::link::{LinkConfig, LinkStats, NetworkDestination};
 use crate::net::proto::Compression;
 use crate::source::job;
 use crate::settings::Settings;
@@ -258,7 +258,7 @@ impl Daemon {
             log: Some(Arc::clone(&self.log)),
         };
         let resolve = job::resolve_options(&settings);
-        let mut sink = NetworkSink::start(
+        let mut destination = NetworkDestination::start(
             &self.runtime,
             &source,
             resolve,
@@ -290,7 +290,7 @@ impl Daemon {
         }
         let thread = std::thread::Builder::new()
             .name(format!("job-{name}"))
-            .spawn(move || job::run(&settings, run, &mut sink))?;
+            .spawn(move || job::run(&settings, run, &mut destination))?;
         if let Ok(mut r) = self.runners.lock() {
             r.insert(
                 name,

@@ -1,11 +1,11 @@
-//! The queue's consumer: the [`Transmit`] interface, and [`LocalSink`], which replicates
+//! The queue's consumer: the [`Destination`] interface, and [`LocalDestination`], which replicates
 //! to a directory on this host.
 //!
-//! A `LocalSink` is the two halves of a network connection without the network: the
+//! A `LocalDestination` is the two halves of a network connection without the network: the
 //! source's [`Resolver`] completes each operation (data, times, attribute values, relative
 //! paths) and the target's [`Applier`] applies it beneath the replica root, with the
 //! target's confinement. Single-host replication and the engine's tests use it; the
-//! transport is the other `Transmit`.
+//! transport is the other `Destination`.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -20,19 +20,19 @@ use crate::source::resolve::{ResolveError, ResolveOptions, Resolver};
 /// way; `flush` returns once everything sent is durable at the destination, and the caller
 /// acknowledges the source queue only then. `checkpoint` and `durable` are the same
 /// without the wait, so the source keeps sending while the destination makes a batch
-/// durable: a network sink would otherwise idle both hosts for a round trip and a sync
+/// durable: a network destination would otherwise idle both hosts for a round trip and a sync
 /// in every batch.
-pub trait Transmit {
+pub trait Destination {
     /// Sends one operation (absolute source paths) of the replication or mirror stream.
-    fn send(&mut self, ev: &Event, stream: Stream) -> Result<(), SinkError>;
+    fn send(&mut self, ev: &Event, stream: Stream) -> Result<(), DestinationError>;
     /// Marks a point of the stream (the mirror's start and end).
-    fn marker(&mut self, _marker: Marker) -> Result<(), SinkError> {
+    fn marker(&mut self, _marker: Marker) -> Result<(), DestinationError> {
         Ok(())
     }
-    fn flush(&mut self) -> Result<(), SinkError>;
+    fn flush(&mut self) -> Result<(), DestinationError>;
     /// Ends a batch: everything sent so far is to be made durable. Returns the batch's
-    /// mark, which [`Transmit::durable`] reaches once it is.
-    fn checkpoint(&mut self) -> Result<u64, SinkError>;
+    /// mark, which [`Destination::durable`] reaches once it is.
+    fn checkpoint(&mut self) -> Result<u64, DestinationError>;
     /// The highest mark whose batch is durable at the destination.
     fn durable(&self) -> u64;
     /// Source paths the destination could not apply since the last call: to remirror.
@@ -56,7 +56,7 @@ pub trait Transmit {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum SinkError {
+pub enum DestinationError {
     #[error(transparent)]
     Resolve(#[from] ResolveError),
     #[error(transparent)]
@@ -66,7 +66,7 @@ pub enum SinkError {
 }
 
 /// Replicates `source` into a directory on this host.
-pub struct LocalSink {
+pub struct LocalDestination {
     resolver: Resolver,
     applier: Applier,
     resolved: Vec<Event>,
@@ -74,7 +74,7 @@ pub struct LocalSink {
     batches: u64,
 }
 
-impl LocalSink {
+impl LocalDestination {
     /// Replicates `source` (absolute) into the existing directory `root`, reading and
     /// applying what the options (from the settings: [`crate::source::job::resolve_options`],
     /// [`crate::source::job::apply_options`]) ask for.
@@ -83,8 +83,8 @@ impl LocalSink {
         root: &Path,
         resolve: ResolveOptions,
         apply: ApplyOptions,
-    ) -> io::Result<LocalSink> {
-        Ok(LocalSink {
+    ) -> io::Result<LocalDestination> {
+        Ok(LocalDestination {
             resolver: Resolver::new(source, resolve),
             applier: Applier::new(root, apply)?,
             resolved: Vec::new(),
@@ -93,8 +93,8 @@ impl LocalSink {
     }
 }
 
-impl Transmit for LocalSink {
-    fn send(&mut self, ev: &Event, _stream: Stream) -> Result<(), SinkError> {
+impl Destination for LocalDestination {
+    fn send(&mut self, ev: &Event, _stream: Stream) -> Result<(), DestinationError> {
         self.resolver.resolve(ev.clone(), &mut self.resolved)?;
         for ev in self.resolved.drain(..) {
             self.applier.apply(&ev)?;
@@ -104,14 +104,14 @@ impl Transmit for LocalSink {
 
     /// Gives the files written since the last flush the source's times (writes on the
     /// replica moved them), then makes the replica durable.
-    fn flush(&mut self) -> Result<(), SinkError> {
+    fn flush(&mut self) -> Result<(), DestinationError> {
         for ev in self.resolver.times_of_written() {
             self.applier.apply(&ev)?;
         }
         Ok(self.applier.flush()?)
     }
 
-    fn checkpoint(&mut self) -> Result<u64, SinkError> {
+    fn checkpoint(&mut self) -> Result<u64, DestinationError> {
         self.flush()?;
         self.batches += 1;
         Ok(self.batches)
@@ -138,9 +138,9 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
     use std::path::PathBuf;
 
-    /// A sink with the default options: every attribute, extended ones included.
-    fn sink(src: &Path, dst: &Path) -> LocalSink {
-        LocalSink::new(src, dst, Default::default(), Default::default()).unwrap()
+    /// A destination with the default options: every attribute, extended ones included.
+    fn destination(src: &Path, dst: &Path) -> LocalDestination {
+        LocalDestination::new(src, dst, Default::default(), Default::default()).unwrap()
     }
 
     fn op(path: &Path, op: Op) -> Event {
@@ -174,7 +174,7 @@ mod tests {
     #[test]
     fn writes_through_a_symlink_follow_the_file_it_names_now() {
         let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let mut sink = sink(src.path(), dst.path());
+        let mut destination = destination(src.path(), dst.path());
         let (link, real) = (src.path().join("link"), src.path().join("real"));
         for ev in [
             create(&real),
@@ -189,7 +189,7 @@ mod tests {
             create(&link),
             write(&link),
         ] {
-            sink.send(&ev, Stream::Replication).unwrap();
+            destination.send(&ev, Stream::Replication).unwrap();
         }
         assert_eq!(std::fs::read(dst.path().join("real")).unwrap(), b"abc");
     }
@@ -201,7 +201,7 @@ mod tests {
     fn attributes_reach_the_file_the_name_holds_now() {
         use std::os::unix::fs::MetadataExt;
         let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let mut sink = sink(src.path(), dst.path());
+        let mut destination = destination(src.path(), dst.path());
         let f = src.path().join("f");
         let times = rill_ops::FileTimes {
             atime: (1_600_000_000, 5),
@@ -231,7 +231,7 @@ mod tests {
             write(&f),
         ];
         for ev in made.iter().chain(&attributes(&f, 0o640)) {
-            sink.send(ev, Stream::Replication).unwrap();
+            destination.send(ev, Stream::Replication).unwrap();
         }
         let m = std::fs::metadata(dst.path().join("f")).unwrap();
         assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (4321, 8765, 0o640));
@@ -239,10 +239,10 @@ mod tests {
         assert_eq!((m.atime(), m.atime_nsec()), (1_600_000_000, 5));
 
         let held = std::fs::File::open(dst.path().join("f")).unwrap();
-        sink.send(&op(&f, Op::Mkdir { mode: 0o700 }), Stream::Replication)
+        destination.send(&op(&f, Op::Mkdir { mode: 0o700 }), Stream::Replication)
             .unwrap();
         for ev in attributes(&f, 0o751) {
-            sink.send(&ev, Stream::Replication).unwrap();
+            destination.send(&ev, Stream::Replication).unwrap();
         }
         let dir = std::fs::metadata(dst.path().join("f")).unwrap();
         assert!(dir.is_dir());
@@ -266,24 +266,24 @@ mod tests {
             tempfile::tempdir().unwrap(),
             tempfile::tempdir().unwrap(),
         );
-        let mut sink = sink(src.path(), dst.path());
+        let mut destination = destination(src.path(), dst.path());
         // A symlink planted in the replica, pointing out of it: not followed, as a directory
         // on the way or as the last component.
         std::os::unix::fs::symlink(outside.path(), dst.path().join("evil")).unwrap();
         std::fs::write(outside.path().join("victim"), b"keep").unwrap();
-        assert!(sink
+        assert!(destination
             .send(&write(&src.path().join("evil/victim")), Stream::Replication)
             .is_err());
-        assert!(sink
+        assert!(destination
             .send(&write(&src.path().join("evil")), Stream::Replication)
             .is_err());
-        assert!(sink
+        assert!(destination
             .send(
                 &op(&src.path().join("evil"), Op::Chmod { mode: 0o777 }),
                 Stream::Replication
             )
             .is_err());
-        assert!(sink
+        assert!(destination
             .send(
                 &op(&src.path().join("evil/victim"), Op::Unlink),
                 Stream::Replication
@@ -304,10 +304,10 @@ mod tests {
         // `..` and paths outside the source are refused before any system call.
         let dotdot = PathBuf::from(format!("{}/../x", src.path().display()));
         assert!(refused_outside(
-            sink.send(&write(&dotdot), Stream::Replication)
+            destination.send(&write(&dotdot), Stream::Replication)
         ));
         assert!(refused_outside(
-            sink.send(&write(Path::new("/etc/passwd")), Stream::Replication)
+            destination.send(&write(Path::new("/etc/passwd")), Stream::Replication)
         ));
         let rename_out = op(
             &src.path().join("a"),
@@ -316,25 +316,25 @@ mod tests {
                 flags: 0,
             },
         );
-        assert!(refused_outside(sink.send(&rename_out, Stream::Replication)));
+        assert!(refused_outside(destination.send(&rename_out, Stream::Replication)));
     }
 
     #[test]
     fn replayed_operations_are_harmless() {
         let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let mut sink = sink(src.path(), dst.path());
+        let mut destination = destination(src.path(), dst.path());
         let d = src.path().join("d");
         for _ in 0..2 {
-            sink.send(&op(&d, Op::Mkdir { mode: 0o750 }), Stream::Replication)
+            destination.send(&op(&d, Op::Mkdir { mode: 0o750 }), Stream::Replication)
                 .unwrap();
-            sink.send(&create(&d.join("f")), Stream::Replication)
+            destination.send(&create(&d.join("f")), Stream::Replication)
                 .unwrap();
-            sink.send(&write(&d.join("f")), Stream::Replication)
+            destination.send(&write(&d.join("f")), Stream::Replication)
                 .unwrap();
-            sink.send(&op(&d.join("f"), Op::Unlink), Stream::Replication)
+            destination.send(&op(&d.join("f"), Op::Unlink), Stream::Replication)
                 .unwrap();
         }
-        sink.flush().unwrap();
+        destination.flush().unwrap();
         assert!(dst.path().join("d").is_dir());
         assert!(!dst.path().join("d/f").exists());
     }
@@ -342,7 +342,7 @@ mod tests {
     #[test]
     fn range_only_writes_times_and_xattrs_are_read_from_the_source() {
         let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let mut sink = sink(src.path(), dst.path());
+        let mut destination = destination(src.path(), dst.path());
         let f = src.path().join("f");
         // Larger than one resolved write, so the range is sent in pieces.
         let content: Vec<u8> = (0..(crate::source::resolve::MAX_RESOLVED_WRITE as usize * 2 + 17))
@@ -355,10 +355,10 @@ mod tests {
             len: content.len() as u64 + 100,
             data: None,
         };
-        sink.send(&create(&f), Stream::Replication).unwrap();
-        sink.send(&op(&f, range), Stream::Replication).unwrap();
+        destination.send(&create(&f), Stream::Replication).unwrap();
+        destination.send(&op(&f, range), Stream::Replication).unwrap();
         xattr_set(&f, "user.k", b"v1");
-        sink.send(
+        destination.send(
             &op(
                 &f,
                 Op::SetXattr {
@@ -370,12 +370,12 @@ mod tests {
         )
         .unwrap();
         // A file gone by the time it is sent is skipped: its removal follows.
-        sink.send(
+        destination.send(
             &op(&src.path().join("gone"), Op::Utimes { times: None }),
             Stream::Replication,
         )
         .unwrap();
-        sink.flush().unwrap();
+        destination.flush().unwrap();
         let replica = dst.path().join("f");
         assert_eq!(std::fs::read(&replica).unwrap(), content);
         assert_eq!(
@@ -389,11 +389,11 @@ mod tests {
         assert_eq!(a.mtime, b.mtime);
     }
 
-    fn refused_outside(r: Result<(), SinkError>) -> bool {
+    fn refused_outside(r: Result<(), DestinationError>) -> bool {
         matches!(
             r,
-            Err(SinkError::Resolve(ResolveError::Outside(_)))
-                | Err(SinkError::Apply(crate::replica::apply::ApplyError::Outside(_)))
+            Err(DestinationError::Resolve(ResolveError::Outside(_)))
+                | Err(DestinationError::Apply(crate::replica::apply::ApplyError::Outside(_)))
         )
     }
 

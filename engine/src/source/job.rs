@@ -1,13 +1,13 @@
-//! One source job: from the driver, through the source queue, to a [`Transmit`] (a local
+//! One source job: from the driver, through the source queue, to a [`Destination`] (a local
 //! replica for `rilld run`, a target over the network for the daemon's jobs).
 //!
 //! Two threads, joined by the source queue: the drain thread reads the driver's ring (a
 //! capture session of the job's source directory), passes events through the [`Drain`],
 //! and pushes operations; the transmit thread ([`TransmitLoop`]) pops them in order,
-//! interleaves the mirror, sends them to the sink, and acknowledges the queue after each
+//! interleaves the mirror, sends them to the destination, and acknowledges the queue after each
 //! durable flush. Nothing is dropped silently:
 //! whatever the queue does not keep (auto-disconnect, disk queue full), whatever the drain
-//! cannot fill, and whatever the sink cannot apply goes to the change journal.
+//! cannot fill, and whatever the destination cannot apply goes to the change journal.
 //!
 //! An unclean stop is detected at the next start by a marker file in `DataPath` that only
 //! a clean stop removes; operations that were in memory then are lost, so the job's whole
@@ -32,13 +32,13 @@ use crate::storage::queue::{queue, AtLimit, Consumer, Limits, Producer};
 use crate::repset::{ReplicationSet, Rule};
 use crate::source::resolve::ResolveOptions;
 use crate::settings::{CallbackMode, Settings};
-use crate::source::destination::Transmit;
+use crate::source::destination::Destination;
 use crate::source::transmit::{JobControl, TransmitLoop, TransmitOptions};
 
 mod drain_thread;
 use drain_thread::DrainThread;
 
-/// One job: a source directory replicated (recursively) to a sink.
+/// One job: a source directory replicated (recursively) to a destination.
 pub struct Job {
     /// Canonical, absolute.
     pub source: PathBuf,
@@ -93,7 +93,7 @@ const STOPPED_AT: &str = "capture-stopped-at";
 /// In named steps: what the last run left behind ([`begin`]), the source queue
 /// ([`open_queue`]), the drain thread ([`DrainThread`]) and the transmit loop, joined by the
 /// queue, and the record of a clean stop ([`end`]).
-pub fn run(settings: &Settings, job: Job, sink: &mut dyn Transmit) -> Result<()> {
+pub fn run(settings: &Settings, job: Job, destination: &mut dyn Destination) -> Result<()> {
     let stop = Arc::clone(&job.control.stop);
     let (data, queue_dir) = job_dirs(settings, job.state_dir.as_deref());
     let data = data.as_path();
@@ -149,7 +149,7 @@ pub fn run(settings: &Settings, job: Job, sink: &mut dyn Transmit) -> Result<()>
         alerted = q.alert;
         write_stats(data, &counters, q)
     };
-    let mut on_failure = |e: &crate::source::destination::SinkError| {
+    let mut on_failure = |e: &crate::source::destination::DestinationError| {
         log::warn!("{e}; recorded in the change journal");
         counters.failed_rep_count.fetch_add(1, Ordering::Relaxed);
         counters
@@ -157,7 +157,7 @@ pub fn run(settings: &Settings, job: Job, sink: &mut dyn Transmit) -> Result<()>
             .fetch_add(1, Ordering::Relaxed);
     };
     let transmitted = TransmitLoop {
-        sink,
+        destination,
         consumer: &mut consumer,
         changes: &changes,
         control: &job.control,

@@ -1,5 +1,5 @@
 //! The transmit loop: the source queue and the mirror, interleaved into one ordered
-//! stream toward a [`Transmit`].
+//! stream toward a [`Destination`].
 //!
 //! Replication operations come from the source queue; mirror operations from a
 //! [`Mirror`] walk, either the job's initial mirror or a remirror of what the change
@@ -24,7 +24,7 @@ use crate::source::mirror::{HandOuts, Mirror, MirrorOptions, TakeOver};
 use crate::net::proto::{Marker, Stream};
 use crate::storage::queue::{Consumer, QueueStats, QueueWatch};
 use crate::repset::ReplicationSet;
-use crate::source::destination::{SinkError, Transmit};
+use crate::source::destination::{DestinationError, Destination};
 
 /// How far a job's mirror walk is (the management API turns it into the guide's
 /// `mirrorStatus`, which also depends on the target and the connection).
@@ -113,7 +113,7 @@ struct Running {
 
 /// The loop's inputs.
 pub struct TransmitLoop<'a> {
-    pub sink: &'a mut dyn Transmit,
+    pub destination: &'a mut dyn Destination,
     pub consumer: &'a mut Consumer,
     pub changes: &'a ChangeJournal,
     pub control: &'a JobControl,
@@ -125,7 +125,7 @@ pub struct TransmitLoop<'a> {
     /// Called about once a second with the queue's statistics.
     pub on_tick: &'a mut dyn FnMut(&QueueStats) -> Result<()>,
     /// Called when an operation could not be sent or applied (the mark is recorded).
-    pub on_failure: &'a mut dyn FnMut(&SinkError),
+    pub on_failure: &'a mut dyn FnMut(&DestinationError),
     pub log: &'a EventLog,
     /// The job ran before and its capture stopped cleanly at this time (wall-clock ns):
     /// once capturing again, the whole source is remirrored if anything beneath it changed
@@ -146,7 +146,7 @@ struct Progress {
     flushed_at: Instant,
     /// When the statistics were last passed on.
     tick_at: Instant,
-    /// Batches sent and not yet durable: (the sink's mark, the last queue sequence).
+    /// Batches sent and not yet durable: (the destination's mark, the last queue sequence).
     batches: VecDeque<(u64, u64)>,
     remirrors: Remirrors,
     /// Replication operations sent since the mirror's last turn.
@@ -211,7 +211,7 @@ impl TransmitLoop<'_> {
                 std::thread::sleep(Duration::from_millis(50));
                 continue;
             }
-            let mirror_ready = p.mirror.is_some() && !self.sink.mirror_paused() && !stop;
+            let mirror_ready = p.mirror.is_some() && !self.destination.mirror_paused() && !stop;
             // Nothing left to send at once: the last operations' checkpoint (their files'
             // times, and the mark their acknowledgement waits for) goes now, not when the
             // interval is up.
@@ -346,15 +346,15 @@ impl TransmitLoop<'_> {
         Ok(Some(false))
     }
 
-    /// Asks the sink for a checkpoint of what was sent, when one is due (a full batch,
-    /// the interval, or nothing more to send at once). False when the sink has stopped.
+    /// Asks the destination for a checkpoint of what was sent, when one is due (a full batch,
+    /// the interval, or nothing more to send at once). False when the destination has stopped.
     fn checkpoint_if_due(&mut self, p: &mut Progress, idle: bool) -> Result<bool> {
         if p.unflushed > 0
             && (idle || p.unflushed >= FLUSH_OPS || p.flushed_at.elapsed() > FLUSH_INTERVAL)
         {
-            match self.sink.checkpoint() {
+            match self.destination.checkpoint() {
                 Ok(mark) => p.batches.push_back((mark, p.last)),
-                Err(SinkError::Stopped) => return Ok(false),
+                Err(DestinationError::Stopped) => return Ok(false),
                 Err(e) => return Err(e.into()),
             }
             (p.unflushed, p.flushed_at) = (0, Instant::now());
@@ -368,10 +368,10 @@ impl TransmitLoop<'_> {
         let Some(&(first, _)) = p.batches.front() else {
             return Ok(());
         };
-        if first > self.sink.durable() {
+        if first > self.destination.durable() {
             return Ok(());
         }
-        let durable = self.sink.durable();
+        let durable = self.destination.durable();
         let mut acked = 0;
         while let Some(&(mark, seq)) = p.batches.front() {
             if mark > durable {
@@ -391,7 +391,7 @@ impl TransmitLoop<'_> {
         Ok(())
     }
 
-    /// The loop is over: flushes the sink and acknowledges the queue up to `last` if the
+    /// The loop is over: flushes the destination and acknowledges the queue up to `last` if the
     /// flush went through.
     ///
     /// Only what the destination made durable leaves the queue. A flush the stop cut short
@@ -401,9 +401,9 @@ impl TransmitLoop<'_> {
     /// whole directories missing, the job in sync). Left unacknowledged, the stop is not a
     /// clean one (`job::run`), and the next start remirrors.
     fn finish(&mut self, last: u64) -> Result<()> {
-        let flushed = match self.sink.flush() {
+        let flushed = match self.destination.flush() {
             Ok(()) => true,
-            Err(SinkError::Stopped) => false,
+            Err(DestinationError::Stopped) => false,
             Err(e) => return Err(e.into()),
         };
         if last > 0 && flushed {
@@ -437,9 +437,9 @@ impl TransmitLoop<'_> {
 
     /// Sends one operation; the name it failed on (now in the change journal), if any.
     fn send(&mut self, ev: &rill_ops::Event, stream: Stream) -> Result<Option<PathBuf>> {
-        match self.sink.send(ev, stream) {
+        match self.destination.send(ev, stream) {
             Ok(()) => Ok(None),
-            Err(SinkError::Stopped) => Ok(None),
+            Err(DestinationError::Stopped) => Ok(None),
             Err(e) => {
                 (self.on_failure)(&e);
                 self.changes.mark(&[Mark::whole(
@@ -478,7 +478,7 @@ impl TransmitLoop<'_> {
             .collect();
         self.changes.mark(&marks)?;
         for p in names {
-            self.sink.suspect(p);
+            self.destination.suspect(p);
         }
         Ok(())
     }
@@ -486,7 +486,7 @@ impl TransmitLoop<'_> {
     /// A destination that lost what it had acknowledged gets the whole source again, at
     /// once. Returns whether it did.
     fn record_lost_state(&mut self) -> Result<bool> {
-        if !self.sink.take_lost_state() {
+        if !self.destination.take_lost_state() {
             return Ok(false);
         }
         self.log.event(
@@ -513,7 +513,7 @@ impl TransmitLoop<'_> {
     /// Files the destination could not apply go to the change journal, to be remirrored.
     /// Returns their names.
     fn record_failures(&mut self) -> Result<Vec<PathBuf>> {
-        let failed = self.sink.take_failures();
+        let failed = self.destination.take_failures();
         if failed.is_empty() {
             return Ok(failed);
         }
@@ -600,7 +600,7 @@ impl TransmitLoop<'_> {
         self.control.set_mirror(MirrorPhase::InProgress);
         let marked = full || roots.contains(&self.source);
         if marked {
-            self.sink.marker(Marker::MirrorStarted)?;
+            self.destination.marker(Marker::MirrorStarted)?;
         }
         let (set, options) = (self.set.clone(), self.options.mirror);
         Ok(Running {
@@ -617,12 +617,12 @@ impl TransmitLoop<'_> {
     /// Records a finished mirror; returns the names the target refused of it.
     fn finish_mirror(&mut self, done: Running) -> Result<Vec<PathBuf>> {
         if done.marked {
-            self.sink.marker(Marker::MirrorComplete)?;
+            self.destination.marker(Marker::MirrorComplete)?;
         }
         // Everything the mirror sent must be durable before the entries are dropped.
-        match self.sink.flush() {
+        match self.destination.flush() {
             Ok(()) => {}
-            Err(SinkError::Stopped) => return Ok(Vec::new()),
+            Err(DestinationError::Stopped) => return Ok(Vec::new()),
             Err(e) => return Err(e.into()),
         }
         let mut refused = Vec::new();

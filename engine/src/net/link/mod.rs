@@ -1,7 +1,7 @@
-//! The source's connection to a target: a [`Transmit`] over the network.
+//! The source's connection to a target: a [`Destination`] over the network.
 //!
-//! [`NetworkSink`] is what the job's transmit thread calls, synchronously, exactly as it
-//! calls the local sink: `send` resolves an operation (see [`crate::source::resolve`]) and hands
+//! [`NetworkDestination`] is what the job's transmit thread calls, synchronously, exactly as it
+//! calls the local destination: `send` resolves an operation (see [`crate::source::resolve`]) and hands
 //! it to the link task; `flush` returns once the target has acknowledged everything sent
 //! so far, which is when the source queue may drop it. The link task ([`session`]) runs on
 //! the daemon's tokio runtime: it connects with mutual TLS, says which job it carries,
@@ -26,7 +26,7 @@ use crate::clock::monotonic_ns;
 use crate::mgmt::{utc_time, ConError, ConErrorClass};
 use crate::net::proto::{Marker, Stream};
 use crate::source::resolve::{ResolveOptions, Resolver};
-use crate::source::destination::{SinkError, Transmit};
+use crate::source::destination::{DestinationError, Destination};
 
 pub use session::{connect_tls, LinkConfig};
 
@@ -89,7 +89,7 @@ pub struct LinkStats {
     /// Highest sequence number the target acknowledged.
     pub acked_seq: AtomicU64,
     /// Set when the target welcomed the link with less than it had acknowledged: its
-    /// state was lost or restored (see [`crate::source::destination::Transmit::take_lost_state`]).
+    /// state was lost or restored (see [`crate::source::destination::Destination::take_lost_state`]).
     pub target_lost_state: AtomicBool,
     /// The mirror's markers acknowledged by the target.
     pub mirror_started_acked: AtomicBool,
@@ -210,7 +210,7 @@ impl Failed {
 /// are remirrored.
 const MAX_FAILED_FILES: usize = 4096;
 
-/// State shared by the sink and its link task.
+/// State shared by the destination and its link task.
 pub(crate) struct Shared {
     pub stats: Arc<LinkStats>,
     /// Count of items handed to the link and acknowledged by the target.
@@ -218,12 +218,12 @@ pub(crate) struct Shared {
     /// What the target could not apply, to remirror.
     pub failed: Mutex<Failed>,
     pub stop: Arc<AtomicBool>,
-    /// Wakes the session when the sink goes, so it can end the connection cleanly.
+    /// Wakes the session when the destination goes, so it can end the connection cleanly.
     pub stopping: tokio::sync::Notify,
 }
 
-/// A [`Transmit`] to a target over the network.
-pub struct NetworkSink {
+/// A [`Destination`] to a target over the network.
+pub struct NetworkDestination {
     resolver: Resolver,
     resolved: Vec<Event>,
     tx: mpsc::Sender<Outgoing>,
@@ -237,8 +237,8 @@ pub struct NetworkSink {
     runtime: tokio::runtime::Handle,
 }
 
-impl NetworkSink {
-    /// Starts the link task on `runtime` and returns the sink feeding it.
+impl NetworkDestination {
+    /// Starts the link task on `runtime` and returns the destination feeding it.
     pub fn start(
         runtime: &tokio::runtime::Handle,
         source: &std::path::Path,
@@ -246,7 +246,7 @@ impl NetworkSink {
         config: LinkConfig,
         stats: Arc<LinkStats>,
         stop: Arc<AtomicBool>,
-    ) -> NetworkSink {
+    ) -> NetworkDestination {
         let (tx, rx) = mpsc::channel(64);
         let (acked_tx, acked) = watch::channel(0);
         let shared = Arc::new(Shared {
@@ -257,7 +257,7 @@ impl NetworkSink {
             stopping: tokio::sync::Notify::new(),
         });
         let task = runtime.spawn(session::run(config, rx, Arc::clone(&shared)));
-        NetworkSink {
+        NetworkDestination {
             resolver: Resolver::new(source, resolve),
             resolved: Vec::new(),
             tx,
@@ -280,7 +280,7 @@ impl NetworkSink {
 
     /// Hands one item to the link task, waiting while its channel is full (the window is
     /// full: the target is slow or unreachable) unless the job stops.
-    fn submit(&mut self, item: Outgoing) -> Result<(), SinkError> {
+    fn submit(&mut self, item: Outgoing) -> Result<(), DestinationError> {
         loop {
             // A slot is reserved first, so a wait that times out (to look at `stop`) does
             // not drop the item.
@@ -294,19 +294,19 @@ impl NetworkSink {
                     self.submitted += 1;
                     return Ok(());
                 }
-                Ok(Err(_)) => return Err(SinkError::Stopped),
-                Err(_) if self.stopped() => return Err(SinkError::Stopped),
+                Ok(Err(_)) => return Err(DestinationError::Stopped),
+                Err(_) if self.stopped() => return Err(DestinationError::Stopped),
                 Err(_) => {}
             }
         }
     }
 }
 
-impl NetworkSink {
+impl NetworkDestination {
     /// Hands an operation to the link, counted as pending until the target acknowledges
     /// it. Counted before it is handed over (the acknowledgement that uncounts it may come
     /// at once), so what waits for a connection counts as not acknowledged too.
-    fn submit_op(&mut self, ev: Event, stream: Stream, captured_ns: u64) -> Result<(), SinkError> {
+    fn submit_op(&mut self, ev: Event, stream: Stream, captured_ns: u64) -> Result<(), DestinationError> {
         let stats = &self.shared.stats;
         match stream {
             Stream::Replication => {
@@ -336,8 +336,8 @@ impl NetworkSink {
     }
 }
 
-impl Transmit for NetworkSink {
-    fn send(&mut self, ev: &Event, stream: Stream) -> Result<(), SinkError> {
+impl Destination for NetworkDestination {
+    fn send(&mut self, ev: &Event, stream: Stream) -> Result<(), DestinationError> {
         self.resolver.resolve(ev.clone(), &mut self.resolved)?;
         // Taken out and put back, so the buffer is reused and `submit` can borrow `self`.
         let mut resolved = std::mem::take(&mut self.resolved);
@@ -353,17 +353,17 @@ impl Transmit for NetworkSink {
         Ok(())
     }
 
-    fn marker(&mut self, marker: Marker) -> Result<(), SinkError> {
+    fn marker(&mut self, marker: Marker) -> Result<(), DestinationError> {
         self.submit(Outgoing::Marker(marker))
     }
 
     /// Sends the times of the files written since the last flush, then waits until the
     /// target has acknowledged everything handed to the link (durably applied there).
-    fn flush(&mut self) -> Result<(), SinkError> {
+    fn flush(&mut self) -> Result<(), DestinationError> {
         self.checkpoint()?;
         while *self.acked.borrow() < self.submitted {
             if self.stopped() {
-                return Err(SinkError::Stopped);
+                return Err(DestinationError::Stopped);
             }
             // The watch wakes on every acknowledgement; the timeout re-checks `stop`.
             let acked = &mut self.acked;
@@ -371,7 +371,7 @@ impl Transmit for NetworkSink {
                 tokio::time::timeout(Duration::from_millis(100), acked.changed()).await
             });
             if matches!(woke, Ok(Err(_))) || self.tx.is_closed() {
-                return Err(SinkError::Stopped);
+                return Err(DestinationError::Stopped);
             }
         }
         Ok(())
@@ -379,7 +379,7 @@ impl Transmit for NetworkSink {
 
     /// Sends the times of the files written since the last checkpoint; the mark is the
     /// count of items handed to the link, which the target's acknowledgements reach.
-    fn checkpoint(&mut self) -> Result<u64, SinkError> {
+    fn checkpoint(&mut self) -> Result<u64, DestinationError> {
         for ev in self.resolver.times_of_written() {
             self.submit_op(ev, Stream::Replication, monotonic_ns())?;
         }
@@ -432,7 +432,7 @@ impl Transmit for NetworkSink {
 /// How long a stopping session may take to send what it holds and close the connection.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
-impl Drop for NetworkSink {
+impl Drop for NetworkDestination {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::Relaxed);
         // A permit if the session is not waiting right now: its next wait ends at once.

@@ -316,7 +316,7 @@ async fn connect(
     }
 }
 
-/// Drops acknowledged items from the window and tells the sink how many there were.
+/// Drops acknowledged items from the window and tells the destination how many there were.
 fn acknowledge(window: &mut VecDeque<InFlight>, seq: u64, shared: &Shared, acked_items: &mut u64) {
     let stats = &shared.stats;
     while window.front().is_some_and(|f| f.seq <= seq) {
