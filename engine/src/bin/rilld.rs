@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use rill_engine::source::capture_hub::{CaptureHub, HubSource};
 use rill_engine::storage::change_journal::ChangeJournal;
-use rill_engine::source::job::Job;
+use rill_engine::source::job::SourceJob;
 use rill_engine::settings::{cli, Settings, SettingsCommand, DEFAULT_SETTINGS_FILE};
 use rill_engine::source::destination::LocalDestination;
 use rill_engine::source::transmit::JobControl;
@@ -133,7 +133,7 @@ fn run(
         rill_engine::source::job::apply_options(&settings),
     )
     .with_context(|| format!("target {}", target.display()))?;
-    let job = Job {
+    let job = SourceJob {
         source,
         target: target.display().to_string(),
         state_dir: None,

@@ -20,7 +20,7 @@ use anyhow::{Context as _, Result};
 
 use crate::source::capture_hub::{CaptureHub, HubSource};
 use crate::events::{self, EventLog, Level};
-use crate::storage::job_store::{Job, JobState, JobStore, MirrorState};
+use crate::storage::job_store::{StoredJob, JobState, JobStore, MirrorState};
 use crate::net::link::{LinkConfig, LinkStats, NetworkDestination};
 use crate::net::proto::Compression;
 use crate::source::job;
@@ -215,7 +215,7 @@ impl Daemon {
     }
 
     /// Starts a stored job's threads (its state in the store is the caller's business).
-    fn start_job(&self, job: &Job) -> Result<()> {
+    fn start_job(&self, job: &StoredJob) -> Result<()> {
         let settings = self.settings();
         if !settings.load_source_target().source() {
             anyhow::bail!("this host is not a source (LoadSourceTarget)");
@@ -272,7 +272,7 @@ impl Daemon {
             .iter()
             .map(|r| (r.pattern.clone(), r.include))
             .collect();
-        let run = job::Job {
+        let run = job::SourceJob {
             source,
             target: format!("{} {}", job.spec.target(), job.spec.target_path.display()),
             state_dir: Some(name.clone()),

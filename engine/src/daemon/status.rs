@@ -3,7 +3,7 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
-use crate::storage::job_store::{DataState, Job, JobState, MirrorState};
+use crate::storage::job_store::{DataState, StoredJob, JobState, MirrorState};
 use crate::net::link::LinkState as Link;
 use crate::mgmt::{
     utc_time, ConState, JobStatus, MirrorStatus, ReplicationStatus, StatusReport, TargetCounters,
@@ -19,7 +19,7 @@ impl Daemon {
     pub(super) fn status(&self, only: Option<&str>) -> anyhow::Result<StatusReport> {
         let settings = self.settings();
         let roles = settings.load_source_target();
-        let jobs: Vec<Job> = self
+        let jobs: Vec<StoredJob> = self
             .store
             .list()?
             .into_iter()
@@ -123,7 +123,7 @@ impl Daemon {
     }
 }
 
-fn job_status(job: &Job, runner: Option<&Runner>, driver: f64) -> JobStatus {
+fn job_status(job: &StoredJob, runner: Option<&Runner>, driver: f64) -> JobStatus {
     let mut s = JobStatus {
         name: job.spec.name.clone(),
         source: job.spec.source.display().to_string(),

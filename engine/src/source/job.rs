@@ -38,8 +38,10 @@ use crate::source::transmit::{JobControl, TransmitLoop, TransmitOptions};
 mod drain_thread;
 use drain_thread::DrainThread;
 
-/// One job: a source directory replicated (recursively) to a destination.
-pub struct Job {
+/// What one running source job needs: a source directory replicated (recursively) to a
+/// destination. The job store keeps what an administrator created as a
+/// [`StoredJob`](crate::storage::job_store::StoredJob); the daemon makes this from it.
+pub struct SourceJob {
     /// Canonical, absolute.
     pub source: PathBuf,
     /// Where it goes, for the log.
@@ -93,7 +95,7 @@ const STOPPED_AT: &str = "capture-stopped-at";
 /// In named steps: what the last run left behind ([`begin`]), the source queue
 /// ([`open_queue`]), the drain thread ([`DrainThread`]) and the transmit loop, joined by the
 /// queue, and the record of a clean stop ([`end`]).
-pub fn run(settings: &Settings, job: Job, destination: &mut dyn Destination) -> Result<()> {
+pub fn run(settings: &Settings, job: SourceJob, destination: &mut dyn Destination) -> Result<()> {
     let stop = Arc::clone(&job.control.stop);
     let (data, queue_dir) = job_dirs(settings, job.state_dir.as_deref());
     let data = data.as_path();
@@ -326,7 +328,7 @@ fn end(
     Ok(())
 }
 
-/// A job's state directory and queue directory (see [`Job::state_dir`]).
+/// A job's state directory and queue directory (see [`SourceJob::state_dir`]).
 fn job_dirs(settings: &Settings, state_dir: Option<&str>) -> (PathBuf, PathBuf) {
     match state_dir {
         Some(name) => (
@@ -346,7 +348,7 @@ pub fn change_journal_path(settings: &Settings, state_dir: Option<&str>) -> Path
 }
 
 /// Whether the last run of the job kept in `state_dir` stopped cleanly and recorded when
-/// its capture stopped, so a [`Job::resync`] start can look for what changed since.
+/// its capture stopped, so a [`SourceJob::resync`] start can look for what changed since.
 pub fn stopped_cleanly_before(settings: &Settings, state_dir: Option<&str>) -> bool {
     job_dirs(settings, state_dir).0.join(STOPPED_AT).exists()
 }

@@ -49,7 +49,7 @@ pub use rill_mgmt::jobs::{
     JobState, MirrorState, SpecError, DEFAULT_TARGET_PORT, MAX_NAME_LEN,
 };
 
-/// Jobs by name; the value is a JSON [`Job`].
+/// Jobs by name; the value is a JSON [`StoredJob`].
 const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("rill_jobs");
 /// Target sessions by (peer fingerprint, job name); the value is a JSON [`TargetSession`].
 const SESSIONS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("rill_target_sessions");
@@ -63,7 +63,7 @@ const CACHE_BYTES: usize = 4 << 20;
 
 /// A stored job: its spec and the state the daemon keeps for it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Job {
+pub struct StoredJob {
     pub spec: JobSpec,
     pub state: JobState,
     pub mirror: MirrorState,
@@ -78,8 +78,8 @@ pub struct Job {
     pub updated_unix: u64,
 }
 
-impl From<Job> for JobInfo {
-    fn from(job: Job) -> JobInfo {
+impl From<StoredJob> for JobInfo {
+    fn from(job: StoredJob) -> JobInfo {
         JobInfo {
             spec: job.spec,
             state: job.state,
@@ -244,10 +244,10 @@ impl JobStore {
 
     /// Creates a job, `Stopped` with its mirror `Pending`, and returns it as stored
     /// (normalised). Refused if the spec is invalid or the name is taken.
-    pub fn create(&self, spec: JobSpec) -> Result<Job> {
+    pub fn create(&self, spec: JobSpec) -> Result<StoredJob> {
         let spec = spec.validated()?;
         let now = crate::clock::wall_secs();
-        let job = Job {
+        let job = StoredJob {
             spec,
             state: JobState::Stopped,
             mirror: MirrorState::Pending,
@@ -273,7 +273,7 @@ impl JobStore {
     }
 
     /// The job `name`, if there is one.
-    pub fn get(&self, name: &str) -> Result<Option<Job>> {
+    pub fn get(&self, name: &str) -> Result<Option<StoredJob>> {
         let tx = self.db.begin_read().db(&self.path)?;
         let jobs = tx.open_table(JOBS).db(&self.path)?;
         let found = jobs.get(name).db(&self.path)?;
@@ -283,7 +283,7 @@ impl JobStore {
     }
 
     /// Every job, by name.
-    pub fn list(&self) -> Result<Vec<Job>> {
+    pub fn list(&self) -> Result<Vec<StoredJob>> {
         let tx = self.db.begin_read().db(&self.path)?;
         let jobs = tx.open_table(JOBS).db(&self.path)?;
         let mut out = Vec::new();
@@ -320,7 +320,7 @@ impl JobStore {
 
     /// Deletes job `name` and returns what it was. Its target sessions live on the target
     /// and are not touched.
-    pub fn delete(&self, name: &str) -> Result<Job> {
+    pub fn delete(&self, name: &str) -> Result<StoredJob> {
         let tx = self.db.begin_write().db(&self.path)?;
         let job = {
             let mut jobs = tx.open_table(JOBS).db(&self.path)?;
@@ -335,11 +335,11 @@ impl JobStore {
     }
 
     /// Reads, changes and writes back one job in one transaction.
-    fn update<T>(&self, name: &str, change: impl FnOnce(&mut Job) -> T) -> Result<T> {
+    fn update<T>(&self, name: &str, change: impl FnOnce(&mut StoredJob) -> T) -> Result<T> {
         let tx = self.db.begin_write().db(&self.path)?;
         let out = {
             let mut jobs = tx.open_table(JOBS).db(&self.path)?;
-            let mut job: Job = {
+            let mut job: StoredJob = {
                 let found = jobs.get(name).db(&self.path)?;
                 match found {
                     Some(v) => self.decode(&job_key(name), v.value())?,
