@@ -16,6 +16,7 @@ pub mod allocator;
 pub mod clock;
 pub mod daemon;
 pub mod events;
+pub mod options;
 pub mod followed;
 pub mod net;
 pub mod replica;

@@ -129,8 +129,8 @@ fn run(
     let mut destination = LocalDestination::new(
         &source,
         &target,
-        rill_engine::source::job::resolve_options(&settings),
-        rill_engine::source::job::apply_options(&settings),
+        rill_engine::options::resolve_options(&settings),
+        rill_engine::options::apply_options(&settings),
     )
     .with_context(|| format!("target {}", target.display()))?;
     let job = SourceJob {

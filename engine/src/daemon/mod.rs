@@ -21,11 +21,11 @@ use anyhow::{Context as _, Result};
 use crate::source::capture_hub::{CaptureHub, HubSource};
 use crate::events::{self, EventLog, Level};
 use crate::storage::job_store::{StoredJob, JobState, JobStore, MirrorState};
-use crate::net::link::{LinkConfig, LinkStats, NetworkDestination};
-use crate::net::proto::Compression;
+use crate::net::link::{LinkStats, NetworkDestination};
+use crate::options;
 use crate::source::job;
 use crate::settings::Settings;
-use crate::replica::{LiveConfig, TargetConfig, TargetStats};
+use crate::replica::{LiveConfig, TargetStats};
 use crate::net::tls::{Identity, TrustStore};
 use crate::source::transmit::JobControl;
 
@@ -98,7 +98,7 @@ pub fn serve(config: &Path, stop: Arc<AtomicBool>, capture: HubSource) -> Result
             .block_on(tokio::net::TcpListener::bind(&addr))
             .with_context(|| format!("listening for sources on {addr} (NetPort)"))?;
         let stats = Arc::new(TargetStats::default());
-        let config = Arc::new(RwLock::new(target_config(&settings, &host)));
+        let config = Arc::new(RwLock::new(options::target_config(&settings, &host)));
         let tls = crate::net::tls::server_config(&identity, Arc::clone(&trust))?;
         runtime.spawn(crate::replica::serve(
             listener,
@@ -183,21 +183,6 @@ pub fn serve(config: &Path, stop: Arc<AtomicBool>, capture: HubSource) -> Result
     Ok(())
 }
 
-fn target_config(settings: &Settings, host: &str) -> TargetConfig {
-    TargetConfig {
-        host: host.to_string(),
-        state_dir: settings.data_path().join("target"),
-        queue_limits: job::limits_of(settings),
-        timeout: settings.network_timeout(),
-        apply: job::apply_options(settings),
-        capacity_high: settings.tg_mirror_capacity_high(),
-        capacity_low: settings.tg_mirror_capacity_low(),
-        retry_limit: settings.tg_execution_retry_limit(),
-        retry_wait: settings.tg_retry_locked(),
-        log_all_orphans: settings.log_all_orphans(),
-    }
-}
-
 impl Daemon {
     fn settings(&self) -> Settings {
         self.settings.read().map(|s| s.clone()).unwrap_or_default()
@@ -206,7 +191,7 @@ impl Daemon {
     /// Hands the settings in effect to the target role, for its next connections.
     fn refresh_target_config(&self) {
         if let Some(target) = &self.target {
-            let next = target_config(&self.settings(), &self.host);
+            let next = options::target_config(&self.settings(), &self.host);
             match target.config.write() {
                 Ok(mut c) => *c = next,
                 Err(poisoned) => *poisoned.into_inner() = next,
@@ -235,29 +220,15 @@ impl Daemon {
             .paused
             .store(job.state == JobState::Paused, Ordering::Relaxed);
         let link_stats = Arc::new(LinkStats::default());
-        let link = LinkConfig {
-            address: job.spec.target(),
-            job: name.clone(),
-            target_path: job.spec.target_path.to_string_lossy().into_owned(),
-            host: self.host.clone(),
-            tls: crate::net::tls::client_config(&self.identity, Arc::clone(&self.trust))?,
-            pending_acks: settings.source_pending_acks().max(1) as usize,
-            timeout: settings.network_timeout(),
-            keep_alive: settings.network_keep_alive_interval(),
-            retry: settings.network_retry(),
-            auto_reconnect: settings.auto_reconnect(),
-            auto_retransmit: settings.auto_retransmit(),
-            compression: Compression {
-                min_file_size: settings.min_compression_file_size_bytes(),
-                skip_ext: settings.skip_compression_file_ext(),
-                level: settings.compression_level(),
-                enabled: settings.compression_enabled(),
-            },
-            bandwidth: settings.bandwidth_limit_bytes_per_sec(),
-            mirror: full_mirror,
-            log: Some(Arc::clone(&self.log)),
-        };
-        let resolve = job::resolve_options(&settings);
+        let link = options::link_config(
+            &settings,
+            job,
+            &self.host,
+            crate::net::tls::client_config(&self.identity, Arc::clone(&self.trust))?,
+            full_mirror,
+            Some(Arc::clone(&self.log)),
+        );
+        let resolve = options::resolve_options(&settings);
         let mut destination = NetworkDestination::start(
             &self.runtime,
             &source,

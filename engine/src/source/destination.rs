@@ -76,8 +76,8 @@ pub struct LocalDestination {
 
 impl LocalDestination {
     /// Replicates `source` (absolute) into the existing directory `root`, reading and
-    /// applying what the options (from the settings: [`crate::source::job::resolve_options`],
-    /// [`crate::source::job::apply_options`]) ask for.
+    /// applying what the options (from the settings: [`crate::options::resolve_options`],
+    /// [`crate::options::apply_options`]) ask for.
     pub fn new(
         source: &Path,
         root: &Path,

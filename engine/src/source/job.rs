@@ -21,19 +21,17 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
-use crate::replica::apply::ApplyOptions;
 use crate::source::capture_hub::CaptureHub;
 use crate::storage::change_journal::{ChangeJournal, Reason};
 use crate::source::drain::Drain;
 use crate::events::{self, EventLog, Level};
 use crate::storage::disk_queue::{DiskQueue, DiskQueueConfig};
-use crate::source::mirror::MirrorOptions;
-use crate::storage::queue::{queue, AtLimit, Consumer, Limits, Producer};
+use crate::storage::queue::{queue, Consumer, Producer};
 use crate::repset::{ReplicationSet, Rule};
-use crate::source::resolve::ResolveOptions;
-use crate::settings::{CallbackMode, Settings};
+use crate::options;
+use crate::settings::Settings;
 use crate::source::destination::Destination;
-use crate::source::transmit::{JobControl, TransmitLoop, TransmitOptions};
+use crate::source::transmit::{JobControl, TransmitLoop};
 
 mod drain_thread;
 use drain_thread::DrainThread;
@@ -165,7 +163,7 @@ pub fn run(settings: &Settings, job: SourceJob, destination: &mut dyn Destinatio
         control: &job.control,
         set,
         source: source.clone(),
-        options: transmit_options(settings),
+        options: options::transmit_options(settings),
         drained: &drained,
         on_tick: &mut on_tick,
         on_failure: &mut on_failure,
@@ -257,7 +255,7 @@ fn open_queue(
         changes.mark_subtree(source, Reason::QueueCorrupt, crate::clock::wall_ns())?;
     }
     Ok(queue(
-        limits_of(settings),
+        options::queue_limits(settings),
         writer,
         reader,
         recovery.last_seq,
@@ -359,62 +357,6 @@ fn take_stopped_at(path: &Path) -> Option<u64> {
     let text = std::fs::read_to_string(path).ok()?;
     let _ = std::fs::remove_file(path);
     text.trim().parse().ok()
-}
-
-/// What the source reads of each operation (`DisableAttributeReplication`,
-/// `ExtendedAttributes`).
-pub fn resolve_options(settings: &Settings) -> ResolveOptions {
-    ResolveOptions {
-        attributes: !settings.disable_attribute_replication(),
-        xattrs: settings.extended_attributes(),
-    }
-}
-
-/// What the target applies, and how long it keeps written files open (`TGCloseDelay`).
-pub fn apply_options(settings: &Settings) -> ApplyOptions {
-    ApplyOptions {
-        attributes: !settings.disable_attribute_replication(),
-        xattrs: settings.extended_attributes(),
-        close_delay: settings.tg_close_delay(),
-    }
-}
-
-/// The transmit loop's settings.
-pub fn transmit_options(settings: &Settings) -> TransmitOptions {
-    TransmitOptions {
-        hp_queue_ratio: settings.hp_queue_ratio(),
-        mirror: MirrorOptions {
-            chunk_bytes: settings.mirror_chunk_size_bytes(),
-            small_file_bytes: settings.small_file_threshold_bytes(),
-            zero_k_files: settings.mirror_zero_k_files(),
-            sparse: settings.enable_sparse_file_mirroring(),
-            attributes: !settings.disable_attribute_replication(),
-            xattrs: settings.extended_attributes(),
-            orphan_names_per_op: match settings.max_remove_orphans_op_size() {
-                0 => usize::MAX,
-                n => n as usize,
-            },
-        },
-        calculate: settings.calculate_on_connect(),
-        use_change_journal: settings.use_change_journal(),
-    }
-}
-
-/// The queue's limits from the settings.
-pub fn limits_of(settings: &Settings) -> Limits {
-    Limits {
-        memory_bytes: settings.q_memory_buffer_max_bytes(),
-        memory_ops: settings.op_buffer_size().unwrap_or(u64::MAX),
-        spill_percent: settings.memory_queue_to_disk_threshold(),
-        alert_percent: settings.queue_size_alert_threshold(),
-        at_limit: match settings.memory_allocator_callback_mode() {
-            CallbackMode::AutoDisconnect => AtLimit::AutoDisconnect,
-            CallbackMode::StopDraining => AtLimit::StopDraining,
-            // QJournalSpaceMax = 0 disables disk queuing: what does not fit is journaled.
-            CallbackMode::QueueToDisk if !settings.disk_queue_enabled() => AtLimit::AutoDisconnect,
-            CallbackMode::QueueToDisk => AtLimit::QueueToDisk,
-        },
-    }
 }
 
 fn write_stats(data: &Path, c: &Counters, q: &crate::storage::queue::QueueStats) -> Result<()> {

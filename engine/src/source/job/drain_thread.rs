@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use rill_ops::{DirtyReason, Event, Op};
 
-use super::{limits_of, Counters};
+use super::Counters;
+use crate::options::queue_limits;
 use crate::source::capture_hub::{CaptureHub, Subscription};
 use crate::storage::change_journal::{ChangeJournal, Mark, Reason};
 use crate::source::drain::{Drain, Drained};
@@ -191,7 +192,7 @@ fn reload(
     let before = current.clone();
     let waiting = current.apply_live(&next);
     if *current != before {
-        let mut limits = limits_of(current);
+        let mut limits = queue_limits(current);
         // Memory size, spill threshold, alert and mode need a restart: keep those.
         let running = producer.limits();
         (

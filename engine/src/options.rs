@@ -1,0 +1,127 @@
+//! The settings, turned into each component's options, in one place.
+//!
+//! Components take plain option structs, not the settings: they can be built in tests
+//! without a settings file, and a setting read here is read once, under the guide's
+//! name, for every caller. `rilld run`, the source job and the daemon (its jobs and its
+//! target role) all call these functions, so a setting means the same thing wherever it
+//! applies.
+
+use std::sync::Arc;
+
+use crate::events::EventLog;
+use crate::net::link::LinkConfig;
+use crate::net::proto::Compression;
+use crate::replica::apply::ApplyOptions;
+use crate::replica::TargetConfig;
+use crate::settings::{CallbackMode, Settings};
+use crate::source::mirror::MirrorOptions;
+use crate::source::resolve::ResolveOptions;
+use crate::source::transmit::TransmitOptions;
+use crate::storage::job_store::StoredJob;
+use crate::storage::queue::{AtLimit, Limits};
+
+/// What the source reads of each operation (`DisableAttributeReplication`,
+/// `ExtendedAttributes`).
+pub fn resolve_options(settings: &Settings) -> ResolveOptions {
+    ResolveOptions {
+        attributes: !settings.disable_attribute_replication(),
+        xattrs: settings.extended_attributes(),
+    }
+}
+
+/// What the target applies, and how long it keeps written files open (`TGCloseDelay`).
+pub fn apply_options(settings: &Settings) -> ApplyOptions {
+    ApplyOptions {
+        attributes: !settings.disable_attribute_replication(),
+        xattrs: settings.extended_attributes(),
+        close_delay: settings.tg_close_delay(),
+    }
+}
+
+/// The transmit loop's settings.
+pub fn transmit_options(settings: &Settings) -> TransmitOptions {
+    TransmitOptions {
+        hp_queue_ratio: settings.hp_queue_ratio(),
+        mirror: MirrorOptions {
+            chunk_bytes: settings.mirror_chunk_size_bytes(),
+            small_file_bytes: settings.small_file_threshold_bytes(),
+            zero_k_files: settings.mirror_zero_k_files(),
+            sparse: settings.enable_sparse_file_mirroring(),
+            attributes: !settings.disable_attribute_replication(),
+            xattrs: settings.extended_attributes(),
+            orphan_names_per_op: match settings.max_remove_orphans_op_size() {
+                0 => usize::MAX,
+                n => n as usize,
+            },
+        },
+        calculate: settings.calculate_on_connect(),
+        use_change_journal: settings.use_change_journal(),
+    }
+}
+
+/// The queue's limits (a source job's, and each replica session's target queue).
+pub fn queue_limits(settings: &Settings) -> Limits {
+    Limits {
+        memory_bytes: settings.q_memory_buffer_max_bytes(),
+        memory_ops: settings.op_buffer_size().unwrap_or(u64::MAX),
+        spill_percent: settings.memory_queue_to_disk_threshold(),
+        alert_percent: settings.queue_size_alert_threshold(),
+        at_limit: match settings.memory_allocator_callback_mode() {
+            CallbackMode::AutoDisconnect => AtLimit::AutoDisconnect,
+            CallbackMode::StopDraining => AtLimit::StopDraining,
+            // QJournalSpaceMax = 0 disables disk queuing: what does not fit is journaled.
+            CallbackMode::QueueToDisk if !settings.disk_queue_enabled() => AtLimit::AutoDisconnect,
+            CallbackMode::QueueToDisk => AtLimit::QueueToDisk,
+        },
+    }
+}
+
+/// The target role's settings, as each new connection takes them.
+pub(crate) fn target_config(settings: &Settings, host: &str) -> TargetConfig {
+    TargetConfig {
+        host: host.to_string(),
+        state_dir: settings.data_path().join("target"),
+        queue_limits: queue_limits(settings),
+        timeout: settings.network_timeout(),
+        apply: apply_options(settings),
+        capacity_high: settings.tg_mirror_capacity_high(),
+        capacity_low: settings.tg_mirror_capacity_low(),
+        retry_limit: settings.tg_execution_retry_limit(),
+        retry_wait: settings.tg_retry_locked(),
+        log_all_orphans: settings.log_all_orphans(),
+    }
+}
+
+/// The link of a stored job to its target, from this host (`host`) with its TLS client
+/// configuration; `mirror` says whether the job starts with a full mirror.
+pub(crate) fn link_config(
+    settings: &Settings,
+    job: &StoredJob,
+    host: &str,
+    tls: Arc<rustls::ClientConfig>,
+    mirror: bool,
+    log: Option<Arc<EventLog>>,
+) -> LinkConfig {
+    LinkConfig {
+            address: job.spec.target(),
+            job: job.spec.name.clone(),
+            target_path: job.spec.target_path.to_string_lossy().into_owned(),
+            host: host.to_string(),
+            tls,
+            pending_acks: settings.source_pending_acks().max(1) as usize,
+            timeout: settings.network_timeout(),
+            keep_alive: settings.network_keep_alive_interval(),
+            retry: settings.network_retry(),
+            auto_reconnect: settings.auto_reconnect(),
+            auto_retransmit: settings.auto_retransmit(),
+            compression: Compression {
+                min_file_size: settings.min_compression_file_size_bytes(),
+                skip_ext: settings.skip_compression_file_ext(),
+                level: settings.compression_level(),
+                enabled: settings.compression_enabled(),
+            },
+            bandwidth: settings.bandwidth_limit_bytes_per_sec(),
+            mirror,
+            log,
+    }
+}
