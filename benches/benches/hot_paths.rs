@@ -21,8 +21,8 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rill_abi::record::FLAG_OBJECT_ID;
 use rill_abi::{Kind, Record, RecordHeader, Section, SECTION_COUNT};
 use rill_bench::engine::{event, open_queue};
-use rill_engine::replica::apply::{Applier, ApplyOptions};
 use rill_engine::net::proto::{Frame, Policy, Stream, MAX_FRAME};
+use rill_engine::replica::apply::{Applier, ApplyOptions};
 use rill_ops::decode::{to_event, PathCache};
 use rill_ops::{codec, Event, Op};
 

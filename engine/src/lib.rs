@@ -16,13 +16,13 @@ pub mod allocator;
 pub mod clock;
 pub mod daemon;
 pub mod events;
-pub mod options;
 pub mod followed;
+pub mod mgmt;
 pub mod net;
+pub mod options;
 pub mod replica;
 pub mod source;
 pub mod storage;
-pub mod mgmt;
 /// Replication sets live in `rill-ops`, beside the name rules they produce, so a job's
 /// specification can be checked without the engine (`rill-mgmt`).
 pub use rill_ops::repset;

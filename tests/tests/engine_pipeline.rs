@@ -5,11 +5,11 @@
 
 use std::time::{Duration, Instant};
 
+use rill_engine::repset::{ReplicationSet, Rule};
+use rill_engine::source::destination::{Destination, LocalDestination};
 use rill_engine::source::drain::{Drain, Drained};
 use rill_engine::storage::disk_queue::{DiskQueue, DiskQueueConfig};
 use rill_engine::storage::queue::{queue, AtLimit, Limits, Pushed};
-use rill_engine::repset::{ReplicationSet, Rule};
-use rill_engine::source::destination::{LocalDestination, Destination};
 use rill_tests::{require_kernel_support, TestDir};
 
 const WORKLOAD: &str = env!("CARGO_BIN_EXE_rill-workload");
@@ -86,7 +86,8 @@ fn a_captured_workload_replicates_to_an_equal_tree() {
     .unwrap();
     let mut last = 0;
     while let Some(q) = consumer.pop(Duration::ZERO).unwrap() {
-        destination.send(&q.event, rill_engine::net::proto::Stream::Replication)
+        destination
+            .send(&q.event, rill_engine::net::proto::Stream::Replication)
             .unwrap_or_else(|e| panic!("op {}: {e}", q.seq));
         last = q.seq;
     }

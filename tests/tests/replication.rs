@@ -681,14 +681,16 @@ fn a_job_whose_target_refuses_connections_says_so() {
     std::fs::write(p.src.join("a.txt"), b"waiting for a target").unwrap();
     let port = rill_tools::pair::free_port().unwrap();
     p.source
-        .call(Request::JobCreate(rill_engine::storage::job_store::JobSpec {
-            name: "r".into(),
-            source: p.src.clone(),
-            target_host: "127.0.0.1".into(),
-            target_port: port,
-            target_path: p.dst.clone(),
-            rules: Vec::new(),
-        }))
+        .call(Request::JobCreate(
+            rill_engine::storage::job_store::JobSpec {
+                name: "r".into(),
+                source: p.src.clone(),
+                target_host: "127.0.0.1".into(),
+                target_port: port,
+                target_path: p.dst.clone(),
+                rules: Vec::new(),
+            },
+        ))
         .unwrap();
     p.source
         .call(Request::Job {

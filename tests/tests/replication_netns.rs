@@ -19,8 +19,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use rill_engine::storage::job_store::JobSpec;
 use rill_engine::mgmt::{ConState, JobAction, JobStatus, Request, StatusReport};
+use rill_engine::storage::job_store::JobSpec;
 use rill_tests::process::output_within;
 use rill_tests::tree::{assert_equal_trees, equal_trees};
 use rill_tests::{

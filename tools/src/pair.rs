@@ -12,8 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use rill_engine::storage::job_store::{JobRule, JobSpec};
 use rill_engine::mgmt::{Client, JobAction, JobStatus, Request, Response};
+use rill_engine::storage::job_store::{JobRule, JobSpec};
 
 /// Which half a host runs (`LoadSourceTarget`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

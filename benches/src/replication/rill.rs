@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use rill_engine::storage::job_store::JobSpec;
 use rill_engine::mgmt::{JobAction, Request};
+use rill_engine::storage::job_store::JobSpec;
 use serde::Serialize;
 
 use super::converge::{wait_equal, POLL_STATUS};

@@ -7,12 +7,12 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use anyhow::Context;
-use rill_engine::source::capture_hub::{CaptureHub, HubSource};
-use rill_engine::storage::change_journal::ChangeJournal;
-use rill_engine::source::job::SourceJob;
 use rill_engine::settings::{cli, Settings, SettingsCommand, DEFAULT_SETTINGS_FILE};
+use rill_engine::source::capture_hub::{CaptureHub, HubSource};
 use rill_engine::source::destination::LocalDestination;
+use rill_engine::source::job::SourceJob;
 use rill_engine::source::transmit::JobControl;
+use rill_engine::storage::change_journal::ChangeJournal;
 
 #[derive(Parser)]
 #[command(name = "rilld", version, about = "rill's replication engine")]

@@ -2,9 +2,9 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::storage::job_store::JobState;
 use crate::mgmt::{Control, JobAction, JobInfo, Request, Response, SettingRow, TrustedPeer};
 use crate::settings::{find, set_in_file, Settings};
+use crate::storage::job_store::JobState;
 
 use super::Daemon;
 

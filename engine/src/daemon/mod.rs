@@ -18,16 +18,16 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 
-use crate::source::capture_hub::{CaptureHub, HubSource};
 use crate::events::{self, EventLog, Level};
-use crate::storage::job_store::{StoredJob, JobState, JobStore, MirrorState};
 use crate::net::link::{LinkStats, NetworkDestination};
-use crate::options;
-use crate::source::job;
-use crate::settings::Settings;
-use crate::replica::{LiveConfig, TargetStats};
 use crate::net::tls::{Identity, TrustStore};
+use crate::options;
+use crate::replica::{LiveConfig, TargetStats};
+use crate::settings::Settings;
+use crate::source::capture_hub::{CaptureHub, HubSource};
+use crate::source::job;
 use crate::source::transmit::JobControl;
+use crate::storage::job_store::{JobState, JobStore, MirrorState, StoredJob};
 
 /// A job running in this daemon.
 struct Runner {

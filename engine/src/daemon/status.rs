@@ -3,15 +3,15 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
-use crate::storage::job_store::{DataState, StoredJob, JobState, MirrorState};
-use crate::net::link::LinkState as Link;
 use crate::mgmt::{
     utc_time, ConState, JobStatus, MirrorStatus, ReplicationStatus, StatusReport, TargetCounters,
     TargetSessionStatus, TargetStatus, TransmitMode,
 };
-use crate::storage::queue::QueueWatch;
+use crate::net::link::LinkState as Link;
 use crate::replica::state_of_code;
 use crate::source::transmit::MirrorPhase as Walk;
+use crate::storage::job_store::{DataState, JobState, MirrorState, StoredJob};
+use crate::storage::queue::QueueWatch;
 
 use super::{Daemon, Runner};
 

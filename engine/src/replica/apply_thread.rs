@@ -30,11 +30,11 @@ use tokio::sync::mpsc;
 use super::syncer::{Point, Syncer};
 use super::unsettled::Unsettled;
 use super::{Context, Holding, SessionStats};
-use crate::replica::apply::Applier;
 use crate::events::{self, EventLog, Level};
-use crate::storage::job_store::{DataState, TargetSession};
-use crate::storage::disk_queue::{DiskQueue, DiskQueueConfig};
 use crate::net::proto::{Frame, Marker};
+use crate::replica::apply::Applier;
+use crate::storage::disk_queue::{DiskQueue, DiskQueueConfig};
+use crate::storage::job_store::{DataState, TargetSession};
 use crate::storage::queue::{queue, Consumer, Producer, Pushed};
 
 /// What the receiver hands the applier, in order.

@@ -21,12 +21,12 @@ use tokio_rustls::server::TlsStream;
 
 use super::apply_thread::{self, Entry, Shared};
 use super::{hold, Context, Holding, JobKey, SessionStats, TargetConfig};
-use crate::replica::apply::confined;
 use crate::events::{self, Level};
-use crate::storage::job_store::{DataState, TargetSession};
 use crate::net::proto::{
     Frame, FrameReader, Policy, ProtoError, SeqCheck, SeqVerdict, MAX_FRAME, PAGE, VERSION,
 };
+use crate::replica::apply::confined;
+use crate::storage::job_store::{DataState, TargetSession};
 use rill_ops::{codec, Op};
 
 use crate::net::proto::refuse::{

@@ -17,9 +17,9 @@ use anyhow::{anyhow, Result};
 use tokio::sync::mpsc;
 
 use super::SessionStats;
+use crate::net::proto::Frame;
 use crate::replica::apply::Durability;
 use crate::storage::job_store::{JobStore, TargetSession};
-use crate::net::proto::Frame;
 
 /// A position to make durable.
 #[derive(Clone, Debug)]

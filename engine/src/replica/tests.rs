@@ -23,10 +23,10 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::{serve, Services, SessionStats, TargetConfig, TargetStats};
 use crate::events::EventLog;
-use crate::storage::job_store::JobStore;
 use crate::net::proto::{read_frame, Frame, Policy, Stream, MAX_FRAME, VERSION};
-use crate::storage::queue::{AtLimit, Limits};
 use crate::net::tls::{client_config, server_config, Identity, TrustStore};
+use crate::storage::job_store::JobStore;
+use crate::storage::queue::{AtLimit, Limits};
 
 type Conn = tokio_rustls::client::TlsStream<TcpStream>;
 

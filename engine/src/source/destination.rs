@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 use rill_ops::Event;
 
-use crate::replica::apply::{Applier, ApplyError, ApplyOptions};
 use crate::net::proto::{Marker, Stream};
+use crate::replica::apply::{Applier, ApplyError, ApplyOptions};
 use crate::source::resolve::{ResolveError, ResolveOptions, Resolver};
 
 /// Where operations go, in order. `send` returns once the operation is applied or on its
@@ -239,7 +239,8 @@ mod tests {
         assert_eq!((m.atime(), m.atime_nsec()), (1_600_000_000, 5));
 
         let held = std::fs::File::open(dst.path().join("f")).unwrap();
-        destination.send(&op(&f, Op::Mkdir { mode: 0o700 }), Stream::Replication)
+        destination
+            .send(&op(&f, Op::Mkdir { mode: 0o700 }), Stream::Replication)
             .unwrap();
         for ev in attributes(&f, 0o751) {
             destination.send(&ev, Stream::Replication).unwrap();
@@ -316,7 +317,9 @@ mod tests {
                 flags: 0,
             },
         );
-        assert!(refused_outside(destination.send(&rename_out, Stream::Replication)));
+        assert!(refused_outside(
+            destination.send(&rename_out, Stream::Replication)
+        ));
     }
 
     #[test]
@@ -325,13 +328,17 @@ mod tests {
         let mut destination = destination(src.path(), dst.path());
         let d = src.path().join("d");
         for _ in 0..2 {
-            destination.send(&op(&d, Op::Mkdir { mode: 0o750 }), Stream::Replication)
+            destination
+                .send(&op(&d, Op::Mkdir { mode: 0o750 }), Stream::Replication)
                 .unwrap();
-            destination.send(&create(&d.join("f")), Stream::Replication)
+            destination
+                .send(&create(&d.join("f")), Stream::Replication)
                 .unwrap();
-            destination.send(&write(&d.join("f")), Stream::Replication)
+            destination
+                .send(&write(&d.join("f")), Stream::Replication)
                 .unwrap();
-            destination.send(&op(&d.join("f"), Op::Unlink), Stream::Replication)
+            destination
+                .send(&op(&d.join("f"), Op::Unlink), Stream::Replication)
                 .unwrap();
         }
         destination.flush().unwrap();
@@ -356,25 +363,29 @@ mod tests {
             data: None,
         };
         destination.send(&create(&f), Stream::Replication).unwrap();
-        destination.send(&op(&f, range), Stream::Replication).unwrap();
+        destination
+            .send(&op(&f, range), Stream::Replication)
+            .unwrap();
         xattr_set(&f, "user.k", b"v1");
-        destination.send(
-            &op(
-                &f,
-                Op::SetXattr {
-                    name: "user.k".into(),
-                    value: None,
-                },
-            ),
-            Stream::Replication,
-        )
-        .unwrap();
+        destination
+            .send(
+                &op(
+                    &f,
+                    Op::SetXattr {
+                        name: "user.k".into(),
+                        value: None,
+                    },
+                ),
+                Stream::Replication,
+            )
+            .unwrap();
         // A file gone by the time it is sent is skipped: its removal follows.
-        destination.send(
-            &op(&src.path().join("gone"), Op::Utimes { times: None }),
-            Stream::Replication,
-        )
-        .unwrap();
+        destination
+            .send(
+                &op(&src.path().join("gone"), Op::Utimes { times: None }),
+                Stream::Replication,
+            )
+            .unwrap();
         destination.flush().unwrap();
         let replica = dst.path().join("f");
         assert_eq!(std::fs::read(&replica).unwrap(), content);
@@ -393,7 +404,9 @@ mod tests {
         matches!(
             r,
             Err(DestinationError::Resolve(ResolveError::Outside(_)))
-                | Err(DestinationError::Apply(crate::replica::apply::ApplyError::Outside(_)))
+                | Err(DestinationError::Apply(
+                    crate::replica::apply::ApplyError::Outside(_)
+                ))
         )
     }
 

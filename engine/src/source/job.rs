@@ -21,17 +21,17 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
-use crate::source::capture_hub::CaptureHub;
-use crate::storage::change_journal::{ChangeJournal, Reason};
-use crate::source::drain::Drain;
 use crate::events::{self, EventLog, Level};
+use crate::options;
+use crate::repset::{ReplicationSet, Rule};
+use crate::settings::Settings;
+use crate::source::capture_hub::CaptureHub;
+use crate::source::destination::Destination;
+use crate::source::drain::Drain;
+use crate::source::transmit::{JobControl, TransmitLoop};
+use crate::storage::change_journal::{ChangeJournal, Reason};
 use crate::storage::disk_queue::{DiskQueue, DiskQueueConfig};
 use crate::storage::queue::{queue, Consumer, Producer};
-use crate::repset::{ReplicationSet, Rule};
-use crate::options;
-use crate::settings::Settings;
-use crate::source::destination::Destination;
-use crate::source::transmit::{JobControl, TransmitLoop};
 
 mod drain_thread;
 use drain_thread::DrainThread;

@@ -18,13 +18,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use crate::storage::change_journal::{ChangeJournal, Entry, Mark, Reason};
 use crate::events::{self, EventLog, Level};
-use crate::source::mirror::{HandOuts, Mirror, MirrorOptions, TakeOver};
 use crate::net::proto::{Marker, Stream};
-use crate::storage::queue::{Consumer, QueueStats, QueueWatch};
 use crate::repset::ReplicationSet;
-use crate::source::destination::{DestinationError, Destination};
+use crate::source::destination::{Destination, DestinationError};
+use crate::source::mirror::{HandOuts, Mirror, MirrorOptions, TakeOver};
+use crate::storage::change_journal::{ChangeJournal, Entry, Mark, Reason};
+use crate::storage::queue::{Consumer, QueueStats, QueueWatch};
 
 /// How far a job's mirror walk is (the management API turns it into the guide's
 /// `mirrorStatus`, which also depends on the target and the connection).

@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use rill_engine::storage::job_store::{JobRule, JobSpec};
 use rill_engine::mgmt::{JobAction, Request};
+use rill_engine::storage::job_store::{JobRule, JobSpec};
 use rill_tools::pair::{in_sync, pair, Host, Role};
 use rill_tools::relay::Relay;
 

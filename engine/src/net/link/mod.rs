@@ -25,8 +25,8 @@ use tokio::sync::{mpsc, watch};
 use crate::clock::monotonic_ns;
 use crate::mgmt::{utc_time, ConError, ConErrorClass};
 use crate::net::proto::{Marker, Stream};
+use crate::source::destination::{Destination, DestinationError};
 use crate::source::resolve::{ResolveOptions, Resolver};
-use crate::source::destination::{DestinationError, Destination};
 
 pub use session::{connect_tls, LinkConfig};
 
@@ -306,7 +306,12 @@ impl NetworkDestination {
     /// Hands an operation to the link, counted as pending until the target acknowledges
     /// it. Counted before it is handed over (the acknowledgement that uncounts it may come
     /// at once), so what waits for a connection counts as not acknowledged too.
-    fn submit_op(&mut self, ev: Event, stream: Stream, captured_ns: u64) -> Result<(), DestinationError> {
+    fn submit_op(
+        &mut self,
+        ev: Event,
+        stream: Stream,
+        captured_ns: u64,
+    ) -> Result<(), DestinationError> {
         let stats = &self.shared.stats;
         match stream {
             Stream::Replication => {

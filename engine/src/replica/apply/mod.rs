@@ -523,7 +523,11 @@ impl Applier {
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
             Err(e) if matches!(e.raw_os_error(), Some(libc::EISDIR | libc::ENOTEMPTY)) => {
                 let mut removed = crate::replica::orphans::Removed::default();
-                crate::replica::orphans::remove_entry(&d, OsStr::from_bytes(n.to_bytes()), &mut removed)?;
+                crate::replica::orphans::remove_entry(
+                    &d,
+                    OsStr::from_bytes(n.to_bytes()),
+                    &mut removed,
+                )?;
                 if removed.files > 0 || removed.dirs > 1 {
                     log::warn!(
                         "{}: removed with what the replica held beneath it ({} files, {} \
@@ -774,7 +778,11 @@ fn make_new(
                 return Ok(());
             }
             let mut removed = crate::replica::orphans::Removed::default();
-            crate::replica::orphans::remove_entry(dir, OsStr::from_bytes(name.to_bytes()), &mut removed)?;
+            crate::replica::orphans::remove_entry(
+                dir,
+                OsStr::from_bytes(name.to_bytes()),
+                &mut removed,
+            )?;
             cvt(make() as libc::c_long).map(drop)
         }
         other => other.map(drop),

@@ -17,14 +17,14 @@ use anyhow::Result;
 use rill_ops::{DirtyReason, Event, Op};
 
 use super::Counters;
-use crate::options::queue_limits;
-use crate::source::capture_hub::{CaptureHub, Subscription};
-use crate::storage::change_journal::{ChangeJournal, Mark, Reason};
-use crate::source::drain::{Drain, Drained};
 use crate::events::{self, EventLog, Level};
-use crate::storage::queue::{NotKept, Producer, Pushed};
+use crate::options::queue_limits;
 use crate::settings::Settings;
+use crate::source::capture_hub::{CaptureHub, Subscription};
+use crate::source::drain::{Drain, Drained};
 use crate::source::transmit::JobControl;
+use crate::storage::change_journal::{ChangeJournal, Mark, Reason};
+use crate::storage::queue::{NotKept, Producer, Pushed};
 
 /// How often `DriverQueuePercent` is read: sampled, not per batch, since reading it maps
 /// two pages of the ring.

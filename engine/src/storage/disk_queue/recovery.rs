@@ -22,8 +22,8 @@ use super::head::{Head, HeadState, HEAD_NAME};
 use super::record::SEGMENT_HEADER_LEN;
 use super::segment::{parse_segment_name, scan, segment_path, Scan};
 use super::{
-    io_err, CorruptSegment, DiskQueueConfig, DiskQueueError, DiskQueueReader, DiskQueueWriter, Recovery,
-    SegMeta, Shared, State, TornTail,
+    io_err, CorruptSegment, DiskQueueConfig, DiskQueueError, DiskQueueReader, DiskQueueWriter,
+    Recovery, SegMeta, Shared, State, TornTail,
 };
 
 const LOCK_NAME: &str = "lock";

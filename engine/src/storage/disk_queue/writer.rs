@@ -16,7 +16,7 @@ use std::sync::Arc;
 use super::record::{encode_record, encode_segment_header, record_size, SEGMENT_HEADER_LEN};
 use super::segment::segment_path;
 use super::{
-    io_err, FullReason, DiskQueueError, DiskQueueStats, SegMeta, Shared, SyncMode, MAX_PAYLOAD,
+    io_err, DiskQueueError, DiskQueueStats, FullReason, SegMeta, Shared, SyncMode, MAX_PAYLOAD,
 };
 
 struct Active {
