@@ -1,27 +1,34 @@
 //! rill-engine: rill's replication engine (`rilld`), source and target.
 //!
-//! On a source, one capture serves every job (`capture_hub`: the pinned driver's ring,
-//! each event handed to the jobs whose source holds its names); each job's operations are
-//! drained from it (`drain`),
-//! numbered, matched to replication sets, and queued in memory; past a threshold the queue
-//! spills, in order, to checksummed journal segments on disk (`queue`, `journal`).
-//! Operations that cannot be kept become entries in a durable change journal so the files
-//! are remirrored later (`change_journal`, `mirror`). The transmit loop (`transmit`)
-//! completes them (`resolve`) and sends them over mutually authenticated TLS (`link`,
-//! `proto`). On a target, each connection's operations are queued and applied in order
-//! beneath the job's target path (`target`, `apply`) and acknowledged once durable. Every
-//! knob is a setting with the reference guide's name, checked against its range when read.
+//! The folders follow the data path. A source captures operations and decides what to
+//! send (`source`); what must outlive a restart or a full memory is kept on disk
+//! (`storage`); operations cross to the target over mutually authenticated TLS (`net`);
+//! the target applies them in order and acknowledges them once durable (`replica`). The
+//! daemon runs jobs and the target role together and answers the management API
+//! (`daemon`, `mgmt`). Every knob is a setting with the reference guide's name, turned
+//! into the components' options in one place (`options`). See `docs/architecture.md`.
 
+/// The allocator's tuning for large data buffers, set once at `rilld` start.
 pub mod allocator;
-pub mod clock;
+/// Monotonic and wall-clock time in nanoseconds, as the capture and the stores keep it.
+pub(crate) mod clock;
+/// `rilld serve`: identity, job store, target role and jobs, and the management API.
 pub mod daemon;
+/// The event log, with the reference guide's event IDs.
 pub mod events;
+/// Names followed through renames and links after they may have gone stale (both roles).
 pub mod followed;
+/// The management API: its types (from `rill-mgmt`) and the server.
 pub mod mgmt;
+/// Frames on the wire, TLS identity and trust, the source's link to a target.
 pub mod net;
+/// The settings, turned into each component's options.
 pub mod options;
+/// The target role: sessions, the apply thread, the syncer, apply and orphan removal.
 pub mod replica;
+/// The source role: capture hub, job, drain, transmit loop, mirror, resolve, destinations.
 pub mod source;
+/// The queue, the disk queue, the change journal and the job store.
 pub mod storage;
 /// Replication sets live in `rill-ops`, beside the name rules they produce, so a job's
 /// specification can be checked without the engine (`rill-mgmt`).
