@@ -111,7 +111,7 @@ fn kill_9_loses_nothing_acknowledged() {
         let mut child = Command::new(&exe)
             .args([
                 "--exact",
-                "journal::tests::crash::crash_child",
+                "storage::disk_queue::tests::crash::crash_child",
                 "--nocapture",
             ])
             .args(["--test-threads", "1"])
