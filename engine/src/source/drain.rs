@@ -236,7 +236,7 @@ fn read_range_of(
     };
     let mut f = open_data(path)?;
     let m = f.metadata()?;
-    if crate::resolve::identity(&m) != file {
+    if crate::source::resolve::identity(&m) != file {
         return Ok(None);
     }
     read_file_range(&mut f, offset, len).map(Some)
@@ -500,7 +500,7 @@ mod tests {
         );
         std::fs::write(&a, b"the file written").unwrap();
         let m = std::fs::metadata(&a).unwrap();
-        let file = Some(crate::resolve::identity(&m));
+        let file = Some(crate::source::resolve::identity(&m));
         std::fs::rename(&a, &moved).unwrap();
         std::fs::write(&b, b"another file entirely").unwrap();
         std::fs::rename(&b, &a).unwrap();

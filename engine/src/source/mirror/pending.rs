@@ -200,6 +200,7 @@ fn no_other_name(path: &Path, object: Option<(u64, u64)>) -> bool {
     let Some(object) = object else {
         return false;
     };
-    std::fs::symlink_metadata(path)
-        .is_ok_and(|m| crate::resolve::identity(&m) == object && (m.is_dir() || m.nlink() == 1))
+    std::fs::symlink_metadata(path).is_ok_and(|m| {
+        crate::source::resolve::identity(&m) == object && (m.is_dir() || m.nlink() == 1)
+    })
 }
