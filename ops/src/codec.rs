@@ -6,6 +6,7 @@
 //! and one decoder ([`crate::decode`]) serves all three. The sequence number is the
 //! journal's (or the frame's), kept beside the record.
 
+use std::borrow::Cow;
 use std::os::unix::ffi::OsStrExt;
 
 use std::path::PathBuf;
@@ -16,7 +17,7 @@ use rill_abi::record::{FLAG_OBJECT_ID, FLAG_RANGE_ONLY, FLAG_VALUES, OPEN_TRUNC}
 use rill_abi::{Kind, Record, RecordHeader, Section, SECTION_COUNT};
 
 use crate::decode::{to_event_in, PathCache};
-use crate::event::{Event, NameMatch, NameRule, Op};
+use crate::event::{Event, KeepRange, NameMatch, NameRule, Op};
 
 /// Why bytes are not an operation.
 #[derive(Debug, thiserror::Error)]
@@ -62,106 +63,35 @@ fn prune_rules(rules: &[NameRule]) -> Vec<u8> {
 /// record and is returned (shared, not copied) for the caller to send right after `out`.
 /// Empty for every other operation.
 pub fn encode_but_data(ev: &Event, out: &mut Vec<u8>) -> Result<Bytes, CodecError> {
-    let mut args = [0u64; 4];
-    let mut flags = 0u16;
-    let none: &[u8] = &[];
-    let (mut path2, mut name, mut data): (&[u8], &[u8], &[u8]) = (none, none, none);
-    let (names, rules);
-    let mut version = 0;
-    let mut write_data = Bytes::new();
-    let id = |v: Option<u32>| v.map_or(u32::MAX as u64, u64::from);
-    match &ev.op {
-        Op::Write {
-            offset,
-            len,
-            data: d,
-        } => {
-            args[0] = *offset;
-            args[1] = *len;
-            match d {
-                Some(d) => write_data = d.clone(),
-                None => flags |= FLAG_RANGE_ONLY,
-            }
-        }
-        Op::Create { mode, truncate } => {
-            args[0] = *mode as u64;
-            args[1] = if *truncate { OPEN_TRUNC } else { 0 };
-        }
-        Op::Mkdir { mode } | Op::Chmod { mode } => args[0] = *mode as u64,
-        Op::Truncate { size } => args[0] = *size,
-        Op::Fallocate { mode, offset, len } => {
-            args[..3].copy_from_slice(&[*mode as u64, *offset, *len])
-        }
-        Op::Mknod { mode, rdev } => args[..2].copy_from_slice(&[*mode as u64, *rdev]),
-        Op::Rename { new_path, flags: f } => {
-            path2 = new_path.as_os_str().as_bytes();
-            args[0] = *f as u64;
-        }
-        Op::Link { target } => path2 = target.as_os_str().as_bytes(),
-        Op::Symlink { target } => name = target.as_bytes(),
-        Op::Chown { uid, gid } => args[..2].copy_from_slice(&[id(*uid), id(*gid)]),
-        Op::SetXattr { name: n, value } => {
-            name = n.as_bytes();
-            if let Some(v) = value {
-                data = v;
-                flags |= FLAG_VALUES;
-            }
-        }
-        Op::RemoveXattr { name: n } => name = n.as_bytes(),
-        Op::Utimes { times: Some(t) } => {
-            flags |= FLAG_VALUES;
-            args[..3].copy_from_slice(&[
-                t.atime.0 as u64,
-                u64::from(t.atime.1) | u64::from(t.mtime.1) << 32,
-                t.mtime.0 as u64,
-            ]);
-        }
-        Op::Dirty { reason } => args[0] = reason.to_abi(),
-        Op::Overflow { count } => args[0] = *count,
-        Op::Prune(r) => {
-            if r.until.is_some() {
-                args[0] = rill_abi::record::PRUNE_BOUNDED;
-            }
-            let mut b = Vec::new();
-            for n in std::iter::once(&r.after).chain(&r.until).chain(&r.keep) {
-                b.extend_from_slice(n.as_bytes());
-                b.push(0);
-            }
-            names = b;
-            data = &names;
-            if !r.rules.is_empty() {
-                rules = prune_rules(&r.rules);
-                name = &rules;
-                version = 2;
-            }
-        }
-        Op::Unlink | Op::Rmdir | Op::Utimes { times: None } => {}
-    }
+    let mut p = Parts::of(&ev.op);
     let (dev, ino) = ev.object.unwrap_or((0, 0));
     if ev.object.is_some() {
-        flags |= FLAG_OBJECT_ID;
+        p.flags |= FLAG_OBJECT_ID;
     }
     let header = RecordHeader {
         kind: ev.op.kind() as u8,
-        flags,
+        flags: p.flags,
         ktime_ns: ev.ktime_ns,
         pid: ev.pid,
         tid: ev.tid,
         dev,
         ino,
-        args,
-        version,
+        args: p.args,
+        version: p.version,
         ..Default::default()
     };
-    if !write_data.is_empty() {
-        data = &write_data;
-    }
+    let data: &[u8] = if p.write_data.is_empty() {
+        &p.data
+    } else {
+        &p.write_data
+    };
+    let none: &[u8] = &[];
     let sections: [&[u8]; SECTION_COUNT] = [
         none,
         ev.path.as_os_str().as_bytes(),
         none,
-        path2,
-        name,
+        p.path2,
+        &p.name,
         data,
     ];
     let total = rill_abi::HEADER_SIZE + sections.iter().map(|s| s.len()).sum::<usize>();
@@ -170,15 +100,109 @@ pub fn encode_but_data(ev: &Event, out: &mut Vec<u8>) -> Result<Bytes, CodecErro
     let head = Record::encode_header(&header, sections.map(<[u8]>::len))
         .map_err(|_| CodecError::TooLarge(total))?;
     let [before @ .., last] = sections;
-    out.reserve(total - write_data.len());
+    out.reserve(total - p.write_data.len());
     out.extend_from_slice(&head);
     for s in before {
         out.extend_from_slice(s);
     }
-    if write_data.is_empty() {
+    if p.write_data.is_empty() {
         out.extend_from_slice(last);
     }
-    Ok(write_data)
+    Ok(p.write_data)
+}
+
+/// What an operation's kind puts in its record besides the path: the arguments, flags
+/// and format version, the second path, name and data sections, and a write's data,
+/// which is handed back to the caller rather than copied (see [`encode_but_data`]).
+struct Parts<'a> {
+    args: [u64; 4],
+    flags: u16,
+    version: u8,
+    path2: &'a [u8],
+    name: Cow<'a, [u8]>,
+    data: Cow<'a, [u8]>,
+    write_data: Bytes,
+}
+
+impl<'a> Parts<'a> {
+    fn of(op: &'a Op) -> Parts<'a> {
+        let mut p = Parts {
+            args: [0; 4],
+            flags: 0,
+            version: 0,
+            path2: &[],
+            name: Cow::Borrowed(&[]),
+            data: Cow::Borrowed(&[]),
+            write_data: Bytes::new(),
+        };
+        let id = |v: Option<u32>| v.map_or(u32::MAX as u64, u64::from);
+        let args = &mut p.args;
+        match op {
+            Op::Write { offset, len, data } => {
+                args[..2].copy_from_slice(&[*offset, *len]);
+                match data {
+                    Some(d) => p.write_data = d.clone(),
+                    None => p.flags |= FLAG_RANGE_ONLY,
+                }
+            }
+            Op::Create { mode, truncate } => {
+                args[0] = *mode as u64;
+                args[1] = if *truncate { OPEN_TRUNC } else { 0 };
+            }
+            Op::Mkdir { mode } | Op::Chmod { mode } => args[0] = *mode as u64,
+            Op::Truncate { size } => args[0] = *size,
+            Op::Fallocate { mode, offset, len } => {
+                args[..3].copy_from_slice(&[*mode as u64, *offset, *len])
+            }
+            Op::Mknod { mode, rdev } => args[..2].copy_from_slice(&[*mode as u64, *rdev]),
+            Op::Rename { new_path, flags } => {
+                p.path2 = new_path.as_os_str().as_bytes();
+                args[0] = *flags as u64;
+            }
+            Op::Link { target } => p.path2 = target.as_os_str().as_bytes(),
+            Op::Symlink { target } => p.name = Cow::Borrowed(target.as_bytes()),
+            Op::Chown { uid, gid } => args[..2].copy_from_slice(&[id(*uid), id(*gid)]),
+            Op::SetXattr { name, value } => {
+                p.name = Cow::Borrowed(name.as_bytes());
+                if let Some(v) = value {
+                    p.data = Cow::Borrowed(v);
+                    p.flags |= FLAG_VALUES;
+                }
+            }
+            Op::RemoveXattr { name } => p.name = Cow::Borrowed(name.as_bytes()),
+            Op::Utimes { times: Some(t) } => {
+                p.flags |= FLAG_VALUES;
+                args[..3].copy_from_slice(&[
+                    t.atime.0 as u64,
+                    u64::from(t.atime.1) | u64::from(t.mtime.1) << 32,
+                    t.mtime.0 as u64,
+                ]);
+            }
+            Op::Dirty { reason } => args[0] = reason.to_abi(),
+            Op::Overflow { count } => args[0] = *count,
+            Op::Prune(r) => p.prune(r),
+            Op::Unlink | Op::Rmdir | Op::Utimes { times: None } => {}
+        }
+        p
+    }
+
+    /// A prune's kept names, NUL-terminated, in the data section; its rules, if any, in
+    /// the name section (format version 2).
+    fn prune(&mut self, r: &KeepRange) {
+        if r.until.is_some() {
+            self.args[0] = rill_abi::record::PRUNE_BOUNDED;
+        }
+        let mut names = Vec::new();
+        for n in std::iter::once(&r.after).chain(&r.until).chain(&r.keep) {
+            names.extend_from_slice(n.as_bytes());
+            names.push(0);
+        }
+        self.data = Cow::Owned(names);
+        if !r.rules.is_empty() {
+            self.name = Cow::Owned(prune_rules(&r.rules));
+            self.version = 2;
+        }
+    }
 }
 
 /// For an encoded write whose first bytes are `prefix` (at least its record header): the

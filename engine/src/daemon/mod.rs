@@ -93,31 +93,16 @@ pub fn serve(config: &Path, stop: Arc<AtomicBool>, capture: HubSource) -> Result
 
     // Bind before anything else, so a port conflict is reported at once.
     let target = if roles.target() {
-        let addr = format!("0.0.0.0:{}", settings.net_port());
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind(&addr))
-            .with_context(|| format!("listening for sources on {addr} (NetPort)"))?;
-        let stats = Arc::new(TargetStats::default());
-        let config = Arc::new(RwLock::new(options::target_config(&settings, &host)));
-        let tls = crate::net::tls::server_config(&identity, Arc::clone(&trust))?;
-        runtime.spawn(crate::replica::serve(
-            listener,
-            tls,
-            Arc::clone(&config),
-            crate::replica::Services {
-                store: Arc::clone(&store),
-                trust: Arc::clone(&trust),
-                log: Arc::clone(&log),
-                stats: Arc::clone(&stats),
-                stop: Arc::clone(&stop),
-            },
-        ));
-        log.event(
-            Level::Information,
-            events::TARGET_STARTED,
-            &format!("Target started on port {}", settings.net_port()),
-        );
-        Some(TargetRole { stats, config })
+        let services = crate::replica::Services {
+            store: Arc::clone(&store),
+            trust: Arc::clone(&trust),
+            log: Arc::clone(&log),
+            stats: Arc::new(TargetStats::default()),
+            stop: Arc::clone(&stop),
+        };
+        Some(start_target(
+            &runtime, &settings, &host, &identity, services,
+        )?)
     } else {
         None
     };
@@ -152,35 +137,73 @@ pub fn serve(config: &Path, stop: Arc<AtomicBool>, capture: HubSource) -> Result
             )
         }));
     }
-    for job in daemon.store.list()? {
-        if job.state != JobState::Stopped {
-            if let Err(e) = daemon.start_job(&job) {
-                log.event(
-                    Level::Error,
-                    events::SOURCE_STOPPED,
-                    &format!("job {} not started: {e:#}", job.spec.name),
-                );
-            }
-        }
-    }
-    eprintln!("rilld: serving (API on {api_addr})");
-    while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(200));
-        daemon.housekeeping();
-    }
-    let names: Vec<String> = daemon
-        .runners
-        .lock()
-        .map(|r| r.keys().cloned().collect())
-        .unwrap_or_default();
-    for name in names {
-        daemon.stop_job(&name);
-    }
-    if daemon.target.is_some() {
-        log.event(Level::Information, events::TARGET_STOPPED, "Target stopped");
-    }
+    daemon.run_until(&stop, &api_addr)?;
     runtime.shutdown_timeout(Duration::from_secs(2));
     Ok(())
+}
+
+/// Listens for sources on `NetPort` and serves them on `runtime`; event 4001.
+fn start_target(
+    runtime: &tokio::runtime::Runtime,
+    settings: &Settings,
+    host: &str,
+    identity: &Identity,
+    services: crate::replica::Services,
+) -> Result<TargetRole> {
+    let addr = format!("0.0.0.0:{}", settings.net_port());
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(&addr))
+        .with_context(|| format!("listening for sources on {addr} (NetPort)"))?;
+    let config = Arc::new(RwLock::new(options::target_config(settings, host)));
+    let tls = crate::net::tls::server_config(identity, Arc::clone(&services.trust))?;
+    let (stats, log) = (Arc::clone(&services.stats), Arc::clone(&services.log));
+    runtime.spawn(crate::replica::serve(
+        listener,
+        tls,
+        Arc::clone(&config),
+        services,
+    ));
+    log.event(
+        Level::Information,
+        events::TARGET_STARTED,
+        &format!("Target started on port {}", settings.net_port()),
+    );
+    Ok(TargetRole { stats, config })
+}
+
+impl Daemon {
+    /// Starts the jobs the store holds as running, serves until `stop`, then stops them.
+    fn run_until(&self, stop: &AtomicBool, api_addr: &str) -> Result<()> {
+        let log = &self.log;
+        for job in self.store.list()? {
+            if job.state != JobState::Stopped {
+                if let Err(e) = self.start_job(&job) {
+                    log.event(
+                        Level::Error,
+                        events::SOURCE_STOPPED,
+                        &format!("job {} not started: {e:#}", job.spec.name),
+                    );
+                }
+            }
+        }
+        eprintln!("rilld: serving (API on {api_addr})");
+        while !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(200));
+            self.housekeeping();
+        }
+        let names: Vec<String> = self
+            .runners
+            .lock()
+            .map(|r| r.keys().cloned().collect())
+            .unwrap_or_default();
+        for name in names {
+            self.stop_job(&name);
+        }
+        if self.target.is_some() {
+            log.event(Level::Information, events::TARGET_STOPPED, "Target stopped");
+        }
+        Ok(())
+    }
 }
 
 impl Daemon {

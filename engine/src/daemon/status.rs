@@ -8,7 +8,7 @@ use crate::mgmt::{
     TargetSessionStatus, TargetStatus, TransmitMode,
 };
 use crate::net::link::LinkState as Link;
-use crate::replica::state_of_code;
+use crate::replica::{state_of_code, SessionStats};
 use crate::source::transmit::MirrorPhase as Walk;
 use crate::storage::job_store::{DataState, JobState, MirrorState, StoredJob};
 use crate::storage::queue::QueueWatch;
@@ -35,78 +35,20 @@ impl Daemon {
         let mut out = Vec::new();
         let mut driver_max = 0.0f64;
         for job in jobs {
-            let driver = std::fs::read_to_string(
-                settings
-                    .data_path()
-                    .join("jobs")
-                    .join(&job.spec.name)
-                    .join("statistics.json"),
-            )
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .and_then(|v| v["DriverQueuePercent"].as_f64())
-            .unwrap_or(0.0);
+            let driver = driver_queue_percent(settings.data_path(), &job.spec.name);
             driver_max = driver_max.max(driver);
             out.push(job_status(&job, runners.get(&job.spec.name), driver));
         }
-        let target = self
-            .target
-            .as_ref()
-            .map(|t| &t.stats)
-            .map(|t| TargetStatus {
-                logins: t.logins.load(Ordering::Relaxed),
-                failed_logins: t.failed_logins.load(Ordering::Relaxed),
-                sessions: t
-                    .sessions
-                    .lock()
-                    .map(|s| {
-                        s.values()
-                            .map(|s| {
-                                let text = |m: &std::sync::Mutex<String>| {
-                                    m.lock().map(|v| v.clone()).unwrap_or_default()
-                                };
-                                TargetSessionStatus {
-                                    peer_name: text(&s.peer_name),
-                                    peer_fingerprint: text(&s.fingerprint),
-                                    peer_address: s
-                                        .connected
-                                        .load(Ordering::Relaxed)
-                                        .then(|| text(&s.peer_address)),
-                                    job: text(&s.job),
-                                    target_path: s
-                                        .target_path
-                                        .lock()
-                                        .map(|p| p.display().to_string())
-                                        .unwrap_or_default(),
-                                    target_data_state: if s.connected.load(Ordering::Relaxed) {
-                                        state_of_code(s.data_state.load(Ordering::Relaxed))
-                                    } else {
-                                        DataState::Disconnected
-                                    },
-                                    last_applied: s.last_applied.load(Ordering::Relaxed),
-                                    ops_applied: s.ops_applied.load(Ordering::Relaxed),
-                                    counters: TargetCounters {
-                                        ops_received: s.ops_received.load(Ordering::Relaxed),
-                                        ops_remaining: s.ops_remaining.load(Ordering::Relaxed),
-                                        retries: s.retries.load(Ordering::Relaxed),
-                                        ops_dropped: s.ops_dropped.load(Ordering::Relaxed),
-                                        bytes_in_target_queue: s
-                                            .bytes_in_queue
-                                            .load(Ordering::Relaxed),
-                                        bytes_in_target_disk_queue: s
-                                            .bytes_in_disk_queue
-                                            .load(Ordering::Relaxed),
-                                    },
-                                    orphan_files_removed: s.orphans[0].load(Ordering::Relaxed),
-                                    orphan_directories_removed: s.orphans[1]
-                                        .load(Ordering::Relaxed),
-                                    orphan_bytes_removed: s.orphans[2].load(Ordering::Relaxed),
-                                }
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            });
+        let target = self.target.as_ref().map(|t| TargetStatus {
+            logins: t.stats.logins.load(Ordering::Relaxed),
+            failed_logins: t.stats.failed_logins.load(Ordering::Relaxed),
+            sessions: t
+                .stats
+                .sessions
+                .lock()
+                .map(|s| s.values().map(|s| session_status(s)).collect())
+                .unwrap_or_default(),
+        });
         Ok(StatusReport {
             host: self.host.clone(),
             roles: match (roles.source(), roles.target()) {
@@ -120,6 +62,92 @@ impl Daemon {
             jobs: out,
             target,
         })
+    }
+}
+
+/// The mirror's status, percent done and bytes remaining: done when the job store
+/// says so, or the target acknowledged the mirror's end, or the walk is over and
+/// nothing of it waits; otherwise what the target acknowledged of what the walk sized.
+fn mirror_progress(job: &StoredJob, r: &Runner, failing: bool) -> (MirrorStatus, f64, u64) {
+    let (l, c) = (&r.link, &r.control);
+    let total = c.mirror_total_bytes.load(Ordering::Relaxed);
+    let handed = c.mirror_sent_bytes.load(Ordering::Relaxed);
+    // Handed to the link and not acknowledged, whether sent or waiting for a connection.
+    let in_flight = l.mir_bytes_pending.load(Ordering::Relaxed);
+    let acked = handed.saturating_sub(in_flight);
+    let walk = c.mirror_status();
+    let complete = job.mirror == MirrorState::Complete
+        || l.mirror_complete_acked.load(Ordering::Relaxed)
+        || (walk == Walk::Complete
+            && in_flight == 0
+            && l.mir_ops_pending.load(Ordering::Relaxed) == 0);
+    let status = match walk {
+        Walk::Calculating => MirrorStatus::Calculating,
+        // Held until the target is reachable again.
+        Walk::InProgress if failing => MirrorStatus::Paused,
+        Walk::InProgress if l.target_paused.load(Ordering::Relaxed) => MirrorStatus::Paused,
+        Walk::InProgress => MirrorStatus::InProgress,
+        Walk::Paused => MirrorStatus::Paused,
+        // Walked, but not all of it is on the target yet.
+        Walk::Complete if !complete => MirrorStatus::Waiting,
+        Walk::Idle | Walk::Complete => MirrorStatus::Idle,
+    };
+    let (percent, remaining) = if complete {
+        (100.0, 0)
+    } else if total > 0 {
+        (
+            (acked as f64 * 100.0 / total as f64).min(100.0),
+            total.saturating_sub(acked),
+        )
+    } else {
+        (0.0, 0)
+    };
+    (status, percent, remaining)
+}
+
+/// The job's last sampled `DriverQueuePercent`, from the statistics file its drain
+/// thread writes (0 when there is none yet).
+fn driver_queue_percent(data_path: &std::path::Path, job: &str) -> f64 {
+    std::fs::read_to_string(data_path.join("jobs").join(job).join("statistics.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["DriverQueuePercent"].as_f64())
+        .unwrap_or(0.0)
+}
+
+/// One target session's statistics under the guide's names.
+fn session_status(s: &SessionStats) -> TargetSessionStatus {
+    let text = |m: &std::sync::Mutex<String>| m.lock().map(|v| v.clone()).unwrap_or_default();
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    let connected = s.connected.load(Ordering::Relaxed);
+    TargetSessionStatus {
+        peer_name: text(&s.peer_name),
+        peer_fingerprint: text(&s.fingerprint),
+        peer_address: connected.then(|| text(&s.peer_address)),
+        job: text(&s.job),
+        target_path: s
+            .target_path
+            .lock()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+        target_data_state: if connected {
+            state_of_code(s.data_state.load(Ordering::Relaxed))
+        } else {
+            DataState::Disconnected
+        },
+        last_applied: load(&s.last_applied),
+        ops_applied: load(&s.ops_applied),
+        counters: TargetCounters {
+            ops_received: load(&s.ops_received),
+            ops_remaining: load(&s.ops_remaining),
+            retries: load(&s.retries),
+            ops_dropped: load(&s.ops_dropped),
+            bytes_in_target_queue: load(&s.bytes_in_queue),
+            bytes_in_target_disk_queue: load(&s.bytes_in_disk_queue),
+        },
+        orphan_files_removed: load(&s.orphans[0]),
+        orphan_directories_removed: load(&s.orphans[1]),
+        orphan_bytes_removed: load(&s.orphans[2]),
     }
 }
 
@@ -169,38 +197,11 @@ fn job_status(job: &StoredJob, runner: Option<&Runner>, driver: f64) -> JobStatu
         _ if failing => ReplicationStatus::Stopped,
         _ => ReplicationStatus::Pending,
     };
-    let total = c.mirror_total_bytes.load(Ordering::Relaxed);
-    let handed = c.mirror_sent_bytes.load(Ordering::Relaxed);
-    // Handed to the link and not acknowledged, whether sent or waiting for a connection.
-    let in_flight = l.mir_bytes_pending.load(Ordering::Relaxed);
-    let acked = handed.saturating_sub(in_flight);
-    let walk = c.mirror_status();
-    let complete = job.mirror == MirrorState::Complete
-        || l.mirror_complete_acked.load(Ordering::Relaxed)
-        || (walk == Walk::Complete
-            && in_flight == 0
-            && l.mir_ops_pending.load(Ordering::Relaxed) == 0);
-    s.mirror_status = match walk {
-        Walk::Calculating => MirrorStatus::Calculating,
-        // Held until the target is reachable again.
-        Walk::InProgress if failing => MirrorStatus::Paused,
-        Walk::InProgress if l.target_paused.load(Ordering::Relaxed) => MirrorStatus::Paused,
-        Walk::InProgress => MirrorStatus::InProgress,
-        Walk::Paused => MirrorStatus::Paused,
-        // Walked, but not all of it is on the target yet.
-        Walk::Complete if !complete => MirrorStatus::Waiting,
-        Walk::Idle | Walk::Complete => MirrorStatus::Idle,
-    };
-    (s.con_mirror_percent, s.con_mirror_bytes_remaining) = if complete {
-        (100.0, 0)
-    } else if total > 0 {
-        (
-            (acked as f64 * 100.0 / total as f64).min(100.0),
-            total.saturating_sub(acked),
-        )
-    } else {
-        (0.0, 0)
-    };
+    (
+        s.mirror_status,
+        s.con_mirror_percent,
+        s.con_mirror_bytes_remaining,
+    ) = mirror_progress(job, r, failing);
     let q = c.queue.get().map(QueueWatch::stats).unwrap_or_default();
     // Everything queued and not yet durable on the target, sent or not: an op leaves the
     // queue's count only when the checkpoint after it (which also carries the times of
@@ -209,7 +210,7 @@ fn job_status(job: &StoredJob, runner: Option<&Runner>, driver: f64) -> JobStatu
     s.con_bytes_in_rep_queue = q.bytes_in_memory + q.bytes_on_disk;
     s.con_bytes_in_disk_queue = q.bytes_on_disk;
     s.con_ops_in_mir_queue = l.mir_ops_pending.load(Ordering::Relaxed);
-    s.con_bytes_in_mir_queue = in_flight;
+    s.con_bytes_in_mir_queue = l.mir_bytes_pending.load(Ordering::Relaxed);
     s.con_ops_tx = l.ops_tx.load(Ordering::Relaxed);
     s.con_bytes_tx = l.bytes_tx.load(Ordering::Relaxed);
     s.con_bytes_compressed_tx = l.bytes_compressed_tx.load(Ordering::Relaxed);

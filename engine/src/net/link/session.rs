@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio_rustls::client::TlsStream;
 
 use super::carried::{self, Carry};
-use super::{LinkState, Outgoing, Shared};
+use super::{LinkState, LinkStats, Outgoing, Shared};
 use crate::events::{self, EventLog, Level};
 use crate::mgmt::ConErrorClass;
 use crate::net::proto::{self, Compression, Frame, Marker, Policy, Stream, MAX_FRAME, VERSION};
@@ -456,41 +456,19 @@ async fn session(
     acked_items: &mut u64,
     last_applied: u64,
 ) -> LinkError {
-    let stats = Arc::clone(&shared.stats);
     let (reader, writer) = tokio::io::split(stream);
     let mut writer = BufWriter::with_capacity(256 << 10, writer);
-    // Frames from the target, read by their own task so a slow write never delays them.
-    let (ftx, mut frames) = mpsc::channel::<Result<Option<Frame>, proto::ProtoError>>(256);
-    let reader_task = tokio::spawn(async move {
-        let mut reader = tokio::io::BufReader::new(reader);
-        loop {
-            let r = proto::read_frame(&mut reader, MAX_FRAME).await;
-            let end = !matches!(r, Ok(Some(_)));
-            if ftx.send(r).await.is_err() || end {
-                return;
-            }
-        }
-    });
+    let (reader_task, mut frames) = read_frames(reader);
     let result = async {
-        if config.auto_retransmit {
-            for f in window.iter().filter(|f| f.seq > last_applied) {
-                timed(config.timeout, f.write_to(&mut writer)).await?;
-                stats.resent.fetch_add(1, Ordering::Relaxed);
-                stats.bytes_tx.fetch_add(f.len() as u64, Ordering::Relaxed);
-            }
-        } else if !window.is_empty() {
-            // Without retransmission the unacknowledged operations' files are remirrored,
-            // those the target applied too: a refusal among them it repeats would find
-            // them gone from the window.
-            if let Ok(mut failed) = shared.failed.lock() {
-                for f in window.iter() {
-                    failed.add(&f.paths, f.file);
-                }
-            }
-            let last = window.back().map_or(0, |f| f.seq);
-            acknowledge(window, last, shared, acked_items);
-        }
-        timed(config.timeout, writer.flush()).await?;
+        resume(
+            config,
+            window,
+            shared,
+            acked_items,
+            last_applied,
+            &mut writer,
+        )
+        .await?;
         let keepalive = config.keep_alive;
         let mut tick = tokio::time::interval(keepalive.max(Duration::from_millis(50)));
         let mut heard = Instant::now();
@@ -517,20 +495,7 @@ async fn session(
                     *next_seq += 1;
                     let (f, compressed) = encode(item, seq, &config.compression)?;
                     bucket.take(f.len()).await;
-                    stats.ops_tx.fetch_add(1, Ordering::Relaxed);
-                    stats.bytes_tx.fetch_add(f.len() as u64, Ordering::Relaxed);
-                    if compressed {
-                        stats.bytes_compressed_tx.fetch_add(f.len() as u64, Ordering::Relaxed);
-                    }
-                    if window.is_empty() {
-                        stats.oldest_unacked_ns.store(f.captured_ns, Ordering::Relaxed);
-                    }
-                    // Into the window before it is written: if the write fails, the frame
-                    // is resent after the reconnect like every other unacknowledged one.
-                    window.push_back(f);
-                    if let Some(f) = window.back() {
-                        timed(config.timeout, f.write_to(&mut writer)).await?;
-                    }
+                    send(config, &shared.stats, window, f, compressed, &mut writer).await?;
                     wrote = Instant::now();
                     // Batch frames into TLS records while more are waiting.
                     if rx.is_empty() || window.len() >= config.pending_acks {
@@ -558,6 +523,91 @@ async fn session(
         Ok(()) => LinkError::Closed,
         Err(e) => e,
     }
+}
+
+/// Frames from the target, read by a task of their own so a slow write never delays
+/// them; the channel ends after the connection's last frame or its error.
+fn read_frames<R: tokio::io::AsyncRead + Unpin + Send + 'static>(
+    reader: R,
+) -> (
+    tokio::task::JoinHandle<()>,
+    mpsc::Receiver<Result<Option<Frame>, proto::ProtoError>>,
+) {
+    let (tx, frames) = mpsc::channel(256);
+    let task = tokio::spawn(async move {
+        let mut reader = tokio::io::BufReader::new(reader);
+        loop {
+            let r = proto::read_frame(&mut reader, MAX_FRAME).await;
+            let end = !matches!(r, Ok(Some(_)));
+            if tx.send(r).await.is_err() || end {
+                return;
+            }
+        }
+    });
+    (task, frames)
+}
+
+/// Picks the stream up where the target's welcome left it: the window past
+/// `last_applied` is sent again (`AutoRetransmit`), or, without retransmission, taken
+/// for acknowledged and its operations' names remirrored.
+async fn resume<W: AsyncWrite + Unpin>(
+    config: &LinkConfig,
+    window: &mut VecDeque<InFlight>,
+    shared: &Arc<Shared>,
+    acked_items: &mut u64,
+    last_applied: u64,
+    writer: &mut W,
+) -> Result<(), LinkError> {
+    let stats = &shared.stats;
+    if config.auto_retransmit {
+        for f in window.iter().filter(|f| f.seq > last_applied) {
+            timed(config.timeout, f.write_to(writer)).await?;
+            stats.resent.fetch_add(1, Ordering::Relaxed);
+            stats.bytes_tx.fetch_add(f.len() as u64, Ordering::Relaxed);
+        }
+    } else if !window.is_empty() {
+        // Without retransmission the unacknowledged operations' files are remirrored,
+        // those the target applied too: a refusal among them it repeats would find them
+        // gone from the window.
+        if let Ok(mut failed) = shared.failed.lock() {
+            for f in window.iter() {
+                failed.add(&f.paths, f.file);
+            }
+        }
+        let last = window.back().map_or(0, |f| f.seq);
+        acknowledge(window, last, shared, acked_items);
+    }
+    timed(config.timeout, writer.flush()).await
+}
+
+/// Counts an encoded frame, puts it in the window and writes it (unflushed).
+async fn send<W: AsyncWrite + Unpin>(
+    config: &LinkConfig,
+    stats: &LinkStats,
+    window: &mut VecDeque<InFlight>,
+    f: InFlight,
+    compressed: bool,
+    writer: &mut W,
+) -> Result<(), LinkError> {
+    stats.ops_tx.fetch_add(1, Ordering::Relaxed);
+    stats.bytes_tx.fetch_add(f.len() as u64, Ordering::Relaxed);
+    if compressed {
+        stats
+            .bytes_compressed_tx
+            .fetch_add(f.len() as u64, Ordering::Relaxed);
+    }
+    if window.is_empty() {
+        stats
+            .oldest_unacked_ns
+            .store(f.captured_ns, Ordering::Relaxed);
+    }
+    // Into the window before it is written: if the write fails, the frame is resent after
+    // the reconnect like every other unacknowledged one.
+    window.push_back(f);
+    if let Some(f) = window.back() {
+        timed(config.timeout, f.write_to(writer)).await?;
+    }
+    Ok(())
 }
 
 /// Ends a session the job stopped: what is buffered is written, then TLS's close_notify,
