@@ -224,10 +224,18 @@ impl Running {
             .expect("a sleep program");
         let path = replica.join(BUSY);
         std::fs::copy(program, &path).unwrap();
-        let child = std::process::Command::new(&path)
-            .arg("600")
-            .spawn()
-            .unwrap();
+        // Another test thread forking while the copy's descriptor was open leaves it open
+        // in that child until it execs, and until then the kernel refuses to run the file
+        // (ETXTBSY): a moment later it runs.
+        let deadline = Instant::now() + STEP;
+        let child = loop {
+            match std::process::Command::new(&path).arg("600").spawn() {
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                other => break other.unwrap(),
+            }
+        };
         let running = Running(child);
         // The open below can only fail once the program runs from the file.
         let deadline = Instant::now() + STEP;
