@@ -1,8 +1,8 @@
 //! The session's applier thread: target queue in, durable replica and acknowledgements
 //! out.
 //!
-//! Ops are applied strictly in the order they were received, one at a time, beneath the
-//! job's target path ([`Applier`] does the confinement). Every so often (a batch of ops,
+//! Ops are applied strictly in the order they were received, one at a time, to the job's
+//! [`Replica`] (which keeps them beneath the job's target path). Every so often (a batch of ops,
 //! or a short interval) the applier asks the [`Syncer`] to make what it applied durable,
 //! record the position in the job store, and only then acknowledge it: an acknowledged op
 //! survives a crash of the target, and the replica on disk is always the source's state
@@ -29,10 +29,9 @@ use tokio::sync::mpsc;
 
 use super::syncer::{Point, Syncer};
 use super::unsettled::Unsettled;
-use super::{Context, Holding, SessionStats};
+use super::{ApplyError, Context, Holding, Replica, SessionStats};
 use crate::events::{self, EventLog, Level};
 use crate::net::proto::{Frame, Marker};
-use crate::replica::apply::Applier;
 use crate::storage::disk_queue::{DiskQueue, DiskQueueConfig};
 use crate::storage::job_store::{DataState, TargetSession};
 use crate::storage::queue::{queue, Consumer, Producer, Pushed};
@@ -305,7 +304,7 @@ fn boot_mark() -> u64 {
 pub(super) fn start(
     ctx: &Arc<Context>,
     key: &(String, String),
-    target_path: &Path,
+    replica: Box<dyn Replica>,
     session: TargetSession,
     stats: Arc<SessionStats>,
     out: mpsc::UnboundedSender<Frame>,
@@ -324,8 +323,6 @@ pub(super) fn start(
     cfg.durable = false;
     let (writer, reader, recovery) = DiskQueue::open(cfg)?;
     let (producer, consumer) = queue(config.queue_limits, writer, reader, recovery.last_seq);
-    let applier = Applier::new(target_path, config.apply)
-        .with_context(|| format!("target path {}", target_path.display()))?;
     let pending = Arc::new(Mutex::new(Pending {
         entries: VecDeque::new(),
     }));
@@ -342,7 +339,7 @@ pub(super) fn start(
         })
         .clone();
     let syncer = Syncer::start(super::syncer::Reporting {
-        durability: applier.durability()?,
+        durability: replica.durability()?,
         store: Arc::clone(&ctx.store),
         key: key.clone(),
         out: out.clone(),
@@ -350,7 +347,7 @@ pub(super) fn start(
     })?;
     let mut worker = Worker {
         position,
-        applier,
+        replica,
         syncer,
         consumer,
         pending: Arc::clone(&pending),
@@ -400,7 +397,8 @@ pub(super) fn start(
 struct Worker {
     /// The exact last applied sequence, written after every op (see [`APPLIED_FILE`]).
     position: AppliedPosition,
-    applier: Applier,
+    /// What the ops are applied to: the job's target path.
+    replica: Box<dyn Replica>,
     syncer: Syncer,
     consumer: Consumer,
     pending: Arc<Mutex<Pending>>,
@@ -536,7 +534,7 @@ impl Worker {
         }
         let mut tries = 0;
         loop {
-            match self.applier.apply(ev) {
+            match self.replica.apply(ev) {
                 Ok(()) => {
                     if tries > 0 {
                         let text = format!(
@@ -598,7 +596,7 @@ impl Worker {
     }
 
     /// Logs the first retry of op `ev` with the guide's event for its cause.
-    fn retrying(&self, ev: &Event, e: &crate::replica::apply::ApplyError) {
+    fn retrying(&self, ev: &Event, e: &ApplyError) {
         let (id, cause) = match e.os_error() {
             Some(libc::ENOSPC | libc::EDQUOT) => {
                 (events::RETRY_DISK_FULL, "target disk being full")
@@ -634,14 +632,14 @@ impl Worker {
 
     /// Counts what an orphan removal took away and, with `LogAllOrphans`, logs each name.
     fn orphans_removed(&self) {
-        let o = self.applier.orphans();
+        let o = self.replica.orphans();
         for (stat, n) in self.stats.orphans.iter().zip([o.files, o.dirs, o.bytes]) {
             stat.store(n, Ordering::Relaxed);
         }
         if !self.log_all_orphans {
             return;
         }
-        for (path, r) in self.applier.last_orphans() {
+        for (path, r) in self.replica.last_orphans() {
             let what = if r.dirs == 0 {
                 format!("{} bytes", r.bytes)
             } else {
@@ -689,7 +687,7 @@ impl Worker {
     /// Has everything applied made durable, recorded, then acknowledged, in the
     /// background; the target queue is freed up to it once that is done.
     fn flush(&mut self, applied: u64, last_queue: u64, ack: bool) -> Result<()> {
-        self.applier.close_idle();
+        self.replica.close_idle();
         self.session.last_applied = applied;
         self.syncer.request(Point {
             session: self.session.clone(),

@@ -2,10 +2,13 @@
 //! beneath each job's target path, acknowledge only what is durable.
 //!
 //! Each connection is a session with two threads behind its queue: the apply thread
-//! (`apply_thread`) applies in received order through [`apply::Applier`], and the syncer
-//! makes batches durable before they are acknowledged. The file-system work itself is
-//! `apply` and `orphans`, kept apart from the session so that `rilld run`'s local replica
-//! and the mirror's orphan ranges use the same confined calls without a connection.
+//! (`apply_thread`) applies in received order to the job's [`Replica`], and the syncer
+//! makes batches durable through the replica's [`Durability`] before they are
+//! acknowledged. The session knows its replica only through that trait (`kind`), so
+//! another kind of replica leaves the session as it is. The one kind today, a directory
+//! on this host, is `apply` and `orphans` ([`apply::Applier`]), kept apart from the session
+//! so that `rilld run`'s local replica and the mirror's orphan ranges use the same
+//! confined calls without a connection.
 //!
 //! [`serve`] accepts TCP connections on `NetPort`, completes a mutual TLS handshake
 //! (only pinned sources get through; every failure is a counted, logged failed login) and
@@ -22,6 +25,8 @@
 pub mod apply;
 mod apply_thread;
 pub use apply_thread::{state_code, state_of_code};
+mod kind;
+pub use kind::{confined, ApplyError, Durability, Replica};
 pub(crate) mod orphans;
 mod session;
 mod syncer;

@@ -20,12 +20,14 @@ use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
 
 use super::apply_thread::{self, Entry, Shared};
-use super::{hold, Context, Holding, JobKey, SessionStats, TargetConfig};
+use super::kind::{self, OpenError};
+use super::{
+    confined, hold, ApplyError, Context, Holding, JobKey, Replica, SessionStats, TargetConfig,
+};
 use crate::events::{self, Level};
 use crate::net::proto::{
     Frame, FrameReader, Policy, ProtoError, SeqCheck, SeqVerdict, MAX_FRAME, PAGE, VERSION,
 };
-use crate::replica::apply::confined;
 use crate::storage::job_store::{DataState, TargetSession};
 use rill_ops::{codec, Op};
 
@@ -112,8 +114,9 @@ impl Link {
         }
     }
 
-    /// Reads the hello, takes the job over from a session it replaces, records the
-    /// position the session starts at, welcomes the source and starts the applier. In
+    /// Reads the hello, opens the replica it names, takes the job over from a session it
+    /// replaces, records the position the session starts at, welcomes the source and
+    /// starts the applier. In
     /// that order: the position is read only once nothing of a replaced session can
     /// change it any more, and acknowledged (by the welcome) only once it is durable.
     async fn handshake(
@@ -126,16 +129,15 @@ impl Link {
             target_path,
             acked,
         } = self.hello().await?;
-        std::fs::create_dir_all(&target_path).map_err(|e| {
-            let why = format!(
-                "cannot create the target path {}: {e}",
-                target_path.display()
-            );
-            Ended::Refused(REFUSE_PATH, why)
+        let replica = kind::open(&target_path, self.config.apply).map_err(|e| match e {
+            OpenError::Path(..) => Ended::Refused(REFUSE_PATH, e.to_string()),
+            OpenError::Busy(..) => {
+                Ended::Refused(REFUSE_BUSY, format!("starting the applier: {e}"))
+            }
         })?;
         let key = (fingerprint, job.clone());
         let holding = self.take_over(&key).await?;
-        let session = self.starting_point(&key, &target_path)?;
+        let session = self.starting_point(&key, &target_path, replica.as_ref())?;
         let last_applied = session.last_applied;
         let stats = session_stats(
             &self.ctx,
@@ -168,7 +170,7 @@ impl Link {
         let shared = apply_thread::start(
             &self.ctx,
             &key,
-            &target_path,
+            replica,
             session,
             Arc::clone(&stats),
             out_tx,
@@ -274,7 +276,12 @@ impl Link {
     /// position), recorded in the job store. Ops the last process applied after its last
     /// flush are made durable first, since the welcome acknowledges everything up to that
     /// point. A different target path starts from nothing.
-    fn starting_point(&self, key: &JobKey, target_path: &Path) -> Result<TargetSession, Ended> {
+    fn starting_point(
+        &self,
+        key: &JobKey,
+        target_path: &Path,
+        replica: &dyn Replica,
+    ) -> Result<TargetSession, Ended> {
         let (fingerprint, job) = key;
         let stored = self.ctx.store.get_session(fingerprint, job).ok().flatten();
         let last_applied = match &stored {
@@ -287,7 +294,7 @@ impl Link {
             .as_ref()
             .is_some_and(|s| s.last_applied < last_applied)
         {
-            sync_tree(target_path).map_err(|e| {
+            sync(replica).map_err(|e| {
                 let why = format!("syncing {}: {e}", target_path.display());
                 Ended::Refused(REFUSE_BUSY, why)
             })?;
@@ -535,15 +542,15 @@ fn session_stats(
     stats
 }
 
-/// Syncs the file system holding `dir`.
-fn sync_tree(dir: &Path) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let d = std::fs::File::open(dir)?;
-    // SAFETY: a valid fd.
-    if unsafe { libc::syncfs(d.as_raw_fd()) } != 0 {
-        return Err(std::io::Error::last_os_error());
+/// Makes what `replica` holds durable, on the session's task (before anything is
+/// applied, so no syncer runs yet). The error is the storage's own, as the refusal
+/// names it.
+fn sync(replica: &dyn Replica) -> Result<(), String> {
+    match replica.durability().and_then(|d| d.sync()) {
+        Ok(()) => Ok(()),
+        Err(ApplyError::Apply { source, .. }) => Err(source.to_string()),
+        Err(other) => Err(other.to_string()),
     }
-    Ok(())
 }
 
 fn check_job(job: &str) -> Result<(), String> {

@@ -1,8 +1,9 @@
 //! The session's syncer thread: makes applied ops durable while the applier goes on.
 //!
-//! A `syncfs` of the replica's file system with tens of megabytes dirty takes longer than
-//! applying the next thousand ops. Done on the applier's thread it stopped applying for
-//! that long, the source's window filled, and both hosts idled. So the applier only asks
+//! A sync of the replica (for a directory, a `syncfs` of its file system) with tens of
+//! megabytes dirty takes longer than applying the next thousand ops. Done on the
+//! applier's thread it stopped applying for that long, the source's window filled, and
+//! both hosts idled. So the applier only asks
 //! ([`Syncer::request`]) and goes on; this thread syncs, records the position in the job
 //! store, then acknowledges it to the source. A sync started after op N was applied
 //! covers N and everything before it, which is all an acknowledgement of N promises; ops
@@ -16,9 +17,9 @@ use std::thread::JoinHandle;
 use anyhow::{anyhow, Result};
 use tokio::sync::mpsc;
 
+use super::Durability;
 use super::SessionStats;
 use crate::net::proto::Frame;
-use crate::replica::apply::Durability;
 use crate::storage::job_store::{JobStore, TargetSession};
 
 /// A position to make durable.
@@ -51,10 +52,10 @@ pub(super) struct Syncer {
     thread: Option<JoinHandle<()>>,
 }
 
-/// What the thread needs to make a position durable and report it: the replica's file
-/// system, the job store, and the way back to the source.
+/// What the thread needs to make a position durable and report it: the replica's
+/// [`Durability`], the job store, and the way back to the source.
 pub(super) struct Reporting {
-    pub durability: Durability,
+    pub durability: Box<dyn Durability>,
     pub store: Arc<JobStore>,
     pub key: (String, String),
     pub out: mpsc::UnboundedSender<Frame>,

@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use rill_ops::Event;
 
 use crate::net::proto::{Marker, Stream};
-use crate::replica::apply::{Applier, ApplyError, ApplyOptions};
+use crate::replica::apply::{Applier, ApplyOptions};
+use crate::replica::{ApplyError, Replica};
 use crate::source::resolve::{ResolveError, ResolveOptions, Resolver};
 
 /// Where operations go, in order. `send` returns once the operation is applied or on its
@@ -404,9 +405,7 @@ mod tests {
         matches!(
             r,
             Err(DestinationError::Resolve(ResolveError::Outside(_)))
-                | Err(DestinationError::Apply(
-                    crate::replica::apply::ApplyError::Outside(_)
-                ))
+                | Err(DestinationError::Apply(ApplyError::Outside(_)))
         )
     }
 

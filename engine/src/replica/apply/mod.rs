@@ -3,7 +3,8 @@
 //! An [`Applier`] takes operations whose paths are relative to the replicated source
 //! directory and whose values were read on the source (see [`crate::source::resolve`]), and
 //! applies them beneath one root directory. It never reads anything but the replica, so it
-//! serves the target of a network connection and a local replica alike.
+//! serves the target of a network connection and a local replica alike. It is the
+//! directory kind of [`Replica`], the trait a target's session applies through.
 //!
 //! Confinement is the whole point of this file: every path must be relative and made of
 //! normal components only (no `..`, no root, no `.`), and it is resolved with
@@ -30,47 +31,13 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use rill_ops::{Event, FileTimes, KeepRange, Op};
 
 use crate::replica::orphans::{remove_orphans, stat_at, Removed};
-
-#[derive(Debug, thiserror::Error)]
-pub enum ApplyError {
-    #[error("{0:?} is not a path beneath the replica (relative, without `..` or `.` components)")]
-    Outside(PathBuf),
-    #[error("{what} of {path} carries no value: it was not read on the source")]
-    Unresolved { what: &'static str, path: PathBuf },
-    #[error("{0:?} is not an operation to apply")]
-    NotAnOperation(Op),
-    #[error("applying {op} to {path}: {source}")]
-    Apply {
-        op: &'static str,
-        path: PathBuf,
-        source: io::Error,
-    },
-}
-
-impl ApplyError {
-    /// Whether trying again later may succeed (a busy or locked file, a full disk), as
-    /// opposed to an operation that can never apply (a path outside the replica).
-    pub fn is_transient(&self) -> bool {
-        matches!(
-            self.os_error(),
-            Some(libc::EBUSY | libc::ETXTBSY | libc::EAGAIN | libc::ENOSPC | libc::EDQUOT)
-        )
-    }
-
-    /// The system's error number, for an operation the file system refused.
-    pub fn os_error(&self) -> Option<i32> {
-        match self {
-            ApplyError::Apply { source, .. } => source.raw_os_error(),
-            _ => None,
-        }
-    }
-}
+use crate::replica::{confined, ApplyError, Durability, Replica};
 
 /// What the applier replicates besides names and data.
 #[derive(Clone, Copy, Debug)]
@@ -129,18 +96,6 @@ fn replayed(r: io::Result<()>, tolerated: i32) -> io::Result<()> {
         Err(e) if e.raw_os_error() == Some(tolerated) => Ok(()),
         other => other,
     }
-}
-
-/// `path` as a name beneath the replica root: relative, normal components only.
-pub fn confined(path: &Path) -> Result<&Path, ApplyError> {
-    if path
-        .components()
-        .any(|c| !matches!(c, Component::Normal(_)))
-        || path.as_os_str().as_bytes().contains(&0)
-    {
-        return Err(ApplyError::Outside(path.into()));
-    }
-    Ok(path)
 }
 
 impl Applier {
@@ -697,31 +652,27 @@ impl Applier {
             ),
         }
     }
+}
 
-    /// Orphans removed so far (the guide's Orphan Files, Directories and Bytes).
-    pub fn orphans(&self) -> Removed {
-        self.orphans
-    }
-
-    /// The names (beneath the root) the last orphan removal took away, with what went with
-    /// each: the success messages of `LogAllOrphans`.
-    pub fn last_orphans(&self) -> &[(PathBuf, Removed)] {
-        &self.last_orphans
+/// The local directory as a session's replica (see [`Replica`]).
+impl Replica for Applier {
+    fn apply(&mut self, ev: &Event) -> Result<(), ApplyError> {
+        Applier::apply(self, ev)
     }
 
     /// Closes files not written for `close_delay` (what they hold is in the page cache
     /// either way; a sync makes it durable).
-    pub fn close_idle(&mut self) {
+    fn close_idle(&mut self) {
         let delay = self.options.close_delay;
         self.open.retain(|_, (_, used)| used.elapsed() < delay);
     }
 
-    /// A handle on the file system that holds the replica, to make it durable from
-    /// another thread while applying goes on.
-    pub fn durability(&self) -> Result<Durability, ApplyError> {
+    /// The file system that holds the replica, to be synced from another thread while
+    /// applying goes on.
+    fn durability(&self) -> Result<Box<dyn Durability>, ApplyError> {
         // The root is held as O_PATH, which syncfs refuses, so it is opened for reading.
         self.open(Path::new(""), libc::O_RDONLY | libc::O_DIRECTORY, 0)
-            .map(Durability)
+            .map(|fd| Box::new(SyncFs(fd)) as Box<dyn Durability>)
             .map_err(|source| ApplyError::Apply {
                 op: "flush",
                 path: PathBuf::new(),
@@ -729,23 +680,25 @@ impl Applier {
             })
     }
 
-    /// Makes everything applied so far durable (see [`Durability::sync`]).
-    pub fn flush(&mut self) -> Result<(), ApplyError> {
-        self.durability()?.sync()?;
-        self.close_idle();
-        Ok(())
+    fn orphans(&self) -> Removed {
+        self.orphans
+    }
+
+    /// The names beneath the root the last orphan removal took away.
+    fn last_orphans(&self) -> &[(PathBuf, Removed)] {
+        &self.last_orphans
     }
 }
 
 /// The replica's file system, opened to be synced.
-pub struct Durability(OwnedFd);
+struct SyncFs(OwnedFd);
 
-impl Durability {
+impl Durability for SyncFs {
     /// Makes everything applied before the call durable with one `syncfs` of the file
     /// system that holds the replica: the data of every file written, and names and
     /// attributes. (A `fdatasync` per file held open as well cost one journal commit each
     /// and added nothing.)
-    pub fn sync(&self) -> Result<(), ApplyError> {
+    fn sync(&self) -> Result<(), ApplyError> {
         // SAFETY: a valid fd.
         cvt(unsafe { libc::syncfs(self.0.as_raw_fd()) } as libc::c_long)
             .map(drop)

@@ -1292,6 +1292,7 @@ mod tests {
     /// group the replication operations `between` makes, given the groups sent so far.
     fn mirror_into(src: &Path, dst: &Path, mut between: impl FnMut(&[Event]) -> Vec<Event>) {
         use crate::replica::apply::{Applier, ApplyOptions};
+        use crate::replica::Replica;
         use crate::source::resolve::{ResolveOptions, Resolver};
         let mut m = Mirror::new(vec![src.to_path_buf()], set(src), options());
         let mut resolver = Resolver::new(src, ResolveOptions::default());
