@@ -3,9 +3,10 @@
 //!
 //! A `LocalDestination` is the two halves of a network connection without the network: the
 //! source's [`Resolver`] completes each operation (data, times, attribute values, relative
-//! paths) and the target's [`Applier`] applies it beneath the replica root, with the
-//! target's confinement. Single-host replication and the engine's tests use it; the
-//! transport is the other `Destination`.
+//! paths) and the target's [`Applier`] applies it beneath the replica root, through the
+//! [`Replica`] trait the target's sessions apply through, with the target's confinement.
+//! Single-host replication and the engine's tests use it; the transport is the other
+//! `Destination`.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -69,7 +70,7 @@ pub enum DestinationError {
 /// Replicates `source` into a directory on this host.
 pub struct LocalDestination {
     resolver: Resolver,
-    applier: Applier,
+    replica: Box<dyn Replica>,
     resolved: Vec<Event>,
     /// Batches made durable so far (each `checkpoint` flushes).
     batches: u64,
@@ -87,7 +88,7 @@ impl LocalDestination {
     ) -> io::Result<LocalDestination> {
         Ok(LocalDestination {
             resolver: Resolver::new(source, resolve),
-            applier: Applier::new(root, apply)?,
+            replica: Box::new(Applier::new(root, apply)?),
             resolved: Vec::new(),
             batches: 0,
         })
@@ -98,7 +99,7 @@ impl Destination for LocalDestination {
     fn send(&mut self, ev: &Event, _stream: Stream) -> Result<(), DestinationError> {
         self.resolver.resolve(ev.clone(), &mut self.resolved)?;
         for ev in self.resolved.drain(..) {
-            self.applier.apply(&ev)?;
+            self.replica.apply(&ev)?;
         }
         Ok(())
     }
@@ -107,9 +108,9 @@ impl Destination for LocalDestination {
     /// replica moved them), then makes the replica durable.
     fn flush(&mut self) -> Result<(), DestinationError> {
         for ev in self.resolver.times_of_written() {
-            self.applier.apply(&ev)?;
+            self.replica.apply(&ev)?;
         }
-        Ok(self.applier.flush()?)
+        Ok(self.replica.flush()?)
     }
 
     fn checkpoint(&mut self) -> Result<u64, DestinationError> {
