@@ -144,3 +144,27 @@ pub(super) fn open(
     let applier = Applier::new(target_path, options).map_err(|e| OpenError::Busy(shown(), e))?;
     Ok(Box::new(applier))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{open, OpenError};
+    use crate::replica::apply::ApplyOptions;
+
+    /// A session's target path is made when it is missing, and the replica opened there
+    /// can be flushed at once; a path that cannot be a directory is the hello's target
+    /// path at fault (refused as such), not a reason to try again.
+    #[test]
+    fn open_makes_a_missing_target_path_and_refuses_a_file() {
+        let d = tempfile::tempdir().unwrap();
+        let target = d.path().join("a/b");
+        let mut replica = open(&target, ApplyOptions::default()).unwrap();
+        assert!(target.is_dir());
+        replica.flush().unwrap();
+        let file = d.path().join("f");
+        std::fs::write(&file, b"").unwrap();
+        assert!(matches!(
+            open(&file, ApplyOptions::default()),
+            Err(OpenError::Path(..))
+        ));
+    }
+}
