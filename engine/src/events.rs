@@ -7,7 +7,7 @@
 //! queue, a disk-queue read or write error, or an unclean stop, all of which hand files to
 //! the change journal for remirroring), 4072 `QueueSizeAlertThreshold` exceeded; and 149,
 //! settings reloaded (after the guide's code -149, "new option applied"); the connection,
-//! mirror and target events of the guide's chapter 6 (4001/4004, 4009/4010/4011, 4016/4017,
+//! mirror and target events of the guide's chapter 6 (4001/4004, 4010/4011, 4016/4017,
 //! 4019/4023, 4065, 4071); 4052/4409, orphans removed or not; the target's retries of
 //! writes that failed for a reason that may pass (4110/4111/4113, 4120, 4150); and
 //! 169/170, failed and successful logins.
@@ -28,8 +28,8 @@ pub const TARGET_STOPPED: u32 = 4004;
 /// Connection established / disconnected.
 pub const CONNECTED: u32 = 4016;
 pub const DISCONNECTED: u32 = 4017;
-/// Auto-reconnecting / auto-reconnect succeeded.
-pub const RECONNECTING: u32 = 4009;
+/// Auto-reconnect succeeded. (The guide's 4009, auto-reconnecting, is not logged: each
+/// failed attempt's 4011 says that it is retried, and when.)
 pub const RECONNECTED: u32 = 4010;
 /// Auto-reconnect failed: a connection could not be made, or was lost (logged with its
 /// reason, once per reason, not at every retry).

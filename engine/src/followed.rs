@@ -38,10 +38,6 @@ impl Followed {
         self.names.len()
     }
 
-    pub fn contains(&self, name: &Path) -> bool {
-        self.names.contains(name)
-    }
-
     /// Whether `name` is followed, or lies beneath a followed name (a directory whose
     /// stale content is suspect with it).
     pub fn holds(&self, name: &Path) -> bool {

@@ -15,9 +15,9 @@ pub(crate) mod clock;
 /// `rilld serve`: identity, job store, target role and jobs, and the management API.
 pub mod daemon;
 /// The event log, with the reference guide's event IDs.
-pub mod events;
+pub(crate) mod events;
 /// Names followed through renames and links after they may have gone stale (both roles).
-pub mod followed;
+pub(crate) mod followed;
 /// The management API: its types (from `rill-mgmt`) and the server.
 pub mod mgmt;
 /// Frames on the wire, TLS identity and trust, the source's link to a target.

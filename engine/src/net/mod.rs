@@ -7,6 +7,6 @@
 //! half of a connection lives with the replica (`crate::replica`), since what it does with
 //! a frame is apply it.
 
-pub mod link;
+pub(crate) mod link;
 pub mod proto;
 pub mod tls;

@@ -16,6 +16,6 @@ pub mod changed_since;
 pub mod destination;
 pub mod drain;
 pub mod job;
-pub mod mirror;
-pub mod resolve;
+pub(crate) mod mirror;
+pub(crate) mod resolve;
 pub mod transmit;

@@ -28,7 +28,7 @@ use crate::net::proto::{Marker, Stream};
 use crate::source::destination::{Destination, DestinationError};
 use crate::source::resolve::{ResolveOptions, Resolver};
 
-pub use session::{connect_tls, LinkConfig};
+pub use session::LinkConfig;
 
 /// The state of a job's connection to its target (the management API turns it into the
 /// guide's `conState`, which also depends on the job).
@@ -49,15 +49,6 @@ impl LinkState {
             2 => LinkState::Connected,
             3 => LinkState::Refused,
             _ => LinkState::Disconnected,
-        }
-    }
-
-    pub fn word(self) -> &'static str {
-        match self {
-            LinkState::Disconnected => "Disconnected",
-            LinkState::Connecting => "Connecting",
-            LinkState::Connected => "Connected",
-            LinkState::Refused => "Refused",
         }
     }
 }
@@ -268,10 +259,6 @@ impl NetworkDestination {
             task: Some(task),
             runtime: runtime.clone(),
         }
-    }
-
-    pub fn stats(&self) -> &Arc<LinkStats> {
-        &self.shared.stats
     }
 
     fn stopped(&self) -> bool {

@@ -789,6 +789,7 @@ impl HandOuts {
         }
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.order.is_empty()
     }

@@ -113,11 +113,6 @@ impl Resolver {
         }
     }
 
-    /// The replicated source directory.
-    pub fn source(&self) -> &Path {
-        &self.source
-    }
-
     /// `path` relative to the source directory.
     pub fn relative(&self, path: &Path) -> Result<PathBuf, ResolveError> {
         path.strip_prefix(&self.source)
