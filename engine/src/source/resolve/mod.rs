@@ -299,13 +299,13 @@ impl Resolver {
     }
 
     /// The file a change by name to `rel` was made to, which such an operation does not
-    /// say: the one the stream showed under that name as one of a file's several names
-    /// (right at this point of the stream, as the source may be ahead of it), or else
-    /// the one the name holds on the source now.
+    /// say, when it matters: the one the stream showed under that name as one of a file's
+    /// several names (right at this point of the stream, which the source may be ahead
+    /// of). A file with one name needs none: the remirror of the refused name, followed
+    /// through the moves after it, reaches it. No look at the source here: this is asked
+    /// of every change by name sent, a checkpoint's times included.
     pub fn file_changed_by_name(&self, rel: &Path) -> Option<(u64, u64)> {
-        self.written
-            .file_named(rel)
-            .or_else(|| named_file(&self.source.join(rel)))
+        self.written.file_named(rel)
     }
 
     /// The names (absolute) to remirror, besides `named`, so that changes to `files`
@@ -450,17 +450,6 @@ pub(crate) fn identity(m: &std::fs::Metadata) -> (u64, u64) {
     (user_dev_to_kernel(m.dev()), m.ino())
 }
 
-/// The file (kernel device, inode) a change by name to `path` was made to, as it names
-/// one now: through a symlink, the file it leads to (`chmod`, `truncate` and user
-/// extended attributes reach only that).
-fn named_file(path: &Path) -> Option<(u64, u64)> {
-    let m = std::fs::symlink_metadata(path).ok()?;
-    if m.file_type().is_symlink() {
-        return std::fs::metadata(path).ok().map(|m| identity(&m));
-    }
-    Some(identity(&m))
-}
-
 /// The file (kernel device, inode) that `path` names now (without following a final
 /// symlink), if that is its only name.
 fn lone_file_at(path: &Path) -> Option<(u64, u64)> {
@@ -476,6 +465,10 @@ pub fn find_files<'a>(
     roots: impl Iterator<Item = &'a Path>,
     files: &[(u64, u64)],
 ) -> Vec<((u64, u64), PathBuf)> {
+    // Looked up per entry of the walk, so by hash: the inode number first, which the
+    // directory listing gives without a `stat`.
+    let wanted: std::collections::HashSet<(u64, u64)> = files.iter().copied().collect();
+    let inodes: std::collections::HashSet<u64> = files.iter().map(|f| f.1).collect();
     let mut found = Vec::new();
     let mut dirs: Vec<PathBuf> = roots.map(Path::to_path_buf).collect();
     while let Some(dir) = dirs.pop() {
@@ -484,9 +477,9 @@ pub fn find_files<'a>(
         };
         for e in entries.flatten() {
             let Ok(kind) = e.file_type() else { continue };
-            if files.iter().any(|f| f.1 == e.ino()) {
+            if inodes.contains(&e.ino()) {
                 if let Some(file) = e.metadata().ok().map(|m| identity(&m)) {
-                    if files.contains(&file) {
+                    if wanted.contains(&file) {
                         found.push((file, e.path()));
                     }
                 }
