@@ -298,6 +298,7 @@ impl NetworkDestination {
         ev: Event,
         stream: Stream,
         captured_ns: u64,
+        file: Option<(u64, u64)>,
     ) -> Result<(), DestinationError> {
         let stats = &self.shared.stats;
         match stream {
@@ -313,12 +314,6 @@ impl NetworkDestination {
                 stats.mir_bytes_pending.fetch_add(bytes, Ordering::Relaxed);
             }
         }
-        let file = match stream {
-            Stream::Replication if ev.op.changes_in_place() => ev
-                .object
-                .or_else(|| self.resolver.file_changed_by_name(&ev.path)),
-            _ => None,
-        };
         self.submit(Outgoing::Op {
             ev,
             stream,
@@ -339,7 +334,17 @@ impl Destination for NetworkDestination {
             } else {
                 monotonic_ns()
             };
-            self.submit_op(ev, stream, captured_ns)?;
+            // The file an in-place change was made to, in case the target refuses it
+            // (see `Failed::files`). Only for captured operations: a checkpoint's times
+            // are sent under the name of the file written itself, and asking for each
+            // would cost a look at the source per written file.
+            let file = match stream {
+                Stream::Replication if ev.op.changes_in_place() => ev
+                    .object
+                    .or_else(|| self.resolver.file_changed_by_name(&ev.path)),
+                _ => None,
+            };
+            self.submit_op(ev, stream, captured_ns, file)?;
         }
         self.resolved = resolved;
         Ok(())
@@ -373,7 +378,7 @@ impl Destination for NetworkDestination {
     /// count of items handed to the link, which the target's acknowledgements reach.
     fn checkpoint(&mut self) -> Result<u64, DestinationError> {
         for ev in self.resolver.times_of_written() {
-            self.submit_op(ev, Stream::Replication, monotonic_ns())?;
+            self.submit_op(ev, Stream::Replication, monotonic_ns(), None)?;
         }
         Ok(self.submitted)
     }

@@ -299,13 +299,16 @@ impl Resolver {
     }
 
     /// The file a change by name to `rel` was made to, which such an operation does not
-    /// say, when it matters: the one the stream showed under that name as one of a file's
-    /// several names (right at this point of the stream, which the source may be ahead
-    /// of). A file with one name needs none: the remirror of the refused name, followed
-    /// through the moves after it, reaches it. No look at the source here: this is asked
-    /// of every change by name sent, a checkpoint's times included.
+    /// say: the one the stream showed under that name as one of a file's several names
+    /// (right at this point of the stream, which the source may be ahead of), or else the
+    /// one the name leads to on the source now. Through a symlink that is another file
+    /// than the name's: the remirror of the refused name rebuilds the link, not the file
+    /// the change reached (found by the replication fuzzer: a `chmod` and a `truncate`
+    /// through links, refused, lost for good without this look).
     pub fn file_changed_by_name(&self, rel: &Path) -> Option<(u64, u64)> {
-        self.written.file_named(rel)
+        self.written
+            .file_named(rel)
+            .or_else(|| named_file(&self.source.join(rel)))
     }
 
     /// The names (absolute) to remirror, besides `named`, so that changes to `files`
@@ -448,6 +451,17 @@ pub(crate) fn join_rest(to: &Path, rest: &Path) -> PathBuf {
 /// A file's (kernel device, inode), as the capture names it.
 pub(crate) fn identity(m: &std::fs::Metadata) -> (u64, u64) {
     (user_dev_to_kernel(m.dev()), m.ino())
+}
+
+/// The file (kernel device, inode) a change by name to `path` was made to, as it names
+/// one now: through a symlink, the file it leads to (`chmod`, `truncate` and user
+/// extended attributes reach only that).
+fn named_file(path: &Path) -> Option<(u64, u64)> {
+    let m = std::fs::symlink_metadata(path).ok()?;
+    if m.file_type().is_symlink() {
+        return std::fs::metadata(path).ok().map(|m| identity(&m));
+    }
+    Some(identity(&m))
 }
 
 /// The file (kernel device, inode) that `path` names now (without following a final
