@@ -9,7 +9,7 @@
 use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rill_abi::{
     maps::{user_dev_to_kernel, Category},
@@ -58,7 +58,33 @@ struct EbpfBackend {
     /// outside them (any file with a shared writable mapping on a watched file system is
     /// marked). One is forgotten when a rename or link may have brought it in.
     outside: HashSet<(u64, u64)>,
+    /// Marks of files found outside the roots before, held until the ring has been read to
+    /// its end since they were listed (see [`Held`]).
+    held: HashMap<(u64, u64), Held>,
 }
+
+/// A second-layer mark of a file found outside the roots before, waiting to be judged.
+///
+/// Judged when listed, by its inode number alone, it was dropped when that number had been
+/// freed and given to a file made under the roots since, whose creation the reader had not
+/// read yet: the mark is listed as soon as it is made, while the record of the creation may
+/// wait in the ring behind others (found by the replication security tests: a file written
+/// from a thread, whose writes are marks, reached the replica empty; the engine's own
+/// queue files, which the capture never sees, free inode numbers all the time). So the
+/// mark waits until the ring has been read to its end after it was listed: every record
+/// made before it is named by then, and a creation under the roots has forgotten the
+/// number as outside ([`moved_in`]).
+struct Held {
+    first_ns: u64,
+    /// When it was last listed.
+    listed: Instant,
+}
+
+/// How long after a held mark was listed the ring must be found at its end for the mark to
+/// be judged. A record is reserved and committed within one run of a BPF program, which
+/// does not sleep; one reserved before the end was found and committed after it is read at
+/// the next poll, and this margin covers the microseconds that takes many times over.
+const HELD_MARGIN: Duration = Duration::from_millis(1);
 
 /// What one [`Capture::poll_batch`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -185,10 +211,11 @@ impl Capture {
     /// everything captured before the call has been read (a ring reader takes at most
     /// [`RingReader::BATCH`] records at a time, so a full batch may have left more).
     pub fn poll_batch(&mut self, timeout: Duration, out: &mut Vec<Event>) -> Result<Polled> {
-        self.poll_source(timeout, out).map(|(read, kept)| Polled {
-            kept,
-            emptied: read < RingReader::BATCH,
-        })
+        self.poll_source(timeout, out, false)
+            .map(|(read, kept)| Polled {
+                kept,
+                emptied: read < RingReader::BATCH,
+            })
     }
 
     /// Replaces the session's roots (a capture shared by several jobs follows the jobs
@@ -239,19 +266,35 @@ impl Capture {
     }
 
     /// Like `poll`; also returns how many events the source gave (before naming, losses
-    /// and filtering).
-    fn poll_source(&mut self, timeout: Duration, out: &mut Vec<Event>) -> Result<(usize, usize)> {
+    /// and filtering). With `flushing`, marks held for the ring to be read to its end (see
+    /// [`Held`]) are judged as soon as it is, with no margin: a flush reads until nothing
+    /// is left.
+    fn poll_source(
+        &mut self,
+        timeout: Duration,
+        out: &mut Vec<Event>,
+        flushing: bool,
+    ) -> Result<(usize, usize)> {
         let mut raw = Vec::new();
+        // Held marks listed before this are judged (the ring was read to its end after).
+        let mut settle_before = None;
         match &mut self.backend {
             Backend::Fanotify(f) => {
                 f.poll(timeout, &mut raw)?;
             }
             Backend::Ebpf(b) => {
-                b.reader.poll(timeout, &mut raw)?;
+                let started = Instant::now();
+                if b.reader.poll(timeout, &mut raw)? < RingReader::BATCH {
+                    settle_before = if flushing {
+                        Some(started)
+                    } else {
+                        started.checked_sub(HELD_MARGIN)
+                    };
+                }
             }
         }
         let read = raw.len();
-        self.collect_losses(&mut raw)?;
+        self.collect_losses(&mut raw, settle_before)?;
         if let Some((mounts, _)) = &mut self.watched {
             mounts.refresh()?;
         }
@@ -274,7 +317,7 @@ impl Capture {
         const MAX_BATCHES: usize = 4096;
         let mut kept = 0;
         for _ in 0..MAX_BATCHES {
-            let (from_source, n) = self.poll_source(Duration::ZERO, out)?;
+            let (from_source, n) = self.poll_source(Duration::ZERO, out, true)?;
             kept += n;
             if from_source == 0 {
                 break;
@@ -285,7 +328,11 @@ impl Capture {
 
     /// Names events the reader could not name, and turns new drop counts and dirty-map
     /// entries into `overflow` and `dirty` events.
-    fn collect_losses(&mut self, raw: &mut Vec<Event>) -> Result<()> {
+    fn collect_losses(
+        &mut self,
+        raw: &mut Vec<Event>,
+        settle_before: Option<Instant>,
+    ) -> Result<()> {
         let Backend::Ebpf(b) = &mut self.backend else {
             return Ok(());
         };
@@ -296,28 +343,14 @@ impl Capture {
             dirty_marks,
             names,
             outside,
+            held,
             ..
         } = &mut **b;
         let mut namer = Namer::new(&self.roots, names);
-        let mut named = Vec::with_capacity(raw.len());
-        for ev in raw.drain(..) {
-            if !outside.is_empty() {
-                moved_in(&ev, outside);
-            }
-            match ev.object {
-                Some(id) if ev.path.as_os_str().is_empty() => {
-                    for path in namer.name(id) {
-                        named.push(Event { path, ..ev.clone() });
-                    }
-                }
-                Some(id) => {
-                    namer.names.insert(id, ev.path.clone());
-                    named.push(ev);
-                }
-                None => named.push(ev),
-            }
+        name_records(raw, &mut namer, outside);
+        if let Some(before) = settle_before {
+            settle(held, before, &mut namer, outside, raw);
         }
-        *raw = named;
         // Every loss is also a dirty mark, and the marks' count rises last: while it stays
         // where it was, there is nothing to collect. Reading it alone is one system call;
         // reading every counter and listing the dirty-file map (which walks all its 65,536
@@ -350,6 +383,7 @@ impl Capture {
                 ));
             }
         }
+        let listed = Instant::now();
         for (key, value) in maps.dirty()? {
             let reason = DirtyReason::from_abi(value.reason);
             let id = (key.dev, key.ino);
@@ -358,8 +392,11 @@ impl Capture {
                 self.roots.clone()
             } else if reason == DirtyReason::Modified {
                 // The second layer marks files by what happened to them, wherever they are
-                // on a watched file system: one not under the roots is none of ours.
+                // on a watched file system: one not under the roots is none of ours, but
+                // one found outside before may have been replaced since (see `Held`).
                 if outside.contains(&id) {
+                    let first_ns = value.first_ns;
+                    held.insert(id, Held { first_ns, listed });
                     Vec::new()
                 } else {
                     namer.lookup(id).unwrap_or_else(|| {
@@ -377,6 +414,61 @@ impl Capture {
         }
         Ok(())
     }
+}
+
+/// Names the records read: a record without a name (the driver could not walk it) by its
+/// object; the objects of named ones are remembered by that name, and forgotten as
+/// outside the roots when they came in (see [`moved_in`]).
+fn name_records(raw: &mut Vec<Event>, namer: &mut Namer, outside: &mut HashSet<(u64, u64)>) {
+    let mut named = Vec::with_capacity(raw.len());
+    for ev in raw.drain(..) {
+        if !outside.is_empty() {
+            moved_in(&ev, outside);
+        }
+        match ev.object {
+            Some(id) if ev.path.as_os_str().is_empty() => {
+                for path in namer.name(id) {
+                    named.push(Event { path, ..ev.clone() });
+                }
+            }
+            Some(id) => {
+                namer.names.insert(id, ev.path.clone());
+                named.push(ev);
+            }
+            None => named.push(ev),
+        }
+    }
+    *raw = named;
+}
+
+/// Judges the held marks listed before `before` (the ring has been read to its end since):
+/// a file still known as outside the roots is none of ours; one the records read since
+/// brought in (or replaced) is named, its mark appended to `raw`.
+fn settle(
+    held: &mut HashMap<(u64, u64), Held>,
+    before: Instant,
+    namer: &mut Namer,
+    outside: &mut HashSet<(u64, u64)>,
+    raw: &mut Vec<Event>,
+) {
+    held.retain(|&id, h| {
+        if h.listed >= before {
+            return true;
+        }
+        if !outside.contains(&id) {
+            let paths = namer.lookup(id).unwrap_or_else(|| {
+                outside.insert(id);
+                Vec::new()
+            });
+            let reason = DirtyReason::Modified;
+            raw.extend(
+                paths
+                    .into_iter()
+                    .map(|p| synthetic(p, h.first_ns, Op::Dirty { reason })),
+            );
+        }
+        false
+    });
 }
 
 /// Names objects (kernel dev, inode) under a session's roots: from the paths seen so far,
@@ -519,6 +611,7 @@ fn ebpf_backend(
         dirty_marks: None,
         names: HashMap::new(),
         outside: HashSet::new(),
+        held: HashMap::new(),
     }))
 }
 

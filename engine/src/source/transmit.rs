@@ -278,7 +278,7 @@ impl TransmitLoop<'_> {
         };
         match m.walk.next_group() {
             Some(group) => {
-                p.handed_out.record(&group);
+                p.handed_out.record(&group, !m.entries.is_empty());
                 for ev in &group {
                     if let Some(failed) = self.send(ev, Stream::Mirror)? {
                         p.remirrors.failed([failed]);
@@ -476,6 +476,7 @@ impl TransmitLoop<'_> {
             .iter()
             .map(|p| Mark::whole((*p).clone(), Reason::Modified, at))
             .collect();
+        log::debug!("stale on the replica, to remirror: {names:?}");
         self.changes.mark(&marks)?;
         for p in names {
             self.destination.suspect(p);
@@ -517,6 +518,7 @@ impl TransmitLoop<'_> {
         if failed.is_empty() {
             return Ok(failed);
         }
+        log::debug!("refused by the destination, to remirror: {failed:?}");
         let marks: Vec<Mark> = failed
             .iter()
             .map(|p| Mark::whole(p.clone(), Reason::Modified, crate::clock::wall_ns()))

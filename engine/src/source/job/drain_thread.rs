@@ -305,6 +305,11 @@ fn keep(
 }
 
 fn mark(changes: &ChangeJournal, counters: &Counters, m: Mark) -> Result<()> {
+    log::debug!(
+        "not kept, to remirror: {} ({:?})",
+        m.path.display(),
+        m.reason
+    );
     counters
         .change_journal_marks
         .fetch_add(1, Ordering::Relaxed);

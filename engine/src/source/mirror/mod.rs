@@ -18,15 +18,16 @@
 //! converges to the source. Values read at the walk and sent later would not: a `chown`
 //! made in between would be undone by the mirror's older owner. Data is read when sent.
 //! What does not converge that way is a `rename` or `link` captured before the read and
-//! sent after it: it moves or shares whatever the replica holds under its names by then.
-//! The transmit loop records when it hands out each group ([`HandOuts`]), asks
+//! sent after it: it moves or shares whatever the replica holds under its names by then;
+//! nor anything captured before a remirror's read, which carried changes the stream does
+//! not hold (see `hand_outs`). The transmit loop records when it hands out each group ([`HandOuts`]), asks
 //! [`HandOuts::overtook`] about each operation it sends after them, and has the names of
 //! those remirrored afterwards.
 //!
 //! Holes are kept (`EnableSparseFileMirroring`): only the data extents `SEEK_DATA` /
 //! `SEEK_HOLE` report are sent, after the file was truncated to its size.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::Metadata;
 use std::io;
 use std::os::fd::AsRawFd;
@@ -37,11 +38,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rill_ops::{Event, Op};
 
+mod hand_outs;
 mod pending;
 
 use crate::replica::orphans::keep_ranges;
 use crate::repset::{NamesProtected, ReplicationSet};
 use crate::source::resolve::{list_xattrs, open_data};
+pub use hand_outs::HandOuts;
 use pending::Pending;
 
 /// How the mirror cuts and filters what it sends.
@@ -700,101 +703,6 @@ fn each_protected_file(
     }
 }
 
-/// When (CLOCK_MONOTONIC ns) each name's latest mirror group was handed out, for as long
-/// as an operation captured before then may still be on its way.
-///
-/// Such an operation is sent after the group, and applied to the group's newer state of
-/// the name. For one that sets values that converges (the operations after it set them
-/// again), but one that moves or shares a file by name (`rename`, `link`) would move a
-/// later file, or replace what the mirror just rebuilt: see [`HandOuts::overtook`]. This
-/// holds after the mirror is done too, until every operation captured before its last
-/// group has been sent, so the record belongs to the transmit loop, not to one mirror.
-///
-/// A rename of a directory moves every name beneath it, so the names looked at are the
-/// operation's own and those beneath them: a group read beneath a directory after its
-/// rename was captured holds what the rename brought there, and the rename applied after
-/// it on the replica moves that away (found by the replication fuzzer: an exchange of two
-/// directories, captured while the mirror walked one of them, left the replica with the
-/// other's files).
-///
-/// A directory's orphan removal (`Prune`) judges the names in it, so a name is also
-/// overtaken by a prune of its directory read after the operation was captured: the
-/// listing no longer had a name the operation renames away, the prune removed the
-/// replica's file under it, and the rename applied after it moved whatever operations in
-/// between made there (found by the replication fuzzer: a file short of all but its last
-/// write, under the name it was renamed to).
-#[derive(Default)]
-pub struct HandOuts {
-    /// Ordered, to find the names beneath a directory.
-    at: BTreeMap<PathBuf, u64>,
-    /// Directories whose names a prune judged, and when it was read.
-    pruned: BTreeMap<PathBuf, u64>,
-    /// The same hand-outs in the order they happened (so in time order), for
-    /// [`HandOuts::forget_before`] to drop from the front: it runs for every operation
-    /// sent. `true` for a prune.
-    order: VecDeque<(u64, PathBuf, bool)>,
-}
-
-impl HandOuts {
-    /// A group's names, handed out (its values read) by now.
-    pub fn record(&mut self, group: &[Event]) {
-        let now = crate::clock::monotonic_ns();
-        for ev in group {
-            let prune = matches!(ev.op, Op::Prune(_));
-            let at = if prune {
-                &mut self.pruned
-            } else {
-                &mut self.at
-            };
-            if at.insert(ev.path.clone(), now) != Some(now) {
-                self.order.push_back((now, ev.path.clone(), prune));
-            }
-        }
-    }
-
-    /// Whether `ev`, a replication operation about to be sent after the groups handed
-    /// out, was captured before a group naming one of its paths (or pruning the directory
-    /// holding it) was read, and moves or shares a file by name: its names are to be
-    /// remirrored.
-    pub fn overtook(&self, ev: &Event) -> bool {
-        let after = |at: Option<&u64>| at.is_some_and(|&at| at > ev.ktime_ns);
-        matches!(ev.op, Op::Rename { .. } | Op::Link { .. })
-            && ev.paths().any(|p| {
-                self.at
-                    .range(p.clone()..)
-                    .take_while(|(q, _)| q.starts_with(p))
-                    .any(|(_, at)| after(Some(at)))
-                    || p.parent().is_some_and(|d| after(self.pruned.get(d)))
-            })
-    }
-
-    /// Forgets hand-out times before `ns`: every operation captured before then has been
-    /// sent (the caller knows when that is).
-    pub fn forget_before(&mut self, ns: u64) {
-        while let Some((at, _, _)) = self.order.front() {
-            if *at >= ns {
-                break;
-            }
-            if let Some((at, path, prune)) = self.order.pop_front() {
-                let map = if prune {
-                    &mut self.pruned
-                } else {
-                    &mut self.at
-                };
-                // Unless the name was handed out again since.
-                if map.get(&path) == Some(&at) {
-                    map.remove(&path);
-                }
-            }
-        }
-    }
-
-    #[cfg(test)]
-    pub fn is_empty(&self) -> bool {
-        self.order.is_empty()
-    }
-}
-
 /// The data extents of a file, as `[start, end)` ranges, by `SEEK_DATA` / `SEEK_HOLE`.
 fn data_extents(p: &Path, size: u64) -> io::Result<Vec<(u64, u64)>> {
     let f = open_data(p)?;
@@ -832,7 +740,7 @@ mod tests {
     use crate::repset::Rule;
     use std::os::unix::fs::FileExt;
 
-    fn options() -> MirrorOptions {
+    pub(super) fn options() -> MirrorOptions {
         MirrorOptions {
             chunk_bytes: 4096,
             small_file_bytes: 1024,
@@ -849,7 +757,7 @@ mod tests {
         std::iter::from_fn(|| m.next_group()).flatten().collect()
     }
 
-    fn set(root: &Path) -> ReplicationSet {
+    pub(super) fn set(root: &Path) -> ReplicationSet {
         ReplicationSet::new(vec![Rule::new(&root.to_string_lossy(), true, true).unwrap()])
     }
 
@@ -979,38 +887,6 @@ mod tests {
         assert!(!ops.iter().any(|e| e.path.ends_with("other")));
     }
 
-    /// A directory's rename (an exchange here) captured before the mirror read a name
-    /// beneath it is overtaken too: the group holds what the rename brought there.
-    #[test]
-    fn a_directory_rename_captured_before_a_name_beneath_it_was_mirrored_is_overtaken() {
-        let d = tempfile::tempdir().unwrap();
-        let r = d.path();
-        std::fs::create_dir_all(r.join("d0")).unwrap();
-        std::fs::write(r.join("d0/f"), b"x").unwrap();
-        let before = crate::clock::monotonic_ns();
-        let mut hand_outs = HandOuts::default();
-        let mut m = Mirror::new(vec![r.join("d0/f")], set(r), options());
-        while let Some(group) = m.next_group() {
-            hand_outs.record(&group);
-        }
-        let exchange = |from: &str, to: &str| Event {
-            ktime_ns: before,
-            ..Event::new(
-                r.join(from),
-                Op::Rename {
-                    new_path: r.join(to),
-                    flags: libc::RENAME_EXCHANGE,
-                },
-            )
-        };
-        assert!(hand_outs.overtook(&exchange("d0", "d5/d4")));
-        assert!(hand_outs.overtook(&exchange("d5/d4", "d0")));
-        assert!(
-            !hand_outs.overtook(&exchange("d5/d4", "d0x")),
-            "whole components"
-        );
-    }
-
     /// An operation that changes only names beneath a directory the mirror has not
     /// listed yet, or a file there with no other name, is left to the mirror; one on the
     /// directory itself, one on a file with another name (or not known by identity), a
@@ -1137,42 +1013,6 @@ mod tests {
             !ops.iter().any(|e| e.path.starts_with(r.join("a"))),
             "{ops:?}"
         );
-    }
-
-    /// A rename captured before the mirror read the directory it renames a file out of:
-    /// the directory's prune (read after the file left) removed the replica's file, so
-    /// the rename applied after it moves whatever operations in between made there. It is
-    /// overtaken, though the mirror handed out neither of its names.
-    #[test]
-    fn a_rename_out_of_a_directory_pruned_after_its_capture_is_overtaken() {
-        let d = tempfile::tempdir().unwrap();
-        let r = d.path();
-        std::fs::create_dir_all(r.join("d")).unwrap();
-        std::fs::create_dir_all(r.join("elsewhere")).unwrap();
-        let before = crate::clock::monotonic_ns();
-        let mut hand_outs = HandOuts::default();
-        let mut m = Mirror::new(vec![r.join("d")], set(r), options());
-        while let Some(group) = m.next_group() {
-            hand_outs.record(&group);
-        }
-        let rename = |from: &str, to: &str| Event {
-            ktime_ns: before,
-            ..Event::new(
-                r.join(from),
-                Op::Rename {
-                    new_path: r.join(to),
-                    flags: 0,
-                },
-            )
-        };
-        assert!(hand_outs.overtook(&rename("d/f", "elsewhere/g")));
-        assert!(
-            !hand_outs.overtook(&rename("d/sub/f", "elsewhere/g")),
-            "only the names the prune judged"
-        );
-        hand_outs.forget_before(u64::MAX);
-        assert!(hand_outs.is_empty());
-        assert!(!hand_outs.overtook(&rename("d/f", "elsewhere/g")));
     }
 
     /// Remirrors `x` and `a` (`a` hard-linked as `other`, and `x` as `y`) and, once the
@@ -1480,55 +1320,6 @@ mod tests {
         assert!(ops
             .iter()
             .any(|e| e.path == r.join("z/b") && matches!(e.op, Op::Create { .. })));
-    }
-
-    #[test]
-    fn a_rename_captured_before_its_names_were_mirrored_is_overtaken() {
-        let d = tempfile::tempdir().unwrap();
-        let r = d.path();
-        std::fs::write(r.join("a"), b"x").unwrap();
-        let mut m = Mirror::new(vec![r.to_path_buf()], set(r), options());
-        let captured = |ktime_ns, op| Event {
-            ktime_ns,
-            ..Event::new(r.join("elsewhere"), op)
-        };
-        let rename = |ktime_ns| {
-            let to = r.join("a");
-            captured(
-                ktime_ns,
-                Op::Rename {
-                    new_path: to,
-                    flags: 0,
-                },
-            )
-        };
-        let before = crate::clock::monotonic_ns();
-        let mut m_groups = HandOuts::default();
-        while let Some(group) = m.next_group() {
-            m_groups.record(&group);
-        }
-        let mut m = m_groups;
-        assert!(
-            m.overtook(&rename(before)),
-            "made before the mirror read `a`"
-        );
-        assert!(!m.overtook(&rename(u64::MAX)), "made after it");
-        let write = Op::Write {
-            offset: 0,
-            len: 1,
-            data: None,
-        };
-        assert!(!m.overtook(&captured(before, write)), "values converge");
-        m.forget_before(before);
-        assert!(
-            m.overtook(&rename(before)),
-            "kept while all before may be queued"
-        );
-        m.forget_before(u64::MAX);
-        assert!(
-            !m.overtook(&rename(before)) && m.is_empty(),
-            "forgotten once all before was sent"
-        );
     }
 
     #[test]
