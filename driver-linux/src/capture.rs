@@ -407,8 +407,14 @@ impl Capture {
             } else {
                 namer.name(id)
             };
+            // The file's identity goes with its marks, so the engine can remirror every
+            // name it has, wherever later renames take them.
+            let object = (key != DirtyKey::default()).then_some(id);
             for path in paths {
-                raw.push(synthetic(path, value.first_ns, Op::Dirty { reason }));
+                raw.push(Event {
+                    object,
+                    ..synthetic(path, value.first_ns, Op::Dirty { reason })
+                });
             }
             maps.clear_dirty(&key)?;
         }
@@ -461,11 +467,10 @@ fn settle(
                 Vec::new()
             });
             let reason = DirtyReason::Modified;
-            raw.extend(
-                paths
-                    .into_iter()
-                    .map(|p| synthetic(p, h.first_ns, Op::Dirty { reason })),
-            );
+            raw.extend(paths.into_iter().map(|p| Event {
+                object: Some(id),
+                ..synthetic(p, h.first_ns, Op::Dirty { reason })
+            }));
         }
         false
     });

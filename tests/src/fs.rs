@@ -139,32 +139,46 @@ impl Drop for Tmpfs {
     }
 }
 
-/// An XFS with reflinks (`mkfs.xfs -m reflink=1`) in a sparse image file, loop-mounted on
-/// a fresh directory; unmounted (lazily; the loop device goes with the last reference)
-/// and its image removed on drop. Needs `xfsprogs` (`scripts/setup` installs it).
-pub struct Xfs {
+/// A file system in a sparse image file, loop-mounted on a fresh directory; unmounted
+/// (lazily; the loop device goes with the last reference) and its image removed on drop.
+/// An XFS with reflinks (`mkfs.xfs -m reflink=1`, from `xfsprogs`, which `scripts/setup`
+/// installs), or an ext4 a test has to itself (whose inode numbers no other test takes).
+pub struct LoopFs {
     dir: TestDir,
     _image: TestDir,
 }
 
-impl Xfs {
-    pub fn mount(tag: &str) -> Xfs {
-        let image = TestDir::new(&format!("{tag}-image"));
-        let file = image.join("fs.xfs");
+/// The XFS with reflinks the tests of reflink calls use.
+pub type Xfs = LoopFs;
+
+impl LoopFs {
+    /// An XFS with reflinks.
+    pub fn mount(tag: &str) -> LoopFs {
         // 300 MiB: the smallest XFS current mkfs.xfs makes; sparse, so it costs little.
+        Self::make(tag, 300 << 20, &["mkfs.xfs", "-q", "-m", "reflink=1"])
+    }
+
+    /// A small ext4.
+    pub fn ext4(tag: &str) -> LoopFs {
+        Self::make(tag, 64 << 20, &["mkfs.ext4", "-q", "-F"])
+    }
+
+    fn make(tag: &str, bytes: u64, mkfs: &[&str]) -> LoopFs {
+        let image = TestDir::new(&format!("{tag}-image"));
+        let file = image.join("fs.img");
         std::fs::File::create(&file)
-            .and_then(|f| f.set_len(300 << 20))
-            .expect("create the XFS image");
+            .and_then(|f| f.set_len(bytes))
+            .expect("create the file system image");
         let run = crate::beneath::run;
-        run(std::process::Command::new("mkfs.xfs")
-            .args(["-q", "-m", "reflink=1"])
+        run(std::process::Command::new(mkfs[0])
+            .args(&mkfs[1..])
             .arg(&file));
         let dir = TestDir::new(tag);
         run(std::process::Command::new("mount")
             .args(["-o", "loop"])
             .arg(&file)
             .arg(dir.path()));
-        Xfs { dir, _image: image }
+        LoopFs { dir, _image: image }
     }
 
     pub fn path(&self) -> &Path {
@@ -176,7 +190,7 @@ impl Xfs {
     }
 }
 
-impl Drop for Xfs {
+impl Drop for LoopFs {
     fn drop(&mut self) {
         if let Err(e) = nix::mount::umount2(self.dir.path(), nix::mount::MntFlags::MNT_DETACH) {
             eprintln!("unmounting {}: {e}", self.dir.path().display());

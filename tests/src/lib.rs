@@ -32,7 +32,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 pub use events::{assert_ops, assert_seq_increasing, of_pid, summary};
-pub use fs::{SettingsFile, TestDir, Tmpfs, Xfs};
+pub use fs::{LoopFs, SettingsFile, TestDir, Tmpfs, Xfs};
 pub use pinned::PinnedGuard;
 pub use process::{run_driver, CaptureProc, Captured, Workload};
 

@@ -22,7 +22,7 @@ use rill_tests::beneath::{syncfs, Mapping};
 use rill_tests::events::{kind, path, path_str};
 use rill_tests::uring::{Dir, Uring};
 use rill_tests::{
-    assert_ops, data_pattern, of_pid, op, require_kernel_support, CaptureProc, Captured,
+    assert_ops, data_pattern, of_pid, op, require_kernel_support, CaptureProc, Captured, LoopFs,
     SettingsFile, TestDir, Xfs,
 };
 use serde_json::Value;
@@ -139,8 +139,11 @@ fn a_mapped_file_outside_the_roots_marks_nothing() {
 #[test]
 fn a_file_given_the_inode_number_of_one_found_outside_is_marked() {
     require_kernel_support();
-    let dir = TestDir::new("below-reused");
-    let root = dir.subdir("root");
+    // A file system of its own: the inode number freed is the next one given, and no other
+    // test makes a file in between.
+    let dir = LoopFs::ext4("below-reused");
+    let root = dir.join("root");
+    std::fs::create_dir(&root).expect("make the root");
     let busy = root.join("busy");
     std::fs::write(&busy, b"").expect("write the busy file");
     let ino = |p: &Path| std::fs::metadata(p).map(|m| m.ino()).unwrap_or(0);
@@ -192,7 +195,7 @@ fn a_file_given_the_inode_number_of_one_found_outside_is_marked() {
     assert!(
         !reused.is_empty(),
         "no file under the root got the inode number of a removed outside one in \
-         {REUSE_ATTEMPTS} attempts ({}): the file system does not reuse them at once",
+         {REUSE_ATTEMPTS} attempts ({}): the file system did not reuse them at once",
         dir.path().display()
     );
     for f in &reused {
@@ -201,7 +204,7 @@ fn a_file_given_the_inode_number_of_one_found_outside_is_marked() {
 }
 
 /// Tries at making a file under the roots with a removed outside file's inode number
-/// (ext4 and XFS give the number freed last to the next file made nearby).
+/// (ext4 gives the number freed last to the next file made nearby).
 const REUSE_ATTEMPTS: usize = 3;
 /// Records queued ahead of the new file's creation: more than the reader takes in one
 /// batch (4,096), well within the ring (32 MiB).

@@ -37,13 +37,13 @@ pub trait Destination {
     fn checkpoint(&mut self) -> Result<u64, DestinationError>;
     /// The highest mark whose batch is durable at the destination.
     fn durable(&self) -> u64;
-    /// Source paths the destination could not apply since the last call: to remirror.
-    fn take_failures(&mut self) -> Vec<PathBuf> {
-        Vec::new()
+    /// Source paths to remirror, found since the last call.
+    fn take_remirrors(&mut self) -> ToRemirror {
+        ToRemirror::default()
     }
     /// `path` (absolute) may hold a stale object on the destination from here on in the
     /// stream, until it is rebuilt: the moves sent after now are followed from it (see
-    /// `followed`), and the names they reach come back from `take_failures`.
+    /// `followed`), and the names they reach come back from `take_remirrors`.
     fn suspect(&mut self, _path: &Path) {}
     /// Whether the destination asked to hold the mirror back (its queue is full).
     fn mirror_paused(&self) -> bool {
@@ -54,6 +54,30 @@ pub trait Destination {
     /// whole source is to be remirrored.
     fn take_lost_state(&mut self) -> bool {
         false
+    }
+}
+
+/// Names (absolute) a destination has to have remirrored ([`Destination::take_remirrors`]).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ToRemirror {
+    /// Names the destination could not apply operations on, with every name the files
+    /// changed in place through them have.
+    pub refused: Vec<PathBuf>,
+    /// Names whose changes the stream does not carry: files the capture marked dirty and
+    /// writes the drain could not read, followed through the moves after them to every
+    /// name the file has, and the names moves carried a stale object to. Not the
+    /// destination's doing: a name here again and again is a file that keeps changing.
+    pub changed: Vec<PathBuf>,
+}
+
+impl ToRemirror {
+    pub fn is_empty(&self) -> bool {
+        self.refused.is_empty() && self.changed.is_empty()
+    }
+
+    /// Every name, refused first.
+    pub fn names(&self) -> impl Iterator<Item = &PathBuf> {
+        self.refused.iter().chain(&self.changed)
     }
 }
 
@@ -123,8 +147,11 @@ impl Destination for LocalDestination {
         self.batches
     }
 
-    fn take_failures(&mut self) -> Vec<PathBuf> {
-        self.resolver.take_stale()
+    fn take_remirrors(&mut self) -> ToRemirror {
+        ToRemirror {
+            refused: Vec::new(),
+            changed: self.resolver.take_stale(),
+        }
     }
 
     fn suspect(&mut self, path: &Path) {

@@ -7,6 +7,8 @@
 //!   name is handed to the change journal (a remirror removes it as an orphan, whatever it
 //!   was), and moving in is new content, so the new name is handed to the change journal
 //!   to be mirrored;
+//! - dirty marks of files the capture identified kept in the stream (see
+//!   [`Drained::Op`]), others handed to the change journal;
 //! - range-only writes (the driver throttled, or the write exceeded its inline limit)
 //!   filled by reading those bytes from the file now. Bytes past the file's current end
 //!   are left out: whatever shortened the file (a truncate, an `O_TRUNC` open) was captured
@@ -39,7 +41,15 @@ pub const WRITE_PIECE: u64 = 1 << 20;
 /// What the drain hands on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Drained {
-    /// An operation for the queue.
+    /// An operation for the queue. A dirty mark of a file the capture identified is one
+    /// too: the resolver follows its name through the renames after it and has the file
+    /// remirrored under every name it has, once what came before it in the stream is
+    /// applied (see `Resolver::take_stale`). Handed to the change journal at once, under
+    /// the one name the capture found, the remirror read that name only, before the
+    /// operations queued ahead of the mark were sent: a later rename left the file's other
+    /// names without the change, and an older `O_TRUNC` open applied after the remirror
+    /// emptied what only the remirror had carried (found by the replication tests: files
+    /// written through io_uring, linked and renamed, empty on the replica).
     Op(Event),
     /// A file (or, with `range`, part of one) the change journal must remember.
     Dirty {
@@ -105,6 +115,8 @@ impl Drain {
                 }
             }
             _ if !protects(&ev.path) => return,
+            // A mark of a known file stays in the stream: see `Drained::Op`.
+            Op::Dirty { .. } if ev.object.is_some() => return out.push(Drained::Op(ev)),
             Op::Dirty { reason } => return out.push(dirty(ev.path, None, *reason)),
             _ => {}
         }
@@ -523,5 +535,34 @@ mod tests {
         };
         assert_eq!(ops(&drain(root), vec![write]), vec![Drained::Op(mark)]);
         assert!(moved.exists());
+    }
+
+    /// A dirty mark of a file the capture identified stays in the stream, where the
+    /// resolver follows it (see `Drained::Op`); one of a name alone (an overflow's names,
+    /// a rescan) goes to the change journal.
+    #[test]
+    fn a_mark_of_an_identified_file_stays_in_the_stream() {
+        let dirty = |path: &str, object| Event {
+            object,
+            ..ev(
+                path,
+                Op::Dirty {
+                    reason: DirtyReason::Modified,
+                },
+            )
+        };
+        let identified = dirty("/p/a", Some((8, 42)));
+        let out = ops(&drain("/p"), vec![identified.clone(), dirty("/p/b", None)]);
+        assert_eq!(
+            out,
+            vec![
+                Drained::Op(identified),
+                Drained::Dirty {
+                    path: "/p/b".into(),
+                    range: None,
+                    reason: DirtyReason::Modified,
+                },
+            ]
+        );
     }
 }

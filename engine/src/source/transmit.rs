@@ -383,9 +383,9 @@ impl TransmitLoop<'_> {
         if acked > 0 {
             self.consumer.ack(acked)?;
         }
-        let failed = self.record_failures()?;
-        if !failed.is_empty() {
-            p.remirrors.failed(failed);
+        let (refused, any) = self.record_failures()?;
+        p.remirrors.failed(refused);
+        if any {
             self.note_pending()?;
         }
         Ok(())
@@ -511,20 +511,20 @@ impl TransmitLoop<'_> {
             .mark_subtree(&self.source, Reason::RescanAll, crate::clock::wall_ns())?)
     }
 
-    /// Files the destination could not apply go to the change journal, to be remirrored.
-    /// Returns their names.
-    fn record_failures(&mut self) -> Result<Vec<PathBuf>> {
-        let failed = self.destination.take_failures();
-        if failed.is_empty() {
-            return Ok(failed);
+    /// What the destination has to have remirrored goes to the change journal. Returns
+    /// the names it refused (see [`Remirrors`]), and whether there was anything.
+    fn record_failures(&mut self) -> Result<(Vec<PathBuf>, bool)> {
+        let to = self.destination.take_remirrors();
+        if to.is_empty() {
+            return Ok((Vec::new(), false));
         }
-        log::debug!("refused by the destination, to remirror: {failed:?}");
-        let marks: Vec<Mark> = failed
-            .iter()
+        log::debug!("to remirror: {to:?}");
+        let marks: Vec<Mark> = to
+            .names()
             .map(|p| Mark::whole(p.clone(), Reason::Modified, crate::clock::wall_ns()))
             .collect();
         self.changes.mark(&marks)?;
-        Ok(failed)
+        Ok((to.refused, true))
     }
 
     /// Publishes how many change-journal entries wait for a remirror (see
@@ -635,7 +635,7 @@ impl TransmitLoop<'_> {
                 .fetch_add(done.entries.len() as u64, Ordering::Relaxed);
             // What the target refused of this remirror waits again (its refusals came
             // before the acknowledgement the flush waited for).
-            refused = self.record_failures()?;
+            refused = self.record_failures()?.0;
             self.note_pending()?;
         }
         self.control.set_mirror(MirrorPhase::Complete);

@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, watch};
 use crate::clock::monotonic_ns;
 use crate::mgmt::{utc_time, ConError, ConErrorClass};
 use crate::net::proto::{Marker, Stream};
-use crate::source::destination::{Destination, DestinationError};
+use crate::source::destination::{Destination, DestinationError, ToRemirror};
 use crate::source::resolve::{ResolveOptions, Resolver};
 
 pub use session::LinkConfig;
@@ -387,7 +387,7 @@ impl Destination for NetworkDestination {
         *self.acked.borrow()
     }
 
-    fn take_failures(&mut self) -> Vec<PathBuf> {
+    fn take_remirrors(&mut self) -> ToRemirror {
         let Failed {
             names: mut failed,
             files,
@@ -407,8 +407,10 @@ impl Destination for NetworkDestination {
         let files: Vec<(u64, u64)> = files.into_iter().collect();
         let names = self.resolver.names_of(&files, &failed);
         failed.extend(names);
-        failed.extend(self.resolver.take_stale());
-        failed
+        ToRemirror {
+            refused: failed,
+            changed: self.resolver.take_stale(),
+        }
     }
 
     fn suspect(&mut self, path: &Path) {

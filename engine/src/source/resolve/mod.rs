@@ -88,13 +88,17 @@ pub struct Resolver {
     /// `copy_file_range` into one name of a file, the name moved, then removed; the
     /// file's other name never got the bytes).
     unread: std::collections::BTreeSet<(u64, u64)>,
+    /// Set when one of the bounded records above was full and a name or file was not
+    /// kept: the whole source is remirrored then (`take_stale`), rather than one change
+    /// going unremirrored.
+    overflowed: bool,
 }
 
 /// The most bytes one resolved write carries: the bytes are read into memory to be sent.
 pub const MAX_RESOLVED_WRITE: u64 = 4 << 20;
 
-/// Stale names followed at most at once: past it, one more goes unremirrored until the
-/// file is written again (a bound for a pathological rename storm).
+/// Stale names (and files, and written names) remembered at most at once: a bound for a
+/// pathological storm. Past it the whole source is remirrored (`Resolver::overflowed`).
 const MAX_STALE: usize = 65536;
 
 /// The largest extended attribute value Linux allows (`XATTR_SIZE_MAX`).
@@ -109,6 +113,7 @@ impl Resolver {
             suspects: Followed::default(),
             carried: Vec::new(),
             unread: Default::default(),
+            overflowed: false,
             stale: BTreeMap::new(),
         }
     }
@@ -230,9 +235,7 @@ impl Resolver {
             Op::Dirty { .. } => {
                 self.unread_file(ev.object);
                 self.suspects.insert(ev.path.clone());
-                if self.carried.len() < MAX_STALE {
-                    self.carried.push(ev.path);
-                }
+                self.carry(std::iter::once(ev.path));
                 return Ok(None);
             }
             Op::Overflow { .. } => return Err(ResolveError::NotAnOperation(ev.op.clone())),
@@ -260,6 +263,8 @@ impl Resolver {
     fn went_stale(&mut self, rel: PathBuf, object: Option<(u64, u64)>) -> Option<Event> {
         if self.stale.len() < MAX_STALE {
             self.stale.insert(rel, ());
+        } else {
+            self.overflowed = true;
         }
         self.unread_file(object);
         None
@@ -269,6 +274,19 @@ impl Resolver {
         if let Some(o) = object {
             if self.unread.len() < MAX_STALE {
                 self.unread.insert(o);
+            } else {
+                self.overflowed = true;
+            }
+        }
+    }
+
+    /// Names to remirror, up to the bound.
+    fn carry(&mut self, names: impl IntoIterator<Item = PathBuf>) {
+        for name in names {
+            if self.carried.len() < MAX_STALE {
+                self.carried.push(name);
+            } else {
+                self.overflowed = true;
             }
         }
     }
@@ -293,9 +311,7 @@ impl Resolver {
             self.suspects.remove(&ev.path);
         }
         let reached = self.suspects.apply(&ev.path, &ev.op);
-        if self.carried.len() < MAX_STALE {
-            self.carried.extend(reached);
-        }
+        self.carry(reached);
     }
 
     /// The file a change by name to `rel` was made to, which such an operation does not
@@ -360,6 +376,13 @@ impl Resolver {
         let unread: Vec<(u64, u64)> = std::mem::take(&mut self.unread).into_iter().collect();
         let names = self.names_of(&unread, &found);
         found.extend(names);
+        if std::mem::take(&mut self.overflowed) | self.written.take_overflowed() {
+            log::warn!(
+                "more changes to follow than the resolver keeps ({MAX_STALE}): the whole \
+                 source is remirrored"
+            );
+            found.push(self.source.clone());
+        }
         found
     }
 

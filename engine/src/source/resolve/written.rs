@@ -38,6 +38,8 @@ pub(super) struct Written {
     /// other names are found by a walk of the source and remirrored (see
     /// [`Written::take_homeless`]).
     homeless: Vec<(u64, u64)>,
+    /// A name or file was not kept, past the bound (see [`Written::take_overflowed`]).
+    overflowed: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -56,6 +58,12 @@ struct Entry {
 }
 
 impl Written {
+    /// Whether a name or file was not kept since the last call: the times or names due
+    /// are not all known, and the whole source is to be remirrored.
+    pub(super) fn take_overflowed(&mut self) -> bool {
+        std::mem::take(&mut self.overflowed)
+    }
+
     /// `rel` (beneath `source`) was written, by an operation on `object` if known.
     pub(super) fn wrote(&mut self, source: &Path, rel: &Path, object: Option<(u64, u64)>) {
         // A call by name through a symlink (`truncate(2)`) wrote the file the link leads
@@ -198,7 +206,7 @@ impl Written {
                 // and the replica kept the times of its last write there (found by the
                 // replication fuzzer).
                 None if self.homeless.len() < MAX_STALE => self.homeless.push(o),
-                None => {}
+                None => self.overflowed = true,
             }
         }
     }
@@ -295,6 +303,8 @@ impl Written {
     fn keep(&mut self, rel: PathBuf, entry: Entry) {
         if self.by_name.len() < MAX_STALE {
             self.by_name.insert(rel, entry);
+        } else {
+            self.overflowed = true;
         }
     }
 
@@ -302,6 +312,8 @@ impl Written {
     fn alias(&mut self, rel: PathBuf, file: (u64, u64)) {
         if self.aliases.len() < MAX_STALE {
             self.aliases.insert(rel, file);
+        } else {
+            self.overflowed = true;
         }
     }
 }
