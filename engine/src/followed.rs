@@ -78,10 +78,7 @@ impl Followed {
                 Vec::new()
             }
             Op::Rename { new_path, flags } if flags & libc::RENAME_EXCHANGE != 0 => {
-                let (a, b) = (
-                    take_beneath(&mut self.names, path),
-                    take_beneath(&mut self.names, new_path),
-                );
+                let (a, b) = (self.moved_out(path), self.moved_out(new_path));
                 let mut reached = self.put(new_path, a);
                 reached.extend(self.put(path, b));
                 reached
@@ -89,16 +86,33 @@ impl Followed {
             Op::Rename { new_path, .. } => {
                 // What `new_path` named is replaced; what `path` named moves there.
                 take_beneath(&mut self.names, new_path);
-                let moved = take_beneath(&mut self.names, path);
+                let moved = self.moved_out(path);
                 self.put(new_path, moved)
             }
-            // The new name is another name of the file `target` names.
-            Op::Link { target } if self.names.contains(target) => {
+            // The new name is another name of the file `target` names (or a file in a
+            // followed directory).
+            Op::Link { target } if self.holds(target) => {
                 self.insert(path.to_path_buf());
                 vec![path.to_path_buf()]
             }
             _ => Vec::new(),
         }
+    }
+
+    /// Stops following the names at or beneath `from`, which a move takes away, and
+    /// returns them relative to it; with `from` itself (the empty path) when it lies in a
+    /// followed directory: the object it holds is as stale as the rest of the directory,
+    /// and the move carries it out (found by the replication fuzzer: a rename of a
+    /// directory the replica held another's content under, then an exchange of a file in
+    /// it with one outside; the remirror of the directory rebuilt what the exchange left
+    /// there, and the stale file it carried out stayed on the replica under its new name).
+    fn moved_out(&mut self, from: &Path) -> Vec<PathBuf> {
+        let in_followed_directory = from.ancestors().skip(1).any(|a| self.names.contains(a));
+        let mut moved = take_beneath(&mut self.names, from);
+        if in_followed_directory && !moved.iter().any(|r| r.as_os_str().is_empty()) {
+            moved.push(PathBuf::new());
+        }
+        moved
     }
 
     /// Puts names, relative to a moved name, under its new name; returns them.
@@ -172,5 +186,28 @@ mod tests {
         assert!(f.apply(Path::new("other"), &rename("z", 0)).is_empty());
         f.apply(Path::new("hard"), &Op::Unlink);
         assert!(f.is_empty());
+    }
+
+    /// A followed directory's content is stale with it: a move out of it (a rename, an
+    /// exchange, a hard link) carries a stale object to the new name, which is followed
+    /// too; the directory stays followed.
+    #[test]
+    fn what_moves_out_of_a_followed_directory_is_followed() {
+        let mut f = Followed::default();
+        f.insert(p("d"));
+        assert_eq!(f.apply(Path::new("d/f"), &rename("g", 0)), [p("g")]);
+        assert_eq!(
+            f.apply(Path::new("h"), &rename("d/x", libc::RENAME_EXCHANGE)),
+            [p("h")]
+        );
+        let link = Op::Link {
+            target: "d/y".into(),
+        };
+        assert_eq!(f.apply(Path::new("k"), &link), [p("k")]);
+        assert!(f.apply(Path::new("e/f"), &rename("l", 0)).is_empty());
+        assert_eq!(
+            f.iter().cloned().collect::<Vec<_>>(),
+            [p("d"), p("g"), p("h"), p("k")]
+        );
     }
 }
