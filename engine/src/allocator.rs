@@ -18,9 +18,5 @@ const TRIM_THRESHOLD: i32 = 256 << 20;
 /// Sets the allocator's thresholds; call once, first thing in `main`.
 pub fn tune_for_data_buffers() {
     #[cfg(target_env = "gnu")]
-    // SAFETY: mallopt only sets allocator parameters; called before other threads exist.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD);
-    }
+    crate::sys::process::set_malloc_thresholds(MMAP_THRESHOLD, TRIM_THRESHOLD);
 }

@@ -11,14 +11,9 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// CLOCK_MONOTONIC in nanoseconds, the clock of capture timestamps.
+/// (The clock cannot fail; if it did, this would read 0.)
 pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid timespec to fill.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    crate::sys::time::monotonic_ns().unwrap_or(0)
 }
 
 /// The time of day in nanoseconds since the Unix epoch.

@@ -93,8 +93,7 @@ impl EventLog {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
         let when = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
         let (date, time) = when.split_once('T').unwrap_or((&when, ""));
-        // SAFETY: gettid has no arguments and cannot fail.
-        let tid = unsafe { libc::gettid() };
+        let tid = crate::sys::process::gettid();
         let line = format!(
             "{date} {} {} {tid} {seq} {level:?} {id} {text}\n",
             time.trim_end_matches('Z'),

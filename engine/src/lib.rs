@@ -7,6 +7,11 @@
 //! daemon runs jobs and the target role together and answers the management API
 //! (`daemon`, `mgmt`). Every knob is a setting with the reference guide's name, turned
 //! into the components' options in one place (`options`). See `docs/architecture.md`.
+//!
+//! Raw system calls, and every `unsafe` block, live in `sys`; the rest of the crate may
+//! not use `unsafe` (the lint below says so at compile time).
+
+#![deny(unsafe_code)]
 
 /// The allocator's tuning for large data buffers, set once at `rilld` start.
 pub mod allocator;
@@ -30,6 +35,9 @@ pub mod replica;
 pub mod source;
 /// The queue, the disk queue, the change journal and the job store.
 pub mod storage;
+/// The engine's raw system calls behind safe functions: the one place its `unsafe` lives.
+#[allow(unsafe_code)]
+pub(crate) mod sys;
 /// Replication sets live in `rill-ops`, beside the name rules they produce, so a job's
 /// specification can be checked without the engine (`rill-mgmt`).
 pub use rill_ops::repset;

@@ -19,7 +19,7 @@
 
 use std::collections::VecDeque;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -35,6 +35,7 @@ use crate::net::proto::{Frame, Marker};
 use crate::storage::disk_queue::{DiskQueue, DiskQueueConfig};
 use crate::storage::job_store::{DataState, TargetSession};
 use crate::storage::queue::{queue, Consumer, Producer, Pushed};
+use crate::sys::mem::SharedMap;
 
 /// What the receiver hands the applier, in order.
 pub(super) enum Entry {
@@ -215,7 +216,7 @@ const UNSETTLED_FILE: &str = "unsettled";
 
 /// The mapped [`APPLIED_FILE`].
 struct AppliedPosition {
-    map: memmap2::MmapMut,
+    map: SharedMap,
 }
 
 impl AppliedPosition {
@@ -232,27 +233,20 @@ impl AppliedPosition {
             file.set_len(POSITION_FILE_LEN)
                 .with_context(|| format!("sizing {}", path.display()))?;
         }
-        // SAFETY: the file is this session's own (one applier per session); nothing else
-        // truncates it while it is mapped.
-        let mut map = unsafe {
-            memmap2::MmapOptions::new()
-                .len(POSITION_FILE_LEN as usize)
-                .map_mut(&file)
-        }
-        .with_context(|| format!("mapping {}", path.display()))?;
+        // The file is this session's own (one applier per session): nothing else
+        // truncates or writes it while it is mapped, as `SharedMap` requires.
+        let mut map = SharedMap::new(&file, POSITION_FILE_LEN as usize)
+            .with_context(|| format!("mapping {}", path.display()))?;
         // Before any position of this process is stored: one from an earlier boot, left
         // with this boot's mark, would be read as this boot's.
-        map[8..16].copy_from_slice(&boot_mark().to_le_bytes());
+        map.bytes_mut()[8..16].copy_from_slice(&boot_mark().to_le_bytes());
         Ok(AppliedPosition { map })
     }
 
     fn record(&mut self, seq: u64) {
-        // One aligned 8-byte store (the mapping starts a page), so a process killed at any
-        // instant leaves the old position or the new one, never a mix. Little-endian, as
-        // `last_position` reads it.
-        // SAFETY: the mapping is 8 bytes, page-aligned, and only this thread writes it.
-        let slot = unsafe { AtomicU64::from_ptr(self.map.as_mut_ptr().cast::<u64>()) };
-        slot.store(seq.to_le(), Ordering::Relaxed);
+        // One aligned 8-byte store, so a process killed at any instant leaves the old
+        // position or the new one, never a mix. Little-endian, as `last_position` reads it.
+        self.map.store_u64_at_start(seq.to_le());
     }
 }
 

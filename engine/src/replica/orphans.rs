@@ -18,12 +18,13 @@
 use std::collections::HashSet;
 use std::ffi::{CStr, CString, OsStr, OsString};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 
 use rill_ops::{KeepRange, NameRule};
 
 use crate::repset::protected_by;
+use crate::sys;
 
 /// What a pass removed (the guide's Orphan Files, Orphan Directories, Orphan Bytes).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -83,7 +84,7 @@ pub fn keep_ranges(mut names: Vec<OsString>, per_op: usize, rules: &[NameRule]) 
 pub fn remove_orphans(dir: &OwnedFd, range: &KeepRange) -> io::Result<Vec<(OsString, Removed)>> {
     let keep: HashSet<&[u8]> = range.keep.iter().map(|k| k.as_bytes()).collect();
     let mut gone = Vec::new();
-    for name in entries(dir)? {
+    for name in sys::fs::dir_names(dir)? {
         if range.covers(&name)
             && !keep.contains(name.as_bytes())
             && protected_by(&range.rules, name.as_bytes())
@@ -108,7 +109,7 @@ pub fn remove_entry(dir: &OwnedFd, name: &OsStr, removed: &mut Removed) -> io::R
     let mut stack: Vec<(OwnedFd, CString)> = vec![(open_dir(dir, &c)?, c)];
     while let Some((top, _)) = stack.last() {
         let mut descended = None;
-        for child in entries(top)? {
+        for child in sys::fs::dir_names(top)? {
             let cc = cstring(&child)?;
             match stat_at(top, &cc)? {
                 Some(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => {
@@ -126,11 +127,7 @@ pub fn remove_entry(dir: &OwnedFd, name: &OsStr, removed: &mut Removed) -> io::R
                     break;
                 };
                 let parent = stack.last().map_or(dir, |(fd, _)| fd);
-                // SAFETY: a valid dirfd and a NUL-terminated name.
-                let r = unsafe {
-                    libc::unlinkat(parent.as_raw_fd(), own_name.as_ptr(), libc::AT_REMOVEDIR)
-                };
-                ignore_gone(r)?;
+                ignore_gone(sys::fs::unlinkat(parent, &own_name, true))?;
                 removed.dirs += 1;
             }
         }
@@ -139,8 +136,7 @@ pub fn remove_entry(dir: &OwnedFd, name: &OsStr, removed: &mut Removed) -> io::R
 }
 
 fn unlink_file(dir: &OwnedFd, name: &CStr, size: u64, removed: &mut Removed) -> io::Result<()> {
-    // SAFETY: a valid dirfd and a NUL-terminated name.
-    ignore_gone(unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) })?;
+    ignore_gone(sys::fs::unlinkat(dir, name, false))?;
     removed.files += 1;
     removed.bytes += size;
     Ok(())
@@ -148,15 +144,10 @@ fn unlink_file(dir: &OwnedFd, name: &CStr, size: u64, removed: &mut Removed) -> 
 
 /// A name that went meanwhile is not an error: nothing else writes beneath a replica but
 /// the applier, yet an administrator might.
-fn ignore_gone(r: libc::c_int) -> io::Result<()> {
-    if r == 0 {
-        return Ok(());
-    }
-    let e = io::Error::last_os_error();
-    if e.raw_os_error() == Some(libc::ENOENT) {
-        Ok(())
-    } else {
-        Err(e)
+fn ignore_gone(r: io::Result<()>) -> io::Result<()> {
+    match r {
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        other => other,
     }
 }
 
@@ -166,74 +157,17 @@ fn cstring(name: &OsStr) -> io::Result<CString> {
 
 /// `fstatat` without following a symlink; `None` if the name is gone.
 pub fn stat_at(dir: &OwnedFd, name: &CStr) -> io::Result<Option<libc::stat>> {
-    // SAFETY: zeroed memory is a valid `stat` to fill.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid dirfd, a NUL-terminated name and a stat buffer.
-    let r = unsafe {
-        libc::fstatat(
-            dir.as_raw_fd(),
-            name.as_ptr(),
-            &mut st,
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    if r == 0 {
-        return Ok(Some(st));
-    }
-    let e = io::Error::last_os_error();
-    match e.raw_os_error() {
-        Some(libc::ENOENT) => Ok(None),
-        _ => Err(e),
+    match sys::fs::fstatat(dir, name, libc::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) => Ok(Some(st)),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
 /// Opens a subdirectory for listing, refusing a symlink in its place.
 fn open_dir(dir: &OwnedFd, name: &CStr) -> io::Result<OwnedFd> {
-    // SAFETY: a valid dirfd and a NUL-terminated name; the fd is owned on success.
-    let fd = unsafe {
-        libc::openat(
-            dir.as_raw_fd(),
-            name.as_ptr(),
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a fresh descriptor from openat.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
-}
-
-/// The names in a directory (without `.` and `..`), read through a duplicate of `dir` so
-/// the caller's descriptor and its offset are left alone.
-fn entries(dir: &OwnedFd) -> io::Result<Vec<OsString>> {
-    // `fdopendir` takes ownership of the descriptor it is given, hence the duplicate; the
-    // directory stream is read with `readdir`, which std offers only on paths.
-    let dup = dir.try_clone()?;
-    // SAFETY: a valid fd, owned by the stream from here on (closed by closedir).
-    let stream = unsafe { libc::fdopendir(std::os::fd::IntoRawFd::into_raw_fd(dup)) };
-    if stream.is_null() {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a stream from fdopendir; rewound because the duplicate shares the offset.
-    unsafe { libc::rewinddir(stream) };
-    let mut out = Vec::new();
-    loop {
-        // SAFETY: a valid stream; the entry is read before the next call.
-        let ent = unsafe { libc::readdir64(stream) };
-        if ent.is_null() {
-            break;
-        }
-        // SAFETY: d_name is NUL-terminated within the entry.
-        let name = unsafe { CStr::from_ptr((*ent).d_name.as_ptr()) };
-        let b = name.to_bytes();
-        if b != b"." && b != b".." {
-            out.push(OsStr::from_bytes(b).to_os_string());
-        }
-    }
-    // SAFETY: a valid stream, closed once.
-    unsafe { libc::closedir(stream) };
-    Ok(out)
+    let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    sys::fs::openat(dir, name, flags)
 }
 
 #[cfg(test)]

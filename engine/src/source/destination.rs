@@ -441,16 +441,6 @@ mod tests {
         use std::os::unix::ffi::OsStrExt;
         let p = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
         let n = std::ffi::CString::new(name).unwrap();
-        // SAFETY: NUL-terminated strings and a buffer of the given length.
-        let r = unsafe {
-            libc::lsetxattr(
-                p.as_ptr(),
-                n.as_ptr(),
-                value.as_ptr().cast(),
-                value.len(),
-                0,
-            )
-        };
-        assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
+        crate::sys::xattr::set_nofollow(&p, &n, value).unwrap();
     }
 }

@@ -24,11 +24,12 @@
 //! system that refuses direct I/O (tmpfs before Linux 6.6, some FUSE file systems) is
 //! written buffered from then on.
 
-use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
+
+use crate::sys;
+use crate::sys::mem::AlignedBuf;
 
 /// Alignment of a direct write's offset, length and memory. 4 KiB satisfies every block
 /// device with logical blocks up to 4 KiB, which is every common one.
@@ -38,8 +39,9 @@ const DIRECT_MIN: usize = 512 * 1024;
 /// Bytes copied to the aligned buffer and written per call.
 const PIECE: usize = 1024 * 1024;
 
-/// A reusable aligned buffer (allocated at the first direct write), and whether the
-/// replica's file system refused direct I/O.
+/// A reusable aligned buffer of `PIECE` bytes (allocated at the first direct write: a
+/// `Vec<u8>` cannot promise the alignment, and allocating per write would fault fresh
+/// pages in each time), and whether the replica's file system refused direct I/O.
 #[derive(Default)]
 pub(super) struct DirectWriter {
     buf: Option<AlignedBuf>,
@@ -75,16 +77,11 @@ impl DirectWriter {
     }
 
     fn write_direct(&mut self, file: &File, data: &[u8], offset: u64) -> io::Result<()> {
-        let fd = file.as_raw_fd();
-        // SAFETY: a valid fd; F_GETFL takes no argument.
-        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-        if flags < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        set_flags(fd, flags | libc::O_DIRECT)?;
+        let flags = sys::fs::status_flags(file)?;
+        sys::fs::set_status_flags(file, flags | libc::O_DIRECT)?;
         let written = self.write_pieces(file, data, offset);
         // Restored even if a write failed: the descriptor stays in the open set.
-        let restored = set_flags(fd, flags);
+        let restored = sys::fs::set_status_flags(file, flags);
         written.and(restored)
     }
 
@@ -94,7 +91,10 @@ impl DirectWriter {
         if (data.as_ptr() as usize).is_multiple_of(ALIGN) {
             return file.write_all_at(data, offset);
         }
-        let buf = self.buf.get_or_insert_with(AlignedBuf::new).as_mut_slice();
+        let buf = self
+            .buf
+            .get_or_insert_with(|| AlignedBuf::zeroed(PIECE, ALIGN))
+            .as_mut_slice();
         for (i, piece) in data.chunks(PIECE).enumerate() {
             let staged = buf
                 .get_mut(..piece.len())
@@ -117,77 +117,15 @@ fn direct_part(offset: u64, len: usize) -> Option<(usize, usize)> {
     (middle >= DIRECT_MIN).then(|| ((start - offset) as usize, middle))
 }
 
-fn set_flags(fd: i32, flags: i32) -> io::Result<()> {
-    // SAFETY: a valid fd and an int argument, as F_SETFL takes.
-    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// `PIECE` bytes aligned to `ALIGN`. A `Vec<u8>` cannot promise the alignment, and
-/// allocating per write would fault fresh pages in each time.
-struct AlignedBuf {
-    ptr: std::ptr::NonNull<u8>,
-}
-
-// SAFETY: the buffer is owned memory with no thread affinity.
-unsafe impl Send for AlignedBuf {}
-
-impl AlignedBuf {
-    const LAYOUT: Layout = match Layout::from_size_align(PIECE, ALIGN) {
-        Ok(l) => l,
-        Err(_) => panic!("PIECE and ALIGN make a valid layout"),
-    };
-
-    fn new() -> AlignedBuf {
-        // Zeroed once, so the slice below never covers uninitialised bytes.
-        // SAFETY: the layout has a non-zero size.
-        let raw = unsafe { alloc_zeroed(Self::LAYOUT) };
-        let ptr = std::ptr::NonNull::new(raw)
-            .unwrap_or_else(|| std::alloc::handle_alloc_error(Self::LAYOUT));
-        AlignedBuf { ptr }
-    }
-
-    fn as_mut_slice(&mut self) -> &mut [u8] {
-        // SAFETY: PIECE initialised bytes allocated by `new`, borrowed mutably with `self`.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), PIECE) }
-    }
-}
-
-impl Drop for AlignedBuf {
-    fn drop(&mut self) {
-        // SAFETY: allocated by `new` with the same layout.
-        unsafe { dealloc(self.ptr.as_ptr(), Self::LAYOUT) }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::Read;
 
-    /// Which of the file's first `len` bytes' pages are in the page cache.
+    /// Which of the file's first `len` bytes' pages are in the page cache (pages of the
+    /// system's page size, which is `ALIGN` on the machines the tests run on).
     fn cached_pages(file: &File, len: usize) -> Vec<bool> {
-        // SAFETY: a shared read-only mapping of an open file, unmapped below; mincore
-        // fills one byte per page of it.
-        unsafe {
-            let map = libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ,
-                libc::MAP_SHARED,
-                file.as_raw_fd(),
-                0,
-            );
-            assert_ne!(map, libc::MAP_FAILED, "{}", io::Error::last_os_error());
-            let mut resident = vec![0u8; len.div_ceil(ALIGN)];
-            let r = libc::mincore(map, len, resident.as_mut_ptr());
-            let err = io::Error::last_os_error();
-            libc::munmap(map, len);
-            assert_eq!(r, 0, "mincore: {err}");
-            resident.iter().map(|p| p & 1 == 1).collect()
-        }
+        sys::mem::resident_pages(file, len).expect("mincore")
     }
 
     #[test]
@@ -239,8 +177,7 @@ mod tests {
         File::open(&path).unwrap().read_to_end(&mut got).unwrap();
         assert!(got == expected, "the file holds the write");
         // O_DIRECT was switched off again for the descriptor.
-        // SAFETY: a valid fd.
-        let flags = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETFL) };
+        let flags = sys::fs::status_flags(&file).unwrap();
         assert_eq!(flags & libc::O_DIRECT, 0);
     }
 

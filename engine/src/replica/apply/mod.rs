@@ -29,7 +29,7 @@ use std::collections::HashMap;
 use std::ffi::{CString, OsStr};
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -38,6 +38,7 @@ use rill_ops::{Event, FileTimes, KeepRange, Op};
 
 use crate::replica::orphans::{remove_orphans, stat_at, Removed};
 use crate::replica::{confined, ApplyError, Durability, Replica};
+use crate::sys;
 
 /// What the applier replicates besides names and data.
 #[derive(Clone, Copy, Debug)]
@@ -78,18 +79,6 @@ pub struct Applier {
     direct: direct::DirectWriter,
 }
 
-fn cstr(b: &[u8]) -> io::Result<CString> {
-    CString::new(b).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in a name"))
-}
-
-fn cvt(r: libc::c_long) -> io::Result<libc::c_long> {
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
-}
-
 /// Tolerates the errors a replayed operation meets: the name is already gone or there.
 fn replayed(r: io::Result<()>, tolerated: i32) -> io::Result<()> {
     match r {
@@ -101,17 +90,9 @@ fn replayed(r: io::Result<()>, tolerated: i32) -> io::Result<()> {
 impl Applier {
     /// Applies operations beneath the existing directory `root`.
     pub fn new(root: &Path, options: ApplyOptions) -> io::Result<Applier> {
-        let c = cstr(root.as_os_str().as_bytes())?;
-        // SAFETY: a NUL-terminated path; the fd is owned on success.
-        let fd = cvt(unsafe {
-            libc::open(
-                c.as_ptr(),
-                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            )
-        } as libc::c_long)?;
+        let c = sys::cstring(root.as_os_str().as_bytes())?;
         Ok(Applier {
-            // SAFETY: a fresh descriptor from open.
-            root: unsafe { OwnedFd::from_raw_fd(fd as RawFd) },
+            root: sys::fs::open(&c, libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)?,
             options,
             open: HashMap::new(),
             orphans: Removed::default(),
@@ -129,28 +110,10 @@ impl Applier {
         } else {
             rel.as_os_str()
         };
-        let c = cstr(p.as_bytes())?;
-        let how = OpenHow {
-            flags: (flags | libc::O_CLOEXEC) as u64,
-            mode: if flags & libc::O_CREAT != 0 {
-                mode as u64
-            } else {
-                0
-            },
-            resolve: libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS,
-        };
-        // SAFETY: valid pointers for the call; the fd is owned on success.
-        let fd = cvt(unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                self.root.as_raw_fd(),
-                c.as_ptr(),
-                &how as *const OpenHow,
-                std::mem::size_of::<OpenHow>(),
-            )
-        })?;
-        // SAFETY: a fresh descriptor from openat2.
-        Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+        let c = sys::cstring(p.as_bytes())?;
+        let mode = if flags & libc::O_CREAT != 0 { mode } else { 0 };
+        let resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
+        sys::fs::openat2(&self.root, &c, flags | libc::O_CLOEXEC, mode, resolve)
     }
 
     /// The directory holding `rel` (opened beneath the root) and the last component.
@@ -163,7 +126,7 @@ impl Applier {
             libc::O_PATH | libc::O_DIRECTORY,
             0,
         )?;
-        Ok((dir, cstr(name.as_bytes())?))
+        Ok((dir, sys::cstring(name.as_bytes())?))
     }
 
     /// Applies one operation. Paths are relative to the replicated source directory.
@@ -258,7 +221,7 @@ impl Applier {
             f.set_len(0)?;
         }
         if attributes {
-            fchmod(f.as_raw_fd(), mode)
+            fchmod(f, mode)
         } else {
             Ok(())
         }
@@ -267,12 +230,7 @@ impl Applier {
     /// `Fallocate`, with the source's mode bits (space, holes, zero ranges).
     fn fallocate(&mut self, rel: &Path, mode: u32, offset: u64, len: u64) -> io::Result<()> {
         let f = self.writable(rel, None)?;
-        // SAFETY: a valid fd and plain integers.
-        cvt(
-            unsafe { libc::fallocate(f.as_raw_fd(), mode as i32, offset as i64, len as i64) }
-                as libc::c_long,
-        )
-        .map(drop)
+        sys::fs::fallocate(f, mode as i32, offset as i64, len as i64)
     }
 
     /// `Mkdir` of the replica root, which exists: a mirror's mkdir of the source
@@ -285,7 +243,7 @@ impl Applier {
         if !self.options.attributes {
             return Ok(());
         }
-        fchmod(dir.as_raw_fd(), mode)
+        fchmod(&dir, mode)
     }
 
     /// `Mkdir`. A directory already there (a replay, a mirror over a replica) stays, its
@@ -293,19 +251,16 @@ impl Applier {
     /// directory.
     fn mkdir(&mut self, rel: &Path, mode: u32) -> io::Result<()> {
         let (d, n) = self.parent(rel)?;
-        // SAFETY: a valid dirfd and a NUL-terminated name.
-        let made = cvt(unsafe { libc::mkdirat(d.as_raw_fd(), n.as_ptr(), mode) } as libc::c_long);
+        let made = sys::fs::mkdirat(&d, &n, mode);
         let existed = made
             .as_ref()
             .is_err_and(|e| e.raw_os_error() == Some(libc::EEXIST));
         match made {
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) && !is_dir_at(&d, &n) => {
-                // SAFETY: as above.
-                cvt(unsafe { libc::unlinkat(d.as_raw_fd(), n.as_ptr(), 0) } as libc::c_long)?;
-                // SAFETY: as above.
-                cvt(unsafe { libc::mkdirat(d.as_raw_fd(), n.as_ptr(), mode) } as libc::c_long)?;
+                sys::fs::unlinkat(&d, &n, false)?;
+                sys::fs::mkdirat(&d, &n, mode)?;
             }
-            other => replayed(other.map(drop), libc::EEXIST)?,
+            other => replayed(other, libc::EEXIST)?,
         }
         let dir = self.open(rel, libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
         if existed && self.options.xattrs {
@@ -314,7 +269,7 @@ impl Applier {
         if !self.options.attributes {
             return Ok(());
         }
-        fchmod(dir.as_raw_fd(), mode)
+        fchmod(&dir, mode)
     }
 
     /// `Mknod`: a device, FIFO or socket node, replacing what holds the name unless it is
@@ -325,8 +280,7 @@ impl Applier {
         make_new(
             &d,
             &n,
-            // SAFETY: a valid dirfd and a NUL-terminated name.
-            || unsafe { libc::mknodat(d.as_raw_fd(), n.as_ptr(), mode, rdev) },
+            || sys::fs::mknodat(&d, &n, mode, rdev),
             |st| st.st_mode & libc::S_IFMT == kind && st.st_rdev == rdev,
         )
     }
@@ -334,24 +288,14 @@ impl Applier {
     /// `Rename` of `rel` to `to` (both confined), with the source's `renameat2` flags.
     fn rename(&mut self, rel: &Path, to: &Path, flags: u32) -> io::Result<()> {
         let ((fd, fname), (td, tname)) = (self.parent(rel)?, self.parent(to)?);
-        // SAFETY: valid dirfds and NUL-terminated names.
-        let renamed = cvt(unsafe {
-            libc::syscall(
-                libc::SYS_renameat2,
-                fd.as_raw_fd(),
-                fname.as_ptr(),
-                td.as_raw_fd(),
-                tname.as_ptr(),
-                flags,
-            )
-        });
+        let renamed = sys::fs::renameat2(&fd, &fname, &td, &tname, flags);
         // Only a rename that happened moves the open files: one refused leaves them under
         // their names, and moved in this record they would take the writes meant for the
         // names they moved to (found by the replication fuzzer).
         if renamed.is_ok() {
             self.moved_open(rel, to);
         }
-        renamed.map(drop)
+        renamed
     }
 
     /// `Link`: `rel` made a hard link of the confined `existing`, replacing what holds the
@@ -362,16 +306,8 @@ impl Applier {
         make_new(
             &nd,
             &nname,
-            // SAFETY: valid dirfds and NUL-terminated names; flags 0 never follows.
-            || unsafe {
-                libc::linkat(
-                    ed.as_raw_fd(),
-                    ename.as_ptr(),
-                    nd.as_raw_fd(),
-                    nname.as_ptr(),
-                    0,
-                )
-            },
+            // Flags 0: a final symlink is linked itself, never followed.
+            || sys::fs::linkat(&ed, &ename, &nd, &nname, 0),
             |st| file.is_some_and(|f| (f.st_dev, f.st_ino) == (st.st_dev, st.st_ino)),
         )
     }
@@ -380,16 +316,15 @@ impl Applier {
     /// unless it is that link already (`make_new`).
     fn symlink(&mut self, rel: &Path, target: &OsStr) -> io::Result<()> {
         let (d, n) = self.parent(rel)?;
-        let t = cstr(target.as_bytes())?;
+        let t = sys::cstring(target.as_bytes())?;
         make_new(
             &d,
             &n,
-            // SAFETY: a valid dirfd and NUL-terminated strings. The link text is stored,
-            // never followed here.
-            || unsafe { libc::symlinkat(t.as_ptr(), d.as_raw_fd(), n.as_ptr()) },
+            // The link text is stored, never followed here.
+            || sys::fs::symlinkat(&t, &d, &n),
             |st| {
                 st.st_mode & libc::S_IFMT == libc::S_IFLNK
-                    && read_link_at(&d, &n).is_ok_and(|text| text == t.as_bytes())
+                    && sys::fs::readlinkat(&d, &n).is_ok_and(|text| text == t.as_bytes())
             },
         )
     }
@@ -470,11 +405,9 @@ impl Applier {
             }
             other => other?,
         };
-        let flags = if dir { libc::AT_REMOVEDIR } else { 0 };
-        // SAFETY: a valid dirfd and NUL-terminated name.
-        let r = cvt(unsafe { libc::unlinkat(d.as_raw_fd(), n.as_ptr(), flags) } as libc::c_long);
-        match r {
-            Ok(_) => Ok(()),
+        // `dir`: AT_REMOVEDIR.
+        match sys::fs::unlinkat(&d, &n, dir) {
+            Ok(()) => Ok(()),
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
             Err(e) if matches!(e.raw_os_error(), Some(libc::EISDIR | libc::ENOTEMPTY)) => {
                 let mut removed = crate::replica::orphans::Removed::default();
@@ -502,8 +435,8 @@ impl Applier {
     /// the name holds on the replica, reached without a symlink. A file's attributes are
     /// set through it, which spares resolving the name again for each of the chown, chmod
     /// and utimes that follow a file's writes.
-    fn held(&self, rel: &Path) -> Option<RawFd> {
-        self.open.get(rel).map(|(f, _)| f.as_raw_fd())
+    fn held(&self, rel: &Path) -> Option<&File> {
+        self.open.get(rel).map(|(f, _)| f)
     }
 
     /// The replica file for a data operation, kept open for `close_delay` after its last
@@ -562,94 +495,41 @@ impl Applier {
     }
 
     fn chmod(&self, rel: &Path, mode: u32) -> io::Result<()> {
-        if let Some(fd) = self.held(rel) {
-            return fchmod(fd, mode);
+        if let Some(f) = self.held(rel) {
+            return fchmod(f, mode);
         }
         // Symlinks have no mode of their own: chmod acts on what the name resolves to,
         // opened beneath the root (O_PATH: no read access needed, a FIFO does not block).
         let f = self.open(rel, libc::O_PATH, 0)?;
-        // SAFETY: a valid fd, an empty NUL-terminated name and AT_EMPTY_PATH.
-        cvt(unsafe {
-            libc::syscall(
-                libc::SYS_fchmodat2,
-                f.as_raw_fd(),
-                c"".as_ptr(),
-                mode,
-                libc::AT_EMPTY_PATH,
-            )
-        })
-        .map(drop)
+        sys::attr::fchmodat2(&f, c"", mode, libc::AT_EMPTY_PATH)
     }
 
     fn chown(&self, rel: &Path, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> {
-        // -1 (u32::MAX) leaves an id as it is.
-        let id = |v: Option<u32>| v.unwrap_or(u32::MAX);
-        if let Some(fd) = self.held(rel) {
-            // SAFETY: a valid fd.
-            return cvt(unsafe { libc::fchown(fd, id(uid), id(gid)) } as libc::c_long).map(drop);
+        // None (-1) leaves an id as it is.
+        if let Some(f) = self.held(rel) {
+            return sys::attr::fchown(f, uid, gid);
         }
         let (d, n) = self.parent_or_root(rel)?;
-        // SAFETY: a valid dirfd and NUL-terminated name.
-        cvt(unsafe {
-            libc::fchownat(
-                d.as_raw_fd(),
-                n.as_ptr(),
-                id(uid),
-                id(gid),
-                libc::AT_SYMLINK_NOFOLLOW | at_empty(&n),
-            )
-        } as libc::c_long)
-        .map(drop)
+        let flags = libc::AT_SYMLINK_NOFOLLOW | at_empty(&n);
+        sys::attr::fchownat(&d, &n, uid, gid, flags)
     }
 
     fn set_times(&self, rel: &Path, t: &FileTimes) -> io::Result<()> {
-        let ts = |(s, ns): (i64, u32)| libc::timespec {
-            tv_sec: s,
-            tv_nsec: i64::from(ns),
-        };
-        let times = [ts(t.atime), ts(t.mtime)];
-        if let Some(fd) = self.held(rel) {
-            // SAFETY: a valid fd and two timespecs.
-            return cvt(unsafe { libc::futimens(fd, times.as_ptr()) } as libc::c_long).map(drop);
+        if let Some(f) = self.held(rel) {
+            return sys::attr::futimens(f, t.atime, t.mtime);
         }
         let (d, n) = self.parent_or_root(rel)?;
-        // SAFETY: a valid dirfd, name and two timespecs.
-        cvt(unsafe {
-            libc::utimensat(
-                d.as_raw_fd(),
-                n.as_ptr(),
-                times.as_ptr(),
-                libc::AT_SYMLINK_NOFOLLOW | at_empty(&n),
-            )
-        } as libc::c_long)
-        .map(drop)
+        let flags = libc::AT_SYMLINK_NOFOLLOW | at_empty(&n);
+        sys::attr::utimensat(&d, &n, t.atime, t.mtime, flags)
     }
 
     fn xattr(&self, rel: &Path, attr: &[u8], value: Option<&Vec<u8>>) -> io::Result<()> {
-        let name = cstr(attr)?;
+        let name = sys::cstring(attr)?;
         // Follows a symlink beneath the root as setxattr(2) does; O_NONBLOCK: a FIFO must not block.
         let target = File::from(self.open(rel, libc::O_RDONLY | libc::O_NONBLOCK, 0)?);
         match value {
-            // SAFETY: a valid fd, a NUL-terminated name and a buffer of the given length.
-            Some(v) => cvt(unsafe {
-                libc::fsetxattr(
-                    target.as_raw_fd(),
-                    name.as_ptr(),
-                    v.as_ptr().cast(),
-                    v.len(),
-                    0,
-                )
-            } as libc::c_long)
-            .map(drop),
-            // SAFETY: as above.
-            None => replayed(
-                cvt(
-                    unsafe { libc::fremovexattr(target.as_raw_fd(), name.as_ptr()) }
-                        as libc::c_long,
-                )
-                .map(drop),
-                libc::ENODATA,
-            ),
+            Some(v) => sys::xattr::set_fd(&target, &name, v),
+            None => replayed(sys::xattr::remove_fd(&target, &name), libc::ENODATA),
         }
     }
 }
@@ -699,14 +579,11 @@ impl Durability for SyncFs {
     /// attributes. (A `fdatasync` per file held open as well cost one journal commit each
     /// and added nothing.)
     fn sync(&self) -> Result<(), ApplyError> {
-        // SAFETY: a valid fd.
-        cvt(unsafe { libc::syncfs(self.0.as_raw_fd()) } as libc::c_long)
-            .map(drop)
-            .map_err(|source| ApplyError::Apply {
-                op: "flush",
-                path: PathBuf::new(),
-                source,
-            })
+        sys::fs::syncfs(&self.0).map_err(|source| ApplyError::Apply {
+            op: "flush",
+            path: PathBuf::new(),
+            source,
+        })
     }
 }
 
@@ -722,10 +599,10 @@ impl Durability for SyncFs {
 fn make_new(
     dir: &OwnedFd,
     name: &CString,
-    make: impl Fn() -> libc::c_int,
+    make: impl Fn() -> io::Result<()>,
     same: impl Fn(&libc::stat) -> bool,
 ) -> io::Result<()> {
-    match cvt(make() as libc::c_long) {
+    match make() {
         Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
             if stat_at(dir, name)?.is_some_and(|st| same(&st)) {
                 return Ok(());
@@ -736,26 +613,10 @@ fn make_new(
                 OsStr::from_bytes(name.to_bytes()),
                 &mut removed,
             )?;
-            cvt(make() as libc::c_long).map(drop)
+            make()
         }
-        other => other.map(drop),
+        other => other,
     }
-}
-
-/// The text of the symlink `name` in `dir`.
-fn read_link_at(dir: &OwnedFd, name: &CString) -> io::Result<Vec<u8>> {
-    let mut buf = vec![0u8; libc::PATH_MAX as usize];
-    // SAFETY: a valid dirfd, a NUL-terminated name and a buffer of the given length.
-    let n = unsafe {
-        libc::readlinkat(
-            dir.as_raw_fd(),
-            name.as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    buf.truncate(cvt(n as libc::c_long)? as usize);
-    Ok(buf)
 }
 
 fn is_dir_at(dir: &OwnedFd, name: &CString) -> bool {
@@ -770,15 +631,6 @@ fn at_empty(name: &CString) -> i32 {
     }
 }
 
-/// `struct open_how` of `linux/openat2.h` (kernel ABI). libc declares it non-exhaustive,
-/// so it cannot be built with a struct expression; this is the same three u64s.
-#[repr(C)]
-struct OpenHow {
-    flags: u64,
-    mode: u64,
-    resolve: u64,
-}
-
 /// Removes the extended attributes of a directory that a `Mkdir` found already there.
 ///
 /// After a `mkdir` the source's directory had none: what the replica's holds was left by
@@ -787,25 +639,20 @@ struct OpenHow {
 /// fuzzer). The attributes the source has follow in the mirror's group. `security.` names
 /// stay: they are the target host's (its security labels), not the replication's.
 fn clear_xattrs(dir: &OwnedFd) -> io::Result<()> {
-    let mut names = vec![0u8; 65536];
-    // SAFETY: a valid fd and a buffer of the given length.
-    let n = unsafe { libc::flistxattr(dir.as_raw_fd(), names.as_mut_ptr().cast(), names.len()) };
-    let n = cvt(n as libc::c_long)? as usize;
-    for name in names[..n].split(|&b| b == 0).filter(|n| !n.is_empty()) {
+    let names = sys::xattr::list_fd(dir, 65536)?;
+    for name in sys::xattr::names(&names) {
         if name.starts_with(b"security.") {
             continue;
         }
-        let c = cstr(name)?;
-        // SAFETY: a valid fd and a NUL-terminated name.
-        let r = unsafe { libc::fremovexattr(dir.as_raw_fd(), c.as_ptr()) };
-        replayed(cvt(r as libc::c_long).map(drop), libc::ENODATA)?;
+        let c = sys::cstring(name)?;
+        replayed(sys::xattr::remove_fd(dir, &c), libc::ENODATA)?;
     }
     Ok(())
 }
 
-fn fchmod(fd: RawFd, mode: u32) -> io::Result<()> {
-    // SAFETY: a valid fd.
-    cvt(unsafe { libc::fchmod(fd, mode & 0o7777) } as libc::c_long).map(drop)
+/// `fchmod` with the permission bits of `mode` (its file type bits dropped).
+fn fchmod(fd: impl AsFd, mode: u32) -> io::Result<()> {
+    sys::attr::fchmod(fd, mode & 0o7777)
 }
 
 #[cfg(test)]
@@ -828,9 +675,8 @@ pub(crate) mod tests {
     #[test]
     fn a_write_to_a_fifo_on_the_replica_is_refused_not_waited_on() {
         let d = tempfile::tempdir().unwrap();
-        let fifo = std::ffi::CString::new(d.path().join("q").as_os_str().as_bytes()).unwrap();
-        // SAFETY: a NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+        let mode = nix::sys::stat::Mode::from_bits_truncate(0o644);
+        nix::unistd::mkfifo(&d.path().join("q"), mode).unwrap();
         let root = d.path().to_path_buf();
         let result = within_10s(move || {
             let mut a = Applier::new(&root, ApplyOptions::default()).unwrap();

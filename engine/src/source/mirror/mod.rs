@@ -30,7 +30,6 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::Metadata;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -44,6 +43,7 @@ mod pending;
 use crate::replica::orphans::keep_ranges;
 use crate::repset::{NamesProtected, ReplicationSet};
 use crate::source::resolve::{list_xattrs, open_data};
+use crate::sys;
 pub use hand_outs::HandOuts;
 use pending::Pending;
 
@@ -706,25 +706,16 @@ fn each_protected_file(
 /// The data extents of a file, as `[start, end)` ranges, by `SEEK_DATA` / `SEEK_HOLE`.
 fn data_extents(p: &Path, size: u64) -> io::Result<Vec<(u64, u64)>> {
     let f = open_data(p)?;
-    let fd = f.as_raw_fd();
     let mut out = Vec::new();
     let mut at: i64 = 0;
     while (at as u64) < size {
-        // SAFETY: a valid fd and plain integers.
-        let data = unsafe { libc::lseek(fd, at, libc::SEEK_DATA) };
-        if data < 0 {
-            let e = io::Error::last_os_error();
+        let data = match sys::fs::seek_data(&f, at) {
+            Ok(data) => data,
             // ENXIO: no data at or after `at`, the rest is a hole.
-            if e.raw_os_error() == Some(libc::ENXIO) {
-                break;
-            }
-            return Err(e);
-        }
-        // SAFETY: as above.
-        let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
-        if hole < 0 {
-            return Err(io::Error::last_os_error());
-        }
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => break,
+            Err(e) => return Err(e),
+        };
+        let hole = sys::fs::seek_hole(&f, data)?;
         let end = (hole as u64).min(size);
         if end > data as u64 {
             out.push((data as u64, end));

@@ -19,7 +19,6 @@
 mod written;
 
 use std::collections::BTreeMap;
-use std::ffi::CString;
 use std::fs::File;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
@@ -30,6 +29,7 @@ use rill_abi::maps::user_dev_to_kernel;
 use rill_ops::{Event, FileTimes, Op};
 
 use crate::followed::Followed;
+use crate::sys;
 
 /// Why an operation cannot be sent.
 #[derive(Debug, thiserror::Error)]
@@ -447,19 +447,9 @@ fn take_beneath<V>(map: &mut BTreeMap<PathBuf, V>, from: &Path) -> Vec<(PathBuf,
 /// `renameat2(a, b, RENAME_EXCHANGE)`, for tests.
 #[cfg(test)]
 pub(crate) fn exchange_names(a: &Path, b: &Path) {
-    let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).expect("a path without NUL");
-    let (a, b) = (c(a), c(b));
-    // SAFETY: NUL-terminated paths.
-    let done = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            a.as_ptr(),
-            libc::AT_FDCWD,
-            b.as_ptr(),
-            libc::RENAME_EXCHANGE,
-        )
-    };
-    assert_eq!(done, 0, "exchange: {}", std::io::Error::last_os_error());
+    use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
+    let done = renameat2(AT_FDCWD, a, AT_FDCWD, b, RenameFlags::RENAME_EXCHANGE);
+    assert_eq!(done, Ok(()), "exchange");
 }
 
 /// `to` followed by `rest` (`join` of an empty path would add a trailing slash).
@@ -585,44 +575,18 @@ fn times_of(m: &std::fs::Metadata) -> FileTimes {
 /// An extended attribute's value, following a final symlink as setxattr(2) does (user
 /// attributes cannot be set on a symlink itself), and as the replica applies it.
 pub fn get_xattr(path: &Path, name: &[u8]) -> io::Result<Vec<u8>> {
-    let invalid = |_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in a name");
     let (p, n) = (
-        CString::new(path.as_os_str().as_bytes()).map_err(invalid)?,
-        CString::new(name).map_err(invalid)?,
+        sys::cstring(path.as_os_str().as_bytes())?,
+        sys::cstring(name)?,
     );
-    let mut value = vec![0u8; XATTR_SIZE_MAX];
-    // SAFETY: NUL-terminated strings and a buffer of the given length.
-    let got = unsafe {
-        libc::getxattr(
-            p.as_ptr(),
-            n.as_ptr(),
-            value.as_mut_ptr().cast(),
-            value.len(),
-        )
-    };
-    if got < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    value.truncate(got as usize);
-    Ok(value)
+    sys::xattr::get(&p, &n, XATTR_SIZE_MAX)
 }
 
 /// The names of a file's extended attributes, not following a final symlink.
 pub fn list_xattrs(path: &Path) -> io::Result<Vec<Vec<u8>>> {
-    let p = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in a name"))?;
-    let mut buf = vec![0u8; XATTR_SIZE_MAX];
-    // SAFETY: a NUL-terminated path and a buffer of the given length.
-    let got = unsafe { libc::llistxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    if got < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    buf.truncate(got as usize);
-    Ok(buf
-        .split(|&b| b == 0)
-        .filter(|n| !n.is_empty())
-        .map(<[u8]>::to_vec)
-        .collect())
+    let p = sys::cstring(path.as_os_str().as_bytes())?;
+    let list = sys::xattr::list_nofollow(&p, XATTR_SIZE_MAX)?;
+    Ok(sys::xattr::names(&list).map(<[u8]>::to_vec).collect())
 }
 
 #[cfg(test)]
@@ -638,9 +602,8 @@ mod tests {
     fn a_name_that_now_holds_a_fifo_is_read_as_gone_without_blocking() {
         let d = tempfile::tempdir().unwrap();
         let src = d.path().to_path_buf();
-        let fifo = CString::new(src.join("f").as_os_str().as_bytes()).unwrap();
-        // SAFETY: a NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+        let mode = nix::sys::stat::Mode::from_bits_truncate(0o644);
+        nix::unistd::mkfifo(&src.join("f"), mode).unwrap();
         let out = crate::replica::apply::tests::within_10s(move || {
             let mut r = Resolver::new(&src, ResolveOptions::default());
             let write = Op::Write {

@@ -11,8 +11,6 @@
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
-use std::io;
-use std::os::unix::io::AsRawFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Condvar, Mutex};
@@ -45,12 +43,9 @@ fn lock_dir(dir: &Path) -> Result<File, DiskQueueError> {
     // closes it), so "busy" is retried briefly before it means "open elsewhere".
     let deadline = Instant::now() + LOCK_PATIENCE;
     loop {
-        // SAFETY: flock on a descriptor we own; no memory is involved.
-        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc == 0 {
+        let Err(e) = crate::sys::fs::lock_exclusive_now(&f) else {
             return Ok(f);
-        }
-        let e = io::Error::last_os_error();
+        };
         if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
             return Err(io_err("lock", &path)(e));
         }

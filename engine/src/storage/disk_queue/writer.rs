@@ -9,7 +9,6 @@
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::os::unix::io::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -342,15 +341,8 @@ impl DiskQueueWriter {
 /// Bytes an unprivileged process may still allocate on the file system holding `dir`.
 #[allow(clippy::unnecessary_cast)] // the field types differ between targets
 fn free_bytes(dir: &File) -> io::Result<u64> {
-    let mut s = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
-    // SAFETY: fstatvfs fills the struct it is given; the fd is open for `dir`'s lifetime.
-    let rc = unsafe { libc::fstatvfs(dir.as_raw_fd(), s.as_mut_ptr()) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fstatvfs succeeded, so the struct is initialised.
-    let s = unsafe { s.assume_init() };
-    Ok((s.f_bavail as u64).saturating_mul(s.f_frsize as u64))
+    let s = crate::sys::fs::fstatvfs(dir)?;
+    Ok((s.blocks_available() as u64).saturating_mul(s.fragment_size() as u64))
 }
 
 impl Drop for DiskQueueWriter {

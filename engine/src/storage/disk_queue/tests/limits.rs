@@ -1,8 +1,6 @@
 //! Space limits: `QJournalSpaceMax`, `QJournalFreeSpaceMin` on a small loop-mounted ext4,
 //! and a file system that really runs out.
 
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
 use std::process::Command;
 
 use super::*;
@@ -45,34 +43,22 @@ impl LoopMount {
 
 impl Drop for LoopMount {
     fn drop(&mut self) {
-        let path = CString::new(self.mnt.as_os_str().as_bytes()).unwrap();
-        // SAFETY: a valid NUL-terminated path; MNT_DETACH so a leaked descriptor cannot
-        // keep the mount (and its loop device) alive.
-        let rc = unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) };
-        if rc != 0 {
-            eprintln!(
-                "umount {}: {}",
-                self.mnt.display(),
-                std::io::Error::last_os_error()
-            );
+        // MNT_DETACH so a leaked descriptor cannot keep the mount (and its loop device)
+        // alive.
+        if let Err(e) = nix::mount::umount2(&self.mnt, nix::mount::MntFlags::MNT_DETACH) {
+            eprintln!("umount {}: {e}", self.mnt.display());
         }
     }
 }
 
 fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
+    nix::unistd::geteuid().is_root()
 }
 
 #[allow(clippy::unnecessary_cast)] // the field types differ between targets
 fn free_bytes(path: &Path) -> u64 {
-    let c = CString::new(path.as_os_str().as_bytes()).unwrap();
-    let mut s = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
-    // SAFETY: valid path, and statvfs fills the struct.
-    assert_eq!(unsafe { libc::statvfs(c.as_ptr(), s.as_mut_ptr()) }, 0);
-    // SAFETY: statvfs succeeded.
-    let s = unsafe { s.assume_init() };
-    s.f_bavail as u64 * s.f_frsize as u64
+    let s = nix::sys::statvfs::statvfs(path).unwrap();
+    s.blocks_available() as u64 * s.fragment_size() as u64
 }
 
 /// File sizes in `dir`, to show a refused append wrote nothing.
