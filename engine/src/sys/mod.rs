@@ -14,15 +14,11 @@
 //! what a call means for replication (which flags, which errors are tolerated) stays with
 //! the caller, which passes the flags through unchanged.
 //!
-//! The `nix` crate's safe calls are used where it offers the call as the engine makes it
-//! (same system call, same flags); the rest is written here by hand, each with the reason
-//! nix does not serve.
+//! The `nix` crate's safe calls are used where it makes the call as the engine does (the
+//! same kernel operation, the same flags); the rest is written here by hand, each with
+//! the reason nix does not serve.
 //!
-//! # Errors
-//!
-//! A failed call's error is `io::Error::from_raw_os_error(errno)`, exactly what
-//! `io::Error::last_os_error()` gave before the calls moved here, so callers keep matching
-//! on `raw_os_error()` (see [`errno`] for the one care nix needs).
+//! # What is here
 //!
 //! - [`fs`]: names and descriptors (open, stat, make, remove, rename, link, list), and the
 //!   calls on an open file (allocate, seek data and holes, flags, sync, lock, free space).
@@ -31,6 +27,12 @@
 //! - [`mem`]: an aligned buffer for direct I/O, a shared file mapping.
 //! - [`process`]: the thread id, the allocator's thresholds.
 //! - [`time`]: the monotonic clock.
+//!
+//! # Errors
+//!
+//! A failed call's error is `io::Error::from_raw_os_error(errno)`, what
+//! `io::Error::last_os_error()` gives after a raw call, so callers match on
+//! `raw_os_error()` (see [`errno`] for the one care nix needs).
 
 pub(crate) mod attr;
 pub(crate) mod fs;
