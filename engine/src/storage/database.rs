@@ -1,5 +1,11 @@
 //! Opening the engine's embedded databases (redb): the change journal and the job store.
 //!
+//! Both open through [`open_store`], so they refuse the same files with the same words and
+//! make a new file the same way: open (or create) the file, then check in one transaction
+//! that it is the store's own ([`Schema`]: its meta table, its format version), creating
+//! the tables of a new one. Each store maps [`OpenError`] onto its own error type, whose
+//! messages name the store.
+//!
 //! Both must refuse, with a clear error, whatever is not one of their files: a directory,
 //! a file of another format, a damaged database, one another process holds. redb checks
 //! integrity on open and reports a damaged file as `Corrupted`; opening inside
@@ -17,7 +23,10 @@ use std::io::ErrorKind;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
-use redb::{Database, DatabaseError, StorageError};
+use redb::{
+    Database, DatabaseError, ReadableTable, StorageError, TableDefinition, TableHandle,
+    WriteTransaction,
+};
 
 /// Why a database file could not be opened; each store maps it onto its own error.
 #[derive(Debug)]
@@ -26,8 +35,100 @@ pub(crate) enum OpenError {
     NotADatabase(String),
     /// Another process has it open.
     Locked,
+    /// The store's own, in a format newer than this build's (the format it found).
+    UnsupportedFormat(u64),
     Io(std::io::Error),
     Storage(redb::Error),
+}
+
+/// Gives a store's error type `$error` a function `opening(path, OpenError)` that maps each
+/// failure of [`open_store`] onto the store's own variant of it (`$not_ours { path, detail }`,
+/// `Locked { path }`, `UnsupportedFormat { path, found }`, `Io { path, source }`,
+/// `Storage { path, source }`), whose messages name the store.
+macro_rules! store_open_errors {
+    ($error:ident, $not_ours:ident) => {
+        impl $error {
+            fn opening(path: &std::path::Path, e: $crate::storage::database::OpenError) -> $error {
+                use $crate::storage::database::OpenError;
+                let path = path.to_path_buf();
+                match e {
+                    OpenError::NotADatabase(detail) => $error::$not_ours { path, detail },
+                    OpenError::Locked => $error::Locked { path },
+                    OpenError::UnsupportedFormat(found) => {
+                        $error::UnsupportedFormat { path, found }
+                    }
+                    OpenError::Io(source) => $error::Io { path, source },
+                    OpenError::Storage(source) => $error::Storage { path, source },
+                }
+            }
+        }
+    };
+}
+pub(crate) use store_open_errors;
+
+/// A redb error met while checking or creating a store.
+fn storage(e: impl Into<redb::Error>) -> OpenError {
+    OpenError::Storage(e.into())
+}
+
+/// What makes a database one store's: its meta table (present in every database of the
+/// store, absent from anything else) with the store's format version under `format`, and
+/// the tables a new store is created with.
+pub(crate) struct Schema {
+    pub meta: TableDefinition<'static, &'static str, u64>,
+    /// The format this build writes and reads.
+    pub format: u64,
+    /// Further meta entries a new store starts with.
+    pub initial_meta: &'static [(&'static str, u64)],
+    /// Opens (and so creates) the store's other tables.
+    pub tables: fn(&WriteTransaction) -> Result<(), redb::TableError>,
+}
+
+/// The meta entry holding a store's format version.
+pub(crate) const META_FORMAT: &str = "format";
+
+/// Opens the store at `path` (see [`open`]), then creates the tables of a new one or checks
+/// that an existing database is one of `schema`'s, in a format this build reads.
+pub(crate) fn open_store(
+    path: &Path,
+    cache_bytes: usize,
+    schema: &Schema,
+) -> Result<Database, OpenError> {
+    let db = open(path, cache_bytes)?;
+    init(&db, schema)?;
+    Ok(db)
+}
+
+/// The check and creation of [`open_store`], in one durable write transaction.
+fn init(db: &Database, schema: &Schema) -> Result<(), OpenError> {
+    let tx = db.begin_write().map_err(storage)?;
+    {
+        let tables: Vec<String> = tx
+            .list_tables()
+            .map_err(storage)?
+            .map(|t| t.name().to_string())
+            .collect();
+        if !tables.is_empty() && !tables.iter().any(|t| t == schema.meta.name()) {
+            return Err(OpenError::NotADatabase(format!(
+                "a redb database of something else (tables: {})",
+                tables.join(", ")
+            )));
+        }
+        let mut meta = tx.open_table(schema.meta).map_err(storage)?;
+        let format = meta.get(META_FORMAT).map_err(storage)?.map(|g| g.value());
+        match format {
+            None => {
+                meta.insert(META_FORMAT, schema.format).map_err(storage)?;
+                for (key, value) in schema.initial_meta {
+                    meta.insert(*key, *value).map_err(storage)?;
+                }
+            }
+            Some(f) if f == schema.format => {}
+            Some(found) => return Err(OpenError::UnsupportedFormat(found)),
+        }
+        (schema.tables)(&tx).map_err(storage)?;
+    }
+    tx.commit().map_err(storage)
 }
 
 /// Opens the database at `path`, creating it if it does not exist (or is empty).
@@ -173,6 +274,66 @@ mod tests {
             other => panic!("expected NotADatabase, got {other:?}"),
         }
         assert_eq!(std::fs::read(&path).unwrap(), vec![0u8; 1056768]);
+    }
+
+    const ONE: TableDefinition<&str, u64> = TableDefinition::new("one_meta");
+    const TWO: TableDefinition<&str, u64> = TableDefinition::new("two_meta");
+    const DATA: TableDefinition<u64, u64> = TableDefinition::new("one_data");
+
+    fn one_tables(tx: &WriteTransaction) -> Result<(), redb::TableError> {
+        tx.open_table(DATA).map(drop)
+    }
+
+    const SCHEMA_ONE: Schema = Schema {
+        meta: ONE,
+        format: 3,
+        initial_meta: &[("next", 1)],
+        tables: one_tables,
+    };
+
+    #[test]
+    fn a_store_is_made_once_and_then_only_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("one.redb");
+        let db = open_store(&path, 1 << 20, &SCHEMA_ONE).unwrap();
+        let tx = db.begin_write().unwrap();
+        tx.open_table(ONE).unwrap().insert("next", 7).unwrap();
+        tx.commit().unwrap();
+        drop(db);
+        let db = open_store(&path, 1 << 20, &SCHEMA_ONE).unwrap();
+        let tx = redb::ReadableDatabase::begin_read(&db).unwrap();
+        let meta = tx.open_table(ONE).unwrap();
+        assert_eq!(meta.get(META_FORMAT).unwrap().unwrap().value(), 3);
+        assert_eq!(meta.get("next").unwrap().unwrap().value(), 7);
+        tx.open_table(DATA).unwrap();
+    }
+
+    #[test]
+    fn another_stores_database_or_a_newer_format_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("one.redb");
+        drop(open_store(&path, 1 << 20, &SCHEMA_ONE).unwrap());
+        let two = Schema {
+            meta: TWO,
+            format: 3,
+            initial_meta: &[],
+            tables: |_| Ok(()),
+        };
+        match open_store(&path, 1 << 20, &two) {
+            Err(OpenError::NotADatabase(detail)) => assert_eq!(
+                detail,
+                "a redb database of something else (tables: one_data, one_meta)"
+            ),
+            other => panic!("expected NotADatabase, got {other:?}"),
+        }
+        let older = Schema {
+            format: 2,
+            ..SCHEMA_ONE
+        };
+        match open_store(&path, 1 << 20, &older) {
+            Err(OpenError::UnsupportedFormat(3)) => {}
+            other => panic!("expected UnsupportedFormat(3), got {other:?}"),
+        }
     }
 
     #[test]

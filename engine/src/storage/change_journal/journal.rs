@@ -13,9 +13,9 @@ use redb::{Database, ReadableDatabase, ReadableTableMetadata};
 
 use super::codec::Rec;
 use super::keys::{is_at_or_under, key_of, parent_key};
-use super::store::{Db, Table, CACHE_BYTES, FILES, SUBTREES};
+use super::store::{Db, Table, CACHE_BYTES, FILES, SCHEMA, SUBTREES};
 use super::{Entry, Error, Mark, Options, Reason, Result};
-use crate::storage::database::OpenError;
+use crate::storage::database;
 
 /// The durable change journal. All methods take `&self`; write transactions are serialised
 /// by redb, so one journal may be shared between threads.
@@ -41,39 +41,13 @@ impl ChangeJournal {
     }
 
     pub fn open_with(path: &Path, options: Options) -> Result<ChangeJournal> {
-        let db = match crate::storage::database::open(path, CACHE_BYTES) {
-            Ok(db) => db,
-            Err(OpenError::NotADatabase(detail)) => {
-                return Err(Error::NotAJournal {
-                    path: path.to_path_buf(),
-                    detail,
-                })
-            }
-            Err(OpenError::Locked) => {
-                return Err(Error::Locked {
-                    path: path.to_path_buf(),
-                })
-            }
-            Err(OpenError::Io(source)) => {
-                return Err(Error::Io {
-                    path: path.to_path_buf(),
-                    source,
-                })
-            }
-            Err(OpenError::Storage(source)) => {
-                return Err(Error::Storage {
-                    path: path.to_path_buf(),
-                    source,
-                })
-            }
-        };
-        let journal = ChangeJournal {
+        let db = database::open_store(path, CACHE_BYTES, &SCHEMA)
+            .map_err(|e| Error::opening(path, e))?;
+        Ok(ChangeJournal {
             db,
             path: path.to_path_buf(),
             max_ranges: options.max_ranges.max(1),
-        };
-        journal.init()?;
-        Ok(journal)
+        })
     }
 
     /// The journal's file.

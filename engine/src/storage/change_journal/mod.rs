@@ -111,4 +111,6 @@ pub enum Error {
     Storage { path: PathBuf, source: redb::Error },
 }
 
+crate::storage::database::store_open_errors!(Error, NotAJournal);
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,17 +1,20 @@
-//! The redb side of the journal: the table definitions and format, creating or checking a
-//! journal's tables, running a closure in one durable write transaction, and [`Tables`], the
-//! typed get/put/delete and subtree lookups the journal's operations are written in. Kept
+//! The redb side of the journal: the table definitions and format (the [`SCHEMA`] by which
+//! `storage::database::open_store` creates or checks a journal's tables), running a closure
+//! in one durable write transaction, and [`Tables`], the typed get/put/delete and subtree lookups the journal's operations are written in. Kept
 //! apart from the operations so the merge rules in `journal.rs` read without storage detail.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use redb::{ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle};
+use redb::{ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
 
 use super::codec::Rec;
 use super::keys::{path_of, under_bounds};
 use super::{ChangeJournal, Error, Result};
+use crate::storage::database::Schema;
+#[cfg(test)]
+pub(super) use crate::storage::database::META_FORMAT;
 
 /// Files (and metadata-only entries), keyed by raw path bytes.
 pub(super) const FILES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("rill_cj_files");
@@ -19,54 +22,26 @@ pub(super) const FILES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("ri
 pub(super) const SUBTREES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("rill_cj_subtrees");
 /// `format` and `next_version`.
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("rill_cj_meta");
-pub(super) const META_FORMAT: &str = "format";
 const META_NEXT_VERSION: &str = "next_version";
 /// The journal's schema version.
 pub(super) const FORMAT: u64 = 1;
 /// redb's page cache: the journal is small and read mostly at remirror time.
 pub(super) const CACHE_BYTES: usize = 16 << 20;
+/// What makes a database a change journal; a new one numbers its entries from 1.
+pub(super) const SCHEMA: Schema = Schema {
+    meta: META,
+    format: FORMAT,
+    initial_meta: &[(META_NEXT_VERSION, 1)],
+    tables: create_tables,
+};
+
+fn create_tables(tx: &WriteTransaction) -> std::result::Result<(), redb::TableError> {
+    tx.open_table(FILES)?;
+    tx.open_table(SUBTREES)?;
+    Ok(())
+}
 
 impl ChangeJournal {
-    /// Creates the tables of a new journal, or checks that an existing database is one.
-    pub(super) fn init(&self) -> Result<()> {
-        let tx = self.db.begin_write().db(&self.path)?;
-        {
-            let tables: Vec<String> = tx
-                .list_tables()
-                .db(&self.path)?
-                .map(|t| t.name().to_string())
-                .collect();
-            if !tables.is_empty() && !tables.iter().any(|t| t == META.name()) {
-                return Err(Error::NotAJournal {
-                    path: self.path.clone(),
-                    detail: format!(
-                        "a redb database of something else (tables: {})",
-                        tables.join(", ")
-                    ),
-                });
-            }
-            let mut meta = tx.open_table(META).db(&self.path)?;
-            let format = meta.get(META_FORMAT).db(&self.path)?.map(|g| g.value());
-            match format {
-                None => {
-                    meta.insert(META_FORMAT, FORMAT).db(&self.path)?;
-                    meta.insert(META_NEXT_VERSION, 1).db(&self.path)?;
-                }
-                Some(FORMAT) => {}
-                Some(found) => {
-                    return Err(Error::UnsupportedFormat {
-                        path: self.path.clone(),
-                        found,
-                    })
-                }
-            }
-            tx.open_table(FILES).db(&self.path)?;
-            tx.open_table(SUBTREES).db(&self.path)?;
-        }
-        tx.commit().db(&self.path)?;
-        Ok(())
-    }
-
     /// Runs `f` in one write transaction and commits it durably, or aborts it on error.
     pub(super) fn write<T>(&self, f: impl FnOnce(&mut Tables<'_>) -> Result<T>) -> Result<T> {
         let tx = self.db.begin_write().db(&self.path)?;

@@ -34,15 +34,15 @@
 #[cfg(test)]
 mod tests;
 
-use crate::storage::database::OpenError;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use crate::mgmt::JobInfo;
+use crate::storage::database::{self, Schema};
 
 pub use rill_mgmt::jobs::{
     check_name, check_peer, format_target, parse_target, validate, DataState, JobRule, JobSpec,
@@ -55,11 +55,23 @@ const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("rill_jobs");
 const SESSIONS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("rill_target_sessions");
 /// `format`.
 const META: TableDefinition<&str, u64> = TableDefinition::new("rill_jobs_meta");
-const META_FORMAT: &str = "format";
 /// The store's schema version.
 const FORMAT: u64 = 1;
 /// A few hundred jobs and sessions at most: a small page cache is plenty.
 const CACHE_BYTES: usize = 4 << 20;
+/// What makes a database a job store.
+const SCHEMA: Schema = Schema {
+    meta: META,
+    format: FORMAT,
+    initial_meta: &[],
+    tables: create_tables,
+};
+
+fn create_tables(tx: &WriteTransaction) -> std::result::Result<(), redb::TableError> {
+    tx.open_table(JOBS)?;
+    tx.open_table(SESSIONS)?;
+    Ok(())
+}
 
 /// A stored job: its spec and the state the daemon keeps for it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,6 +155,8 @@ pub enum Error {
     Storage { path: PathBuf, source: redb::Error },
 }
 
+database::store_open_errors!(Error, NotAStore);
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The durable job store. All methods take `&self`; redb serialises write transactions and
@@ -164,77 +178,12 @@ impl JobStore {
     /// Opens the store at `path`, creating it if it does not exist (or is empty). The
     /// directory must exist.
     pub fn open(path: &Path) -> Result<JobStore> {
-        let db = match crate::storage::database::open(path, CACHE_BYTES) {
-            Ok(db) => db,
-            Err(OpenError::NotADatabase(detail)) => {
-                return Err(Error::NotAStore {
-                    path: path.to_path_buf(),
-                    detail,
-                })
-            }
-            Err(OpenError::Locked) => {
-                return Err(Error::Locked {
-                    path: path.to_path_buf(),
-                })
-            }
-            Err(OpenError::Io(source)) => {
-                return Err(Error::Io {
-                    path: path.to_path_buf(),
-                    source,
-                })
-            }
-            Err(OpenError::Storage(source)) => {
-                return Err(Error::Storage {
-                    path: path.to_path_buf(),
-                    source,
-                })
-            }
-        };
-        let store = JobStore {
+        let db = database::open_store(path, CACHE_BYTES, &SCHEMA)
+            .map_err(|e| Error::opening(path, e))?;
+        Ok(JobStore {
             db,
             path: path.to_path_buf(),
-        };
-        store.init()?;
-        Ok(store)
-    }
-
-    /// Creates the tables of a new store, or checks that an existing database is one.
-    fn init(&self) -> Result<()> {
-        let tx = self.db.begin_write().db(&self.path)?;
-        {
-            let tables: Vec<String> = tx
-                .list_tables()
-                .db(&self.path)?
-                .map(|t| t.name().to_string())
-                .collect();
-            if !tables.is_empty() && !tables.iter().any(|t| t == META.name()) {
-                return Err(Error::NotAStore {
-                    path: self.path.clone(),
-                    detail: format!(
-                        "a redb database of something else (tables: {})",
-                        tables.join(", ")
-                    ),
-                });
-            }
-            let mut meta = tx.open_table(META).db(&self.path)?;
-            let format = meta.get(META_FORMAT).db(&self.path)?.map(|g| g.value());
-            match format {
-                None => {
-                    meta.insert(META_FORMAT, FORMAT).db(&self.path)?;
-                }
-                Some(FORMAT) => {}
-                Some(found) => {
-                    return Err(Error::UnsupportedFormat {
-                        path: self.path.clone(),
-                        found,
-                    })
-                }
-            }
-            tx.open_table(JOBS).db(&self.path)?;
-            tx.open_table(SESSIONS).db(&self.path)?;
-        }
-        tx.commit().db(&self.path)?;
-        Ok(())
+        })
     }
 
     /// The store's file.

@@ -157,6 +157,34 @@ fn other_files_are_not_taken_for_a_store() {
 }
 
 #[test]
+fn a_newer_format_is_refused() {
+    let (d, s) = store();
+    let path = s.path().to_path_buf();
+    drop(s);
+    {
+        let db = Database::create(&path).unwrap();
+        let tx = db.begin_write().unwrap();
+        tx.open_table(META)
+            .unwrap()
+            .insert("format", FORMAT + 1)
+            .unwrap();
+        tx.commit().unwrap();
+    }
+    let e = JobStore::open(&path).unwrap_err();
+    assert!(
+        matches!(e, Error::UnsupportedFormat { found, .. } if found == FORMAT + 1),
+        "{e}"
+    );
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{}: job store format 2 is newer than this rilld understands (1)",
+            d.path().join("jobs.redb").display()
+        )
+    );
+}
+
+#[test]
 fn sessions_put_get_list_delete() {
     let (_d, s) = store();
     assert!(s.list_sessions().unwrap().is_empty());
