@@ -4,7 +4,10 @@
 //! name; rill has neither. A peer is accepted when the SHA-256 of the certificate it presents
 //! is in the [`TrustStore`], and the handshake signature made with that certificate's key is
 //! valid (checked with the provider's algorithms), which proves the peer holds the private key
-//! and is not replaying a copied certificate.
+//! and is not replaying a copied certificate. Both sides judge a peer with the same code:
+//! the target's verifier of client certificates and the source's verifier of server
+//! certificates are newtypes of one `Pins`, which makes the check and whose algorithms
+//! verify the signatures; only the rustls trait each implements differs.
 //!
 //! Deliberately not checked:
 //! - the server name: the pin names the exact certificate, which is stronger than any name
@@ -89,19 +92,17 @@ pub fn server_config(id: &Identity, trust: Arc<TrustStore>) -> Result<Arc<Server
 pub fn client_config(id: &Identity, trust: Arc<TrustStore>) -> Result<Arc<ClientConfig>, TlsError> {
     let provider = provider();
     let verifier = pinned_server_verifier(trust, &provider);
+    let config_error = |source| TlsError::Config {
+        what: "client configuration",
+        source,
+    };
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|source| TlsError::Config {
-            what: "client configuration",
-            source,
-        })?
+        .map_err(config_error)?
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_client_auth_cert(vec![id.certificate_der().clone()], id.key_der())
-        .map_err(|source| TlsError::Config {
-            what: "client configuration",
-            source,
-        })?;
+        .map_err(config_error)?;
     // Same reason as the server: resumption would skip the check against the trust store.
     config.resumption = Resumption::disabled();
     Ok(Arc::new(config))
@@ -114,7 +115,9 @@ pub(super) fn pinned_server_verifier(
     Arc::new(PinnedServerVerifier(Pins::new(trust, provider)))
 }
 
-/// What both verifiers share: the trust store and the signature algorithms.
+/// What both verifiers share: the trust store and the signature algorithms, the one check
+/// of a presented certificate ([`Pins::check`]), and the signature checks
+/// (`pinned_signatures!`).
 struct Pins {
     trust: Arc<TrustStore>,
     algorithms: WebPkiSupportedAlgorithms,
@@ -140,29 +143,6 @@ impl Pins {
             ))),
         }
     }
-
-    fn tls12(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        // Only reachable if TLS 1.2 were enabled; verifying keeps the verifier honest anyway.
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn tls13(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
 }
 
 impl fmt::Debug for Pins {
@@ -171,6 +151,37 @@ impl fmt::Debug for Pins {
             .field("trust", &self.trust)
             .finish_non_exhaustive()
     }
+}
+
+/// The handshake-signature methods both verifier traits ask for, the same in both: the
+/// signature is checked with the provider's algorithms (`Pins::algorithms`) against the
+/// certificate `Pins::check` accepted. Expanded inside each `impl`, on a newtype of [`Pins`].
+macro_rules! pinned_signatures {
+    () => {
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            // Only reachable if TLS 1.2 were enabled; verifying keeps the verifier honest
+            // anyway.
+            rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.algorithms)
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.algorithms)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.0.algorithms.supported_schemes()
+        }
+    };
 }
 
 #[derive(Debug)]
@@ -189,27 +200,7 @@ impl ServerCertVerifier for PinnedServerVerifier {
         Ok(ServerCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.tls12(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.tls13(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.schemes()
-    }
+    pinned_signatures!();
 }
 
 #[derive(Debug)]
@@ -239,25 +230,5 @@ impl ClientCertVerifier for PinnedClientVerifier {
         Ok(ClientCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.tls12(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.tls13(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.schemes()
-    }
+    pinned_signatures!();
 }
