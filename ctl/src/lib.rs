@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use rill_mgmt::jobs::{check_name, parse_target, JobRule, JobSpec};
+use rill_mgmt::jobs::{check_name, parse_target, JobRule, JobSpec, JobTarget};
 use rill_mgmt::{self as mgmt, Client, ClientError, JobAction, Request, Response};
 use rill_settings::{Settings, DEFAULT_SETTINGS_FILE};
 
@@ -298,9 +298,11 @@ fn job_request(cmd: &JobCommand) -> Result<Request, Failure> {
             let spec = JobSpec {
                 name: name.clone(),
                 source,
-                target_host: target.0.clone(),
-                target_port: target.1,
-                target_path: target_path.clone(),
+                target: JobTarget::Network {
+                    host: target.0.clone(),
+                    port: target.1,
+                    path: target_path.clone(),
+                },
                 rules,
             }
             .validated()?;

@@ -309,8 +309,8 @@ pub fn jobs(list: &[JobInfo]) -> String {
                 j.state.to_string(),
                 j.mirror.to_string(),
                 j.spec.source.display().to_string(),
-                j.spec.target(),
-                j.spec.target_path.display().to_string(),
+                j.spec.target.address().unwrap_or_default(),
+                j.spec.target.path().display().to_string(),
                 rules.join(", "),
             ]
         })

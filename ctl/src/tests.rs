@@ -4,6 +4,7 @@ use super::*;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 
+use rill_mgmt::jobs::JobTarget;
 use rill_mgmt::{
     ConError, ConErrorClass, ConState, DataState, JobInfo, JobState, JobStatus, MirrorState,
     MirrorStatus, ReplicationStatus, SettingRow, StatusReport, TargetCounters, TargetSessionStatus,
@@ -249,9 +250,11 @@ fn other_renderings() {
     let spec = JobSpec {
         name: "web".into(),
         source: "/data".into(),
-        target_host: "fd00::2".into(),
-        target_port: 1500,
-        target_path: "/replica".into(),
+        target: JobTarget::Network {
+            host: "fd00::2".into(),
+            port: 1500,
+            path: "/replica".into(),
+        },
         rules: vec![JobRule {
             pattern: "/data/*.tmp".into(),
             include: false,
@@ -411,10 +414,10 @@ fn job_create_builds_a_checked_absolute_spec() {
     };
     let cwd = std::env::current_dir().unwrap();
     assert_eq!(spec.source, cwd.join("data"));
-    assert_eq!(
-        (spec.target_host.as_str(), spec.target_port),
-        ("fd00::2", 1600)
-    );
+    let JobTarget::Network { host, port, .. } = &spec.target else {
+        panic!("{spec:?}")
+    };
+    assert_eq!((host.as_str(), *port), ("fd00::2", 1600));
     let patterns: Vec<(String, bool)> = spec
         .rules
         .iter()

@@ -93,7 +93,8 @@ pub(crate) fn target_config(settings: &Settings, host: &str) -> TargetConfig {
 }
 
 /// The link of a stored job to its target, from this host (`host`) with its TLS client
-/// configuration; `mirror` says whether the job starts with a full mirror.
+/// configuration; `mirror` says whether the job starts with a full mirror. `None` when the
+/// job's target is a directory on this host, which no link reaches.
 pub(crate) fn link_config(
     settings: &Settings,
     job: &StoredJob,
@@ -101,11 +102,11 @@ pub(crate) fn link_config(
     tls: Arc<rustls::ClientConfig>,
     mirror: bool,
     log: Option<Arc<EventLog>>,
-) -> LinkConfig {
-    LinkConfig {
-        address: job.spec.target(),
+) -> Option<LinkConfig> {
+    Some(LinkConfig {
+        address: job.spec.target.address()?,
         job: job.spec.name.clone(),
-        target_path: job.spec.target_path.to_string_lossy().into_owned(),
+        target_path: job.spec.target.path().to_string_lossy().into_owned(),
         host: host.to_string(),
         tls,
         pending_acks: settings.source_pending_acks().max(1) as usize,
@@ -123,5 +124,5 @@ pub(crate) fn link_config(
         bandwidth: settings.bandwidth_limit_bytes_per_sec(),
         mirror,
         log,
-    }
+    })
 }

@@ -76,16 +76,18 @@ impl Pair {
     /// Creates the job `name` (not started) toward the target through a relay that can cut
     /// the link, and returns the relay.
     fn job_through_relay(&self, name: &str) -> rill_tools::relay::Relay {
-        use rill_engine::storage::job_store::JobSpec;
+        use rill_engine::storage::job_store::{JobSpec, JobTarget};
         let relay = rill_tools::relay::Relay::start(([127, 0, 0, 1], self.target.net_port).into())
             .expect("starting the relay");
         self.source
             .call(Request::JobCreate(JobSpec {
                 name: name.into(),
                 source: self.src.clone(),
-                target_host: "127.0.0.1".into(),
-                target_port: relay.port,
-                target_path: self.dst.clone(),
+                target: JobTarget::Network {
+                    host: "127.0.0.1".into(),
+                    port: relay.port,
+                    path: self.dst.clone(),
+                },
                 rules: Vec::new(),
             }))
             .expect("creating the job");
@@ -685,9 +687,11 @@ fn a_job_whose_target_refuses_connections_says_so() {
             rill_engine::storage::job_store::JobSpec {
                 name: "r".into(),
                 source: p.src.clone(),
-                target_host: "127.0.0.1".into(),
-                target_port: port,
-                target_path: p.dst.clone(),
+                target: rill_engine::storage::job_store::JobTarget::Network {
+                    host: "127.0.0.1".into(),
+                    port,
+                    path: p.dst.clone(),
+                },
                 rules: Vec::new(),
             },
         ))

@@ -20,7 +20,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use rill_engine::mgmt::{ConState, JobAction, JobStatus, Request, StatusReport};
-use rill_engine::storage::job_store::JobSpec;
+use rill_engine::storage::job_store::{JobSpec, JobTarget};
 use rill_tests::process::output_within;
 use rill_tests::tree::{assert_equal_trees, equal_trees};
 use rill_tests::{
@@ -379,9 +379,11 @@ impl Scenario {
             .call(Request::JobCreate(JobSpec {
                 name: JOB.into(),
                 source: src.clone(),
-                target_host: net.target_ip(),
-                target_port: target.net_port,
-                target_path: dst.clone(),
+                target: JobTarget::Network {
+                    host: net.target_ip(),
+                    port: target.net_port,
+                    path: dst.clone(),
+                },
                 rules: Vec::new(),
             }))
             .unwrap();

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use rill_engine::mgmt::{Client, JobAction, JobStatus, Request, Response};
-use rill_engine::storage::job_store::{JobRule, JobSpec};
+use rill_engine::storage::job_store::{JobRule, JobSpec, JobTarget};
 
 /// Which half a host runs (`LoadSourceTarget`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -260,9 +260,11 @@ pub fn start_job(
     source.call(Request::JobCreate(JobSpec {
         name: name.into(),
         source: src.to_path_buf(),
-        target_host: "127.0.0.1".into(),
-        target_port: target.net_port,
-        target_path: dst.to_path_buf(),
+        target: JobTarget::Network {
+            host: "127.0.0.1".into(),
+            port: target.net_port,
+            path: dst.to_path_buf(),
+        },
         rules: excludes
             .iter()
             .map(|p| JobRule {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use rill_engine::mgmt::{JobAction, Request};
-use rill_engine::storage::job_store::JobSpec;
+use rill_engine::storage::job_store::{JobSpec, JobTarget};
 use serde::Serialize;
 
 use super::converge::{wait_equal, POLL_STATUS};
@@ -46,9 +46,11 @@ impl<'a> RillJob<'a> {
         source.call(Request::JobCreate(JobSpec {
             name: name.into(),
             source: src.to_path_buf(),
-            target_host: "127.0.0.1".into(),
-            target_port: port,
-            target_path: dst.to_path_buf(),
+            target: JobTarget::Network {
+                host: "127.0.0.1".into(),
+                port,
+                path: dst.to_path_buf(),
+            },
             rules: Vec::new(),
         }))?;
         let job = RillJob {

@@ -13,6 +13,7 @@ use rill_engine::source::destination::LocalDestination;
 use rill_engine::source::job::SourceJob;
 use rill_engine::source::transmit::JobControl;
 use rill_engine::storage::change_journal::ChangeJournal;
+use rill_engine::storage::job_store::JobTarget;
 
 #[derive(Parser)]
 #[command(name = "rilld", version, about = "rill's replication engine")]
@@ -135,7 +136,7 @@ fn run(
     .with_context(|| format!("target {}", target.display()))?;
     let job = SourceJob {
         source,
-        target: target.display().to_string(),
+        target: JobTarget::Local { path: target },
         state_dir: None,
         mirror,
         // A first run replicates what changes from now on, unless asked to mirror; a run

@@ -21,6 +21,9 @@ impl Daemon {
     fn handle(&self, req: Request) -> anyhow::Result<Response> {
         Ok(match req {
             Request::JobCreate(spec) => {
+                if spec.target.address().is_none() {
+                    anyhow::bail!("job {}: {}", spec.name, super::LOCAL_TARGET);
+                }
                 if !spec.source.is_dir() {
                     anyhow::bail!(
                         "source {} is not a directory on this host",
@@ -29,11 +32,10 @@ impl Daemon {
                 }
                 let job = self.store.create(spec)?;
                 Response::done(format!(
-                    "job {} created (stopped): {} -> {} {}; start it with `rillctl job start {}`",
+                    "job {} created (stopped): {} -> {}; start it with `rillctl job start {}`",
                     job.spec.name,
                     job.spec.source.display(),
-                    job.spec.target(),
-                    job.spec.target_path.display(),
+                    job.spec.target,
                     job.spec.name
                 ))
             }

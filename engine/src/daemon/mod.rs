@@ -59,6 +59,12 @@ struct TargetRole {
     config: LiveConfig,
 }
 
+/// Why a job whose target is a directory on this host is refused: the daemon's jobs
+/// replicate to a target rilld (a `NetworkDestination`).
+const LOCAL_TARGET: &str = "its target is a directory on this host (no target_host), which \
+                            `rilld run --target` replicates to; the jobs of rilld serve \
+                            replicate to a target host (give target_host and target_port)";
+
 /// This host's name, for certificates, hellos and the log.
 pub fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -250,7 +256,8 @@ impl Daemon {
             crate::net::tls::client_config(&self.identity, Arc::clone(&self.trust))?,
             full_mirror,
             Some(Arc::clone(&self.log)),
-        );
+        )
+        .with_context(|| format!("job {name}: {LOCAL_TARGET}"))?;
         let resolve = options::resolve_options(&settings);
         let mut destination = NetworkDestination::start(
             &self.runtime,
@@ -268,7 +275,7 @@ impl Daemon {
             .collect();
         let run = job::SourceJob {
             source,
-            target: format!("{} {}", job.spec.target(), job.spec.target_path.display()),
+            target: job.spec.target.clone(),
             state_dir: Some(name.clone()),
             mirror: full_mirror,
             // A full mirror covers it anyway.

@@ -155,8 +155,8 @@ fn job_status(job: &StoredJob, runner: Option<&Runner>, driver: f64) -> JobStatu
     let mut s = JobStatus {
         name: job.spec.name.clone(),
         source: job.spec.source.display().to_string(),
-        target: job.spec.target(),
-        target_path: job.spec.target_path.display().to_string(),
+        target: job.spec.target.address().unwrap_or_default(),
+        target_path: job.spec.target.path().display().to_string(),
         state: job.state,
         driver_queue_percent: driver,
         ..Default::default()

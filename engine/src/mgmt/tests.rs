@@ -6,7 +6,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::storage::job_store::{JobRule, JobSpec};
+use crate::storage::job_store::{JobRule, JobSpec, JobTarget};
 
 const TOKEN: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 
@@ -122,9 +122,11 @@ fn spec() -> JobSpec {
     JobSpec {
         name: "web".into(),
         source: "/data".into(),
-        target_host: "fd00::2".into(),
-        target_port: 1500,
-        target_path: "/replica".into(),
+        target: JobTarget::Network {
+            host: "fd00::2".into(),
+            port: 1500,
+            path: "/replica".into(),
+        },
         rules: vec![JobRule {
             pattern: "/data/*.tmp".into(),
             include: false,

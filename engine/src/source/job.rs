@@ -31,6 +31,7 @@ use crate::source::drain::Drain;
 use crate::source::transmit::{JobControl, TransmitLoop};
 use crate::storage::change_journal::{ChangeJournal, Reason};
 use crate::storage::disk_queue::{DiskQueue, DiskQueueConfig};
+use crate::storage::job_store::JobTarget;
 use crate::storage::queue::{queue, Consumer, Producer};
 
 mod drain_thread;
@@ -42,8 +43,10 @@ use drain_thread::DrainThread;
 pub struct SourceJob {
     /// Canonical, absolute.
     pub source: PathBuf,
-    /// Where it goes, for the log.
-    pub target: String,
+    /// Where it goes, for the log (the destination is the caller's: a
+    /// [`NetworkDestination`](crate::net::link::NetworkDestination) for a network target, a
+    /// [`LocalDestination`](crate::source::destination::LocalDestination) for a local one).
+    pub target: JobTarget,
     /// The job's own state, under `DataPath` and `QJournalDir` (the daemon runs several
     /// jobs); `None` keeps them directly there (`rilld run`).
     pub state_dir: Option<String>,
@@ -262,7 +265,13 @@ fn open_queue(
     ))
 }
 
-fn log_started(log: &EventLog, source: &Path, target: &str, resync: bool, since: Option<u64>) {
+fn log_started(
+    log: &EventLog,
+    source: &Path,
+    target: &JobTarget,
+    resync: bool,
+    since: Option<u64>,
+) {
     log.event(
         Level::Information,
         events::SOURCE_STARTED,

@@ -81,3 +81,72 @@ fn guide_words_round_trip() {
     );
     assert_eq!(format!("{:>9}|", JobState::Paused), "   Paused|");
 }
+
+/// The job `web` of `/data`, without rules, to `target`.
+fn web_to(target: JobTarget) -> JobSpec {
+    JobSpec {
+        name: "web".into(),
+        source: "/data".into(),
+        target,
+        rules: vec![],
+    }
+}
+
+#[test]
+fn a_network_target_is_written_as_the_three_fields_it_always_was() {
+    let spec = web_to(JobTarget::Network {
+        host: "fd00::2".into(),
+        port: 1500,
+        path: "/replica".into(),
+    });
+    let json = r#"{"name":"web","source":"/data","target_host":"fd00::2","target_port":1500,"target_path":"/replica","rules":[]}"#;
+    assert_eq!(serde_json::to_string(&spec).unwrap(), json);
+    assert_eq!(serde_json::from_str::<JobSpec>(json).unwrap(), spec);
+    assert_eq!(spec.target.address().as_deref(), Some("[fd00::2]:1500"));
+    assert_eq!(spec.target.to_string(), "[fd00::2]:1500 /replica");
+}
+
+#[test]
+fn a_local_target_is_its_path_alone() {
+    let spec = web_to(JobTarget::Local {
+        path: "/replica".into(),
+    });
+    let json = r#"{"name":"web","source":"/data","target_path":"/replica","rules":[]}"#;
+    assert_eq!(serde_json::to_string(&spec).unwrap(), json);
+    assert_eq!(serde_json::from_str::<JobSpec>(json).unwrap(), spec);
+    assert_eq!(spec.target.address(), None);
+    assert_eq!(spec.target.to_string(), "/replica");
+    assert_eq!(
+        spec.validated().unwrap().target.path(),
+        std::path::Path::new("/replica")
+    );
+}
+
+#[test]
+fn a_host_without_a_port_or_a_port_without_a_host_is_refused() {
+    for (json, missing) in [
+        (
+            r#"{"name":"a","source":"/d","target_host":"h","target_path":"/r"}"#,
+            "missing field `target_port`",
+        ),
+        (
+            r#"{"name":"a","source":"/d","target_port":1,"target_path":"/r"}"#,
+            "missing field `target_host`",
+        ),
+        (
+            r#"{"name":"a","source":"/d","target_host":"h","target_port":1}"#,
+            "missing field `target_path`",
+        ),
+    ] {
+        let e = serde_json::from_str::<JobSpec>(json)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(missing), "{json}: {e}");
+    }
+    let e = serde_json::from_str::<JobSpec>(
+        r#"{"name":"a","source":"/d","target_host":"h","target_port":70000,"target_path":"/r"}"#,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("expected u16"), "{e}");
+}

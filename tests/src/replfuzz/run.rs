@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use rill_engine::mgmt::{JobAction, Request};
-use rill_engine::storage::job_store::{JobRule, JobSpec};
+use rill_engine::storage::job_store::{JobRule, JobSpec, JobTarget};
 use rill_tools::pair::{in_sync, pair, Host, Role};
 use rill_tools::relay::Relay;
 
@@ -145,9 +145,11 @@ impl Rig {
         self.source.call(Request::JobCreate(JobSpec {
             name: JOB.into(),
             source: self.src.clone(),
-            target_host: "127.0.0.1".into(),
-            target_port: self.relay.port,
-            target_path: self.dst.clone(),
+            target: JobTarget::Network {
+                host: "127.0.0.1".into(),
+                port: self.relay.port,
+                path: self.dst.clone(),
+            },
             rules: Vec::<JobRule>::new(),
         }))?;
         self.job(JobAction::Start)

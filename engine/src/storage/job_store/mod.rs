@@ -1,7 +1,9 @@
 //! Jobs and target sessions, durably, in one embedded database (`DataPath/jobs.redb`).
 //!
 //! A *job* is what an administrator creates on a source: a replication set (a source
-//! directory and its Inc/Exc rules), a target `host:port` and the path on the target. Its
+//! directory and its Inc/Exc rules) and its [`JobTarget`], a target `host:port` and the
+//! path on the target (the daemon refuses a job whose target is a local directory: that
+//! is `rilld run`'s). Its
 //! [`JobState`] is what the administrator asked for (a `Running` job is started again when
 //! rilld restarts), and its [`MirrorState`] whether the target has been fully mirrored. A
 //! restarted source resumes where it was from its own disk queue and the position the
@@ -22,9 +24,11 @@
 //! instant leaves the last committed state, without a recovery procedure of our own. The
 //! file is locked against a second rilld. Reads are MVCC snapshots, so status queries never
 //! wait for a writer. Records are JSON (serde): they are small and rarely written, and
-//! JSON lets a newer rilld add fields with defaults without a migration. A commit costs a
-//! sync of the file, so progress (`put_session`) is recorded at most a few times a second,
-//! not once per operation.
+//! JSON lets a newer rilld add fields with defaults without a migration; the
+//! [`JobTarget`] is written as the three fields `target_host`, `target_port` and
+//! `target_path` a job had before the type existed, so older stores load unchanged. A
+//! commit costs a sync of the file, so progress (`put_session`) is recorded at most a few
+//! times a second, not once per operation.
 //!
 //! Every input is validated before it is stored ([`validate`]); what is stored is the
 //! normalised form. The specification of a job, its checks and its states are the
@@ -46,7 +50,7 @@ use crate::storage::database::{self, Schema};
 
 pub use rill_mgmt::jobs::{
     check_name, check_peer, format_target, parse_target, validate, DataState, JobRule, JobSpec,
-    JobState, MirrorState, SpecError, DEFAULT_TARGET_PORT, MAX_NAME_LEN,
+    JobState, JobTarget, MirrorState, SpecError, DEFAULT_TARGET_PORT, MAX_NAME_LEN,
 };
 
 /// Jobs by name; the value is a JSON [`StoredJob`].

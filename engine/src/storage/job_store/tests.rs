@@ -15,10 +15,16 @@ fn spec(name: &str) -> JobSpec {
     JobSpec {
         name: name.into(),
         source: "/data".into(),
-        target_host: "backup.example.com".into(),
-        target_port: 1500,
-        target_path: "/replica/data".into(),
+        target: network("backup.example.com", 1500, "/replica/data"),
         rules: vec![],
+    }
+}
+
+fn network(host: &str, port: u16, path: &str) -> JobTarget {
+    JobTarget::Network {
+        host: host.into(),
+        port,
+        path: path.into(),
     }
 }
 
@@ -271,35 +277,35 @@ fn specs_are_validated_with_clear_errors() {
         ),
         (
             JobSpec {
-                target_path: "".into(),
+                target: network("backup.example.com", 1500, ""),
                 ..spec("a")
             },
             "target path \"\": is empty",
         ),
         (
             JobSpec {
-                target_path: "/r/../x".into(),
+                target: network("backup.example.com", 1500, "/r/../x"),
                 ..spec("a")
             },
             "target path \"/r/../x\": contains `..`",
         ),
         (
             JobSpec {
-                target_port: 0,
+                target: network("backup.example.com", 0, "/replica/data"),
                 ..spec("a")
             },
             "port 0 is not allowed",
         ),
         (
             JobSpec {
-                target_host: "bad host".into(),
+                target: network("bad host", 1500, "/replica/data"),
                 ..spec("a")
             },
             "not allowed in a host name",
         ),
         (
             JobSpec {
-                target_host: "".into(),
+                target: network("", 1500, "/replica/data"),
                 ..spec("a")
             },
             "the host is empty",
@@ -355,8 +361,7 @@ fn specs_are_stored_normalised() {
     let job = s
         .create(JobSpec {
             source: "/data//x/./".into(),
-            target_host: "[fd00::2]".into(),
-            target_path: "/replica/".into(),
+            target: network("[fd00::2]", 1500, "/replica/"),
             rules: vec![
                 rule("*.tmp", false),
                 rule("cache", false),
@@ -366,9 +371,12 @@ fn specs_are_stored_normalised() {
         })
         .unwrap();
     assert_eq!(job.spec.source, Path::new("/data/x"));
-    assert_eq!(job.spec.target_path, Path::new("/replica"));
-    assert_eq!(job.spec.target_host, "fd00::2");
-    assert_eq!(job.spec.target(), "[fd00::2]:1500");
+    assert_eq!(job.spec.target.path(), Path::new("/replica"));
+    let JobTarget::Network { host, .. } = &job.spec.target else {
+        panic!("{job:?}")
+    };
+    assert_eq!(host, "fd00::2");
+    assert_eq!(job.spec.target.address().unwrap(), "[fd00::2]:1500");
     let patterns: Vec<&str> = job.spec.rules.iter().map(|r| r.pattern.as_str()).collect();
     assert_eq!(
         patterns,
@@ -417,4 +425,36 @@ fn concurrent_readers_see_whole_states() {
         assert!(r.join().unwrap() > 0);
     }
     assert_eq!(s.get("job0").unwrap().unwrap().last_acked, 50);
+}
+
+/// A job record exactly as the store wrote it before jobs had a `JobTarget` (the target as
+/// the fields `target_host`, `target_port` and `target_path`), put into a store's table as
+/// raw bytes: it loads, and is written back in the same form.
+#[test]
+fn a_record_written_before_job_targets_loads() {
+    let (d, s) = store();
+    let path = s.path().to_path_buf();
+    drop(s);
+    let old = br#"{"spec":{"name":"web","source":"/data","target_host":"fd00::2","target_port":1600,"target_path":"/replica","rules":[{"pattern":"/data/*.tmp","include":false}]},"state":"Running","mirror":"Complete","last_acked":7,"counters":{"ops":3},"created_unix":100,"updated_unix":200}"#;
+    {
+        let db = Database::create(&path).unwrap();
+        let tx = db.begin_write().unwrap();
+        tx.open_table(JOBS)
+            .unwrap()
+            .insert("web", old.as_slice())
+            .unwrap();
+        tx.commit().unwrap();
+    }
+    let s = JobStore::open(&path).unwrap();
+    let job = s.get("web").unwrap().unwrap();
+    assert_eq!(job.spec.target, network("fd00::2", 1600, "/replica"));
+    assert_eq!(job.spec.rules, vec![rule("/data/*.tmp", false)]);
+    assert_eq!(
+        (job.state, job.mirror, job.last_acked),
+        (JobState::Running, MirrorState::Complete, 7)
+    );
+    assert_eq!(job.counters.get("ops"), Some(&3));
+    assert_eq!((job.created_unix, job.updated_unix), (100, 200));
+    assert_eq!(serde_json::to_vec(&job).unwrap(), old.as_slice());
+    drop(d);
 }
