@@ -393,6 +393,23 @@ pub struct TargetCounters {
     pub bytes_in_target_disk_queue: u64,
 }
 
+impl From<[u64; 6]> for TargetCounters {
+    /// The counters in the order of the fields, which is also the order the wire's
+    /// `TargetStats` carries them in.
+    fn from(v: [u64; 6]) -> TargetCounters {
+        let [ops_received, ops_remaining, retries, ops_dropped, bytes_in_target_queue, bytes_in_target_disk_queue] =
+            v;
+        TargetCounters {
+            ops_received,
+            ops_remaining,
+            retries,
+            ops_dropped,
+            bytes_in_target_queue,
+            bytes_in_target_disk_queue,
+        }
+    }
+}
+
 /// This host as a target.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct TargetStatus {

@@ -19,12 +19,13 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 
 use crate::events::{self, EventLog, Level};
-use crate::net::link::{LinkStats, NetworkDestination};
+use crate::net::link::NetworkDestination;
 use crate::net::tls::{Identity, TrustStore};
 use crate::options;
 use crate::replica::{LiveConfig, TargetStats};
 use crate::settings::Settings;
 use crate::source::capture_hub::{CaptureHub, HubSource};
+use crate::source::destination::{Destination, StatusHandle};
 use crate::source::job;
 use crate::source::transmit::JobControl;
 use crate::storage::job_store::{JobState, JobStore, MirrorState, StoredJob};
@@ -32,7 +33,8 @@ use crate::storage::job_store::{JobState, JobStore, MirrorState, StoredJob};
 /// A job running in this daemon.
 struct Runner {
     control: Arc<JobControl>,
-    link: Arc<LinkStats>,
+    /// Its destination's status, which the job's thread sends through.
+    destination: StatusHandle,
     thread: Option<std::thread::JoinHandle<Result<()>>>,
 }
 
@@ -248,7 +250,6 @@ impl Daemon {
         control
             .paused
             .store(job.state == JobState::Paused, Ordering::Relaxed);
-        let link_stats = Arc::new(LinkStats::default());
         let link = options::link_config(
             &settings,
             job,
@@ -264,9 +265,9 @@ impl Daemon {
             &source,
             resolve,
             link,
-            Arc::clone(&link_stats),
             Arc::clone(&control.stop),
         );
+        let status = destination.status();
         let rules = job
             .spec
             .rules
@@ -297,7 +298,7 @@ impl Daemon {
                 name,
                 Runner {
                     control,
-                    link: link_stats,
+                    destination: status,
                     thread: Some(thread),
                 },
             );
@@ -327,7 +328,7 @@ impl Daemon {
         };
         let mut ended = Vec::new();
         for (name, r) in runners.iter() {
-            if r.link.mirror_complete_acked.swap(false, Ordering::Relaxed) {
+            if r.destination.take_mirror_complete() {
                 if let Err(e) = self.store.set_mirror_state(name, MirrorState::Complete) {
                     log::warn!("job {name}: recording the mirror as complete: {e}");
                 }

@@ -1,4 +1,9 @@
 //! `Status`: the daemon's jobs and target sessions under the guide's statistic names.
+//!
+//! A job's connection, transmit counters and the target's report on it come from its
+//! destination's status ([`DestinationStatus`], read through the handle the daemon took
+//! from the destination when it started the job), whatever kind of destination it is; the
+//! queue and the mirror walk from the job's control.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
@@ -7,9 +12,9 @@ use crate::mgmt::{
     utc_time, ConState, JobStatus, MirrorStatus, ReplicationStatus, StatusReport, TargetCounters,
     TargetSessionStatus, TargetStatus, TransmitMode,
 };
-use crate::net::link::LinkState as Link;
 use crate::replica::{state_of_code, SessionStats};
-use crate::source::transmit::MirrorPhase as Walk;
+use crate::source::destination::{ConnectionState as Link, DestinationStatus};
+use crate::source::transmit::{JobControl, MirrorPhase as Walk};
 use crate::storage::job_store::{DataState, JobState, MirrorState, StoredJob};
 use crate::storage::queue::QueueWatch;
 
@@ -68,24 +73,27 @@ impl Daemon {
 /// The mirror's status, percent done and bytes remaining: done when the job store
 /// says so, or the target acknowledged the mirror's end, or the walk is over and
 /// nothing of it waits; otherwise what the target acknowledged of what the walk sized.
-fn mirror_progress(job: &StoredJob, r: &Runner, failing: bool) -> (MirrorStatus, f64, u64) {
-    let (l, c) = (&r.link, &r.control);
+fn mirror_progress(
+    job: &StoredJob,
+    c: &JobControl,
+    d: &DestinationStatus,
+    failing: bool,
+) -> (MirrorStatus, f64, u64) {
     let total = c.mirror_total_bytes.load(Ordering::Relaxed);
     let handed = c.mirror_sent_bytes.load(Ordering::Relaxed);
-    // Handed to the link and not acknowledged, whether sent or waiting for a connection.
-    let in_flight = l.mir_bytes_pending.load(Ordering::Relaxed);
+    // Handed to the destination and not acknowledged, whether sent or waiting for a
+    // connection.
+    let in_flight = d.mir_bytes_pending;
     let acked = handed.saturating_sub(in_flight);
     let walk = c.mirror_status();
     let complete = job.mirror == MirrorState::Complete
-        || l.mirror_complete_acked.load(Ordering::Relaxed)
-        || (walk == Walk::Complete
-            && in_flight == 0
-            && l.mir_ops_pending.load(Ordering::Relaxed) == 0);
+        || d.mirror_complete
+        || (walk == Walk::Complete && in_flight == 0 && d.mir_ops_pending == 0);
     let status = match walk {
         Walk::Calculating => MirrorStatus::Calculating,
         // Held until the target is reachable again.
         Walk::InProgress if failing => MirrorStatus::Paused,
-        Walk::InProgress if l.target_paused.load(Ordering::Relaxed) => MirrorStatus::Paused,
+        Walk::InProgress if d.mirror_paused => MirrorStatus::Paused,
         Walk::InProgress => MirrorStatus::InProgress,
         Walk::Paused => MirrorStatus::Paused,
         // Walked, but not all of it is on the target yet.
@@ -169,14 +177,14 @@ fn job_status(job: &StoredJob, runner: Option<&Runner>, driver: f64) -> JobStatu
         s.target_data_state = DataState::Unknown;
         return s;
     };
-    let (l, c) = (&r.link, &r.control);
+    let (d, c) = (r.destination.read(), &r.control);
     let paused = c.paused.load(Ordering::Relaxed);
-    let link = l.state();
+    let link = d.connection;
     // Why the last attempt failed, until one succeeds: a retry in progress does not
     // make a failing link look healthy.
     s.con_error = match link {
         Link::Connected => None,
-        _ => l.error(),
+        _ => d.error.clone(),
     };
     let failing = s.con_error.is_some();
     s.con_state = match (link, paused) {
@@ -201,7 +209,7 @@ fn job_status(job: &StoredJob, runner: Option<&Runner>, driver: f64) -> JobStatu
         s.mirror_status,
         s.con_mirror_percent,
         s.con_mirror_bytes_remaining,
-    ) = mirror_progress(job, r, failing);
+    ) = mirror_progress(job, c, &d, failing);
     let q = c.queue.get().map(QueueWatch::stats).unwrap_or_default();
     // Everything queued and not yet durable on the target, sent or not: an op leaves the
     // queue's count only when the checkpoint after it (which also carries the times of
@@ -209,35 +217,28 @@ fn job_status(job: &StoredJob, runner: Option<&Runner>, driver: f64) -> JobStatu
     s.con_ops_in_rep_queue = q.ops_unacked;
     s.con_bytes_in_rep_queue = q.bytes_in_memory + q.bytes_on_disk;
     s.con_bytes_in_disk_queue = q.bytes_on_disk;
-    s.con_ops_in_mir_queue = l.mir_ops_pending.load(Ordering::Relaxed);
-    s.con_bytes_in_mir_queue = l.mir_bytes_pending.load(Ordering::Relaxed);
-    s.con_ops_tx = l.ops_tx.load(Ordering::Relaxed);
-    s.con_bytes_tx = l.bytes_tx.load(Ordering::Relaxed);
-    s.con_bytes_compressed_tx = l.bytes_compressed_tx.load(Ordering::Relaxed);
-    s.con_resent_op_count = l.resent.load(Ordering::Relaxed);
-    s.con_rpl = l.lag_seconds();
-    if l.acked_seq.load(Ordering::Relaxed) > 0 {
+    s.con_ops_in_mir_queue = d.mir_ops_pending;
+    s.con_bytes_in_mir_queue = d.mir_bytes_pending;
+    s.con_ops_tx = d.ops_tx;
+    s.con_bytes_tx = d.bytes_tx;
+    s.con_bytes_compressed_tx = d.bytes_compressed_tx;
+    s.con_resent_op_count = d.resent;
+    s.con_rpl = d.lag_seconds;
+    if d.acknowledged {
         let behind = Duration::from_secs_f64(s.con_rpl);
         s.con_rpt = Some(utc_time(SystemTime::now() - behind));
     }
-    let t = |i: usize| l.target[i].load(Ordering::Relaxed);
-    let reported = l.acked_seq.load(Ordering::Relaxed) > 0 || t(0) > 0;
-    s.target_data_state = match (reported, state_of_code(t(6) as u8)) {
-        (false, _) => DataState::Unknown,
+    s.target_data_state = match &d.target {
+        None => DataState::Unknown,
         // The target applied all it was sent, but names it could not apply (or whose
         // operations were not all kept) wait for a remirror: not OK until they are done.
-        (true, DataState::Ok) if c.changes_pending.load(Ordering::Relaxed) > 0 => {
+        Some(t)
+            if t.data_state == DataState::Ok && c.changes_pending.load(Ordering::Relaxed) > 0 =>
+        {
             DataState::MirrorRequired
         }
-        (true, state) => state,
+        Some(t) => t.data_state,
     };
-    s.target_stats = reported.then(|| TargetCounters {
-        ops_received: t(0),
-        ops_remaining: t(1),
-        retries: t(2),
-        ops_dropped: t(3),
-        bytes_in_target_queue: t(4),
-        bytes_in_target_disk_queue: t(5),
-    });
+    s.target_stats = d.target.map(|t| t.counters);
     s
 }

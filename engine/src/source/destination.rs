@@ -7,12 +7,22 @@
 //! [`Replica`] trait the target's sessions apply through, with the target's confinement.
 //! Single-host replication and the engine's tests use it; the transport is the other
 //! `Destination`.
+//!
+//! What the daemon's status report shows of a job's destination (its connection, what it
+//! sent, what waits for acknowledgement, the target's own report) comes through the trait
+//! too, as a [`DestinationStatus`] read from a [`StatusHandle`]: the destination belongs to
+//! the job's transmit thread, and the status is asked for from the management API's, so the
+//! handle is shared and reads counters the destination keeps anyway (atomics, no locks on
+//! the path of each operation).
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use rill_ops::Event;
 
+use crate::mgmt::{ConError, DataState, TargetCounters};
 use crate::net::proto::{Marker, Stream};
 use crate::replica::apply::{Applier, ApplyOptions};
 use crate::replica::{ApplyError, Replica};
@@ -55,6 +65,83 @@ pub trait Destination {
     fn take_lost_state(&mut self) -> bool {
         false
     }
+    /// A handle on the destination's status, for other threads to read while this one
+    /// sends (the daemon takes it before handing the destination to the job's thread).
+    fn status(&self) -> StatusHandle;
+}
+
+/// A destination's status as other threads read it ([`Destination::status`]).
+pub type StatusHandle = Arc<dyn ReadStatus>;
+
+/// Reads a destination's status. Implementations read what the destination counts anyway,
+/// so that reading costs the destination nothing and needs no lock on its path.
+pub trait ReadStatus: Send + Sync {
+    fn read(&self) -> DestinationStatus;
+    /// Whether the destination acknowledged the end of a full mirror since the last call,
+    /// so the caller records the mirror as complete once.
+    fn take_mirror_complete(&self) -> bool {
+        false
+    }
+}
+
+/// Whether a destination is reached: a network destination's connection to its target (the
+/// management API turns it into the guide's `conState`, which also depends on the job); a
+/// local destination always is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ConnectionState {
+    #[default]
+    Disconnected = 0,
+    Connecting = 1,
+    Connected = 2,
+    /// The target refused the connection (authentication, path): retried all the same.
+    Refused = 3,
+}
+
+impl ConnectionState {
+    /// The state stored as `s as u8`.
+    pub(crate) fn from_u8(v: u8) -> ConnectionState {
+        match v {
+            1 => ConnectionState::Connecting,
+            2 => ConnectionState::Connected,
+            3 => ConnectionState::Refused,
+            _ => ConnectionState::Disconnected,
+        }
+    }
+}
+
+/// What the status report shows of a destination, read at one instant
+/// ([`ReadStatus::read`]); the guide's names where it has them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DestinationStatus {
+    pub connection: ConnectionState,
+    /// Why the destination is not reached, until an attempt succeeds (`conError`).
+    pub error: Option<ConError>,
+    /// `conOpsTx`, `conBytesTx`, `conBytesCompressedTx`, `conResentOpCount`.
+    pub ops_tx: u64,
+    pub bytes_tx: u64,
+    pub bytes_compressed_tx: u64,
+    pub resent: u64,
+    /// Mirror operations, and their bytes, handed over and not yet acknowledged.
+    pub mir_ops_pending: u64,
+    pub mir_bytes_pending: u64,
+    /// `ConRPL`: seconds since the capture of the oldest operation not acknowledged.
+    pub lag_seconds: f64,
+    /// Whether the destination acknowledged anything yet.
+    pub acknowledged: bool,
+    /// The target's own report on the job, once it made one or acknowledged anything.
+    pub target: Option<TargetReport>,
+    /// The target asked to hold the mirror back (its queue is full).
+    pub mirror_paused: bool,
+    /// The target acknowledged the end of a full mirror.
+    pub mirror_complete: bool,
+}
+
+/// What a target reports of the job it applies (the guide's Target statistics).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TargetReport {
+    pub counters: TargetCounters,
+    pub data_state: DataState,
 }
 
 /// Names (absolute) a destination has to have remirrored ([`Destination::take_remirrors`]).
@@ -98,6 +185,26 @@ pub struct LocalDestination {
     resolved: Vec<Event>,
     /// Batches made durable so far (each `checkpoint` flushes).
     batches: u64,
+    status: Arc<LocalStatus>,
+}
+
+/// What a [`LocalDestination`] knows of its status: it is always reached, applies each
+/// operation as it is sent, and acknowledges each batch when it returns from `checkpoint`.
+#[derive(Default)]
+struct LocalStatus {
+    ops_applied: AtomicU64,
+    batches: AtomicU64,
+}
+
+impl ReadStatus for LocalStatus {
+    fn read(&self) -> DestinationStatus {
+        DestinationStatus {
+            connection: ConnectionState::Connected,
+            ops_tx: self.ops_applied.load(Ordering::Relaxed),
+            acknowledged: self.batches.load(Ordering::Relaxed) > 0,
+            ..DestinationStatus::default()
+        }
+    }
 }
 
 impl LocalDestination {
@@ -115,6 +222,7 @@ impl LocalDestination {
             replica: Box::new(Applier::new(root, apply)?),
             resolved: Vec::new(),
             batches: 0,
+            status: Arc::default(),
         })
     }
 }
@@ -124,6 +232,7 @@ impl Destination for LocalDestination {
         self.resolver.resolve(ev.clone(), &mut self.resolved)?;
         for ev in self.resolved.drain(..) {
             self.replica.apply(&ev)?;
+            self.status.ops_applied.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -140,6 +249,7 @@ impl Destination for LocalDestination {
     fn checkpoint(&mut self) -> Result<u64, DestinationError> {
         self.flush()?;
         self.batches += 1;
+        self.status.batches.store(self.batches, Ordering::Relaxed);
         Ok(self.batches)
     }
 
@@ -156,6 +266,10 @@ impl Destination for LocalDestination {
 
     fn suspect(&mut self, path: &Path) {
         self.resolver.suspect(path);
+    }
+
+    fn status(&self) -> StatusHandle {
+        Arc::clone(&self.status) as StatusHandle
     }
 }
 
@@ -349,6 +463,30 @@ mod tests {
         assert!(refused_outside(
             destination.send(&rename_out, Stream::Replication)
         ));
+    }
+
+    #[test]
+    fn a_local_destination_reports_what_it_applied_through_its_status() {
+        let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        std::fs::write(src.path().join("f"), b"abc").unwrap();
+        let mut destination = destination(src.path(), dst.path());
+        let status = destination.status();
+        let before = status.read();
+        assert_eq!(before.connection, ConnectionState::Connected);
+        assert!(!before.acknowledged);
+        destination
+            .send(&create(&src.path().join("f")), Stream::Replication)
+            .unwrap();
+        assert!(status.read().ops_tx >= 1);
+        assert!(
+            !status.read().acknowledged,
+            "nothing is durable before a checkpoint"
+        );
+        destination.checkpoint().unwrap();
+        let after = status.read();
+        assert!(after.acknowledged);
+        assert_eq!((after.error, after.target), (None, None));
+        assert!(!status.take_mirror_complete());
     }
 
     #[test]

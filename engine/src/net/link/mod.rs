@@ -23,37 +23,20 @@ use rill_ops::Event;
 use tokio::sync::{mpsc, watch};
 
 use crate::clock::monotonic_ns;
-use crate::mgmt::{utc_time, ConError, ConErrorClass};
+use crate::mgmt::{utc_time, ConError, ConErrorClass, TargetCounters};
 use crate::net::proto::{Marker, Stream};
-use crate::source::destination::{Destination, DestinationError, ToRemirror};
+use crate::replica::state_of_code;
+use crate::source::destination::{
+    ConnectionState, Destination, DestinationError, DestinationStatus, ReadStatus, StatusHandle,
+    TargetReport, ToRemirror,
+};
 use crate::source::resolve::{ResolveOptions, Resolver};
 
 pub use session::LinkConfig;
 
-/// The state of a job's connection to its target (the management API turns it into the
-/// guide's `conState`, which also depends on the job).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum LinkState {
-    Disconnected = 0,
-    Connecting = 1,
-    Connected = 2,
-    /// The target refused the connection (authentication, path): retried all the same.
-    Refused = 3,
-}
-
-impl LinkState {
-    fn from_u8(v: u8) -> LinkState {
-        match v {
-            1 => LinkState::Connecting,
-            2 => LinkState::Connected,
-            3 => LinkState::Refused,
-            _ => LinkState::Disconnected,
-        }
-    }
-}
-
-/// Counters of one link, under the guide's names where it has them.
+/// Counters of one link, under the guide's names where it has them. The link task and the
+/// destination count into it; the status report reads it as the destination's
+/// [`StatusHandle`] ([`ReadStatus`]).
 #[derive(Default)]
 pub struct LinkStats {
     state: AtomicU8,
@@ -135,11 +118,11 @@ impl LinkStats {
         })
     }
 
-    pub fn state(&self) -> LinkState {
-        LinkState::from_u8(self.state.load(Ordering::Relaxed))
+    pub fn state(&self) -> ConnectionState {
+        ConnectionState::from_u8(self.state.load(Ordering::Relaxed))
     }
 
-    pub(crate) fn set_state(&self, s: LinkState) {
+    pub(crate) fn set_state(&self, s: ConnectionState) {
         self.state.store(s as u8, Ordering::Relaxed);
     }
 
@@ -150,6 +133,39 @@ impl LinkStats {
             0 => 0.0,
             t => monotonic_ns().saturating_sub(t) as f64 / 1e9,
         }
+    }
+}
+
+impl ReadStatus for LinkStats {
+    fn read(&self) -> DestinationStatus {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        // The target's counters in the order `TargetStats` carries them (see `handle` in
+        // `session.rs`), then its data state.
+        let [counters @ .., data_state] = self.target.each_ref().map(load);
+        let acknowledged = load(&self.acked_seq) > 0;
+        DestinationStatus {
+            connection: self.state(),
+            error: self.error(),
+            ops_tx: load(&self.ops_tx),
+            bytes_tx: load(&self.bytes_tx),
+            bytes_compressed_tx: load(&self.bytes_compressed_tx),
+            resent: load(&self.resent),
+            mir_ops_pending: load(&self.mir_ops_pending),
+            mir_bytes_pending: load(&self.mir_bytes_pending),
+            lag_seconds: self.lag_seconds(),
+            acknowledged,
+            // Known once the target reported (ops received) or acknowledged anything.
+            target: (acknowledged || counters[0] > 0).then(|| TargetReport {
+                counters: TargetCounters::from(counters),
+                data_state: state_of_code(data_state as u8),
+            }),
+            mirror_paused: self.target_paused.load(Ordering::Relaxed),
+            mirror_complete: self.mirror_complete_acked.load(Ordering::Relaxed),
+        }
+    }
+
+    fn take_mirror_complete(&self) -> bool {
+        self.mirror_complete_acked.swap(false, Ordering::Relaxed)
     }
 }
 
@@ -229,19 +245,19 @@ pub struct NetworkDestination {
 }
 
 impl NetworkDestination {
-    /// Starts the link task on `runtime` and returns the destination feeding it.
+    /// Starts the link task on `runtime` and returns the destination feeding it; its
+    /// counters are read through [`Destination::status`].
     pub fn start(
         runtime: &tokio::runtime::Handle,
         source: &std::path::Path,
         resolve: ResolveOptions,
         config: LinkConfig,
-        stats: Arc<LinkStats>,
         stop: Arc<AtomicBool>,
     ) -> NetworkDestination {
         let (tx, rx) = mpsc::channel(64);
         let (acked_tx, acked) = watch::channel(0);
         let shared = Arc::new(Shared {
-            stats,
+            stats: Arc::new(LinkStats::default()),
             acked_items: acked_tx,
             failed: Mutex::new(Failed::default()),
             stop,
@@ -426,6 +442,10 @@ impl Destination for NetworkDestination {
     fn mirror_paused(&self) -> bool {
         self.shared.stats.target_paused.load(Ordering::Relaxed)
     }
+
+    fn status(&self) -> StatusHandle {
+        Arc::clone(&self.shared.stats) as StatusHandle
+    }
 }
 
 /// How long a stopping session may take to send what it holds and close the connection.
@@ -445,5 +465,52 @@ impl Drop for NetworkDestination {
             }
             t.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mgmt::DataState;
+
+    #[test]
+    fn link_statistics_read_as_the_destination_status() {
+        let stats = LinkStats::default();
+        let read = |s: &LinkStats| ReadStatus::read(s);
+        assert_eq!(read(&stats), DestinationStatus::default());
+        stats.set_state(ConnectionState::Connected);
+        stats.ops_tx.store(5, Ordering::Relaxed);
+        stats.bytes_tx.store(500, Ordering::Relaxed);
+        stats.mir_ops_pending.store(2, Ordering::Relaxed);
+        stats.target_paused.store(true, Ordering::Relaxed);
+        let d = read(&stats);
+        assert_eq!(d.connection, ConnectionState::Connected);
+        assert_eq!((d.ops_tx, d.bytes_tx, d.mir_ops_pending), (5, 500, 2));
+        assert!(d.mirror_paused);
+        // The target's report is unknown until it reports or acknowledges.
+        assert_eq!((d.acknowledged, d.target), (false, None));
+        for (slot, v) in stats.target.iter().zip([9, 1, 2, 3, 4, 5, 1]) {
+            slot.store(v, Ordering::Relaxed);
+        }
+        let t = read(&stats).target.unwrap();
+        assert_eq!(
+            t.counters,
+            TargetCounters {
+                ops_received: 9,
+                ops_remaining: 1,
+                retries: 2,
+                ops_dropped: 3,
+                bytes_in_target_queue: 4,
+                bytes_in_target_disk_queue: 5,
+            }
+        );
+        assert_eq!(t.data_state, DataState::Ok);
+        stats.acked_seq.store(3, Ordering::Relaxed);
+        assert!(read(&stats).acknowledged);
+        // The end of the mirror is taken once.
+        stats.mirror_complete_acked.store(true, Ordering::Relaxed);
+        assert!(read(&stats).mirror_complete);
+        assert!(stats.take_mirror_complete());
+        assert!(!stats.take_mirror_complete());
     }
 }

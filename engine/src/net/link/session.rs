@@ -19,11 +19,12 @@ use tokio::sync::mpsc;
 use tokio_rustls::client::TlsStream;
 
 use super::carried::{self, Carry};
-use super::{LinkState, LinkStats, Outgoing, Shared};
+use super::{LinkStats, Outgoing, Shared};
 use crate::events::{self, EventLog, Level};
 use crate::mgmt::ConErrorClass;
 use crate::net::proto::{self, Compression, Frame, Marker, Policy, Stream, MAX_FRAME, VERSION};
 use crate::net::tls::HandshakeFailure;
+use crate::source::destination::ConnectionState;
 
 /// Where and how one job connects.
 #[derive(Clone)]
@@ -177,11 +178,11 @@ pub(super) async fn run(config: LinkConfig, mut rx: mpsc::Receiver<Outgoing>, sh
     let mut acked_items: u64 = 0;
     let stats = Arc::clone(&shared.stats);
     while !shared.stop.load(Ordering::Relaxed) {
-        stats.set_state(LinkState::Connecting);
+        stats.set_state(ConnectionState::Connecting);
         let result = connect(&config, stats.acked_seq.load(Ordering::Relaxed)).await;
         let err = match result {
             Ok((stream, last_applied)) => {
-                stats.set_state(LinkState::Connected);
+                stats.set_state(ConnectionState::Connected);
                 log::info!(
                     "job {}: connected to {} (last applied {last_applied})",
                     config.job,
@@ -236,9 +237,9 @@ pub(super) async fn run(config: LinkConfig, mut rx: mpsc::Receiver<Outgoing>, sh
         };
         let refused = matches!(err, LinkError::Refused { .. } | LinkError::Handshake(..));
         stats.set_state(if refused {
-            LinkState::Refused
+            ConnectionState::Refused
         } else {
-            LinkState::Disconnected
+            ConnectionState::Disconnected
         });
         let text = err.to_string();
         let class = err.class();
