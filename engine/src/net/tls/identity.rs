@@ -211,25 +211,7 @@ impl fmt::Debug for Identity {
 }
 
 fn validate_host_name(name: &str) -> Result<(), TlsError> {
-    let invalid = |reason| TlsError::InvalidName {
-        what: "host",
-        name: super::shorten(name),
-        reason,
-        max: HOST_NAME_MAX,
-    };
-    if name.is_empty() {
-        return Err(invalid("it is empty"));
-    }
-    if name.len() > HOST_NAME_MAX {
-        return Err(invalid("it is too long"));
-    }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-    {
-        return Err(invalid("it contains a character that is not allowed"));
-    }
-    Ok(())
+    super::validate_name("host", name, HOST_NAME_MAX)
 }
 
 /// Like ssh with its host keys: a key others can read is worth a warning, not a refusal,

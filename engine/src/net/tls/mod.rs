@@ -110,3 +110,28 @@ fn shorten(text: &str) -> String {
         None => text.to_string(),
     }
 }
+
+/// Checks a name a certificate or the trust list carries (`what`: "host" or "peer"): not
+/// empty, at most `max` bytes, and only ASCII letters, digits, `.`, `_` and `-`, so it is
+/// safe in a file name, a log line and a certificate's subject.
+fn validate_name(what: &'static str, name: &str, max: usize) -> Result<(), TlsError> {
+    let invalid = |reason| TlsError::InvalidName {
+        what,
+        name: shorten(name),
+        reason,
+        max,
+    };
+    if name.is_empty() {
+        return Err(invalid("it is empty"));
+    }
+    if name.len() > max {
+        return Err(invalid("it is too long"));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return Err(invalid("it contains a character that is not allowed"));
+    }
+    Ok(())
+}

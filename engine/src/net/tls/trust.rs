@@ -303,25 +303,7 @@ impl TrustStore {
 /// Checks a peer name: 1 to 64 of `A-Z a-z 0-9 . _ -`, so it is safe in logs, file names
 /// and command lines.
 pub fn validate_peer_name(name: &str) -> Result<(), TlsError> {
-    let invalid = |reason| TlsError::InvalidName {
-        what: "peer",
-        name: shorten(name),
-        reason,
-        max: PEER_NAME_MAX,
-    };
-    if name.is_empty() {
-        return Err(invalid("it is empty"));
-    }
-    if name.len() > PEER_NAME_MAX {
-        return Err(invalid("it is too long"));
-    }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-    {
-        return Err(invalid("it contains a character that is not allowed"));
-    }
-    Ok(())
+    super::validate_name("peer", name, PEER_NAME_MAX)
 }
 
 /// A fingerprint as typed, or the fingerprint of a pasted PEM certificate.
