@@ -380,13 +380,17 @@ impl TransmitLoop<'_> {
             acked = acked.max(seq);
             p.batches.pop_front();
         }
-        if acked > 0 {
-            self.consumer.ack(acked)?;
-        }
+        // What is to be remirrored is in the change journal and counted before the queue
+        // lets go of the operations that found it: a status read in between would see an
+        // empty queue and nothing pending (the capture's dirty marks reach the journal
+        // this way, see `Drained::Op`) and call the replica in sync.
         let (refused, any) = self.record_failures()?;
         p.remirrors.failed(refused);
         if any {
             self.note_pending()?;
+        }
+        if acked > 0 {
+            self.consumer.ack(acked)?;
         }
         Ok(())
     }
@@ -406,10 +410,11 @@ impl TransmitLoop<'_> {
             Err(DestinationError::Stopped) => false,
             Err(e) => return Err(e.into()),
         };
+        // Before the acknowledgement, as in `settle_durable`.
+        self.record_failures()?;
         if last > 0 && flushed {
             self.consumer.ack(last)?;
         }
-        self.record_failures()?;
         let q = self.consumer.stats();
         (self.on_tick)(&q)
     }
