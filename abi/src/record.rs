@@ -62,6 +62,13 @@ pub const FLAG_VALUES: u16 = 1 << 7;
 /// only be told close to the call, and a later operation may make it one or stop it being
 /// one.
 pub const FLAG_NOFOLLOW: u16 = 1 << 8;
+/// `dev` and `ino` identify the file a call by name reached (`truncate(2)`, through a
+/// final symlink too) as the capture's reader found it, close to the call, and `args[3]`
+/// when it looked (CLOCK_MONOTONIC ns); never with [`FLAG_OBJECT_ID`]. The operation stays
+/// one by name: applied on a replica through the name, as the call was. The source reads
+/// the file's times after it, and needs to know which file that was once later renames
+/// and exchanges have moved names about (see `Written` in the engine's resolver).
+pub const FLAG_REACHED_ID: u16 = 1 << 9;
 /// The largest extended attribute value Linux stores (`XATTR_SIZE_MAX`).
 pub const XATTR_VALUE_MAX: u64 = 65536;
 /// The largest name list of a `Prune` (131,072 names of 255 bytes and a separator, the

@@ -40,6 +40,7 @@ use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::fanotify::{EventFFlags, Fanotify, InitFlags, MarkFlags, MaskFlags};
 
+use crate::clock::monotonic_ns;
 use crate::error::{DriverError, Result};
 use parse::{FidInfo, RawEvent};
 use rill_ops::Event;
@@ -344,22 +345,6 @@ fn open_handle(
     }
     // SAFETY: the kernel just returned this new descriptor; nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// CLOCK_MONOTONIC in nanoseconds (0 if unavailable).
-fn monotonic_ns() -> u64 {
-    let mut ts = std::mem::MaybeUninit::<libc::timespec>::uninit();
-    // SAFETY: clock_gettime writes a whole timespec into the valid pointer on success, and
-    // only then is it read.
-    let ts = unsafe {
-        if libc::clock_gettime(libc::CLOCK_MONOTONIC, ts.as_mut_ptr()) != 0 {
-            return 0;
-        }
-        ts.assume_init()
-    };
-    (ts.tv_sec as u64)
-        .saturating_mul(1_000_000_000)
-        .saturating_add(ts.tv_nsec as u64)
 }
 
 /// fsid + handle type + handle: identifies an object across events.

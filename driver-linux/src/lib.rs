@@ -9,6 +9,7 @@
 
 pub mod btf;
 pub mod capture;
+mod clock;
 pub mod demo;
 pub mod error;
 pub mod fanotify;

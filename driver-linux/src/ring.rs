@@ -17,7 +17,7 @@ use rill_abi::maps::user_dev_to_kernel;
 use rill_abi::record::{FLAG_NOFOLLOW, FLAG_OBJECT_ID};
 use rill_abi::{Kind, Record};
 use rill_ops::decode::{to_event, PathCache};
-use rill_ops::{Event, Op};
+use rill_ops::{Event, Op, Reached};
 
 use crate::{DriverError, Result};
 
@@ -155,6 +155,9 @@ impl RingReader {
                     if r.kind == Kind::Link && ev.object.is_none() {
                         identify(&mut ev);
                     }
+                    if r.kind == Kind::Truncate && ev.object.is_none() {
+                        note_the_file_reached(&mut ev);
+                    }
                     Ok(ev)
                 }) {
                 Ok(ev) => out.push(ev),
@@ -215,6 +218,25 @@ fn identify(ev: &mut Event) {
         if new == existing {
             ev.object = Some(new);
         }
+    }
+}
+
+/// A truncate by name (`truncate(2)`, which follows a final symlink) says which file it
+/// changed only by the name, and the engine reads that file's times after it: which file
+/// the name led to is noted here, as close to the call as userspace gets, so that a name
+/// that holds another file by the time the engine looks (an exchange or a rename captured
+/// after the call) is not taken for the file truncated (found by the replication fuzzer: a
+/// truncate through a symlink, its file exchanged 15 ms later, the times sent for it the
+/// other file's). The time of the look goes with it: a move of the name captured before
+/// then may have given the name another file already. A name gone by now is left
+/// unnoted. The operation keeps its name: it is applied by name on a replica.
+fn note_the_file_reached(ev: &mut Event) {
+    if let Ok(m) = std::fs::metadata(&ev.path) {
+        ev.reached = Some(Box::new(Reached {
+            file: (user_dev_to_kernel(m.dev()), m.ino()),
+            // Taken after the look: a move that completed while it ran counts as before.
+            at_ns: crate::clock::monotonic_ns(),
+        }));
     }
 }
 

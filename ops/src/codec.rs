@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use bytes::Bytes;
 
-use rill_abi::record::{FLAG_OBJECT_ID, FLAG_RANGE_ONLY, FLAG_VALUES, OPEN_TRUNC};
+use rill_abi::record::{FLAG_OBJECT_ID, FLAG_RANGE_ONLY, FLAG_REACHED_ID, FLAG_VALUES, OPEN_TRUNC};
 use rill_abi::{Kind, Record, RecordHeader, Section, SECTION_COUNT};
 
 use crate::decode::{to_event_in, PathCache};
@@ -64,10 +64,18 @@ fn prune_rules(rules: &[NameRule]) -> Vec<u8> {
 /// Empty for every other operation.
 pub fn encode_but_data(ev: &Event, out: &mut Vec<u8>) -> Result<Bytes, CodecError> {
     let mut p = Parts::of(&ev.op);
-    let (dev, ino) = ev.object.unwrap_or((0, 0));
-    if ev.object.is_some() {
-        p.flags |= FLAG_OBJECT_ID;
-    }
+    let (dev, ino) = match (ev.object, ev.reached.as_deref()) {
+        (Some(object), _) => {
+            p.flags |= FLAG_OBJECT_ID;
+            object
+        }
+        (None, Some(reached)) => {
+            p.flags |= FLAG_REACHED_ID;
+            p.args[3] = reached.at_ns;
+            reached.file
+        }
+        (None, None) => (0, 0),
+    };
     let header = RecordHeader {
         kind: ev.op.kind() as u8,
         flags: p.flags,
@@ -292,7 +300,7 @@ pub fn decode_relative(bytes: &Bytes) -> Result<Event, CodecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{DirtyReason, FileTimes, KeepRange, NameMatch, NameRule};
+    use crate::event::{DirtyReason, FileTimes, KeepRange, NameMatch, NameRule, Reached};
     use proptest::prelude::*;
     use std::ffi::OsString;
     use std::path::PathBuf;
@@ -535,8 +543,13 @@ mod tests {
 
     proptest! {
         #[test]
-        fn every_operation_round_trips(op in op(), path in path(), pid: u32, ns: u64, object: Option<(u64, u64)>) {
-            let ev = Event { seq: 0, ktime_ns: ns, pid, tid: pid, path, object, op };
+        fn every_operation_round_trips(op in op(), path in path(), pid: u32, ns: u64, object: Option<(u64, u64)>, reached: Option<((u64, u64), u64)>) {
+            // An operation on an open file names its file; only one by name says which
+            // file the name reached.
+            let reached = reached
+                .filter(|_| object.is_none())
+                .map(|(file, at_ns)| Box::new(Reached { file, at_ns }));
+            let ev = Event { seq: 0, ktime_ns: ns, pid, tid: pid, path, object, reached, op };
             let mut buf = Vec::new();
             encode(&ev, &mut buf).unwrap();
             prop_assert_eq!(decode(&buf).unwrap(), ev);
@@ -544,7 +557,7 @@ mod tests {
 
         #[test]
         fn damaged_bytes_are_errors_not_panics(op in op(), flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..4)) {
-            let ev = Event { seq: 0, ktime_ns: 1, pid: 1, tid: 1, path: "/a/b".into(), object: None, op };
+            let ev = Event { seq: 0, ktime_ns: 1, pid: 1, tid: 1, path: "/a/b".into(), object: None, reached: None, op };
             let mut buf = Vec::new();
             encode(&ev, &mut buf).unwrap();
             for (at, v) in flips {

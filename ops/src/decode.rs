@@ -12,13 +12,13 @@ use std::path::PathBuf;
 use rill_abi::{
     join_path,
     record::{
-        FLAG_OBJECT_ID, FLAG_PARTIAL_MASK, FLAG_PATH_CACHED, FLAG_PATH_TRUNCATED, FLAG_VALUES,
-        OPEN_TRUNC,
+        FLAG_OBJECT_ID, FLAG_PARTIAL_MASK, FLAG_PATH_CACHED, FLAG_PATH_TRUNCATED, FLAG_REACHED_ID,
+        FLAG_VALUES, OPEN_TRUNC,
     },
     Kind, Record, Section,
 };
 
-use crate::event::{DirtyReason, Event, FileTimes, KeepRange, NameMatch, NameRule, Op};
+use crate::event::{DirtyReason, Event, FileTimes, KeepRange, NameMatch, NameRule, Op, Reached};
 
 /// Why a capture record is not an operation: what was wrong, naming the record's kind.
 #[derive(Debug, thiserror::Error)]
@@ -271,6 +271,12 @@ pub fn to_event_in(
         tid: h.tid,
         path: p,
         object: (h.flags & FLAG_OBJECT_ID != 0).then_some((h.dev, h.ino)),
+        reached: (h.flags & (FLAG_OBJECT_ID | FLAG_REACHED_ID) == FLAG_REACHED_ID).then(|| {
+            Box::new(Reached {
+                file: (h.dev, h.ino),
+                at_ns: h.args[3],
+            })
+        }),
         op,
     })
 }

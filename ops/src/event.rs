@@ -26,7 +26,23 @@ pub struct Event {
     /// The object's (kernel device number, inode) when the driver knows it (operations on
     /// open files); used to name files that later become dirty.
     pub object: Option<(u64, u64)>,
+    /// For a change by name whose file's times the source sends after it (`truncate(2)`,
+    /// which follows a final symlink), the file the name led to when the capture's reader
+    /// looked, close to the call. Not an `object`: the operation stays one by name, applied
+    /// on a replica through the name as the call was. Boxed: rare, and every queued
+    /// operation would carry its room.
+    pub reached: Option<Box<Reached>>,
     pub op: Op,
+}
+
+/// The file a call by name reached, as the capture's reader found it ([`Event::reached`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reached {
+    /// (kernel device number, inode).
+    pub file: (u64, u64),
+    /// CLOCK_MONOTONIC ns when the reader looked. A move of the name captured before then
+    /// (after the call) may have given the name another file by the time it looked.
+    pub at_ns: u64,
 }
 
 /// What happened, with the details of each kind.
@@ -277,6 +293,7 @@ impl Event {
             tid: 0,
             path: path.into(),
             object: None,
+            reached: None,
             op,
         }
     }
@@ -290,6 +307,10 @@ impl Event {
         m.insert("pid".into(), json!(self.pid));
         m.insert("tid".into(), json!(self.tid));
         m.insert("ktime_ns".into(), json!(self.ktime_ns));
+        // Which file a call by name reached, as the reader found it (see `reached`).
+        if let Some(r) = &self.reached {
+            m.insert("reached_ino".into(), json!(r.file.1));
+        }
         let mut put = |k: &str, v: Value| {
             m.insert(k.into(), v);
         };

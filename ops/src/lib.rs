@@ -18,4 +18,4 @@ pub mod event;
 pub mod repset;
 
 pub use decode::BadRecord;
-pub use event::{DirtyReason, Event, FileTimes, KeepRange, NameMatch, NameRule, Op};
+pub use event::{DirtyReason, Event, FileTimes, KeepRange, NameMatch, NameRule, Op, Reached};

@@ -53,9 +53,10 @@ fn run(scenario: &str) -> Run {
 }
 
 /// Runs `scenario` and asserts its exact sequence, built from the scenario's directory.
-fn check(scenario: &str, expected: impl FnOnce(&Path) -> Vec<Value>) {
+fn check(scenario: &str, expected: impl FnOnce(&Path) -> Vec<Value>) -> Run {
     let r = run(scenario);
     assert_ops(&r.events, &expected(r.dir.path()), scenario);
+    r
 }
 
 fn create(p: impl AsRef<Path>, mode: u32) -> Value {
@@ -70,6 +71,25 @@ fn write(p: impl AsRef<Path>, offset: u64, len: u64, inline: bool) -> Value {
         len = len,
         inline = inline
     )
+}
+
+/// Asserts that the truncates by name of `r` say they reached the file `file` (which the
+/// scenario keeps): the capture's reader notes which file such a call reached.
+fn assert_truncates_reached(r: &Run, file: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let ino = std::fs::metadata(file).map(|m| m.ino()).ok();
+    let by_name: Vec<&Value> = r
+        .events
+        .iter()
+        .filter(|e| e["kind"] == "truncate" && e.get("reached_ino").is_some())
+        .collect();
+    assert!(
+        !by_name.is_empty(),
+        "no truncate by name says which file it reached"
+    );
+    for e in by_name {
+        assert_eq!(e["reached_ino"].as_u64(), ino, "{e}");
+    }
 }
 
 #[test]
@@ -134,7 +154,7 @@ fn copy_file_range_sendfile_and_splice_are_writes() {
 
 #[test]
 fn truncate_ftruncate_fallocate() {
-    check("sizes", |d| {
+    let r = check("sizes", |d| {
         let t = d.join("t");
         vec![
             create(&t, 0o644),
@@ -144,6 +164,7 @@ fn truncate_ftruncate_fallocate() {
             op!("fallocate", t, mode = 1, offset = 8192, len = 4096),
         ]
     });
+    assert_truncates_reached(&r, &r.dir.path().join("t"));
 }
 
 #[test]
@@ -264,10 +285,10 @@ fn utimensat_path_and_fd_forms_and_utimes() {
 /// Owner and times calls by the name of a symlink: one that follows the link names the
 /// file it reached, one with `AT_SYMLINK_NOFOLLOW` (or `lchown`) names the link; a
 /// `chmod` or `truncate` by the link's name (which always follow it, on the replica too)
-/// names the link, as the caller did.
+/// names the link, as the caller did; the truncate also says which file it reached.
 #[test]
 fn owner_and_times_through_a_symlink_name_what_they_changed() {
-    check("symlink-attrs", |d| {
+    let r = check("symlink-attrs", |d| {
         let (t, s) = (d.join("t"), d.join("s"));
         let times = |a: u64, m: u64| (vec![a, 5u64], vec![m, 5u64]);
         let (nofollow, follow) = (
@@ -288,6 +309,7 @@ fn owner_and_times_through_a_symlink_name_what_they_changed() {
             op!("truncate", s, size = 7),
         ]
     });
+    assert_truncates_reached(&r, &r.dir.path().join("t"));
 }
 
 #[test]

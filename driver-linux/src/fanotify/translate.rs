@@ -134,6 +134,7 @@ impl Emitter<'_> {
             tid: ev.pid,
             path,
             object: None,
+            reached: None,
             op,
         });
     }

@@ -190,6 +190,7 @@ pub fn event(path: impl Into<PathBuf>, op: Op) -> Wire {
         tid: 1,
         path: path.into(),
         object: None,
+        reached: None,
         op,
     };
     let mut body = Vec::new();

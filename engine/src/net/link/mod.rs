@@ -169,7 +169,10 @@ impl ReadStatus for LinkStats {
     }
 }
 
-/// What the transmit thread hands the link task.
+/// What the transmit thread hands the link task. Nearly every item is an operation: the
+/// size of the rare marker does not matter, and boxing the operation would cost an
+/// allocation per operation sent.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Outgoing {
     Op {
         ev: Event,

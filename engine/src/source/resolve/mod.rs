@@ -92,6 +92,9 @@ pub struct Resolver {
     /// kept: the whole source is remirrored then (`take_stale`), rather than one change
     /// going unremirrored.
     overflowed: bool,
+    /// The capture time (CLOCK_MONOTONIC ns) of the latest operation resolved: how far the
+    /// stream has come, for the written files' times (see `Written::take_due`).
+    stream_at: u64,
 }
 
 /// The most bytes one resolved write carries: the bytes are read into memory to be sent.
@@ -114,6 +117,7 @@ impl Resolver {
             carried: Vec::new(),
             unread: Default::default(),
             overflowed: false,
+            stream_at: 0,
             stale: BTreeMap::new(),
         }
     }
@@ -166,6 +170,7 @@ impl Resolver {
     }
 
     fn resolve_one(&mut self, mut ev: Event) -> Result<Option<Event>, ResolveError> {
+        self.stream_at = self.stream_at.max(ev.ktime_ns);
         let absolute = ev.path.clone();
         ev.path = self.relative(&absolute)?;
         let read = |what, source| ResolveError::Read {
@@ -389,7 +394,12 @@ impl Resolver {
     /// Remembers that the operation wrote its file, with the file's identity if the
     /// capture gave it (an operation by name leaves an identity known before in place).
     fn wrote(&mut self, ev: &Event) {
-        self.written.wrote(&self.source, &ev.path, ev.object);
+        self.written.wrote(
+            &self.source,
+            &ev.path,
+            ev.object,
+            ev.reached.as_deref().copied(),
+        );
     }
 
     /// A `Utimes` operation with the source's current times for every file written since
@@ -400,7 +410,7 @@ impl Resolver {
             return Vec::new();
         }
         self.written
-            .take_due(&self.source)
+            .take_due(&self.source, self.stream_at)
             .into_iter()
             .map(|(rel, times)| Event::new(&rel, Op::Utimes { times: Some(times) }))
             .collect()
