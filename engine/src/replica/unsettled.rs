@@ -28,7 +28,8 @@
 //! which only refusals and the operations that touch a recorded name do, and before the
 //! applied position moves past the operation that changed it.
 //! `names` holds relative paths ([`Followed`]); a name leaves it when the replica removes
-//! it (a remirror begins each file with its removal) or makes a directory under it.
+//! it (a remirror begins each file with its removal) or judges the names of the directory
+//! it holds (a remirror's group for a directory has its prune).
 //! Refusals are bounded by [`MAX_NAMES`], names by [`crate::followed::MAX_FOLLOWED`]:
 //! past them new ones are not remembered (the refusals themselves still reach the
 //! source).
@@ -108,8 +109,9 @@ impl Unsettled {
             return None;
         }
         let before = self.names.len();
-        let rebuilt =
-            matches!(ev.op, Op::Mkdir { .. } | Op::Prune(_)) && self.names.remove(&ev.path);
+        // A directory is rebuilt once its names are judged, not when made: a remirror
+        // makes the directories above its roots alone, keeping what they hold.
+        let rebuilt = matches!(ev.op, Op::Prune(_)) && self.names.remove(&ev.path);
         let carried = !self.names.apply(&ev.path, &ev.op).is_empty();
         if !carried {
             if rebuilt || self.names.len() != before {
@@ -278,11 +280,16 @@ mod tests {
         let mut u = Unsettled::default();
         u.refused(1, &ev("d/f", Op::Unlink), "ENOTEMPTY");
         u.refused(2, &ev("e", Op::Rmdir), "ENOTEMPTY");
-        // A remirror rebuilds a file starting with its removal, a directory with mkdir.
+        // A remirror rebuilds a file starting with its removal, a directory by judging
+        // its names (its prune); a directory made alone (a head above a remirror's roots)
+        // keeps what it holds, and stays stale.
         assert!(u.applied(3, &ev("d/f", Op::Unlink)).is_none());
         assert!(u.applied(4, &ev("e", Op::Mkdir { mode: 0o755 })).is_none());
-        assert!(u.applied(5, &rename("d", "x", 0)).is_none());
-        assert!(u.applied(6, &rename("e", "y", 0)).is_none());
+        assert!(u.stale(&ev("e", Op::Chmod { mode: 0o700 })).is_some());
+        let prune = Op::Prune(rill_ops::KeepRange::default());
+        assert!(u.applied(5, &ev("e", prune)).is_none());
+        assert!(u.applied(6, &rename("d", "x", 0)).is_none());
+        assert!(u.applied(7, &rename("e", "y", 0)).is_none());
     }
 
     /// A refused rename leaves the replica's object under the old name, a file with

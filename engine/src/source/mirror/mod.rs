@@ -35,7 +35,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rill_ops::{Event, Op};
+use rill_ops::{Event, NameMatch, NameRule, Op};
 
 mod hand_outs;
 mod pending;
@@ -108,6 +108,9 @@ pub struct Mirror {
     link_rewalked: HashSet<(u64, u64)>,
     /// Directories above a remirror's roots already sent (see [`Mirror::ancestor`]).
     heads: HashSet<PathBuf>,
+    /// When the walk began, as a change time: a file changed since may have been given a
+    /// name where the walk had passed already (see [`Mirror::linked_name`]).
+    started: (i64, i64),
     progress: MirrorProgress,
 }
 
@@ -127,6 +130,7 @@ impl Mirror {
             link_names: None,
             link_rewalked: HashSet::new(),
             heads: HashSet::new(),
+            started: ctime_clock(),
             progress: MirrorProgress::default(),
         }
     }
@@ -335,21 +339,29 @@ impl Mirror {
             // them is an orphan (see `orphans`), unless the set does not protect it: an
             // excluded name on the replica is not the mirror's to judge, so the ranges
             // carry the set's rules for the directory's names (none where every name is
-            // protected).
-            let rules = match self.set.names_protected_in(p) {
-                NamesProtected::None => None,
-                NamesProtected::Every => Some(Vec::new()),
-                NamesProtected::Some(rules) => Some(rules),
-            };
-            if let Some(rules) = rules {
-                let names = children
+            // protected). A directory none of whose names the set protects is judged too,
+            // by a rule that protects none, so it removes nothing: its prune is what says
+            // the directory was rebuilt, not only made (see `Followed`), as the heads a
+            // remirror makes above its roots are.
+            let names = || {
+                children
                     .iter()
-                    .filter_map(|c| c.file_name())
-                    .map(Into::into);
-                let per_op = self.options.orphan_names_per_op;
-                for range in keep_ranges(names.collect(), per_op, &rules) {
-                    group.push(Event::new(p, Op::Prune(range)));
+                    .filter_map(|c| c.file_name().map(Into::into))
+            };
+            let (names, rules) = match self.set.names_protected_in(p) {
+                NamesProtected::None => {
+                    let none = NameRule {
+                        names: NameMatch::All,
+                        include: false,
+                    };
+                    (Vec::new(), vec![none])
                 }
+                NamesProtected::Every => (names().collect(), Vec::new()),
+                NamesProtected::Some(rules) => (names().collect(), rules),
+            };
+            let per_op = self.options.orphan_names_per_op;
+            for range in keep_ranges(names, per_op, &rules) {
+                group.push(Event::new(p, Op::Prune(range)));
             }
             self.ready.push_back(group);
             // Children first, then the directory's times (the children moved them).
@@ -458,6 +470,15 @@ impl Mirror {
             }
             resent = true;
         }
+        // A whole walk comes to a file's other names by itself, but not to one the file
+        // was given where the walk had passed already: there the replica holds what the
+        // walk sent under that name then, a file of one link, or the link the stream
+        // made to it, which the file sent whole under this name leaves apart (found by
+        // the replication fuzzer: a file linked during a whole remirror, the new name
+        // rebuilt as a file of its own, the old name on the replica without the writes
+        // made through the new one). A file changed since the walk began is looked for
+        // among the names passed, as one sent again is.
+        let passed_names = resent || ctime >= self.started;
         self.links.insert(
             key,
             Sent {
@@ -467,7 +488,7 @@ impl Mirror {
         );
         // After this name's attributes (pushed below, popped first): the other names
         // link to it once it is whole.
-        let others = self.other_names(key, p, m, resent);
+        let others = self.other_names(key, p, m, passed_names);
         self.todo.extend(others.into_iter().rev().map(Step::Visit));
         false
     }
@@ -485,20 +506,21 @@ impl Mirror {
     /// names outside the scope costs at most one more walk per remirror.
     ///
     /// A whole mirror comes to the other names by itself, except to those it passed
-    /// already when it sends a file again (`resent`, its first name gone): they hold the
-    /// earlier copy on the replica, and would stay apart from this one while the source
-    /// has one file (found by the replication fuzzer: an extended attribute set through one
-    /// name missing under another). Those it looks for among the roots.
+    /// already (`passed`) when it sends a file again (its first name gone) or a file
+    /// changed since it began (see [`Mirror::linked_name`]): they hold an earlier copy on
+    /// the replica, and would stay apart from this one while the source has one file
+    /// (found by the replication fuzzer: an extended attribute set through one name
+    /// missing under another). Those it looks for among the roots.
     fn other_names(
         &mut self,
         key: (u64, u64),
         p: &Path,
         m: &Metadata,
-        resent: bool,
+        passed: bool,
     ) -> Vec<PathBuf> {
         let (scope, passed_only) = match &self.link_scope {
             Some(scope) => (vec![scope.clone()], false),
-            None if resent => (self.roots.clone(), true),
+            None if passed => (self.roots.clone(), true),
             None => return Vec::new(),
         };
         let ctime = (m.ctime(), m.ctime_nsec());
@@ -1345,5 +1367,67 @@ mod tests {
         assert!(!ops.iter().any(|e| e.path.ends_with("empty")));
         let total = Mirror::calculate(&[r.to_path_buf()], &set(r));
         assert_eq!(total.files, 3);
+    }
+
+    /// A directory none of whose names the set protects is judged by a rule that
+    /// protects none (it removes nothing there): its prune is what tells a rebuilt
+    /// directory from one a remirror only made above its roots.
+    #[test]
+    fn a_directory_whose_names_are_all_excluded_is_judged_protecting_none() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        std::fs::create_dir(r.join("ex")).unwrap();
+        std::fs::write(r.join("ex/f"), b"x").unwrap();
+        let rules = vec![
+            Rule::new(&r.to_string_lossy(), true, true).unwrap(),
+            Rule::new(&format!("{}/ex", r.display()), false, true).unwrap(),
+        ];
+        let ops = all(r, ReplicationSet::new(rules), options());
+        let prunes: Vec<&rill_ops::KeepRange> = ops
+            .iter()
+            .filter_map(|e| match &e.op {
+                Op::Prune(k) if e.path == r.join("ex") => Some(k),
+                _ => None,
+            })
+            .collect();
+        let none = NameRule {
+            names: NameMatch::All,
+            include: false,
+        };
+        assert_eq!(prunes.len(), 1, "{ops:?}");
+        assert!(prunes[0].keep.is_empty());
+        assert_eq!(prunes[0].rules, [none]);
+        assert!(!ops.iter().any(|e| e.path == r.join("ex/f")));
+    }
+
+    /// A file given a second name during a whole walk, where the walk had passed its
+    /// first name already (sent then as a file of one link): when the walk reaches the
+    /// new name, the passed one is linked to it, not left a file of its own.
+    #[test]
+    fn a_name_linked_during_the_walk_where_it_had_passed_is_linked_again() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        std::fs::write(r.join("a"), b"one link when walked").unwrap();
+        std::fs::create_dir(r.join("z")).unwrap();
+        let mut m = Mirror::new(vec![r.to_path_buf()], set(r), options());
+        let mut ops = Vec::new();
+        while !ops
+            .iter()
+            .any(|e: &Event| e.path == r.join("a") && matches!(e.op, Op::Create { .. }))
+        {
+            ops.extend(m.next_group().expect("the walk reaches a"));
+        }
+        // In a directory the walk lists after it passed `a`.
+        std::fs::hard_link(r.join("a"), r.join("z/b")).unwrap();
+        ops.extend(std::iter::from_fn(|| m.next_group()).flatten());
+        let b = r.join("z/b");
+        let made_b = ops
+            .iter()
+            .position(|e| e.path == b && matches!(e.op, Op::Create { .. }))
+            .expect("b is sent whole");
+        let linked = ops.iter().position(|e| {
+            e.path == r.join("a") && matches!(&e.op, Op::Link { target } if target == &b)
+        });
+        assert!(linked.is_some_and(|l| l > made_b), "{ops:?}");
     }
 }

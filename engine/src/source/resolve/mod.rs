@@ -300,7 +300,8 @@ impl Resolver {
     /// stream: the moves resolved from now on are followed from it, and every name they
     /// carry it to is remirrored too (a remirror of `path` alone leaves the object where a
     /// later rename put it: found by the replication fuzzer). It is followed until it is
-    /// removed or made again (a remirror's group begins with either).
+    /// removed or rebuilt (a remirror's group for a file begins with its removal, and the
+    /// one for a directory judges its names: see `follow_suspects`).
     pub fn suspect(&mut self, path: &Path) {
         if let Ok(rel) = self.relative(path) {
             self.suspects.insert(rel);
@@ -312,7 +313,14 @@ impl Resolver {
         if self.suspects.is_empty() {
             return;
         }
-        if matches!(ev.op, Op::Mkdir { .. }) {
+        // A directory is rebuilt once its names are judged (a remirror's group for it
+        // has its prune): made alone, as a remirror makes the directories above its
+        // roots, it keeps what the replica held in it. Taken for rebuilt, the stale
+        // content a later rename carried on was never remirrored (found by the
+        // replication fuzzer: a directory left in a suspect one by a rename the mirror was
+        // to read, the suspect made as a head and then renamed; the replica kept the
+        // directory the source had moved away).
+        if matches!(ev.op, Op::Prune(_)) {
             self.suspects.remove(&ev.path);
         }
         let reached = self.suspects.apply(&ev.path, &ev.op);
@@ -829,5 +837,30 @@ mod tests {
         std::fs::rename(src.join("e"), src.join("g")).unwrap();
         resolved(&mut r, Event::new(src.join("e"), again));
         assert!(r.take_stale().is_empty(), "removed, no longer followed");
+    }
+
+    /// A suspect directory made alone (as a remirror makes the directories above its
+    /// roots) keeps what the replica held in it: it is still followed, and a rename
+    /// carries it on; once a remirror judges its names (its prune), it is rebuilt.
+    #[test]
+    fn a_suspect_directory_is_followed_until_its_names_are_judged() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path();
+        std::fs::create_dir(src.join("d")).unwrap();
+        let mut r = Resolver::new(src, ResolveOptions::default());
+        r.suspect(&src.join("d"));
+        resolved(&mut r, Event::new(src.join("d"), Op::Mkdir { mode: 0o755 }));
+        let rename = |to: &str| Op::Rename {
+            new_path: src.join(to),
+            flags: 0,
+        };
+        std::fs::rename(src.join("d"), src.join("e")).unwrap();
+        resolved(&mut r, Event::new(src.join("d"), rename("e")));
+        assert_eq!(r.take_stale(), [src.join("e")], "made, not rebuilt");
+        let prune = Op::Prune(rill_ops::KeepRange::default());
+        resolved(&mut r, Event::new(src.join("e"), prune));
+        std::fs::rename(src.join("e"), src.join("f")).unwrap();
+        resolved(&mut r, Event::new(src.join("e"), rename("f")));
+        assert!(r.take_stale().is_empty(), "rebuilt, no longer followed");
     }
 }
