@@ -1,13 +1,14 @@
 //! Capture to replica on one host: the real driver captures a workload of every kind of
-//! operation, the engine's drain and queue carry it, and the local destination applies it to
-//! another directory; then the two trees must be equal in content, type, mode, owner,
+//! operation, the engine's drain and queue carry it, the outbox resolves it, and the local
+//! destination applies it to another directory; then the two trees must be equal in content, type, mode, owner,
 //! extended attributes, symlink targets, hard links, and file times.
 
 use std::time::{Duration, Instant};
 
 use rill_engine::repset::{ReplicationSet, Rule};
-use rill_engine::source::destination::{Destination, LocalDestination};
+use rill_engine::source::destination::LocalDestination;
 use rill_engine::source::drain::{Drain, Drained};
+use rill_engine::source::outbox::Outbox;
 use rill_engine::storage::disk_queue::{DiskQueue, DiskQueueConfig};
 use rill_engine::storage::queue::{queue, AtLimit, Limits, Pushed};
 use rill_tests::{require_kernel_support, TestDir};
@@ -77,21 +78,16 @@ fn a_captured_workload_replicates_to_an_equal_tree() {
         }
     }
     assert!(spilled > 0, "the test must exercise the disk queue");
-    let mut destination = LocalDestination::new(
-        src.path(),
-        dst.path(),
-        Default::default(),
-        Default::default(),
-    )
-    .unwrap();
+    let destination = LocalDestination::new(dst.path(), Default::default()).unwrap();
+    let mut outbox = Outbox::new(src.path(), Default::default(), Box::new(destination));
     let mut last = 0;
     while let Some(q) = consumer.pop(Duration::ZERO).unwrap() {
-        destination
+        outbox
             .send(&q.event, rill_engine::net::proto::Stream::Replication)
             .unwrap_or_else(|e| panic!("op {}: {e}", q.seq));
         last = q.seq;
     }
-    destination.flush().unwrap();
+    outbox.flush().unwrap();
     consumer.ack(last).unwrap();
 
     rill_tests::tree::assert_equal_trees(src.path(), dst.path());

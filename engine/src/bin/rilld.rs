@@ -11,6 +11,7 @@ use rill_engine::settings::{cli, Settings, SettingsCommand, DEFAULT_SETTINGS_FIL
 use rill_engine::source::capture_hub::{CaptureHub, HubSource};
 use rill_engine::source::destination::LocalDestination;
 use rill_engine::source::job::SourceJob;
+use rill_engine::source::outbox::Outbox;
 use rill_engine::source::transmit::JobControl;
 use rill_engine::storage::change_journal::ChangeJournal;
 use rill_engine::storage::job_store::JobTarget;
@@ -127,13 +128,14 @@ fn run(
     let source = source
         .canonicalize()
         .with_context(|| format!("source {}", source.display()))?;
-    let mut destination = LocalDestination::new(
+    let destination =
+        LocalDestination::new(&target, rill_engine::options::apply_options(&settings))
+            .with_context(|| format!("target {}", target.display()))?;
+    let mut outbox = Outbox::new(
         &source,
-        &target,
         rill_engine::options::resolve_options(&settings),
-        rill_engine::options::apply_options(&settings),
-    )
-    .with_context(|| format!("target {}", target.display()))?;
+        Box::new(destination),
+    );
     let job = SourceJob {
         source,
         target: JobTarget::Local { path: target },
@@ -157,7 +159,7 @@ fn run(
         config: config.exists().then(|| config.to_path_buf()),
         reload,
     };
-    rill_engine::source::job::run(&settings, job, &mut destination)?;
+    rill_engine::source::job::run(&settings, job, &mut outbox)?;
     Ok(0)
 }
 

@@ -4,8 +4,9 @@
 //! store, opens the job store, serves the management API on localhost, listens for
 //! sources on `NetPort` when it is a target (`LoadSourceTarget`), and starts every job
 //! whose stored state is Running, so a running job resumes after a restart. Each job is a
-//! [`job::run`] with a [`NetworkDestination`] on the daemon's tokio runtime; all of them
-//! subscribe to one [`CaptureHub`] (the pinned driver, loaded when absent).
+//! [`job::run`] with an [`Outbox`] resolving for a [`NetworkDestination`] on the daemon's
+//! tokio runtime; all of them subscribe to one [`CaptureHub`] (the pinned driver, loaded
+//! when absent).
 
 mod control;
 mod status;
@@ -27,6 +28,7 @@ use crate::settings::Settings;
 use crate::source::capture_hub::{CaptureHub, HubSource};
 use crate::source::destination::{Destination, StatusHandle};
 use crate::source::job;
+use crate::source::outbox::Outbox;
 use crate::source::transmit::JobControl;
 use crate::storage::job_store::{JobState, JobStore, MirrorState, StoredJob};
 
@@ -259,15 +261,11 @@ impl Daemon {
             Some(Arc::clone(&self.log)),
         )
         .with_context(|| format!("job {name}: {LOCAL_TARGET}"))?;
-        let resolve = options::resolve_options(&settings);
-        let mut destination = NetworkDestination::start(
-            &self.runtime,
-            &source,
-            resolve,
-            link,
-            Arc::clone(&control.stop),
-        );
+        let destination = NetworkDestination::start(&self.runtime, link, Arc::clone(&control.stop));
         let status = destination.status();
+        // Operations are resolved here on the source, once, before the link sees them.
+        let resolve = options::resolve_options(&settings);
+        let mut outbox = Outbox::new(&source, resolve, Box::new(destination));
         let rules = job
             .spec
             .rules
@@ -292,7 +290,7 @@ impl Daemon {
         }
         let thread = std::thread::Builder::new()
             .name(format!("job-{name}"))
-            .spawn(move || job::run(&settings, run, &mut destination))?;
+            .spawn(move || job::run(&settings, run, &mut outbox))?;
         if let Ok(mut r) = self.runners.lock() {
             r.insert(
                 name,

@@ -1,12 +1,21 @@
-//! The queue's consumer: the [`Destination`] interface, and [`LocalDestination`], which replicates
-//! to a directory on this host.
+//! Where resolved operations go: the [`Destination`] interface, and [`LocalDestination`],
+//! which applies them to a directory on this host.
 //!
-//! A `LocalDestination` is the two halves of a network connection without the network: the
-//! source's [`Resolver`] completes each operation (data, times, attribute values, relative
-//! paths) and the target's [`Applier`] applies it beneath the replica root, through the
+//! A destination receives operations already resolved, once, on the source side by the
+//! job's [`Outbox`](crate::source::outbox::Outbox): paths relative to the job's source,
+//! data, times and attribute values read there. Resolving needs the source tree and the
+//! stream's history (files written, names gone stale or suspect), which belong to the
+//! source whatever the operations are sent to; so a destination holds no resolver. It
+//! carries or applies what it is given, makes it durable, and hands back what it refused
+//! as it saw it ([`Refused`]: relative names, and the files changed in place through
+//! them); the outbox turns that into the names to remirror. Another kind of replica (an
+//! object store) implements only this: where resolved operations go.
+//!
+//! A `LocalDestination` is the target's half of a connection without the network: the
+//! target's [`Applier`] applies each operation beneath the replica root, through the
 //! [`Replica`] trait the target's sessions apply through, with the target's confinement.
-//! Single-host replication and the engine's tests use it; the transport is the other
-//! `Destination`.
+//! Single-host replication (`rilld run`) and the engine's tests use it; the network link
+//! (`crate::net::link`) is the other `Destination`.
 //!
 //! What the daemon's status report shows of a job's destination (its connection, what it
 //! sent, what waits for acknowledgement, the target's own report) comes through the trait
@@ -15,6 +24,7 @@
 //! handle is shared and reads counters the destination keeps anyway (atomics, no locks on
 //! the path of each operation).
 
+use std::collections::BTreeSet;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,17 +36,28 @@ use crate::mgmt::{ConError, DataState, TargetCounters};
 use crate::net::proto::{Marker, Stream};
 use crate::replica::apply::{Applier, ApplyOptions};
 use crate::replica::{ApplyError, Replica};
-use crate::source::resolve::{ResolveError, ResolveOptions, Resolver};
+use crate::source::resolve::ResolveError;
 
-/// Where operations go, in order. `send` returns once the operation is applied or on its
-/// way; `flush` returns once everything sent is durable at the destination, and the caller
-/// acknowledges the source queue only then. `checkpoint` and `durable` are the same
+/// Where resolved operations go, in order. `send` returns once the operation is applied or
+/// on its way; `flush` returns once everything sent is durable at the destination, and the
+/// caller acknowledges the source queue only then. `checkpoint` and `durable` are the same
 /// without the wait, so the source keeps sending while the destination makes a batch
 /// durable: a network destination would otherwise idle both hosts for a round trip and a sync
 /// in every batch.
-pub trait Destination {
-    /// Sends one operation (absolute source paths) of the replication or mirror stream.
-    fn send(&mut self, ev: &Event, stream: Stream) -> Result<(), DestinationError>;
+///
+/// A destination belongs to the job's transmit thread, which the daemon starts: it is
+/// `Send`, as a [`Replica`] is.
+pub trait Destination: Send {
+    /// Sends one resolved operation (paths relative to the job's source, values complete)
+    /// of the replication or mirror stream. `file` is the file (kernel device, inode) an
+    /// in-place change of the replication stream was made to, given only to a destination
+    /// that [`refuses_later`](Destination::refuses_later), to hand back with a refusal.
+    fn send(
+        &mut self,
+        ev: Event,
+        stream: Stream,
+        file: Option<(u64, u64)>,
+    ) -> Result<(), DestinationError>;
     /// Marks a point of the stream (the mirror's start and end).
     fn marker(&mut self, _marker: Marker) -> Result<(), DestinationError> {
         Ok(())
@@ -47,14 +68,18 @@ pub trait Destination {
     fn checkpoint(&mut self) -> Result<u64, DestinationError>;
     /// The highest mark whose batch is durable at the destination.
     fn durable(&self) -> u64;
-    /// Source paths to remirror, found since the last call.
-    fn take_remirrors(&mut self) -> ToRemirror {
-        ToRemirror::default()
+    /// Whether operations `send` accepted may be refused afterwards (a target applies them
+    /// later) and come back from [`Destination::take_refused`]. Only then does the sender
+    /// find the file each in-place change was made to, which costs a look at the source
+    /// per change made by name; a destination that applies at once refuses through
+    /// `send`'s error instead.
+    fn refuses_later(&self) -> bool {
+        false
     }
-    /// `path` (absolute) may hold a stale object on the destination from here on in the
-    /// stream, until it is rebuilt: the moves sent after now are followed from it (see
-    /// `followed`), and the names they reach come back from `take_remirrors`.
-    fn suspect(&mut self, _path: &Path) {}
+    /// What the destination refused since the last call.
+    fn take_refused(&mut self) -> Refused {
+        Refused::default()
+    }
     /// Whether the destination asked to hold the mirror back (its queue is full).
     fn mirror_paused(&self) -> bool {
         false
@@ -69,6 +94,41 @@ pub trait Destination {
     /// sends (the daemon takes it before handing the destination to the job's thread).
     fn status(&self) -> StatusHandle;
 }
+
+/// What a destination could not apply (or, without retransmission, may not have applied),
+/// as it knows it ([`Destination::take_refused`]): the source's outbox turns it into names
+/// to remirror (see `Outbox::take_remirrors`).
+#[derive(Debug, Default)]
+pub struct Refused {
+    /// Relative paths the operations named, and the names later operations carried what
+    /// they held to.
+    pub names: Vec<PathBuf>,
+    /// The files (kernel device, inode) that refused in-place changes (writes, truncates,
+    /// attributes) were made to. A file with hard links has names the operation did not
+    /// name, and by the time the remirror reads, the name it did may be gone or hold
+    /// another file: the change then reached the replica under none of the file's names
+    /// (found by the replication fuzzer: a write through a symlink to a hard link's name,
+    /// refused, that name then removed; the file's other name kept other bytes).
+    pub files: BTreeSet<(u64, u64)>,
+}
+
+impl Refused {
+    /// Remembers the operation's names, and its file if it changed one in place.
+    pub fn add(&mut self, paths: &[PathBuf], file: Option<(u64, u64)>) {
+        self.names.extend(paths.iter().cloned());
+        if let Some(f) = file {
+            if self.files.len() < MAX_REFUSED_FILES {
+                self.files.insert(f);
+            }
+        }
+    }
+}
+
+/// The most files remembered for a remirror by identity at once: a bound on memory far
+/// past what a healthy link sees (together they cost one walk of the source, and none
+/// when the refused names still hold them as their only names); past it, only the names
+/// are remirrored.
+const MAX_REFUSED_FILES: usize = 4096;
 
 /// A destination's status as other threads read it ([`Destination::status`]).
 pub type StatusHandle = Arc<dyn ReadStatus>;
@@ -144,30 +204,8 @@ pub struct TargetReport {
     pub data_state: DataState,
 }
 
-/// Names (absolute) a destination has to have remirrored ([`Destination::take_remirrors`]).
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct ToRemirror {
-    /// Names the destination could not apply operations on, with every name the files
-    /// changed in place through them have.
-    pub refused: Vec<PathBuf>,
-    /// Names whose changes the stream does not carry: files the capture marked dirty and
-    /// writes the drain could not read, followed through the moves after them to every
-    /// name the file has, and the names moves carried a stale object to. Not the
-    /// destination's doing: a name here again and again is a file that keeps changing.
-    pub changed: Vec<PathBuf>,
-}
-
-impl ToRemirror {
-    pub fn is_empty(&self) -> bool {
-        self.refused.is_empty() && self.changed.is_empty()
-    }
-
-    /// Every name, refused first.
-    pub fn names(&self) -> impl Iterator<Item = &PathBuf> {
-        self.refused.iter().chain(&self.changed)
-    }
-}
-
+/// Why an operation was not sent or applied. `Resolve` comes from the outbox, which
+/// resolves before the destination sees the operation.
 #[derive(Debug, thiserror::Error)]
 pub enum DestinationError {
     #[error(transparent)]
@@ -178,11 +216,9 @@ pub enum DestinationError {
     Stopped,
 }
 
-/// Replicates `source` into a directory on this host.
+/// Applies resolved operations to a directory on this host.
 pub struct LocalDestination {
-    resolver: Resolver,
     replica: Box<dyn Replica>,
-    resolved: Vec<Event>,
     /// Batches made durable so far (each `checkpoint` flushes).
     batches: u64,
     status: Arc<LocalStatus>,
@@ -208,19 +244,11 @@ impl ReadStatus for LocalStatus {
 }
 
 impl LocalDestination {
-    /// Replicates `source` (absolute) into the existing directory `root`, reading and
-    /// applying what the options (from the settings: [`crate::options::resolve_options`],
-    /// [`crate::options::apply_options`]) ask for.
-    pub fn new(
-        source: &Path,
-        root: &Path,
-        resolve: ResolveOptions,
-        apply: ApplyOptions,
-    ) -> io::Result<LocalDestination> {
+    /// Applies into the existing directory `root` as the options (from the settings:
+    /// [`crate::options::apply_options`]) ask.
+    pub fn new(root: &Path, apply: ApplyOptions) -> io::Result<LocalDestination> {
         Ok(LocalDestination {
-            resolver: Resolver::new(source, resolve),
             replica: Box::new(Applier::new(root, apply)?),
-            resolved: Vec::new(),
             batches: 0,
             status: Arc::default(),
         })
@@ -228,21 +256,20 @@ impl LocalDestination {
 }
 
 impl Destination for LocalDestination {
-    fn send(&mut self, ev: &Event, _stream: Stream) -> Result<(), DestinationError> {
-        self.resolver.resolve(ev.clone(), &mut self.resolved)?;
-        for ev in self.resolved.drain(..) {
-            self.replica.apply(&ev)?;
-            self.status.ops_applied.fetch_add(1, Ordering::Relaxed);
-        }
+    /// Applies the operation at once: a refusal is `send`'s error, so `file` is not needed.
+    fn send(
+        &mut self,
+        ev: Event,
+        _stream: Stream,
+        _file: Option<(u64, u64)>,
+    ) -> Result<(), DestinationError> {
+        self.replica.apply(&ev)?;
+        self.status.ops_applied.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
-    /// Gives the files written since the last flush the source's times (writes on the
-    /// replica moved them), then makes the replica durable.
+    /// Makes the replica durable (the outbox sent the written files' times before).
     fn flush(&mut self) -> Result<(), DestinationError> {
-        for ev in self.resolver.times_of_written() {
-            self.replica.apply(&ev)?;
-        }
         Ok(self.replica.flush()?)
     }
 
@@ -257,17 +284,6 @@ impl Destination for LocalDestination {
         self.batches
     }
 
-    fn take_remirrors(&mut self) -> ToRemirror {
-        ToRemirror {
-            refused: Vec::new(),
-            changed: self.resolver.take_stale(),
-        }
-    }
-
-    fn suspect(&mut self, path: &Path) {
-        self.resolver.suspect(path);
-    }
-
     fn status(&self) -> StatusHandle {
         Arc::clone(&self.status) as StatusHandle
     }
@@ -276,23 +292,14 @@ impl Destination for LocalDestination {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::resolve::ResolveError;
     use rill_ops::Op;
-    use std::os::unix::fs::PermissionsExt;
-    use std::path::PathBuf;
 
-    /// A destination with the default options: every attribute, extended ones included.
-    fn destination(src: &Path, dst: &Path) -> LocalDestination {
-        LocalDestination::new(src, dst, Default::default(), Default::default()).unwrap()
-    }
-
-    fn op(path: &Path, op: Op) -> Event {
-        Event::new(path, op)
-    }
-
-    fn create(path: &Path) -> Event {
-        op(
-            path,
+    /// What resolving the creation of `f` under the source gives: a relative name. (The
+    /// operations a destination is given in full are tested through the outbox, which
+    /// resolves them, in `outbox.rs`.)
+    fn created(name: &str) -> Event {
+        Event::new(
+            name,
             Op::Create {
                 mode: 0o644,
                 truncate: false,
@@ -300,183 +307,18 @@ mod tests {
         )
     }
 
-    fn write(path: &Path) -> Event {
-        op(
-            path,
-            Op::Write {
-                offset: 0,
-                len: 3,
-                data: Some(b"abc".to_vec().into()),
-            },
-        )
-    }
-
-    /// The source wrote through a symlink, removed the file behind it, and wrote through
-    /// the link again (creating the file anew): the replica must hold the new file, not
-    /// keep writing to the removed one through a descriptor cached under the link's name.
-    #[test]
-    fn writes_through_a_symlink_follow_the_file_it_names_now() {
-        let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let mut destination = destination(src.path(), dst.path());
-        let (link, real) = (src.path().join("link"), src.path().join("real"));
-        for ev in [
-            create(&real),
-            op(
-                &link,
-                Op::Symlink {
-                    target: "real".into(),
-                },
-            ),
-            write(&link),
-            op(&real, Op::Unlink),
-            create(&link),
-            write(&link),
-        ] {
-            destination.send(&ev, Stream::Replication).unwrap();
-        }
-        assert_eq!(std::fs::read(dst.path().join("real")).unwrap(), b"abc");
-    }
-
-    /// A file's chown, chmod and utimes after its writes go through the descriptor held
-    /// for the writes, and land on the file; a name made anew over a held file (its
-    /// removal lost, and the name remirrored as a directory) takes them instead.
-    #[test]
-    fn attributes_reach_the_file_the_name_holds_now() {
-        use std::os::unix::fs::MetadataExt;
-        let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let mut destination = destination(src.path(), dst.path());
-        let f = src.path().join("f");
-        let times = rill_ops::FileTimes {
-            atime: (1_600_000_000, 5),
-            mtime: (1_500_000_000, 7),
-        };
-        let attributes = |p: &Path, mode: u32| {
-            [
-                op(
-                    p,
-                    Op::Chown {
-                        uid: Some(4321),
-                        gid: Some(8765),
-                    },
-                ),
-                op(p, Op::Chmod { mode }),
-                op(p, Op::Utimes { times: Some(times) }),
-            ]
-        };
-        let made = [
-            op(
-                &f,
-                Op::Create {
-                    mode: 0o600,
-                    truncate: false,
-                },
-            ),
-            write(&f),
-        ];
-        for ev in made.iter().chain(&attributes(&f, 0o640)) {
-            destination.send(ev, Stream::Replication).unwrap();
-        }
-        let m = std::fs::metadata(dst.path().join("f")).unwrap();
-        assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (4321, 8765, 0o640));
-        assert_eq!((m.mtime(), m.mtime_nsec()), (1_500_000_000, 7));
-        assert_eq!((m.atime(), m.atime_nsec()), (1_600_000_000, 5));
-
-        let held = std::fs::File::open(dst.path().join("f")).unwrap();
-        destination
-            .send(&op(&f, Op::Mkdir { mode: 0o700 }), Stream::Replication)
-            .unwrap();
-        for ev in attributes(&f, 0o751) {
-            destination.send(&ev, Stream::Replication).unwrap();
-        }
-        let dir = std::fs::metadata(dst.path().join("f")).unwrap();
-        assert!(dir.is_dir());
-        assert_eq!(
-            (dir.uid(), dir.gid(), dir.mode() & 0o7777),
-            (4321, 8765, 0o751)
-        );
-        assert_eq!((dir.mtime(), dir.mtime_nsec()), (1_500_000_000, 7));
-        let gone = held.metadata().unwrap();
-        assert_eq!(
-            (gone.nlink(), gone.mode() & 0o7777),
-            (0, 0o640),
-            "the removed file kept what it had"
-        );
-    }
-
-    #[test]
-    fn nothing_escapes_the_replica_root() {
-        let (src, dst, outside) = (
-            tempfile::tempdir().unwrap(),
-            tempfile::tempdir().unwrap(),
-            tempfile::tempdir().unwrap(),
-        );
-        let mut destination = destination(src.path(), dst.path());
-        // A symlink planted in the replica, pointing out of it: not followed, as a directory
-        // on the way or as the last component.
-        std::os::unix::fs::symlink(outside.path(), dst.path().join("evil")).unwrap();
-        std::fs::write(outside.path().join("victim"), b"keep").unwrap();
-        assert!(destination
-            .send(&write(&src.path().join("evil/victim")), Stream::Replication)
-            .is_err());
-        assert!(destination
-            .send(&write(&src.path().join("evil")), Stream::Replication)
-            .is_err());
-        assert!(destination
-            .send(
-                &op(&src.path().join("evil"), Op::Chmod { mode: 0o777 }),
-                Stream::Replication
-            )
-            .is_err());
-        assert!(destination
-            .send(
-                &op(&src.path().join("evil/victim"), Op::Unlink),
-                Stream::Replication
-            )
-            .is_err());
-        assert_eq!(
-            std::fs::read(outside.path().join("victim")).unwrap(),
-            b"keep"
-        );
-        assert_ne!(
-            std::fs::metadata(outside.path())
-                .unwrap()
-                .permissions()
-                .mode()
-                & 0o777,
-            0o777
-        );
-        // `..` and paths outside the source are refused before any system call.
-        let dotdot = PathBuf::from(format!("{}/../x", src.path().display()));
-        assert!(refused_outside(
-            destination.send(&write(&dotdot), Stream::Replication)
-        ));
-        assert!(refused_outside(
-            destination.send(&write(Path::new("/etc/passwd")), Stream::Replication)
-        ));
-        let rename_out = op(
-            &src.path().join("a"),
-            Op::Rename {
-                new_path: "/tmp/elsewhere".into(),
-                flags: 0,
-            },
-        );
-        assert!(refused_outside(
-            destination.send(&rename_out, Stream::Replication)
-        ));
-    }
-
     #[test]
     fn a_local_destination_reports_what_it_applied_through_its_status() {
-        let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        std::fs::write(src.path().join("f"), b"abc").unwrap();
-        let mut destination = destination(src.path(), dst.path());
+        let dst = tempfile::tempdir().unwrap();
+        let mut destination = LocalDestination::new(dst.path(), Default::default()).unwrap();
         let status = destination.status();
         let before = status.read();
         assert_eq!(before.connection, ConnectionState::Connected);
         assert!(!before.acknowledged);
         destination
-            .send(&create(&src.path().join("f")), Stream::Replication)
+            .send(created("f"), Stream::Replication, None)
             .unwrap();
+        assert!(dst.path().join("f").is_file());
         assert!(status.read().ops_tx >= 1);
         assert!(
             !status.read().acknowledged,
@@ -490,95 +332,13 @@ mod tests {
     }
 
     #[test]
-    fn replayed_operations_are_harmless() {
-        let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let mut destination = destination(src.path(), dst.path());
-        let d = src.path().join("d");
-        for _ in 0..2 {
-            destination
-                .send(&op(&d, Op::Mkdir { mode: 0o750 }), Stream::Replication)
-                .unwrap();
-            destination
-                .send(&create(&d.join("f")), Stream::Replication)
-                .unwrap();
-            destination
-                .send(&write(&d.join("f")), Stream::Replication)
-                .unwrap();
-            destination
-                .send(&op(&d.join("f"), Op::Unlink), Stream::Replication)
-                .unwrap();
+    fn refused_files_are_bounded_and_names_are_not() {
+        let mut r = Refused::default();
+        for i in 0..MAX_REFUSED_FILES as u64 + 10 {
+            r.add(&[PathBuf::from(format!("f{i}"))], Some((1, i)));
         }
-        destination.flush().unwrap();
-        assert!(dst.path().join("d").is_dir());
-        assert!(!dst.path().join("d/f").exists());
-    }
-
-    #[test]
-    fn range_only_writes_times_and_xattrs_are_read_from_the_source() {
-        let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let mut destination = destination(src.path(), dst.path());
-        let f = src.path().join("f");
-        // Larger than one resolved write, so the range is sent in pieces.
-        let content: Vec<u8> = (0..(crate::source::resolve::MAX_RESOLVED_WRITE as usize * 2 + 17))
-            .map(|i| (i % 251) as u8)
-            .collect();
-        std::fs::write(&f, &content).unwrap();
-        let range = Op::Write {
-            offset: 0,
-            // The file is shorter than the captured range: it shrank since.
-            len: content.len() as u64 + 100,
-            data: None,
-        };
-        destination.send(&create(&f), Stream::Replication).unwrap();
-        destination
-            .send(&op(&f, range), Stream::Replication)
-            .unwrap();
-        xattr_set(&f, "user.k", b"v1");
-        destination
-            .send(
-                &op(
-                    &f,
-                    Op::SetXattr {
-                        name: "user.k".into(),
-                        value: None,
-                    },
-                ),
-                Stream::Replication,
-            )
-            .unwrap();
-        // A file gone by the time it is sent is skipped: its removal follows.
-        destination
-            .send(
-                &op(&src.path().join("gone"), Op::Utimes { times: None }),
-                Stream::Replication,
-            )
-            .unwrap();
-        destination.flush().unwrap();
-        let replica = dst.path().join("f");
-        assert_eq!(std::fs::read(&replica).unwrap(), content);
-        assert_eq!(
-            crate::source::resolve::get_xattr(&replica, b"user.k").unwrap(),
-            b"v1"
-        );
-        let (a, b) = (
-            crate::source::resolve::file_times(&f).unwrap(),
-            crate::source::resolve::file_times(&replica).unwrap(),
-        );
-        assert_eq!(a.mtime, b.mtime);
-    }
-
-    fn refused_outside(r: Result<(), DestinationError>) -> bool {
-        matches!(
-            r,
-            Err(DestinationError::Resolve(ResolveError::Outside(_)))
-                | Err(DestinationError::Apply(ApplyError::Outside(_)))
-        )
-    }
-
-    fn xattr_set(path: &Path, name: &str, value: &[u8]) {
-        use std::os::unix::ffi::OsStrExt;
-        let p = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
-        let n = std::ffi::CString::new(name).unwrap();
-        crate::sys::xattr::set_nofollow(&p, &n, value).unwrap();
+        r.add(&[PathBuf::from("g")], None);
+        assert_eq!(r.names.len(), MAX_REFUSED_FILES + 11);
+        assert_eq!(r.files.len(), MAX_REFUSED_FILES);
     }
 }

@@ -1,5 +1,6 @@
-//! One source job: from the driver, through the source queue, to a [`Destination`] (a local
-//! replica for `rilld run`, a target over the network for the daemon's jobs).
+//! One source job: from the driver, through the source queue and the job's [`Outbox`] (which
+//! resolves each operation once), to its destination (a local replica for `rilld run`, a
+//! target over the network for the daemon's jobs).
 //!
 //! Two threads, joined by the source queue: the drain thread reads the driver's ring (a
 //! capture session of the job's source directory), passes events through the [`Drain`],
@@ -26,8 +27,8 @@ use crate::options;
 use crate::repset::{ReplicationSet, Rule};
 use crate::settings::Settings;
 use crate::source::capture_hub::CaptureHub;
-use crate::source::destination::Destination;
 use crate::source::drain::Drain;
+use crate::source::outbox::Outbox;
 use crate::source::transmit::{JobControl, TransmitLoop};
 use crate::storage::change_journal::{ChangeJournal, Reason};
 use crate::storage::disk_queue::{DiskQueue, DiskQueueConfig};
@@ -43,9 +44,10 @@ use drain_thread::DrainThread;
 pub struct SourceJob {
     /// Canonical, absolute.
     pub source: PathBuf,
-    /// Where it goes, for the log (the destination is the caller's: a
-    /// [`NetworkDestination`](crate::net::link::NetworkDestination) for a network target, a
-    /// [`LocalDestination`](crate::source::destination::LocalDestination) for a local one).
+    /// Where it goes, for the log (the destination is the caller's, in the outbox it passes
+    /// to [`run`]: a [`NetworkDestination`](crate::net::link::NetworkDestination) for a
+    /// network target, a [`LocalDestination`](crate::source::destination::LocalDestination)
+    /// for a local one).
     pub target: JobTarget,
     /// The job's own state, under `DataPath` and `QJournalDir` (the daemon runs several
     /// jobs); `None` keeps them directly there (`rilld run`).
@@ -96,7 +98,12 @@ const STOPPED_AT: &str = "capture-stopped-at";
 /// In named steps: what the last run left behind ([`begin`]), the source queue
 /// ([`open_queue`]), the drain thread ([`DrainThread`]) and the transmit loop, joined by the
 /// queue, and the record of a clean stop ([`end`]).
-pub fn run(settings: &Settings, job: SourceJob, destination: &mut dyn Destination) -> Result<()> {
+pub fn run(settings: &Settings, job: SourceJob, outbox: &mut Outbox) -> Result<()> {
+    debug_assert_eq!(
+        outbox.source(),
+        job.source,
+        "the outbox resolves another source"
+    );
     let stop = Arc::clone(&job.control.stop);
     let (data, queue_dir) = job_dirs(settings, job.state_dir.as_deref());
     let data = data.as_path();
@@ -160,7 +167,7 @@ pub fn run(settings: &Settings, job: SourceJob, destination: &mut dyn Destinatio
             .fetch_add(1, Ordering::Relaxed);
     };
     let transmitted = TransmitLoop {
-        destination,
+        outbox,
         consumer: &mut consumer,
         changes: &changes,
         control: &job.control,

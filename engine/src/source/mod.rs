@@ -2,9 +2,10 @@
 //!
 //! One capture serves every job (`capture_hub`); each job (`job`) drains its events
 //! (`drain`) into its queue from a thread of its own, and a transmit loop (`transmit`) is
-//! the queue's one consumer: it interleaves the mirror (`mirror`) with what was captured,
-//! completes each operation from the source tree (`resolve`) and hands it to a
-//! [`destination::Destination`], a directory on this host or a target over the network.
+//! the queue's one consumer: it interleaves the mirror (`mirror`) with what was captured
+//! and hands each operation to the job's `outbox`, which completes it from the source tree
+//! (`resolve`), once, and passes it on to a [`destination::Destination`], a directory on
+//! this host or a target over the network.
 //!
 //! The job is two threads joined by a queue so that reading the ring never waits for the
 //! network or the replica's disk; everything one job needs to decide what to send is in
@@ -17,5 +18,6 @@ pub mod destination;
 pub mod drain;
 pub mod job;
 pub(crate) mod mirror;
+pub mod outbox;
 pub(crate) mod resolve;
 pub mod transmit;

@@ -1,5 +1,7 @@
 //! The transmit loop: the source queue and the mirror, interleaved into one ordered
-//! stream toward a [`Destination`].
+//! stream toward the job's [`Destination`](crate::source::destination::Destination),
+//! through its [`Outbox`], which resolves each operation once, here on the source, before
+//! the destination sees it.
 //!
 //! Replication operations come from the source queue; mirror operations from a
 //! [`Mirror`] walk, either the job's initial mirror or a remirror of what the change
@@ -21,8 +23,9 @@ use anyhow::Result;
 use crate::events::{self, EventLog, Level};
 use crate::net::proto::{Marker, Stream};
 use crate::repset::ReplicationSet;
-use crate::source::destination::{Destination, DestinationError};
+use crate::source::destination::DestinationError;
 use crate::source::mirror::{HandOuts, Mirror, MirrorOptions, TakeOver};
+use crate::source::outbox::Outbox;
 use crate::storage::change_journal::{ChangeJournal, Entry, Mark, Reason};
 use crate::storage::queue::{Consumer, QueueStats, QueueWatch};
 
@@ -113,7 +116,8 @@ struct Running {
 
 /// The loop's inputs.
 pub struct TransmitLoop<'a> {
-    pub destination: &'a mut dyn Destination,
+    /// The job's resolver and destination.
+    pub outbox: &'a mut Outbox,
     pub consumer: &'a mut Consumer,
     pub changes: &'a ChangeJournal,
     pub control: &'a JobControl,
@@ -211,7 +215,7 @@ impl TransmitLoop<'_> {
                 std::thread::sleep(Duration::from_millis(50));
                 continue;
             }
-            let mirror_ready = p.mirror.is_some() && !self.destination.mirror_paused() && !stop;
+            let mirror_ready = p.mirror.is_some() && !self.outbox.mirror_paused() && !stop;
             // Nothing left to send at once: the last operations' checkpoint (their files'
             // times, and the mark their acknowledgement waits for) goes now, not when the
             // interval is up.
@@ -352,7 +356,7 @@ impl TransmitLoop<'_> {
         if p.unflushed > 0
             && (idle || p.unflushed >= FLUSH_OPS || p.flushed_at.elapsed() > FLUSH_INTERVAL)
         {
-            match self.destination.checkpoint() {
+            match self.outbox.checkpoint() {
                 Ok(mark) => p.batches.push_back((mark, p.last)),
                 Err(DestinationError::Stopped) => return Ok(false),
                 Err(e) => return Err(e.into()),
@@ -368,10 +372,10 @@ impl TransmitLoop<'_> {
         let Some(&(first, _)) = p.batches.front() else {
             return Ok(());
         };
-        if first > self.destination.durable() {
+        if first > self.outbox.durable() {
             return Ok(());
         }
-        let durable = self.destination.durable();
+        let durable = self.outbox.durable();
         let mut acked = 0;
         while let Some(&(mark, seq)) = p.batches.front() {
             if mark > durable {
@@ -405,7 +409,7 @@ impl TransmitLoop<'_> {
     /// whole directories missing, the job in sync). Left unacknowledged, the stop is not a
     /// clean one (`job::run`), and the next start remirrors.
     fn finish(&mut self, last: u64) -> Result<()> {
-        let flushed = match self.destination.flush() {
+        let flushed = match self.outbox.flush() {
             Ok(()) => true,
             Err(DestinationError::Stopped) => false,
             Err(e) => return Err(e.into()),
@@ -442,7 +446,7 @@ impl TransmitLoop<'_> {
 
     /// Sends one operation; the name it failed on (now in the change journal), if any.
     fn send(&mut self, ev: &rill_ops::Event, stream: Stream) -> Result<Option<PathBuf>> {
-        match self.destination.send(ev, stream) {
+        match self.outbox.send(ev, stream) {
             Ok(()) => Ok(None),
             Err(DestinationError::Stopped) => Ok(None),
             Err(e) => {
@@ -484,7 +488,7 @@ impl TransmitLoop<'_> {
         log::debug!("stale on the replica, to remirror: {names:?}");
         self.changes.mark(&marks)?;
         for p in names {
-            self.destination.suspect(p);
+            self.outbox.suspect(p);
         }
         Ok(())
     }
@@ -492,7 +496,7 @@ impl TransmitLoop<'_> {
     /// A destination that lost what it had acknowledged gets the whole source again, at
     /// once. Returns whether it did.
     fn record_lost_state(&mut self) -> Result<bool> {
-        if !self.destination.take_lost_state() {
+        if !self.outbox.take_lost_state() {
             return Ok(false);
         }
         self.log.event(
@@ -519,7 +523,7 @@ impl TransmitLoop<'_> {
     /// What the destination has to have remirrored goes to the change journal. Returns
     /// the names it refused (see [`Remirrors`]), and whether there was anything.
     fn record_failures(&mut self) -> Result<(Vec<PathBuf>, bool)> {
-        let to = self.destination.take_remirrors();
+        let to = self.outbox.take_remirrors();
         if to.is_empty() {
             return Ok((Vec::new(), false));
         }
@@ -607,7 +611,7 @@ impl TransmitLoop<'_> {
         self.control.set_mirror(MirrorPhase::InProgress);
         let marked = full || roots.contains(&self.source);
         if marked {
-            self.destination.marker(Marker::MirrorStarted)?;
+            self.outbox.marker(Marker::MirrorStarted)?;
         }
         let (set, options) = (self.set.clone(), self.options.mirror);
         Ok(Running {
@@ -624,10 +628,10 @@ impl TransmitLoop<'_> {
     /// Records a finished mirror; returns the names the target refused of it.
     fn finish_mirror(&mut self, done: Running) -> Result<Vec<PathBuf>> {
         if done.marked {
-            self.destination.marker(Marker::MirrorComplete)?;
+            self.outbox.marker(Marker::MirrorComplete)?;
         }
         // Everything the mirror sent must be durable before the entries are dropped.
-        match self.destination.flush() {
+        match self.outbox.flush() {
             Ok(()) => {}
             Err(DestinationError::Stopped) => return Ok(Vec::new()),
             Err(e) => return Err(e.into()),

@@ -1,12 +1,19 @@
 //! The source's connection to a target: a [`Destination`] over the network.
 //!
 //! [`NetworkDestination`] is what the job's transmit thread calls, synchronously, exactly as it
-//! calls the local destination: `send` resolves an operation (see [`crate::source::resolve`]) and hands
-//! it to the link task; `flush` returns once the target has acknowledged everything sent
-//! so far, which is when the source queue may drop it. The link task ([`session`]) runs on
-//! the daemon's tokio runtime: it connects with mutual TLS, says which job it carries,
-//! numbers operations, keeps at most `SourcePendingAcks` unacknowledged, resends them
-//! after a reconnect (the target skips what it already applied), and sends keep-alives.
+//! calls the local destination, through the job's outbox ([`crate::source::outbox`]), which
+//! resolved each operation before: `send` hands a resolved operation to the link task;
+//! `flush` returns once the target has acknowledged everything sent so far, which is when
+//! the source queue may drop it. The link task ([`session`]) runs on the daemon's tokio
+//! runtime: it connects with mutual TLS, says which job it carries, numbers operations,
+//! keeps at most `SourcePendingAcks` unacknowledged, resends them after a reconnect (the
+//! target skips what it already applied), and sends keep-alives.
+//!
+//! The target refuses an operation after `send` returned, with a `Nak`: the link keeps
+//! the names it refused and the files its in-place changes were made to (given with each
+//! by the outbox), as the target's stream names them, and hands them back from
+//! `take_refused`; the outbox, which holds the source's records of names, makes names to
+//! remirror of them.
 //!
 //! While the target is unreachable `send` blocks once the window is full, so operations
 //! wait in the source queue (memory, then disk), which is what the queue is for.
@@ -14,7 +21,6 @@
 mod carried;
 mod session;
 
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -27,10 +33,9 @@ use crate::mgmt::{utc_time, ConError, ConErrorClass, TargetCounters};
 use crate::net::proto::{Marker, Stream};
 use crate::replica::state_of_code;
 use crate::source::destination::{
-    ConnectionState, Destination, DestinationError, DestinationStatus, ReadStatus, StatusHandle,
-    TargetReport, ToRemirror,
+    ConnectionState, Destination, DestinationError, DestinationStatus, ReadStatus, Refused,
+    StatusHandle, TargetReport,
 };
-use crate::source::resolve::{ResolveOptions, Resolver};
 
 pub use session::LinkConfig;
 
@@ -180,45 +185,11 @@ pub(crate) enum Outgoing {
         /// When it was captured (CLOCK_MONOTONIC ns), for `ConRPL`.
         captured_ns: u64,
         /// The file an in-place change was made to, to remirror under every name it has
-        /// if the target refuses the change (see [`Failed::files`]).
+        /// if the target refuses the change (see [`Refused::files`]).
         file: Option<(u64, u64)>,
     },
     Marker(Marker),
 }
-
-/// What the target could not apply (or, without retransmission, may not have applied),
-/// to remirror.
-#[derive(Default)]
-pub(crate) struct Failed {
-    /// Relative paths the operations named, and the names later operations carried what
-    /// they held to.
-    pub names: Vec<PathBuf>,
-    /// The files (kernel device, inode) that refused in-place changes (writes, truncates,
-    /// attributes) were made to. A file with hard links has names the operation did not
-    /// name, and by the time the remirror reads, the name it did may be gone or hold
-    /// another file: the change then reached the replica under none of the file's names
-    /// (found by the replication fuzzer: a write through a symlink to a hard link's name,
-    /// refused, that name then removed; the file's other name kept other bytes).
-    pub files: std::collections::BTreeSet<(u64, u64)>,
-}
-
-impl Failed {
-    /// Remembers the operation's names, and its file if it changed one in place.
-    pub fn add(&mut self, paths: &[PathBuf], file: Option<(u64, u64)>) {
-        self.names.extend(paths.iter().cloned());
-        if let Some(f) = file {
-            if self.files.len() < MAX_FAILED_FILES {
-                self.files.insert(f);
-            }
-        }
-    }
-}
-
-/// The most files remembered for a remirror by identity at once: a bound on memory far
-/// past what a healthy link sees (together they cost one walk of the source, and none
-/// when the refused names still hold them as their only names); past it, only the names
-/// are remirrored.
-const MAX_FAILED_FILES: usize = 4096;
 
 /// State shared by the destination and its link task.
 pub(crate) struct Shared {
@@ -226,7 +197,7 @@ pub(crate) struct Shared {
     /// Count of items handed to the link and acknowledged by the target.
     pub acked_items: watch::Sender<u64>,
     /// What the target could not apply, to remirror.
-    pub failed: Mutex<Failed>,
+    pub failed: Mutex<Refused>,
     pub stop: Arc<AtomicBool>,
     /// Wakes the session when the destination goes, so it can end the connection cleanly.
     pub stopping: tokio::sync::Notify,
@@ -234,13 +205,10 @@ pub(crate) struct Shared {
 
 /// A [`Destination`] to a target over the network.
 pub struct NetworkDestination {
-    resolver: Resolver,
-    resolved: Vec<Event>,
     tx: mpsc::Sender<Outgoing>,
     shared: Arc<Shared>,
     acked: watch::Receiver<u64>,
     submitted: u64,
-    source: PathBuf,
     task: Option<tokio::task::JoinHandle<()>>,
     /// The transmit thread is a plain thread: it waits for acknowledgements through the
     /// runtime's handle.
@@ -252,8 +220,6 @@ impl NetworkDestination {
     /// counters are read through [`Destination::status`].
     pub fn start(
         runtime: &tokio::runtime::Handle,
-        source: &std::path::Path,
-        resolve: ResolveOptions,
         config: LinkConfig,
         stop: Arc<AtomicBool>,
     ) -> NetworkDestination {
@@ -262,19 +228,16 @@ impl NetworkDestination {
         let shared = Arc::new(Shared {
             stats: Arc::new(LinkStats::default()),
             acked_items: acked_tx,
-            failed: Mutex::new(Failed::default()),
+            failed: Mutex::new(Refused::default()),
             stop,
             stopping: tokio::sync::Notify::new(),
         });
         let task = runtime.spawn(session::run(config, rx, Arc::clone(&shared)));
         NetworkDestination {
-            resolver: Resolver::new(source, resolve),
-            resolved: Vec::new(),
             tx,
             shared,
             acked,
             submitted: 0,
-            source: source.to_path_buf(),
             task: Some(task),
             runtime: runtime.clone(),
         }
@@ -343,40 +306,31 @@ impl NetworkDestination {
 }
 
 impl Destination for NetworkDestination {
-    fn send(&mut self, ev: &Event, stream: Stream) -> Result<(), DestinationError> {
-        self.resolver.resolve(ev.clone(), &mut self.resolved)?;
-        // Taken out and put back, so the buffer is reused and `submit` can borrow `self`.
-        let mut resolved = std::mem::take(&mut self.resolved);
-        for ev in resolved.drain(..) {
-            let captured_ns = if ev.ktime_ns != 0 {
-                ev.ktime_ns
-            } else {
-                monotonic_ns()
-            };
-            // The file an in-place change was made to, in case the target refuses it
-            // (see `Failed::files`). Only for captured operations: a checkpoint's times
-            // are sent under the name of the file written itself, and asking for each
-            // would cost a look at the source per written file.
-            let file = match stream {
-                Stream::Replication if ev.op.changes_in_place() => ev
-                    .object
-                    .or_else(|| self.resolver.file_changed_by_name(&ev.path)),
-                _ => None,
-            };
-            self.submit_op(ev, stream, captured_ns, file)?;
-        }
-        self.resolved = resolved;
-        Ok(())
+    /// Hands the operation to the link, with the file an in-place change was made to
+    /// (kept in case the target refuses it: see [`Refused::files`]).
+    fn send(
+        &mut self,
+        ev: Event,
+        stream: Stream,
+        file: Option<(u64, u64)>,
+    ) -> Result<(), DestinationError> {
+        // An operation no capture timed (the mirror's, a checkpoint's times) counts from
+        // now, for `ConRPL`.
+        let captured_ns = if ev.ktime_ns != 0 {
+            ev.ktime_ns
+        } else {
+            monotonic_ns()
+        };
+        self.submit_op(ev, stream, captured_ns, file)
     }
 
     fn marker(&mut self, marker: Marker) -> Result<(), DestinationError> {
         self.submit(Outgoing::Marker(marker))
     }
 
-    /// Sends the times of the files written since the last flush, then waits until the
-    /// target has acknowledged everything handed to the link (durably applied there).
+    /// Waits until the target has acknowledged everything handed to the link (durably
+    /// applied there).
     fn flush(&mut self) -> Result<(), DestinationError> {
-        self.checkpoint()?;
         while *self.acked.borrow() < self.submitted {
             if self.stopped() {
                 return Err(DestinationError::Stopped);
@@ -393,12 +347,9 @@ impl Destination for NetworkDestination {
         Ok(())
     }
 
-    /// Sends the times of the files written since the last checkpoint; the mark is the
-    /// count of items handed to the link, which the target's acknowledgements reach.
+    /// The mark is the count of items handed to the link, which the target's
+    /// acknowledgements reach.
     fn checkpoint(&mut self) -> Result<u64, DestinationError> {
-        for ev in self.resolver.times_of_written() {
-            self.submit_op(ev, Stream::Replication, monotonic_ns(), None)?;
-        }
         Ok(self.submitted)
     }
 
@@ -406,34 +357,17 @@ impl Destination for NetworkDestination {
         *self.acked.borrow()
     }
 
-    fn take_remirrors(&mut self) -> ToRemirror {
-        let Failed {
-            names: mut failed,
-            files,
-        } = self
-            .shared
+    /// The target refuses with a `Nak`, long after `send`.
+    fn refuses_later(&self) -> bool {
+        true
+    }
+
+    fn take_refused(&mut self) -> Refused {
+        self.shared
             .failed
             .lock()
             .map(|mut f| std::mem::take(&mut *f))
-            .unwrap_or_default();
-        for p in &mut failed {
-            *p = self.source.join(&*p);
-            // What the replica holds there is stale until the remirror rebuilds it, and the
-            // moves still to be sent would carry it on.
-            self.resolver.suspect(p);
-        }
-        // A file changed in place is remirrored under the names it has now.
-        let files: Vec<(u64, u64)> = files.into_iter().collect();
-        let names = self.resolver.names_of(&files, &failed);
-        failed.extend(names);
-        ToRemirror {
-            refused: failed,
-            changed: self.resolver.take_stale(),
-        }
-    }
-
-    fn suspect(&mut self, path: &Path) {
-        self.resolver.suspect(path);
+            .unwrap_or_default()
     }
 
     fn take_lost_state(&mut self) -> bool {

@@ -15,6 +15,10 @@
 //! Writes also move a file's times on the replica, so the resolver remembers which files
 //! were written ([`written`]) and [`Resolver::times_of_written`] gives the source's current
 //! times for each, to be sent after them.
+//!
+//! Each job has one resolver, held by its outbox ([`crate::source::outbox`]), which runs it
+//! just before an operation goes out: operations are resolved once, on the source, and
+//! every destination receives them resolved.
 
 mod written;
 
