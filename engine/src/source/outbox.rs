@@ -92,6 +92,9 @@ impl Outbox {
         // Taken out and put back, so the buffer is reused and `send` can borrow `self`.
         let mut resolved = std::mem::take(&mut self.resolved);
         for ev in resolved.drain(..) {
+            if stream == Stream::Replication && self.left_to_remirror(&ev) {
+                continue;
+            }
             // The file an in-place change was made to, in case the destination refuses it
             // (see `Refused::files`). Only for captured operations: a checkpoint's times
             // are sent under the name of the file written itself, and asking for each
@@ -132,9 +135,25 @@ impl Outbox {
     /// the last checkpoint go after them, as replication operations.
     fn send_times_of_written(&mut self) -> Result<(), DestinationError> {
         for ev in self.resolver.times_of_written() {
-            self.destination.send(ev, Stream::Replication, None)?;
+            if !self.left_to_remirror(&ev) {
+                self.destination.send(ev, Stream::Replication, None)?;
+            }
         }
         Ok(())
+    }
+
+    /// Whether `ev` (resolved), a replication operation, changes in place what the
+    /// replica holds under a name suspect there until a remirror rebuilds it: such a
+    /// change is not sent but left to that remirror (see [`Resolver::leave_to_remirror`]).
+    /// The replica refuses the names it knows stale itself; these are the ones the source
+    /// found (a remirror overtaken by an older operation, a stale object carried on).
+    fn left_to_remirror(&mut self, ev: &Event) -> bool {
+        let left = ev.op.changes_in_place() && self.resolver.suspected(&ev.path);
+        if left {
+            log::debug!("left to the remirror of a stale name: {}", ev.to_text());
+            self.resolver.leave_to_remirror(ev);
+        }
+        left
     }
 
     /// The highest mark whose batch is durable at the destination.
@@ -695,5 +714,48 @@ mod tests {
         outbox.send(&moved, Stream::Replication).unwrap();
         let to = outbox.take_remirrors();
         assert_eq!((to.refused, to.changed), (Vec::new(), vec![at("d")]));
+    }
+
+    /// An in-place change of a name suspect on the replica (a remirror overtaken there)
+    /// is not sent but left to the name's remirror, with every name of the file it was
+    /// made to, for the replica's object there may be another file with other names; the
+    /// mirror's rebuild of the name, and what follows it, are sent.
+    #[test]
+    fn in_place_changes_of_a_suspect_name_are_left_to_its_remirror() {
+        let src = tempfile::tempdir().unwrap();
+        let at = |n: &str| src.path().join(n);
+        std::fs::write(at("a"), b"a").unwrap();
+        std::fs::hard_link(at("a"), at("b")).unwrap();
+        let (mut outbox, given, _) = recording(src.path(), true);
+        outbox.suspect(&at("a"));
+        let chown = || {
+            op(
+                &at("a"),
+                Op::Chown {
+                    uid: Some(1003),
+                    gid: Some(2001),
+                },
+            )
+        };
+        outbox.send(&chown(), Stream::Replication).unwrap();
+        assert!(given.lock().unwrap().is_empty(), "not sent");
+        let to = outbox.take_remirrors();
+        assert_eq!(to.changed, [at("a"), at("b")]);
+        // The remirror rebuilds the name from its removal on.
+        outbox
+            .send(&op(&at("a"), Op::Unlink), Stream::Mirror)
+            .unwrap();
+        outbox.send(&chown(), Stream::Mirror).unwrap();
+        outbox.send(&chown(), Stream::Replication).unwrap();
+        let sent: Vec<Stream> = given
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|g| match g {
+                Given::Sent { stream, .. } => Some(*stream),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(sent, [Stream::Mirror, Stream::Mirror, Stream::Replication]);
     }
 }
