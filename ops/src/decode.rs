@@ -15,7 +15,7 @@ use rill_abi::{
         FLAG_OBJECT_ID, FLAG_PARTIAL_MASK, FLAG_PATH_CACHED, FLAG_PATH_TRUNCATED, FLAG_REACHED_ID,
         FLAG_VALUES, OPEN_TRUNC,
     },
-    Kind, Record, Section,
+    Kind, Record, RecordHeader, Section,
 };
 
 use crate::event::{DirtyReason, Event, FileTimes, KeepRange, NameMatch, NameRule, Op, Reached};
@@ -271,20 +271,26 @@ pub fn to_event_in(
         tid: h.tid,
         path: p,
         object: (h.flags & FLAG_OBJECT_ID != 0).then_some((h.dev, h.ino)),
-        reached: (h.flags & (FLAG_OBJECT_ID | FLAG_REACHED_ID) == FLAG_REACHED_ID).then(|| {
-            Box::new(Reached {
-                file: (h.dev, h.ino),
-                at_ns: h.args[3],
-            })
-        }),
+        reached: reached(h),
         op,
+    })
+}
+
+/// The file a call by name reached, when the record says (`FLAG_REACHED_ID`, never with an
+/// object's own identity).
+fn reached(h: &RecordHeader) -> Option<Box<Reached>> {
+    (h.flags & (FLAG_OBJECT_ID | FLAG_REACHED_ID) == FLAG_REACHED_ID).then(|| {
+        Box::new(Reached {
+            file: (h.dev, h.ino),
+            at_ns: h.args[3],
+        })
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rill_abi::{record::FLAG_RANGE_ONLY, RecordHeader};
+    use rill_abi::record::FLAG_RANGE_ONLY;
 
     fn leaf_first(components: &[&str]) -> Vec<u8> {
         components

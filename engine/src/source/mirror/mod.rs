@@ -309,6 +309,38 @@ impl Mirror {
         false
     }
 
+    /// The prunes of directory `p`, whose entries are `children` as read with the rest of
+    /// its group: a name the replica has beyond them is an orphan (see `orphans`), unless
+    /// the set does not protect it: an excluded name on the replica is not the mirror's to
+    /// judge, so the ranges carry the set's rules for the directory's names (none where
+    /// every name is protected). A directory none of whose names the set protects is
+    /// judged too, by a rule that protects none, so it removes nothing: its prune is what
+    /// says the directory was rebuilt, not only made (see `Followed`), as the heads a
+    /// remirror makes above its roots are.
+    fn prunes(&self, p: &Path, children: &[PathBuf]) -> Vec<Event> {
+        let names = || {
+            children
+                .iter()
+                .filter_map(|c| c.file_name().map(Into::into))
+        };
+        let (names, rules) = match self.set.names_protected_in(p) {
+            NamesProtected::None => {
+                let none = NameRule {
+                    names: NameMatch::All,
+                    include: false,
+                };
+                (Vec::new(), vec![none])
+            }
+            NamesProtected::Every => (names().collect(), Vec::new()),
+            NamesProtected::Some(rules) => (names().collect(), rules),
+        };
+        let per_op = self.options.orphan_names_per_op;
+        keep_ranges(names, per_op, &rules)
+            .into_iter()
+            .map(|range| Event::new(p, Op::Prune(range)))
+            .collect()
+    }
+
     fn visit(&mut self, p: &Path) {
         let Ok(m) = std::fs::symlink_metadata(p) else {
             return;
@@ -335,34 +367,7 @@ impl Mirror {
                     return;
                 }
             };
-            // The names read with the rest of the group: a name the replica has beyond
-            // them is an orphan (see `orphans`), unless the set does not protect it: an
-            // excluded name on the replica is not the mirror's to judge, so the ranges
-            // carry the set's rules for the directory's names (none where every name is
-            // protected). A directory none of whose names the set protects is judged too,
-            // by a rule that protects none, so it removes nothing: its prune is what says
-            // the directory was rebuilt, not only made (see `Followed`), as the heads a
-            // remirror makes above its roots are.
-            let names = || {
-                children
-                    .iter()
-                    .filter_map(|c| c.file_name().map(Into::into))
-            };
-            let (names, rules) = match self.set.names_protected_in(p) {
-                NamesProtected::None => {
-                    let none = NameRule {
-                        names: NameMatch::All,
-                        include: false,
-                    };
-                    (Vec::new(), vec![none])
-                }
-                NamesProtected::Every => (names().collect(), Vec::new()),
-                NamesProtected::Some(rules) => (names().collect(), rules),
-            };
-            let per_op = self.options.orphan_names_per_op;
-            for range in keep_ranges(names, per_op, &rules) {
-                group.push(Event::new(p, Op::Prune(range)));
-            }
+            group.extend(self.prunes(p, &children));
             self.ready.push_back(group);
             // Children first, then the directory's times (the children moved them).
             self.todo.push(Step::DirDone(p.to_path_buf()));
