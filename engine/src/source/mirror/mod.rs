@@ -358,16 +358,20 @@ impl Mirror {
                     mode: m.mode() & 0o7777,
                 },
             )];
-            group.extend(self.attributes(p, &m, false));
             let mut children: Vec<PathBuf> = match std::fs::read_dir(p) {
                 Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
                 // Unreadable: the replica's names are left alone, not judged orphans.
                 Err(_) => {
+                    group.extend(self.attributes(p, &m, false));
                     self.ready.push_back(group);
                     return;
                 }
             };
+            // The prunes right after the directory is made: they say it is rebuilt, and a
+            // replica refuses changes in place (its attributes) of a directory it holds
+            // stale until then.
             group.extend(self.prunes(p, &children));
+            group.extend(self.attributes(p, &m, false));
             self.ready.push_back(group);
             // Children first, then the directory's times (the children moved them).
             self.todo.push(Step::DirDone(p.to_path_buf()));
