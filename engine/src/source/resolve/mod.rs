@@ -270,6 +270,10 @@ impl Resolver {
     /// the stream tells. The name is followed through renames until the file is found
     /// again, and then remirrored (see [`Resolver::take_stale`]).
     fn went_stale(&mut self, rel: PathBuf, object: Option<(u64, u64)>) -> Option<Event> {
+        log::debug!(
+            "not sent: {} is gone from the source; followed until found again",
+            rel.display()
+        );
         if self.stale.len() < MAX_STALE {
             self.stale.insert(rel, ());
         } else {
