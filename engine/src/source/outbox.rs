@@ -178,10 +178,17 @@ impl Outbox {
         let files: Vec<(u64, u64)> = files.into_iter().collect();
         let names = self.resolver.names_of(&files, &refused);
         refused.extend(names);
-        ToRemirror {
-            refused,
-            changed: self.resolver.take_stale(),
+        let changed = self.resolver.take_stale();
+        // A name to remirror lacks a change until its remirror reads it, and a move sent
+        // before then takes what the replica holds there to another name, which the
+        // remirror of this one never reaches: followed like the refused ones (found by the
+        // replication fuzzer: a `chmod` made through a symlink, remirrored under the name
+        // of the file it reached, which a rename took away before the remirror ran; the
+        // file kept its old mode on the replica).
+        for p in &changed {
+            self.resolver.suspect(p);
         }
+        ToRemirror { refused, changed }
     }
 
     /// `path` (absolute) may hold a stale object on the destination from here on in the
@@ -757,5 +764,39 @@ mod tests {
             })
             .collect();
         assert_eq!(sent, [Stream::Mirror, Stream::Mirror, Stream::Replication]);
+    }
+
+    /// Every name handed back to remirror is followed through the moves sent after it:
+    /// a rename that takes the file away from it before its remirror runs has the new
+    /// name remirrored too (the old one is gone from the source by then).
+    #[test]
+    fn names_to_remirror_are_followed_until_remirrored() {
+        let src = tempfile::tempdir().unwrap();
+        let at = |n: &str| src.path().join(n);
+        std::fs::write(at("a"), b"a").unwrap();
+        std::fs::hard_link(at("a"), at("b")).unwrap();
+        let (mut outbox, _, _) = recording(src.path(), true);
+        // A mark of the file the capture could not record: every name it has is remirrored.
+        let mark = Event {
+            object: Some(file_of(&at("a"))),
+            ..op(
+                &at("a"),
+                Op::Dirty {
+                    reason: rill_ops::DirtyReason::Modified,
+                },
+            )
+        };
+        outbox.send(&mark, Stream::Replication).unwrap();
+        assert_eq!(outbox.take_remirrors().changed, [at("a"), at("b")]);
+        std::fs::rename(at("b"), at("c")).unwrap();
+        let moved = op(
+            &at("b"),
+            Op::Rename {
+                new_path: at("c"),
+                flags: 0,
+            },
+        );
+        outbox.send(&moved, Stream::Replication).unwrap();
+        assert_eq!(outbox.take_remirrors().changed, [at("c")]);
     }
 }
