@@ -28,8 +28,7 @@
 //! which only refusals and the operations that touch a recorded name do, and before the
 //! applied position moves past the operation that changed it.
 //! `names` holds relative paths ([`Followed`]); a name leaves it when the replica removes
-//! it (a remirror begins each file with its removal) or judges the names of the directory
-//! it holds (a remirror's group for a directory has its prune).
+//! it (a remirror begins each file with its removal) or makes a directory under it.
 //! Refusals are bounded by [`MAX_NAMES`], names by [`crate::followed::MAX_FOLLOWED`]:
 //! past them new ones are not remembered (the refusals themselves still reach the
 //! source).
@@ -109,9 +108,14 @@ impl Unsettled {
             return None;
         }
         let before = self.names.len();
-        // A directory is rebuilt once its names are judged, not when made: a remirror
-        // makes the directories above its roots alone, keeping what they hold.
-        let rebuilt = matches!(ev.op, Op::Prune(_)) && self.names.remove(&ev.path);
+        // A directory made again counts as rebuilt here, though a remirror also makes the
+        // directories above its roots that way, keeping what they hold: the source follows
+        // such a directory itself until its names are judged, and sends no change in place
+        // beneath it meanwhile (`Outbox::left_to_remirror`). Refused here instead, the
+        // attributes sent with every such head came back refused, a remirror round each
+        // (found by the replication fuzzer: a run that took minutes to converge).
+        let rebuilt =
+            matches!(ev.op, Op::Mkdir { .. } | Op::Prune(_)) && self.names.remove(&ev.path);
         let carried = !self.names.apply(&ev.path, &ev.op).is_empty();
         if !carried {
             if rebuilt || self.names.len() != before {
@@ -280,16 +284,19 @@ mod tests {
         let mut u = Unsettled::default();
         u.refused(1, &ev("d/f", Op::Unlink), "ENOTEMPTY");
         u.refused(2, &ev("e", Op::Rmdir), "ENOTEMPTY");
-        // A remirror rebuilds a file starting with its removal, a directory by judging
-        // its names (its prune); a directory made alone (a head above a remirror's roots)
-        // keeps what it holds, and stays stale.
-        assert!(u.applied(3, &ev("d/f", Op::Unlink)).is_none());
-        assert!(u.applied(4, &ev("e", Op::Mkdir { mode: 0o755 })).is_none());
-        assert!(u.stale(&ev("e", Op::Chmod { mode: 0o700 })).is_some());
+        // A remirror rebuilds a file starting with its removal, a directory by making it
+        // (the source follows one only made until its names are judged) or judging its
+        // names (its prune).
+        u.refused(3, &ev("g", Op::Rmdir), "ENOTEMPTY");
+        assert!(u.applied(4, &ev("d/f", Op::Unlink)).is_none());
+        assert!(u.applied(5, &ev("e", Op::Mkdir { mode: 0o755 })).is_none());
+        assert!(u.stale(&ev("e", Op::Chmod { mode: 0o700 })).is_none());
         let prune = Op::Prune(rill_ops::KeepRange::default());
-        assert!(u.applied(5, &ev("e", prune)).is_none());
-        assert!(u.applied(6, &rename("d", "x", 0)).is_none());
-        assert!(u.applied(7, &rename("e", "y", 0)).is_none());
+        assert!(u.stale(&ev("g", Op::Chmod { mode: 0o700 })).is_some());
+        assert!(u.applied(6, &ev("g", prune)).is_none());
+        assert!(u.applied(7, &rename("d", "x", 0)).is_none());
+        assert!(u.applied(8, &rename("e", "y", 0)).is_none());
+        assert!(u.applied(9, &rename("g", "z", 0)).is_none());
     }
 
     /// A refused rename leaves the replica's object under the old name, a file with
