@@ -186,7 +186,7 @@ impl Outbox {
         // of the file it reached, which a rename took away before the remirror ran; the
         // file kept its old mode on the replica).
         for p in &changed {
-            self.resolver.suspect(p);
+            self.resolver.follow(p);
         }
         ToRemirror { refused, changed }
     }
@@ -798,5 +798,46 @@ mod tests {
         );
         outbox.send(&moved, Stream::Replication).unwrap();
         assert_eq!(outbox.take_remirrors().changed, [at("c")]);
+    }
+
+    /// A file the capture could only mark holds the right object on the replica, short of
+    /// a change: the writes after the mark are still sent, in order (a database's journal
+    /// and its pages must reach the replica in the order they were written), and the
+    /// name is remirrored as well.
+    #[test]
+    fn changes_after_a_mark_are_sent_in_order() {
+        let src = tempfile::tempdir().unwrap();
+        let at = |n: &str| src.path().join(n);
+        std::fs::write(at("db"), b"pages").unwrap();
+        let (mut outbox, given, _) = recording(src.path(), true);
+        let mark = Event {
+            object: Some(file_of(&at("db"))),
+            ..op(
+                &at("db"),
+                Op::Dirty {
+                    reason: rill_ops::DirtyReason::Modified,
+                },
+            )
+        };
+        outbox.send(&mark, Stream::Replication).unwrap();
+        outbox.send(&write(&at("db")), Stream::Replication).unwrap();
+        let to = outbox.take_remirrors();
+        outbox.send(&write(&at("db")), Stream::Replication).unwrap();
+        assert_eq!(to.changed, [at("db")]);
+        let writes = given
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|g| {
+                matches!(
+                    g,
+                    Given::Sent {
+                        op: Op::Write { .. },
+                        ..
+                    }
+                )
+            })
+            .count();
+        assert_eq!(writes, 2, "both writes sent");
     }
 }

@@ -82,6 +82,13 @@ pub struct Resolver {
     /// drain could not read the bytes), followed through the moves sent after; see
     /// [`Resolver::suspect`].
     suspects: Followed,
+    /// The suspects that may hold another object than the source's on the replica
+    /// (refused, overtaken: see [`Resolver::suspect`]), as opposed to the right object
+    /// missing a change the stream does not carry (an unreadable write, a capture's mark:
+    /// [`Resolver::follow`]). Changes in place of these are left to their remirror
+    /// ([`Resolver::suspected`]); those of the others go on in order, which a database's
+    /// crash consistency on the replica depends on.
+    other_objects: Followed,
     /// Names the moves carried a suspect object to, to be remirrored (`take_stale`).
     carried: Vec<PathBuf>,
     /// The files (kernel device, inode) whose change could not be read under the name it
@@ -118,6 +125,7 @@ impl Resolver {
             options,
             written: written::Written::default(),
             suspects: Followed::default(),
+            other_objects: Followed::default(),
             carried: Vec::new(),
             unread: Default::default(),
             overflowed: false,
@@ -312,15 +320,26 @@ impl Resolver {
     /// one for a directory judges its names: see `follow_suspects`).
     pub fn suspect(&mut self, path: &Path) {
         if let Ok(rel) = self.relative(path) {
+            self.suspects.insert(rel.clone());
+            self.other_objects.insert(rel);
+        }
+    }
+
+    /// `path` (absolute) holds the right object on the replica, missing a change the
+    /// stream does not carry until its remirror: the moves resolved from now on are
+    /// followed from it, as from a suspect's, and every name they carry it to is
+    /// remirrored too. Changes in place of it are still sent, in order.
+    pub fn follow(&mut self, path: &Path) {
+        if let Ok(rel) = self.relative(path) {
             self.suspects.insert(rel);
         }
     }
 
-    /// Whether the replica's object under `rel` (or a directory above it) is suspect
-    /// from this point of the stream until a remirror rebuilds it (see
-    /// [`Resolver::suspect`]).
+    /// Whether the replica's object under `rel` (or a directory above it) may be another
+    /// object than the source's, from this point of the stream until a remirror rebuilds
+    /// it (see [`Resolver::suspect`]).
     pub fn suspected(&self, rel: &Path) -> bool {
-        self.suspects.holds(rel)
+        self.other_objects.holds(rel)
     }
 
     /// `ev` (resolved: relative paths), a change in place of a suspect name (see
@@ -353,6 +372,10 @@ impl Resolver {
         // directory the source had moved away).
         if matches!(ev.op, Op::Prune(_)) {
             self.suspects.remove(&ev.path);
+            self.other_objects.remove(&ev.path);
+        }
+        if !self.other_objects.is_empty() {
+            self.other_objects.apply(&ev.path, &ev.op);
         }
         let reached = self.suspects.apply(&ev.path, &ev.op);
         self.carry(reached);
