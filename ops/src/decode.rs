@@ -180,20 +180,7 @@ pub fn to_event_in(
     backing: Option<&Bytes>,
 ) -> Result<Event> {
     let h = &r.header;
-    let cookie = if h.flags & FLAG_OBJECT_ID != 0 {
-        h.args[3]
-    } else {
-        0
-    };
-    let p = if h.flags & FLAG_PATH_CACHED != 0 {
-        cache.get(cookie)
-    } else {
-        let p = path(r, Section::PathBase, Section::PathName)?;
-        if cookie != 0 {
-            cache.put(cookie, p.clone());
-        }
-        Some(p)
-    };
+    let p = record_path(r, cache)?;
     let unknown = p.is_none() || h.flags & FLAG_PATH_TRUNCATED != 0;
     let p = p.unwrap_or_default();
     let op = if unknown {
@@ -274,6 +261,25 @@ pub fn to_event_in(
         reached: reached(h),
         op,
     })
+}
+
+/// The record's path: its own, remembered under its cookie for the records after it that
+/// carry none, or the one remembered (`None` when this reader never saw it sent).
+fn record_path(r: &Record<'_>, cache: &mut PathCache) -> Result<Option<PathBuf>> {
+    let h = &r.header;
+    let cookie = if h.flags & FLAG_OBJECT_ID != 0 {
+        h.args[3]
+    } else {
+        0
+    };
+    if h.flags & FLAG_PATH_CACHED != 0 {
+        return Ok(cache.get(cookie));
+    }
+    let p = path(r, Section::PathBase, Section::PathName)?;
+    if cookie != 0 {
+        cache.put(cookie, p.clone());
+    }
+    Ok(Some(p))
 }
 
 /// The file a call by name reached, when the record says (`FLAG_REACHED_ID`, never with an

@@ -367,9 +367,9 @@ impl Mirror {
                     return;
                 }
             };
-            // The prunes right after the directory is made: they say it is rebuilt, and a
-            // replica refuses changes in place (its attributes) of a directory it holds
-            // stale until then.
+            // The prunes right after the directory is made, before its attributes: they are
+            // what says the directory is rebuilt (see `Followed`), so whatever follows the
+            // stream sees that before any change in place of the directory.
             group.extend(self.prunes(p, &children));
             group.extend(self.attributes(p, &m, false));
             self.ready.push_back(group);
