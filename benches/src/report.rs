@@ -184,6 +184,37 @@ pub fn markdown(r: &CaptureResult) -> String {
     for w in r.workloads() {
         row(&mut out, w);
     }
+    drain(&mut out, r);
+    for w in [&r.tar, &r.mapped, &r.uring] {
+        let t = w.driver_total();
+        let _ = writeln!(
+            out,
+            "\nLoaded {}, summed over repetitions: {} records emitted, {} dirty marks, drops {} \
+             (RecordsDropped {} + OpsStopped {}), range-only {}, throttled {}.",
+            letter(w),
+            thousands(t.records_emitted),
+            thousands(t.dirty_marks),
+            t.lost(),
+            t.records_dropped,
+            t.ops_stopped,
+            thousands(t.writes_range_only),
+            thousands(t.writes_throttled)
+        );
+    }
+    spread(&mut out, r);
+    let discarded: u32 = r.workloads().iter().map(|w| w.discarded).sum();
+    if discarded > 0 {
+        let _ = writeln!(
+            out,
+            "\n{discarded} repetition(s) were discarded and run again because somebody else's \
+             rill capture was loaded while they ran."
+        );
+    }
+    out
+}
+
+/// The paragraph on the reader's drain of loaded (a), judged against the target.
+fn drain(out: &mut String, r: &CaptureResult) {
     let d = &r.drain;
     let target = if d.target_applies {
         let judged = if !d.meets_target && d.lost == 0 && d.reader_kept_up {
@@ -233,32 +264,6 @@ pub fn markdown(r: &CaptureResult) -> String {
         si(d.reader_records_per_cpu_s_median),
         target
     );
-    for w in [&r.tar, &r.mapped, &r.uring] {
-        let t = w.driver_total();
-        let _ = writeln!(
-            out,
-            "\nLoaded {}, summed over repetitions: {} records emitted, {} dirty marks, drops {} \
-             (RecordsDropped {} + OpsStopped {}), range-only {}, throttled {}.",
-            letter(w),
-            thousands(t.records_emitted),
-            thousands(t.dirty_marks),
-            t.lost(),
-            t.records_dropped,
-            t.ops_stopped,
-            thousands(t.writes_range_only),
-            thousands(t.writes_throttled)
-        );
-    }
-    spread(&mut out, r);
-    let discarded: u32 = r.workloads().iter().map(|w| w.discarded).sum();
-    if discarded > 0 {
-        let _ = writeln!(
-            out,
-            "\n{discarded} repetition(s) were discarded and run again because somebody else's \
-             rill capture was loaded while they ran."
-        );
-    }
-    out
 }
 
 /// Writes the raw result as pretty JSON.

@@ -344,45 +344,9 @@ fn run_in(cfg: &Config, stop: &StopFlag, tmp: &Path) -> Result<ReplicationResult
         runs: 0,
     };
 
-    let mut runs = Vec::new();
-    for rep in 1..=cfg.reps {
-        for &sc in &cfg.scenarios {
-            // Rotate the order of the tools in every scenario and repetition.
-            let n = cfg.tools.len();
-            for i in 0..n {
-                let tool = cfg.tools[(i + rep as usize + sc.index()) % n];
-                let r = match run_one(&mut env, tool, sc, rep) {
-                    Ok(r) => r,
-                    Err(e) if stop.load(std::sync::atomic::Ordering::Relaxed) => return Err(e),
-                    Err(e) => {
-                        let mut r = Run::new(tool, sc, rep);
-                        r.note = format!("{e:#}");
-                        r
-                    }
-                };
-                progress(cfg, &r);
-                runs.push(r);
-            }
-        }
-    }
+    let runs = run_every_tool(&mut env)?;
     let lag = if cfg.lag > Duration::ZERO && cfg.tools.contains(&Tool::Rill) {
-        let l = run_lag(&mut env)?;
-        eprintln!(
-            "rill-bench: lag: {} writes in {:.1} s, ConRPL p50 {:.1} ms p99 {:.1} ms max {:.1} ms \
-             ({} samples){}",
-            l.writer.writes,
-            l.writer.seconds,
-            l.p50_ms,
-            l.p99_ms,
-            l.max_ms,
-            l.samples_ms.len(),
-            if l.note.is_empty() {
-                String::new()
-            } else {
-                format!("; {}", l.note)
-            }
-        );
-        Some(l)
+        Some(lag_of_rill(&mut env)?)
     } else {
         None
     };
@@ -400,6 +364,55 @@ fn run_in(cfg: &Config, stop: &StopFlag, tmp: &Path) -> Result<ReplicationResult
         runs,
         lag,
     })
+}
+
+/// Every repetition of every scenario with every tool, the tools' order rotated; a run
+/// that fails is kept with its error as its note (the stop flag ends them all).
+fn run_every_tool(env: &mut Env) -> Result<Vec<Run>> {
+    let (cfg, stop) = (env.cfg, env.stop);
+    let mut runs = Vec::new();
+    for rep in 1..=cfg.reps {
+        for &sc in &cfg.scenarios {
+            // Rotate the order of the tools in every scenario and repetition.
+            let n = cfg.tools.len();
+            for i in 0..n {
+                let tool = cfg.tools[(i + rep as usize + sc.index()) % n];
+                let r = match run_one(env, tool, sc, rep) {
+                    Ok(r) => r,
+                    Err(e) if stop.load(std::sync::atomic::Ordering::Relaxed) => return Err(e),
+                    Err(e) => {
+                        let mut r = Run::new(tool, sc, rep);
+                        r.note = format!("{e:#}");
+                        r
+                    }
+                };
+                progress(cfg, &r);
+                runs.push(r);
+            }
+        }
+    }
+    Ok(runs)
+}
+
+/// The lag measurement (rill only), reported as it ends.
+fn lag_of_rill(env: &mut Env) -> Result<Lag> {
+    let l = run_lag(env)?;
+    eprintln!(
+        "rill-bench: lag: {} writes in {:.1} s, ConRPL p50 {:.1} ms p99 {:.1} ms max {:.1} ms \
+         ({} samples){}",
+        l.writer.writes,
+        l.writer.seconds,
+        l.p50_ms,
+        l.p99_ms,
+        l.max_ms,
+        l.samples_ms.len(),
+        if l.note.is_empty() {
+            String::new()
+        } else {
+            format!("; {}", l.note)
+        }
+    );
+    Ok(l)
 }
 
 fn progress(cfg: &Config, r: &Run) {
@@ -510,7 +523,6 @@ fn run_one(env: &mut Env, tool: Tool, sc: Scenario, rep: u32) -> Result<Run> {
 }
 
 fn run_on(env: &mut Env, fs: &RunFs, id: u32, tool: Tool, sc: Scenario, rep: u32) -> Result<Run> {
-    let cfg = env.cfg;
     let mut run = Run::new(tool, sc, rep);
     let big = fs.src.join("big.bin");
     if sc == Scenario::Overwrites {
@@ -541,31 +553,7 @@ fn run_on(env: &mut Env, fs: &RunFs, id: u32, tool: Tool, sc: Scenario, rep: u32
             &fs.dst,
             port,
         )?),
-        Tool::Lsyncd => {
-            let dir = env.tmp.join("lsyncd").join(id.to_string());
-            loop {
-                let target = match env.lsyncd_target {
-                    LsyncdTarget::Daemon => url.clone().context("no rsync daemon")?,
-                    LsyncdTarget::Local => fs.dst.to_string_lossy().into_owned(),
-                };
-                let mut p = Peer::Lsyncd(Lsyncd::start(&dir, &fs.src, &target)?);
-                match initial_sync(env, fs, &mut p, url.as_deref()) {
-                    Ok(()) => break p,
-                    Err(e) if env.lsyncd_target == LsyncdTarget::Daemon => {
-                        let out = match &p {
-                            Peer::Lsyncd(l) => l.output(),
-                            _ => String::new(),
-                        };
-                        eprintln!(
-                            "rill-bench: lsyncd pushing to the rsync daemon failed ({e:#}); \
-                             falling back to default.rsync to a local directory. Its output:\n{out}"
-                        );
-                        env.lsyncd_target = LsyncdTarget::Local;
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-        }
+        Tool::Lsyncd => start_lsyncd(env, fs, id, url.as_deref())?,
     };
     if tool == Tool::Lsyncd {
         run.lsyncd_target = Some(env.lsyncd_target);
@@ -590,6 +578,61 @@ fn run_on(env: &mut Env, fs: &RunFs, id: u32, tool: Tool, sc: Scenario, rep: u32
     let tool_cpu0 = cpu::seconds_of(&procs)?;
     let own_cpu0 = cpu::own_seconds();
     let t0 = Instant::now();
+    run_workload(env, fs, sc, rep, &mut run)?;
+    run.workload_seconds = t0.elapsed().as_secs_f64();
+    let own_cpu1 = cpu::own_seconds();
+    run.workload_cpu_seconds = Some(own_cpu1 - own_cpu0);
+    // The rsync client runs as this process's child, measured around it alone: the
+    // comparison of the trees that follows is the benchmark's, not the tool's.
+    let client_cpu = wait_for_peer(env, fs, &mut peer, url.as_deref(), t0, own0, &mut run)?;
+    // The daemon's side (and lsyncd's rsync runs) count once their processes are reaped.
+    for p in procs.iter().filter(|p| p.with_children) {
+        p.wait_children_reaped();
+    }
+    run.tool_cpu_seconds = Some(client_cpu + cpu::seconds_of(&procs)? - tool_cpu0);
+    if let (Some(r), Some(w0)) = (&relay, wire0) {
+        if !(tool == Tool::Lsyncd && env.lsyncd_target == LsyncdTarget::Local) {
+            run.wire = Some(r.bytes().since(&w0));
+        }
+    }
+    // Stop the peer (delete the job, end lsyncd) before the relay and the file systems go.
+    drop(peer);
+    drop(relay);
+    Ok(run)
+}
+
+/// Starts lsyncd for a run, through its initial sync; when pushing to the rsync daemon
+/// fails, falls back (for this and later runs) to a local directory.
+fn start_lsyncd(env: &mut Env, fs: &RunFs, id: u32, url: Option<&str>) -> Result<Peer<'static>> {
+    let dir = env.tmp.join("lsyncd").join(id.to_string());
+    loop {
+        let target = match env.lsyncd_target {
+            LsyncdTarget::Daemon => url.map(str::to_owned).context("no rsync daemon")?,
+            LsyncdTarget::Local => fs.dst.to_string_lossy().into_owned(),
+        };
+        let mut p = Peer::Lsyncd(Lsyncd::start(&dir, &fs.src, &target)?);
+        match initial_sync(env, fs, &mut p, url) {
+            Ok(()) => return Ok(p),
+            Err(e) if env.lsyncd_target == LsyncdTarget::Daemon => {
+                let out = match &p {
+                    Peer::Lsyncd(l) => l.output(),
+                    _ => String::new(),
+                };
+                eprintln!(
+                    "rill-bench: lsyncd pushing to the rsync daemon failed ({e:#}); \
+                     falling back to default.rsync to a local directory. Its output:\n{out}"
+                );
+                env.lsyncd_target = LsyncdTarget::Local;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The scenario's workload on the source, timed.
+fn run_workload(env: &Env, fs: &RunFs, sc: Scenario, rep: u32, run: &mut Run) -> Result<()> {
+    let cfg = env.cfg;
+    let big = fs.src.join("big.bin");
     match sc {
         Scenario::BigFile => load::dd(&env.random, &big, None)?,
         Scenario::Tree => {
@@ -603,17 +646,27 @@ fn run_on(env: &mut Env, fs: &RunFs, id: u32, tool: Tool, sc: Scenario, rep: u32
             run.distinct_pages = Some(load::overwrite(&big, cfg.overwrites, seed, env.stop)?);
         }
     }
-    run.workload_seconds = t0.elapsed().as_secs_f64();
-    let own_cpu1 = cpu::own_seconds();
-    run.workload_cpu_seconds = Some(own_cpu1 - own_cpu0);
-    // The rsync client runs as this process's child, measured around it alone: the
-    // comparison of the trees that follows is the benchmark's, not the tool's.
+    Ok(())
+}
+
+/// Waits until the replica equals the source (rsync: pushes once), filling the run's
+/// times and bytes; returns the CPU seconds of the rsync client run as a child.
+fn wait_for_peer(
+    env: &Env,
+    fs: &RunFs,
+    peer: &mut Peer,
+    url: Option<&str>,
+    t0: Instant,
+    own0: Option<u64>,
+    run: &mut Run,
+) -> Result<f64> {
+    let cfg = env.cfg;
     let mut client_cpu = 0.0;
     let deadline = t0 + cfg.timeout;
 
-    match &mut peer {
+    match peer {
         Peer::Rsync => {
-            let url = url.as_deref().context("no rsync daemon")?;
+            let url = url.context("no rsync daemon")?;
             let children0 = cpu::children_seconds();
             let r = peers::rsync_push(&fs.src, url)?;
             client_cpu = cpu::children_seconds() - children0;
@@ -639,11 +692,11 @@ fn run_on(env: &mut Env, fs: &RunFs, id: u32, tool: Tool, sc: Scenario, rep: u32
                 &fs.dst,
                 false,
                 POLL_STATUS,
-                &mut run,
+                run,
                 env.stop,
                 || job.in_sync(),
             )?;
-            finish(&mut run, c, cfg);
+            finish(run, c, cfg);
             if let Some(b0) = own0 {
                 run.own_bytes = Some(job.bytes_tx()?.saturating_sub(b0));
             }
@@ -656,30 +709,17 @@ fn run_on(env: &mut Env, fs: &RunFs, id: u32, tool: Tool, sc: Scenario, rep: u32
                 &fs.dst,
                 true,
                 POLL_WALK,
-                &mut run,
+                run,
                 env.stop,
                 || {
                     l.check_running()?;
                     Ok(true)
                 },
             )?;
-            finish(&mut run, c, cfg);
+            finish(run, c, cfg);
         }
     }
-    // The daemon's side (and lsyncd's rsync runs) count once their processes are reaped.
-    for p in procs.iter().filter(|p| p.with_children) {
-        p.wait_children_reaped();
-    }
-    run.tool_cpu_seconds = Some(client_cpu + cpu::seconds_of(&procs)? - tool_cpu0);
-    if let (Some(r), Some(w0)) = (&relay, wire0) {
-        if !(tool == Tool::Lsyncd && env.lsyncd_target == LsyncdTarget::Local) {
-            run.wire = Some(r.bytes().since(&w0));
-        }
-    }
-    // Stop the peer (delete the job, end lsyncd) before the relay and the file systems go.
-    drop(peer);
-    drop(relay);
-    Ok(run)
+    Ok(client_cpu)
 }
 
 /// The long-running processes whose CPU counts for a run's tool.

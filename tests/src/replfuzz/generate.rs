@@ -146,136 +146,174 @@ impl Generator {
     fn op(&mut self, kind: Kind, t: &Tree) -> WOp {
         let r = &mut self.rng;
         match kind {
-            Kind::Write | Kind::Writev => {
-                let (path, size) = file_or_new(r, t);
-                let off = offset(r, size);
-                let len = if r.chance(10) {
-                    1 + r.below(300_000)
-                } else {
-                    1 + r.below(65_536)
-                };
-                let (len, fill) = (len as u32, r.below(250) as u8);
-                match kind {
-                    Kind::Write => WOp::Write {
-                        path,
-                        off,
-                        len,
-                        fill,
-                    },
-                    _ => WOp::Writev {
-                        path,
-                        off,
-                        len,
-                        fill,
-                    },
-                }
+            Kind::Write
+            | Kind::Writev
+            | Kind::Append
+            | Kind::CreateTrunc
+            | Kind::Truncate
+            | Kind::Ftruncate
+            | Kind::Fallocate
+            | Kind::Copy => data_op(r, kind, t),
+            Kind::Rename
+            | Kind::MoveDir
+            | Kind::Exchange
+            | Kind::Link
+            | Kind::Symlink
+            | Kind::Unlink
+            | Kind::Mkdir
+            | Kind::Rmdir
+            | Kind::Mkfifo => name_op(r, kind, t),
+            Kind::Chmod | Kind::Chown | Kind::Utimes | Kind::SetXattr | Kind::RemoveXattr => {
+                attribute_op(r, kind, t)
             }
-            Kind::Append => WOp::Append {
-                path: file_or_new(r, t).0,
-                len: 1 + r.below(20_000) as u32,
-                fill: r.below(250) as u8,
-            },
-            Kind::CreateTrunc => WOp::CreateTrunc {
-                path: file_or_new(r, t).0,
-            },
-            Kind::Truncate | Kind::Ftruncate => {
-                let (path, size) = file_or_new(r, t);
-                let size = match size {
-                    Some(s) if r.chance(60) => r.below(s + 1),
-                    _ => r.below(NEAR_OFFSET),
-                };
-                match kind {
-                    Kind::Truncate => WOp::Truncate { path, size },
-                    _ => WOp::Ftruncate { path, size },
-                }
-            }
-            Kind::Fallocate => WOp::Fallocate {
-                path: file_or_new(r, t).0,
-                mode: *r.pick(&FALLOCATE_MODES),
-                off: r.below(NEAR_OFFSET),
-                len: 1 + r.below(65_536),
-            },
-            Kind::Copy => WOp::Copy {
-                from: file_or_new(r, t).0,
-                to: file_or_new(r, t).0,
-                off: offset(r, None),
-                len: 1 + r.below(100_000) as u32,
-            },
-            Kind::Rename => WOp::Rename {
-                from: any(r, t),
-                to: if r.chance(50) {
-                    any(r, t)
-                } else {
-                    new_name(r, t, 'f')
-                },
-                flags: if r.chance(10) {
-                    libc::RENAME_NOREPLACE
-                } else {
-                    0
-                },
-            },
-            Kind::MoveDir => WOp::Rename {
-                from: dir(r, t),
-                to: if r.chance(30) {
-                    dir(r, t)
-                } else {
-                    new_name(r, t, 'd')
-                },
-                flags: 0,
-            },
-            Kind::Exchange => {
-                let (from, to) = if r.chance(25) {
-                    (dir(r, t), dir(r, t))
-                } else {
-                    (any(r, t), any(r, t))
-                };
-                WOp::Rename {
-                    from,
-                    to,
-                    flags: libc::RENAME_EXCHANGE,
-                }
-            }
-            Kind::Link => WOp::Link {
-                from: any(r, t),
-                to: new_name(r, t, 'f'),
-            },
-            Kind::Symlink => WOp::Symlink {
-                text: PathBuf::from(format!("f{}", r.below(12))),
-                path: new_name(r, t, 'f'),
-            },
-            Kind::Unlink => WOp::Unlink { path: any(r, t) },
-            Kind::Mkdir => WOp::Mkdir {
-                path: new_name(r, t, 'd'),
-                mode: 0o700 | (r.below(0o100) as u32),
-            },
-            Kind::Rmdir => WOp::Rmdir { path: dir(r, t) },
-            Kind::Mkfifo => WOp::Mkfifo {
-                path: new_name(r, t, 'f'),
-            },
-            Kind::Chmod => WOp::Chmod {
-                path: any_or_dir(r, t),
-                mode: 0o700 | (r.below(0o100) as u32),
-            },
-            Kind::Chown => WOp::Chown {
-                path: any_or_dir(r, t),
-                uid: 1000 + r.below(5) as u32,
-                gid: 2000 + r.below(5) as u32,
-            },
-            Kind::Utimes => WOp::Utimes {
-                path: any(r, t),
-                sec: 1_600_000_000 + r.below(10_000_000) as i64,
-                nsec: r.below(1_000_000_000) as u32,
-            },
-            Kind::SetXattr => WOp::SetXattr {
-                path: any_or_dir(r, t),
-                name: format!("user.k{}", r.below(3)),
-                value: r.below(1 << 20) as u32,
-            },
-            Kind::RemoveXattr => WOp::RemoveXattr {
-                path: any_or_dir(r, t),
-                name: format!("user.k{}", r.below(3)),
-            },
         }
+    }
+}
+
+/// An operation on a file's data.
+fn data_op(r: &mut Rng, kind: Kind, t: &Tree) -> WOp {
+    match kind {
+        Kind::Write | Kind::Writev => {
+            let (path, size) = file_or_new(r, t);
+            let off = offset(r, size);
+            let len = if r.chance(10) {
+                1 + r.below(300_000)
+            } else {
+                1 + r.below(65_536)
+            };
+            let (len, fill) = (len as u32, r.below(250) as u8);
+            match kind {
+                Kind::Write => WOp::Write {
+                    path,
+                    off,
+                    len,
+                    fill,
+                },
+                _ => WOp::Writev {
+                    path,
+                    off,
+                    len,
+                    fill,
+                },
+            }
+        }
+        Kind::Append => WOp::Append {
+            path: file_or_new(r, t).0,
+            len: 1 + r.below(20_000) as u32,
+            fill: r.below(250) as u8,
+        },
+        Kind::CreateTrunc => WOp::CreateTrunc {
+            path: file_or_new(r, t).0,
+        },
+        Kind::Truncate | Kind::Ftruncate => {
+            let (path, size) = file_or_new(r, t);
+            let size = match size {
+                Some(s) if r.chance(60) => r.below(s + 1),
+                _ => r.below(NEAR_OFFSET),
+            };
+            match kind {
+                Kind::Truncate => WOp::Truncate { path, size },
+                _ => WOp::Ftruncate { path, size },
+            }
+        }
+        Kind::Fallocate => WOp::Fallocate {
+            path: file_or_new(r, t).0,
+            mode: *r.pick(&FALLOCATE_MODES),
+            off: r.below(NEAR_OFFSET),
+            len: 1 + r.below(65_536),
+        },
+        _ => WOp::Copy {
+            from: file_or_new(r, t).0,
+            to: file_or_new(r, t).0,
+            off: offset(r, None),
+            len: 1 + r.below(100_000) as u32,
+        },
+    }
+}
+
+/// An operation that makes, moves or removes a name.
+fn name_op(r: &mut Rng, kind: Kind, t: &Tree) -> WOp {
+    match kind {
+        Kind::Rename => WOp::Rename {
+            from: any(r, t),
+            to: if r.chance(50) {
+                any(r, t)
+            } else {
+                new_name(r, t, 'f')
+            },
+            flags: if r.chance(10) {
+                libc::RENAME_NOREPLACE
+            } else {
+                0
+            },
+        },
+        Kind::MoveDir => WOp::Rename {
+            from: dir(r, t),
+            to: if r.chance(30) {
+                dir(r, t)
+            } else {
+                new_name(r, t, 'd')
+            },
+            flags: 0,
+        },
+        Kind::Exchange => {
+            let (from, to) = if r.chance(25) {
+                (dir(r, t), dir(r, t))
+            } else {
+                (any(r, t), any(r, t))
+            };
+            WOp::Rename {
+                from,
+                to,
+                flags: libc::RENAME_EXCHANGE,
+            }
+        }
+        Kind::Link => WOp::Link {
+            from: any(r, t),
+            to: new_name(r, t, 'f'),
+        },
+        Kind::Symlink => WOp::Symlink {
+            text: PathBuf::from(format!("f{}", r.below(12))),
+            path: new_name(r, t, 'f'),
+        },
+        Kind::Unlink => WOp::Unlink { path: any(r, t) },
+        Kind::Mkdir => WOp::Mkdir {
+            path: new_name(r, t, 'd'),
+            mode: 0o700 | (r.below(0o100) as u32),
+        },
+        Kind::Rmdir => WOp::Rmdir { path: dir(r, t) },
+        _ => WOp::Mkfifo {
+            path: new_name(r, t, 'f'),
+        },
+    }
+}
+
+/// An operation on a name's attributes.
+fn attribute_op(r: &mut Rng, kind: Kind, t: &Tree) -> WOp {
+    match kind {
+        Kind::Chmod => WOp::Chmod {
+            path: any_or_dir(r, t),
+            mode: 0o700 | (r.below(0o100) as u32),
+        },
+        Kind::Chown => WOp::Chown {
+            path: any_or_dir(r, t),
+            uid: 1000 + r.below(5) as u32,
+            gid: 2000 + r.below(5) as u32,
+        },
+        Kind::Utimes => WOp::Utimes {
+            path: any(r, t),
+            sec: 1_600_000_000 + r.below(10_000_000) as i64,
+            nsec: r.below(1_000_000_000) as u32,
+        },
+        Kind::SetXattr => WOp::SetXattr {
+            path: any_or_dir(r, t),
+            name: format!("user.k{}", r.below(3)),
+            value: r.below(1 << 20) as u32,
+        },
+        _ => WOp::RemoveXattr {
+            path: any_or_dir(r, t),
+            name: format!("user.k{}", r.below(3)),
+        },
     }
 }
 
@@ -337,4 +375,43 @@ fn new_name(r: &mut Rng, t: &Tree, prefix: char) -> PathBuf {
         r.below(12)
     };
     parent.join(format!("{prefix}{n}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The first operations of `seed`, each performed in a fresh tree as it is drawn.
+    fn drawn(seed: u64, n: usize) -> Vec<String> {
+        let root = tempfile::tempdir().expect("a temporary directory");
+        let mut g = Generator::new(seed);
+        (0..n)
+            .map(|_| {
+                let op = g.next(root.path());
+                // Refusals are part of the workload (see `ops`): the tree is what they leave.
+                let _ = op.apply(root.path());
+                op.to_string()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_seed_draws_the_same_operations_again() {
+        let ops = drawn(7, 1500);
+        assert_eq!(ops, drawn(7, 1500));
+        assert_ne!(ops, drawn(8, 1500));
+    }
+
+    /// The plans recorded with failures (the README's open findings, regression tests'
+    /// notes) replay only while a seed draws what it drew when they were found: a change
+    /// to what the generator draws must be deliberate, and then updates this value.
+    #[test]
+    fn the_generator_draws_what_recorded_plans_drew() {
+        let text = drawn(7, 1500).join("\n");
+        assert_eq!(
+            crc32c::crc32c(text.as_bytes()),
+            729_395_934,
+            "the operations seed 7 draws changed"
+        );
+    }
 }

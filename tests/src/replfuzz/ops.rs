@@ -222,14 +222,7 @@ impl WOp {
                 fill,
             } => {
                 let data = data_pattern(*len as usize, *fill);
-                let (a, b) = data.split_at(data.len() / 2);
-                let iov = [a, b].map(|s| libc::iovec {
-                    iov_base: s.as_ptr() as *mut libc::c_void,
-                    iov_len: s.len(),
-                });
-                let f = open(&at(path), 0)?;
-                // SAFETY: two iovecs over `data`, alive for the call; an fd we own.
-                ok(unsafe { libc::pwritev(f.as_raw_fd(), iov.as_ptr(), 2, *off as i64) as i64 })
+                pwritev_in_halves(&open(&at(path), 0)?, &data, *off)
             }
             WOp::CreateTrunc { path } => open(&at(path), libc::O_TRUNC).map(drop),
             WOp::Truncate { path, size } => {
@@ -250,36 +243,9 @@ impl WOp {
             }
             WOp::Copy { from, to, off, len } => {
                 let src = open_existing(&at(from), false)?;
-                let dst = open(&at(to), 0)?;
-                let mut o = *off as i64;
-                // SAFETY: fds we own; `o` outlives the call; a null input offset means the
-                // input's file position.
-                let r = unsafe {
-                    libc::copy_file_range(
-                        src.as_raw_fd(),
-                        std::ptr::null_mut(),
-                        dst.as_raw_fd(),
-                        &mut o,
-                        *len as usize,
-                        0,
-                    )
-                };
-                ok(r as i64)
+                copy_file_range(&src, &open(&at(to), 0)?, *off, *len)
             }
-            WOp::Rename { from, to, flags } => {
-                let (f, t) = (c(&at(from)), c(&at(to)));
-                // SAFETY: NUL-terminated paths.
-                let r = unsafe {
-                    libc::renameat2(
-                        libc::AT_FDCWD,
-                        f.as_ptr(),
-                        libc::AT_FDCWD,
-                        t.as_ptr(),
-                        *flags,
-                    )
-                };
-                ok(r.into())
-            }
+            WOp::Rename { from, to, flags } => rename2(&at(from), &at(to), *flags),
             WOp::Link { from, to } => std::fs::hard_link(at(from), at(to)),
             WOp::Symlink { text, path } => std::os::unix::fs::symlink(text, at(path)),
             WOp::Unlink { path } => std::fs::remove_file(at(path)),
@@ -299,23 +265,7 @@ impl WOp {
             WOp::Chown { path, uid, gid } => {
                 std::os::unix::fs::lchown(at(path), Some(*uid), Some(*gid))
             }
-            WOp::Utimes { path, sec, nsec } => {
-                let t = libc::timespec {
-                    tv_sec: *sec,
-                    tv_nsec: i64::from(*nsec),
-                };
-                let times = [t, t];
-                // SAFETY: a NUL-terminated path and two timespecs alive for the call.
-                let r = unsafe {
-                    libc::utimensat(
-                        libc::AT_FDCWD,
-                        c(&at(path)).as_ptr(),
-                        times.as_ptr(),
-                        libc::AT_SYMLINK_NOFOLLOW,
-                    )
-                };
-                ok(r.into())
-            }
+            WOp::Utimes { path, sec, nsec } => set_times(&at(path), *sec, *nsec),
             WOp::SetXattr { path, name, value } => {
                 let (p, n) = (c(&at(path)), c(Path::new(name)));
                 let v = format!("v{value}");
@@ -332,6 +282,71 @@ impl WOp {
             }
         }
     }
+}
+
+/// `pwritev` of `data` at `off` as two vectors, the first half and the rest.
+fn pwritev_in_halves(f: &File, data: &[u8], off: u64) -> io::Result<()> {
+    let (a, b) = data.split_at(data.len() / 2);
+    let iov = [a, b].map(|s| libc::iovec {
+        iov_base: s.as_ptr() as *mut libc::c_void,
+        iov_len: s.len(),
+    });
+    // SAFETY: two iovecs over `data`, alive for the call; an fd the caller owns.
+    ok(unsafe { libc::pwritev(f.as_raw_fd(), iov.as_ptr(), 2, off as i64) as i64 })
+}
+
+/// `copy_file_range` of `len` bytes from `src`'s file position to `dst` at `off`.
+fn copy_file_range(src: &File, dst: &File, off: u64, len: u32) -> io::Result<()> {
+    let mut o = off as i64;
+    // SAFETY: fds the caller owns; `o` outlives the call; a null input offset means the
+    // input's file position.
+    let r = unsafe {
+        libc::copy_file_range(
+            src.as_raw_fd(),
+            std::ptr::null_mut(),
+            dst.as_raw_fd(),
+            &mut o,
+            len as usize,
+            0,
+        )
+    };
+    ok(r as i64)
+}
+
+/// `renameat2` with `flags` (exchange, no-replace).
+fn rename2(from: &Path, to: &Path, flags: u32) -> io::Result<()> {
+    let (f, t) = (c(from), c(to));
+    // SAFETY: NUL-terminated paths.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            f.as_ptr(),
+            libc::AT_FDCWD,
+            t.as_ptr(),
+            flags,
+        )
+    };
+    ok(r.into())
+}
+
+/// Both times of `path` itself (a symlink's own, not its target's).
+fn set_times(path: &Path, sec: i64, nsec: u32) -> io::Result<()> {
+    let t = libc::timespec {
+        tv_sec: sec,
+        tv_nsec: i64::from(nsec),
+    };
+    let times = [t, t];
+    let p = c(path);
+    // SAFETY: a NUL-terminated path and two timespecs alive for the call.
+    let r = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            p.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    ok(r.into())
 }
 
 /// Renames' flags by name in the text form.
@@ -413,44 +428,81 @@ impl FromStr for WOp {
     type Err = ParseError;
 
     fn from_str(line: &str) -> Result<WOp, ParseError> {
-        let fail = |why: &str| ParseError {
-            line: line.into(),
-            why: why.into(),
-        };
         let words: Vec<&str> = line.split_whitespace().collect();
-        let (&kind, args) = words.split_first().ok_or_else(|| fail("empty"))?;
-        let arity = |n: usize| {
-            (args.len() == n)
-                .then_some(())
-                .ok_or_else(|| fail(&format!("`{kind}` takes {n} arguments")))
-        };
-        let p = |i: usize| -> Result<PathBuf, ParseError> {
-            let s = args[i];
-            if s.starts_with('/') || Path::new(s).components().any(|c| c.as_os_str() == "..") {
-                return Err(fail("paths are relative to the root and never hold `..`"));
-            }
-            Ok(PathBuf::from(s))
-        };
-        let n = |i: usize| -> Result<u64, ParseError> {
-            args[i]
-                .parse()
-                .map_err(|_| fail(&format!("`{}` is not a number", args[i])))
-        };
-        let octal = |i: usize| -> Result<u32, ParseError> {
-            u32::from_str_radix(args[i], 8)
-                .map_err(|_| fail(&format!("`{}` is not an octal mode", args[i])))
-        };
-        let small = |i: usize| -> Result<u32, ParseError> {
-            u32::try_from(n(i)?).map_err(|_| fail(&format!("`{}` is too large", args[i])))
-        };
-        let byte = |i: usize| -> Result<u8, ParseError> {
-            u8::try_from(n(i)?).map_err(|_| fail(&format!("`{}` is not a byte", args[i])))
-        };
-        let op = match kind {
+        let (&kind, args) = words.split_first().ok_or_else(|| ParseError {
+            line: line.into(),
+            why: "empty".into(),
+        })?;
+        let w = Words { line, kind, args };
+        match kind {
+            "write" | "writev" | "append" | "create-trunc" | "truncate" | "ftruncate"
+            | "fallocate" | "copy" => w.data_op(),
+            "link" | "symlink" | "unlink" | "rmdir" | "mkfifo" | "mkdir" => w.name_op(),
+            "chmod" | "chown" | "utimes" | "setxattr" | "removexattr" => w.attribute_op(),
+            _ => w.rename(),
+        }
+    }
+}
+
+/// One line of the text form split into its operation's name (`kind`) and arguments, with
+/// the typed readings of an argument that every operation shares.
+struct Words<'a> {
+    line: &'a str,
+    kind: &'a str,
+    args: &'a [&'a str],
+}
+
+impl Words<'_> {
+    fn fail(&self, why: &str) -> ParseError {
+        ParseError {
+            line: self.line.into(),
+            why: why.into(),
+        }
+    }
+
+    fn arity(&self, n: usize) -> Result<(), ParseError> {
+        (self.args.len() == n)
+            .then_some(())
+            .ok_or_else(|| self.fail(&format!("`{}` takes {n} arguments", self.kind)))
+    }
+
+    fn path(&self, i: usize) -> Result<PathBuf, ParseError> {
+        let s = self.args[i];
+        if s.starts_with('/') || Path::new(s).components().any(|c| c.as_os_str() == "..") {
+            return Err(self.fail("paths are relative to the root and never hold `..`"));
+        }
+        Ok(PathBuf::from(s))
+    }
+
+    fn number(&self, i: usize) -> Result<u64, ParseError> {
+        self.args[i]
+            .parse()
+            .map_err(|_| self.fail(&format!("`{}` is not a number", self.args[i])))
+    }
+
+    fn octal(&self, i: usize) -> Result<u32, ParseError> {
+        u32::from_str_radix(self.args[i], 8)
+            .map_err(|_| self.fail(&format!("`{}` is not an octal mode", self.args[i])))
+    }
+
+    fn small(&self, i: usize) -> Result<u32, ParseError> {
+        u32::try_from(self.number(i)?)
+            .map_err(|_| self.fail(&format!("`{}` is too large", self.args[i])))
+    }
+
+    fn byte(&self, i: usize) -> Result<u8, ParseError> {
+        u8::try_from(self.number(i)?)
+            .map_err(|_| self.fail(&format!("`{}` is not a byte", self.args[i])))
+    }
+
+    /// Operations on a file's data.
+    fn data_op(&self) -> Result<WOp, ParseError> {
+        Ok(match self.kind {
             "write" | "writev" => {
-                arity(4)?;
-                let (path, off, len, fill) = (p(0)?, n(1)?, small(2)?, byte(3)?);
-                if kind == "write" {
+                self.arity(4)?;
+                let (path, off) = (self.path(0)?, self.number(1)?);
+                let (len, fill) = (self.small(2)?, self.byte(3)?);
+                if self.kind == "write" {
                     WOp::Write {
                         path,
                         off,
@@ -467,125 +519,131 @@ impl FromStr for WOp {
                 }
             }
             "append" => {
-                arity(3)?;
-                WOp::Append {
-                    path: p(0)?,
-                    len: small(1)?,
-                    fill: byte(2)?,
-                }
+                self.arity(3)?;
+                let (path, len, fill) = (self.path(0)?, self.small(1)?, self.byte(2)?);
+                WOp::Append { path, len, fill }
             }
             "create-trunc" => {
-                arity(1)?;
-                WOp::CreateTrunc { path: p(0)? }
+                self.arity(1)?;
+                WOp::CreateTrunc {
+                    path: self.path(0)?,
+                }
             }
             "truncate" | "ftruncate" => {
-                arity(2)?;
-                let (path, size) = (p(0)?, n(1)?);
-                if kind == "truncate" {
+                self.arity(2)?;
+                let (path, size) = (self.path(0)?, self.number(1)?);
+                if self.kind == "truncate" {
                     WOp::Truncate { path, size }
                 } else {
                     WOp::Ftruncate { path, size }
                 }
             }
             "fallocate" => {
-                arity(4)?;
-                let mode = args[1]
+                self.arity(4)?;
+                let mode = self.args[1]
                     .parse()
                     .ok()
                     .filter(|m| FALLOCATE_MODES.contains(m))
-                    .ok_or_else(|| fail("the mode is one of FALLOCATE_MODES"))?;
+                    .ok_or_else(|| self.fail("the mode is one of FALLOCATE_MODES"))?;
+                let (path, off, len) = (self.path(0)?, self.number(2)?, self.number(3)?);
                 WOp::Fallocate {
-                    path: p(0)?,
+                    path,
                     mode,
-                    off: n(2)?,
-                    len: n(3)?,
+                    off,
+                    len,
                 }
             }
-            "copy" => {
-                arity(4)?;
-                WOp::Copy {
-                    from: p(0)?,
-                    to: p(1)?,
-                    off: n(2)?,
-                    len: small(3)?,
+            _ => {
+                self.arity(4)?;
+                let (from, to) = (self.path(0)?, self.path(1)?);
+                let (off, len) = (self.number(2)?, self.small(3)?);
+                WOp::Copy { from, to, off, len }
+            }
+        })
+    }
+
+    /// Operations that make or remove a name.
+    fn name_op(&self) -> Result<WOp, ParseError> {
+        Ok(match self.kind {
+            "link" => {
+                self.arity(2)?;
+                let (from, to) = (self.path(0)?, self.path(1)?);
+                WOp::Link { from, to }
+            }
+            "symlink" => {
+                self.arity(2)?;
+                let text = PathBuf::from(self.args[0]);
+                WOp::Symlink {
+                    text,
+                    path: self.path(1)?,
                 }
             }
-            "link" | "symlink" => {
-                arity(2)?;
-                if kind == "link" {
-                    WOp::Link {
-                        from: p(0)?,
-                        to: p(1)?,
-                    }
-                } else {
-                    WOp::Symlink {
-                        text: PathBuf::from(args[0]),
-                        path: p(1)?,
-                    }
-                }
+            "mkdir" => {
+                self.arity(2)?;
+                let (path, mode) = (self.path(0)?, self.octal(1)?);
+                WOp::Mkdir { path, mode }
             }
-            "unlink" | "rmdir" | "mkfifo" => {
-                arity(1)?;
-                let path = p(0)?;
+            kind => {
+                self.arity(1)?;
+                let path = self.path(0)?;
                 match kind {
                     "unlink" => WOp::Unlink { path },
                     "rmdir" => WOp::Rmdir { path },
                     _ => WOp::Mkfifo { path },
                 }
             }
-            "mkdir" | "chmod" => {
-                arity(2)?;
-                let (path, mode) = (p(0)?, octal(1)?);
-                if kind == "mkdir" {
-                    WOp::Mkdir { path, mode }
-                } else {
-                    WOp::Chmod { path, mode }
-                }
+        })
+    }
+
+    /// Operations on a name's attributes.
+    fn attribute_op(&self) -> Result<WOp, ParseError> {
+        Ok(match self.kind {
+            "chmod" => {
+                self.arity(2)?;
+                let (path, mode) = (self.path(0)?, self.octal(1)?);
+                WOp::Chmod { path, mode }
             }
             "chown" => {
-                arity(3)?;
-                WOp::Chown {
-                    path: p(0)?,
-                    uid: small(1)?,
-                    gid: small(2)?,
-                }
+                self.arity(3)?;
+                let (path, uid, gid) = (self.path(0)?, self.small(1)?, self.small(2)?);
+                WOp::Chown { path, uid, gid }
             }
             "utimes" => {
-                arity(3)?;
+                self.arity(3)?;
+                let sec =
+                    i64::try_from(self.number(1)?).map_err(|_| self.fail("seconds too large"))?;
+                let nsec = self.small(2)?.min(999_999_999);
                 WOp::Utimes {
-                    path: p(0)?,
-                    sec: i64::try_from(n(1)?).map_err(|_| fail("seconds too large"))?,
-                    nsec: small(2)?.min(999_999_999),
+                    path: self.path(0)?,
+                    sec,
+                    nsec,
                 }
             }
             "setxattr" => {
-                arity(3)?;
-                WOp::SetXattr {
-                    path: p(0)?,
-                    name: args[1].into(),
-                    value: small(2)?,
-                }
+                self.arity(3)?;
+                let (path, value) = (self.path(0)?, self.small(2)?);
+                let name = self.args[1].into();
+                WOp::SetXattr { path, name, value }
             }
-            "removexattr" => {
-                arity(2)?;
+            _ => {
+                self.arity(2)?;
+                let name = self.args[1].into();
                 WOp::RemoveXattr {
-                    path: p(0)?,
-                    name: args[1].into(),
+                    path: self.path(0)?,
+                    name,
                 }
             }
-            other => match RENAME_FLAGS.iter().find(|(n, _)| *n == other) {
-                Some(&(_, flags)) => {
-                    arity(2)?;
-                    WOp::Rename {
-                        from: p(0)?,
-                        to: p(1)?,
-                        flags,
-                    }
-                }
-                None => return Err(fail("unknown operation")),
-            },
+        })
+    }
+
+    /// The renames, by their flags' names, or no operation at all.
+    fn rename(&self) -> Result<WOp, ParseError> {
+        let Some(&(_, flags)) = RENAME_FLAGS.iter().find(|(n, _)| *n == self.kind) else {
+            return Err(self.fail("unknown operation"));
         };
-        Ok(op)
+        self.arity(2)?;
+        let (from, to) = (self.path(0)?, self.path(1)?);
+        Ok(WOp::Rename { from, to, flags })
     }
 }
 
