@@ -69,6 +69,10 @@ pub const FLAG_NOFOLLOW: u16 = 1 << 8;
 /// the file's times after it, and needs to know which file that was once later renames
 /// and exchanges have moved names about (see `Written` in the engine's resolver).
 pub const FLAG_REACHED_ID: u16 = 1 << 9;
+/// With [`FLAG_REACHED_ID`]: the name was a symlink when the reader looked, so the call
+/// changed the file the link leads to, and a later removal of the name removes the link,
+/// not that file (whose times are still due: see `Written` in the engine's resolver).
+pub const FLAG_REACHED_THROUGH_LINK: u16 = 1 << 10;
 /// The largest extended attribute value Linux stores (`XATTR_SIZE_MAX`).
 pub const XATTR_VALUE_MAX: u64 = 65536;
 /// The largest name list of a `Prune` (131,072 names of 255 bytes and a separator, the

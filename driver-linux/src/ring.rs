@@ -228,14 +228,19 @@ fn identify(ev: &mut Event) {
 /// after the call) is not taken for the file truncated (found by the replication fuzzer: a
 /// truncate through a symlink, its file exchanged 15 ms later, the times sent for it the
 /// other file's). The time of the look goes with it: a move of the name captured before
-/// then may have given the name another file already. A name gone by now is left
-/// unnoted. The operation keeps its name: it is applied by name on a replica.
+/// then may have given the name another file already. So does whether the name was a
+/// symlink: its removal later removes the link, and the file truncated through it lives on
+/// with its times due. A name gone by now is left unnoted. The operation keeps its name:
+/// it is applied by name on a replica.
 fn note_the_file_reached(ev: &mut Event) {
+    let through_link =
+        std::fs::symlink_metadata(&ev.path).is_ok_and(|m| m.file_type().is_symlink());
     if let Ok(m) = std::fs::metadata(&ev.path) {
         ev.reached = Some(Box::new(Reached {
             file: (user_dev_to_kernel(m.dev()), m.ino()),
             // Taken after the look: a move that completed while it ran counts as before.
             at_ns: crate::clock::monotonic_ns(),
+            through_link,
         }));
     }
 }

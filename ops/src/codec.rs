@@ -13,7 +13,10 @@ use std::path::PathBuf;
 
 use bytes::Bytes;
 
-use rill_abi::record::{FLAG_OBJECT_ID, FLAG_RANGE_ONLY, FLAG_REACHED_ID, FLAG_VALUES, OPEN_TRUNC};
+use rill_abi::record::{
+    FLAG_OBJECT_ID, FLAG_RANGE_ONLY, FLAG_REACHED_ID, FLAG_REACHED_THROUGH_LINK, FLAG_VALUES,
+    OPEN_TRUNC,
+};
 use rill_abi::{Kind, Record, RecordHeader, Section, SECTION_COUNT};
 
 use crate::decode::{to_event_in, PathCache};
@@ -71,6 +74,9 @@ pub fn encode_but_data(ev: &Event, out: &mut Vec<u8>) -> Result<Bytes, CodecErro
         }
         (None, Some(reached)) => {
             p.flags |= FLAG_REACHED_ID;
+            if reached.through_link {
+                p.flags |= FLAG_REACHED_THROUGH_LINK;
+            }
             p.args[3] = reached.at_ns;
             reached.file
         }
@@ -543,12 +549,12 @@ mod tests {
 
     proptest! {
         #[test]
-        fn every_operation_round_trips(op in op(), path in path(), pid: u32, ns: u64, object: Option<(u64, u64)>, reached: Option<((u64, u64), u64)>) {
+        fn every_operation_round_trips(op in op(), path in path(), pid: u32, ns: u64, object: Option<(u64, u64)>, reached: Option<((u64, u64), u64, bool)>) {
             // An operation on an open file names its file; only one by name says which
             // file the name reached.
             let reached = reached
                 .filter(|_| object.is_none())
-                .map(|(file, at_ns)| Box::new(Reached { file, at_ns }));
+                .map(|(file, at_ns, through_link)| Box::new(Reached { file, at_ns, through_link }));
             let ev = Event { seq: 0, ktime_ns: ns, pid, tid: pid, path, object, reached, op };
             let mut buf = Vec::new();
             encode(&ev, &mut buf).unwrap();

@@ -13,7 +13,7 @@ use rill_abi::{
     join_path,
     record::{
         FLAG_OBJECT_ID, FLAG_PARTIAL_MASK, FLAG_PATH_CACHED, FLAG_PATH_TRUNCATED, FLAG_REACHED_ID,
-        FLAG_VALUES, OPEN_TRUNC,
+        FLAG_REACHED_THROUGH_LINK, FLAG_VALUES, OPEN_TRUNC,
     },
     Kind, Record, RecordHeader, Section,
 };
@@ -289,6 +289,7 @@ fn reached(h: &RecordHeader) -> Option<Box<Reached>> {
         Box::new(Reached {
             file: (h.dev, h.ino),
             at_ns: h.args[3],
+            through_link: h.flags & FLAG_REACHED_THROUGH_LINK != 0,
         })
     })
 }

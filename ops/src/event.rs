@@ -43,6 +43,9 @@ pub struct Reached {
     /// CLOCK_MONOTONIC ns when the reader looked. A move of the name captured before then
     /// (after the call) may have given the name another file by the time it looked.
     pub at_ns: u64,
+    /// The name was a symlink when the reader looked: `file` is the file it leads to, and
+    /// the name holds only the link.
+    pub through_link: bool,
 }
 
 /// What happened, with the details of each kind.
@@ -310,6 +313,9 @@ impl Event {
         // Which file a call by name reached, as the reader found it (see `reached`).
         if let Some(r) = &self.reached {
             m.insert("reached_ino".into(), json!(r.file.1));
+            if r.through_link {
+                m.insert("reached_through_link".into(), json!(true));
+            }
         }
         let mut put = |k: &str, v: Value| {
             m.insert(k.into(), v);

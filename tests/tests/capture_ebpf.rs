@@ -74,8 +74,9 @@ fn write(p: impl AsRef<Path>, offset: u64, len: u64, inline: bool) -> Value {
 }
 
 /// Asserts that the truncates by name of `r` say they reached the file `file` (which the
-/// scenario keeps): the capture's reader notes which file such a call reached.
-fn assert_truncates_reached(r: &Run, file: &Path) {
+/// scenario keeps), through a symlink or not: the capture's reader notes which file such a
+/// call reached, and whether its name was a link.
+fn assert_truncates_reached(r: &Run, file: &Path, through_link: bool) {
     use std::os::unix::fs::MetadataExt;
     let ino = std::fs::metadata(file).map(|m| m.ino()).ok();
     let by_name: Vec<&Value> = r
@@ -89,6 +90,11 @@ fn assert_truncates_reached(r: &Run, file: &Path) {
     );
     for e in by_name {
         assert_eq!(e["reached_ino"].as_u64(), ino, "{e}");
+        assert_eq!(
+            e["reached_through_link"].as_bool().unwrap_or(false),
+            through_link,
+            "{e}"
+        );
     }
 }
 
@@ -164,7 +170,7 @@ fn truncate_ftruncate_fallocate() {
             op!("fallocate", t, mode = 1, offset = 8192, len = 4096),
         ]
     });
-    assert_truncates_reached(&r, &r.dir.path().join("t"));
+    assert_truncates_reached(&r, &r.dir.path().join("t"), false);
 }
 
 #[test]
@@ -309,7 +315,7 @@ fn owner_and_times_through_a_symlink_name_what_they_changed() {
             op!("truncate", s, size = 7),
         ]
     });
-    assert_truncates_reached(&r, &r.dir.path().join("t"));
+    assert_truncates_reached(&r, &r.dir.path().join("t"), true);
 }
 
 #[test]

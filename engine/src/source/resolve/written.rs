@@ -51,7 +51,7 @@ struct Entry {
     linked: bool,
     /// For an operation by name (`truncate(2)`, which follows a final symlink), the
     /// directory of the name it named: where a relative symlink it went through leads
-    /// from, wherever later renames take the link (see [`reached`]).
+    /// from, wherever later renames take the link (see [`reached_name`]).
     named_in: Option<PathBuf>,
     /// When (CLOCK_MONOTONIC ns) `object` was looked up, for an operation by name: by the
     /// capture's reader (see `Event::reached`) or on the source. See [`Written::moved`].
@@ -59,6 +59,10 @@ struct Entry {
     /// When (CLOCK_MONOTONIC ns) a checkpoint first found the name gone, or holding another
     /// file than `object`: see [`Written::take_due`].
     astray_since: Option<u64>,
+    /// The call by name went through a symlink at this name (the capture's reader saw a
+    /// link there, and `object` is the file it led to): the name holds only the link, so
+    /// its removal, or a `utimes` of it, leaves the file's times due.
+    through_link: bool,
 }
 
 impl Written {
@@ -105,12 +109,16 @@ impl Written {
         // times sent for it the other file's, read at a checkpoint before the exchange was
         // resolved). With the file known, that checkpoint waits for the exchange.
         let noted = reached.filter(|_| object.is_none());
+        // Whether the name still held the reader's link is only known when it could not
+        // be followed to the file's own name here.
+        let through_link = through_link.is_none() && noted.is_some_and(|r| r.through_link);
         if let Some(e) = self.by_name.get_mut(rel) {
             if object.is_some() {
                 e.object = object;
             } else if let (None, Some(r)) = (e.object, noted) {
                 e.object = Some(r.file);
                 e.looked_up = Some(r.at_ns);
+                e.through_link = through_link;
             }
             return;
         }
@@ -147,6 +155,7 @@ impl Written {
                 .then(|| rel.parent().map(Path::to_path_buf))
                 .flatten(),
             astray_since: None,
+            through_link,
         };
         self.keep(rel.to_path_buf(), entry);
     }
@@ -158,8 +167,13 @@ impl Written {
     }
 
     /// A `utimes` set the file's times after its writes: none are due for it any more.
+    /// One of a name a call went through as a symlink set the link's own times (one that
+    /// followed a link is named by the file it reached: see the capture's reader), and the
+    /// file's are still due.
     pub(super) fn times_set(&mut self, rel: &Path) {
-        self.by_name.remove(rel);
+        if self.by_name.get(rel).is_some_and(|e| !e.through_link) {
+            self.by_name.remove(rel);
+        }
     }
 
     /// `new` was made another name of the file `existing` names (a hard link). Both are
@@ -205,12 +219,14 @@ impl Written {
 
     /// `rel` was removed. The times due for a file that keeps another name are due under
     /// that name: one the stream showed, looked for even when the file did not seem
-    /// linked when written (its name was gone from the source by then).
+    /// linked when written (its name was gone from the source by then). A name a call went
+    /// through as a symlink held only the link: the file it changed lives on.
     pub(super) fn unlinked(&mut self, rel: &Path) {
         self.aliases.remove(rel);
         if let Some(Entry {
             object: Some(o),
             linked,
+            through_link,
             ..
         }) = self.by_name.remove(rel)
         {
@@ -223,14 +239,17 @@ impl Written {
                         named_in: None,
                         looked_up: None,
                         astray_since: None,
+                        through_link: false,
                     };
                     self.by_name.entry(other).or_insert(entry);
                 }
-                None if !linked => {}
+                None if !linked && !through_link => {}
                 // Its other names were made before the stream showed them (by a mirror,
                 // or before the job): dropped here, the times due for the file were lost,
                 // and the replica kept the times of its last write there (found by the
-                // replication fuzzer).
+                // replication fuzzer). Or the name held only a link to the file, and a
+                // mirror of the link's name removed it (found by the replication fuzzer: a
+                // truncate through a symlink, the link renamed, then remirrored).
                 None => self.lost_track(o),
             }
         }
@@ -319,6 +338,24 @@ impl Written {
                 Err(e) if gone(&e) => None,
                 Err(_) => continue,
             };
+            // A symlink's name: a call by name (`truncate(2)`) followed it and changed the
+            // file it leads to, whose times are due (see [`reached_name`]). Judged by the link's
+            // own identity, the file written was taken for astray, and once the link's name
+            // was removed the times were lost (found by the replication fuzzer).
+            let (name, m) = match m {
+                Some(m) if m.file_type().is_symlink() => {
+                    match reached_name(source, &rel, entry.named_in.as_deref()) {
+                        Some(inside) => {
+                            let m = std::fs::symlink_metadata(source.join(&inside)).ok();
+                            (inside, m)
+                        }
+                        // Leads nowhere, and no file to look for: nothing is due.
+                        None if entry.object.is_none() => continue,
+                        None => (rel.clone(), None),
+                    }
+                }
+                m => (rel.clone(), m),
+            };
             let astray = match (&m, entry.object) {
                 (None, _) => true,
                 (Some(m), Some(o)) => o != identity(m),
@@ -343,11 +380,7 @@ impl Written {
                 }
                 continue;
             };
-            if m.file_type().is_symlink() {
-                due.extend(reached(source, &rel, entry.named_in.as_deref()));
-                continue;
-            }
-            due.push((rel, times_of(&m)));
+            due.push((name, times_of(&m)));
         }
         due
     }
@@ -381,26 +414,18 @@ impl Written {
     }
 }
 
-/// The file a symlink `rel` leads to, beneath `source`, with its times. A size call by
-/// name (`truncate(2)`) follows a final symlink and changes the file it leads to; the
-/// capture names that file when the link can still be read as the call's ring record is
-/// read, and names the link when the name has moved on by then. The replica followed the
-/// same link (its times moved there), so the times due are that file's (found by the
-/// replication fuzzer: a link's times sent, its file keeping the replica's apply time).
+/// The name (beneath `source`) of the file the symlink `rel` leads to; `None` when `rel`
+/// is not a symlink, or leads nowhere or out of the source. A size call by name
+/// (`truncate(2)`) follows a final symlink and changes the file it leads to; the capture
+/// names that file when the link can still be read as the call's ring record is read, and
+/// names the link when the name has moved on by then. The replica followed the same link
+/// (its times moved there), so the times due are that file's (found by the replication
+/// fuzzer: a link's times sent, its file keeping the replica's apply time).
 ///
 /// A relative link leads from the directory of the name the call named (`named_in`),
 /// where the call followed it, not from wherever a rename sent since has moved the link:
 /// read from there, it led to another file or none, and the truncated file kept the
 /// replica's apply time (found by the replication fuzzer).
-fn reached(source: &Path, rel: &Path, named_in: Option<&Path>) -> Option<(PathBuf, FileTimes)> {
-    let inside = reached_name(source, rel, named_in)?;
-    let m = std::fs::symlink_metadata(source.join(&inside)).ok()?;
-    Some((inside, times_of(&m)))
-}
-
-/// The name (beneath `source`) of the file the symlink `rel` leads to, read from
-/// `named_in` for a relative link when given (see [`reached`]); `None` when `rel` is not
-/// a symlink, or leads nowhere or out of the source.
 fn reached_name(source: &Path, rel: &Path, named_in: Option<&Path>) -> Option<PathBuf> {
     let link = source.join(rel);
     let target = std::fs::read_link(&link).ok()?;
@@ -721,6 +746,7 @@ mod tests {
         let reached = Reached {
             file: truncated,
             at_ns: 10,
+            through_link: false,
         };
         w.wrote(src, Path::new("a"), None, Some(reached));
         crate::source::resolve::exchange_names(&src.join("a"), &src.join("b"));
@@ -756,5 +782,52 @@ mod tests {
         assert!(w.take_due(src, passed).is_empty());
         assert_eq!(w.take_homeless(src), [src.join("elsewhere")]);
         assert!(w.take_due(src, passed).is_empty(), "given up once");
+    }
+
+    /// A truncate through the symlink `l` to `a`, whose link was renamed to `m` before the
+    /// truncate was resolved (the source ahead of the stream): the capture's reader saw the
+    /// link and the file it led to.
+    fn truncated_through_a_moved_link(src: &Path) -> Written {
+        two_files(src);
+        std::os::unix::fs::symlink("a", src.join("l")).unwrap();
+        let reached = Reached {
+            file: object(&src.join("a")).unwrap(),
+            at_ns: 10,
+            through_link: true,
+        };
+        std::fs::rename(src.join("l"), src.join("m")).unwrap();
+        let mut w = Written::default();
+        w.wrote(src, Path::new("l"), None, Some(reached));
+        w.renamed(Path::new("l"), Path::new("m"), 20);
+        w
+    }
+
+    /// Once the stream has caught up with the link's move, the times due are those of the
+    /// file the link leads to, under that file's name (found by the replication fuzzer:
+    /// judged by the link's own identity, the file was taken for astray).
+    #[test]
+    fn a_file_truncated_through_a_link_since_moved_gets_its_times() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path();
+        let mut w = truncated_through_a_moved_link(src);
+        let due = w.take_due(src, 20);
+        assert_eq!(due.len(), 1, "{due:?}");
+        assert_eq!(due[0].0, PathBuf::from("a"));
+        assert_eq!(due[0].1.mtime.0, 1_000_000_000);
+    }
+
+    /// The link's own times set, then the link removed (a mirror of its name rebuilds it so):
+    /// the file it led to lives on, and is looked for to have its times sent (found by the
+    /// replication fuzzer: its times were dropped with the link's name, and the replica
+    /// kept the time it applied the truncate).
+    #[test]
+    fn a_link_truncated_through_removed_leaves_its_file_due() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path();
+        let mut w = truncated_through_a_moved_link(src);
+        w.times_set(Path::new("m"));
+        w.unlinked(Path::new("m"));
+        assert!(w.take_due(src, 20).is_empty());
+        assert_eq!(w.take_homeless(src), [src.join("a")]);
     }
 }
