@@ -36,6 +36,13 @@ impl Settings {
         }
     }
 
+    fn text(&self, id: Id) -> &str {
+        match self.value(id) {
+            Value::Name(n) => n.as_ref(),
+            other => unreachable!("{} holds {other:?}", name(id)),
+        }
+    }
+
     /// `QMemoryBufferMax`, in bytes.
     pub fn q_memory_buffer_max_bytes(&self) -> u64 {
         self.int(Id::QMemoryBufferMax) * MB
@@ -296,6 +303,42 @@ impl Settings {
     /// `ExtendedAttributes`: whether extended attributes are mirrored and replicated.
     pub fn extended_attributes(&self) -> bool {
         self.flag(Id::ExtendedAttributes)
+    }
+
+    /// `ChecksumAll`: whether verifications compare file data by block checksums.
+    pub fn checksum_all(&self) -> bool {
+        self.flag(Id::ChecksumAll)
+    }
+
+    /// `MaxChecksumBlocks`: block checksums asked of the target per verification request.
+    pub fn max_checksum_blocks(&self) -> u32 {
+        // The table caps it at 4096.
+        self.int(Id::MaxChecksumBlocks) as u32
+    }
+
+    /// `VerifyLogName`: the verification log's file name, in `LogDir`.
+    pub fn verify_log_name(&self) -> &str {
+        self.text(Id::VerifyLogName)
+    }
+
+    /// `VerifyLogAppend`: whether a verification appends to the log (else overwrites it).
+    pub fn verify_log_append(&self) -> bool {
+        self.flag(Id::VerifyLogAppend)
+    }
+
+    /// `VerifyLogLimit`, in bytes.
+    pub fn verify_log_limit_bytes(&self) -> u64 {
+        self.int(Id::VerifyLogLimit)
+    }
+
+    /// `VerifyRetryInterval` (minutes in the file); zero retries at once.
+    pub fn verify_retry_interval(&self) -> Duration {
+        Duration::from_secs(self.int(Id::VerifyRetryInterval) * 60)
+    }
+
+    /// `VerifyRetryLimit`: times a failed verification is retried; 0 never.
+    pub fn verify_retry_limit(&self) -> u64 {
+        self.int(Id::VerifyRetryLimit)
     }
 
     /// `TGCloseDelay`: how long the target keeps a file open (milliseconds in the file).

@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::path::Path;
 
-use super::table::{Kind, SettingDef, Value};
+use super::table::{Kind, SettingDef, Value, FILE_NAME_MAX};
 use super::{Result, SettingsError};
 
 impl SettingDef {
@@ -33,6 +33,9 @@ impl SettingDef {
             }
             Kind::Boolean => "0 or 1".into(),
             Kind::Path => "an absolute path".into(),
+            Kind::FileName => {
+                format!("a file name: 1 to {FILE_NAME_MAX} bytes, no '/', not \".\" or \"..\"")
+            }
             Kind::Enumeration(values) => or_list(
                 values
                     .iter()
@@ -74,6 +77,7 @@ impl SettingDef {
             }
             Kind::Boolean => "0 or 1".into(),
             Kind::Path => "an absolute path, in quotes".into(),
+            Kind::FileName => format!("{}, in quotes", self.allowed()),
             Kind::List { .. } => format!("a list: {}", self.allowed()),
         }
     }
@@ -83,6 +87,7 @@ impl SettingDef {
     pub fn parse(&self, text: &str) -> Result<Value> {
         match self.kind {
             Kind::Path => self.check_path(text),
+            Kind::FileName => self.check_file_name(text),
             // The form the settings file shows, so a value copied from it is accepted.
             Kind::List { .. } if text.trim_start().starts_with('[') => {
                 match toml::from_str::<toml::Table>(&format!("v = {text}")) {
@@ -122,6 +127,7 @@ impl SettingDef {
         use toml::Value as T;
         match (self.kind, v) {
             (Kind::Path, T::String(s)) => self.check_path(s),
+            (Kind::FileName, T::String(s)) => self.check_file_name(s),
             (Kind::Boolean, T::Integer(0) | T::Boolean(false)) => Ok(Value::Bool(false)),
             (Kind::Boolean, T::Integer(1) | T::Boolean(true)) => Ok(Value::Bool(true)),
             (
@@ -159,7 +165,7 @@ impl SettingDef {
                 (n == 0 && zero.is_some()) || (i128::from(min)..=i128::from(max)).contains(&n)
             }
             Kind::Enumeration(values) => values.iter().any(|(v, _)| i128::from(*v) == n),
-            Kind::Boolean | Kind::Path | Kind::List { .. } => false,
+            Kind::Boolean | Kind::Path | Kind::FileName | Kind::List { .. } => false,
         };
         if ok {
             // In range, so 0 <= n <= u32::MAX.
@@ -191,6 +197,35 @@ impl SettingDef {
                 why,
             }),
             None => Ok(Value::Path(Cow::Owned(text.into()))),
+        }
+    }
+
+    /// A plain file name: one component, so the file stays in the directory it is meant
+    /// for.
+    fn check_file_name(&self, text: &str) -> Result<Value> {
+        let why = if text.is_empty() {
+            Some("it is empty".to_string())
+        } else if text.contains('/') {
+            Some("it contains a '/' (a name, not a path)".into())
+        } else if text.contains('\0') {
+            Some("it contains a NUL character".into())
+        } else if text == "." || text == ".." {
+            Some("it names a directory".into())
+        } else if text.trim() != text {
+            Some("it begins or ends with white space".into())
+        } else if text.len() > FILE_NAME_MAX {
+            Some(format!("it is longer than {FILE_NAME_MAX} bytes"))
+        } else {
+            None
+        };
+        match why {
+            Some(why) => Err(SettingsError::BadName {
+                name: self.name.into(),
+                value: text.into(),
+                why,
+                allowed: self.allowed(),
+            }),
+            None => Ok(Value::Name(Cow::Owned(text.into()))),
         }
     }
 

@@ -96,6 +96,13 @@ pub enum SettingsError {
         value: String,
         why: String,
     },
+    #[error("{name} = {value:?} is not a valid file name: {why}; allowed {allowed}")]
+    BadName {
+        name: String,
+        value: String,
+        why: String,
+        allowed: String,
+    },
     #[error("{}: not a valid TOML file: {detail}", path.display())]
     Parse { path: PathBuf, detail: String },
     #[error("{}: {source}", path.display())]

@@ -8,6 +8,9 @@ use std::fmt;
 /// "dependent on the disk space", this is the largest value accepted.
 const DWORD_MAX: u64 = u32::MAX as u64;
 
+/// The longest file name Linux file systems take (`NAME_MAX`).
+pub const FILE_NAME_MAX: usize = 255;
+
 /// The guide's ports: "1025 - 65535" (the privileged ports are refused).
 const PORT: Kind = int(1025, 65_535);
 
@@ -27,6 +30,10 @@ pub enum Kind {
     Boolean,
     /// An absolute path to a directory.
     Path,
+    /// A plain file name (no slash, not `.` or `..`, at most [`FILE_NAME_MAX`] bytes),
+    /// for a file rill keeps in a directory another setting names (`VerifyLogName` in
+    /// `LogDir`).
+    FileName,
     /// One of the listed integers, each with its meaning.
     Enumeration(&'static [(u64, &'static str)]),
     /// Up to `max_items` short words such as file extensions, each 1 to `max_len`
@@ -55,6 +62,8 @@ pub enum Value {
     Bool(bool),
     /// An absolute path (TOML strings are UTF-8, so paths are too).
     Path(Cow<'static, str>),
+    /// A plain file name.
+    Name(Cow<'static, str>),
     /// The words of a list, in lower case, in the order given.
     List(Cow<'static, [Cow<'static, str>]>),
 }
@@ -67,7 +76,7 @@ impl fmt::Display for Value {
             Value::Int(n) => write!(f, "{n}"),
             Value::Unlimited => f.write_str("unlimited"),
             Value::Bool(b) => f.write_str(if *b { "1" } else { "0" }),
-            Value::Path(p) => f.write_str(p),
+            Value::Path(p) | Value::Name(p) => f.write_str(p),
             Value::List(items) => f.write_str(&items.join(".")),
         }
     }
@@ -79,7 +88,7 @@ impl Value {
     pub(super) fn to_toml(&self) -> String {
         match self {
             Value::Unlimited => "\"unlimited\"".into(),
-            Value::Path(p) => toml::Value::String(p.to_string()).to_string(),
+            Value::Path(p) | Value::Name(p) => toml::Value::String(p.to_string()).to_string(),
             Value::List(items) => toml::Value::Array(
                 items
                     .iter()
@@ -465,6 +474,66 @@ settings_table! {
         default: Value::Bool(false),
         restart: false,
         help: "mirror and replicate extended attributes",
+    }
+    // Verification. The Linux section's names, defaults and restart rules. ChecksumAll
+    // also speaks of mirrors and restores there; rill's mirror sends every file whole, so
+    // only verifications read it.
+    ChecksumAll {
+        kind: Kind::Boolean,
+        unit: "",
+        default: Value::Bool(true),
+        restart: false,
+        help: "compare file data by block checksums in verifications (0: attributes only)",
+    }
+    // "any integer", default 32. The target reads and hashes every block a request asks
+    // for while its applier waits (the request is answered in the stream's order), so the
+    // upper bound keeps one request to 256 MiB of reading (4096 blocks of 64 KiB).
+    MaxChecksumBlocks {
+        kind: int(1, 4096),
+        unit: "blocks",
+        default: Value::Int(32),
+        restart: false,
+        help: "block checksums asked of the target per verification request (blocks of 64 KiB)",
+    }
+    // The guide's default name; the file is written in LogDir.
+    VerifyLogName {
+        kind: Kind::FileName,
+        unit: "",
+        default: Value::Name(Cow::Borrowed("DTVerify.log")),
+        restart: false,
+        help: "name of the verification log, in LogDir",
+    }
+    VerifyLogAppend {
+        kind: Kind::Boolean,
+        unit: "",
+        default: Value::Bool(true),
+        restart: false,
+        help: "append to the verification log (0: each verification overwrites it)",
+    }
+    // "up to 4 GB", default 1048576: capped at a 32-bit value. Below 4 KiB a log would not
+    // hold one verification's summary and a few differences.
+    VerifyLogLimit {
+        kind: int(4096, DWORD_MAX),
+        unit: "bytes",
+        default: Value::Int(1_048_576),
+        restart: false,
+        help: "largest size, in bytes, of the verification log; past it lines are dropped",
+    }
+    // "any valid number" of minutes, default 3; 0 retries at once, a week at most.
+    VerifyRetryInterval {
+        kind: Kind::Integer { min: 1, max: 10_080, zero: Some("retry at once"), unlimited: false },
+        unit: "minutes",
+        default: Value::Int(3),
+        restart: false,
+        help: "time, in minutes, after a verification fails before it is retried",
+    }
+    // "any valid number", default 5; 0 never retries.
+    VerifyRetryLimit {
+        kind: Kind::Integer { min: 1, max: DWORD_MAX, zero: Some("never retry"), unlimited: false },
+        unit: "retries",
+        default: Value::Int(5),
+        restart: false,
+        help: "times a failed verification is retried before it stops",
     }
     // Target.
     TGCloseDelay {

@@ -71,6 +71,16 @@ fn defaults_are_valid() {
     assert!(d.use_change_journal());
     assert_eq!(d.data_path(), Path::new("/var/lib/rill"));
     assert_eq!(d.log_dir(), Path::new("/var/log/rill"));
+    assert!(d.checksum_all());
+    assert_eq!(d.max_checksum_blocks(), 32);
+    assert_eq!(d.verify_log_name(), "DTVerify.log");
+    assert!(d.verify_log_append());
+    assert_eq!(d.verify_log_limit_bytes(), 1_048_576);
+    assert_eq!(
+        d.verify_retry_interval(),
+        std::time::Duration::from_secs(180)
+    );
+    assert_eq!(d.verify_retry_limit(), 5);
 }
 
 #[test]
@@ -79,7 +89,7 @@ fn the_table_has_the_settings_the_engine_uses_once_each() {
     names.sort_unstable();
     names.dedup();
     assert_eq!(names.len(), SETTINGS.len(), "a name appears twice");
-    assert_eq!(SETTINGS.len(), 43);
+    assert_eq!(SETTINGS.len(), 50);
     for def in SETTINGS {
         assert!(!def.help.is_empty(), "{}", def.name);
         let needs_unit = matches!(def.kind, Kind::Integer { .. });
@@ -125,7 +135,7 @@ fn every_number_is_refused_below_its_minimum_and_above_its_maximum() {
                 let max = values.iter().map(|v| v.0).max().unwrap();
                 (vec![-1], i128::from(max) + 1)
             }
-            Kind::Boolean | Kind::Path | Kind::List { .. } => continue,
+            Kind::Boolean | Kind::Path | Kind::FileName | Kind::List { .. } => continue,
         };
         for v in low.into_iter().chain([high]) {
             let text = v.to_string();
@@ -136,7 +146,7 @@ fn every_number_is_refused_below_its_minimum_and_above_its_maximum() {
         }
         tested += 1;
     }
-    assert_eq!(tested, 28);
+    assert_eq!(tested, 32);
 }
 
 #[test]
@@ -145,7 +155,7 @@ fn every_setting_refuses_a_value_of_the_wrong_type() {
         let bad: &[&str] = match def.kind {
             Kind::Integer { .. } | Kind::Enumeration(_) => &["\"12\"", "1.5", "true", "[1]"],
             Kind::Boolean => &["2", "\"yes\"", "-1"],
-            Kind::Path => &["5", "true", "[\"/a\"]"],
+            Kind::Path | Kind::FileName => &["5", "true", "[\"/a\"]"],
             Kind::List { .. } => &["5", "true", "1.5", "[1]", "[\"mp3\", 2]"],
         };
         for v in bad {
@@ -155,7 +165,7 @@ fn every_setting_refuses_a_value_of_the_wrong_type() {
             assert!(msg.starts_with(&format!("{} = {v} ", def.name)), "{msg}");
         }
         // (A path or a list may be any word.)
-        if !matches!(def.kind, Kind::Path | Kind::List { .. }) {
+        if !matches!(def.kind, Kind::Path | Kind::FileName | Kind::List { .. }) {
             let e = Settings::default().set(def.name, "lots").unwrap_err();
             assert_wrong_type(&e, def.name);
         }
@@ -167,6 +177,45 @@ fn every_setting_refuses_a_value_of_the_wrong_type() {
     assert_eq!(
         err("QJournalDir = 5").to_string(),
         "QJournalDir = 5 has the wrong type: expected an absolute path, in quotes"
+    );
+}
+
+/// A file name is one component: a slash, `.`, `..`, an empty or overlong name are
+/// refused with what is allowed, from the file and from `set` alike.
+#[test]
+fn file_names_are_single_components() {
+    let long = "a".repeat(256);
+    let mut tested = 0;
+    for def in SETTINGS.iter().filter(|d| d.kind == Kind::FileName) {
+        for bad in ["", "/tmp/x.log", "a/b", ".", "..", " x.log", long.as_str()] {
+            match Settings::default().set(def.name, bad) {
+                Err(SettingsError::BadName {
+                    name,
+                    value,
+                    why,
+                    allowed,
+                }) => {
+                    assert_eq!((name.as_str(), value.as_str()), (def.name, bad));
+                    assert!(!why.is_empty() && allowed.contains("no '/'"), "{allowed}");
+                }
+                other => panic!("{} = {bad:?}: {other:?}", def.name),
+            }
+            let text = format!("{} = {}", def.name, toml::Value::String(bad.into()));
+            assert!(
+                matches!(err(&text), SettingsError::BadName { .. }),
+                "{text}"
+            );
+        }
+        let mut s = Settings::default();
+        s.set(def.name, "verify-nightly.log").unwrap();
+        assert_eq!(s.get(def.name).unwrap(), "verify-nightly.log");
+        tested += 1;
+    }
+    assert_eq!(tested, 1);
+    assert_eq!(
+        err("VerifyLogName = \"a/b\"").to_string(),
+        "VerifyLogName = \"a/b\" is not a valid file name: it contains a '/' (a name, not a \
+         path); allowed a file name: 1 to 255 bytes, no '/', not \".\" or \"..\""
     );
 }
 
@@ -399,6 +448,13 @@ fn non_default() -> Settings {
         ("EnableSparseFileMirroring", "0"),
         ("DisableAttributeReplication", "1"),
         ("ExtendedAttributes", "1"),
+        ("ChecksumAll", "0"),
+        ("MaxChecksumBlocks", "4096"),
+        ("VerifyLogName", "nightly verify.log"),
+        ("VerifyLogAppend", "0"),
+        ("VerifyLogLimit", "4096"),
+        ("VerifyRetryInterval", "0"),
+        ("VerifyRetryLimit", "0"),
         ("TGCloseDelay", "0"),
         ("TGMirrorCapacityHigh", "75"),
         ("TGMirrorCapacityLow", "30"),
