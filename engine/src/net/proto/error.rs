@@ -58,6 +58,13 @@ pub enum ProtoError {
         len: usize,
         max: usize,
     },
+    #[error("{kind} field `{field}` counts {count}; at most {max} are allowed")]
+    TooMany {
+        kind: Kind,
+        field: &'static str,
+        count: usize,
+        max: usize,
+    },
     #[error("{kind} field `{field}` is not UTF-8 (invalid byte at offset {valid_up_to})")]
     NotUtf8 {
         kind: Kind,

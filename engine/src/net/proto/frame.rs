@@ -19,6 +19,7 @@ use std::fmt;
 
 use bytes::Bytes;
 
+use super::verify::{Ask, Inspected};
 use super::{payload, ProtoError};
 
 /// First four bytes of every frame; lets a receiver tell a rill peer from anything else
@@ -75,10 +76,12 @@ pub enum Kind {
     Pause = 9,
     Resume = 10,
     TargetStats = 11,
+    Verify = 12,
+    Verified = 13,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 13] = [
         Kind::Hello,
         Kind::Welcome,
         Kind::Refused,
@@ -90,6 +93,8 @@ impl Kind {
         Kind::Pause,
         Kind::Resume,
         Kind::TargetStats,
+        Kind::Verify,
+        Kind::Verified,
     ];
 
     pub fn from_u8(v: u8) -> Option<Kind> {
@@ -109,6 +114,8 @@ impl Kind {
             Kind::Pause => "Pause",
             Kind::Resume => "Resume",
             Kind::TargetStats => "TargetStats",
+            Kind::Verify => "Verify",
+            Kind::Verified => "Verified",
         }
     }
 
@@ -274,6 +281,17 @@ pub enum Frame {
         bytes_in_disk_queue: u64,
         data_state: u8,
     },
+    /// Source -> target: what the replica holds under some names, answered once every
+    /// operation sent before it is applied (see `verify`). Not numbered: not resent.
+    Verify {
+        id: u64,
+        asks: Vec<Ask>,
+    },
+    /// Target -> source: the answer to `Verify` `id`, one entry per name asked, in order.
+    Verified {
+        id: u64,
+        found: Vec<Inspected>,
+    },
 }
 
 /// How the encoder writes a frame: whether an Op body is compressed (decided per op by
@@ -323,6 +341,8 @@ impl Frame {
             Frame::Pause => Kind::Pause,
             Frame::Resume => Kind::Resume,
             Frame::TargetStats { .. } => Kind::TargetStats,
+            Frame::Verify { .. } => Kind::Verify,
+            Frame::Verified { .. } => Kind::Verified,
         }
     }
 

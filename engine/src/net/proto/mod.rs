@@ -32,6 +32,7 @@ mod frame;
 mod io;
 mod payload;
 mod seq;
+pub mod verify;
 mod wire;
 
 #[cfg(test)]

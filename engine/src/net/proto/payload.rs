@@ -13,6 +13,7 @@
 //! KeepAlive, Pause, Resume: empty
 //! TargetStats  ops_received, ops_remaining, retries, ops_dropped, bytes_in_queue,
 //!              bytes_in_disk_queue: u64 each; data_state u8
+//! Verify, Verified: see `verify`
 //! ```
 //!
 //! Every payload must be consumed exactly: trailing bytes are an error, so each frame has
@@ -23,6 +24,7 @@ use bytes::Bytes;
 
 use super::compression;
 use super::frame::{Frame, Kind, Marker, Stream, FLAG_ZSTD, MAX_PATH, MAX_STRING};
+use super::verify;
 use super::wire::{Reader, Writer};
 use super::ProtoError;
 
@@ -91,6 +93,8 @@ pub(super) fn encode_fields(frame: &Frame, out: &mut Vec<u8>) -> Result<(), Prot
             }
             w.u8(*data_state);
         }
+        Frame::Verify { id, asks } => verify::encode_asks(*id, asks, &mut w)?,
+        Frame::Verified { id, found } => verify::encode_found(*id, found, &mut w)?,
     }
     Ok(())
 }
@@ -197,6 +201,14 @@ pub(super) fn decode(
             bytes_in_disk_queue: r.u64("bytes_in_disk_queue")?,
             data_state: r.u8("data_state")?,
         },
+        Kind::Verify => {
+            let (id, asks) = verify::decode_asks(&mut r)?;
+            Frame::Verify { id, asks }
+        }
+        Kind::Verified => {
+            let (id, found) = verify::decode_found(&mut r)?;
+            Frame::Verified { id, found }
+        }
     };
     r.finish()?;
     Ok(frame)

@@ -75,6 +75,24 @@ impl<'a> Reader<'a> {
     /// and against the bytes left before anything is copied.
     pub(super) fn string(&mut self, field: &'static str, max: usize) -> Result<String, ProtoError> {
         let len = usize::from(self.u16(field)?);
+        let bytes = self.take(field, len, max)?;
+        match std::str::from_utf8(bytes) {
+            Ok(s) => Ok(s.to_owned()),
+            Err(e) => Err(ProtoError::NotUtf8 {
+                kind: self.kind,
+                field,
+                valid_up_to: e.valid_up_to(),
+            }),
+        }
+    }
+
+    /// The next `len` bytes, once `len` is checked against `max` and the bytes left.
+    fn take(
+        &mut self,
+        field: &'static str,
+        len: usize,
+        max: usize,
+    ) -> Result<&'a [u8], ProtoError> {
         if len > max {
             return Err(ProtoError::StringTooLong {
                 kind: self.kind,
@@ -88,14 +106,18 @@ impl<'a> Reader<'a> {
         }
         let (bytes, rest) = self.buf.split_at(len);
         self.buf = rest;
-        match std::str::from_utf8(bytes) {
-            Ok(s) => Ok(s.to_owned()),
-            Err(e) => Err(ProtoError::NotUtf8 {
-                kind: self.kind,
-                field,
-                valid_up_to: e.valid_up_to(),
-            }),
-        }
+        Ok(bytes)
+    }
+
+    /// A u32 length, then that many bytes; the length is checked against `max` and
+    /// against the bytes left before anything is copied.
+    pub(super) fn bytes(&mut self, field: &'static str, max: usize) -> Result<Vec<u8>, ProtoError> {
+        let len = self.u32(field)? as usize;
+        Ok(self.take(field, len, max)?.to_vec())
+    }
+
+    pub(super) fn kind(&self) -> Kind {
+        self.kind
     }
 
     /// Everything not yet read: a body that runs to the end of the payload.
@@ -146,6 +168,31 @@ impl<'a> Writer<'a> {
 
     pub(super) fn bool(&mut self, v: bool) {
         self.out.push(u8::from(v));
+    }
+
+    pub(super) fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// A u32 length, then the bytes, checked against the cap the decoder applies.
+    pub(super) fn bytes(
+        &mut self,
+        field: &'static str,
+        b: &[u8],
+        max: usize,
+    ) -> Result<(), ProtoError> {
+        if b.len() > max {
+            return Err(ProtoError::StringTooLong {
+                kind: self.kind,
+                field,
+                len: b.len(),
+                max,
+            });
+        }
+        // max is far below u32::MAX.
+        self.u32(b.len() as u32);
+        self.out.extend_from_slice(b);
+        Ok(())
     }
 
     pub(super) fn string(

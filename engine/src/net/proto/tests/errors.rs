@@ -45,10 +45,10 @@ fn unknown_versions_are_refused_naming_the_supported_ones() {
 
 #[test]
 fn unknown_kinds_are_refused_naming_the_known_ones() {
-    for k in [0u8, 12, 255] {
+    for k in [0u8, 14, 255] {
         let e = err(&raw(VERSION, k, 0, &[], None));
         assert!(matches!(e, ProtoError::UnknownKind { found } if found == k));
-        says(&e, &[&format!("kind {k}"), "1 (Hello)", "11 (TargetStats)"]);
+        says(&e, &[&format!("kind {k}"), "1 (Hello)", "13 (Verified)"]);
     }
 }
 

@@ -268,11 +268,11 @@ fn seq_is_exposed_for_ops_and_markers_only() {
 }
 
 #[test]
-fn kinds_are_numbered_one_to_eleven() {
+fn kinds_are_numbered_one_to_thirteen() {
     for (i, kind) in Kind::ALL.iter().enumerate() {
         assert_eq!(*kind as usize, i + 1);
         assert_eq!(Kind::from_u8(*kind as u8), Some(*kind));
     }
     assert_eq!(Kind::from_u8(0), None);
-    assert_eq!(Kind::from_u8(12), None);
+    assert_eq!(Kind::from_u8(14), None);
 }

@@ -7,6 +7,7 @@ mod io;
 mod kinds;
 mod seeds;
 mod seq;
+mod verify;
 
 use proptest::prelude::*;
 
@@ -109,6 +110,8 @@ pub(super) fn samples() -> Vec<Frame> {
             bytes_in_disk_queue: u64::MAX,
             data_state: 2,
         },
+        verify::sample_ask(),
+        verify::sample_answer(),
     ]
 }
 
@@ -174,5 +177,7 @@ pub(super) fn frame() -> impl Strategy<Value = Frame> {
             bytes_in_disk_queue: v[5],
             data_state,
         }),
+        verify::asks(),
+        verify::answers(),
     ]
 }
