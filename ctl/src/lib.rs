@@ -77,6 +77,19 @@ pub enum Command {
     /// The peers this host trusts (by certificate fingerprint).
     #[command(subcommand)]
     Trust(TrustCommand),
+    /// Compare a running job's replica with its source while replication goes on: what
+    /// differs goes to the verification log (VerifyLogName in LogDir); `rillctl status`
+    /// shows the progress and the result.
+    Verify {
+        #[arg(value_parser = parse_name)]
+        name: String,
+        /// Send what differs to the target again (through the job's remirror).
+        #[arg(long)]
+        remirror: bool,
+        /// Compare file data by block checksums even with ChecksumAll = 0.
+        #[arg(long)]
+        checksums: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -252,6 +265,15 @@ fn execute(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
         Command::Trust(TrustCommand::Remove { name }) => {
             Request::TrustRemove { name: name.clone() }
         }
+        Command::Verify {
+            name,
+            remirror,
+            checksums,
+        } => Request::Verify {
+            name: name.clone(),
+            remirror: *remirror,
+            checksums: *checksums,
+        },
     };
     let mut client = connect(&cli)?;
     match &cli.command {

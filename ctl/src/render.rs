@@ -6,6 +6,7 @@
 
 use rill_mgmt::{
     JobInfo, JobStatus, MirrorStatus, SettingRow, StatusReport, TargetStatus, TrustedPeer,
+    VerifyStatus,
 };
 
 /// Width of the mirror progress bar, in characters between the brackets.
@@ -206,12 +207,35 @@ fn job_block(j: &JobStatus) -> String {
             ),
         ));
     }
+    if let Some(v) = &j.verification {
+        lines.push(("verification", verification(v)));
+    }
     let width = lines.iter().map(|(l, _)| l.len()).max().unwrap_or(0);
     let mut out = format!("Job {}  {}\n", j.name, j.state);
     for (label, value) in lines {
         out.push_str(&format!("  {label:<width$}  {value}\n"));
     }
     out
+}
+
+/// A verification's line: its state and ID, then what it found so far.
+fn verification(v: &VerifyStatus) -> String {
+    format!(
+        "{} (ID {}): {} files ({}) equal, {} different, {} missing, {} extra, {} changed \
+         while verified{}",
+        v.state,
+        v.id,
+        count(v.files_verified),
+        bytes(v.bytes_verified),
+        count(v.differing),
+        count(v.missing),
+        count(v.extra),
+        count(v.changed),
+        match v.remirrored {
+            0 => String::new(),
+            n => format!("; {} remirrored", count(n)),
+        }
+    )
 }
 
 fn target_block(t: &TargetStatus) -> String {

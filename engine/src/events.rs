@@ -51,6 +51,12 @@ pub const BAD_MESSAGE: u32 = 4071;
 /// An orphan removed from a replica (one event each, with `LogAllOrphans`): the guide's
 /// "completed a delete orphans task".
 pub const ORPHAN_REMOVED: u32 = 4052;
+/// A verification task started, paused, resumed, stopped, completed (all Information).
+pub const VERIFY_STARTED: u32 = 4058;
+pub const VERIFY_PAUSED: u32 = 4059;
+pub const VERIFY_RESUMED: u32 = 4060;
+pub const VERIFY_STOPPED: u32 = 4061;
+pub const VERIFY_COMPLETED: u32 = 4062;
 /// Orphans that could not be removed from a replica.
 pub const ORPHANS_NOT_REMOVED: u32 = 4409;
 /// A source logged in to this target. The guide has no login event (only the error codes

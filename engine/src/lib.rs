@@ -38,6 +38,8 @@ pub mod storage;
 /// The engine's raw system calls behind safe functions: the one place its `unsafe` lives.
 #[allow(unsafe_code)]
 pub(crate) mod sys;
+/// Verification: comparing the replica with the source while replication goes on.
+pub mod verify;
 /// Replication sets live in `rill-ops`, beside the name rules they produce, so a job's
 /// specification can be checked without the engine (`rill-mgmt`).
 pub use rill_ops::repset;

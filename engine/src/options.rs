@@ -126,3 +126,29 @@ pub(crate) fn link_config(
         log,
     })
 }
+
+/// A verification's options: the settings (`ChecksumAll`, `MaxChecksumBlocks`, the
+/// `Verify*` settings, `LogDir`), and what the command asked for on top.
+pub(crate) fn verify_options(
+    settings: &Settings,
+    checksums: bool,
+    remirror: bool,
+) -> crate::verify::run::VerifyOptions {
+    crate::verify::run::VerifyOptions {
+        checksums: checksums || settings.checksum_all(),
+        remirror,
+        max_blocks: settings.max_checksum_blocks(),
+        compared: crate::verify::Compared {
+            owner_and_mode: !settings.disable_attribute_replication(),
+            xattrs: settings.extended_attributes(),
+        },
+        retry_interval: settings.verify_retry_interval(),
+        retry_limit: settings.verify_retry_limit(),
+        log_path: settings.log_dir().join(settings.verify_log_name()),
+        log_append: settings.verify_log_append(),
+        log_limit: settings.verify_log_limit_bytes(),
+        // Long enough for the stream ahead of the request to drain at a slow link's
+        // pace, and for a reconnect: past it the request counts as failed and is retried.
+        answer_timeout: settings.network_timeout() * 2,
+    }
+}

@@ -49,6 +49,17 @@ pub enum Request {
     TrustList,
     /// Stop trusting the peer `name`.
     TrustRemove { name: String },
+    /// Verify the replica of the running job `name` against its source; `checksums`
+    /// compares file data too (as `ChecksumAll = 1` does), `remirror` sends what
+    /// differs. Answered with `Done` once the verification started; its progress and
+    /// result are in the job's status (`verification`).
+    Verify {
+        name: String,
+        #[serde(default)]
+        remirror: bool,
+        #[serde(default)]
+        checksums: bool,
+    },
 }
 
 /// What to do with a job.
@@ -342,6 +353,34 @@ pub struct JobStatus {
     /// succeeds; `None` while connected or before the first attempt failed.
     #[serde(rename = "conError", default)]
     pub con_error: Option<ConError>,
+    /// The job's running verification, or its last result since the job started; `None`
+    /// when none ran.
+    #[serde(default)]
+    pub verification: Option<VerifyStatus>,
+}
+
+/// A verification's progress, or its result once it ended.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyStatus {
+    /// `running`, `paused` (waiting to retry after a failure), `completed` or `stopped`.
+    pub state: String,
+    /// The verification's ID (events 4058 to 4062 name it).
+    pub id: u64,
+    /// Names compared and found equal, and the bytes of data they hold.
+    #[serde(rename = "filesVerified")]
+    pub files_verified: u64,
+    #[serde(rename = "bytesVerified")]
+    pub bytes_verified: u64,
+    /// Names whose replica differs (not counting missing ones).
+    pub differing: u64,
+    /// Names the source holds and the replica does not.
+    pub missing: u64,
+    /// Names only the replica holds.
+    pub extra: u64,
+    /// Names that kept changing while they were looked at: not compared.
+    pub changed: u64,
+    /// Names handed to the job's remirror (`--remirror`).
+    pub remirrored: u64,
 }
 
 guide_words! {

@@ -43,6 +43,11 @@ impl Daemon {
                 Response::Jobs(self.store.list()?.into_iter().map(JobInfo::from).collect())
             }
             Request::Job { name, action } => self.job_action(&name, action)?,
+            Request::Verify {
+                name,
+                remirror,
+                checksums,
+            } => self.verify(&name, remirror, checksums)?,
             Request::Status { name } => Response::Status(self.status(name.as_deref())?),
             Request::SettingsList => Response::Settings(
                 self.settings()

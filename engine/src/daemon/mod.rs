@@ -10,6 +10,7 @@
 
 mod control;
 mod status;
+mod verify;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -38,6 +39,11 @@ struct Runner {
     /// Its destination's status, which the job's thread sends through.
     destination: StatusHandle,
     thread: Option<std::thread::JoinHandle<Result<()>>>,
+    /// The job's verification running or last run, and the thread running it.
+    verification: Option<verify::Verification>,
+    /// The job's replication set, for a verification's walk.
+    set: crate::repset::ReplicationSet,
+    source: PathBuf,
 }
 
 /// The daemon's state, shared by the API and the housekeeping task.
@@ -266,12 +272,14 @@ impl Daemon {
         // Operations are resolved here on the source, once, before the link sees them.
         let resolve = options::resolve_options(&settings);
         let mut outbox = Outbox::new(&source, resolve, Box::new(destination));
-        let rules = job
+        let rules: Vec<(String, bool)> = job
             .spec
             .rules
             .iter()
             .map(|r| (r.pattern.clone(), r.include))
             .collect();
+        let set = job::replication_set(&source, &rules)?;
+        let verify_source = source.clone();
         let run = job::SourceJob {
             source,
             target: job.spec.target.clone(),
@@ -298,6 +306,9 @@ impl Daemon {
                     control,
                     destination: status,
                     thread: Some(thread),
+                    verification: None,
+                    set,
+                    source: verify_source,
                 },
             );
         }
@@ -309,6 +320,9 @@ impl Daemon {
         let runner = self.runners.lock().ok().and_then(|mut r| r.remove(name));
         if let Some(mut runner) = runner {
             runner.control.stop.store(true, Ordering::Relaxed);
+            if let Some(v) = runner.verification.take() {
+                v.stop();
+            }
             if let Some(t) = runner.thread.take() {
                 match t.join() {
                     Ok(Ok(())) => {}
@@ -347,4 +361,13 @@ impl Daemon {
             }
         }
     }
+}
+
+/// A verification's ID (events 4058 to 4062 name it): the wall clock's seconds at its
+/// start, made unique within this process, so IDs do not repeat across restarts either.
+fn next_verification_id() -> u64 {
+    static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let now = crate::clock::wall_secs();
+    LAST.fetch_max(now, Ordering::Relaxed);
+    LAST.fetch_add(1, Ordering::Relaxed) + 1
 }

@@ -177,6 +177,7 @@ fn job_status(job: &StoredJob, runner: Option<&Runner>, driver: f64) -> JobStatu
         s.target_data_state = DataState::Unknown;
         return s;
     };
+    s.verification = r.verification.as_ref().map(|v| v.progress.snapshot());
     let (d, c) = (r.destination.read(), &r.control);
     let paused = c.paused.load(Ordering::Relaxed);
     let link = d.connection;

@@ -31,6 +31,7 @@ use super::syncer::{Point, Syncer};
 use super::unsettled::Unsettled;
 use super::{ApplyError, Context, Holding, Replica, SessionStats};
 use crate::events::{self, EventLog, Level};
+use crate::net::proto::verify::{Ask, Inspected};
 use crate::net::proto::{Frame, Marker};
 use crate::storage::disk_queue::{DiskQueue, DiskQueueConfig};
 use crate::storage::job_store::{DataState, TargetSession};
@@ -41,14 +42,31 @@ use crate::sys::mem::SharedMap;
 pub(super) enum Entry {
     Op(u64, Event),
     Marker(u64, Marker),
+    /// A verification request (its id and names), answered where it stands in the stream.
+    Verify(u64, Vec<Ask>),
+}
+
+/// A point of the stream that is not an op: it waits in [`Pending`] for the ops before it.
+#[derive(Debug)]
+enum StreamPoint {
+    /// A marker and its wire sequence.
+    Marker(u64, Marker),
+    Verify(u64, Vec<Ask>),
+}
+
+/// One entry of [`Pending`].
+#[derive(Debug)]
+enum Slot {
+    /// An op: its queue sequence and its wire sequence.
+    Op(u64, u64),
+    Point(StreamPoint),
 }
 
 /// Sequence bookkeeping between receiver and applier: the queue numbers ops itself, so
-/// each queued op's wire sequence is remembered here, and markers wait here for the ops
-/// before them.
+/// each queued op's wire sequence is remembered here, and markers and verification
+/// requests wait here for the ops before them.
 struct Pending {
-    /// (queue sequence for an op, wire sequence, marker).
-    entries: VecDeque<(Option<u64>, u64, Option<Marker>)>,
+    entries: VecDeque<Slot>,
 }
 
 /// The receiver's handle on the applier.
@@ -132,7 +150,12 @@ impl Shared {
             .lock()
             .map_err(|_| anyhow::anyhow!("applier state poisoned"))?;
         match entry {
-            Entry::Marker(seq, m) => pending.entries.push_back((None, seq, Some(m))),
+            Entry::Marker(seq, m) => pending
+                .entries
+                .push_back(Slot::Point(StreamPoint::Marker(seq, m))),
+            Entry::Verify(id, asks) => pending
+                .entries
+                .push_back(Slot::Point(StreamPoint::Verify(id, asks))),
             Entry::Op(seq, ev) => {
                 let mut producer = self
                     .producer
@@ -146,7 +169,7 @@ impl Shared {
                 };
                 // Write-through is the queue's business; the source keeps the op until
                 // it is applied anyway.
-                pending.entries.push_back((Some(q), seq, None));
+                pending.entries.push_back(Slot::Op(q, seq));
                 self.stats.ops_remaining.fetch_add(1, Ordering::Relaxed);
                 let s = producer.stats();
                 self.stats
@@ -428,12 +451,13 @@ impl Worker {
                 self.consumer.ack(q)?;
             }
             let finishing = self.finish.load(Ordering::Relaxed);
-            // Markers at the front: every op before them is applied.
-            while let Some((seq, marker)) = self.front_marker() {
-                self.marker(marker);
-                self.record_position(seq);
-                applied = seq;
-                unflushed += 1;
+            // Markers and verification requests at the front: every op before them is
+            // applied.
+            while let Some(point) = self.front_point() {
+                if let Some(seq) = self.point(point) {
+                    applied = seq;
+                    unflushed += 1;
+                }
             }
             match self.consumer.pop(Duration::from_millis(20))? {
                 Some(q) => {
@@ -444,11 +468,10 @@ impl Worker {
                     self.stats
                         .bytes_in_disk_queue
                         .store(s.bytes_on_disk, Ordering::Relaxed);
-                    let (markers, seq) = self.take_seq(q.seq)?;
-                    // Markers that arrived before this op (since the check above).
-                    for (mseq, marker) in markers {
-                        self.marker(marker);
-                        self.record_position(mseq);
+                    let (points, seq) = self.take_seq(q.seq)?;
+                    // Points that arrived before this op (since the check above).
+                    for point in points {
+                        self.point(point);
                     }
                     let counter = match self.apply(seq, &q.event) {
                         true => &self.stats.ops_applied,
@@ -461,7 +484,7 @@ impl Worker {
                     unflushed += 1;
                 }
                 None if finishing => {
-                    if self.front_marker_pending() {
+                    if self.front_point_pending() {
                         continue;
                     }
                     return self.flush_and_wait(applied, last_queue, unflushed > 0);
@@ -479,38 +502,69 @@ impl Worker {
         self.position.record(seq);
     }
 
-    fn front_marker(&self) -> Option<(u64, Marker)> {
+    fn front_point(&self) -> Option<StreamPoint> {
         let mut p = self.pending.lock().ok()?;
         match p.entries.front() {
-            Some((None, seq, Some(m))) => {
-                let r = (*seq, *m);
-                p.entries.pop_front();
-                Some(r)
-            }
+            Some(Slot::Point(_)) => match p.entries.pop_front() {
+                Some(Slot::Point(point)) => Some(point),
+                _ => None,
+            },
             _ => None,
         }
     }
 
-    fn front_marker_pending(&self) -> bool {
+    fn front_point_pending(&self) -> bool {
         self.pending
             .lock()
-            .is_ok_and(|p| matches!(p.entries.front(), Some((None, _, Some(_)))))
+            .is_ok_and(|p| matches!(p.entries.front(), Some(Slot::Point(_))))
     }
 
-    /// The wire sequence of the op the queue numbered `q`, and the markers received
+    /// Handles a point of the stream; the wire sequence it takes the position to (a
+    /// marker's), if any.
+    fn point(&mut self, point: StreamPoint) -> Option<u64> {
+        match point {
+            StreamPoint::Marker(seq, marker) => {
+                self.marker(marker);
+                self.record_position(seq);
+                Some(seq)
+            }
+            StreamPoint::Verify(id, asks) => {
+                self.verify(id, &asks);
+                None
+            }
+        }
+    }
+
+    /// Answers a verification request with what the replica holds now, after every op
+    /// received before it. A name that cannot be read is answered as missing: the source
+    /// then sees a difference, which it looks at again before it reports one.
+    fn verify(&mut self, id: u64, asks: &[Ask]) {
+        let found = asks
+            .iter()
+            .map(|a| {
+                self.replica.inspect(a).unwrap_or_else(|e| {
+                    log::warn!("job {}: verifying {:?}: {e}", self.key.1, a.path);
+                    Inspected::default()
+                })
+            })
+            .collect();
+        let _ = self.out.send(Frame::Verified { id, found });
+    }
+
+    /// The wire sequence of the op the queue numbered `q`, and the points received
     /// before it that are still to be handled.
-    fn take_seq(&self, q: u64) -> Result<(Vec<(u64, Marker)>, u64)> {
+    fn take_seq(&self, q: u64) -> Result<(Vec<StreamPoint>, u64)> {
         let mut p = self
             .pending
             .lock()
             .map_err(|_| anyhow::anyhow!("applier state poisoned"))?;
-        let mut markers = Vec::new();
+        let mut points = Vec::new();
         loop {
             match p.entries.pop_front() {
-                Some((None, seq, Some(m))) => markers.push((seq, m)),
-                Some((Some(qs), seq, _)) if qs == q => {
+                Some(Slot::Point(point)) => points.push(point),
+                Some(Slot::Op(qs, seq)) if qs == q => {
                     // Counted as remaining until applied (or dropped), below.
-                    return Ok((markers, seq));
+                    return Ok((points, seq));
                 }
                 other => {
                     anyhow::bail!("target queue out of step: op {q} popped, {other:?} expected")

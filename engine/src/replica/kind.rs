@@ -29,6 +29,7 @@
 //!   again must not harm the replica (an `unlink` of a missing name, a `mkdir` of an
 //!   existing directory succeed).
 
+use crate::net::proto::verify::{Ask, Inspected};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
@@ -66,6 +67,9 @@ pub trait Replica: Send {
     /// The names the last orphan removal took away, with what went with each: the
     /// messages of `LogAllOrphans`.
     fn last_orphans(&self) -> &[(PathBuf, Removed)];
+
+    /// What the replica holds under a name, for a verification (see `crate::verify`).
+    fn inspect(&self, ask: &Ask) -> io::Result<Inspected>;
 }
 
 /// Makes a replica's applied operations durable (see [`Replica::durability`]).

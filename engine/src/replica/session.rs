@@ -9,6 +9,7 @@
 //! event log says who sent it.
 
 use std::net::SocketAddr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -489,6 +490,18 @@ fn receive(
             }
             shared
                 .push_quietly(Entry::Marker(seq, marker))
+                .map_err(|e| (REFUSE_BUSY, format!("{e:#}")))
+        }
+        Frame::Verify { id, asks } => {
+            for a in &asks {
+                let p = Path::new(std::ffi::OsStr::from_bytes(&a.path));
+                // The root itself (an empty name) is asked for too.
+                if !a.path.is_empty() {
+                    confined(p).map_err(|e| (REFUSE_PATH, format!("verify {id}: {e}")))?;
+                }
+            }
+            shared
+                .push_quietly(Entry::Verify(id, asks))
                 .map_err(|e| (REFUSE_BUSY, format!("{e:#}")))
         }
         Frame::KeepAlive => Ok(()),

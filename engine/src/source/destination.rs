@@ -24,6 +24,7 @@
 //! handle is shared and reads counters the destination keeps anyway (atomics, no locks on
 //! the path of each operation).
 
+use crate::verify::VerifyCall;
 use std::collections::BTreeSet;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -63,6 +64,13 @@ pub trait Destination: Send {
         Ok(())
     }
     fn flush(&mut self) -> Result<(), DestinationError>;
+    /// Asks what the replica holds under some names, once everything sent before is
+    /// applied; the answer goes back through the call (see `crate::verify`). A
+    /// destination that cannot answer says so in the answer.
+    fn verify(&mut self, call: VerifyCall) -> Result<(), DestinationError> {
+        call.answer(Err("this destination cannot verify its replica".into()));
+        Ok(())
+    }
     /// Ends a batch: everything sent so far is to be made durable. Returns the batch's
     /// mark, which [`Destination::durable`] reaches once it is.
     fn checkpoint(&mut self) -> Result<u64, DestinationError>;

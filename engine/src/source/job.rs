@@ -297,7 +297,7 @@ fn log_started(
 }
 
 /// The job's replication set: its source, recursively, and its own rules.
-fn replication_set(source: &Path, extra: &[(String, bool)]) -> Result<ReplicationSet> {
+pub(crate) fn replication_set(source: &Path, extra: &[(String, bool)]) -> Result<ReplicationSet> {
     let mut rules = vec![Rule::new(&source.to_string_lossy(), true, true)?];
     for (path, include) in extra {
         rules.push(Rule::new(path, *include, true)?);

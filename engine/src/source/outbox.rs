@@ -111,6 +111,12 @@ impl Outbox {
         Ok(())
     }
 
+    /// Puts a verification request into the stream after everything sent so far (see
+    /// `crate::verify`).
+    pub fn verify(&mut self, call: crate::verify::VerifyCall) -> Result<(), DestinationError> {
+        self.destination.verify(call)
+    }
+
     /// Marks a point of the stream (the mirror's start and end).
     pub fn marker(&mut self, marker: Marker) -> Result<(), DestinationError> {
         self.destination.marker(marker)

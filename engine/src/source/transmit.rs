@@ -80,6 +80,19 @@ pub struct JobControl {
     /// been handed to the job's drain thread and queued (the ring was found empty after
     /// it; set once the operations read before are queued).
     pub ring_empty_ns: AtomicU64,
+    /// CLOCK_MONOTONIC ns before which every operation captured under the job's source
+    /// has been sent (or left to the mirror or the change journal): what a verification
+    /// request entering the stream now follows (see `crate::verify`).
+    pub sent_through_ns: AtomicU64,
+    /// Verification requests waiting to enter the stream, and names a verification
+    /// hands to the remirror.
+    pub verify: crate::verify::VerifyInbox,
+    /// The highest batch mark whose refusals (and whatever else the destination left to
+    /// remirror) are in the change journal and counted in `changes_pending`: a
+    /// verification judges a name against `changes_pending` only once this passed the
+    /// mark of the batch before its request (the refusal of an operation sent before the
+    /// request reaches the source before the acknowledgement of its batch).
+    pub settled_mark: AtomicU64,
 }
 
 impl JobControl {
@@ -155,6 +168,8 @@ struct Progress {
     remirrors: Remirrors,
     /// Replication operations sent since the mirror's last turn.
     since_mirror: u64,
+    /// The destination's mark of the last batch ended.
+    last_mark: u64,
 }
 
 impl Progress {
@@ -169,6 +184,7 @@ impl Progress {
             batches: VecDeque::new(),
             remirrors: Remirrors::new(),
             since_mirror: 0,
+            last_mark: 0,
         }
     }
 }
@@ -228,7 +244,7 @@ impl TransmitLoop<'_> {
                     None => break,
                 }
             };
-            if !self.checkpoint_if_due(&mut p, idle)? {
+            if !self.checkpoint_if_due(&mut p, idle)? || !self.verify_turn(&mut p)? {
                 return Ok(());
             }
             self.settle_durable(&mut p)?;
@@ -330,6 +346,7 @@ impl TransmitLoop<'_> {
         if popped.is_none() {
             let before = empty.saturating_sub(CAPTURE_SLACK_NS);
             p.handed_out.forget_before(before);
+            self.sent_through(before);
         }
         match popped {
             Some(q) => {
@@ -341,6 +358,9 @@ impl TransmitLoop<'_> {
                 p.last = q.seq;
                 p.unflushed += 1;
                 p.since_mirror += 1;
+                // Captured in order within the slack: everything captured before this
+                // one's time, less the slack, was popped before it.
+                self.sent_through(q.event.ktime_ns.saturating_sub(CAPTURE_SLACK_NS));
             }
             // Nothing to replicate: the mirror takes the turn.
             None if mirror_ready => p.since_mirror = ratio,
@@ -357,11 +377,54 @@ impl TransmitLoop<'_> {
             && (idle || p.unflushed >= FLUSH_OPS || p.flushed_at.elapsed() > FLUSH_INTERVAL)
         {
             match self.outbox.checkpoint() {
-                Ok(mark) => p.batches.push_back((mark, p.last)),
+                Ok(mark) => {
+                    p.batches.push_back((mark, p.last));
+                    p.last_mark = mark;
+                }
                 Err(DestinationError::Stopped) => return Ok(false),
                 Err(e) => return Err(e.into()),
             }
             (p.unflushed, p.flushed_at) = (0, Instant::now());
+        }
+        Ok(true)
+    }
+
+    /// Moves `JobControl::sent_through_ns` forward to `ns`.
+    fn sent_through(&self, ns: u64) {
+        self.control.sent_through_ns.fetch_max(ns, Ordering::AcqRel);
+    }
+
+    /// Puts waiting verification requests into the stream, after a checkpoint (the times
+    /// of the files written before them go first), and hands the names a verification
+    /// found different to the change journal, which the remirror reads. False when the
+    /// destination has stopped.
+    fn verify_turn(&mut self, p: &mut Progress) -> Result<bool> {
+        let Some((calls, remirror)) = self.control.verify.take() else {
+            return Ok(true);
+        };
+        if !remirror.is_empty() {
+            let now = crate::clock::wall_ns();
+            let marks: Vec<Mark> = remirror
+                .into_iter()
+                .map(|path| Mark::whole(path, Reason::Modified, now))
+                .collect();
+            self.changes.mark(&marks)?;
+            self.note_pending()?;
+        }
+        // The change journal's count as of the request: the capture's own marks reach
+        // the journal without a word to this loop.
+        self.note_pending()?;
+        for mut call in calls {
+            if !self.checkpoint_if_due(p, true)? {
+                return Ok(false);
+            }
+            call.sent_through_ns = self.control.sent_through_ns.load(Ordering::Acquire);
+            call.mark = p.last_mark;
+            match self.outbox.verify(call) {
+                Ok(()) => {}
+                Err(DestinationError::Stopped) => return Ok(false),
+                Err(e) => return Err(e.into()),
+            }
         }
         Ok(true)
     }
@@ -393,6 +456,9 @@ impl TransmitLoop<'_> {
         if any {
             self.note_pending()?;
         }
+        self.control
+            .settled_mark
+            .fetch_max(durable, Ordering::AcqRel);
         if acked > 0 {
             self.consumer.ack(acked)?;
         }

@@ -40,6 +40,22 @@ pub(crate) fn get(path: &CStr, name: &CStr, capacity: usize) -> io::Result<Vec<u
     })
 }
 
+/// `fgetxattr(fd, name)`: the value of the open file's attribute.
+pub(crate) fn get_fd(fd: impl AsFd, name: &CStr, capacity: usize) -> io::Result<Vec<u8>> {
+    read_into(capacity, |buf| {
+        // SAFETY: a descriptor open for the call, a NUL-terminated name and a buffer of
+        // the length passed, which the call fills up to that length.
+        unsafe {
+            libc::fgetxattr(
+                fd.as_fd().as_raw_fd(),
+                name.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        }
+    })
+}
+
 /// `llistxattr(path)`: the names of a file's attributes, not following a final symlink.
 pub(crate) fn list_nofollow(path: &CStr, capacity: usize) -> io::Result<Vec<u8>> {
     read_into(capacity, |buf| {

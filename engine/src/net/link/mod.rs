@@ -36,6 +36,7 @@ use crate::source::destination::{
     ConnectionState, Destination, DestinationError, DestinationStatus, ReadStatus, Refused,
     StatusHandle, TargetReport,
 };
+use crate::verify::VerifyCall;
 
 pub use session::LinkConfig;
 
@@ -189,6 +190,9 @@ pub(crate) enum Outgoing {
         file: Option<(u64, u64)>,
     },
     Marker(Marker),
+    /// A verification request: written after what came before it, outside the window
+    /// (not numbered, not resent; see `crate::verify`).
+    Verify(VerifyCall),
 }
 
 /// State shared by the destination and its link task.
@@ -250,6 +254,8 @@ impl NetworkDestination {
     /// Hands one item to the link task, waiting while its channel is full (the window is
     /// full: the target is slow or unreachable) unless the job stops.
     fn submit(&mut self, item: Outgoing) -> Result<(), DestinationError> {
+        // A verification request is never acknowledged: it does not count as submitted.
+        let counted = !matches!(item, Outgoing::Verify(_));
         loop {
             // A slot is reserved first, so a wait that times out (to look at `stop`) does
             // not drop the item.
@@ -260,7 +266,7 @@ impl NetworkDestination {
             match reserved {
                 Ok(Ok(permit)) => {
                     permit.send(item);
-                    self.submitted += 1;
+                    self.submitted += u64::from(counted);
                     return Ok(());
                 }
                 Ok(Err(_)) => return Err(DestinationError::Stopped),
@@ -326,6 +332,10 @@ impl Destination for NetworkDestination {
 
     fn marker(&mut self, marker: Marker) -> Result<(), DestinationError> {
         self.submit(Outgoing::Marker(marker))
+    }
+
+    fn verify(&mut self, call: VerifyCall) -> Result<(), DestinationError> {
+        self.submit(Outgoing::Verify(call))
     }
 
     /// Waits until the target has acknowledged everything handed to the link (durably

@@ -25,6 +25,7 @@ use crate::mgmt::ConErrorClass;
 use crate::net::proto::{self, Compression, Frame, Marker, Policy, Stream, MAX_FRAME, VERSION};
 use crate::net::tls::HandshakeFailure;
 use crate::source::destination::ConnectionState;
+use crate::verify::VerifyCall;
 
 /// Where and how one job connects.
 #[derive(Clone)]
@@ -176,6 +177,7 @@ pub(super) async fn run(config: LinkConfig, mut rx: mpsc::Receiver<Outgoing>, sh
     let mut window: VecDeque<InFlight> = VecDeque::new();
     let mut next_seq: u64 = 0;
     let mut acked_items: u64 = 0;
+    let mut verifies = Verifies::default();
     let stats = Arc::clone(&shared.stats);
     while !shared.stop.load(Ordering::Relaxed) {
         stats.set_state(ConnectionState::Connecting);
@@ -226,8 +228,10 @@ pub(super) async fn run(config: LinkConfig, mut rx: mpsc::Receiver<Outgoing>, sh
                     &mut next_seq,
                     &mut acked_items,
                     last_applied,
+                    &mut verifies,
                 )
                 .await;
+                verifies.fail_all(&e.to_string());
                 match e {
                     LinkError::Stopped => return,
                     e => e,
@@ -422,6 +426,13 @@ fn encode(
                 compressed,
             ))
         }
+        // Written apart by `Verifies::send`, never numbered.
+        Outgoing::Verify(call) => {
+            call.answer(Err("a verification request reached the numbering".into()));
+            Err(LinkError::Unexpected(
+                "a verification request reached the numbering".into(),
+            ))
+        }
         Outgoing::Marker(marker) => {
             Frame::Marker { seq, marker }.encode(Policy::PLAIN, &mut frame)?;
             Ok((
@@ -456,6 +467,7 @@ async fn session(
     next_seq: &mut u64,
     acked_items: &mut u64,
     last_applied: u64,
+    verifies: &mut Verifies,
 ) -> LinkError {
     let (reader, writer) = tokio::io::split(stream);
     let mut writer = BufWriter::with_capacity(256 << 10, writer);
@@ -487,11 +499,19 @@ async fn session(
                     match f {
                         None | Some(Ok(None)) => return Err(LinkError::Closed),
                         Some(Err(e)) => return Err(e.into()),
+                        Some(Ok(Some(Frame::Verified { id, found }))) => verifies.answer(id, found),
                         Some(Ok(Some(frame))) => handle(frame, window, shared, acked_items)?,
                     }
                 }
                 item = rx.recv(), if room => {
                     let Some(item) = item else { return Err(close(config, &mut writer).await) };
+                    let item = match item {
+                        Outgoing::Verify(call) => {
+                            verifies.send(call, &mut writer, config.timeout).await?;
+                            continue;
+                        }
+                        item => item,
+                    };
                     let seq = *next_seq;
                     *next_seq += 1;
                     let (f, compressed) = encode(item, seq, &config.compression)?;
@@ -633,6 +653,54 @@ async fn timed(
     match tokio::time::timeout(timeout, write).await {
         Ok(r) => Ok(r?),
         Err(_) => Err(LinkError::Timeout(timeout)),
+    }
+}
+
+/// Verification requests written to the target and not answered yet, by id (see
+/// `crate::verify`). They outlive a connection only to be failed when it ends: the
+/// target answers on the connection it was asked on.
+#[derive(Default)]
+struct Verifies {
+    waiting: std::collections::HashMap<u64, VerifyCall>,
+    next_id: u64,
+}
+
+impl Verifies {
+    /// Writes the request, under an id of the link's own (the verifier's ids are not
+    /// unique across jobs' verifications), and keeps the call for its answer.
+    async fn send<W: AsyncWrite + Unpin>(
+        &mut self,
+        call: VerifyCall,
+        writer: &mut W,
+        timeout: Duration,
+    ) -> Result<(), LinkError> {
+        self.next_id += 1;
+        let id = self.next_id;
+        let mut buf = Vec::new();
+        let frame = Frame::Verify {
+            id,
+            asks: call.asks.clone(),
+        };
+        if let Err(e) = frame.encode(Policy::PLAIN, &mut buf) {
+            call.answer(Err(format!("the request cannot be sent: {e}")));
+            return Ok(());
+        }
+        self.waiting.insert(id, call);
+        timed(timeout, writer.write_all(&buf)).await?;
+        timed(timeout, writer.flush()).await
+    }
+
+    fn answer(&mut self, id: u64, found: Vec<crate::net::proto::verify::Inspected>) {
+        match self.waiting.remove(&id) {
+            Some(call) => call.answer(Ok(found)),
+            None => log::warn!("the target answered verification request {id}, not asked"),
+        }
+    }
+
+    fn fail_all(&mut self, why: &str) {
+        for (_, call) in self.waiting.drain() {
+            call.answer(Err(format!("the connection ended: {why}")));
+        }
     }
 }
 

@@ -25,6 +25,7 @@
 
 mod direct;
 
+use crate::net::proto::verify::{Ask, Inspected};
 use std::collections::HashMap;
 use std::ffi::{CString, OsStr};
 use std::fs::File;
@@ -567,6 +568,10 @@ impl Replica for Applier {
     /// The names beneath the root the last orphan removal took away.
     fn last_orphans(&self) -> &[(PathBuf, Removed)] {
         &self.last_orphans
+    }
+
+    fn inspect(&self, ask: &Ask) -> io::Result<Inspected> {
+        crate::verify::inspect(self.root.as_fd(), ask)
     }
 }
 
