@@ -19,6 +19,7 @@
 pub mod beneath;
 pub mod events;
 pub mod fs;
+pub mod hosts;
 pub mod pinned;
 pub mod process;
 pub mod replfuzz;
@@ -73,6 +74,12 @@ pub fn driver_bin() -> &'static Path {
 pub fn rilld_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| build_bin("rill-engine", "rilld"))
+}
+
+/// Builds `rillctl` (once per test process) and returns its path, as [`driver_bin`].
+pub fn rillctl_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| build_bin("rill-ctl", "rillctl"))
 }
 
 fn build_bin(package: &str, bin: &str) -> PathBuf {

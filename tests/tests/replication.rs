@@ -11,9 +11,10 @@ use std::time::Duration;
 use rill_engine::mgmt::{
     ConErrorClass, JobAction, MirrorState, Request, Response, TargetSessionStatus,
 };
+use rill_tests::hosts::paired_hosts;
 use rill_tests::tree::{assert_equal_trees, differences, equal_trees_with, snapshot_with};
-use rill_tests::{require_kernel_support, rilld_bin, TestDir};
-use rill_tools::pair::{failing, in_sync, pair, start_job, wait_until, Host, Role};
+use rill_tests::TestDir;
+use rill_tools::pair::{failing, in_sync, start_job, wait_until, Host};
 use rill_tools::rng::Rng;
 
 /// Settings for both hosts: extended attributes replicated (the Linux default is off),
@@ -41,23 +42,14 @@ fn start_with(tag: &str, extra: &str) -> Pair {
 /// Hosts with settings of their own; extended attributes are compared if the target
 /// applies them.
 fn start_each(tag: &str, source_extra: &str, target_extra: &str) -> Pair {
-    require_kernel_support();
-    let (s, t, data) = (
-        TestDir::new(&format!("{tag}-shost")),
-        TestDir::new(&format!("{tag}-thost")),
-        TestDir::new(&format!("{tag}-data")),
-    );
-    let source = Host::start(rilld_bin(), s.path(), Role::Source, source_extra).expect("source");
-    let target = Host::start(rilld_bin(), t.path(), Role::Target, target_extra).expect("target");
-    pair(&source, &target).expect("pairing");
-    let (src, dst) = (data.subdir("src"), data.join("replica"));
+    let h = paired_hosts(tag, source_extra, target_extra);
     Pair {
-        source,
-        target,
-        src,
-        dst,
+        source: h.source,
+        target: h.target,
+        src: h.src,
+        dst: h.dst,
         xattrs: target_extra.contains("ExtendedAttributes = 1"),
-        _dirs: vec![s, t, data],
+        _dirs: h.dirs,
     }
 }
 
