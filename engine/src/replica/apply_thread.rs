@@ -31,7 +31,7 @@ use super::syncer::{Point, Syncer};
 use super::unsettled::Unsettled;
 use super::{ApplyError, Context, Holding, Replica, SessionStats};
 use crate::events::{self, EventLog, Level};
-use crate::net::proto::verify::{Ask, Inspected};
+use crate::net::proto::verify::Ask;
 use crate::net::proto::{Frame, Marker};
 use crate::storage::disk_queue::{DiskQueue, DiskQueueConfig};
 use crate::storage::job_store::{DataState, TargetSession};
@@ -536,18 +536,9 @@ impl Worker {
     }
 
     /// Answers a verification request with what the replica holds now, after every op
-    /// received before it. A name that cannot be read is answered as missing: the source
-    /// then sees a difference, which it looks at again before it reports one.
+    /// received before it (see `verify`).
     fn verify(&mut self, id: u64, asks: &[Ask]) {
-        let found = asks
-            .iter()
-            .map(|a| {
-                self.replica.inspect(a).unwrap_or_else(|e| {
-                    log::warn!("job {}: verifying {:?}: {e}", self.key.1, a.path);
-                    Inspected::default()
-                })
-            })
-            .collect();
+        let found = super::verify::answer(self.replica.as_ref(), asks, &self.key.1);
         let _ = self.out.send(Frame::Verified { id, found });
     }
 

@@ -31,6 +31,7 @@ pub(crate) mod orphans;
 mod session;
 mod syncer;
 mod unsettled;
+mod verify;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
+mod verify;
+
 use crate::events::{self, EventLog, Level};
 use crate::net::proto::{Marker, Stream};
 use crate::repset::ReplicationSet;
@@ -385,46 +387,6 @@ impl TransmitLoop<'_> {
                 Err(e) => return Err(e.into()),
             }
             (p.unflushed, p.flushed_at) = (0, Instant::now());
-        }
-        Ok(true)
-    }
-
-    /// Moves `JobControl::sent_through_ns` forward to `ns`.
-    fn sent_through(&self, ns: u64) {
-        self.control.sent_through_ns.fetch_max(ns, Ordering::AcqRel);
-    }
-
-    /// Puts waiting verification requests into the stream, after a checkpoint (the times
-    /// of the files written before them go first), and hands the names a verification
-    /// found different to the change journal, which the remirror reads. False when the
-    /// destination has stopped.
-    fn verify_turn(&mut self, p: &mut Progress) -> Result<bool> {
-        let Some((calls, remirror)) = self.control.verify.take() else {
-            return Ok(true);
-        };
-        if !remirror.is_empty() {
-            let now = crate::clock::wall_ns();
-            let marks: Vec<Mark> = remirror
-                .into_iter()
-                .map(|path| Mark::whole(path, Reason::Modified, now))
-                .collect();
-            self.changes.mark(&marks)?;
-            self.note_pending()?;
-        }
-        // The change journal's count as of the request: the capture's own marks reach
-        // the journal without a word to this loop.
-        self.note_pending()?;
-        for mut call in calls {
-            if !self.checkpoint_if_due(p, true)? {
-                return Ok(false);
-            }
-            call.sent_through_ns = self.control.sent_through_ns.load(Ordering::Acquire);
-            call.mark = p.last_mark;
-            match self.outbox.verify(call) {
-                Ok(()) => {}
-                Err(DestinationError::Stopped) => return Ok(false),
-                Err(e) => return Err(e.into()),
-            }
         }
         Ok(true)
     }

@@ -24,7 +24,7 @@ use super::{VerifyProgress, BLOCK};
 use crate::events::{self, EventLog, Level};
 use crate::net::proto::verify::{Ask, Inspected, ObjKind, MAX_NAMES};
 use crate::repset::ReplicationSet;
-use crate::source::transmit::JobControl;
+use crate::source::transmit::{JobControl, MirrorPhase};
 
 /// Looks at a name that keeps changing before it is counted as changed during the
 /// verification: enough to outlast a burst of writes, few enough that a file written
@@ -34,6 +34,8 @@ pub const MAX_LOOKS: u32 = 6;
 /// a refusal of the target's to reach the change journal, or a queued operation to be
 /// sent.
 const LOOK_AGAIN_AFTER: Duration = Duration::from_millis(500);
+/// How often a verification looks whether the job's mirror is done.
+const MIRROR_WAIT: Duration = Duration::from_millis(200);
 /// How far a file's change time (wall clock) and the capture's instants (monotonic) may
 /// disagree once converted, with room to spare.
 const CLOCK_MARGIN_NS: i128 = 100_000_000;
@@ -181,6 +183,12 @@ impl Verifier {
             if self.stopping() {
                 return Err("stopped".into());
             }
+            // A mirror sends what the replica lacks without the change journal knowing:
+            // what it has not sent yet would look missing.
+            if self.mirror_running() {
+                std::thread::sleep(MIRROR_WAIT);
+                continue;
+            }
             let batch = self.take_batch(w);
             if batch.is_empty() {
                 if w.queue.is_empty() {
@@ -295,12 +303,17 @@ impl Verifier {
             .recv_timeout(self.options.answer_timeout)
             .map_err(|_| "no answer from the target".to_string())?;
         let replicas = answer.found?;
-        if replicas.len() != batch.len() {
+        if replicas.is_empty() || replicas.len() > batch.len() {
             return Err(format!(
                 "the target answered {} names of {}",
                 replicas.len(),
                 batch.len()
             ));
+        }
+        // An answer holds what fits a frame: the names left out are asked again.
+        let mut batch = batch;
+        for item in batch.split_off(replicas.len()).into_iter().rev() {
+            w.queue.push_front(item);
         }
         self.wait_settled(answer.mark)?;
         let mut remirror = Vec::new();
@@ -447,6 +460,13 @@ impl Verifier {
                 w.queue.push_back(Item::new(c));
             }
         }
+    }
+
+    fn mirror_running(&self) -> bool {
+        matches!(
+            self.control.mirror_status(),
+            MirrorPhase::Calculating | MirrorPhase::InProgress | MirrorPhase::Paused
+        )
     }
 
     fn stopping(&self) -> bool {

@@ -20,6 +20,7 @@
 
 mod carried;
 mod session;
+mod verifies;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};

@@ -19,13 +19,13 @@ use tokio::sync::mpsc;
 use tokio_rustls::client::TlsStream;
 
 use super::carried::{self, Carry};
+use super::verifies::Verifies;
 use super::{LinkStats, Outgoing, Shared};
 use crate::events::{self, EventLog, Level};
 use crate::mgmt::ConErrorClass;
 use crate::net::proto::{self, Compression, Frame, Marker, Policy, Stream, MAX_FRAME, VERSION};
 use crate::net::tls::HandshakeFailure;
 use crate::source::destination::ConnectionState;
-use crate::verify::VerifyCall;
 
 /// Where and how one job connects.
 #[derive(Clone)]
@@ -90,7 +90,7 @@ impl InFlight {
 }
 
 #[derive(Debug, thiserror::Error)]
-enum LinkError {
+pub(super) enum LinkError {
     #[error("connecting to {0}: {1}")]
     Connect(String, std::io::Error),
     #[error("TLS handshake with {0}: {1}")]
@@ -646,61 +646,13 @@ async fn close<W: tokio::io::AsyncWrite + Unpin>(config: &LinkConfig, writer: &m
 /// A write to the target, bounded by `NetworkTimeout`: once the socket's buffers are full
 /// a cut link would otherwise block it until TCP gives up, many minutes later, and the
 /// silence check would never run.
-async fn timed(
+pub(super) async fn timed(
     timeout: Duration,
     write: impl std::future::Future<Output = std::io::Result<()>>,
 ) -> Result<(), LinkError> {
     match tokio::time::timeout(timeout, write).await {
         Ok(r) => Ok(r?),
         Err(_) => Err(LinkError::Timeout(timeout)),
-    }
-}
-
-/// Verification requests written to the target and not answered yet, by id (see
-/// `crate::verify`). They outlive a connection only to be failed when it ends: the
-/// target answers on the connection it was asked on.
-#[derive(Default)]
-struct Verifies {
-    waiting: std::collections::HashMap<u64, VerifyCall>,
-    next_id: u64,
-}
-
-impl Verifies {
-    /// Writes the request, under an id of the link's own (the verifier's ids are not
-    /// unique across jobs' verifications), and keeps the call for its answer.
-    async fn send<W: AsyncWrite + Unpin>(
-        &mut self,
-        call: VerifyCall,
-        writer: &mut W,
-        timeout: Duration,
-    ) -> Result<(), LinkError> {
-        self.next_id += 1;
-        let id = self.next_id;
-        let mut buf = Vec::new();
-        let frame = Frame::Verify {
-            id,
-            asks: call.asks.clone(),
-        };
-        if let Err(e) = frame.encode(Policy::PLAIN, &mut buf) {
-            call.answer(Err(format!("the request cannot be sent: {e}")));
-            return Ok(());
-        }
-        self.waiting.insert(id, call);
-        timed(timeout, writer.write_all(&buf)).await?;
-        timed(timeout, writer.flush()).await
-    }
-
-    fn answer(&mut self, id: u64, found: Vec<crate::net::proto::verify::Inspected>) {
-        match self.waiting.remove(&id) {
-            Some(call) => call.answer(Ok(found)),
-            None => log::warn!("the target answered verification request {id}, not asked"),
-        }
-    }
-
-    fn fail_all(&mut self, why: &str) {
-        for (_, call) in self.waiting.drain() {
-            call.answer(Err(format!("the connection ended: {why}")));
-        }
     }
 }
 

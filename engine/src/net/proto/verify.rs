@@ -109,6 +109,20 @@ impl Inspected {
     }
 }
 
+/// The bytes `f` takes in a `Verified` payload.
+pub fn encoded_len(f: &Inspected) -> usize {
+    /// kind, mode, uid, gid, size, mtime, and the four counts and lengths, names_cut.
+    const FIXED: usize = 1 + 4 * 3 + 8 + 8 + 4 + 4 + 2 + 4 + 4 + 1;
+    FIXED
+        + f.link.len()
+        + f.xattrs
+            .iter()
+            .map(|(n, v)| 8 + n.len() + v.len())
+            .sum::<usize>()
+        + 4 * f.sums.len()
+        + f.names.iter().map(|n| 4 + n.len()).sum::<usize>()
+}
+
 /// Appends a `Verify` payload.
 pub(super) fn encode_asks(id: u64, asks: &[Ask], w: &mut Writer<'_>) -> Result<(), ProtoError> {
     w.u64(id);
