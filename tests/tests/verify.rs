@@ -91,19 +91,25 @@ impl Pair {
         let mut all = vec!["verify", JOB];
         all.extend_from_slice(args);
         self.ctl(&all);
+        let last = self.wait_for(|v| v["id"].as_u64() != before && v["state"] == "completed");
+        let table = self.ctl(&["status", JOB]);
+        assert!(table.contains("verification"), "{table}");
+        last
+    }
+
+    /// The job's verification once `ready` holds for it, within [`VERIFY_WITHIN`].
+    fn wait_for(&self, ready: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
         let mut last = serde_json::Value::Null;
         let done = wait_until(VERIFY_WITHIN, || {
             last = self.verification();
-            Ok(last["id"].as_u64() != before && last["state"] == "completed")
+            Ok(ready(&last))
         })
         .unwrap_or(false);
         assert!(
             done,
-            "the verification did not complete: {last}\n{}",
+            "the verification did not get there: {last}\n{}",
             self.logs()
         );
-        let table = self.ctl(&["status", JOB]);
-        assert!(table.contains("verification"), "{table}");
         last
     }
 
@@ -290,5 +296,29 @@ fn keep_writing(dir: &Path, stop: &AtomicBool) {
         }
         i += 1;
         std::thread::sleep(Duration::from_millis(3));
+    }
+}
+
+/// A verification whose requests find the target down pauses (4059), retries after
+/// `VerifyRetryInterval` (4060), and completes once the target is back.
+#[test]
+fn a_verification_retries_while_the_target_is_down() {
+    let mut p = started("verify-retry");
+    p.target.stop().expect("stopping the target");
+    p.ctl(&["verify", JOB]);
+    // Paused for VerifyRetryInterval (0 here): the event says it was.
+    let paused = wait_until(VERIFY_WITHIN, || {
+        Ok(p.source.event_log().contains(" 4059 "))
+    });
+    assert!(paused.unwrap_or(false), "no pause\n{}", p.logs());
+    p.target.restart().expect("restarting the target");
+    let v = p.wait_for(|v| v["state"] == "completed");
+    assert_eq!(found(&v), (0, 0, 0), "{v}\n{}", p.logs());
+    let events = p.source.event_log();
+    for id in ["4058", "4059", "4060", "4062"] {
+        assert!(
+            events.contains(&format!(" {id} Service has ")),
+            "no event {id}:\n{events}"
+        );
     }
 }

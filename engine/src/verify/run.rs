@@ -34,6 +34,9 @@ pub const MAX_LOOKS: u32 = 6;
 /// a refusal of the target's to reach the change journal, or a queued operation to be
 /// sent.
 const LOOK_AGAIN_AFTER: Duration = Duration::from_millis(500);
+/// How often a waiting verification looks whether it is stopped, or what it waits for
+/// has come.
+const POLL: Duration = Duration::from_millis(20);
 /// How often a verification looks whether the job's mirror is done.
 const MIRROR_WAIT: Duration = Duration::from_millis(200);
 /// How far a file's change time (wall clock) and the capture's instants (monotonic) may
@@ -124,7 +127,10 @@ enum Verdict {
 /// A verification's running state.
 struct Walk {
     root: OwnedFd,
+    /// Names to look at now, in the walk's order.
     queue: VecDeque<Item>,
+    /// Names to look at again, in the order they are due (each waits as long).
+    later: VecDeque<Item>,
     reported: HashSet<Vec<u8>>,
     log: VerifyLog,
     next_call: u64,
@@ -169,6 +175,7 @@ impl Verifier {
         Ok(Walk {
             root: root.into(),
             queue: VecDeque::from([Item::new(Vec::new())]),
+            later: VecDeque::new(),
             reported: HashSet::new(),
             log,
             next_call: 1,
@@ -191,11 +198,13 @@ impl Verifier {
             }
             let batch = self.take_batch(w);
             if batch.is_empty() {
-                if w.queue.is_empty() {
-                    break;
+                match w.later.front() {
+                    None => break,
+                    Some(next) => {
+                        std::thread::sleep(next.due.saturating_duration_since(Instant::now()));
+                        continue;
+                    }
                 }
-                std::thread::sleep(Duration::from_millis(50));
-                continue;
             }
             if let Err(why) = self.batch(w, batch.clone()) {
                 failures += 1;
@@ -234,7 +243,7 @@ impl Verifier {
             if self.stopping() {
                 return Err("stopped".into());
             }
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(POLL);
         }
         self.set_phase(Phase::Running);
         self.event(events::VERIFY_RESUMED, "resumed");
@@ -244,21 +253,18 @@ impl Verifier {
     /// The next names due, at most [`MAX_NAMES`] and `MaxChecksumBlocks` blocks; a
     /// file with more blocks than fit is split, its rest kept at the front.
     fn take_batch(&self, w: &mut Walk) -> Vec<Item> {
+        let now = Instant::now();
+        while w.later.front().is_some_and(|i| i.due <= now) {
+            if let Some(item) = w.later.pop_front() {
+                w.queue.push_back(item);
+            }
+        }
         let mut budget = self.options.max_blocks;
         let mut batch = Vec::new();
-        let now = Instant::now();
         while batch.len() < MAX_NAMES {
             let Some(mut item) = w.queue.pop_front() else {
                 break;
             };
-            if item.due > now {
-                // Looked at again later: behind what is new.
-                w.queue.push_back(item);
-                if w.queue.iter().all(|i| i.due > now) {
-                    break;
-                }
-                continue;
-            }
             if self.options.checksums {
                 let want = blocks_left(w, &item);
                 if want > 0 && budget == 0 {
@@ -282,12 +288,23 @@ impl Verifier {
     /// Reads the source's side of `batch`, asks the target through the stream, and
     /// judges each name.
     fn batch(&self, w: &mut Walk, batch: Vec<Item>) -> Result<(), String> {
-        let root = w.root.as_fd();
         let mut before = Vec::with_capacity(batch.len());
         let mut sources = Vec::with_capacity(batch.len());
-        for item in &batch {
-            before.push(stamp(root, &item.rel).map_err(|e| self.source_error(item, e))?);
-            sources.push(inspect(root, &item.ask()).map_err(|e| self.source_error(item, e))?);
+        let mut readable = Vec::with_capacity(batch.len());
+        for item in batch {
+            let root = w.root.as_fd();
+            match stamp(root, &item.rel).and_then(|s| Ok((s, inspect(root, &item.ask())?))) {
+                Ok((s, src)) => {
+                    before.push(s);
+                    sources.push(src);
+                    readable.push(item);
+                }
+                Err(e) => self.unreadable(w, &item, &e),
+            }
+        }
+        let batch = readable;
+        if batch.is_empty() {
+            return Ok(());
         }
         let (reply, answers) = mpsc::sync_channel(1);
         let id = w.next_call;
@@ -299,9 +316,7 @@ impl Verifier {
             mark: 0,
             reply,
         });
-        let answer = answers
-            .recv_timeout(self.options.answer_timeout)
-            .map_err(|_| "no answer from the target".to_string())?;
+        let answer = self.wait_answer(&answers)?;
         let replicas = answer.found?;
         if replicas.is_empty() || replicas.len() > batch.len() {
             return Err(format!(
@@ -310,12 +325,12 @@ impl Verifier {
                 batch.len()
             ));
         }
+        self.wait_settled(answer.mark)?;
         // An answer holds what fits a frame: the names left out are asked again.
         let mut batch = batch;
         for item in batch.split_off(replicas.len()).into_iter().rev() {
             w.queue.push_front(item);
         }
-        self.wait_settled(answer.mark)?;
         let mut remirror = Vec::new();
         for (((item, src), rep), stamp1) in batch.into_iter().zip(sources).zip(replicas).zip(before)
         {
@@ -331,6 +346,30 @@ impl Verifier {
         Ok(())
     }
 
+    /// The answer to the request just made, waited for up to the answer timeout, and
+    /// only while the verification is not stopped (a job's stop waits for it).
+    fn wait_answer(
+        &self,
+        answers: &mpsc::Receiver<super::Answer>,
+    ) -> Result<super::Answer, String> {
+        let until = Instant::now() + self.options.answer_timeout;
+        loop {
+            match answers.recv_timeout(POLL) {
+                Ok(a) => return Ok(a),
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err("the request was dropped unanswered".into())
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) if self.stopping() => {
+                    return Err("stopped".into())
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() > until => {
+                    return Err("no answer from the target".into())
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+        }
+    }
+
     /// Waits until what the destination refused up to batch `mark` is counted in the
     /// change journal (see `JobControl::settled_mark`).
     fn wait_settled(&self, mark: u64) -> Result<(), String> {
@@ -339,16 +378,23 @@ impl Verifier {
             if Instant::now() > until || self.stopping() {
                 return Err("the target did not acknowledge what came before the request".into());
             }
-            std::thread::sleep(Duration::from_millis(10));
+            std::thread::sleep(POLL);
         }
         Ok(())
     }
 
-    fn source_error(&self, item: &Item, e: std::io::Error) -> String {
-        format!(
-            "reading {}: {e}",
+    /// A name the source could not read (no permission, an I/O error): logged, not
+    /// compared, and the verification goes on.
+    fn unreadable(&self, w: &mut Walk, item: &Item, e: &std::io::Error) {
+        log::warn!(
+            "verifying job {}: reading {}: {e}",
+            self.job,
             self.source.join(OsStr::from_bytes(&item.rel)).display()
-        )
+        );
+        w.log.line(&format!(
+            "UNREADABLE {}: {e} (not compared)",
+            display(&item.rel)
+        ));
     }
 
     /// Whether `item`'s look found it equal, different (and settled), or to be looked at
@@ -442,7 +488,7 @@ impl Verifier {
                 ));
             }
             Verdict::LookAgain { confirm } => {
-                w.queue.push_back(Item {
+                w.later.push_back(Item {
                     looks: item.looks + 1,
                     seen_different: confirm,
                     due: Instant::now() + LOOK_AGAIN_AFTER,
