@@ -8,7 +8,7 @@ use rill_mgmt::jobs::JobTarget;
 use rill_mgmt::{
     ConError, ConErrorClass, ConState, DataState, JobInfo, JobState, JobStatus, MirrorState,
     MirrorStatus, ReplicationStatus, SettingRow, StatusReport, TargetCounters, TargetSessionStatus,
-    TargetStatus, TransmitMode, TrustedPeer,
+    TargetStatus, TransmitMode, TrustedPeer, VerifyStatus,
 };
 
 const TOKEN: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
@@ -532,6 +532,75 @@ fn token_file(dir: &Path) -> String {
     let path = dir.join("mgmt.token");
     std::fs::write(&path, format!("{TOKEN}\n")).unwrap();
     path.display().to_string()
+}
+
+/// A job's verification is a line of the status table and an object of the JSON, under
+/// the names the README gives.
+#[test]
+fn status_shows_a_verification_and_its_result() {
+    let mut j = job(MirrorStatus::Idle);
+    j.verification = Some(VerifyStatus {
+        state: "completed".into(),
+        id: 17,
+        files_verified: 12_345,
+        bytes_verified: 3 << 20,
+        differing: 2,
+        missing: 1,
+        extra: 4,
+        changed: 5,
+        remirrored: 7,
+    });
+    let json = serde_json::to_value(&j).unwrap();
+    for (k, v) in [
+        ("filesVerified", 12_345),
+        ("differing", 2),
+        ("extra", 4),
+        ("remirrored", 7),
+    ] {
+        assert_eq!(json["verification"][k], v, "{json}");
+    }
+    let text = status(&StatusReport {
+        jobs: vec![j],
+        ..StatusReport::default()
+    });
+    assert!(
+        text.contains(
+            "verification  completed (ID 17): 12,345 files (3.0 MB) equal, 2 different, 1 \
+             missing, 4 extra, 5 changed while verified; 7 remirrored\n"
+        ),
+        "{text}"
+    );
+}
+
+/// `rillctl verify` sends its job and flags.
+#[test]
+fn verify_asks_for_the_job_with_its_flags() {
+    let (code, _, err, lines) = against_fake_rilld(
+        Response::done("verification 1 of job web started"),
+        &["verify", "web", "--remirror"],
+    );
+    assert_eq!((code, err.as_str()), (0, ""));
+    assert_eq!(
+        lines,
+        [r#"{"op":"verify","name":"web","remirror":true,"checksums":false}"#]
+    );
+}
+
+/// Runs rillctl `args` against a fake rilld answering `answer`: the exit code, standard
+/// output and error, and the request lines rilld read.
+fn against_fake_rilld(answer: Response, args: &[&str]) -> (i32, String, String, Vec<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let token = token_file(dir.path());
+    let (addr, rilld) = fake_rilld(answer);
+    let mut all = vec![
+        "--api".to_string(),
+        addr.to_string(),
+        "--token-file".into(),
+        token,
+    ];
+    all.extend(args.iter().map(|a| a.to_string()));
+    let (code, out, err) = run_with(&all);
+    (code, out, err, rilld.join().unwrap())
 }
 
 #[test]

@@ -211,6 +211,15 @@ fn job_status(job: &StoredJob, runner: Option<&Runner>, driver: f64) -> JobStatu
         s.con_mirror_percent,
         s.con_mirror_bytes_remaining,
     ) = mirror_progress(job, c, &d, failing);
+    // The guide's mirrorStatus has a state for it: a verification runs while no mirror
+    // does (it waits for one).
+    let verifying = s
+        .verification
+        .as_ref()
+        .is_some_and(|v| v.state == crate::verify::Phase::Running.name());
+    if verifying && s.mirror_status == MirrorStatus::Idle {
+        s.mirror_status = MirrorStatus::Verifying;
+    }
     let q = c.queue.get().map(QueueWatch::stats).unwrap_or_default();
     // Everything queued and not yet durable on the target, sent or not: an op leaves the
     // queue's count only when the checkpoint after it (which also carries the times of

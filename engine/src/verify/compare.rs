@@ -92,9 +92,10 @@ fn xattr_names(src: &Inspected, rep: &Inspected) -> String {
 }
 
 /// The names a directory's replica holds that its source does not (both lists sorted);
-/// none when the replica's listing was cut.
+/// none when either listing was cut (a name past the cut would look extra).
 pub fn extra_names<'a>(src: &Inspected, rep: &'a Inspected) -> Vec<&'a [u8]> {
-    if rep.names_cut || src.kind() != ObjKind::Dir || rep.kind() != ObjKind::Dir {
+    let cut = src.names_cut || rep.names_cut;
+    if cut || src.kind() != ObjKind::Dir || rep.kind() != ObjKind::Dir {
         return Vec::new();
     }
     rep.names

@@ -13,7 +13,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use crate::net::proto::verify::{Ask, Inspected, ObjKind, MAX_LISTED, MAX_XATTRS};
+#[cfg(doc)]
+use crate::net::proto::verify::MAX_LISTED;
+use crate::net::proto::verify::{Ask, Inspected, ObjKind, MAX_XATTRS};
 use crate::sys;
 
 /// Bytes of one checksummed block. 64 KiB is the mirror's default chunk
@@ -27,9 +29,11 @@ const XATTR_LIST_MAX: usize = 65_536;
 const XATTR_SIZE_MAX: usize = 65_536;
 
 /// Reads what `root` holds under `ask.path` (relative; empty: the root itself): its kind
-/// and attributes, the checksums of the blocks asked for, a directory's names if asked.
-/// A name that is not there (or whose parent is not a directory) is `Missing`.
-pub fn inspect(root: BorrowedFd<'_>, ask: &Ask) -> io::Result<Inspected> {
+/// and attributes, the checksums of the blocks asked for, a directory's names if asked,
+/// at most `listed` of them (the replica's answer is capped at [`MAX_LISTED`]; the
+/// source walks every name). A name that is not there (or whose parent is not a
+/// directory) is `Missing`.
+pub fn inspect(root: BorrowedFd<'_>, ask: &Ask, listed: usize) -> io::Result<Inspected> {
     let rel = Path::new(OsStr::from_bytes(&ask.path));
     let (dir, name) = match (rel.parent(), rel.file_name()) {
         (Some(parent), Some(name)) => (open_beneath(root, parent)?, name),
@@ -59,7 +63,7 @@ pub fn inspect(root: BorrowedFd<'_>, ask: &Ask) -> io::Result<Inspected> {
             if found.kind() == ObjKind::File {
                 found.sums = sums(fd, ask.first_block, ask.blocks)?;
             } else if ask.list {
-                list(&fd, &mut found)?;
+                list(&fd, &mut found, listed)?;
             }
         }
         ObjKind::Special | ObjKind::Missing => {}
@@ -166,15 +170,15 @@ fn read_block(file: &File, buf: &mut [u8], at: u64) -> io::Result<usize> {
     Ok(n)
 }
 
-/// A directory's names, sorted, cut at [`MAX_LISTED`].
-fn list(fd: &OwnedFd, found: &mut Inspected) -> io::Result<()> {
+/// A directory's names, sorted, cut at `max`.
+fn list(fd: &OwnedFd, found: &mut Inspected, max: usize) -> io::Result<()> {
     let mut names: Vec<Vec<u8>> = sys::fs::dir_names(fd.as_fd())?
         .into_iter()
         .map(|n| n.as_bytes().to_vec())
         .collect();
     names.sort();
-    found.names_cut = names.len() > MAX_LISTED;
-    names.truncate(MAX_LISTED);
+    found.names_cut = names.len() > max;
+    names.truncate(max);
     found.names = names;
     Ok(())
 }

@@ -293,7 +293,9 @@ impl Verifier {
         let mut readable = Vec::with_capacity(batch.len());
         for item in batch {
             let root = w.root.as_fd();
-            match stamp(root, &item.rel).and_then(|s| Ok((s, inspect(root, &item.ask())?))) {
+            match stamp(root, &item.rel)
+                .and_then(|s| Ok((s, inspect(root, &item.ask(), usize::MAX)?)))
+            {
                 Ok((s, src)) => {
                     before.push(s);
                     sources.push(src);

@@ -571,7 +571,11 @@ impl Replica for Applier {
     }
 
     fn inspect(&self, ask: &Ask) -> io::Result<Inspected> {
-        crate::verify::inspect(self.root.as_fd(), ask)
+        crate::verify::inspect(
+            self.root.as_fd(),
+            ask,
+            crate::net::proto::verify::MAX_LISTED,
+        )
     }
 }
 
