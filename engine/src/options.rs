@@ -137,6 +137,7 @@ pub(crate) fn verify_options(
     crate::verify::run::VerifyOptions {
         checksums: checksums || settings.checksum_all(),
         remirror,
+        skip_empty_files: !settings.mirror_zero_k_files(),
         max_blocks: settings.max_checksum_blocks(),
         compared: crate::verify::Compared {
             owner_and_mode: !settings.disable_attribute_replication(),

@@ -50,6 +50,8 @@ pub struct VerifyOptions {
     pub checksums: bool,
     /// Hand what differs to the job's remirror (`--remirror`).
     pub remirror: bool,
+    /// `MirrorZeroKFiles = 0`: empty files are not mirrored, so not verified either.
+    pub skip_empty_files: bool,
     /// `MaxChecksumBlocks`: block checksums per request.
     pub max_blocks: u32,
     pub compared: Compared,
@@ -115,6 +117,8 @@ impl Item {
 /// What one name's look found.
 enum Verdict {
     Equal,
+    /// Not compared (an empty file with `MirrorZeroKFiles = 0`).
+    Skipped,
     /// Different and settled: report it.
     Report(Vec<String>, Vec<Vec<u8>>),
     /// Not settled; `confirm`: different with nothing to explain it, found so once at
@@ -414,6 +418,9 @@ impl Verifier {
             // Gone from the source since the walk listed it: nothing to compare.
             return Verdict::LookAgain { confirm: None };
         }
+        if self.options.skip_empty_files && src.kind() == ObjKind::File && src.size == 0 {
+            return Verdict::Skipped;
+        }
         let diffs = differences(src, rep, self.options.compared);
         let dir = self.source.join(OsStr::from_bytes(&item.rel));
         let extras: Vec<Vec<u8>> = extra_names(src, rep)
@@ -461,7 +468,7 @@ impl Verifier {
                     p.bytes.fetch_add(src.size, Ordering::Relaxed);
                 }
             }
-            Verdict::Equal => {}
+            Verdict::Equal | Verdict::Skipped => {}
             Verdict::Report(diffs, extras) => {
                 let shown = display(&item.rel);
                 if !diffs.is_empty() && w.reported.insert(item.rel.clone()) {
