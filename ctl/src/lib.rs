@@ -28,6 +28,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use rill_mgmt::jobs::{check_name, parse_target, JobRule, JobSpec, JobTarget};
 use rill_mgmt::{self as mgmt, Client, ClientError, JobAction, Request, Response};
+use rill_mgmt::{VerifySchedule, MIN_VERIFY_EVERY_SECONDS};
 use rill_settings::{Settings, DEFAULT_SETTINGS_FILE};
 
 /// rillctl's command line.
@@ -89,7 +90,18 @@ pub enum Command {
         /// Compare file data by block checksums even with ChecksumAll = 0.
         #[arg(long)]
         checksums: bool,
+        /// Verify the job on its own every DURATION (a number and s, m, h or d: `24h`)
+        /// from now on, with the flags given, instead of now; `off` ends the schedule.
+        #[arg(long, value_name = "DURATION", value_parser = parse_every)]
+        every: Option<Every>,
     },
+}
+
+/// `rillctl verify --every`: an interval in seconds, or `off`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Every {
+    Off,
+    Seconds(u64),
 }
 
 #[derive(Debug, Subcommand)]
@@ -199,6 +211,25 @@ fn parse_api(s: &str) -> Result<SocketAddr, String> {
     }
 }
 
+/// `30s`, `15m`, `24h`, `7d` (at least `MIN_VERIFY_EVERY_SECONDS`), or `off`.
+fn parse_every(s: &str) -> Result<Every, String> {
+    const UNITS: [(char, u64); 4] = [('s', 1), ('m', 60), ('h', 3600), ('d', 86_400)];
+    if s == "off" {
+        return Ok(Every::Off);
+    }
+    let seconds = s.char_indices().last().and_then(|(at, unit)| {
+        let (_, scale) = UNITS.iter().find(|(u, _)| *u == unit)?;
+        s[..at].parse::<u64>().ok()?.checked_mul(*scale)
+    });
+    match seconds {
+        Some(n) if n >= MIN_VERIFY_EVERY_SECONDS => Ok(Every::Seconds(n)),
+        _ => Err(format!(
+            "`{s}` is not an interval: expected a whole number and s, m, h or d (`24h`) of \
+             at least {MIN_VERIFY_EVERY_SECONDS} s, or `off`"
+        )),
+    }
+}
+
 fn parse_watch(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(secs) if secs.is_finite() && (0.1..=86_400.0).contains(&secs) => Ok(secs),
@@ -269,6 +300,23 @@ fn execute(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
             name,
             remirror,
             checksums,
+            every: Some(every),
+        } => Request::VerifySchedule {
+            name: name.clone(),
+            schedule: match every {
+                Every::Off => None,
+                Every::Seconds(every_seconds) => Some(VerifySchedule {
+                    every_seconds: *every_seconds,
+                    remirror: *remirror,
+                    checksums: *checksums,
+                }),
+            },
+        },
+        Command::Verify {
+            name,
+            remirror,
+            checksums,
+            every: None,
         } => Request::Verify {
             name: name.clone(),
             remirror: *remirror,

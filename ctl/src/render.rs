@@ -210,6 +210,18 @@ fn job_block(j: &JobStatus) -> String {
     if let Some(v) = &j.verification {
         lines.push(("verification", verification(v)));
     }
+    if let Some(s) = &j.verify_schedule {
+        let flags = match (s.remirror, s.checksums) {
+            (false, false) => "",
+            (true, false) => ", remirroring what differs",
+            (false, true) => ", by checksums",
+            (true, true) => ", by checksums, remirroring what differs",
+        };
+        lines.push((
+            "verified",
+            format!("every {}{flags}", seconds(s.every_seconds as f64)),
+        ));
+    }
     let width = lines.iter().map(|(l, _)| l.len()).max().unwrap_or(0);
     let mut out = format!("Job {}  {}\n", j.name, j.state);
     for (label, value) in lines {

@@ -586,6 +586,60 @@ fn verify_asks_for_the_job_with_its_flags() {
     );
 }
 
+/// `--every` takes an interval with its unit, at least the shortest schedule, or `off`,
+/// and sets the job's schedule with the flags given instead of verifying now.
+#[test]
+fn verify_every_sets_a_schedule() {
+    assert_eq!(parse_every("24h"), Ok(Every::Seconds(86_400)));
+    assert_eq!(parse_every("10s"), Ok(Every::Seconds(10)));
+    assert_eq!(parse_every("2d"), Ok(Every::Seconds(172_800)));
+    assert_eq!(parse_every("off"), Ok(Every::Off));
+    for bad in [
+        "5s",
+        "24",
+        "h",
+        "1.5h",
+        "-1h",
+        "24x",
+        "99999999999999999999d",
+        "",
+    ] {
+        let e = parse_every(bad).unwrap_err();
+        assert!(e.contains("at least 10 s, or `off`"), "{bad}: {e}");
+    }
+    let (code, _, err, lines) = against_fake_rilld(
+        Response::done("job web is verified every 86400 s"),
+        &["verify", "web", "--every", "24h", "--checksums"],
+    );
+    assert_eq!((code, err.as_str()), (0, ""));
+    assert_eq!(
+        lines,
+        [
+            r#"{"op":"verify_schedule","name":"web","schedule":{"everySeconds":86400,"remirror":false,"checksums":true}}"#
+        ]
+    );
+    let (_, _, _, off) =
+        against_fake_rilld(Response::done("ok"), &["verify", "web", "--every", "off"]);
+    assert_eq!(
+        off,
+        [r#"{"op":"verify_schedule","name":"web","schedule":null}"#]
+    );
+    let mut j = job(MirrorStatus::Idle);
+    j.verify_schedule = Some(rill_mgmt::VerifySchedule {
+        every_seconds: 86_400,
+        remirror: true,
+        checksums: false,
+    });
+    let text = status(&StatusReport {
+        jobs: vec![j],
+        ..StatusReport::default()
+    });
+    assert!(
+        text.contains("  verified     every 24 h 0 min, remirroring what differs\n"),
+        "{text}"
+    );
+}
+
 /// Runs rillctl `args` against a fake rilld answering `answer`: the exit code, standard
 /// output and error, and the request lines rilld read.
 fn against_fake_rilld(answer: Response, args: &[&str]) -> (i32, String, String, Vec<String>) {

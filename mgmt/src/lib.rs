@@ -48,7 +48,7 @@ pub use types::{
     utc_time, ConError, ConErrorClass, ConState, DataState, JobAction, JobInfo, JobState,
     JobStatus, MirrorState, MirrorStatus, ReplicationStatus, Request, Response, SettingRow,
     StatusReport, TargetCounters, TargetSessionStatus, TargetStatus, TransmitMode, TrustedPeer,
-    VerifyStatus,
+    VerifySchedule, VerifyStatus, MIN_VERIFY_EVERY_SECONDS,
 };
 
 /// The management API's port when `ManagementPort` is not set (the guide's 6326).

@@ -60,6 +60,11 @@ pub enum Request {
         #[serde(default)]
         checksums: bool,
     },
+    /// Verify the job `name` on a schedule (`None`: no longer); answered with `Done`.
+    VerifySchedule {
+        name: String,
+        schedule: Option<VerifySchedule>,
+    },
 }
 
 /// What to do with a job.
@@ -357,6 +362,27 @@ pub struct JobStatus {
     /// when none ran.
     #[serde(default)]
     pub verification: Option<VerifyStatus>,
+    /// How often the job is verified on its own, if it is.
+    #[serde(rename = "verifySchedule", default)]
+    pub verify_schedule: Option<VerifySchedule>,
+}
+
+/// The shortest interval of a verification schedule: a verification of a small tree
+/// takes seconds, and one started while the last runs is refused anyway.
+pub const MIN_VERIFY_EVERY_SECONDS: u64 = 10;
+
+/// A job's verification schedule (`rillctl verify JOB --every DURATION`): a verification
+/// starts this long after the job started or the last one did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifySchedule {
+    #[serde(rename = "everySeconds")]
+    pub every_seconds: u64,
+    /// Send what differs again (`--remirror`).
+    #[serde(default)]
+    pub remirror: bool,
+    /// Compare data by checksums whatever `ChecksumAll` says (`--checksums`).
+    #[serde(default)]
+    pub checksums: bool,
 }
 
 /// A verification's progress, or its result once it ended.

@@ -322,3 +322,24 @@ fn a_verification_retries_while_the_target_is_down() {
         );
     }
 }
+
+/// A job verified `--every 10s` is verified on its own, more than once, and a schedule
+/// set `off` shows no more; the schedule is kept in the job store and in the status.
+#[test]
+fn a_scheduled_verification_runs_on_its_own() {
+    let p = started("verify-scheduled");
+    p.ctl(&["verify", JOB, "--every", "10s"]);
+    let first = p.wait_for(|v| v["state"] == "completed");
+    let first_id = first["id"].as_u64();
+    p.wait_for(|v| v["state"] == "completed" && v["id"].as_u64() != first_id);
+    let report: serde_json::Value =
+        serde_json::from_str(&p.ctl(&["status", JOB, "--json"])).expect("status JSON");
+    assert_eq!(
+        report["jobs"][0]["verifySchedule"]["everySeconds"], 10,
+        "{report}"
+    );
+    p.ctl(&["verify", JOB, "--every", "off"]);
+    let report: serde_json::Value =
+        serde_json::from_str(&p.ctl(&["status", JOB, "--json"])).expect("status JSON");
+    assert!(report["jobs"][0]["verifySchedule"].is_null(), "{report}");
+}

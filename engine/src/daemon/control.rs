@@ -48,6 +48,9 @@ impl Daemon {
                 remirror,
                 checksums,
             } => self.verify(&name, remirror, checksums)?,
+            Request::VerifySchedule { name, schedule } => {
+                self.set_verify_schedule(&name, schedule)?
+            }
             Request::Status { name } => Response::Status(self.status(name.as_deref())?),
             Request::SettingsList => Response::Settings(
                 self.settings()

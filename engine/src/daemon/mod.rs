@@ -44,6 +44,10 @@ struct Runner {
     /// The job's replication set, for a verification's walk.
     set: crate::repset::ReplicationSet,
     source: PathBuf,
+    /// The job's verification schedule, and since when the next verification counts
+    /// (the job's start, or the last verification's).
+    verify_schedule: Option<crate::mgmt::VerifySchedule>,
+    verify_due_from: std::time::Instant,
 }
 
 /// The daemon's state, shared by the API and the housekeeping task.
@@ -309,6 +313,8 @@ impl Daemon {
                     verification: None,
                     set,
                     source: verify_source,
+                    verify_schedule: job.verify_schedule,
+                    verify_due_from: std::time::Instant::now(),
                 },
             );
         }
@@ -349,6 +355,7 @@ impl Daemon {
                 ended.push(name.clone());
             }
         }
+        self.start_scheduled_verifications(&mut runners);
         for name in ended {
             if let Some(mut r) = runners.remove(&name) {
                 let result = r.thread.take().map(|t| t.join());

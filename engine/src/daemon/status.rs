@@ -167,6 +167,7 @@ fn job_status(job: &StoredJob, runner: Option<&Runner>, driver: f64) -> JobStatu
         target_path: job.spec.target.path().display().to_string(),
         state: job.state,
         driver_queue_percent: driver,
+        verify_schedule: job.verify_schedule,
         ..Default::default()
     };
     let Some(r) = runner else {

@@ -45,7 +45,7 @@ use std::path::{Path, PathBuf};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
-use crate::mgmt::JobInfo;
+use crate::mgmt::{JobInfo, VerifySchedule};
 use crate::storage::database::{self, Schema};
 
 pub use rill_mgmt::jobs::{
@@ -90,6 +90,10 @@ pub struct StoredJob {
     /// Progress counters the daemon keeps across restarts, by its own names.
     #[serde(default)]
     pub counters: BTreeMap<String, u64>,
+    /// How often the job is verified on its own (`rillctl verify JOB --every`). Left out
+    /// when there is none, so a record without one reads and writes as it always did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_schedule: Option<VerifySchedule>,
     pub created_unix: u64,
     pub updated_unix: u64,
 }
@@ -206,6 +210,7 @@ impl JobStore {
             mirror: MirrorState::Pending,
             last_acked: 0,
             counters: BTreeMap::new(),
+            verify_schedule: None,
             created_unix: now,
             updated_unix: now,
         };
@@ -269,6 +274,11 @@ impl JobStore {
                 job.counters.insert((*k).to_string(), *v);
             }
         })
+    }
+
+    /// Sets (or, with `None`, clears) job `name`'s verification schedule.
+    pub fn set_verify_schedule(&self, name: &str, schedule: Option<VerifySchedule>) -> Result<()> {
+        self.update(name, |job| job.verify_schedule = schedule)
     }
 
     /// Deletes job `name` and returns what it was. Its target sessions live on the target

@@ -116,6 +116,13 @@ fn state_updates_return_the_previous_value() {
     }
 }
 
+/// A verification schedule, for the round trips.
+const SCHEDULE: VerifySchedule = VerifySchedule {
+    every_seconds: 86_400,
+    remirror: true,
+    checksums: false,
+};
+
 #[test]
 fn everything_survives_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
@@ -128,12 +135,16 @@ fn everything_survives_a_reopen() {
         s.set_last_acked("web", 1234).unwrap();
         s.put_session("SHA256:ab", "web", &session(99, DataState::Ok))
             .unwrap();
+        s.set_verify_schedule("web", Some(SCHEDULE)).unwrap();
     }
     let s = JobStore::open(&path).unwrap();
     let job = s.get("web").unwrap().unwrap();
     assert_eq!(job.state, JobState::Running, "a running job resumes");
     assert_eq!(job.mirror, MirrorState::Complete);
     assert_eq!(job.last_acked, 1234);
+    assert_eq!(job.verify_schedule, Some(SCHEDULE));
+    s.set_verify_schedule("web", None).unwrap();
+    assert_eq!(s.get("web").unwrap().unwrap().verify_schedule, None);
     let got = s.get_session("SHA256:ab", "web").unwrap().unwrap();
     assert_eq!(got.last_applied, 99);
     assert_eq!(got.data_state, DataState::Ok);
