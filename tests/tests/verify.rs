@@ -247,11 +247,7 @@ fn plant(dst: &Path) {
 #[test]
 fn a_verification_while_the_source_changes_reports_nothing_false() {
     let p = started("verify-busy");
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let (dir, stop) = (p.src.join("busy"), Arc::clone(&stop));
-        std::thread::spawn(move || keep_writing(&dir, &stop))
-    };
+    let writer = Writer::start(p.src.join("busy"));
     for round in 0..3 {
         let v = p.verify(&[]);
         assert_eq!(found(&v), (0, 0, 0), "round {round}: {v}\n{}", p.logs());
@@ -262,9 +258,36 @@ fn a_verification_while_the_source_changes_reports_nothing_false() {
         );
         eprintln!("round {round}: {v}");
     }
-    stop.store(true, Ordering::Relaxed);
-    writer.join().expect("the writer");
+    drop(writer);
     p.converge();
+}
+
+/// A thread running [`keep_writing`], stopped and joined when dropped (a failed
+/// assertion included, so it does not write on into a removed directory).
+struct Writer {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Writer {
+    fn start(dir: PathBuf) -> Writer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || keep_writing(&dir, &flag));
+        Writer {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// Files the writer keeps changing, round robin: each is left alone for about a tenth of
