@@ -137,6 +137,19 @@ impl Outbox {
         self.destination.flush()
     }
 
+    /// Every operation captured before `ns` (CLOCK_MONOTONIC) has been sent (see
+    /// [`Resolver::stream_passed`]).
+    pub fn stream_passed(&mut self, ns: u64) {
+        self.resolver.stream_passed(ns);
+    }
+
+    /// Whether a checkpoint is wanted for the times of a written file whose name led
+    /// elsewhere at the last one, even with nothing else sent (see
+    /// [`Resolver::times_astray`]).
+    pub fn times_astray(&self) -> bool {
+        self.resolver.times_astray()
+    }
+
     /// Writes moved the replica's times: the source's times of every file written since
     /// the last checkpoint go after them, as replication operations.
     fn send_times_of_written(&mut self) -> Result<(), DestinationError> {

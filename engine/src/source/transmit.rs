@@ -349,6 +349,7 @@ impl TransmitLoop<'_> {
             let before = empty.saturating_sub(CAPTURE_SLACK_NS);
             p.handed_out.forget_before(before);
             self.sent_through(before);
+            self.outbox.stream_passed(before);
         }
         match popped {
             Some(q) => {
@@ -373,11 +374,13 @@ impl TransmitLoop<'_> {
     }
 
     /// Asks the destination for a checkpoint of what was sent, when one is due (a full batch,
-    /// the interval, or nothing more to send at once). False when the destination has stopped.
+    /// the interval, or nothing more to send at once; or, idle, times of a written file that
+    /// wait for the stream to pass: see `Outbox::times_astray`). False when the destination
+    /// has stopped.
     fn checkpoint_if_due(&mut self, p: &mut Progress, idle: bool) -> Result<bool> {
-        if p.unflushed > 0
-            && (idle || p.unflushed >= FLUSH_OPS || p.flushed_at.elapsed() > FLUSH_INTERVAL)
-        {
+        let sent = p.unflushed > 0
+            && (idle || p.unflushed >= FLUSH_OPS || p.flushed_at.elapsed() > FLUSH_INTERVAL);
+        if sent || (idle && self.outbox.times_astray()) {
             match self.outbox.checkpoint() {
                 Ok(mark) => {
                     p.batches.push_back((mark, p.last));

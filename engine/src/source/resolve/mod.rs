@@ -464,6 +464,22 @@ impl Resolver {
         );
     }
 
+    /// Every operation captured before `ns` (CLOCK_MONOTONIC) has been resolved: the
+    /// transmit loop found the queue empty after the capture's ring was. With the stream
+    /// idle no operation moves `stream_at` on, and a written file its name had stopped
+    /// leading to waited for good (found by the replication fuzzer: a truncate through a
+    /// symlink whose file was renamed, the workload's last operations; the file kept the
+    /// replica's apply time, the job in sync).
+    pub fn stream_passed(&mut self, ns: u64) {
+        self.stream_at = self.stream_at.max(ns);
+    }
+
+    /// Whether a written file's times wait on a name that did not lead to it at the last
+    /// checkpoint: the next checkpoint after the stream has passed that one looks for it.
+    pub fn times_astray(&self) -> bool {
+        self.written.astray()
+    }
+
     /// A `Utimes` operation with the source's current times for every file written since
     /// the last call (writes moved the replica's times), relative paths.
     pub fn times_of_written(&mut self) -> Vec<Event> {
@@ -819,6 +835,39 @@ mod tests {
         let remirrored = r.take_stale();
         assert!(remirrored.contains(&src.join("d/f")), "{remirrored:?}");
         assert!(remirrored.contains(&src.join("g")), "{remirrored:?}");
+    }
+
+    /// A truncate by name through the symlink `l`, the file it reached renamed (by nothing
+    /// the stream shows, as with a rename the capture could not name), then the stream
+    /// idle: once told the stream has passed, the file is looked for and remirrored, not
+    /// kept waiting for an operation that never comes (found by the replication fuzzer).
+    #[test]
+    fn an_idle_stream_lets_a_file_its_name_left_be_looked_for() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path();
+        std::fs::write(src.join("f"), b"the file").unwrap();
+        std::os::unix::fs::symlink("f", src.join("l")).unwrap();
+        let file = identity(&std::fs::metadata(src.join("f")).unwrap());
+        let mut r = Resolver::new(src, ResolveOptions::default());
+        std::fs::rename(src.join("f"), src.join("g")).unwrap();
+        let reached = rill_ops::Reached {
+            file,
+            at_ns: 1,
+            through_link: true,
+        };
+        let truncate = Event {
+            reached: Some(Box::new(reached)),
+            ..Event::new(src.join("l"), Op::Truncate { size: 3 })
+        };
+        assert_eq!(resolved(&mut r, truncate).len(), 1);
+        assert!(r.times_of_written().is_empty(), "`l` leads nowhere now");
+        assert!(r.times_astray());
+        assert!(r.times_of_written().is_empty());
+        assert!(r.take_stale().is_empty(), "the stream may still tell");
+        r.stream_passed(crate::clock::monotonic_ns());
+        assert!(r.times_of_written().is_empty());
+        assert!(!r.times_astray());
+        assert_eq!(r.take_stale(), [src.join("g")]);
     }
 
     /// A write the drain could not read, made through one name of a file with two, that

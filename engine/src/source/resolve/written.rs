@@ -86,9 +86,15 @@ impl Written {
         // stream carry on. Kept under the link's name, they were read at the checkpoint
         // from whatever the link led to by then (found by the replication fuzzer: the file
         // exchanged away after the truncate, the times sent were the other file's).
+        // The link is followed only if the capture's reader saw one there (or could not
+        // look): the name can hold a link now that it did not hold at the call, and the
+        // file that link leads to was not written (found by the replication fuzzer: a
+        // truncate of a file exchanged with a symlink right after, its times kept for the
+        // link's file and never sent).
+        let link_seen = reached.is_none_or(|r| r.through_link);
         let through_link = match object {
-            None => reached_name(source, rel, None),
-            Some(_) => None,
+            None if link_seen => reached_name(source, rel, None),
+            _ => None,
         };
         let rel = through_link.as_deref().unwrap_or(rel);
         // The capture's word on which file a name holds is certain; a name the stream
@@ -383,6 +389,14 @@ impl Written {
             due.push((name, times_of(&m)));
         }
         due
+    }
+
+    /// Whether a file known by its identity waits for a name that led elsewhere at a
+    /// checkpoint (see [`Written::take_due`]).
+    pub(super) fn astray(&self) -> bool {
+        self.by_name
+            .values()
+            .any(|e| e.object.is_some() && e.astray_since.is_some())
     }
 
     /// The stream's names no longer lead to the file `o`: its names are found by a walk
@@ -829,5 +843,30 @@ mod tests {
         w.unlinked(Path::new("m"));
         assert!(w.take_due(src, 20).is_empty());
         assert_eq!(w.take_homeless(src), [src.join("a")]);
+    }
+
+    /// A truncate by name of the file `a` (no link there at the call), `a` then exchanged
+    /// on the source with the symlink `l` (to `b`) before the truncate was resolved: the
+    /// times due are `a`'s, under the name the exchange gives it, not those of the file
+    /// the link that now has the name leads to (found by the replication fuzzer).
+    #[test]
+    fn a_name_that_became_a_link_after_the_call_is_not_followed() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path();
+        two_files(src);
+        std::os::unix::fs::symlink("b", src.join("l")).unwrap();
+        let reached = Reached {
+            file: object(&src.join("a")).unwrap(),
+            at_ns: 10,
+            through_link: false,
+        };
+        crate::source::resolve::exchange_names(&src.join("a"), &src.join("l"));
+        let mut w = Written::default();
+        w.wrote(src, Path::new("a"), None, Some(reached));
+        w.exchanged(Path::new("a"), Path::new("l"), 20);
+        let due = w.take_due(src, 20);
+        assert_eq!(due.len(), 1, "{due:?}");
+        assert_eq!(due[0].0, PathBuf::from("l"));
+        assert_eq!(due[0].1.mtime.0, 1_000_000_000, "the truncated file's");
     }
 }
