@@ -14,7 +14,9 @@ pub fn base_dir() -> PathBuf {
     }
 }
 
-/// A fresh, canonical directory under [`base_dir`], removed with its contents on drop.
+/// A fresh, canonical directory under [`base_dir`], removed with its contents on drop;
+/// kept when `RILL_KEEP_DIRS` is set, so the hosts' logs and trees of a failing test can be
+/// read after it.
 pub struct TestDir {
     _dir: tempfile::TempDir,
     path: PathBuf,
@@ -26,6 +28,10 @@ impl TestDir {
             .prefix(&format!("rill-{tag}-"))
             .tempdir_in(base_dir())
             .expect("create a test directory");
+        let mut dir = dir;
+        if std::env::var_os("RILL_KEEP_DIRS").is_some() {
+            dir.disable_cleanup(true);
+        }
         let path = dir.path().canonicalize().expect("canonicalize test dir");
         TestDir { _dir: dir, path }
     }
