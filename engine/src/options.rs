@@ -111,7 +111,14 @@ pub(crate) fn link_config(
         tls,
         pending_acks: settings.source_pending_acks().max(1) as usize,
         timeout: settings.network_timeout(),
-        keep_alive: settings.network_keep_alive_interval(),
+        keep_alive: settings
+            .hb_external_rate()
+            .map_or(settings.network_keep_alive_interval(), |hb| {
+                hb.min(settings.network_keep_alive_interval())
+            }),
+        silence: settings.hb_ttl().map_or(settings.network_timeout(), |ttl| {
+            ttl.min(settings.network_timeout())
+        }),
         retry: settings.network_retry(),
         auto_reconnect: settings.auto_reconnect(),
         auto_retransmit: settings.auto_retransmit(),

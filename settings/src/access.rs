@@ -368,6 +368,43 @@ impl Settings {
     pub fn tg_execution_retry_limit(&self) -> u64 {
         self.int(Id::TGExecutionRetryLimit)
     }
+
+    /// `PingFrequency`: how often a monitoring target pings each source.
+    pub fn ping_frequency(&self) -> Duration {
+        self.seconds(Id::PingFrequency)
+    }
+
+    /// `MissedPackets`: pings a source leaves unanswered before the failover condition.
+    pub fn missed_packets(&self) -> u32 {
+        // At most 65535 by the table.
+        self.int(Id::MissedPackets) as u32
+    }
+
+    /// `HBExternalRate`: the source's heartbeat interval; `None` when 0 (heartbeats off).
+    pub fn hb_external_rate(&self) -> Option<Duration> {
+        Some(self.seconds(Id::HBExternalRate)).filter(|d| !d.is_zero())
+    }
+
+    /// `HBTTL`: how long a source waits for a heartbeat of its target before it drops the
+    /// connection; `None` when 0 (never).
+    pub fn hb_ttl(&self) -> Option<Duration> {
+        Some(self.seconds(Id::HBTTL)).filter(|d| !d.is_zero())
+    }
+
+    /// `UserIntervention`: false (0) when a met failover condition fails over at once.
+    pub fn user_intervention(&self) -> bool {
+        self.int(Id::UserIntervention) == 1
+    }
+
+    /// `PreFailoverWait`: whether a failover waits for its pre-failover script.
+    pub fn pre_failover_wait(&self) -> bool {
+        self.int(Id::PreFailoverWait) == 1
+    }
+
+    /// `PreFailbackWait`: whether a failback waits for its pre-failback script.
+    pub fn pre_failback_wait(&self) -> bool {
+        self.int(Id::PreFailbackWait) == 1
+    }
 }
 
 /// `MemoryAllocatorCallbackMode`: what the engine does when the memory queue reaches

@@ -120,8 +120,10 @@ pub struct SettingDef {
 /// so a setting's name is written once.
 macro_rules! settings_table {
     ($($name:ident { $($field:ident: $value:expr),* $(,)? })*) => {
-        /// A setting's position in [`SETTINGS`].
+        /// A setting's position in [`SETTINGS`]. The names are the guide's, spelled as
+        /// it spells them (`HBTTL`).
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        #[allow(clippy::upper_case_acronyms)]
         pub(super) enum Id { $($name),* }
 
         /// Every setting of the engine, in the order `list` and the settings file show them.
@@ -577,6 +579,62 @@ settings_table! {
         default: Value::Int(0),
         restart: false,
         help: "times an operation is retried on the target before it is discarded",
+    }
+    // Failover monitoring (the target watches each source it serves). The guide's Linux
+    // list, ranges and defaults as given; none needs a restart.
+    PingFrequency {
+        kind: int(1, 65_535),
+        unit: "seconds",
+        default: Value::Int(5),
+        restart: false,
+        help: "seconds between the pings a monitoring target sends to each source",
+    }
+    MissedPackets {
+        kind: int(1, 65_535),
+        unit: "pings",
+        default: Value::Int(5),
+        restart: false,
+        help: "pings a source leaves unanswered before the failover condition is met",
+    }
+    // "0 turns the heartbeats off". The source's own heartbeat toward the target.
+    HBExternalRate {
+        kind: Kind::Integer { min: 1, max: 65_535, zero: Some("heartbeats off"), unlimited: false },
+        unit: "seconds",
+        default: Value::Int(3),
+        restart: false,
+        help: "seconds between the heartbeats a source sends its targets",
+    }
+    // The guide gives 0 - 65535 without a meaning for 0; 0 is read as "never".
+    HBTTL {
+        kind: Kind::Integer { min: 1, max: 65_535, zero: Some("never"), unlimited: false },
+        unit: "seconds",
+        default: Value::Int(10),
+        restart: false,
+        help: "seconds without a heartbeat from the target before a source drops the connection",
+    }
+    UserIntervention {
+        kind: Kind::Enumeration(&[
+            (0, "user intervention is not required"),
+            (1, "user intervention is required"),
+        ]),
+        unit: "",
+        default: Value::Int(1),
+        restart: false,
+        help: "whether failover waits for `rillctl failover` once the failover condition is met",
+    }
+    PreFailoverWait {
+        kind: Kind::Enumeration(&[(0, "do not wait"), (1, "wait")]),
+        unit: "",
+        default: Value::Int(0),
+        restart: false,
+        help: "whether a failover waits for the target's pre-failover script to complete",
+    }
+    PreFailbackWait {
+        kind: Kind::Enumeration(&[(0, "do not wait"), (1, "wait")]),
+        unit: "",
+        default: Value::Int(0),
+        restart: false,
+        help: "whether a failback waits for the target's pre-failback script to complete",
     }
 }
 

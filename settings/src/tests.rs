@@ -3,6 +3,7 @@ use std::path::Path;
 use super::*;
 
 // The settings of the transport, mirror and target (issue 4), and writing the file.
+mod failover;
 mod file;
 mod transport;
 
@@ -89,7 +90,7 @@ fn the_table_has_the_settings_the_engine_uses_once_each() {
     names.sort_unstable();
     names.dedup();
     assert_eq!(names.len(), SETTINGS.len(), "a name appears twice");
-    assert_eq!(SETTINGS.len(), 50);
+    assert_eq!(SETTINGS.len(), 57);
     for def in SETTINGS {
         assert!(!def.help.is_empty(), "{}", def.name);
         let needs_unit = matches!(def.kind, Kind::Integer { .. });
@@ -146,7 +147,7 @@ fn every_number_is_refused_below_its_minimum_and_above_its_maximum() {
         }
         tested += 1;
     }
-    assert_eq!(tested, 32);
+    assert_eq!(tested, 39);
 }
 
 #[test]
@@ -460,6 +461,13 @@ fn non_default() -> Settings {
         ("TGMirrorCapacityLow", "30"),
         ("TGRetryLocked", "65536"),
         ("TGExecutionRetryLimit", "65536"),
+        ("PingFrequency", "1"),
+        ("MissedPackets", "2"),
+        ("HBExternalRate", "0"),
+        ("HBTTL", "0"),
+        ("UserIntervention", "0"),
+        ("PreFailoverWait", "1"),
+        ("PreFailbackWait", "1"),
     ] {
         let change = s.set(name, value).unwrap();
         assert_ne!(change.old, change.new, "{name}");

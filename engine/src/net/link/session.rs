@@ -41,8 +41,13 @@ pub struct LinkConfig {
     pub pending_acks: usize,
     /// `NetworkTimeout`: silence longer than this drops the connection.
     pub timeout: Duration,
-    /// How long the connection may stay idle before a keep-alive is sent.
+    /// How long the connection may stay idle before a keep-alive (the source's
+    /// heartbeat) is sent: `NetworkTimeout`/6, or `HBExternalRate` when sooner.
     pub keep_alive: Duration,
+    /// How long the target may stay silent before the connection is dropped:
+    /// `NetworkTimeout`, or `HBTTL` when sooner (the target pings every second, so a
+    /// silence that long is a lost target, not an idle one).
+    pub silence: Duration,
     /// `NetworkRetry`, `AutoReconnect`, `AutoRetransmit`.
     pub retry: Duration,
     pub auto_reconnect: bool,
@@ -500,6 +505,12 @@ async fn session(
                         None | Some(Ok(None)) => return Err(LinkError::Closed),
                         Some(Err(e)) => return Err(e.into()),
                         Some(Ok(Some(Frame::Verified { id, found }))) => verifies.answer(id, found),
+                        // The target's ping: answered at once, as its failover monitor
+                        // counts the pings left unanswered (PingFrequency, MissedPackets).
+                        Some(Ok(Some(Frame::KeepAlive))) => {
+                            keep_alive(config, &mut writer).await?;
+                            wrote = Instant::now();
+                        }
                         Some(Ok(Some(frame))) => handle(frame, window, shared, acked_items)?,
                     }
                 }
@@ -524,14 +535,11 @@ async fn session(
                     }
                 }
                 _ = tick.tick() => {
-                    if heard.elapsed() > config.timeout {
-                        return Err(LinkError::Timeout(config.timeout));
+                    if heard.elapsed() > config.silence {
+                        return Err(LinkError::Timeout(config.silence));
                     }
                     if wrote.elapsed() >= keepalive {
-                        let mut buf = Vec::new();
-                        Frame::KeepAlive.encode(Policy::PLAIN, &mut buf)?;
-                        timed(config.timeout, writer.write_all(&buf)).await?;
-                        timed(config.timeout, writer.flush()).await?;
+                        keep_alive(config, &mut writer).await?;
                         wrote = Instant::now();
                     }
                 }
@@ -745,4 +753,16 @@ impl Bucket {
             tokio::time::sleep(Duration::from_secs_f64(-self.tokens / rate)).await;
         }
     }
+}
+
+/// Sends a keep-alive: the source's heartbeat, and its answer to the target's ping.
+async fn keep_alive<W: tokio::io::AsyncWrite + Unpin>(
+    config: &LinkConfig,
+    writer: &mut W,
+) -> Result<(), LinkError> {
+    let mut buf = Vec::new();
+    Frame::KeepAlive.encode(Policy::PLAIN, &mut buf)?;
+    timed(config.timeout, writer.write_all(&buf)).await?;
+    timed(config.timeout, writer.flush()).await?;
+    Ok(())
 }
