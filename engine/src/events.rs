@@ -10,7 +10,8 @@
 //! mirror and target events of the guide's chapter 6 (4001/4004, 4010/4011, 4016/4017,
 //! 4019/4023, 4065, 4071); 4052/4409, orphans removed or not; the target's retries of
 //! writes that failed for a reason that may pass (4110/4111/4113, 4120, 4150); and
-//! 169/170, failed and successful logins.
+//! 169/170, failed and successful logins; the failover events (6010, 6110-6122, 4018,
+//! 5105-5107).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -59,6 +60,22 @@ pub const VERIFY_STOPPED: u32 = 4061;
 pub const VERIFY_COMPLETED: u32 = 4062;
 /// Orphans that could not be removed from a replica.
 pub const ORPHANS_NOT_REMOVED: u32 = 4409;
+/// The failover events of the guide's §2.13, on the target: the failover condition met
+/// (W), a failover started / succeeded / failed (I / I / E), its undo (a failback, or the
+/// end of a test failover) started / succeeded / failed; and 4018 (§2.9), a source
+/// refused because its job failed over ("restore required after failover").
+pub const FAILOVER_CONDITION: u32 = 6010;
+pub const FAILOVER_STARTED: u32 = 6110;
+pub const FAILOVER_SUCCEEDED: u32 = 6111;
+pub const FAILOVER_FAILED: u32 = 6112;
+pub const UNDO_FAILOVER_STARTED: u32 = 6120;
+pub const UNDO_FAILOVER_SUCCEEDED: u32 = 6121;
+pub const UNDO_FAILOVER_FAILED: u32 = 6122;
+pub const RESTORE_REQUIRED: u32 = 4018;
+/// A failover script about to run, run, failed (§2.12: 5105 / 5106 / 5107).
+pub const SCRIPT_STARTING: u32 = 5105;
+pub const SCRIPT_SUCCEEDED: u32 = 5106;
+pub const SCRIPT_FAILED: u32 = 5107;
 /// A source logged in to this target. The guide has no login event (only the error codes
 /// -138 "insufficient security access" and -169 "login failed"); 169 and 170 are rill's
 /// own, after that code, outside the guide's event ranges.

@@ -12,7 +12,7 @@ use crate::events::EventLog;
 use crate::net::link::LinkConfig;
 use crate::net::proto::Compression;
 use crate::replica::apply::ApplyOptions;
-use crate::replica::TargetConfig;
+use crate::replica::{FailoverConfig, TargetConfig};
 use crate::settings::{CallbackMode, Settings};
 use crate::source::mirror::MirrorOptions;
 use crate::source::resolve::ResolveOptions;
@@ -89,6 +89,13 @@ pub(crate) fn target_config(settings: &Settings, host: &str) -> TargetConfig {
         retry_limit: settings.tg_execution_retry_limit(),
         retry_wait: settings.tg_retry_locked(),
         log_all_orphans: settings.log_all_orphans(),
+        failover: FailoverConfig {
+            ping_frequency: settings.ping_frequency(),
+            missed_packets: settings.missed_packets(),
+            user_intervention: settings.user_intervention(),
+            pre_failover_wait: settings.pre_failover_wait(),
+            pre_failback_wait: settings.pre_failback_wait(),
+        },
     }
 }
 

@@ -38,11 +38,13 @@
 //! path. There is one definition of each type: the engine uses these.
 
 mod client;
+pub mod failover;
 pub mod jobs;
 pub mod token;
 pub mod types;
 
 pub use client::{Client, ClientError, CONNECT_TIMEOUT, DEFAULT_CALL_TIMEOUT, MAX_RESPONSE_LINE};
+pub use failover::{FailoverMode, FailoverScripts, FailoverState};
 pub use token::{load_or_create_token, read_token, same_token, token_path, TOKEN_FILE_NAME};
 pub use types::{
     utc_time, ConError, ConErrorClass, ConState, DataState, JobAction, JobInfo, JobState,

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use rill_settings::SettingDef;
 
+use crate::failover::{FailoverMode, FailoverScripts, FailoverState};
 use crate::jobs::words::guide_words;
 use crate::jobs::JobSpec;
 
@@ -64,6 +65,21 @@ pub enum Request {
     VerifySchedule {
         name: String,
         schedule: Option<VerifySchedule>,
+    },
+    /// Fail the source job `name` over to this host (its target), test a failover or
+    /// undo a test; answered with `Done` once it is done.
+    Failover {
+        name: String,
+        #[serde(default)]
+        mode: FailoverMode,
+    },
+    /// End the failover of the source job `name` on this host; answered with `Done`.
+    Failback { name: String },
+    /// Set the failover scripts of the source job `name` on this host (its target);
+    /// answered with `Done`.
+    FailoverScripts {
+        name: String,
+        scripts: FailoverScripts,
     },
 }
 
@@ -520,6 +536,15 @@ pub struct TargetSessionStatus {
     pub orphan_directories_removed: u64,
     #[serde(rename = "OrphanBytesRemoved", default)]
     pub orphan_bytes_removed: u64,
+    /// Whether the failover condition is met: the source left `MissedPackets` pings
+    /// unanswered (event 6010).
+    #[serde(rename = "failoverCondition", default)]
+    pub failover_condition: bool,
+    #[serde(rename = "failoverState", default)]
+    pub failover_state: FailoverState,
+    /// Connections of the source refused since the job failed over (event 4018).
+    #[serde(rename = "refusedAfterFailover", default)]
+    pub refused_after_failover: u64,
 }
 
 /// A time as the guide's UTC statistics (ConRPT) are given: RFC 3339 to the second, UTC

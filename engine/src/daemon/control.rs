@@ -51,6 +51,11 @@ impl Daemon {
             Request::VerifySchedule { name, schedule } => {
                 self.set_verify_schedule(&name, schedule)?
             }
+            Request::Failover { name, mode } => self.failover(&name, mode)?,
+            Request::Failback { name } => self.failback(&name)?,
+            Request::FailoverScripts { name, scripts } => {
+                self.set_failover_scripts(&name, scripts)?
+            }
             Request::Status { name } => Response::Status(self.status(name.as_deref())?),
             Request::SettingsList => Response::Settings(
                 self.settings()

@@ -9,6 +9,7 @@
 //! when absent).
 
 mod control;
+mod failover;
 mod status;
 mod verify;
 

@@ -12,7 +12,10 @@ use crate::mgmt::{
     utc_time, ConState, JobStatus, MirrorStatus, ReplicationStatus, StatusReport, TargetCounters,
     TargetSessionStatus, TargetStatus, TransmitMode,
 };
-use crate::replica::{state_of_code, SessionStats};
+use std::sync::Arc;
+
+use crate::replica::failover::Watch;
+use crate::replica::{state_of_code, SessionStats, TargetStats};
 use crate::source::destination::{ConnectionState as Link, DestinationStatus};
 use crate::source::transmit::{JobControl, MirrorPhase as Walk};
 use crate::storage::job_store::{DataState, JobState, MirrorState, StoredJob};
@@ -47,12 +50,7 @@ impl Daemon {
         let target = self.target.as_ref().map(|t| TargetStatus {
             logins: t.stats.logins.load(Ordering::Relaxed),
             failed_logins: t.stats.failed_logins.load(Ordering::Relaxed),
-            sessions: t
-                .stats
-                .sessions
-                .lock()
-                .map(|s| s.values().map(|s| session_status(s)).collect())
-                .unwrap_or_default(),
+            sessions: self.session_rows(&t.stats),
         });
         Ok(StatusReport {
             host: self.host.clone(),
@@ -123,6 +121,53 @@ fn driver_queue_percent(data_path: &std::path::Path, job: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+impl Daemon {
+    /// A row for every session of this process, with its failover state; and one for
+    /// every job failed over before it (no session since: the job store's record).
+    fn session_rows(&self, stats: &TargetStats) -> Vec<TargetSessionStatus> {
+        let mut rows = Vec::new();
+        let live: Vec<_> = stats
+            .sessions
+            .lock()
+            .map(|s| s.iter().map(|(k, s)| (k.clone(), Arc::clone(s))).collect())
+            .unwrap_or_default();
+        for (key, s) in &live {
+            let mut row = session_status(s);
+            if let Some(w) = stats.monitor.get(key) {
+                with_failover(&mut row, &w);
+            }
+            rows.push(row);
+        }
+        for (key, w) in stats.monitor.watches() {
+            if live.iter().any(|(k, _)| *k == key) {
+                continue;
+            }
+            let Ok(Some(stored)) = self.store.get_session(&key.0, &key.1) else {
+                continue;
+            };
+            let mut row = TargetSessionStatus {
+                peer_name: key.0.clone(),
+                peer_fingerprint: key.0.clone(),
+                job: key.1.clone(),
+                target_path: stored.target_path.display().to_string(),
+                target_data_state: DataState::Disconnected,
+                last_applied: stored.last_applied,
+                ..TargetSessionStatus::default()
+            };
+            with_failover(&mut row, &w);
+            rows.push(row);
+        }
+        rows
+    }
+}
+
+/// The failover monitor's view of a job, in its row.
+fn with_failover(row: &mut TargetSessionStatus, w: &Watch) {
+    row.failover_condition = w.condition();
+    row.failover_state = w.state();
+    row.refused_after_failover = w.refused();
+}
+
 /// One target session's statistics under the guide's names.
 fn session_status(s: &SessionStats) -> TargetSessionStatus {
     let text = |m: &std::sync::Mutex<String>| m.lock().map(|v| v.clone()).unwrap_or_default();
@@ -156,6 +201,7 @@ fn session_status(s: &SessionStats) -> TargetSessionStatus {
         orphan_files_removed: load(&s.orphans[0]),
         orphan_directories_removed: load(&s.orphans[1]),
         orphan_bytes_removed: load(&s.orphans[2]),
+        ..TargetSessionStatus::default()
     }
 }
 

@@ -288,6 +288,15 @@ fn session_dir(ctx: &Context, key: &(String, String)) -> std::path::PathBuf {
 /// the boot it was written in (8 bytes, see [`boot_mark`]).
 const POSITION_FILE_LEN: u64 = 16;
 
+/// Removes the session's [`APPLIED_FILE`] (a failback: the job starts again from 0);
+/// called only while no session of the job runs.
+pub(super) fn forget_position(ctx: &Context, key: &(String, String)) -> std::io::Result<()> {
+    match std::fs::remove_file(session_dir(ctx, key).join(APPLIED_FILE)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
 /// The position the last process of this session left in its [`APPLIED_FILE`], if any.
 pub(super) fn last_position(ctx: &Context, key: &(String, String)) -> Option<u64> {
     read_position(&session_dir(ctx, key).join(APPLIED_FILE))

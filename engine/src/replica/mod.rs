@@ -24,6 +24,7 @@
 
 pub mod apply;
 mod apply_thread;
+pub mod failover;
 pub use apply_thread::{state_code, state_of_code};
 mod kind;
 pub use kind::{confined, ApplyError, Durability, Replica};
@@ -63,6 +64,34 @@ pub struct TargetConfig {
     pub retry_wait: Duration,
     /// `LogAllOrphans`.
     pub log_all_orphans: bool,
+    pub failover: FailoverConfig,
+}
+
+/// The failover monitor's settings (`failover`).
+#[derive(Clone, Debug)]
+pub struct FailoverConfig {
+    /// `PingFrequency` and `MissedPackets`: the failover condition is met after
+    /// `missed_packets` x `ping_frequency` without word from the source.
+    pub ping_frequency: Duration,
+    pub missed_packets: u32,
+    /// `UserIntervention`: false fails over as soon as the condition is met.
+    pub user_intervention: bool,
+    /// `PreFailoverWait`, `PreFailbackWait`.
+    pub pre_failover_wait: bool,
+    pub pre_failback_wait: bool,
+}
+
+/// The guide's defaults.
+impl Default for FailoverConfig {
+    fn default() -> FailoverConfig {
+        FailoverConfig {
+            ping_frequency: Duration::from_secs(5),
+            missed_packets: 5,
+            user_intervention: true,
+            pre_failover_wait: false,
+            pre_failback_wait: false,
+        }
+    }
 }
 
 /// The target's settings as they are now, shared by the daemon (which replaces them) and
@@ -103,6 +132,8 @@ pub struct TargetStats {
     pub refused: AtomicU64,
     /// By (source fingerprint, job).
     pub sessions: Mutex<HashMap<(String, String), Arc<SessionStats>>>,
+    /// The failover monitor's view of each source job, and requests for it.
+    pub monitor: failover::Monitor,
 }
 
 /// What sessions share.
@@ -197,6 +228,7 @@ pub async fn serve(
         unsettled: Mutex::new(HashMap::new()),
         stop: services.stop,
     });
+    tokio::spawn(failover::monitor(Arc::clone(&ctx)));
     while !stop.load(Ordering::Relaxed) {
         let accepted = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await;
         let (tcp, peer) = match accepted {

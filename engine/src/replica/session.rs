@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
 
 use super::apply_thread::{self, Entry, Shared};
+use super::failover;
 use super::kind::{self, OpenError};
 use super::{
     confined, hold, ApplyError, Context, Holding, JobKey, Replica, SessionStats, TargetConfig,
@@ -33,8 +34,8 @@ use crate::storage::job_store::{DataState, TargetSession};
 use rill_ops::{codec, Op};
 
 use crate::net::proto::refuse::{
-    BUSY as REFUSE_BUSY, PROTOCOL as REFUSE_PROTOCOL, TARGET_PATH as REFUSE_PATH,
-    VERSION as REFUSE_VERSION,
+    BUSY as REFUSE_BUSY, FAILED_OVER as REFUSE_FAILED_OVER, PROTOCOL as REFUSE_PROTOCOL,
+    TARGET_PATH as REFUSE_PATH, VERSION as REFUSE_VERSION,
 };
 
 /// How long a new connection of a job waits for the session it replaces to finish, as a
@@ -97,6 +98,8 @@ struct Session {
     /// The applier's answers to the source.
     out: mpsc::UnboundedReceiver<Frame>,
     check: SeqCheck,
+    /// The failover monitor's view of the job: told of every frame the source sends.
+    watch: Arc<failover::Watch>,
 }
 
 impl Link {
@@ -138,6 +141,9 @@ impl Link {
         })?;
         let key = (fingerprint, job.clone());
         let holding = self.take_over(&key).await?;
+        // Only once the job is this session's: see `failover`'s invariants.
+        let watch = failover::admit(&self.ctx, &key, &self.who)
+            .map_err(|why| Ended::Refused(REFUSE_FAILED_OVER, why))?;
         let session = self.starting_point(&key, &target_path, replica.as_ref())?;
         let last_applied = session.last_applied;
         let stats = session_stats(
@@ -187,6 +193,7 @@ impl Link {
             stats,
             out,
             check: SeqCheck::new(last_applied),
+            watch,
         })
     }
 
@@ -329,6 +336,7 @@ impl Link {
             tokio::select! {
                 f = self.reader.next() => {
                     heard = Instant::now();
+                    session.watch.heard();
                     let frame = match f {
                         Ok(Some(frame)) => frame,
                         Ok(None) => return Ok(()),

@@ -88,6 +88,7 @@ impl Scene {
             retry_limit,
             retry_wait,
             log_all_orphans: false,
+            failover: Default::default(),
         };
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

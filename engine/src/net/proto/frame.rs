@@ -59,6 +59,9 @@ pub mod refuse {
     pub const OUT_OF_ORDER: u32 = 7;
     /// The service is stopping.
     pub const SHUTTING_DOWN: u32 = 8;
+    /// The job failed over to the target: its source's operations are refused until the
+    /// failover ends (`rillctl failback` on the target).
+    pub const FAILED_OVER: u32 = 9;
 }
 
 /// The kind byte of a frame.

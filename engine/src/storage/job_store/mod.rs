@@ -35,6 +35,7 @@
 //! management API's (`rill_mgmt::jobs`, re-exported here): `rillctl` checks a job before
 //! sending it, with the same code.
 
+mod failover;
 #[cfg(test)]
 mod tests;
 
@@ -48,6 +49,7 @@ use serde::{Deserialize, Serialize};
 use crate::mgmt::{JobInfo, VerifySchedule};
 use crate::storage::database::{self, Schema};
 
+pub use failover::{FailedOver, FailoverRecord};
 pub use rill_mgmt::jobs::{
     check_name, check_peer, format_target, parse_target, validate, DataState, JobRule, JobSpec,
     JobState, JobTarget, MirrorState, SpecError, DEFAULT_TARGET_PORT, MAX_NAME_LEN,
@@ -74,6 +76,7 @@ const SCHEMA: Schema = Schema {
 fn create_tables(tx: &WriteTransaction) -> std::result::Result<(), redb::TableError> {
     tx.open_table(JOBS)?;
     tx.open_table(SESSIONS)?;
+    tx.open_table(failover::FAILOVERS)?;
     Ok(())
 }
 
