@@ -28,7 +28,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use rill_mgmt::jobs::{check_name, parse_target, JobRule, JobSpec, JobTarget};
 use rill_mgmt::{self as mgmt, Client, ClientError, JobAction, Request, Response};
-use rill_mgmt::{VerifySchedule, MIN_VERIFY_EVERY_SECONDS};
+use rill_mgmt::{FailoverMode, FailoverScripts, VerifySchedule, MIN_VERIFY_EVERY_SECONDS};
 use rill_settings::{Settings, DEFAULT_SETTINGS_FILE};
 
 /// rillctl's command line.
@@ -94,6 +94,38 @@ pub enum Command {
         /// from now on, with the flags given, instead of now; `off` ends the schedule.
         #[arg(long, value_name = "DURATION", value_parser = parse_every)]
         every: Option<Every>,
+    },
+    /// Fail a source job over to this host, its target (run on the target): the replica
+    /// is settled at its last consistent point and the source is refused from now on.
+    Failover {
+        #[arg(value_parser = parse_name)]
+        name: String,
+        /// A test failover: the replica is held for checking while the source runs on.
+        #[arg(long, conflicts_with = "undo_test")]
+        test: bool,
+        /// End a test failover: replication goes on, the replica is remirrored.
+        #[arg(long)]
+        undo_test: bool,
+    },
+    /// End a source job's failover on this host, its target (run on the target): the
+    /// source is accepted again and remirrors the replica.
+    Failback {
+        #[arg(value_parser = parse_name)]
+        name: String,
+    },
+    /// Set a source job's failover scripts on this host, its target (absolute paths of
+    /// executable files here; a script not given is unset).
+    FailoverScripts {
+        #[arg(value_parser = parse_name)]
+        name: String,
+        #[arg(long, value_name = "FILE")]
+        pre_failover: Option<PathBuf>,
+        #[arg(long, value_name = "FILE")]
+        post_failover: Option<PathBuf>,
+        #[arg(long, value_name = "FILE")]
+        pre_failback: Option<PathBuf>,
+        #[arg(long, value_name = "FILE")]
+        post_failback: Option<PathBuf>,
     },
 }
 
@@ -268,7 +300,34 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
 
 fn execute(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
     // Everything that can be refused without rilld is refused before connecting.
-    let request = match &cli.command {
+    let request = plain_request(&cli.command)?;
+    let request = match request {
+        Some(r) => r,
+        None => failover_request(&cli.command)?,
+    };
+    let mut client = connect(&cli)?;
+    match &cli.command {
+        Command::Status {
+            json,
+            watch: Some(secs),
+            ..
+        } => loop {
+            let response = client.call(&request)?;
+            // Home and clear, then the report: a redraw in place.
+            write!(out, "\x1b[H\x1b[2J")?;
+            show(&cli.command, response, *json, out)?;
+            writeln!(out, "\n(every {secs} s; Ctrl-C to stop)")?;
+            out.flush()?;
+            std::thread::sleep(Duration::from_secs_f64(*secs));
+        },
+        Command::Status { json, .. } => show(&cli.command, client.call(&request)?, *json, out),
+        _ => show(&cli.command, client.call(&request)?, false, out),
+    }
+}
+
+/// The request of a command other than the failover ones (`None` for those).
+fn plain_request(command: &Command) -> Result<Option<Request>, Failure> {
+    let request = match command {
         Command::Job(cmd) => job_request(cmd)?,
         Command::Status { name, .. } => Request::Status { name: name.clone() },
         Command::Settings(SettingsCommand::List) => Request::SettingsList,
@@ -322,25 +381,51 @@ fn execute(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
             remirror: *remirror,
             checksums: *checksums,
         },
+        Command::Failover { .. } | Command::Failback { .. } | Command::FailoverScripts { .. } => {
+            return Ok(None);
+        }
     };
-    let mut client = connect(&cli)?;
-    match &cli.command {
-        Command::Status {
-            json,
-            watch: Some(secs),
-            ..
-        } => loop {
-            let response = client.call(&request)?;
-            // Home and clear, then the report: a redraw in place.
-            write!(out, "\x1b[H\x1b[2J")?;
-            show(&cli.command, response, *json, out)?;
-            writeln!(out, "\n(every {secs} s; Ctrl-C to stop)")?;
-            out.flush()?;
-            std::thread::sleep(Duration::from_secs_f64(*secs));
+    Ok(Some(request))
+}
+
+/// The request of a failover command (`failover`, `failback`, `failover-scripts`),
+/// checked as far as it can be here.
+fn failover_request(cmd: &Command) -> Result<Request, Failure> {
+    Ok(match cmd {
+        Command::Failover {
+            name,
+            test,
+            undo_test,
+        } => Request::Failover {
+            name: name.clone(),
+            mode: match (test, undo_test) {
+                (true, _) => FailoverMode::Test,
+                (_, true) => FailoverMode::UndoTest,
+                _ => FailoverMode::Live,
+            },
         },
-        Command::Status { json, .. } => show(&cli.command, client.call(&request)?, *json, out),
-        _ => show(&cli.command, client.call(&request)?, false, out),
-    }
+        Command::Failback { name } => Request::Failback { name: name.clone() },
+        Command::FailoverScripts {
+            name,
+            pre_failover,
+            post_failover,
+            pre_failback,
+            post_failback,
+        } => {
+            let scripts = FailoverScripts {
+                pre_failover: pre_failover.clone(),
+                post_failover: post_failover.clone(),
+                pre_failback: pre_failback.clone(),
+                post_failback: post_failback.clone(),
+            };
+            scripts.check().map_err(Failure)?;
+            Request::FailoverScripts {
+                name: name.clone(),
+                scripts,
+            }
+        }
+        other => return Err(Failure(format!("not a failover command: {other:?}"))),
+    })
 }
 
 /// The request of a `job` command, checked as far as it can be here.

@@ -5,8 +5,8 @@
 //! statistic name where a number would otherwise be ambiguous (ConRPL, ConRPT).
 
 use rill_mgmt::{
-    JobInfo, JobStatus, MirrorStatus, SettingRow, StatusReport, TargetStatus, TrustedPeer,
-    VerifyStatus,
+    JobInfo, JobStatus, MirrorStatus, SettingRow, StatusReport, TargetSessionStatus, TargetStatus,
+    TrustedPeer, VerifyStatus,
 };
 
 /// Width of the mirror progress bar, in characters between the brackets.
@@ -288,6 +288,7 @@ fn target_block(t: &TargetStatus) -> String {
                     count(s.orphan_directories_removed),
                     bytes(s.orphan_bytes_removed)
                 ),
+                failover_words(s),
             ]
         })
         .collect();
@@ -307,6 +308,7 @@ fn target_block(t: &TargetStatus) -> String {
             "QUEUE",
             "DISK QUEUE",
             "ORPHANS REMOVED",
+            "FAILOVER",
         ],
         &rows,
     );
@@ -316,6 +318,22 @@ fn target_block(t: &TargetStatus) -> String {
         out.push('\n');
     }
     out
+}
+
+/// A session's failover column: its state, whether the condition is met (the source
+/// left its pings unanswered, event 6010), and the source's connections refused since.
+fn failover_words(s: &TargetSessionStatus) -> String {
+    let mut words = s.failover_state.words().to_string();
+    if s.failover_condition {
+        words.push_str(", condition met");
+    }
+    if s.refused_after_failover > 0 {
+        words.push_str(&format!(
+            ", source refused {}x",
+            count(s.refused_after_failover)
+        ));
+    }
+    words
 }
 
 /// The first 16 digits of a fingerprint: enough to tell peers apart at a glance.
