@@ -118,12 +118,17 @@ pub enum Command {
     FailoverScripts {
         #[arg(value_parser = parse_name)]
         name: String,
+        /// Run once the replica is settled, before the failover is recorded (PreFailoverWait:
+        /// waited for or not).
         #[arg(long, value_name = "FILE")]
         pre_failover: Option<PathBuf>,
+        /// Run once the failover is recorded.
         #[arg(long, value_name = "FILE")]
         post_failover: Option<PathBuf>,
+        /// Run before a failback clears the failover (PreFailbackWait: waited for or not).
         #[arg(long, value_name = "FILE")]
         pre_failback: Option<PathBuf>,
+        /// Run once the failback is recorded.
         #[arg(long, value_name = "FILE")]
         post_failback: Option<PathBuf>,
     },

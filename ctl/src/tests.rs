@@ -11,6 +11,8 @@ use rill_mgmt::{
     TargetStatus, TransmitMode, TrustedPeer, VerifyStatus,
 };
 
+mod failover;
+
 const TOKEN: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 
 fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
@@ -240,7 +242,7 @@ fn status_shows_target_sessions_as_a_table() {
         "{row}"
     );
     assert!(
-        row.ends_with("2.0 KB  0 B         1,200 files, 2 dirs, 4.0 KB"),
+        row.ends_with("2.0 KB  0 B         1,200 files, 2 dirs, 4.0 KB  Protecting"),
         "{row}"
     );
 }
