@@ -24,6 +24,11 @@ const JOB: &str = "fo";
 const MONITOR: &str = "PingFrequency = 1\nMissedPackets = 3\n";
 /// `MissedPackets` x `PingFrequency` above.
 const CONDITION_AFTER: Duration = Duration::from_secs(3);
+/// The target's ping interval: the source's last word may come this long before it dies.
+const PING: Duration = Duration::from_secs(1);
+/// How late the condition may come: the monitor's quarter-second look, the status
+/// request's round trip, and a loaded machine's delays.
+const CONDITION_SLACK: Duration = Duration::from_secs(3);
 /// The source retries its target every second.
 const SOURCE: &str = "NetworkRetry = 1\n";
 /// Rows the database holds when the source is lost.
@@ -240,11 +245,18 @@ fn with_user_intervention_the_condition_waits_for_rillctl_failover_and_failback_
         ],
     );
     assert!(out.contains("pre-failover"), "{out}");
+    let lost = Instant::now();
     h.source.kill().expect("kill the source");
     let met = wait_until(Duration::from_secs(20), || {
         Ok(session(&h.target).is_some_and(|s| s.failover_condition))
     });
     assert!(met.expect("status"), "the condition was not met");
+    // About MissedPackets x PingFrequency after the source's last word (a ping a second).
+    let took = lost.elapsed();
+    assert!(
+        took >= CONDITION_AFTER - PING && took <= CONDITION_AFTER + CONDITION_SLACK,
+        "the condition was met after {took:?}"
+    );
     assert!(h.target.event_log().contains(" 6010 "));
     let json = rillctl(&h.target, &["status", "--json"]);
     assert!(json.contains("\"failoverCondition\": true"), "{json}");
@@ -254,9 +266,19 @@ fn with_user_intervention_the_condition_waits_for_rillctl_failover_and_failback_
     let out = rillctl(&h.target, &["failover", JOB]);
     assert!(out.contains("succeeded"), "{out}");
     assert_eq!(state(&h.target), Some(FailoverState::FailedOver));
-    // PreFailoverWait = 0: the post-failover script ran while the pre one slept.
-    let names: Vec<String> = script_lines(&log).into_iter().map(|(w, _)| w).collect();
-    assert_eq!(names, ["pre-start", "post"]);
+    // PreFailoverWait = 0: the post-failover script ran while the pre one slept (which
+    // of the two wrote first is the scheduler's choice).
+    let ended = wait_until(Duration::from_secs(10), || {
+        Ok(script_lines(&log).iter().any(|(w, _)| w == "pre-end"))
+    });
+    assert!(
+        ended.expect("script log"),
+        "the pre-failover script did not end"
+    );
+    let lines = script_lines(&log);
+    let when = |what: &str| lines.iter().find(|(w, _)| w == what).map(|(_, t)| *t);
+    let (post, pre_end) = (when("post").expect("post ran"), when("pre-end"));
+    assert!(post < pre_end.unwrap_or(0.0), "{lines:?}");
     assert_database_whole(&replica_db);
     assert_returning_source_refused(&mut h);
     // A failback: the source is accepted again and remirrors the replica.
@@ -322,6 +344,17 @@ fn bad_failover_requests_and_settings_are_refused_with_clear_errors() {
     assert!(refused(&["settings", "set", "PingFrequency", "0"]).contains("1 to 65535"));
     assert!(refused(&["settings", "set", "UserIntervention", "2"])
         .contains("0 (user intervention is not required) or 1"));
+    // A job its source stops is not a lost source: no condition, no failover.
+    h.source
+        .call(Request::Job {
+            name: JOB.into(),
+            action: rill_engine::mgmt::JobAction::Stop,
+        })
+        .expect("stop the job");
+    std::thread::sleep(CONDITION_AFTER + CONDITION_SLACK);
+    let s = session(&h.target).expect("the job's row");
+    assert!(!s.failover_condition && s.failover_state == FailoverState::Protecting);
+    assert!(!h.target.event_log().contains(" 6010 "));
     // The source's own host is not the job's target.
     let on_source = rillctl_out(&h.source, &["failover", JOB]);
     assert!(String::from_utf8_lossy(&on_source.stderr).contains("not a target"));

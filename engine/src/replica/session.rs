@@ -339,7 +339,11 @@ impl Link {
                     session.watch.heard();
                     let frame = match f {
                         Ok(Some(frame)) => frame,
-                        Ok(None) => return Ok(()),
+                        Ok(None) => {
+                            // A clean close (TLS close_notify): the source stopped.
+                            session.watch.parted();
+                            return Ok(());
+                        }
                         Err(e) => return Err((proto_code(&e), e.to_string())),
                     };
                     if !self.take(frame, session).await? {

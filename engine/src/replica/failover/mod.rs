@@ -18,6 +18,9 @@
 //! for `MissedPackets` x `PingFrequency` (event 6010, status `failoverCondition`); with
 //! `UserIntervention = 0` the target then fails over at once, with 1 it waits for
 //! `rillctl failover JOB`. A source heard again before a failover clears the condition.
+//! A source that ends the job's connection itself (a clean TLS close: the job or its rilld
+//! stopped on purpose) has not been lost: its job meets no condition until it connects
+//! again (`Watch::parted`); `rillctl failover` still fails it over when asked.
 //! The monitor watches the jobs that connected since rilld started, and the jobs failed
 //! over before it.
 //!
@@ -85,6 +88,9 @@ pub struct Watch {
     state: AtomicU8,
     /// Connections refused since the job failed over.
     refused: AtomicU64,
+    /// The source ended the job's last connection itself (a clean close: the job or its
+    /// rilld stopped): no failover condition until the job connects again.
+    parted: AtomicBool,
 }
 
 impl Watch {
@@ -112,6 +118,12 @@ impl Watch {
 
     fn set(&self, to: FailoverState) {
         self.state.store(state_code(to), Ordering::SeqCst);
+    }
+
+    /// The source closed the connection cleanly (TLS close_notify, then the end of the
+    /// stream): it stopped the job or its rilld on purpose, which is not a lost source.
+    pub fn parted(&self) {
+        self.parted.store(true, Ordering::Relaxed);
     }
 
     /// Whether the failover condition is met.
@@ -216,6 +228,7 @@ pub(super) fn admit(ctx: &Context, key: &JobKey, who: &str) -> Result<Arc<Watch>
     if state == FailoverState::Protecting {
         watch.heard();
         watch.condition.store(false, Ordering::Relaxed);
+        watch.parted.store(false, Ordering::Relaxed);
         return Ok(watch);
     }
     watch.refused.fetch_add(1, Ordering::Relaxed);
@@ -275,7 +288,7 @@ fn check_conditions(ctx: &Arc<Context>) {
     let limit = config.failover.ping_frequency * config.failover.missed_packets;
     let now = crate::clock::monotonic_ns();
     for (key, watch) in ctx.stats.monitor.watches() {
-        if watch.state() != FailoverState::Protecting {
+        if watch.state() != FailoverState::Protecting || watch.parted.load(Ordering::Relaxed) {
             continue;
         }
         let silent =
