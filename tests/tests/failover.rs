@@ -158,6 +158,17 @@ fn assert_returning_source_refused(h: &mut Hosts) {
         refused.expect("status"),
         "the returning source was not refused"
     );
+    // The source says why it cannot connect.
+    let told = wait_until(Duration::from_secs(20), || {
+        let s = h.source.job_status(JOB)?;
+        Ok(s.con_error
+            .is_some_and(|e| e.message.contains("Failed Over on this target")))
+    });
+    assert!(
+        told.expect("source status"),
+        "{:?}",
+        h.source.job_status(JOB)
+    );
     std::thread::sleep(Duration::from_secs(3));
     assert!(
         !h.dst.join("after.txt").exists(),

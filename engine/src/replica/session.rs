@@ -55,6 +55,12 @@ pub(super) async fn run(
     let mut session = match link.handshake(fingerprint, (&name, peer)).await {
         Ok(session) => session,
         Err(Ended::Refused(code, why)) => return link.refuse(code, &why).await,
+        Err(Ended::FailedOver(why)) => {
+            // Counted and logged by `failover::admit`: only the source is told.
+            let _ = send(&mut link.writer, &Frame::refused(REFUSE_FAILED_OVER, &why)).await;
+            let _ = link.writer.shutdown().await;
+            return;
+        }
         Err(Ended::Gone) => return,
     };
     let ending = link.receive_loop(&mut session).await;
@@ -77,6 +83,8 @@ enum Ended {
     Refused(u32, String),
     /// The connection ended before the handshake did: nothing to tell.
     Gone,
+    /// The job failed over: the source is told why, the failover monitor counts it.
+    FailedOver(String),
 }
 
 /// What the hello asked for.
@@ -142,8 +150,7 @@ impl Link {
         let key = (fingerprint, job.clone());
         let holding = self.take_over(&key).await?;
         // Only once the job is this session's: see `failover`'s invariants.
-        let watch = failover::admit(&self.ctx, &key, &self.who)
-            .map_err(|why| Ended::Refused(REFUSE_FAILED_OVER, why))?;
+        let watch = failover::admit(&self.ctx, &key, &self.who).map_err(Ended::FailedOver)?;
         let session = self.starting_point(&key, &target_path, replica.as_ref())?;
         let last_applied = session.last_applied;
         let stats = session_stats(

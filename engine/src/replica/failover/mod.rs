@@ -231,7 +231,7 @@ pub(super) fn admit(ctx: &Context, key: &JobKey, who: &str) -> Result<Arc<Watch>
         watch.parted.store(false, Ordering::Relaxed);
         return Ok(watch);
     }
-    watch.refused.fetch_add(1, Ordering::Relaxed);
+    let earlier = watch.refused.fetch_add(1, Ordering::Relaxed);
     let why = format!(
         "job {} is {} on this target: its source's operations are refused until a \
          failback (rillctl failback {} on the target)",
@@ -239,11 +239,15 @@ pub(super) fn admit(ctx: &Context, key: &JobKey, who: &str) -> Result<Arc<Watch>
         state.words(),
         key.1
     );
-    ctx.log.event(
-        Level::Warning,
-        events::RESTORE_REQUIRED,
-        &format!("Restore required after failover: refusing {who}: {why}"),
-    );
+    // Once per failover and process: a source retries every NetworkRetry for as long as
+    // the failover lasts, and the status counts the refusals.
+    if earlier == 0 {
+        ctx.log.event(
+            Level::Warning,
+            events::RESTORE_REQUIRED,
+            &format!("Restore required after failover: refusing {who}: {why}"),
+        );
+    }
     Err(why)
 }
 

@@ -51,6 +51,8 @@ async fn failover(ctx: &Arc<Context>, key: &JobKey, watch: &Watch, test: bool) -
             watch.state().words()
         ));
     }
+    // The refusals counted (and the one 4018 logged) are this failover's.
+    watch.refused.store(0, std::sync::atomic::Ordering::Relaxed);
     ctx.log.event(
         Level::Information,
         events::FAILOVER_STARTED,
