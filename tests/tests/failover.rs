@@ -238,6 +238,38 @@ fn a_lost_source_fails_over_on_its_own_and_is_refused_when_it_returns() {
     assert_database_whole(&replica_db);
 }
 
+/// A source that hangs (SIGSTOP: its connection open and silent, as over a cut network)
+/// meets the condition while its session still runs; the failover stops that session,
+/// and the source, woken, is refused.
+#[test]
+fn a_silent_source_with_its_connection_open_is_failed_over() {
+    let mut h = paired_hosts(
+        "failover-silent",
+        SOURCE,
+        &format!("{MONITOR}UserIntervention = 0\n"),
+    );
+    let replica_db = replicate_a_database(&h);
+    h.source.freeze().expect("freeze the source");
+    let failed_over = wait_until(Duration::from_secs(30), || {
+        Ok(state(&h.target) == Some(FailoverState::FailedOver))
+    });
+    h.source.signal(libc::SIGCONT).expect("wake the source");
+    assert!(failed_over.expect("status"), "{:?}", session(&h.target));
+    assert_database_whole(&replica_db);
+    // Woken, it finds its connection gone, reconnects and is refused.
+    let refused = wait_until(Duration::from_secs(30), || {
+        Ok(session(&h.target).is_some_and(|s| s.refused_after_failover > 0))
+    });
+    assert!(refused.expect("status"), "{:?}", session(&h.target));
+    std::fs::write(h.src.join("after.txt"), b"after").expect("write");
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        !h.dst.join("after.txt").exists(),
+        "the source wrote to the replica"
+    );
+    h.source.kill().expect("stop the source");
+}
+
 #[test]
 fn with_user_intervention_the_condition_waits_for_rillctl_failover_and_failback_ends_it() {
     let mut h = paired_hosts("failover-manual", SOURCE, MONITOR);
