@@ -331,3 +331,61 @@ fn check_conditions(ctx: &Arc<Context>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::job_store::FailedOver;
+
+    #[test]
+    fn a_failover_starts_only_from_the_state_it_expects() {
+        let w = Watch::default();
+        assert_eq!(w.state(), FailoverState::Protecting);
+        assert!(w.shift(FailoverState::Protecting, FailoverState::FailingOver));
+        // A second request while the first runs, or a failback of a protected job.
+        assert!(!w.shift(FailoverState::Protecting, FailoverState::FailingOver));
+        assert!(!w.shift(FailoverState::FailedOver, FailoverState::FailingOver));
+        w.set(FailoverState::TestFailover);
+        for s in [
+            FailoverState::Protecting,
+            FailoverState::FailingOver,
+            FailoverState::FailedOver,
+            FailoverState::TestFailover,
+        ] {
+            assert_eq!(state_of_code(state_code(s)), s);
+        }
+    }
+
+    #[test]
+    fn the_stored_record_says_the_state_a_restarted_target_starts_in() {
+        let mut record = FailoverRecord::default();
+        assert_eq!(stored_state(&record), FailoverState::Protecting);
+        record.failed_over = Some(FailedOver {
+            test: true,
+            at_unix: 1,
+            last_applied: 9,
+        });
+        assert_eq!(stored_state(&record), FailoverState::TestFailover);
+        if let Some(f) = record.failed_over.as_mut() {
+            f.test = false;
+        }
+        assert_eq!(stored_state(&record), FailoverState::FailedOver);
+    }
+
+    #[test]
+    fn requests_wait_for_the_monitor_in_order_and_are_answered() {
+        let monitor = Monitor::default();
+        let key = |j: &str| ("ab".to_string(), j.to_string());
+        let first = monitor.ask(key("a"), Action::Failback);
+        let _second = monitor.ask(key("b"), Action::Failover(FailoverMode::Test));
+        let asks = monitor.take_asks();
+        assert_eq!(asks.len(), 2);
+        assert_eq!(
+            (asks[0].key.1.as_str(), asks[0].action),
+            ("a", Action::Failback)
+        );
+        assert!(monitor.take_asks().is_empty());
+        asks[0].reply.send(Ok("done".into())).unwrap();
+        assert_eq!(first.recv().unwrap(), Ok("done".to_string()));
+    }
+}
