@@ -15,6 +15,22 @@
 //! stream up to it, durably. A replica still being mirrored (data state Mirroring) holds
 //! a walk's mix of old and new files, not such a point: the failover goes on, as asked,
 //! and its event says so.
+//!
+//! # State
+//!
+//! None of its own: a run moves the job's [`Watch`] state and writes its
+//! `FailoverRecord` and target session in the job store.
+//!
+//! # Invariants
+//!
+//! - The state is Failing Over for the whole of a run (so the job's source is refused
+//!   and no second run starts), and goes back to where it was if the run fails.
+//! - A failover is recorded in the job store before the state says Failed Over, and
+//!   only once the replica is settled: a crash between leaves a job that did not fail
+//!   over, never a failed-over job at an unsettled point.
+//! - A failback or an undone test forgets the job's position before it clears the
+//!   record: the source that may then connect is remirrored, never resumed on top of a
+//!   replica that changed while failed over.
 
 use std::sync::Arc;
 
