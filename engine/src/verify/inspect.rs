@@ -114,6 +114,7 @@ fn attributes(st: &libc::stat) -> Inspected {
         gid: st.st_gid,
         size: st.st_size as u64,
         mtime: (st.st_mtime, st.st_mtime_nsec as u32),
+        links: u32::try_from(st.st_nlink).unwrap_or(u32::MAX),
         ..Inspected::default()
     }
 }

@@ -6,7 +6,7 @@
 //!              path bytes, first_block u64, blocks u32, list u8 (0|1)
 //! Verified   id u64, count u16, then per name (in the order asked):
 //!              kind u8, mode u32, uid u32, gid u32, size u64, mtime_s i64, mtime_ns u32,
-//!              link bytes, xattr count u16 (name bytes, value bytes)*,
+//!              links u32, link bytes, xattr count u16 (name bytes, value bytes)*,
 //!              sum count u32 (crc32c u32)*, name count u32 (name bytes)*, names_cut u8
 //! bytes = u32 length, then that many bytes
 //! ```
@@ -91,6 +91,9 @@ pub struct Inspected {
     pub gid: u32,
     pub size: u64,
     pub mtime: (i64, u32),
+    /// Hard links to the object (a difference mirror writes in place only into a file
+    /// that has no other name).
+    pub links: u32,
     /// A symlink's text.
     pub link: Vec<u8>,
     /// Extended attributes, sorted by name.
@@ -111,8 +114,9 @@ impl Inspected {
 
 /// The bytes `f` takes in a `Verified` payload.
 pub fn encoded_len(f: &Inspected) -> usize {
-    /// kind, mode, uid, gid, size, mtime, and the four counts and lengths, names_cut.
-    const FIXED: usize = 1 + 4 * 3 + 8 + 8 + 4 + 4 + 2 + 4 + 4 + 1;
+    /// kind, mode, uid, gid, size, mtime, links, and the four counts and lengths,
+    /// names_cut.
+    const FIXED: usize = 1 + 4 * 3 + 8 + 8 + 4 + 4 + 4 + 2 + 4 + 4 + 1;
     FIXED
         + f.link.len()
         + f.xattrs
@@ -177,6 +181,7 @@ pub(super) fn encode_found(
         w.u64(f.size);
         w.u64(f.mtime.0 as u64);
         w.u32(f.mtime.1);
+        w.u32(f.links);
         w.bytes("link", &f.link, MAX_NAME_BYTES)?;
         w.u16(count(w.kind(), "xattrs", f.xattrs.len(), MAX_XATTRS)? as u16);
         for (name, value) in &f.xattrs {
@@ -223,6 +228,7 @@ fn decode_one(r: &mut Reader<'_>) -> Result<Inspected, ProtoError> {
         gid: r.u32("gid")?,
         size: r.u64("size")?,
         mtime: (r.u64("mtime_s")? as i64, r.u32("mtime_ns")?),
+        links: r.u32("links")?,
         link: r.bytes("link", MAX_NAME_BYTES)?,
         ..Inspected::default()
     };

@@ -84,7 +84,7 @@ pub(super) fn answers() -> impl Strategy<Value = Frame> {
     ];
     let one = (
         kind,
-        any::<[u32; 3]>(),
+        any::<[u32; 4]>(),
         any::<u64>(),
         (any::<i64>(), any::<u32>()),
         bytes(20),
@@ -94,7 +94,7 @@ pub(super) fn answers() -> impl Strategy<Value = Frame> {
         any::<bool>(),
     )
         .prop_map(
-            |(kind, [mode, uid, gid], size, mtime, link, xattrs, sums, names, names_cut)| {
+            |(kind, [mode, uid, gid, links], size, mtime, link, xattrs, sums, names, names_cut)| {
                 Inspected {
                     kind: Some(kind),
                     mode,
@@ -102,6 +102,7 @@ pub(super) fn answers() -> impl Strategy<Value = Frame> {
                     gid,
                     size,
                     mtime,
+                    links,
                     link,
                     xattrs,
                     sums,
@@ -190,6 +191,7 @@ fn answers_with_hostile_counts_are_refused() {
     hostile.extend_from_slice(&1u16.to_le_bytes());
     hostile.push(ObjKind::File as u8);
     hostile.extend_from_slice(&[0; 4 * 3 + 8 + 8 + 4]);
+    hostile.extend_from_slice(&1u32.to_le_bytes()); // links
     hostile.extend_from_slice(&0u32.to_le_bytes()); // link
     hostile.extend_from_slice(&0u16.to_le_bytes()); // xattrs
     hostile.extend_from_slice(&u32::MAX.to_le_bytes()); // sums
