@@ -283,10 +283,15 @@ impl Settings {
         self.flag(Id::MirrorZeroKFiles)
     }
 
-    /// `MirrorOverwrite`: 1 (always overwrite), the one value the table accepts: the
-    /// mirror rebuilds every file it sends.
+    /// `MirrorOverwrite`: 0 never overwrite, 1 always, 2 if the target's file is older.
     pub fn mirror_overwrite(&self) -> u64 {
         self.int(Id::MirrorOverwrite)
+    }
+
+    /// `AutoRemirror`: how a remirror compares and sends files (0 to 4, the guide's
+    /// values).
+    pub fn auto_remirror(&self) -> u64 {
+        self.int(Id::AutoRemirror)
     }
 
     /// `EnableSparseFileMirroring`.

@@ -442,15 +442,35 @@ settings_table! {
         restart: false,
         help: "mirror empty files (0: skip them in mirrors and verifications)",
     }
-    // The guide's 0 (never overwrite) and 2 (overwrite if older) need the target to judge
-    // each file before its data is sent; rill's mirror rebuilds every file it sends, so
-    // those values are refused rather than accepted and ignored.
+    // The guide's values and default. 0 and 2 have the mirror ask the target what it
+    // holds under each file's name before sending it (see the engine's `mirror::compare`).
     MirrorOverwrite {
-        kind: Kind::Enumeration(&[(1, "always overwrite")]),
+        kind: Kind::Enumeration(&[
+            (0, "never overwrite"),
+            (1, "always overwrite"),
+            (2, "overwrite if older"),
+        ]),
         unit: "",
         default: Value::Int(1),
         restart: false,
         help: "whether a mirror overwrites files that exist on the target",
+    }
+    // The guide's values, default 1 and restart rule. "When a source is brought online
+    // after an auto-disconnect" is, in rill, the remirror after an unclean stop or a
+    // target that lost state; names the change journal holds are remirrored whatever the
+    // value (0 included: they are what replication could not carry), by the mode's method.
+    AutoRemirror {
+        kind: Kind::Enumeration(&[
+            (0, "do not compare or send any files"),
+            (1, "compare attributes, send the attributes and bytes that differ"),
+            (2, "send every file whole"),
+            (3, "compare attributes, send whole the files that differ"),
+            (4, "compare attributes and data, send the attributes and bytes that differ"),
+        ]),
+        unit: "",
+        default: Value::Int(1),
+        restart: false,
+        help: "how a remirror compares and sends files",
     }
     // Linux only.
     EnableSparseFileMirroring {

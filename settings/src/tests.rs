@@ -90,7 +90,7 @@ fn the_table_has_the_settings_the_engine_uses_once_each() {
     names.sort_unstable();
     names.dedup();
     assert_eq!(names.len(), SETTINGS.len(), "a name appears twice");
-    assert_eq!(SETTINGS.len(), 57);
+    assert_eq!(SETTINGS.len(), 58);
     for def in SETTINGS {
         assert!(!def.help.is_empty(), "{}", def.name);
         let needs_unit = matches!(def.kind, Kind::Integer { .. });
@@ -147,7 +147,7 @@ fn every_number_is_refused_below_its_minimum_and_above_its_maximum() {
         }
         tested += 1;
     }
-    assert_eq!(tested, 39);
+    assert_eq!(tested, 40);
 }
 
 #[test]
@@ -446,6 +446,8 @@ fn non_default() -> Settings {
         ("MirrorChunkSize", "1048576"),
         ("SmallFileThreshold", "0"),
         ("MirrorZeroKFiles", "0"),
+        ("MirrorOverwrite", "2"),
+        ("AutoRemirror", "4"),
         ("EnableSparseFileMirroring", "0"),
         ("DisableAttributeReplication", "1"),
         ("ExtendedAttributes", "1"),
@@ -478,7 +480,7 @@ fn non_default() -> Settings {
 #[test]
 fn to_toml_reads_back_as_the_same_settings() {
     let s = non_default();
-    // A setting with one allowed value (MirrorOverwrite) has no other to round-trip.
+    // A setting with one allowed value has no other to round-trip.
     let single = |def: &&SettingDef| matches!(def.kind, Kind::Enumeration(v) if v.len() == 1);
     for def in SETTINGS.iter().filter(|d| !single(d)) {
         assert_ne!(

@@ -63,7 +63,21 @@ const GUIDE: &[(&str, &str, bool, &str)] = &[
         "0 to 4294967295 (bytes)",
     ),
     ("MirrorZeroKFiles", "1", false, "0 or 1"),
-    ("MirrorOverwrite", "1", false, "1 (always overwrite)"),
+    (
+        "MirrorOverwrite",
+        "1",
+        false,
+        "0 (never overwrite), 1 (always overwrite), or 2 (overwrite if older)",
+    ),
+    (
+        "AutoRemirror",
+        "1",
+        false,
+        "0 (do not compare or send any files), 1 (compare attributes, send the attributes \
+         and bytes that differ), 2 (send every file whole), 3 (compare attributes, send \
+         whole the files that differ), or 4 (compare attributes and data, send the \
+         attributes and bytes that differ)",
+    ),
     ("EnableSparseFileMirroring", "1", false, "0 or 1"),
     ("DisableAttributeReplication", "0", true, "0 or 1"),
     ("ExtendedAttributes", "0", false, "0 or 1"),
@@ -264,18 +278,17 @@ fn the_new_settings_refuse_values_outside_the_guide_s_ranges() {
             "4",
             "3 (source and target)",
         ),
-        // The guide's other values are refused, not ignored.
         (
-            "MirrorOverwrite = 2",
+            "MirrorOverwrite = 3",
             "MirrorOverwrite",
-            "2",
-            "1 (always overwrite)",
+            "3",
+            "0 (never overwrite), 1 (always overwrite), or 2 (overwrite if older)",
         ),
         (
-            "MirrorOverwrite = 0",
-            "MirrorOverwrite",
-            "0",
-            "1 (always overwrite)",
+            "AutoRemirror = 5",
+            "AutoRemirror",
+            "5",
+            "3 (compare attributes, send whole the files that differ), or 4 (compare",
         ),
     ] {
         let e = err(text);
