@@ -14,7 +14,7 @@ use crate::net::proto::Compression;
 use crate::replica::apply::ApplyOptions;
 use crate::replica::{FailoverConfig, TargetConfig};
 use crate::settings::{CallbackMode, Settings};
-use crate::source::mirror::MirrorOptions;
+use crate::source::mirror::{CompareOptions, Method, MirrorOptions, Overwrite};
 use crate::source::resolve::ResolveOptions;
 use crate::source::transmit::TransmitOptions;
 use crate::storage::job_store::StoredJob;
@@ -53,9 +53,23 @@ pub fn transmit_options(settings: &Settings) -> TransmitOptions {
                 0 => usize::MAX,
                 n => n as usize,
             },
+            compare: first_mirror_compare(settings),
         },
+        remirror_method: Method::from_setting(settings.auto_remirror(), settings.checksum_all()),
+        // As long as a verification waits for an answer (`verify_options`).
+        answer_wait: settings.network_timeout() * 2,
         calculate: settings.calculate_on_connect(),
         use_change_journal: settings.use_change_journal(),
+    }
+}
+
+/// What a first mirror compares with the replica: only what `MirrorOverwrite` needs
+/// (`AutoRemirror` is for remirrors; the transmit loop sets it on theirs).
+fn first_mirror_compare(settings: &Settings) -> CompareOptions {
+    CompareOptions {
+        overwrite: Overwrite::from_setting(settings.mirror_overwrite()),
+        method: Method::Whole,
+        max_blocks: settings.max_checksum_blocks(),
     }
 }
 

@@ -118,7 +118,13 @@ pub fn run(settings: &Settings, job: SourceJob, outbox: &mut Outbox) -> Result<(
         marker,
         resync,
         look_since,
-    } = begin(data, &source, job.resync, &log)?;
+    } = begin(
+        data,
+        &source,
+        job.resync,
+        settings.auto_remirror() != AUTO_REMIRROR_OFF,
+        &log,
+    )?;
     let (producer, mut consumer) = open_queue(settings, &queue_dir, &source, &changes, &log)?;
     // Each run of a job gets a fresh control, so this is its only queue.
     let _ = job.control.queue.set(consumer.watch());
@@ -206,23 +212,41 @@ struct Start {
     look_since: Option<u64>,
 }
 
+/// `AutoRemirror` 0: no remirror when the source comes back after an auto-disconnect.
+const AUTO_REMIRROR_OFF: u64 = 0;
+
 /// Opens the job's change journal and reads what its last run left: an unclean stop (the
-/// marker is still there) marks the whole source for remirroring, as does a resync
-/// without a record of when the capture stopped. Then marks this run as in progress.
-fn begin(data: &Path, source: &Path, resync: bool, log: &EventLog) -> Result<Start> {
+/// marker is still there) marks the whole source for remirroring unless `auto_remirror`
+/// is off (`AutoRemirror` 0: the guide's "do not compare or send any files"; what the
+/// change journal already holds is still remirrored), as does a resync without a record
+/// of when the capture stopped. Then marks this run as in progress.
+fn begin(
+    data: &Path,
+    source: &Path,
+    resync: bool,
+    auto_remirror: bool,
+    log: &EventLog,
+) -> Result<Start> {
     let changes = ChangeJournal::open(&data.join(CHANGE_JOURNAL))?;
     let marker = data.join(MARKER);
     let resync = resync && !marker.exists();
     // Taken in any case, so a later unclean stop never finds an old one.
     let stopped_at = take_stopped_at(&data.join(STOPPED_AT));
     let look_since = stopped_at.filter(|_| resync);
-    if marker.exists() {
+    if marker.exists() && auto_remirror {
         let text = format!(
             "Auto-disconnecting {} due to an unclean stop of rilld: it is marked for remirroring",
             source.display()
         );
         log.event(Level::Warning, events::AUTO_DISCONNECT, &text);
         changes.mark_subtree(source, Reason::Recovery, crate::clock::wall_ns())?;
+    } else if marker.exists() {
+        let text = format!(
+            "Auto-disconnecting {} due to an unclean stop of rilld: not remirrored \
+             (AutoRemirror = 0); the replica may lack changes made before the stop",
+            source.display()
+        );
+        log.event(Level::Warning, events::AUTO_DISCONNECT, &text);
     }
     if resync && look_since.is_none() {
         changes.mark_subtree(source, Reason::RescanAll, crate::clock::wall_ns())?;

@@ -217,6 +217,16 @@ impl Outbox {
         self.resolver.suspect(path);
     }
 
+    /// Whether `path` (absolute, beneath the source) names a replica object that may be
+    /// stale or another file (see `Resolver::followed`); a path outside the source counts
+    /// as one.
+    pub fn followed(&self, path: &Path) -> bool {
+        match self.resolver.relative(path) {
+            Ok(rel) => self.resolver.followed(&rel),
+            Err(_) => true,
+        }
+    }
+
     /// Whether the destination asked to hold the mirror back (its queue is full).
     pub fn mirror_paused(&self) -> bool {
         self.destination.mirror_paused()

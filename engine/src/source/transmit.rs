@@ -20,13 +20,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
+mod difference;
 mod verify;
 
 use crate::events::{self, EventLog, Level};
 use crate::net::proto::{Marker, Stream};
 use crate::repset::ReplicationSet;
 use crate::source::destination::DestinationError;
-use crate::source::mirror::{HandOuts, Mirror, MirrorOptions, TakeOver};
+use crate::source::mirror::{HandOuts, Handout, Method, Mirror, MirrorOptions, TakeOver};
 use crate::source::outbox::Outbox;
 use crate::storage::change_journal::{ChangeJournal, Entry, Mark, Reason};
 use crate::storage::queue::{Consumer, QueueStats, QueueWatch};
@@ -113,6 +114,11 @@ pub struct TransmitOptions {
     /// `HPQueueRatio`: replication operations per mirror group.
     pub hp_queue_ratio: u64,
     pub mirror: MirrorOptions,
+    /// How a remirror compares files with the replica (`AutoRemirror`, `ChecksumAll`).
+    pub remirror_method: Method,
+    /// How long a difference mirror waits for the replica's answer before it rebuilds
+    /// the file whole.
+    pub answer_wait: Duration,
     /// `CalculateOnConnect`: size the mirror before it starts.
     pub calculate: bool,
     /// `UseChangeJournal`: remirror what the change journal holds.
@@ -298,19 +304,10 @@ impl TransmitLoop<'_> {
         let Some(m) = p.mirror.as_mut() else {
             return Ok(());
         };
-        match m.walk.next_group() {
-            Some(group) => {
-                p.handed_out.record(&group, !m.entries.is_empty());
-                for ev in &group {
-                    if let Some(failed) = self.send(ev, Stream::Mirror)? {
-                        p.remirrors.failed([failed]);
-                    }
-                }
-                self.control
-                    .mirror_sent_bytes
-                    .store(m.walk.progress().bytes, Ordering::Relaxed);
-                p.unflushed += group.len() as u32;
-            }
+        let remirror = !m.entries.is_empty();
+        match m.walk.next() {
+            Some(Handout::Group(group)) => self.send_group(p, &group, remirror)?,
+            Some(Handout::Compare(c)) => self.compare_turn(p, c)?,
             None => {
                 if let Some(done) = p.mirror.take() {
                     p.remirrors.failed(self.finish_mirror(done)?);
@@ -644,7 +641,13 @@ impl TransmitLoop<'_> {
         if marked {
             self.outbox.marker(Marker::MirrorStarted)?;
         }
-        let (set, options) = (self.set.clone(), self.options.mirror);
+        let (set, mut options) = (self.set.clone(), self.options.mirror);
+        // `MirrorOverwrite` is the first mirror's; a remirror repairs what the replica
+        // lacks, so it overwrites, by `AutoRemirror`'s method.
+        if !full {
+            options.compare.overwrite = crate::source::mirror::Overwrite::Always;
+            options.compare.method = self.options.remirror_method;
+        }
         Ok(Running {
             walk: if full {
                 Mirror::new(roots, set, options)

@@ -37,6 +37,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rill_ops::{Event, NameMatch, NameRule, Op};
 
+mod compare;
 mod hand_outs;
 mod pending;
 
@@ -44,6 +45,7 @@ use crate::replica::orphans::keep_ranges;
 use crate::repset::{NamesProtected, ReplicationSet};
 use crate::source::resolve::{list_xattrs, open_data};
 use crate::sys;
+pub use compare::{judge, Compare, CompareOptions, Handout, Method, Overwrite, Verdict};
 pub use hand_outs::HandOuts;
 use pending::Pending;
 
@@ -65,6 +67,8 @@ pub struct MirrorOptions {
     pub xattrs: bool,
     /// Names per orphan-removal operation (`MaxRemoveOrphansOpSize`, 0 there: all).
     pub orphan_names_per_op: usize,
+    /// Which files are compared with the replica before they are sent (see `compare`).
+    pub compare: CompareOptions,
 }
 
 /// What becomes of a replication operation sent while a mirror runs
@@ -112,6 +116,10 @@ pub struct Mirror {
     /// name where the walk had passed already (see [`Mirror::linked_name`]).
     started: (i64, i64),
     progress: MirrorProgress,
+    /// A file handed out to compare, waiting to be returned by `next` (see `compare`).
+    compare: Option<Compare>,
+    /// The name the transmit loop asked to have rebuilt whole, not compared again.
+    whole: Option<PathBuf>,
 }
 
 impl Mirror {
@@ -132,6 +140,8 @@ impl Mirror {
             heads: HashSet::new(),
             started: ctime_clock(),
             progress: MirrorProgress::default(),
+            compare: None,
+            whole: None,
         }
     }
 
@@ -185,15 +195,31 @@ impl Mirror {
     /// The next group of operations, to be sent whole and before any other operation is
     /// captured (see the module's doc); `None` when everything was handed out. Objects
     /// that vanish during the walk are skipped: their removal is in the replication stream.
+    ///
+    /// A file to compare is rebuilt whole here; the transmit loop, which can ask the
+    /// replica, takes [`Mirror::next`] instead.
+    #[cfg(test)]
     pub fn next_group(&mut self) -> Option<Vec<Event>> {
         loop {
-            if let Some(group) = self.ready.pop_front() {
-                for ev in &group {
-                    if let Op::Write { len, .. } = ev.op {
-                        self.progress.bytes += len;
-                    }
+            match self.next()? {
+                Handout::Group(group) => {
+                    self.count_sent(&group);
+                    return Some(group);
                 }
-                return Some(group);
+                Handout::Compare(c) => self.rebuild_whole(&c.path),
+            }
+        }
+    }
+
+    /// The next group, or the next file to compare with the replica before anything of
+    /// it is sent (see `compare`). The caller counts what it sends ([`Mirror::count_sent`]).
+    pub fn next(&mut self) -> Option<Handout> {
+        loop {
+            if let Some(group) = self.ready.pop_front() {
+                return Some(Handout::Group(group));
+            }
+            if let Some(c) = self.compare.take() {
+                return Some(Handout::Compare(c));
             }
             match self.todo.pop() {
                 // A root the source no longer has (a remirror of a file removed since, or
@@ -228,6 +254,15 @@ impl Mirror {
                     }
                 }
                 None => return None,
+            }
+        }
+    }
+
+    /// Counts the file data a group sends in the mirror's progress.
+    pub fn count_sent(&mut self, group: &[Event]) {
+        for ev in group {
+            if let Op::Write { len, .. } = ev.op {
+                self.progress.bytes += len;
             }
         }
     }
@@ -387,6 +422,15 @@ impl Mirror {
         // Whatever the replica holds under this name is replaced, not reused: a stale file
         // would keep data where the source has holes, a symlink would be written through,
         // and a name that exists would make `symlink` or `link` a no-op.
+        if ft.is_file() && m.nlink() == 1 {
+            if let Some(c) = self.to_compare(p, m.len()) {
+                self.compare = Some(c);
+                return;
+            }
+        }
+        if self.whole.as_deref() == Some(p) {
+            self.whole = None;
+        }
         let unlink = Event::new(p, Op::Unlink);
         if m.nlink() > 1 && self.linked_name(p, &m, &unlink) {
             return;
@@ -771,6 +815,7 @@ mod tests {
             attributes: true,
             xattrs: true,
             orphan_names_per_op: 1000,
+            compare: CompareOptions::NONE,
         }
     }
 

@@ -342,6 +342,19 @@ impl Resolver {
         self.other_objects.holds(rel)
     }
 
+    /// Whether the replica's object under `rel` (or a directory above it) is followed as
+    /// one that may be stale or lack a change the stream does not carry: a name a
+    /// difference mirror must rebuild whole rather than patch (its rebuild is what takes
+    /// it out of the suspects). A set grown to its bound may have missed names: then
+    /// every name counts as followed.
+    pub fn followed(&self, rel: &Path) -> bool {
+        let full = |f: &Followed| f.len() >= crate::followed::MAX_FOLLOWED;
+        full(&self.suspects)
+            || full(&self.other_objects)
+            || self.suspects.holds(rel)
+            || self.other_objects.holds(rel)
+    }
+
     /// `ev` (resolved: relative paths), a change in place of a suspect name (see
     /// [`Resolver::suspected`]), is not sent: applied to the replica's stale object
     /// there, it changed a file the replica may also hold under other names, which are
