@@ -43,6 +43,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 pub mod capture;
+pub mod difference;
 pub mod drain;
 pub mod driver;
 pub mod engine;

@@ -59,6 +59,24 @@ enum Command {
     /// (scripts/setup), and the rilld binary in the same directory as rill-bench (build both
     /// with `cargo build --release -p rill-engine -p rill-bench`).
     Replication(ReplicationArgs),
+    /// What a remirror after a crash of the source sends of a large file with some 4 KiB
+    /// pages overwritten, and how long until the replica is equal: rill's difference
+    /// mirror vs `rsync -a` to a daemon on loopback, bytes counted by relays. Needs root,
+    /// rsync and rilld beside rill-bench.
+    Difference {
+        /// Directory in which the temporary directory (hosts, files) is made.
+        #[arg(long, default_value = "/var/tmp")]
+        dir: PathBuf,
+        /// The file's size.
+        #[arg(long, default_value_t = 1024)]
+        size_mib: u64,
+        /// Pages overwritten in each round, comma-separated.
+        #[arg(long, value_delimiter = ',', default_values_t = [10u64, 1_000, 100_000])]
+        changes: Vec<u64>,
+        /// The rilld binary [default: `rilld` in the directory of this rill-bench executable].
+        #[arg(long)]
+        rilld: Option<PathBuf>,
+    },
     /// (internal) The ring reader that `capture` starts as a child process.
     #[command(hide = true)]
     Drain,
@@ -192,6 +210,14 @@ fn main() {
             spill_mb,
             memory_mb,
         } => rill_bench::engine::run(&dir, ops, spill_mb, memory_mb).map(|t| print!("{t}")),
+        Command::Difference {
+            dir,
+            size_mib,
+            changes,
+            rilld,
+        } => rilld_or_beside(rilld).and_then(|rilld| {
+            rill_bench::difference::run(&rilld, &dir, size_mib, &changes).map(|t| print!("{t}"))
+        }),
         Command::DiskQueue {
             dir,
             appends,
@@ -232,16 +258,21 @@ fn stop_flag() -> Result<Arc<AtomicBool>> {
     Ok(stop)
 }
 
+/// The `--rilld` given, or `rilld` in the directory of this executable.
+fn rilld_or_beside(given: Option<PathBuf>) -> Result<PathBuf> {
+    if let Some(p) = given {
+        return Ok(p);
+    }
+    let exe = std::env::current_exe().context("locating the rill-bench executable")?;
+    Ok(exe
+        .parent()
+        .context("the rill-bench executable has no directory")?
+        .join("rilld"))
+}
+
 fn run_replication(a: ReplicationArgs) -> Result<()> {
     check_json_dir(a.json.as_ref())?;
-    let exe = std::env::current_exe().context("locating the rill-bench executable")?;
-    let rilld = match a.rilld {
-        Some(p) => p,
-        None => exe
-            .parent()
-            .context("the rill-bench executable has no directory")?
-            .join("rilld"),
-    };
+    let rilld = rilld_or_beside(a.rilld)?;
     let (reps, file_mb, overwrites, files, mb, lag) = if a.quick {
         (1, 64, 1_000, 1_000, 10, 5)
     } else {

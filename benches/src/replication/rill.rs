@@ -43,6 +43,17 @@ pub struct RillJob<'a> {
 
 impl<'a> RillJob<'a> {
     pub fn start(source: &'a Host, name: &str, src: &Path, dst: &Path, port: u16) -> Result<Self> {
+        let job = RillJob {
+            source,
+            name: name.into(),
+        };
+        Self::create(source, name, src, dst, port)?;
+        Ok(job)
+    }
+
+    /// Creates and starts the job `name` from `src` to `dst` on the target reached at
+    /// `port` on loopback (the target's, or a relay's); nothing deletes it.
+    pub fn create(source: &Host, name: &str, src: &Path, dst: &Path, port: u16) -> Result<()> {
         source.call(Request::JobCreate(JobSpec {
             name: name.into(),
             source: src.to_path_buf(),
@@ -53,15 +64,11 @@ impl<'a> RillJob<'a> {
             },
             rules: Vec::new(),
         }))?;
-        let job = RillJob {
-            source,
-            name: name.into(),
-        };
         source.call(Request::Job {
             name: name.into(),
             action: JobAction::Start,
         })?;
-        Ok(job)
+        Ok(())
     }
 
     pub fn in_sync(&self) -> Result<bool> {
