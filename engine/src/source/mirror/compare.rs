@@ -213,6 +213,7 @@ fn has_holes(p: &Path, size: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rill_ops::Op;
 
     fn file(size: u64, mtime: i64) -> Inspected {
         Inspected {
@@ -275,6 +276,47 @@ mod tests {
         }
         let small = Compare { blocks: false, ..c };
         assert_eq!(judge(&small, &src, &file(10, 5), true), Verdict::Whole);
+    }
+
+    #[test]
+    fn only_a_large_file_of_one_link_is_handed_out_to_compare_and_comes_back_whole() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        std::fs::write(r.join("big"), vec![7u8; 4096]).unwrap();
+        std::fs::write(r.join("linked"), vec![7u8; 4096]).unwrap();
+        std::fs::hard_link(r.join("linked"), r.join("other")).unwrap();
+        let mut o = crate::source::mirror::tests::options();
+        o.compare = CompareOptions {
+            overwrite: Overwrite::Always,
+            method: Method::Blocks { all: true },
+            max_blocks: 32,
+        };
+        let set = crate::source::mirror::tests::set(r);
+        let mut m = Mirror::remirror(vec![r.join("big"), r.join("linked")], r.into(), set, o);
+        let Some(Handout::Compare(c)) = m.next() else {
+            panic!("big was not handed out to compare");
+        };
+        assert_eq!(c.path, r.join("big"));
+        assert!(
+            c.blocks,
+            "4096 bytes are above the options' small-file size"
+        );
+        // Handed back whole: the mirror's groups for it, and no second comparison.
+        m.rebuild_whole(&c.path);
+        let mut ops = Vec::new();
+        while let Some(h) = m.next() {
+            match h {
+                Handout::Group(g) => ops.extend(g.into_iter().map(|e| (e.path, e.op))),
+                Handout::Compare(c) => panic!("{} handed out to compare", c.path.display()),
+            }
+        }
+        let big = r.join("big");
+        assert!(ops.contains(&(big.clone(), Op::Unlink)), "{ops:?}");
+        assert!(ops.contains(&(big, Op::Truncate { size: 4096 })), "{ops:?}");
+        // The file of two names is rebuilt under both, uncompared.
+        assert!(ops
+            .iter()
+            .any(|(p, op)| p == &r.join("other") && matches!(op, Op::Link { .. })));
     }
 
     #[test]

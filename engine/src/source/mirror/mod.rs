@@ -418,10 +418,12 @@ impl Mirror {
         if ft.is_file() && m.len() == 0 && !self.options.zero_k_files {
             return;
         }
-        self.progress.files += 1;
-        // Whatever the replica holds under this name is replaced, not reused: a stale file
-        // would keep data where the source has holes, a symlink would be written through,
-        // and a name that exists would make `symlink` or `link` a no-op.
+        // A file compared and then rebuilt whole was counted at its first visit.
+        if self.whole.as_deref() != Some(p) {
+            self.progress.files += 1;
+        }
+        // A file of one name may be compared with what the replica holds first: the
+        // transmit loop judges it and hands it back whole when in doubt (see `compare`).
         if ft.is_file() && m.nlink() == 1 {
             if let Some(c) = self.to_compare(p, m.len()) {
                 self.compare = Some(c);
@@ -431,6 +433,9 @@ impl Mirror {
         if self.whole.as_deref() == Some(p) {
             self.whole = None;
         }
+        // Whatever the replica holds under this name is replaced, not reused: a stale file
+        // would keep data where the source has holes, a symlink would be written through,
+        // and a name that exists would make `symlink` or `link` a no-op.
         let unlink = Event::new(p, Op::Unlink);
         if m.nlink() > 1 && self.linked_name(p, &m, &unlink) {
             return;
